@@ -1,0 +1,1 @@
+"""fastconv: fast CPU convolution kernels and a small Keras-like layer library."""

@@ -1,0 +1,90 @@
+"""Run-time choices for every kernel call: SIMD level and thread count.
+
+- SIMD: the best level the CPU has, unless FASTCONV_SIMD=generic|avx2|avx512 (or set_simd) asks for
+  another; asking for a level the CPU lacks falls back to the best it has, with a warning.
+- Threads: FASTCONV_NUM_THREADS, else OMP_NUM_THREADS, else all cores; set_num_threads overrides.
+  Calls too small to pay for waking a second thread run on one.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from fastconv._kernels import runtime as _rt
+
+LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+_MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread costs more than it saves
+
+_state = {"isa": None, "threads": None}
+last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
+
+
+def cpu_level() -> int:
+    return _rt.cpu_isa()
+
+
+def set_simd(name: str | None) -> str:
+    """Force a SIMD level ('generic', 'avx2', 'avx512'); None returns to the default. Returns the level used."""
+    if name is None:
+        _state["isa"] = None
+        return LEVEL_NAMES[simd_level()]
+    key = str(name).lower()
+    if key not in LEVELS:
+        raise ValueError(f"SIMD level must be one of {sorted(LEVELS)}. Received: {name!r}")
+    want, have = LEVELS[key], cpu_level()
+    if want > have:
+        warnings.warn(f"fastconv: this CPU has no {key} support; using {LEVEL_NAMES[have]} instead",
+                      RuntimeWarning, stacklevel=2)
+        want = have
+    _state["isa"] = want
+    return LEVEL_NAMES[want]
+
+
+def simd_level() -> int:
+    if _state["isa"] is None:
+        env = os.environ.get("FASTCONV_SIMD")
+        if env:
+            set_simd(env)
+        else:
+            _state["isa"] = cpu_level()
+    return _state["isa"]
+
+
+def record(op: str, isa: int) -> None:
+    last_used[op] = LEVEL_NAMES[isa]
+
+
+def _env_threads() -> int | None:
+    for var in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
+        val = os.environ.get(var)
+        if val:
+            try:
+                n = int(val.split(",")[0])
+                if n >= 1:
+                    return n
+            except ValueError:
+                warnings.warn(f"fastconv: ignoring {var}={val!r} (not a positive integer)", RuntimeWarning,
+                              stacklevel=3)
+    return None
+
+
+def set_num_threads(n: int) -> None:
+    """Threads every kernel may use (default: all cores)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int. Received: n={n!r}")
+    _state["threads"] = n
+
+
+def get_num_threads() -> int:
+    if _state["threads"] is None:
+        _state["threads"] = _env_threads() or _rt.num_procs()
+    return _state["threads"]
+
+
+def threads_for(work: float) -> int:
+    """Threads for a call doing `work` multiply-adds (1 when too small to split)."""
+    n = get_num_threads()
+    if not _rt.have_openmp():
+        return 1
+    return max(1, min(n, int(work // _MIN_WORK_PER_THREAD) or 1))

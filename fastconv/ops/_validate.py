@@ -1,0 +1,45 @@
+"""Argument checks shared by every op: dtypes, ranks, shapes. Errors quote what was received."""
+from __future__ import annotations
+
+import numpy as np
+
+_FLOATS = (np.float32, np.float64)
+
+
+def as_float_array(op: str, name: str, x, dtype=None) -> np.ndarray:
+    """C-contiguous float32/float64 view or copy of x, never x itself modified.
+
+    Integer and bool arrays become float32; complex, object and string arrays raise TypeError.
+    With dtype given, the result has that dtype (used to bring w and bias to x's dtype).
+    """
+    a = np.asarray(x)
+    kind = a.dtype.kind
+    if kind in "cOSUVMm":
+        raise TypeError(f"{op}: {name} must be a real numeric array. Received: {name}.dtype={a.dtype}")
+    if dtype is None:
+        dtype = a.dtype if a.dtype in _FLOATS else np.float32
+        if kind == "f" and a.dtype not in _FLOATS:  # float16 and friends
+            dtype = np.float32
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def check_rank(op: str, name: str, a: np.ndarray, rank: int, layout: str) -> None:
+    if a.ndim != rank:
+        raise ValueError(f"{op}: {name} must be {rank}-D {layout}. Received: {name}.shape={a.shape}")
+
+
+def check_bias(op: str, bias: np.ndarray, channels: int, w_shape) -> None:
+    if bias.shape != (channels,):
+        raise ValueError(f"{op}: bias must have shape ({channels},) to match w.shape={tuple(w_shape)}. "
+                         f"Received: bias.shape={bias.shape}")
+
+
+def check_dy(op: str, dy: np.ndarray, expected: tuple) -> None:
+    if dy.shape != tuple(expected):
+        raise ValueError(f"{op}: dy must have the output's shape {tuple(expected)}. Received: dy.shape={dy.shape}")
+
+
+def check_output(op: str, out_hw, in_shape, k_hw, what: str = "kernel") -> None:
+    if out_hw[0] < 1 or out_hw[1] < 1:
+        raise ValueError(f"{op}: the {what} {tuple(k_hw)} is larger than the padded input "
+                         f"(x.shape={tuple(in_shape)}); the output would be empty ({out_hw[0]}x{out_hw[1]})")

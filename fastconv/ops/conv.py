@@ -1,0 +1,210 @@
+"""conv2d and conv_transpose2d, forward and backward: validate -> plan -> allocate -> kernel.
+
+Transposed convolution reuses the algebra: its forward is conv2d's input gradient, its input
+gradient is conv2d's forward and its weight gradient is conv2d's weight gradient with x and dy
+swapped.  All arithmetic runs in fastconv._kernels.conv with the GIL released.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv import _dispatch
+from fastconv._kernels import conv as _k
+from fastconv._shapes import pair, positive_pair, resolve_padding, transpose_geometry, window_output_size
+from fastconv.ops import _plan
+from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_output, check_rank
+
+
+class _ConvArgs:
+    """Validated arguments of one conv2d-shaped problem (x: conv input, y: conv output)."""
+
+    __slots__ = ("x_shape", "w", "dtype", "stride", "dilation", "groups", "pads", "out_hw", "k_hw")
+
+    def __init__(self, op, x_shape, w, stride, dilation, groups, pads, out_hw):
+        self.x_shape, self.w, self.dtype = x_shape, w, w.dtype
+        self.stride, self.dilation, self.groups = stride, dilation, groups
+        self.pads, self.out_hw, self.k_hw = pads, out_hw, w.shape[:2]
+
+    @property
+    def y_shape(self):
+        return (self.x_shape[0], self.out_hw[0], self.out_hw[1], self.w.shape[3])
+
+
+def _check_groups(op, groups, c_in, w, w_name="w", layout="(KH, KW, C_in // groups, C_out)"):
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int. Received: groups={groups!r}")
+    groups = int(groups)
+    if c_in % groups or w.shape[3] % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels ({c_in}) and output "
+                         f"channels ({w.shape[3]}). Received: {w_name}.shape={w.shape}")
+    if w.shape[2] * groups != c_in:
+        raise ValueError(f"{op}: x has {c_in} channels but {w_name} expects {w.shape[2] * groups} "
+                         f"({w_name}.shape={w.shape}, layout {layout}, groups={groups})")
+    if max(w.shape[0], w.shape[1]) > _plan.MAX_TAPS:
+        raise ValueError(f"{op}: kernels up to {_plan.MAX_TAPS}x{_plan.MAX_TAPS} are supported. "
+                         f"Received: {w_name}.shape={w.shape}")
+    if min(w.shape) < 1:
+        raise ValueError(f"{op}: {w_name} must not be empty. Received: {w_name}.shape={w.shape}")
+    return groups
+
+
+def _conv_args(op, x, w, stride, padding, dilation, groups) -> _ConvArgs:
+    check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    check_rank(op, "w", w, 4, "(KH, KW, C_in // groups, C_out)")
+    groups = _check_groups(op, groups, x.shape[3], w)
+    stride = positive_pair("stride", stride, op)
+    dilation = positive_pair("dilation", dilation, op)
+    k_hw = w.shape[:2]
+    pads = resolve_padding(padding, x.shape[1:3], k_hw, stride, dilation, op)
+    out_hw = tuple(window_output_size(x.shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
+    check_output(op, out_hw, x.shape, k_hw)
+    return _ConvArgs(op, x.shape, w, stride, dilation, groups, pads, out_hw)
+
+
+def _pack(w, packing, G, isa):
+    KH, KW = w.shape[:2]
+    Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko = packing
+    vb = _k.block_size(isa, w.dtype)
+    nkb = -(-Ko // vb)
+    wp = np.empty(G * nkb * KH * KW * Cr * vb, dtype=w.dtype)
+    _k.pack_weights(w.reshape(-1), KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, wp, isa)
+    return wp
+
+
+def _isa_for(op, dtype):
+    isa = _dispatch.simd_level() if dtype == np.float32 else 0
+    _dispatch.record(op, isa)
+    return isa
+
+
+def _forward(a: _ConvArgs, x, bias, relu, op):
+    """y = conv2d(x, w) + bias for validated arguments (x C-contiguous, a.dtype)."""
+    y = np.empty(a.y_shape, dtype=a.dtype)
+    if y.size == 0:
+        return y
+    isa = _isa_for(op, a.dtype)
+    KH, KW, Cg, K = a.w.shape
+    plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
+    wp = _pack(a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
+    work = y.size * KH * KW * Cg
+    _k.gather_conv(x, wp, bias, y, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, Cg, K // a.groups,
+                   relu, isa, _dispatch.threads_for(work))
+    return y
+
+
+def _input_grad(a: _ConvArgs, dy, bias, op):
+    """dx (shape a.x_shape) of conv2d for dy (shape a.y_shape); + bias when given (transposed conv)."""
+    dx = np.empty(a.x_shape, dtype=a.dtype)
+    if dx.size == 0:
+        return dx
+    isa = _isa_for(op, a.dtype)
+    KH, KW, Cg, K = a.w.shape
+    wp = _pack(a.w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
+    threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
+    for plan in _plan.input_grad_plans(a.x_shape[1:3], a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]),
+                                       a.dilation):
+        _k.gather_conv(dy, wp, bias, dx, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, K // a.groups,
+                       Cg, False, isa, threads)
+    return dx
+
+
+def _weight_grad(a: _ConvArgs, x, dy, op):
+    dw = np.empty(a.w.shape, dtype=a.dtype)
+    db = np.empty(a.w.shape[3], dtype=a.dtype)
+    isa = _isa_for(op, a.dtype)
+    KH, KW, Cg, K = a.w.shape
+    _k.weight_grad(x, dy, dw, db, a.stride[0], a.stride[1], a.pads[0][0], a.pads[1][0],
+                   a.dilation[0], a.dilation[1], a.groups, isa, _dispatch.threads_for(dy.size * KH * KW * Cg))
+    return dw, db
+
+
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) in NHWC.
+
+    x (N, H, W, C), w (KH, KW, C // groups, K), bias (K,) or None -> y (N, OH, OW, K).
+    padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
+
+    >>> y = conv2d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 2), np.float32), padding="same")
+    >>> y.shape
+    (1, 5, 5, 2)
+    """
+    op = "conv2d"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    a = _conv_args(op, x, w, stride, padding, dilation, groups)
+    if bias is not None:
+        bias = as_float_array(op, "bias", bias, x.dtype)
+        check_bias(op, bias, w.shape[3], w.shape)
+    return _forward(a, x, bias, False, op)
+
+
+def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1):
+    """Gradients of conv2d: dy (N, OH, OW, K) -> (dx (N, H, W, C), dw like w, db (K,))."""
+    op = "conv2d_grad"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    a = _conv_args(op, x, w, stride, padding, dilation, groups)
+    check_dy(op, dy, a.y_shape)
+    dx = _input_grad(a, dy, None, op)
+    dw, db = _weight_grad(a, x, dy, op)
+    return dx, dw, db
+
+
+def _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups):
+    """The conv2d problem whose input gradient is this transposed convolution."""
+    check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    check_rank(op, "w", w, 4, "(KH, KW, C_out // groups, C_in)")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int. Received: groups={groups!r}")
+    if x.shape[3] != w.shape[3] or x.shape[3] % groups or w.shape[3] % groups:
+        raise ValueError(f"{op}: x has {x.shape[3]} channels but w expects {w.shape[3]} "
+                         f"(w.shape={w.shape}, layout (KH, KW, C_out // groups, C_in), groups={groups})")
+    stride = positive_pair("stride", stride, op)
+    dilation = positive_pair("dilation", dilation, op)
+    out_pad = pair("output_padding", output_padding, op)
+    for a in range(2):
+        if not 0 <= out_pad[a] < max(stride[a], dilation[a]):
+            raise ValueError(f"{op}: output_padding must be >= 0 and smaller than max(stride, dilation) "
+                             f"= {max(stride[a], dilation[a])}. Received: output_padding={output_padding!r}")
+    out_hw, tops = transpose_geometry(padding, x.shape[1:3], w.shape[:2], stride, dilation, out_pad, op)
+    check_output(op, out_hw, x.shape, w.shape[:2])
+    y_shape = (x.shape[0], out_hw[0], out_hw[1], w.shape[2] * groups)
+    conv_w = w  # (KH, KW, C_out // g, C_in) is a conv2d weight from C_out to C_in channels
+    _check_groups(op, int(groups), y_shape[3], conv_w)
+    pads = ((tops[0], 0), (tops[1], 0))
+    a = _ConvArgs(op, y_shape, conv_w, stride, dilation, int(groups), pads, x.shape[1:3])
+    return a
+
+
+def conv_transpose2d(x, w, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Transposed convolution: the input gradient of conv2d with weight w.
+
+    x (N, H, W, C_in), w (KH, KW, C_out // groups, C_in), bias (C_out,) -> y (N, H_out, W_out, C_out),
+    H_out = (H - 1)*stride - 2*padding + dilation*(KH - 1) + output_padding + 1 for integer padding;
+    "same" gives H*stride, "valid" H*stride + max(KH_eff - stride, 0).
+    """
+    op = "conv_transpose2d"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    a = _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups)
+    if bias is not None:
+        bias = as_float_array(op, "bias", bias, x.dtype)
+        check_bias(op, bias, a.x_shape[3], w.shape)
+    return _input_grad(a, x, bias, op)
+
+
+def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+    """Gradients of conv_transpose2d: dy (N, H_out, W_out, C_out) -> (dx, dw, db)."""
+    op = "conv_transpose2d_grad"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    a = _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups)
+    check_dy(op, dy, a.x_shape)
+    # dx = conv2d(dy, w) on the conv problem whose input is dy's shape and output is x's shape
+    dx = _forward(a, dy, None, False, op)
+    dw, _ = _weight_grad(a, dy, x, op)
+    db = np.empty(a.x_shape[3], dtype=x.dtype)
+    _k.channel_sum(dy.reshape(-1, a.x_shape[3]), db)
+    return dx, dw, db

@@ -1,0 +1,215 @@
+# cython: language_level=3
+"""Convolution kernels: forward, input gradient, weight gradient (NHWC, float32 and float64).
+
+Design (see src/conv_impl.h for the register tile):
+- Forward conv, the input gradient of conv (one call per stride phase, no zero-stuffing) and
+  transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
+  fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
+  tiles of 6 output pixels, parallel over groups of tiles with a static OpenMP schedule.
+- Weight gradient: rows (n, oh) of dy are split evenly between threads; each thread sums into its
+  own dw/db partial and the partials are added in thread order, so results depend on the thread
+  count only through float rounding.
+"""
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from _common cimport floating
+import numpy as np
+
+cdef extern from "conv_kernels.h" nogil:
+    int FC_MAXT
+    int FC_RB
+    ctypedef struct fc_gconv:
+        int N, IH, IW, ICt
+        int OH, OW
+        int out_H, out_W, OCt
+        int oy0, ox0, out_ay, out_ax
+        int ay, ax
+        int nty, ntx
+        int by[64]
+        int bx[64]
+        int ky[64]
+        int kx[64]
+        int KH, KW
+        int G, Cr, Ko
+        int relu
+    ctypedef struct fc_wgrad:
+        int N, H, W, C
+        int OH, OW, K
+        int KH, KW, sh, sw, ph, pw, dh, dw
+        int G, Cg, Kg
+    int fc_block_f32(int isa)
+    int fc_block_f64(int isa)
+    void fc_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                     ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, float *dst)
+    void fc_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                     ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
+    size_t fc_gconv_scratch_f32(int isa, const fc_gconv *p, int TB)
+    size_t fc_gconv_scratch_f64(int isa, const fc_gconv *p, int TB)
+    void fc_gconv_tiles_f32(int isa, const fc_gconv *p, const float *inp, const float *wp, const float *bias,
+                            float *out, long t0, long t1, int TB, char *scratch)
+    void fc_gconv_tiles_f64(int isa, const fc_gconv *p, const double *inp, const double *wp, const double *bias,
+                            double *out, long t0, long t1, int TB, char *scratch)
+    size_t fc_wgrad_scratch_f32(int isa, const fc_wgrad *p, int RBLK)
+    size_t fc_wgrad_scratch_f64(int isa, const fc_wgrad *p, int RBLK)
+    void fc_wgrad_rows_f32(int isa, const fc_wgrad *p, const float *x, const float *dy, long r0, long r1,
+                           int RBLK, float *dw, float *db, char *scratch)
+    void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, long r0, long r1,
+                           int RBLK, double *dw, double *db, char *scratch)
+
+MAX_TAPS = 64
+TILE_PIXELS = 6
+
+
+def block_size(int isa, dtype):
+    """Output channels per packed weight block (2 SIMD vectors) for this level and dtype."""
+    return fc_block_f64(isa) if np.dtype(dtype) == np.float64 else fc_block_f32(isa)
+
+
+def pack_weights(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
+                 ptrdiff_t s_kh, ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko,
+                 floating[::1] dst, int isa):
+    """dst[g][kb][kh][kw][cr][v] = src[kh*s_kh + kw*s_kw + g*s_g + cr*s_cr + (kb*VB + v)*s_ko]."""
+    with nogil:
+        if floating is float:
+            fc_pack_f32(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+        else:
+            fc_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+
+
+def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
+                const floating[::1] wp,                # IN  packed weights
+                const floating[::1] bias,              # IN  (G*Ko,) or None
+                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G, int Cr, int Ko,
+                bint relu, int isa, int nthreads):
+    """Run one gather convolution (see conv_geom.h).
+
+    grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax); taps_y = ((by, ky), ...); taps_x likewise.
+    """
+    cdef fc_gconv p
+    cdef int i
+    p.N = inp.shape[0]; p.IH = inp.shape[1]; p.IW = inp.shape[2]; p.ICt = inp.shape[3]
+    p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
+    p.out_H = out.shape[1]; p.out_W = out.shape[2]; p.OCt = out.shape[3]
+    p.nty = len(taps_y); p.ntx = len(taps_x)
+    for i in range(p.nty):
+        p.by[i], p.ky[i] = taps_y[i]
+    for i in range(p.ntx):
+        p.bx[i], p.kx[i] = taps_x[i]
+    p.KH = KH; p.KW = KW; p.G = G; p.Cr = Cr; p.Ko = Ko; p.relu = relu
+    cdef long P = <long>p.N * p.OH * p.OW
+    if P == 0:
+        return
+    cdef long ntiles = (P + FC_RB - 1) // FC_RB
+    cdef size_t patch = <size_t>p.nty * p.ntx * FC_RB * Cr * sizeof(floating)
+    cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
+    cdef long nchunks = (ntiles + TB - 1) // TB
+    if nthreads > nchunks:
+        nthreads = <int>nchunks
+    cdef size_t sb
+    if floating is float:
+        sb = fc_gconv_scratch_f32(isa, &p, TB)
+    else:
+        sb = fc_gconv_scratch_f64(isa, &p, TB)
+    sb = (sb + 63) & ~(<size_t>63)
+    cdef const floating *bptr = &bias[0] if bias is not None else NULL
+    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
+    if scratch == NULL:
+        raise MemoryError()
+    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef long ci, t0, t1
+    with nogil:
+        for ci in prange(nchunks, num_threads=nthreads, schedule='static'):
+            t0 = ci * TB
+            t1 = min(ntiles, t0 + TB)
+            if floating is float:
+                fc_gconv_tiles_f32(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
+                                   base + threadid() * sb)
+            else:
+                fc_gconv_tiles_f64(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
+                                   base + threadid() * sb)
+    free(scratch)
+
+
+def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
+                const floating[:, :, :, ::1] dy,       # IN  (N, OH, OW, K)
+                floating[:, :, :, ::1] dw,             # OUT (KH, KW, C // G, K)
+                floating[::1] db,                      # OUT (K,) or None
+                int sh, int sw, int ph, int pw, int dh, int dwl, int G, int isa, int nthreads):
+    """dw and db of conv2d, summed over all rows of dy (padding given as top/left)."""
+    cdef fc_wgrad p
+    p.N = x.shape[0]; p.H = x.shape[1]; p.W = x.shape[2]; p.C = x.shape[3]
+    p.OH = dy.shape[1]; p.OW = dy.shape[2]; p.K = dy.shape[3]
+    p.KH = dw.shape[0]; p.KW = dw.shape[1]
+    p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
+    p.G = G; p.Cg = p.C // G; p.Kg = p.K // G
+    cdef long R = <long>p.N * p.OH
+    cdef size_t nw = <size_t>p.KH * p.KW * p.Cg * p.K
+    cdef long t, r0, r1
+    cdef size_t i
+    cdef int j
+    # rows per block: keep the block's dy and padded x rows around 256 KiB
+    cdef size_t row_bytes = (<size_t>p.OW * p.K + (<size_t>(p.OW - 1) * sw + (p.KW - 1) * dwl + 1) * p.C) * sizeof(floating)
+    cdef int RBLK = <int>max(1, min(64, 262144 // max(row_bytes, 1)))
+    if R == 0 or p.OW == 0:
+        dw[...] = 0
+        if db is not None:
+            db[...] = 0
+        return
+    if nthreads > R:
+        nthreads = <int>R
+    cdef size_t sb
+    if floating is float:
+        sb = fc_wgrad_scratch_f32(isa, &p, RBLK)
+    else:
+        sb = fc_wgrad_scratch_f64(isa, &p, RBLK)
+    sb = (sb + 63) & ~(<size_t>63)
+    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
+    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating) + 64)
+    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
+    if partials == NULL or scratch == NULL:
+        free(partials); free(scratch)
+        raise MemoryError()
+    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef floating *pd
+    cdef floating *outw = &dw[0, 0, 0, 0]
+    cdef floating s
+    with nogil:
+        memset(partials, 0, part * nthreads * sizeof(floating))
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            r0 = R * t // nthreads
+            r1 = R * (t + 1) // nthreads
+            pd = partials + t * part
+            if floating is float:
+                fc_wgrad_rows_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
+                                  base + threadid() * sb)
+            else:
+                fc_wgrad_rows_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
+                                  base + threadid() * sb)
+        # fixed-order reduction of the per-thread partials
+        for i in range(nw):
+            s = partials[i]
+            for j in range(1, nthreads):
+                s = s + partials[j * part + i]
+            outw[i] = s
+        if db is not None:
+            for i in range(<size_t>p.K):
+                s = partials[nw + i]
+                for j in range(1, nthreads):
+                    s = s + partials[j * part + nw + i]
+                db[i] = s
+    free(partials)
+    free(scratch)
+
+
+def channel_sum(const floating[:, ::1] dy,   # IN  (P, K)
+                floating[::1] db):           # OUT (K,)
+    """db[k] = sum over rows of dy[:, k] (bias gradient of the transposed convolution)."""
+    cdef Py_ssize_t i, k, P = dy.shape[0], K = dy.shape[1]
+    with nogil:
+        for k in range(K):
+            db[k] = 0
+        for i in range(P):
+            for k in range(K):
+                db[k] += dy[i, k]

@@ -1,0 +1,44 @@
+/* conv_geom.h: the type- and ISA-independent description of one "gather convolution".
+ *
+ * Forward convolution, its input gradient (per stride phase) and transposed convolution are all the
+ * same computation: every output pixel (n, oy, ox) of a grid gathers taps from an input tensor
+ *
+ *     out[n, oy, ox, g*Ko + k] = sum_{tap (i, j), c < Cr} In[n, oy*ay + by[i], ox*ax + bx[j], g*Cr + c]
+ *                                                      * W[ky[i], kx[j], g, c, k]          (+ bias)
+ *
+ * with taps whose input position falls outside In contributing zero (that is the padding).  The
+ * output grid may be a strided sub-grid of the output tensor (the stride phases of an input
+ * gradient), so its pixel address is
+ *
+ *     ((n*out_H + oy0 + oy*out_ay) * out_W + ox0 + ox*out_ax) * OCt.
+ */
+#ifndef FC_CONV_GEOM_H
+#define FC_CONV_GEOM_H
+
+#define FC_MAXT 64      /* taps per axis: kernel extent limit checked in Python */
+#define FC_RB 6         /* output pixels per register tile (see conv_impl.h for the budget) */
+
+typedef struct {
+    int N, IH, IW, ICt;           /* input tensor In[N][IH][IW][ICt] */
+    int OH, OW;                   /* output grid computed by this call */
+    int out_H, out_W, OCt;        /* output tensor extent and channel count */
+    int oy0, ox0, out_ay, out_ax; /* grid -> tensor position */
+    int ay, ax;                   /* grid -> input position (stride, or 1 for phases) */
+    int nty, ntx;                 /* taps along rows and columns */
+    int by[FC_MAXT], bx[FC_MAXT]; /* input offset of each tap */
+    int ky[FC_MAXT], kx[FC_MAXT]; /* kernel row/column index of each tap */
+    int KH, KW;                   /* kernel extent of the packed weights */
+    int G, Cr, Ko;                /* groups, reduced channels per group, output channels per group */
+    int relu;                     /* fused ReLU in the epilogue */
+} fc_gconv;
+
+/* Backward-weight problem: dw[kh, kw, c, g*Kg + k] = sum_{n,oh,ow} x[n, ih, iw, g*Cg + c] dy[n, oh, ow, g*Kg + k]
+ * with ih = oh*sh - ph + kh*dh, iw = ow*sw - pw + kw*dw. */
+typedef struct {
+    int N, H, W, C;
+    int OH, OW, K;
+    int KH, KW, sh, sw, ph, pw, dh, dw;
+    int G, Cg, Kg;
+} fc_wgrad;
+
+#endif

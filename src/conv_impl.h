@@ -1,0 +1,396 @@
+/* conv_impl.h: convolution kernels for ONE element type and ONE SIMD level.
+ *
+ * Included several times by conv_kernels.h with FC_T (float or double), FC_VLEN (elements per
+ * vector) and FC_SFX (name suffix) defined, inside a `#pragma GCC target` region for the x86
+ * levels.  Written with GCC vector extensions, so the same source becomes SSE/NEON, AVX2+FMA or
+ * AVX-512 code depending on the region it is compiled in.
+ *
+ * Register tile of the gather convolution (fc_gconv): FC_RB = 6 output pixels x 2 vectors of output
+ * channels (VB = 2*FC_VLEN channels).  Budget on AVX2 (16 ymm): 12 accumulators + 2 weight vectors
+ * + 1 broadcast = 15.  The reduction loop runs over (tap, input channel); per step it loads two
+ * weight vectors once and broadcasts one input value per pixel, so each weight load feeds 6 FMAs.
+ * Accumulators are named locals (an array indexed by a loop variable made GCC spill them).
+ *
+ * Weight-gradient tile (fc_wgrad): 6 reduction rows x 2 vectors of output channels, reduced over
+ * output pixels: per pixel two dy vectors are loaded and six x values broadcast.
+ */
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+#define FN(name) FC_CAT(name, FC_SFX)
+#define V FN(fc_vec)
+#define VU FN(fc_vecu)
+#define VB (2 * FC_VLEN)
+#define LD(p) (*(const VU *)(p))
+#define ST(p, v) (*(VU *)(p) = (v))
+
+typedef FC_T V __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+typedef FC_T VU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
+
+static int FN(fc_block)(void) { return VB; }
+
+/* dst[g][kb][kh][kw][cr][v] = src[kh*s_kh + kw*s_kw + g*s_g + cr*s_cr + (kb*VB+v)*s_ko], zero past Ko. */
+static void FN(fc_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int Ko,
+                        ptrdiff_t s_kh, ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko,
+                        FC_T *dst)
+{
+    const int nkb = (Ko + VB - 1) / VB;
+    for (int g = 0; g < G; g++)
+        for (int kb = 0; kb < nkb; kb++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++)
+                    for (int c = 0; c < Cr; c++) {
+                        const FC_T *s = src + kh * s_kh + kw * s_kw + g * s_g + c * s_cr;
+                        for (int v = 0; v < VB; v++) {
+                            const int k = kb * VB + v;
+                            *dst++ = (k < Ko) ? s[(ptrdiff_t)k * s_ko] : (FC_T)0;
+                        }
+                    }
+}
+
+/* acc[p][0..VB) = sum over taps t and channels c of x[xoff[t] + p*ps + c] * w[woff[t] + c*VB + 0..VB) */
+static inline __attribute__((always_inline)) void
+FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
+               const FC_T *w, const ptrdiff_t *woff, int Cr, FC_T *acc)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int t = 0; t < ntaps; t++) {
+        const FC_T *x0 = x + xoff[t];
+        const FC_T *x1 = x0 + ps, *x2 = x1 + ps, *x3 = x2 + ps, *x4 = x3 + ps, *x5 = x4 + ps;
+        const FC_T *wq = w + woff[t];
+        for (int c = 0; c < Cr; c++) {
+            const V w0 = LD(wq), w1 = LD(wq + FC_VLEN);
+            V b;
+            b = z + x0[c]; a00 += b * w0; a01 += b * w1;
+            b = z + x1[c]; a10 += b * w0; a11 += b * w1;
+            b = z + x2[c]; a20 += b * w0; a21 += b * w1;
+            b = z + x3[c]; a30 += b * w0; a31 += b * w1;
+            b = z + x4[c]; a40 += b * w0; a41 += b * w1;
+            b = z + x5[c]; a50 += b * w0; a51 += b * w1;
+            wq += VB;
+        }
+    }
+    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
+    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
+    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
+    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
+    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
+    ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
+}
+
+/* Per-tile working set kept in the per-thread scratch. */
+typedef struct {
+    int ntaps;
+    ptrdiff_t ps;                 /* pixel stride in the gathered source */
+    const FC_T *src;              /* x itself (direct tile) or the tile's patch */
+    ptrdiff_t *xoff, *woff;       /* per tap */
+    FC_T *patch;                  /* [ntap][RB][Cr] */
+    FC_T *outp[FC_RB];            /* output pixel (group 0 channel 0); NULL = padding pixel */
+    int pn[FC_RB], iy[FC_RB], ix[FC_RB];  /* image and grid position * (ay, ax) of each pixel */
+    int one_row;                  /* all FC_RB pixels real and on one output row */
+} FN(fc_tile);
+
+static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
+{
+    const size_t ntap = (size_t)p->nty * p->ntx;
+    const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t)
+                            + ntap * FC_RB * (size_t)p->Cr * sizeof(FC_T) + 3 * 64;
+    return (size_t)TB * per_tile + FC_RB * VB * sizeof(FC_T) + 128;
+}
+
+/* Decode the pixels of tile t: where they come from and where they go (group independent). */
+static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile) *tl)
+{
+    const long P = (long)p->N * p->OH * p->OW, plane = (long)p->OH * p->OW;
+    int one_row = 1;
+    for (int i = 0; i < FC_RB; i++) {
+        const long q = t * FC_RB + i;
+        if (q >= P) { tl->outp[i] = NULL; one_row = 0; continue; }
+        const int n = (int)(q / plane);
+        const int rem = (int)(q - n * plane);
+        const int oy = rem / p->OW, ox = rem - oy * p->OW;
+        tl->pn[i] = n;
+        tl->iy[i] = oy * p->ay;
+        tl->ix[i] = ox * p->ax;
+        tl->outp[i] = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W
+                             + p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
+        if (i > 0 && (n != tl->pn[0] || tl->iy[i] != tl->iy[0])) one_row = 0;
+    }
+    tl->one_row = one_row;
+}
+
+/* Taps and source of tile tl for group g: read x directly when every tap of every pixel is inside
+ * x (or a whole tap row/column is outside and can be dropped), else gather a zero-padded patch. */
+static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_tile) *tl)
+{
+    const ptrdiff_t wtap = (ptrdiff_t)p->Cr * VB;
+    const ptrdiff_t cin = (ptrdiff_t)g * p->Cr;
+    int direct = tl->one_row;
+    if (direct) {
+        const int span = tl->ix[FC_RB - 1] - tl->ix[0];
+        for (int j = 0; j < p->ntx && direct; j++) {
+            const int lo = tl->ix[0] + p->bx[j], hi = lo + span;
+            const int inside = lo >= 0 && hi < p->IW, outside = hi < 0 || lo >= p->IW;
+            if (!inside && !outside) direct = 0;
+        }
+    }
+    int nt = 0;
+    if (direct) {
+        const int n = tl->pn[0];
+        for (int i = 0; i < p->nty; i++) {
+            const int iy = tl->iy[0] + p->by[i];
+            if (iy < 0 || iy >= p->IH) continue;
+            for (int j = 0; j < p->ntx; j++) {
+                const int ix = tl->ix[0] + p->bx[j];
+                if (ix < 0 || ix >= p->IW) continue;
+                tl->xoff[nt] = (((ptrdiff_t)n * p->IH + iy) * p->IW + ix) * p->ICt + cin;
+                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
+                nt++;
+            }
+        }
+        tl->src = in;
+        tl->ps = (ptrdiff_t)(tl->ix[1] - tl->ix[0]) * p->ICt;
+    } else {
+        const int Cr = p->Cr;
+        for (int i = 0; i < p->nty; i++)
+            for (int j = 0; j < p->ntx; j++) {
+                FC_T *dst = tl->patch + (ptrdiff_t)nt * FC_RB * Cr;
+                int any = 0;
+                for (int q = 0; q < FC_RB; q++, dst += Cr) {
+                    int iy = 0, ix = 0, ok = tl->outp[q] != NULL;
+                    if (ok) {
+                        iy = tl->iy[q] + p->by[i];
+                        ix = tl->ix[q] + p->bx[j];
+                        ok = iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW;
+                    }
+                    if (ok) {
+                        memcpy(dst, in + (((ptrdiff_t)tl->pn[q] * p->IH + iy) * p->IW + ix) * p->ICt + cin,
+                               (size_t)Cr * sizeof(FC_T));
+                        any = 1;
+                    } else {
+                        memset(dst, 0, (size_t)Cr * sizeof(FC_T));
+                    }
+                }
+                if (!any) continue;  /* the slot is reused by the next tap */
+                tl->xoff[nt] = (ptrdiff_t)nt * FC_RB * Cr;
+                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
+                nt++;
+            }
+        tl->src = tl->patch;
+        tl->ps = Cr;
+    }
+    tl->ntaps = nt;
+}
+
+static inline char *FN(fc_carve)(char **cur, size_t bytes)
+{
+    char *r = *cur;
+    *cur += (bytes + 63) & ~(size_t)63;
+    return r;
+}
+
+/* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
+ * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
+static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                               FC_T *out, long t0, long t1, int TB, char *scratch)
+{
+    const int nkb = (p->Ko + VB - 1) / VB;
+    const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
+    const size_t ntap = (size_t)p->nty * p->ntx;
+    char *cur = scratch;
+    FN(fc_tile) *tiles = (FN(fc_tile) *)FN(fc_carve)(&cur, (size_t)TB * sizeof(FN(fc_tile)));
+    for (int i = 0; i < TB; i++) {
+        tiles[i].xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+        tiles[i].woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+        tiles[i].patch = (FC_T *)FN(fc_carve)(&cur, ntap * FC_RB * (size_t)p->Cr * sizeof(FC_T));
+    }
+    FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
+
+    for (long tb = t0; tb < t1; tb += TB) {
+        const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);
+        for (int i = 0; i < nt; i++)
+            FN(fc_tile_pixels)(p, out, tb + i, &tiles[i]);
+        for (int g = 0; g < p->G; g++) {
+            for (int i = 0; i < nt; i++)
+                FN(fc_tile_prepare)(p, in, g, &tiles[i]);
+            for (int kb = 0; kb < nkb; kb++) {
+                const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
+                const int k0 = g * p->Ko + kb * VB;
+                const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
+                for (int i = 0; i < nt; i++) {
+                    const FN(fc_tile) *tl = &tiles[i];
+                    FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, p->Cr, acc);
+                    for (int q = 0; q < FC_RB; q++) {
+                        if (!tl->outp[q]) continue;
+                        FC_T *dst = tl->outp[q] + k0;
+                        const FC_T *a = acc + q * VB;
+                        if (nk == VB) {
+                            for (int v = 0; v < VB; v++) {
+                                FC_T s = a[v] + (bias ? bias[k0 + v] : (FC_T)0);
+                                dst[v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                            }
+                        } else {
+                            for (int v = 0; v < nk; v++) {
+                                FC_T s = a[v] + (bias ? bias[k0 + v] : (FC_T)0);
+                                dst[v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Weight gradient.  Rows r = (n, oh) of dy are split between threads; each thread accumulates
+ * into its own dw/db partial.  For each block of rows and each kh, the needed x rows are copied
+ * once into a zero-padded row buffer (so no tap needs a bounds check), then every reduction
+ * segment is a small GEMM: rows of (kw, c) x vectors of k, reduced over the pixels of the rows.
+ * With one group and no horizontal dilation the (kw, c) pairs of a kernel row are contiguous in
+ * the padded row, which keeps the tile full even for 1- or 3-channel first layers.
+ */
+
+/* dst[r][0..VB) += sum over rows/pixels of x[r] * dy[0..VB), RC rows (RC a constant after inlining). */
+static inline __attribute__((always_inline)) void
+FN(fc_wg_tile)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+               const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+               const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int r = 0; r < nrows; r++) {
+        if (!rowok[r]) continue;
+        const FC_T *xp = xb + r * xrow;
+        const FC_T *dp = dyb + r * dyrow;
+        for (int ow = 0; ow < OW; ow++, xp += xpix, dp += dypix) {
+            const V d0 = LD(dp), d1 = LD(dp + FC_VLEN);
+            V b;
+            b = z + xp[0]; a00 += b * d0; a01 += b * d1;
+            if (RC > 1) { b = z + xp[1]; a10 += b * d0; a11 += b * d1; }
+            if (RC > 2) { b = z + xp[2]; a20 += b * d0; a21 += b * d1; }
+            if (RC > 3) { b = z + xp[3]; a30 += b * d0; a31 += b * d1; }
+            if (RC > 4) { b = z + xp[4]; a40 += b * d0; a41 += b * d1; }
+            if (RC > 5) { b = z + xp[5]; a50 += b * d0; a51 += b * d1; }
+        }
+    }
+#define FC_WG_ADD(row, lo, hi) \
+    if (RC > row) { FC_T *d_ = dst + row * dstride; ST(d_, LD(d_) + lo); ST(d_ + FC_VLEN, LD(d_ + FC_VLEN) + hi); }
+    FC_WG_ADD(0, a00, a01) FC_WG_ADD(1, a10, a11) FC_WG_ADD(2, a20, a21)
+    FC_WG_ADD(3, a30, a31) FC_WG_ADD(4, a40, a41) FC_WG_ADD(5, a50, a51)
+#undef FC_WG_ADD
+}
+
+/* Partial output-channel block (nk < VB): plain loops, only for odd channel counts. */
+static void FN(fc_wg_tile_any)(int rc, int nk, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+                               const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+                               const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    for (int r = 0; r < nrows; r++) {
+        if (!rowok[r]) continue;
+        for (int ow = 0; ow < OW; ow++) {
+            const FC_T *xp = xb + r * xrow + ow * xpix;
+            const FC_T *dp = dyb + r * dyrow + ow * dypix;
+            for (int i = 0; i < rc; i++)
+                for (int v = 0; v < nk; v++)
+                    dst[i * dstride + v] += xp[i] * dp[v];
+        }
+    }
+}
+
+static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+                              const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+                              const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    for (int kb = 0; kb < nk_total; kb += VB) {
+        const int nk = nk_total - kb < VB ? nk_total - kb : VB;
+        for (int f = 0; f < len; f += 6) {
+            const int rc = len - f < 6 ? len - f : 6;
+            const FC_T *x0 = xb + f;
+            FC_T *d0 = dst + f * dstride + kb;
+            const FC_T *y0 = dyb + kb;
+            if (nk < VB) {
+                FN(fc_wg_tile_any)(rc, nk, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride);
+                continue;
+            }
+            switch (rc) {
+            case 6: FN(fc_wg_tile)(6, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            case 5: FN(fc_wg_tile)(5, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            case 4: FN(fc_wg_tile)(4, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            case 3: FN(fc_wg_tile)(3, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            case 2: FN(fc_wg_tile)(2, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            default: FN(fc_wg_tile)(1, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+            }
+        }
+    }
+}
+
+/* Width of a zero-padded x row: every tap of every output column falls inside it. */
+static inline int FN(fc_wg_padw)(const fc_wgrad *p) { return (p->OW - 1) * p->sw + (p->KW - 1) * p->dw + 1; }
+
+static size_t FN(fc_wgrad_scratch_bytes)(const fc_wgrad *p, int RBLK)
+{
+    return (size_t)RBLK * FN(fc_wg_padw)(p) * p->C * sizeof(FC_T) + (size_t)RBLK + 128;
+}
+
+/* Accumulate dw (KH, KW, Cg, K) and db (K) over dy rows [r0, r1) into the thread's partials. */
+static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, long r0, long r1,
+                              int RBLK, FC_T *dw, FC_T *db, char *scratch)
+{
+    const int Wp = FN(fc_wg_padw)(p), C = p->C, K = p->K;
+    FC_T *xpad = (FC_T *)scratch;
+    unsigned char *rowok = (unsigned char *)(scratch + (((size_t)RBLK * Wp * C * sizeof(FC_T) + 63) & ~(size_t)63));
+    const ptrdiff_t xrow = (ptrdiff_t)Wp * C, xpix = (ptrdiff_t)p->sw * C;
+    const ptrdiff_t dyrow = (ptrdiff_t)p->OW * K;
+    const int flat = (p->G == 1 && p->dw == 1);   /* (kw, c) contiguous in the padded row */
+
+    for (long ra = r0; ra < r1; ra += RBLK) {
+        const int nr = (int)((r1 - ra) < RBLK ? (r1 - ra) : RBLK);
+        const FC_T *dyb = dy + ra * dyrow;
+        if (db)
+            for (int r = 0; r < nr; r++)
+                for (int ow = 0; ow < p->OW; ow++) {
+                    const FC_T *d = dyb + r * dyrow + (ptrdiff_t)ow * K;
+                    for (int k = 0; k < K; k++) db[k] += d[k];
+                }
+        for (int kh = 0; kh < p->KH; kh++) {
+            /* gather the padded x rows that kernel row kh meets */
+            for (int r = 0; r < nr; r++) {
+                const long row = ra + r;
+                const int n = (int)(row / p->OH), oh = (int)(row - (long)n * p->OH);
+                const int ih = oh * p->sh - p->ph + kh * p->dh;
+                FC_T *dst = xpad + r * xrow;
+                rowok[r] = (ih >= 0 && ih < p->H);
+                if (!rowok[r]) continue;
+                const FC_T *src = x + ((ptrdiff_t)n * p->H + ih) * p->W * C;
+                /* padded column u holds x column u - pw */
+                const int ulo = fc_max(0, p->pw), uhi = fc_min(Wp, p->W + p->pw);
+                if (ulo > 0) memset(dst, 0, (size_t)fc_min(ulo, Wp) * C * sizeof(FC_T));
+                if (uhi > ulo)
+                    memcpy(dst + (ptrdiff_t)ulo * C, src + (ptrdiff_t)(ulo - p->pw) * C,
+                           (size_t)(uhi - ulo) * C * sizeof(FC_T));
+                const int zlo = fc_max(uhi, ulo);
+                if (zlo < Wp) memset(dst + (ptrdiff_t)zlo * C, 0, (size_t)(Wp - zlo) * C * sizeof(FC_T));
+            }
+            if (flat) {
+                FN(fc_wg_segment)(p->KW * C, K, xpad, xrow, xpix, dyb, dyrow, K, rowok, nr, p->OW,
+                                  dw + (ptrdiff_t)kh * p->KW * C * K, K);
+            } else {
+                for (int kw = 0; kw < p->KW; kw++)
+                    for (int g = 0; g < p->G; g++)
+                        FN(fc_wg_segment)(p->Cg, p->Kg, xpad + (ptrdiff_t)kw * p->dw * C + (ptrdiff_t)g * p->Cg,
+                                          xrow, xpix, dyb + (ptrdiff_t)g * p->Kg, dyrow, K, rowok, nr, p->OW,
+                                          dw + ((ptrdiff_t)kh * p->KW + kw) * p->Cg * K + (ptrdiff_t)g * p->Kg, K);
+            }
+        }
+    }
+}
+
+#undef V
+#undef VU
+#undef VB
+#undef LD
+#undef ST
+#undef FN

@@ -1,0 +1,101 @@
+/* conv_kernels.h: instantiates conv_impl.h for every element type and SIMD level, and exposes
+ * one entry per operation that takes the SIMD level as an argument (chosen once per call in Python).
+ *
+ *   float32: generic (4-wide, SSE2/NEON), AVX2+FMA (8-wide), AVX-512 (16-wide)
+ *   float64: generic only (it serves gradient checks, not speed)
+ */
+#ifndef FC_CONV_KERNELS_H
+#define FC_CONV_KERNELS_H
+
+#include "fc_common.h"
+#include "conv_geom.h"
+
+#define FC_T float
+#define FC_VLEN 4
+#define FC_SFX _f32_generic
+#include "conv_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+
+#define FC_T double
+#define FC_VLEN 2
+#define FC_SFX _f64_generic
+#include "conv_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+
+#if FC_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FC_T float
+#define FC_VLEN 8
+#define FC_SFX _f32_avx2
+#include "conv_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#define FC_T float
+#define FC_VLEN 16
+#define FC_SFX _f32_avx512
+#include "conv_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+#pragma GCC pop_options
+#define FC_PICK(isa, name, ...)                                                        \
+    ((isa) == FC_ISA_AVX512 ? name##_f32_avx512(__VA_ARGS__)                           \
+     : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
+#else
+#define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
+#endif
+
+/* ---- float32, SIMD level chosen by `isa` ---- */
+static int fc_block_f32(int isa) { return FC_PICK(isa, fc_block); }
+static void fc_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, float *dst)
+{
+    FC_PICK(isa, fc_pack, src, KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, dst);
+}
+static size_t fc_gconv_scratch_f32(int isa, const fc_gconv *p, int TB) { return FC_PICK(isa, fc_gconv_scratch_bytes, p, TB); }
+static void fc_gconv_tiles_f32(int isa, const fc_gconv *p, const float *in, const float *wp, const float *bias,
+                               float *out, long t0, long t1, int TB, char *scratch)
+{
+    FC_PICK(isa, fc_gconv_tiles, p, in, wp, bias, out, t0, t1, TB, scratch);
+}
+static size_t fc_wgrad_scratch_f32(int isa, const fc_wgrad *p, int RBLK) { return FC_PICK(isa, fc_wgrad_scratch_bytes, p, RBLK); }
+static void fc_wgrad_rows_f32(int isa, const fc_wgrad *p, const float *x, const float *dy, long r0, long r1,
+                              int RBLK, float *dw, float *db, char *scratch)
+{
+    FC_PICK(isa, fc_wgrad_rows, p, x, dy, r0, r1, RBLK, dw, db, scratch);
+}
+
+/* ---- float64 (isa ignored) ---- */
+static int fc_block_f64(int isa) { (void)isa; return fc_block_f64_generic(); }
+static void fc_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
+{
+    (void)isa;
+    fc_pack_f64_generic(src, KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, dst);
+}
+static size_t fc_gconv_scratch_f64(int isa, const fc_gconv *p, int TB) { (void)isa; return fc_gconv_scratch_bytes_f64_generic(p, TB); }
+static void fc_gconv_tiles_f64(int isa, const fc_gconv *p, const double *in, const double *wp, const double *bias,
+                               double *out, long t0, long t1, int TB, char *scratch)
+{
+    (void)isa;
+    fc_gconv_tiles_f64_generic(p, in, wp, bias, out, t0, t1, TB, scratch);
+}
+static size_t fc_wgrad_scratch_f64(int isa, const fc_wgrad *p, int RBLK) { (void)isa; return fc_wgrad_scratch_bytes_f64_generic(p, RBLK); }
+static void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, long r0, long r1,
+                              int RBLK, double *dw, double *db, char *scratch)
+{
+    (void)isa;
+    fc_wgrad_rows_f64_generic(p, x, dy, r0, r1, RBLK, dw, db, scratch);
+}
+
+#endif
