@@ -7,6 +7,7 @@
 - FASTCONV_DEBUG=1 turns Cython's bounds checks on (for tests of the kernels themselves).
 - FASTCONV_EXTENSIONS=conv,pool builds only those modules (development convenience).
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -63,6 +64,7 @@ def extensions():
             f"fastconv._kernels.{name}",
             [os.path.join("src", name + ".pyx")],
             include_dirs=["src"],
+            depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
             extra_compile_args=compile_args,
             extra_link_args=omp_link,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -33,6 +33,8 @@ cdef extern from "conv_kernels.h" nogil:
         int KH, KW
         int G, Cr, Ko
         int relu
+        int rowtiles
+        int mergex
     ctypedef struct fc_wgrad:
         int N, H, W, C
         int OH, OW, K
@@ -98,11 +100,22 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     for i in range(p.ntx):
         p.bx[i], p.kx[i] = taps_x[i]
     p.KH = KH; p.KW = KW; p.G = G; p.Cr = Cr; p.Ko = Ko; p.relu = relu
+    p.mergex = p.ntx == KW and p.ICt == Cr
+    for i in range(p.ntx):
+        if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
+            p.mergex = 0
     cdef long P = <long>p.N * p.OH * p.OW
     if P == 0:
         return
-    cdef long ntiles = (P + FC_RB - 1) // FC_RB
-    cdef size_t patch = <size_t>p.nty * p.ntx * FC_RB * Cr * sizeof(floating)
+    # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
+    # narrow ones, where a partial tile per row would waste too many register-tile slots
+    p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
+    cdef long ntiles
+    if p.rowtiles:
+        ntiles = <long>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
+    else:
+        ntiles = (P + FC_RB - 1) // FC_RB
+    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + KW * 64) * Cr * sizeof(floating)
     cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
     cdef long nchunks = (ntiles + TB - 1) // TB
     if nthreads > nchunks:

@@ -26,6 +26,18 @@
 typedef FC_T V __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T VU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
 
+/* Broadcast of a scalar: an initializer list, so GCC emits one vbroadcastss from memory
+ * (`zero + s` would cost an extra add, since 0 + s is not s for s = -0). */
+#if FC_VLEN == 2
+#define BC(s) ((V){(s), (s)})
+#elif FC_VLEN == 4
+#define BC(s) ((V){(s), (s), (s), (s)})
+#elif FC_VLEN == 8
+#define BC(s) ((V){(s), (s), (s), (s), (s), (s), (s), (s)})
+#elif FC_VLEN == 16
+#define BC(s) ((V){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#endif
+
 static int FN(fc_block)(void) { return VB; }
 
 /* dst[g][kb][kh][kw][cr][v] = src[kh*s_kh + kw*s_kw + g*s_g + cr*s_cr + (kb*VB+v)*s_ko], zero past Ko. */
@@ -62,12 +74,12 @@ FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
         for (int c = 0; c < Cr; c++) {
             const V w0 = LD(wq), w1 = LD(wq + FC_VLEN);
             V b;
-            b = z + x0[c]; a00 += b * w0; a01 += b * w1;
-            b = z + x1[c]; a10 += b * w0; a11 += b * w1;
-            b = z + x2[c]; a20 += b * w0; a21 += b * w1;
-            b = z + x3[c]; a30 += b * w0; a31 += b * w1;
-            b = z + x4[c]; a40 += b * w0; a41 += b * w1;
-            b = z + x5[c]; a50 += b * w0; a51 += b * w1;
+            b = BC(x0[c]); a00 += b * w0; a01 += b * w1;
+            b = BC(x1[c]); a10 += b * w0; a11 += b * w1;
+            b = BC(x2[c]); a20 += b * w0; a21 += b * w1;
+            b = BC(x3[c]); a30 += b * w0; a31 += b * w1;
+            b = BC(x4[c]); a40 += b * w0; a41 += b * w1;
+            b = BC(x5[c]); a50 += b * w0; a51 += b * w1;
             wq += VB;
         }
     }
@@ -81,27 +93,72 @@ FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
 
 /* Per-tile working set kept in the per-thread scratch. */
 typedef struct {
-    int ntaps;
+    int ntaps, cr;                /* taps and reduction length per tap */
     ptrdiff_t ps;                 /* pixel stride in the gathered source */
-    const FC_T *src;              /* x itself (direct tile) or the tile's patch */
+    const FC_T *src;              /* x itself (direct tile), its row segment or its patch */
     ptrdiff_t *xoff, *woff;       /* per tap */
-    FC_T *patch;                  /* [ntap][RB][Cr] */
-    FC_T *outp[FC_RB];            /* output pixel (group 0 channel 0); NULL = padding pixel */
+    FC_T *patch;                  /* gathered input (segment or patch), see fc_tile_prepare */
+    FC_T *outp[FC_RB];            /* output pixel (group 0 channel 0); NULL = no pixel */
     int pn[FC_RB], iy[FC_RB], ix[FC_RB];  /* image and grid position * (ay, ax) of each pixel */
-    int one_row;                  /* all FC_RB pixels real and on one output row */
+    int one_row;                  /* pixels 0..5 are consecutive columns of one output row (some may be NULL) */
 } FN(fc_tile);
+
+/* Horizontal extent (in input columns) that the 6 pixels of a one-row tile read. */
+static inline void FN(fc_xspan)(const fc_gconv *p, int *bmin, int *span)
+{
+    int lo = p->bx[0], hi = p->bx[0];
+    for (int j = 1; j < p->ntx; j++) {
+        lo = p->bx[j] < lo ? p->bx[j] : lo;
+        hi = p->bx[j] > hi ? p->bx[j] : hi;
+    }
+    *bmin = lo;
+    *span = (FC_RB - 1) * p->ax + hi - lo + 1;
+}
 
 static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
 {
     const size_t ntap = (size_t)p->nty * p->ntx;
-    const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t)
-                            + ntap * FC_RB * (size_t)p->Cr * sizeof(FC_T) + 3 * 64;
+    int bmin, span;
+    FN(fc_xspan)(p, &bmin, &span);
+    size_t gather = ntap * FC_RB * (size_t)p->Cr;
+    if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
+    const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t) + gather * sizeof(FC_T) + 3 * 64;
     return (size_t)TB * per_tile + FC_RB * VB * sizeof(FC_T) + 128;
+}
+
+/* Tiles per output row when tiles are row-aligned (p->rowtiles), else tiles run over the flattened
+ * (n, oy, ox) pixels so small maps (7x7, 14x14) keep every register-tile slot busy. */
+static inline long FN(fc_ntiles)(const fc_gconv *p)
+{
+    if (p->rowtiles)
+        return (long)p->N * p->OH * ((p->OW + FC_RB - 1) / FC_RB);
+    return ((long)p->N * p->OH * p->OW + FC_RB - 1) / FC_RB;
+}
+
+static inline void FN(fc_set_pixel)(const fc_gconv *p, FC_T *out, FN(fc_tile) *tl, int i, int n, int oy, int ox)
+{
+    tl->pn[i] = n;
+    tl->iy[i] = oy * p->ay;
+    tl->ix[i] = ox * p->ax;
+    tl->outp[i] = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W
+                         + p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
 }
 
 /* Decode the pixels of tile t: where they come from and where they go (group independent). */
 static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile) *tl)
 {
+    if (p->rowtiles) {
+        const int tpr = (p->OW + FC_RB - 1) / FC_RB;
+        const long row = t / tpr;
+        const int n = (int)(row / p->OH), oy = (int)(row - (long)n * p->OH);
+        const int ox0 = (int)(t - row * tpr) * FC_RB;
+        for (int i = 0; i < FC_RB; i++) {
+            FN(fc_set_pixel)(p, out, tl, i, n, oy, ox0 + i);
+            if (ox0 + i >= p->OW) tl->outp[i] = NULL;  /* computed from zeros, never stored */
+        }
+        tl->one_row = 1;
+        return;
+    }
     const long P = (long)p->N * p->OH * p->OW, plane = (long)p->OH * p->OW;
     int one_row = 1;
     for (int i = 0; i < FC_RB; i++) {
@@ -110,38 +167,56 @@ static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile)
         const int n = (int)(q / plane);
         const int rem = (int)(q - n * plane);
         const int oy = rem / p->OW, ox = rem - oy * p->OW;
-        tl->pn[i] = n;
-        tl->iy[i] = oy * p->ay;
-        tl->ix[i] = ox * p->ax;
-        tl->outp[i] = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W
-                             + p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
+        FN(fc_set_pixel)(p, out, tl, i, n, oy, ox);
         if (i > 0 && (n != tl->pn[0] || tl->iy[i] != tl->iy[0])) one_row = 0;
     }
     tl->one_row = one_row;
 }
 
-/* Taps and source of tile tl for group g: read x directly when every tap of every pixel is inside
- * x (or a whole tap row/column is outside and can be dropped), else gather a zero-padded patch. */
+static inline void FN(fc_copy)(FC_T *dst, const FC_T *src, int n)
+{
+    if (n <= 8) { for (int i = 0; i < n; i++) dst[i] = src[i]; }
+    else memcpy(dst, src, (size_t)n * sizeof(FC_T));
+}
+
+static inline void FN(fc_zero)(FC_T *dst, int n)
+{
+    if (n <= 8) { for (int i = 0; i < n; i++) dst[i] = 0; }
+    else memset(dst, 0, (size_t)n * sizeof(FC_T));
+}
+
+/* Taps and source of tile tl for group g.  Three ways, cheapest first:
+ *  - direct: one row, every column tap inside x (or wholly outside and dropped): read x itself;
+ *  - segment: one row otherwise (image edge, last partial tile): copy, per kernel row, the run of
+ *    input columns the tile reads, zero-filled outside x, and read that like x;
+ *  - patch: pixels on several rows (flattened tiling): gather [tap][pixel][Cr] with zeros.
+ * With p->mergex the KW column taps of a kernel row are consecutive input columns, so (kw, c) is
+ * one contiguous run of KW*Cr values: one tap per kernel row with a KW times longer reduction
+ * (this is what keeps 1- and 3-channel first layers efficient). */
 static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_tile) *tl)
 {
     const ptrdiff_t wtap = (ptrdiff_t)p->Cr * VB;
     const ptrdiff_t cin = (ptrdiff_t)g * p->Cr;
-    int direct = tl->one_row;
+    const int Cr = p->Cr, n = tl->pn[0];
+    int direct = tl->one_row && tl->outp[FC_RB - 1] != NULL, dropped = 0;
     if (direct) {
         const int span = tl->ix[FC_RB - 1] - tl->ix[0];
         for (int j = 0; j < p->ntx && direct; j++) {
             const int lo = tl->ix[0] + p->bx[j], hi = lo + span;
             const int inside = lo >= 0 && hi < p->IW, outside = hi < 0 || lo >= p->IW;
             if (!inside && !outside) direct = 0;
+            dropped |= outside;
         }
+        if (p->mergex && dropped) direct = 0;
     }
     int nt = 0;
     if (direct) {
-        const int n = tl->pn[0];
+        const int mx = p->mergex;
+        tl->cr = mx ? p->ntx * Cr : Cr;
         for (int i = 0; i < p->nty; i++) {
             const int iy = tl->iy[0] + p->by[i];
             if (iy < 0 || iy >= p->IH) continue;
-            for (int j = 0; j < p->ntx; j++) {
+            for (int j = 0; j < (mx ? 1 : p->ntx); j++) {
                 const int ix = tl->ix[0] + p->bx[j];
                 if (ix < 0 || ix >= p->IW) continue;
                 tl->xoff[nt] = (((ptrdiff_t)n * p->IH + iy) * p->IW + ix) * p->ICt + cin;
@@ -150,35 +225,78 @@ static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_
             }
         }
         tl->src = in;
-        tl->ps = (ptrdiff_t)(tl->ix[1] - tl->ix[0]) * p->ICt;
+        tl->ps = (ptrdiff_t)p->ax * p->ICt;
+    } else if (tl->one_row) {
+        /* segment[i][u][c] = x[n, iy_i, ix0 + bmin + u, g*Cr + c] (0 outside x) */
+        int bmin, span;
+        FN(fc_xspan)(p, &bmin, &span);
+        const int mx = p->mergex;  /* (kw, c) is contiguous in the segment too */
+        const int u0 = tl->ix[0] + bmin;
+        const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
+        tl->cr = mx ? p->ntx * Cr : Cr;
+        for (int i = 0; i < p->nty; i++) {
+            const int iy = tl->iy[0] + p->by[i];
+            if (iy < 0 || iy >= p->IH) continue;
+            FC_T *seg = tl->patch + (ptrdiff_t)nt * span * Cr;  /* nt counts kept rows here */
+            const FC_T *src = in + (((ptrdiff_t)n * p->IH + iy) * p->IW) * p->ICt + cin;
+            if (ulo > 0) FN(fc_zero)(seg, fc_min(ulo, span) * Cr);
+            if (p->ICt == Cr) {
+                if (uhi > ulo) memcpy(seg + (ptrdiff_t)ulo * Cr, src + (ptrdiff_t)(u0 + ulo) * Cr,
+                                      (size_t)(uhi - ulo) * Cr * sizeof(FC_T));
+            } else {
+                for (int u = ulo; u < uhi; u++)
+                    FN(fc_copy)(seg + (ptrdiff_t)u * Cr, src + (ptrdiff_t)(u0 + u) * p->ICt, Cr);
+            }
+            if (fc_max(uhi, ulo) < span)
+                FN(fc_zero)(seg + (ptrdiff_t)fc_max(uhi, ulo) * Cr, (span - fc_max(uhi, ulo)) * Cr);
+            nt++;
+        }
+        /* taps: offsets inside the kept rows */
+        nt = 0;
+        for (int r = 0, i = 0; i < p->nty; i++) {
+            const int iy = tl->iy[0] + p->by[i];
+            if (iy < 0 || iy >= p->IH) continue;
+            for (int j = 0; j < (mx ? 1 : p->ntx); j++) {
+                tl->xoff[nt] = ((ptrdiff_t)r * span + (p->bx[j] - bmin)) * Cr;
+                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
+                nt++;
+            }
+            r++;
+        }
+        tl->src = tl->patch;
+        tl->ps = (ptrdiff_t)p->ax * Cr;
     } else {
-        const int Cr = p->Cr;
+        /* patch layout: [tap][pixel][Cr], or [kernel row][pixel][kw][Cr] when merged */
+        const int mx = p->mergex;
+        const int cr = mx ? p->ntx * Cr : Cr, nj = mx ? 1 : p->ntx, nsub = mx ? p->ntx : 1;
+        tl->cr = cr;
         for (int i = 0; i < p->nty; i++)
-            for (int j = 0; j < p->ntx; j++) {
-                FC_T *dst = tl->patch + (ptrdiff_t)nt * FC_RB * Cr;
+            for (int j = 0; j < nj; j++) {
+                FC_T *tap = tl->patch + (ptrdiff_t)nt * FC_RB * cr;
                 int any = 0;
-                for (int q = 0; q < FC_RB; q++, dst += Cr) {
-                    int iy = 0, ix = 0, ok = tl->outp[q] != NULL;
-                    if (ok) {
-                        iy = tl->iy[q] + p->by[i];
-                        ix = tl->ix[q] + p->bx[j];
-                        ok = iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW;
+                for (int q = 0; q < FC_RB; q++)
+                    for (int u = 0; u < nsub; u++) {
+                        FC_T *dst = tap + (ptrdiff_t)q * cr + (ptrdiff_t)u * Cr;
+                        int iy = 0, ix = 0, ok = tl->outp[q] != NULL;
+                        if (ok) {
+                            iy = tl->iy[q] + p->by[i];
+                            ix = tl->ix[q] + p->bx[j + u];
+                            ok = iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW;
+                        }
+                        if (ok) {
+                            FN(fc_copy)(dst, in + (((ptrdiff_t)tl->pn[q] * p->IH + iy) * p->IW + ix) * p->ICt + cin, Cr);
+                            any = 1;
+                        } else {
+                            FN(fc_zero)(dst, Cr);
+                        }
                     }
-                    if (ok) {
-                        memcpy(dst, in + (((ptrdiff_t)tl->pn[q] * p->IH + iy) * p->IW + ix) * p->ICt + cin,
-                               (size_t)Cr * sizeof(FC_T));
-                        any = 1;
-                    } else {
-                        memset(dst, 0, (size_t)Cr * sizeof(FC_T));
-                    }
-                }
                 if (!any) continue;  /* the slot is reused by the next tap */
-                tl->xoff[nt] = (ptrdiff_t)nt * FC_RB * Cr;
+                tl->xoff[nt] = (ptrdiff_t)nt * FC_RB * cr;
                 tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
                 nt++;
             }
         tl->src = tl->patch;
-        tl->ps = Cr;
+        tl->ps = cr;
     }
     tl->ntaps = nt;
 }
@@ -198,12 +316,16 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
     const int nkb = (p->Ko + VB - 1) / VB;
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
     const size_t ntap = (size_t)p->nty * p->ntx;
+    int bmin, span;
+    FN(fc_xspan)(p, &bmin, &span);
+    size_t gather = ntap * FC_RB * (size_t)p->Cr;
+    if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
     char *cur = scratch;
     FN(fc_tile) *tiles = (FN(fc_tile) *)FN(fc_carve)(&cur, (size_t)TB * sizeof(FN(fc_tile)));
     for (int i = 0; i < TB; i++) {
         tiles[i].xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
         tiles[i].woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
-        tiles[i].patch = (FC_T *)FN(fc_carve)(&cur, ntap * FC_RB * (size_t)p->Cr * sizeof(FC_T));
+        tiles[i].patch = (FC_T *)FN(fc_carve)(&cur, gather * sizeof(FC_T));
     }
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
 
@@ -220,7 +342,7 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                 const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
                 for (int i = 0; i < nt; i++) {
                     const FN(fc_tile) *tl = &tiles[i];
-                    FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, p->Cr, acc);
+                    FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr, acc);
                     for (int q = 0; q < FC_RB; q++) {
                         if (!tl->outp[q]) continue;
                         FC_T *dst = tl->outp[q] + k0;
@@ -268,12 +390,12 @@ FN(fc_wg_tile)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
         for (int ow = 0; ow < OW; ow++, xp += xpix, dp += dypix) {
             const V d0 = LD(dp), d1 = LD(dp + FC_VLEN);
             V b;
-            b = z + xp[0]; a00 += b * d0; a01 += b * d1;
-            if (RC > 1) { b = z + xp[1]; a10 += b * d0; a11 += b * d1; }
-            if (RC > 2) { b = z + xp[2]; a20 += b * d0; a21 += b * d1; }
-            if (RC > 3) { b = z + xp[3]; a30 += b * d0; a31 += b * d1; }
-            if (RC > 4) { b = z + xp[4]; a40 += b * d0; a41 += b * d1; }
-            if (RC > 5) { b = z + xp[5]; a50 += b * d0; a51 += b * d1; }
+            b = BC(xp[0]); a00 += b * d0; a01 += b * d1;
+            if (RC > 1) { b = BC(xp[1]); a10 += b * d0; a11 += b * d1; }
+            if (RC > 2) { b = BC(xp[2]); a20 += b * d0; a21 += b * d1; }
+            if (RC > 3) { b = BC(xp[3]); a30 += b * d0; a31 += b * d1; }
+            if (RC > 4) { b = BC(xp[4]); a40 += b * d0; a41 += b * d1; }
+            if (RC > 5) { b = BC(xp[5]); a50 += b * d0; a51 += b * d1; }
         }
     }
 #define FC_WG_ADD(row, lo, hi) \
@@ -393,4 +515,5 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
 #undef VB
 #undef LD
 #undef ST
+#undef BC
 #undef FN

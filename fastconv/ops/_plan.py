@@ -33,12 +33,29 @@ def _phase_taps(r: int, k: int, s: int, p: int, d: int):
     return tuple(((r + p - kh * d) // s, kh) for kh in range(k) if (r + p - kh * d) % s == 0)
 
 
+def flips_columns(stride, dilation) -> bool:
+    """Whether the input-gradient plans read the weight with its columns reversed.
+
+    With stride 1 and dilation 1 along W, dx column iw reads dy columns iw + pw - kw: reversing kw
+    makes the taps consecutive input columns in kernel order, which the kernel merges into one
+    long reduction per kernel row (conv_impl.h, mergex).
+    """
+    return stride[1] == 1 and dilation[1] == 1
+
+
 def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> list[GatherPlan]:
     """conv2d input gradient as one gather conv per stride phase (no zero-stuffing of dy).
 
     dx rows ih = rh + sh*j read dy rows j + (rh + ph - kh*dh) / sh for the kernel rows of phase rh.
-    Phases with no taps still get a plan: their pixels are written with zeros.
+    Phases with no taps still get a plan: their pixels are written with zeros.  When
+    flips_columns(), kernel column index j of a tap refers to the column-reversed weight.
     """
+    if flips_columns(stride, dilation):
+        taps_x = tuple((pad_tl[1] - (k_hw[1] - 1 - j), j) for j in range(k_hw[1]))
+        return [GatherPlan((in_hw[0] if stride[0] == 1 else len(range(rh, in_hw[0], stride[0])), in_hw[1],
+                            rh, 0, stride[0], 1, 1, 1),
+                           _phase_taps(rh, k_hw[0], stride[0], pad_tl[0], dilation[0]), taps_x)
+                for rh in range(min(stride[0], in_hw[0]))]
     plans = []
     for rh in range(min(stride[0], in_hw[0])):
         jh = len(range(rh, in_hw[0], stride[0]))

@@ -99,7 +99,8 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
         return dx
     isa = _isa_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
-    wp = _pack(a.w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
+    w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
+    wp = _pack(w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
     for plan in _plan.input_grad_plans(a.x_shape[1:3], a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]),
                                        a.dilation):

@@ -1,0 +1,184 @@
+# cython: language_level=3
+"""Depthwise convolution kernels: forward, input gradient, weight gradient (NHWC).
+
+Design (the loops and register tiles are in src/depthwise_impl.h):
+- x (N, H, W, C), w (KH, KW, C, M) read as (KH, KW, K) with K = C*M, y (N, OH, OW, K).
+- Forward and input gradient are row jobs vectorised over channels with a 6-pixel register tile;
+  the input gradient gathers from dy per dx row and column phase (no zero-stuffing), so every dx
+  row is written by exactly one thread.
+- Work is split into `nthreads` contiguous ranges of rows ((n, oh) for forward and weight gradient,
+  (n, ih) for the input gradient) run with a static OpenMP schedule; each thread has its own
+  scratch (row lists, tap lists and, for M > 1, a small cache of channel-expanded input rows).
+- Weight gradient: each thread sums its rows into its own dw/db partial; partials are added in
+  thread order, so results depend on the thread count only through float rounding.
+Callers (fastconv/ops/depthwise.py) validate shapes and allocate outputs; nothing here raises
+except MemoryError.
+"""
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from _common cimport floating
+
+cdef extern from "depthwise_kernels.h" nogil:
+    ctypedef struct fc_dwp:
+        int N, H, W, C, M, K
+        int OH, OW, KH, KW
+        int sh, sw, ph, pw, dh, dw
+    size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
+    size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
+    void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
+                           float *y, long r0, long r1, char *scratch)
+    void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
+                           double *y, long r0, long r1, char *scratch)
+    void fc_dw_backward_input_f32(int isa, const fc_dwp *p, const float *dy, const float *w, float *dx,
+                                  long r0, long r1, char *scratch)
+    void fc_dw_backward_input_f64(int isa, const fc_dwp *p, const double *dy, const double *w, double *dx,
+                                  long r0, long r1, char *scratch)
+    void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, long r0,
+                                   long r1, float *dwp, float *dbp, char *scratch)
+    void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, long r0,
+                                   long r1, double *dwp, double *dbp, char *scratch)
+
+
+cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH, int OW, int KH, int KW,
+                           int sh, int sw, int ph, int pw, int dh, int dwl) noexcept nogil:
+    p.N = N; p.H = H; p.W = W; p.C = C; p.M = M; p.K = C * M
+    p.OH = OH; p.OW = OW; p.KH = KH; p.KW = KW
+    p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
+
+
+cdef char *_scratch(size_t *sb, int nthreads):
+    """nthreads slices of sb bytes (rounded to 64), 64-aligned; returns the malloc'ed block."""
+    sb[0] = (sb[0] + 63) & ~(<size_t>63)
+    cdef char *mem = <char *>malloc(sb[0] * nthreads + 64)
+    if mem == NULL:
+        raise MemoryError()
+    return mem
+
+
+def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+            const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, M)
+            const floating[::1] bias,           # IN  (C*M,) or None
+            floating[:, :, :, ::1] y,           # OUT (N, OH, OW, C*M)
+            int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
+    """y = depthwise_conv2d(x, w, bias) with top/left padding (ph, pw); OH, OW come from y."""
+    cdef fc_dwp p
+    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[3], y.shape[1], y.shape[2],
+              w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
+    cdef long R = <long>p.N * p.OH
+    if R == 0 or p.OW == 0 or p.K == 0:
+        return
+    if nthreads > R:
+        nthreads = <int>R
+    if nthreads < 1:
+        nthreads = 1
+    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
+    cdef char *mem = _scratch(&sb, nthreads)
+    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef const floating *bp = &bias[0] if bias is not None else NULL
+    cdef long t, r0, r1
+    with nogil:
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            r0 = R * t // nthreads
+            r1 = R * (t + 1) // nthreads
+            if floating is float:
+                fc_dw_forward_f32(isa, &p, &x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], r0, r1,
+                                  base + threadid() * sb)
+            else:
+                fc_dw_forward_f64(isa, &p, &x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], r0, r1,
+                                  base + threadid() * sb)
+    free(mem)
+
+
+def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
+                   const floating[:, :, :, ::1] w,    # IN  (KH, KW, C, M)
+                   floating[:, :, :, ::1] dx,         # OUT (N, H, W, C)
+                   int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
+    """dx of depthwise_conv2d: every element of dx is written."""
+    cdef fc_dwp p
+    _geometry(&p, dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[3], dy.shape[1], dy.shape[2],
+              w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
+    cdef long R = <long>p.N * p.H
+    if R == 0 or p.W == 0 or p.K == 0:
+        return
+    if nthreads > R:
+        nthreads = <int>R
+    if nthreads < 1:
+        nthreads = 1
+    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
+    cdef char *mem = _scratch(&sb, nthreads)
+    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef long t, r0, r1
+    with nogil:
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            r0 = R * t // nthreads
+            r1 = R * (t + 1) // nthreads
+            if floating is float:
+                fc_dw_backward_input_f32(isa, &p, &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], r0, r1,
+                                         base + threadid() * sb)
+            else:
+                fc_dw_backward_input_f64(isa, &p, &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], r0, r1,
+                                         base + threadid() * sb)
+    free(mem)
+
+
+def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
+                    const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
+                    floating[:, :, :, ::1] dw,         # OUT (KH, KW, C, M)
+                    floating[::1] db,                  # OUT (C*M,) or None
+                    int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
+    """dw and db of depthwise_conv2d, per-thread partials added in thread order."""
+    cdef fc_dwp p
+    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[3], dy.shape[1], dy.shape[2],
+              dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
+    cdef long R = <long>p.N * p.OH
+    cdef size_t nw = <size_t>p.KH * p.KW * p.K
+    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
+    cdef size_t i
+    cdef int j
+    if R == 0 or p.OW == 0 or p.K == 0:
+        dw[...] = 0
+        if db is not None:
+            db[...] = 0
+        return
+    if nthreads > R:
+        nthreads = <int>R
+    if nthreads < 1:
+        nthreads = 1
+    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
+    cdef char *mem = _scratch(&sb, nthreads)
+    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
+    if partials == NULL:
+        free(mem)
+        raise MemoryError()
+    cdef floating *outw = &dw[0, 0, 0, 0]
+    cdef floating *pd
+    cdef floating s
+    cdef long t, r0, r1
+    with nogil:
+        memset(partials, 0, part * nthreads * sizeof(floating))
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            r0 = R * t // nthreads
+            r1 = R * (t + 1) // nthreads
+            pd = partials + t * part
+            if floating is float:
+                fc_dw_backward_weight_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, pd, pd + nw,
+                                          base + threadid() * sb)
+            else:
+                fc_dw_backward_weight_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, pd, pd + nw,
+                                          base + threadid() * sb)
+        # fixed-order reduction of the per-thread partials
+        for i in range(nw):
+            s = partials[i]
+            for j in range(1, nthreads):
+                s = s + partials[j * part + i]
+            outw[i] = s
+        if db is not None:
+            for i in range(<size_t>p.K):
+                s = partials[nw + i]
+                for j in range(1, nthreads):
+                    s = s + partials[j * part + nw + i]
+                db[i] = s
+    free(partials)
+    free(mem)

@@ -1,0 +1,122 @@
+/* depthwise_kernels.h: instantiates depthwise_impl.h for every element type and SIMD level and
+ * exposes one entry per operation taking the SIMD level `isa` (chosen per call in Python).
+ *
+ *   float32: generic (4-wide), AVX2+FMA (8-wide), AVX-512 (16-wide)
+ *   float64: generic only (gradient checks)
+ * Each level hands channel counts below its vector width to the next narrower level
+ * (DW_NARROW), and the generic level to scalar code.
+ */
+#ifndef FC_DEPTHWISE_KERNELS_H
+#define FC_DEPTHWISE_KERNELS_H
+
+#include "fc_common.h"
+
+/* Geometry of one depthwise problem (x (N,H,W,C), w (KH,KW,C,M), y (N,OH,OW,K=C*M)). */
+typedef struct {
+    int N, H, W, C, M, K;
+    int OH, OW, KH, KW;
+    int sh, sw, ph, pw, dh, dw; /* stride, top/left padding, dilation */
+} fc_dwp;
+
+#define FC_T float
+#define FC_VLEN 4
+#define FC_SFX _f32_generic
+#include "depthwise_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+
+#define FC_T double
+#define FC_VLEN 2
+#define FC_SFX _f64_generic
+#include "depthwise_impl.h"
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+
+#if FC_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FC_T float
+#define FC_VLEN 8
+#define FC_SFX _f32_avx2
+#define DW_NARROW(name) name##_f32_generic
+#include "depthwise_impl.h"
+#undef DW_NARROW
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#define FC_T float
+#define FC_VLEN 16
+#define FC_SFX _f32_avx512
+#define DW_NARROW(name) name##_f32_avx2
+#include "depthwise_impl.h"
+#undef DW_NARROW
+#undef FC_T
+#undef FC_VLEN
+#undef FC_SFX
+#pragma GCC pop_options
+#endif
+
+#ifndef FC_PICK
+#if FC_X86
+#define FC_PICK(isa, name, ...)                                                        \
+    ((isa) == FC_ISA_AVX512 ? name##_f32_avx512(__VA_ARGS__)                           \
+     : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
+#else
+#define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
+#endif
+#endif
+
+/* ---- float32, SIMD level chosen by `isa` ---- */
+static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
+{
+    (void)isa;
+    return fc_dw_scratch_bytes_f32_generic(p); /* layout does not depend on the level */
+}
+static void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
+                              float *y, long r0, long r1, char *scratch)
+{
+    FC_PICK(isa, fc_dw_forward_rows, p, x, w, bias, y, r0, r1, scratch);
+}
+static void fc_dw_backward_input_f32(int isa, const fc_dwp *p, const float *dy, const float *w, float *dx,
+                                     long r0, long r1, char *scratch)
+{
+    FC_PICK(isa, fc_dw_backward_input_rows, p, dy, w, dx, r0, r1, scratch);
+}
+static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, long r0, long r1,
+                                      float *dwp, float *dbp, char *scratch)
+{
+    FC_PICK(isa, fc_dw_backward_weight_rows, p, x, dy, r0, r1, dwp, dbp, scratch);
+}
+
+/* ---- float64 (isa ignored) ---- */
+static size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
+{
+    (void)isa;
+    return fc_dw_scratch_bytes_f64_generic(p);
+}
+static void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
+                              double *y, long r0, long r1, char *scratch)
+{
+    (void)isa;
+    fc_dw_forward_rows_f64_generic(p, x, w, bias, y, r0, r1, scratch);
+}
+static void fc_dw_backward_input_f64(int isa, const fc_dwp *p, const double *dy, const double *w, double *dx,
+                                     long r0, long r1, char *scratch)
+{
+    (void)isa;
+    fc_dw_backward_input_rows_f64_generic(p, dy, w, dx, r0, r1, scratch);
+}
+static void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, long r0,
+                                      long r1, double *dwp, double *dbp, char *scratch)
+{
+    (void)isa;
+    fc_dw_backward_weight_rows_f64_generic(p, x, dy, r0, r1, dwp, dbp, scratch);
+}
+
+#endif
