@@ -59,10 +59,15 @@ static void FN(fc_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int Ko,
                     }
 }
 
-/* acc[p][0..VB) = sum over taps t and channels c of x[xoff[t] + p*ps + c] * w[woff[t] + c*VB + 0..VB) */
+/* The 6 x 2-vector register tile: sum over taps t and channels c of
+ *     x[xoff[t] + p*ps + c] * w[woff[t] + c*VB + 0..VB)
+ * then + bias and optional ReLU.  When all 6 pixels exist and the block is full (store_direct), the
+ * results go straight from registers to out[p] (+ k0); otherwise they are left in acc[p][0..VB)
+ * for the caller's partial store. */
 static inline __attribute__((always_inline)) void
 FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
-               const FC_T *w, const ptrdiff_t *woff, int Cr, FC_T *acc)
+               const FC_T *w, const ptrdiff_t *woff, int Cr, const FC_T *bias, int relu,
+               FC_T *const *out, int store_direct, FC_T *acc)
 {
     const V z = {0};
     V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
@@ -82,6 +87,23 @@ FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
             b = BC(x5[c]); a50 += b * w0; a51 += b * w1;
             wq += VB;
         }
+    }
+    if (store_direct) {
+/* max(v, 0) as a mask: vector ?: is C++ only */
+#define FC_RELU(v) ((V)((__typeof__((v) > z))(v) & ((v) > z)))
+        V b0 = z, b1 = z;
+        if (bias) { b0 = LD(bias); b1 = LD(bias + FC_VLEN); }
+#define FC_OUT(q, lo, hi)                                                        \
+        {                                                                        \
+            V v0 = lo + b0, v1 = hi + b1;                                        \
+            if (relu) { v0 = FC_RELU(v0); v1 = FC_RELU(v1); }                    \
+            ST(out[q], v0); ST(out[q] + FC_VLEN, v1);                            \
+        }
+        FC_OUT(0, a00, a01) FC_OUT(1, a10, a11) FC_OUT(2, a20, a21)
+        FC_OUT(3, a30, a31) FC_OUT(4, a40, a41) FC_OUT(5, a50, a51)
+#undef FC_OUT
+#undef FC_RELU
+        return;
     }
     ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
     ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
@@ -342,21 +364,20 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                 const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
                 for (int i = 0; i < nt; i++) {
                     const FN(fc_tile) *tl = &tiles[i];
-                    FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr, acc);
+                    FC_T *dst[FC_RB];
+                    int full = nk == VB;
                     for (int q = 0; q < FC_RB; q++) {
-                        if (!tl->outp[q]) continue;
-                        FC_T *dst = tl->outp[q] + k0;
-                        const FC_T *a = acc + q * VB;
-                        if (nk == VB) {
-                            for (int v = 0; v < VB; v++) {
-                                FC_T s = a[v] + (bias ? bias[k0 + v] : (FC_T)0);
-                                dst[v] = (p->relu && s < 0) ? (FC_T)0 : s;
-                            }
-                        } else {
-                            for (int v = 0; v < nk; v++) {
-                                FC_T s = a[v] + (bias ? bias[k0 + v] : (FC_T)0);
-                                dst[v] = (p->relu && s < 0) ? (FC_T)0 : s;
-                            }
+                        dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
+                        full &= dst[q] != NULL;
+                    }
+                    FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr,
+                                   bias ? bias + k0 : NULL, p->relu, dst, full, acc);
+                    if (full) continue;
+                    for (int q = 0; q < FC_RB; q++) {
+                        if (!dst[q]) continue;
+                        for (int v = 0; v < nk; v++) {
+                            FC_T s = acc[q * VB + v] + (bias ? bias[k0 + v] : (FC_T)0);
+                            dst[q][v] = (p->relu && s < 0) ? (FC_T)0 : s;
                         }
                     }
                 }

@@ -139,15 +139,18 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     return _forward(a, x, bias, False, op)
 
 
-def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of conv2d: dy (N, OH, OW, K) -> (dx (N, H, W, C), dw like w, db (K,))."""
+def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True):
+    """Gradients of conv2d: dy (N, OH, OW, K) -> (dx (N, H, W, C), dw like w, db (K,)).
+
+    need_dx=False skips the input gradient (a network's first layer) and returns dx=None.
+    """
     op = "conv2d_grad"
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
     dy = as_float_array(op, "dy", dy, x.dtype)
     a = _conv_args(op, x, w, stride, padding, dilation, groups)
     check_dy(op, dy, a.y_shape)
-    dx = _input_grad(a, dy, None, op)
+    dx = _input_grad(a, dy, None, op) if need_dx else None
     dw, db = _weight_grad(a, x, dy, op)
     return dx, dw, db
 

@@ -1,0 +1,56 @@
+"""Keras-like layers on fastconv's functional ops (NHWC; see notes/layer_contract.md).
+
+Every layer has ``build``, ``compute_output_shape``, ``forward`` / ``backward``,
+``get_weights`` / ``set_weights`` (Keras order and shapes), ``get_config`` /
+``from_config``, ``trainable`` and ``count_params``.
+"""
+
+from fastconv.layers.base import (
+    Layer,
+    deserialize,
+    get_registered_layer,
+    register_layer,
+    reset_name_counters,
+    serialize,
+)
+from fastconv.layers.blocks import Branches, ResidualBlock
+from fastconv.layers.conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from fastconv.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Softmax
+from fastconv.layers.normalization import BatchNormalization
+from fastconv.layers.pooling import (
+    AveragePooling2D,
+    AvgPool2D,
+    GlobalAveragePooling2D,
+    MaxPool2D,
+    MaxPooling2D,
+)
+from fastconv.layers.reshaping import UpSampling2D, ZeroPadding2D
+
+__all__ = [
+    "Activation",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "BatchNormalization",
+    "Branches",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Dense",
+    "DepthwiseConv2D",
+    "Dropout",
+    "Flatten",
+    "GlobalAveragePooling2D",
+    "Layer",
+    "MaxPool2D",
+    "MaxPooling2D",
+    "ReLU",
+    "ResidualBlock",
+    "SeparableConv2D",
+    "Softmax",
+    "UpSampling2D",
+    "ZeroPadding2D",
+    "deserialize",
+    "get_registered_layer",
+    "register_layer",
+    "reset_name_counters",
+    "serialize",
+]

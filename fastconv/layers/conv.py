@@ -1,0 +1,613 @@
+"""Convolution layers: Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose.
+
+Design notes
+------------
+Every convolution goes through :mod:`fastconv.ops` (the compiled kernels, or
+the NumPy reference while those are missing); these classes only own weights,
+normalise Keras's arguments once in ``__init__``, compute Keras's output shapes
+and chain the forward / backward ops:
+
+* Conv2D: ``ops.conv2d`` / ``ops.conv2d_grad``; kernel ``(KH, KW, C // groups, filters)``.
+* DepthwiseConv2D: ``ops.depthwise_conv2d(_grad)``; ``depthwise_kernel (KH, KW, C, M)``.
+* SeparableConv2D: a depthwise op then a 1x1 ``ops.conv2d`` (with the bias), at
+  the layer level; ``pointwise_kernel (1, 1, C * M, filters)``.
+* Conv2DTranspose: ``ops.conv_transpose2d(_grad)``; kernel ``(KH, KW, filters // groups, C)``.
+
+A fused ``activation=`` is applied in place on the op's fresh output, and the
+activated output ``y`` is what backward needs (see fastconv.activations), so a
+layer caches ``x`` (and ``y`` when the activation is not linear) in training.
+"""
+
+from __future__ import annotations
+
+from fastconv import activations as _activations
+from fastconv import initializers as _initializers
+from fastconv import ops
+from fastconv import regularizers as _regularizers
+from fastconv.layers.base import (
+    Layer,
+    check_data_format,
+    conv_output_length,
+    deconv_output_length,
+    grad_kwargs,
+    normalize_padding,
+    normalize_tuple,
+    register_layer,
+)
+
+__all__ = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"]
+
+
+def _ser_init(init):
+    return _initializers.serialize(init)
+
+
+class _BaseConv(Layer):
+    """Shared argument handling and the activation / cache plumbing."""
+
+    input_ndim = 4
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        bias_initializer="zeros",
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_data_format(data_format)
+        self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size")
+        self.strides = normalize_tuple(strides, 2, "strides")
+        self.padding = normalize_padding(padding)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
+        self.activation = _activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.bias_initializer = _initializers.get(bias_initializer)
+        self.bias_regularizer = _regularizers.get(bias_regularizer)
+
+    def _check_input(self, x):
+        self._check_channels(x)
+
+    def _activate(self, y, training):
+        """Apply the fused activation in place on the op's fresh output ``y``."""
+        if self.activation is not _activations.linear:
+            y = self.activation.forward(y, out=y)
+            return y, (y if training else None)
+        return y, None
+
+    def _deactivate(self, dy, y):
+        return dy if y is None else self.activation.backward(dy, y)
+
+    def _spatial_out(self, input_shape):
+        h, w = input_shape[0], input_shape[1]
+        out = [
+            conv_output_length(n, k, self.padding, s, d)
+            for n, k, s, d in zip((h, w), self.kernel_size, self.strides, self.dilation_rate)
+        ]
+        if any(o is not None and o <= 0 for o in out):
+            raise ValueError(
+                f'Computed output size would be negative for layer "{self.name}". Received '
+                f"`inputs shape={(None, *input_shape)}`, `kernel shape={self.kernel_size}`, "
+                f"`dilation_rate={self.dilation_rate}`, `strides={self.strides}`, "
+                f"`padding={self.padding}`."
+            )
+        return out
+
+    def _conv_kwargs(self):
+        return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides),
+                "padding": self.padding,
+                "data_format": "channels_last",
+                "dilation_rate": list(self.dilation_rate),
+                "activation": _activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "bias_initializer": _ser_init(self.bias_initializer),
+                "bias_regularizer": _regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config
+
+
+@register_layer
+class Conv2D(_BaseConv):
+    """2-D convolution layer (Keras ``Conv2D``), NHWC.
+
+    x ``(N, H, W, C)`` -> y ``(N, OH, OW, filters)``; kernel ``(KH, KW, C // groups, filters)``,
+    bias ``(filters,)``. ``OH = (H - KH_eff) // s + 1`` ("valid") or ``ceil(H / s)`` ("same").
+
+    Examples
+    --------
+    >>> layer = Conv2D(32, 3, activation="relu")
+    >>> layer.build((28, 28, 1)); layer.output_shape, layer.count_params()
+    ((26, 26, 32), 320)
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            **kwargs,
+        )
+        self.filters = int(filters)
+        self.groups = int(groups)
+        if self.filters <= 0:
+            raise ValueError(
+                f"Invalid value for argument `filters`. Expected a strictly positive value. "
+                f"Received filters={filters}."
+            )
+        if self.groups <= 0 or self.filters % self.groups:
+            raise ValueError(
+                f"The number of filters must be evenly divisible by the number of groups. "
+                f"Received: groups={groups}, filters={filters}."
+            )
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+
+    def _build_weights(self, input_shape):
+        c = input_shape[-1]
+        if c is None or c % self.groups:
+            raise ValueError(
+                f"The number of input channels must be evenly divisible by the number of groups "
+                f'(layer "{self.name}"). Received groups={self.groups}, but the input has {c} '
+                f"channels (full input shape is {(None, *input_shape)})."
+            )
+        kh, kw = self.kernel_size
+        self.add_weight(
+            "kernel",
+            (kh, kw, c // self.groups, self.filters),
+            self.kernel_initializer,
+            self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        oh, ow = self._spatial_out(input_shape)
+        return (oh, ow, self.filters)
+
+    def _conv_kwargs(self):
+        return {**super()._conv_kwargs(), "groups": self.groups}
+
+    def call(self, x, training=False):
+        y = ops.conv2d(x, self.params["kernel"], self.params.get("bias"), **self._conv_kwargs())
+        y, y_cache = self._activate(y, training)
+        if training:
+            self._cache = (x, y_cache)
+        return y
+
+    def call_backward(self, dy):
+        x, y = self._need_cache()
+        if not (self.trainable or self.need_input_grad):
+            return None
+        dz = self._deactivate(dy, y)
+        dx, dw, db = ops.conv2d_grad(
+            dz,
+            x,
+            self.params["kernel"],
+            **self._conv_kwargs(),
+            **grad_kwargs(ops.conv2d_grad, self.need_input_grad),
+        )
+        if self.trainable:
+            self._store_grad("kernel", dw)
+            if self.use_bias:
+                self._store_grad("bias", db)
+        return dx if self.need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "groups": self.groups,
+                "kernel_initializer": _ser_init(self.kernel_initializer),
+                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config
+
+
+@register_layer
+class DepthwiseConv2D(_BaseConv):
+    """Depthwise 2-D convolution (Keras ``DepthwiseConv2D``), NHWC.
+
+    x ``(N, H, W, C)`` -> y ``(N, OH, OW, C * depth_multiplier)``; output channel ``c * M + m``.
+    Weights ``depthwise_kernel (KH, KW, C, M)`` and ``bias (C * M,)``.
+    """
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        depth_multiplier=1,
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            **kwargs,
+        )
+        self.depth_multiplier = int(depth_multiplier)
+        if self.depth_multiplier <= 0:
+            raise ValueError(
+                f"Invalid value for argument `depth_multiplier`. Expected a strictly positive "
+                f"value. Received depth_multiplier={depth_multiplier}."
+            )
+        self.depthwise_initializer = _initializers.get(depthwise_initializer)
+        self.depthwise_regularizer = _regularizers.get(depthwise_regularizer)
+
+    def _build_weights(self, input_shape):
+        c = input_shape[-1]
+        kh, kw = self.kernel_size
+        self.add_weight(
+            "depthwise_kernel",
+            (kh, kw, c, self.depth_multiplier),
+            self.depthwise_initializer,
+            self.depthwise_regularizer,
+        )
+        if self.use_bias:
+            self.add_weight(
+                "bias", (c * self.depth_multiplier,), self.bias_initializer, self.bias_regularizer
+            )
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        oh, ow = self._spatial_out(input_shape)
+        c = input_shape[-1]
+        return (oh, ow, None if c is None else c * self.depth_multiplier)
+
+    def call(self, x, training=False):
+        y = ops.depthwise_conv2d(
+            x, self.params["depthwise_kernel"], self.params.get("bias"), **self._conv_kwargs()
+        )
+        y, y_cache = self._activate(y, training)
+        if training:
+            self._cache = (x, y_cache)
+        return y
+
+    def call_backward(self, dy):
+        x, y = self._need_cache()
+        if not (self.trainable or self.need_input_grad):
+            return None
+        dz = self._deactivate(dy, y)
+        dx, dw, db = ops.depthwise_conv2d_grad(
+            dz,
+            x,
+            self.params["depthwise_kernel"],
+            **self._conv_kwargs(),
+            **grad_kwargs(ops.depthwise_conv2d_grad, self.need_input_grad),
+        )
+        if self.trainable:
+            self._store_grad("depthwise_kernel", dw)
+            if self.use_bias:
+                self._store_grad("bias", db)
+        return dx if self.need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "depth_multiplier": self.depth_multiplier,
+                "depthwise_initializer": _ser_init(self.depthwise_initializer),
+                "depthwise_regularizer": _regularizers.serialize(self.depthwise_regularizer),
+            }
+        )
+        return config
+
+
+@register_layer
+class SeparableConv2D(_BaseConv):
+    """Depthwise-separable 2-D convolution (Keras ``SeparableConv2D``), NHWC.
+
+    A depthwise conv (``depthwise_kernel (KH, KW, C, M)``, strides, padding, dilation) then
+    a 1x1 conv (``pointwise_kernel (1, 1, C * M, filters)``) plus ``bias (filters,)``.
+    Params: ``KH*KW*C*M + C*M*filters + filters``.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        depth_multiplier=1,
+        activation=None,
+        use_bias=True,
+        depthwise_initializer="glorot_uniform",
+        pointwise_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        depthwise_regularizer=None,
+        pointwise_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            **kwargs,
+        )
+        self.filters = int(filters)
+        self.depth_multiplier = int(depth_multiplier)
+        if self.filters <= 0 or self.depth_multiplier <= 0:
+            raise ValueError(
+                f"`filters` and `depth_multiplier` must be strictly positive. Received "
+                f"filters={filters}, depth_multiplier={depth_multiplier}."
+            )
+        self.depthwise_initializer = _initializers.get(depthwise_initializer)
+        self.pointwise_initializer = _initializers.get(pointwise_initializer)
+        self.depthwise_regularizer = _regularizers.get(depthwise_regularizer)
+        self.pointwise_regularizer = _regularizers.get(pointwise_regularizer)
+
+    def _build_weights(self, input_shape):
+        c = input_shape[-1]
+        kh, kw = self.kernel_size
+        m = self.depth_multiplier
+        self.add_weight(
+            "depthwise_kernel", (kh, kw, c, m), self.depthwise_initializer, self.depthwise_regularizer
+        )
+        self.add_weight(
+            "pointwise_kernel",
+            (1, 1, c * m, self.filters),
+            self.pointwise_initializer,
+            self.pointwise_regularizer,
+        )
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        oh, ow = self._spatial_out(input_shape)
+        return (oh, ow, self.filters)
+
+    def call(self, x, training=False):
+        t = ops.depthwise_conv2d(x, self.params["depthwise_kernel"], None, **self._conv_kwargs())
+        y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
+        y, y_cache = self._activate(y, training)
+        if training:
+            self._cache = (x, t, y_cache)
+        return y
+
+    def call_backward(self, dy):
+        x, t, y = self._need_cache()
+        if not (self.trainable or self.need_input_grad):
+            return None
+        dz = self._deactivate(dy, y)
+        dt, dpw, db = ops.conv2d_grad(dz, t, self.params["pointwise_kernel"])
+        dx, ddw, _ = ops.depthwise_conv2d_grad(
+            dt,
+            x,
+            self.params["depthwise_kernel"],
+            **self._conv_kwargs(),
+            **grad_kwargs(ops.depthwise_conv2d_grad, self.need_input_grad),
+        )
+        if self.trainable:
+            self._store_grad("depthwise_kernel", ddw)
+            self._store_grad("pointwise_kernel", dpw)
+            if self.use_bias:
+                self._store_grad("bias", db)
+        return dx if self.need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "depth_multiplier": self.depth_multiplier,
+                "depthwise_initializer": _ser_init(self.depthwise_initializer),
+                "pointwise_initializer": _ser_init(self.pointwise_initializer),
+                "depthwise_regularizer": _regularizers.serialize(self.depthwise_regularizer),
+                "pointwise_regularizer": _regularizers.serialize(self.pointwise_regularizer),
+            }
+        )
+        return config
+
+
+@register_layer
+class Conv2DTranspose(_BaseConv):
+    """Transposed 2-D convolution (Keras ``Conv2DTranspose``), NHWC.
+
+    x ``(N, H, W, C)`` -> y ``(N, OH, OW, filters)``; kernel ``(KH, KW, filters // groups, C)``.
+    ``OH`` follows Keras's ``deconv_output_length``: "valid" ``H*s + max(KH_eff - s, 0)``,
+    "same" ``H*s``; with ``output_padding`` ``(H-1)*s + KH_eff - 2*pad + output_padding``
+    (``pad = KH_eff // 2`` for "same", 0 for "valid"), aligned as TensorFlow does.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            kernel_size,
+            strides,
+            padding,
+            data_format,
+            dilation_rate,
+            activation,
+            use_bias,
+            bias_initializer,
+            bias_regularizer,
+            **kwargs,
+        )
+        self.filters = int(filters)
+        self.groups = int(groups)
+        if self.filters <= 0 or self.groups <= 0 or self.filters % self.groups:
+            raise ValueError(
+                f"`filters` must be positive and divisible by `groups`. Received: "
+                f"filters={filters}, groups={groups}."
+            )
+        self.output_padding = (
+            None
+            if output_padding is None
+            else normalize_tuple(output_padding, 2, "output_padding", allow_zero=True)
+        )
+        if self.output_padding is not None:
+            for s, p in zip(self.strides, self.output_padding):
+                if p >= s:
+                    raise ValueError(
+                        f"Strides {self.strides} must be greater than output padding {self.output_padding}."
+                    )
+        self.kernel_initializer = _initializers.get(kernel_initializer)
+        self.kernel_regularizer = _regularizers.get(kernel_regularizer)
+
+    def _build_weights(self, input_shape):
+        c = input_shape[-1]
+        if c is None or c % self.groups:
+            raise ValueError(
+                f"The number of input channels must be evenly divisible by the number of groups "
+                f'(layer "{self.name}"). Received groups={self.groups}, but the input has {c} '
+                f"channels (full input shape is {(None, *input_shape)})."
+            )
+        kh, kw = self.kernel_size
+        self.add_weight(
+            "kernel",
+            (kh, kw, self.filters // self.groups, c),
+            self.kernel_initializer,
+            self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        op = self.output_padding or (None, None)
+        out = [
+            deconv_output_length(n, k, self.padding, p, s, d)
+            for n, k, p, s, d in zip(input_shape[:2], self.kernel_size, op, self.strides, self.dilation_rate)
+        ]
+        if any(o is not None and o <= 0 for o in out):
+            raise ValueError(
+                f'Computed output size would be non-positive for layer "{self.name}". '
+                f"Received input shape {(None, *input_shape)}."
+            )
+        return (out[0], out[1], self.filters)
+
+    def _transpose_kwargs(self, hw):
+        """Op arguments. Without output_padding the op's "valid"/"same" are Keras's; with it,
+        explicit crops reproduce TensorFlow's alignment (SAME pads top = total // 2)."""
+        kw = {"stride": self.strides, "dilation": self.dilation_rate, "groups": self.groups}
+        if self.output_padding is None:
+            kw["padding"] = self.padding
+            return kw
+        crops, extra = [], []
+        for n, k, p, s, d in zip(hw, self.kernel_size, self.output_padding, self.strides, self.dilation_rate):
+            k_eff = (k - 1) * d + 1
+            full = (n - 1) * s + k_eff
+            total = full - deconv_output_length(n, k, self.padding, p, s, d)
+            if total >= 0:
+                crops.append((total // 2, total - total // 2))
+                extra.append(0)
+            else:
+                crops.append((0, 0))
+                extra.append(-total)
+        kw["padding"] = (crops[0], crops[1])
+        kw["output_padding"] = tuple(extra)
+        return kw
+
+    def call(self, x, training=False):
+        kw = self._transpose_kwargs(x.shape[1:3])
+        y = ops.conv_transpose2d(x, self.params["kernel"], self.params.get("bias"), **kw)
+        y, y_cache = self._activate(y, training)
+        if training:
+            self._cache = (x, y_cache, kw)
+        return y
+
+    def call_backward(self, dy):
+        x, y, kw = self._need_cache()
+        if not (self.trainable or self.need_input_grad):
+            return None
+        dz = self._deactivate(dy, y)
+        dx, dw, db = ops.conv_transpose2d_grad(
+            dz, x, self.params["kernel"], **kw, **grad_kwargs(ops.conv_transpose2d_grad, self.need_input_grad)
+        )
+        if self.trainable:
+            self._store_grad("kernel", dw)
+            if self.use_bias:
+                self._store_grad("bias", db)
+        return dx if self.need_input_grad else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "output_padding": None if self.output_padding is None else list(self.output_padding),
+                "groups": self.groups,
+                "kernel_initializer": _ser_init(self.kernel_initializer),
+                "kernel_regularizer": _regularizers.serialize(self.kernel_regularizer),
+            }
+        )
+        return config

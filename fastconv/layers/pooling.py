@@ -1,0 +1,134 @@
+"""Pooling layers: MaxPooling2D (alias MaxPool2D), AveragePooling2D, GlobalAveragePooling2D.
+
+All pooling goes through :mod:`fastconv.ops`. Output sizes follow Keras:
+"valid" ``(H - pool) // stride + 1``, "same" ``ceil(H / stride)``; "same" max
+pooling pads with ``-inf`` and "same" average pooling divides by the number of
+real pixels in each window (TensorFlow's rule, ``count_include_pad=False``).
+The layers cache their input in training (the ops' backward takes x).
+"""
+
+from __future__ import annotations
+
+from fastconv import ops
+from fastconv.layers.base import (
+    Layer,
+    check_data_format,
+    conv_output_length,
+    normalize_padding,
+    normalize_tuple,
+    register_layer,
+)
+
+__all__ = ["AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "MaxPool2D", "MaxPooling2D"]
+
+
+class _Pooling2D(Layer):
+    input_ndim = 4
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format)
+        self.pool_size = normalize_tuple(pool_size, 2, "pool_size")
+        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides")
+        self.padding = normalize_padding(padding)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        out = [
+            conv_output_length(n, k, self.padding, s)
+            for n, k, s in zip(input_shape[:2], self.pool_size, self.strides)
+        ]
+        if any(o is not None and o <= 0 for o in out):
+            raise ValueError(
+                f'Computed output size would be negative for layer "{self.name}". Received: '
+                f"input_shape={(None, *input_shape)}, pool_size={self.pool_size}, "
+                f"strides={self.strides}, padding={self.padding}."
+            )
+        return (out[0], out[1], input_shape[2])
+
+    def _kw(self):
+        return {"stride": self.strides, "padding": self.padding}
+
+    def call(self, x, training=False):
+        if training:
+            self._cache = x
+        return self._forward_op(x, self.pool_size, **self._kw())
+
+    def call_backward(self, dy):
+        x = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        return self._backward_op(dy, x, self.pool_size, **self._kw())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "pool_size": list(self.pool_size),
+                "strides": list(self.strides),
+                "padding": self.padding,
+                "data_format": "channels_last",
+            }
+        )
+        return config
+
+
+@register_layer
+@register_layer(name="MaxPool2D")
+class MaxPooling2D(_Pooling2D):
+    """Max pooling (Keras ``MaxPooling2D``): x ``(N, H, W, C)`` -> ``(N, OH, OW, C)``.
+
+    Gradient ties go to the first maximum of a window (row-major), as PyTorch.
+    """
+
+    _forward_op = staticmethod(lambda *a, **k: ops.max_pool2d(*a, **k))
+    _backward_op = staticmethod(lambda *a, **k: ops.max_pool2d_grad(*a, **k))
+
+
+@register_layer
+@register_layer(name="AvgPool2D")
+class AveragePooling2D(_Pooling2D):
+    """Average pooling (Keras ``AveragePooling2D``): x ``(N, H, W, C)`` -> ``(N, OH, OW, C)``."""
+
+    _forward_op = staticmethod(lambda *a, **k: ops.avg_pool2d(*a, **k))
+    _backward_op = staticmethod(lambda *a, **k: ops.avg_pool2d_grad(*a, **k))
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+
+
+@register_layer
+class GlobalAveragePooling2D(Layer):
+    """Mean over H and W (Keras ``GlobalAveragePooling2D``): ``(N, H, W, C)`` -> ``(N, C)``
+    (or ``(N, 1, 1, C)`` with ``keepdims=True``)."""
+
+    input_ndim = 4
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        check_data_format(data_format)
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        self._check_rank(input_shape)
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def call(self, x, training=False):
+        if training:
+            self._cache = x
+        y = ops.global_avg_pool2d(x)
+        return y.reshape(y.shape[0], 1, 1, y.shape[1]) if self.keepdims else y
+
+    def call_backward(self, dy):
+        x = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        if self.keepdims:
+            dy = dy.reshape(dy.shape[0], dy.shape[-1])
+        return ops.global_avg_pool2d_grad(dy, x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"data_format": "channels_last", "keepdims": self.keepdims})
+        return config

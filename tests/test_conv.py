@@ -1,0 +1,305 @@
+"""conv2d / conv_transpose2d kernels against the NumPy reference, finite differences and invariants."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import _dispatch, ops
+from fastconv import reference as ref
+
+RNG = np.random.default_rng(1234)
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
+
+
+def rand(shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def close(a, b, dtype):
+    scale = max(1.0, float(np.abs(b).max()) if b.size else 1.0)
+    np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * scale)
+
+
+def check_conv(N, H, W, C, K, kh, kw, dtype=np.float32, bias=True, **kw_):
+    g = kw_.get("groups", 1)
+    x, w = rand((N, H, W, C), dtype), rand((kh, kw, C // g, K), dtype)
+    b = rand((K,), dtype) if bias else None
+    y = ops.conv2d(x, w, b, **kw_)
+    close(y, ref.conv2d(x, w, b, **kw_), dtype)
+    assert y.dtype == dtype
+    dy = rand(y.shape, dtype)
+    for got, want in zip(ops.conv2d_grad(dy, x, w, **kw_), ref.conv2d_grad(dy, x, w, **kw_)):
+        assert got.dtype == dtype
+        close(got, want, dtype)
+
+
+GRID = [
+    # N, H, W, C, K, kh, kw, options
+    (2, 9, 9, 3, 5, 3, 3, dict(padding=1)),
+    (1, 7, 7, 8, 16, 3, 3, dict(padding="same")),
+    (3, 8, 7, 7, 9, 3, 3, dict(padding="same", stride=2)),       # even and odd sizes, same, stride 2
+    (2, 7, 8, 9, 17, 3, 3, dict(padding="same", stride=2)),
+    (2, 10, 11, 4, 8, 2, 2, dict(stride=3)),                      # stride larger than the kernel
+    (2, 13, 12, 5, 6, 3, 3, dict(stride=2, dilation=2, padding=2)),  # dilation with stride
+    (2, 9, 10, 6, 7, 3, 2, dict(padding=((1, 2), (0, 3)))),       # asymmetric, non-square kernel
+    (2, 8, 8, 8, 8, 3, 3, dict(groups=2, padding=1)),
+    (2, 8, 8, 16, 32, 3, 3, dict(groups=4, padding="same")),
+    (1, 6, 6, 33, 15, 1, 1, {}),                                  # 1x1, odd channels
+    (2, 11, 9, 3, 33, 5, 5, dict(padding="same")),
+    (1, 12, 12, 2, 31, 7, 7, dict(padding=3)),
+    (1, 14, 29, 16, 24, 3, 3, dict(padding=1)),                   # wide rows: row-aligned tiles
+    (4, 7, 7, 32, 33, 3, 3, dict(padding=1)),                     # small maps: flattened tiles
+    (1, 5, 30, 1, 8, 3, 3, dict(padding="same")),                 # first layer, merged column taps
+    (1, 1, 1, 3, 4, 1, 1, {}),
+    (1, 4, 4, 2, 3, 4, 4, {}),                                    # kernel as large as the input
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GRID, ids=lambda c: "x".join(map(str, c[:7])) + str(c[7]))
+def test_conv2d_grid(case, dtype):
+    *dims, options = case
+    check_conv(*dims, dtype=dtype, **options)
+
+
+@pytest.mark.parametrize("channels", [7, 8, 9, 15, 16, 17, 31, 32, 33, 64])
+def test_conv2d_channel_tails(channels):
+    check_conv(2, 9, 13, channels, channels + 3, 3, 3, padding=1)
+    check_conv(1, 6, 6, 5, channels, 3, 3, padding=1, bias=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(0, 3), H=st.integers(1, 12), W=st.integers(1, 12), g=st.sampled_from([1, 2, 4]),
+       cg=st.integers(1, 5), kg=st.integers(1, 9), kh=st.integers(1, 5), kw=st.integers(1, 5),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       padding=st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 2),
+                         st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                                   st.tuples(st.integers(0, 2), st.integers(0, 2)))),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_conv2d_random(N, H, W, g, cg, kg, kh, kw, sh, sw, dh, dw, padding, dtype):
+    kwargs = dict(stride=(sh, sw), dilation=(dh, dw), padding=padding, groups=g)
+    x = rand((N, H, W, g * cg), dtype)
+    w = rand((kh, kw, cg, g * kg), dtype)
+    try:
+        want = ref.conv2d(x, w, **kwargs)
+    except ValueError:  # kernel larger than the padded input: ours must refuse too
+        with pytest.raises(ValueError):
+            ops.conv2d(x, w, **kwargs)
+        return
+    y = ops.conv2d(x, w, **kwargs)
+    close(y, want, dtype)
+    dy = rand(y.shape, dtype)
+    for got, exp in zip(ops.conv2d_grad(dy, x, w, **kwargs), ref.conv2d_grad(dy, x, w, **kwargs)):
+        close(got, exp, dtype)
+
+
+TRANSPOSED = [
+    (2, 5, 6, 8, 4, 3, dict(stride=2, padding=1, output_padding=1)),
+    (2, 7, 7, 6, 4, 4, dict(stride=2, padding="same", groups=2)),
+    (1, 5, 5, 3, 5, 3, dict(stride=2, padding="valid")),
+    (2, 4, 5, 8, 16, 3, dict(stride=2, dilation=2, output_padding=1)),
+    (2, 6, 6, 4, 4, 3, dict(padding=1)),
+    (1, 3, 4, 5, 7, 5, dict(stride=3, padding=2, output_padding=2)),
+    (2, 6, 5, 16, 9, 2, dict(stride=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", TRANSPOSED, ids=lambda c: "x".join(map(str, c[:6])) + str(c[6]))
+def test_conv_transpose2d(case, dtype):
+    N, H, W, cin, cout, k, kwargs = case
+    g = kwargs.get("groups", 1)
+    x, w, b = rand((N, H, W, cin), dtype), rand((k, k, cout // g, cin), dtype), rand((cout,), dtype)
+    y = ops.conv_transpose2d(x, w, b, **kwargs)
+    close(y, ref.conv_transpose2d(x, w, b, **kwargs), dtype)
+    dy = rand(y.shape, dtype)
+    for got, want in zip(ops.conv_transpose2d_grad(dy, x, w, **kwargs), ref.conv_transpose2d_grad(dy, x, w, **kwargs)):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("padding", [0, 1, "same", "valid"])
+def test_transpose_is_input_gradient_of_conv(padding):
+    x = rand((2, 10, 8, 6), np.float64)
+    w = rand((3, 3, 6, 5), np.float64)
+    y = ops.conv2d(x, w, stride=2, padding=padding)
+    dy = rand(y.shape, np.float64)
+    dx = ops.conv2d_grad(dy, x, w, stride=2, padding=padding)[0]
+    # output_padding gives back the rows the strided conv dropped ("same" on even sizes needs none)
+    plain = ops.conv_transpose2d(dy, w, stride=2, padding=padding).shape
+    out_pad = (x.shape[1] - plain[1], x.shape[2] - plain[2])
+    assert padding != "same" or out_pad == (0, 0)
+    t = ops.conv_transpose2d(dy, w, stride=2, padding=padding, output_padding=out_pad)
+    assert t.shape == dx.shape
+    np.testing.assert_allclose(t, dx, rtol=1e-12, atol=1e-12)
+
+
+def test_adjoint_identity():
+    x, w = rand((3, 11, 10, 6), np.float64), rand((3, 2, 3, 8), np.float64)
+    kwargs = dict(stride=2, padding="same", dilation=(1, 2), groups=2)
+    y = ops.conv2d(x, w, **kwargs)
+    dy = rand(y.shape, np.float64)
+    dx, dw, _ = ops.conv2d_grad(dy, x, w, **kwargs)
+    assert np.isclose(np.vdot(y, dy), np.vdot(x, dx), rtol=1e-12)
+    assert np.isclose(np.vdot(y, dy), np.vdot(w, dw), rtol=1e-12)
+
+
+def numeric_grad(f, a, eps=1e-6):
+    g = np.zeros_like(a)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_finite_differences(op):
+    x, w, b = rand((2, 5, 4, 4), np.float64), rand((3, 2, 2, 4), np.float64), rand((4,), np.float64)
+    kwargs = dict(stride=2, padding=1, groups=2)
+    if op == "conv_transpose2d":
+        kwargs["output_padding"] = 1
+    fwd, grad = getattr(ops, op), getattr(ops, op + "_grad")
+    dy = rand(fwd(x, w, b, **kwargs).shape, np.float64)
+
+    def loss():
+        return float(np.vdot(fwd(x, w, b, **kwargs), dy))
+
+    dx, dw, db = grad(dy, x, w, **kwargs)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-8)
+
+
+@pytest.fixture
+def simd_level(request):
+    yield _dispatch.set_simd(request.param)
+    _dispatch.set_simd(None)
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+def test_every_simd_path(simd_level):
+    check_conv(2, 10, 9, 19, 37, 3, 3, padding="same", stride=(1, 2))
+    assert _dispatch.last_used["conv2d"] == simd_level
+    assert _dispatch.last_used["conv2d_grad"] == simd_level
+    x, w = rand((1, 6, 6, 5)), rand((3, 3, 7, 5))
+    close(ops.conv_transpose2d(x, w, stride=2), ref.conv_transpose2d(x, w, stride=2), np.float32)
+
+
+def test_unavailable_simd_level_falls_back_with_warning():
+    if _dispatch.cpu_level() == _dispatch.LEVELS["avx512"]:
+        pytest.skip("this CPU has every level")
+    with pytest.warns(RuntimeWarning, match="no avx512"):
+        used = _dispatch.set_simd("avx512")
+    try:
+        assert used == _dispatch.LEVEL_NAMES[_dispatch.cpu_level()]
+        check_conv(1, 6, 6, 3, 9, 3, 3, padding=1)
+    finally:
+        _dispatch.set_simd(None)
+
+
+def test_one_thread_and_all_threads_agree():
+    x, w = rand((4, 20, 20, 16)), rand((3, 3, 16, 32))
+    dy = rand((4, 20, 20, 32))
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)
+        one = [ops.conv2d(x, w, padding=1)] + list(ops.conv2d_grad(dy, x, w, padding=1))
+        fastconv.set_num_threads(2)
+        two = [ops.conv2d(x, w, padding=1)] + list(ops.conv2d_grad(dy, x, w, padding=1))
+    finally:
+        fastconv.set_num_threads(before)
+    np.testing.assert_array_equal(one[0], two[0])  # forward: same arithmetic per pixel
+    np.testing.assert_array_equal(one[1], two[1])
+    for a, b in zip(one[2:], two[2:]):          # weight gradient: partials summed in another order
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_every_output_element_is_written(monkeypatch):
+    real_empty = np.empty
+
+    def nan_empty(shape, dtype=float, **kw):
+        a = real_empty(shape, dtype=dtype, **kw)
+        if np.dtype(dtype).kind == "f":
+            a.fill(np.nan)
+        return a
+
+    monkeypatch.setattr(np, "empty", nan_empty)
+    x, w = rand((2, 9, 8, 5)), rand((2, 3, 5, 7))
+    for kwargs in (dict(stride=3), dict(stride=2, padding="same"), dict(padding=1, dilation=2)):
+        y = ops.conv2d(x, w, **kwargs)
+        assert np.isfinite(y).all()
+        assert all(np.isfinite(a).all() for a in ops.conv2d_grad(np.ones_like(y), x, w, **kwargs))
+        t = ops.conv_transpose2d(y, w, stride=3)
+        assert np.isfinite(t).all()
+
+
+def test_inputs_not_modified_and_any_layout_accepted():
+    x = rand((2, 8, 8, 4))
+    w = rand((3, 3, 4, 6))
+    x_ro, w_ro = x.copy(), w.copy()
+    x_ro.flags.writeable = False
+    w_ro.flags.writeable = False
+    want = ref.conv2d(x, w, padding=1)
+    close(ops.conv2d(x_ro, w_ro, padding=1), want, np.float32)
+    close(ops.conv2d(np.asfortranarray(x), np.asfortranarray(w), padding=1), want, np.float32)
+    big = np.zeros((2, 8, 16, 8), np.float32)
+    big[:, :, ::2, ::2] = x
+    close(ops.conv2d(big[:, :, ::2, ::2], w, padding=1), want, np.float32)  # non-contiguous view
+    assert np.array_equal(x, x_ro) and np.array_equal(w, w_ro)
+    dy = rand(want.shape)
+    dy_copy = dy.copy()
+    ops.conv2d_grad(dy, x_ro, w_ro, padding=1)
+    assert np.array_equal(dy, dy_copy)
+
+
+def test_dtype_rules():
+    img = RNG.integers(0, 255, (1, 6, 6, 1)).astype(np.uint8)
+    w = rand((3, 3, 1, 2))
+    y = ops.conv2d(img, w)
+    assert y.dtype == np.float32
+    close(y, ref.conv2d(img.astype(np.float32), w), np.float32)
+    assert ops.conv2d(img.astype(np.float64), w).dtype == np.float64
+    assert ops.conv2d(img.astype(bool), w).dtype == np.float32
+    with pytest.raises(TypeError, match="x"):
+        ops.conv2d(img.astype(np.complex64), w)
+    with pytest.raises(TypeError):
+        ops.conv2d(np.array([[[["a"]]]]), w)
+
+
+def test_empty_batch():
+    y = ops.conv2d(np.zeros((0, 8, 8, 3), np.float32), rand((3, 3, 3, 4)), padding="same", stride=2)
+    assert y.shape == (0, 4, 4, 4)
+    dx, dw, db = ops.conv2d_grad(np.zeros((0, 4, 4, 4), np.float32), np.zeros((0, 8, 8, 3), np.float32),
+                                 rand((3, 3, 3, 4)), padding="same", stride=2)
+    assert dx.shape == (0, 8, 8, 3) and not dw.any() and not db.any()
+    t = ops.conv_transpose2d(np.zeros((0, 4, 4, 4), np.float32), rand((3, 3, 2, 4)), stride=2)
+    assert t.shape == (0, 9, 9, 2)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ops.conv2d(np.zeros((8, 8, 3)), np.zeros((3, 3, 3, 4))), r"x must be 4-D.*\(8, 8, 3\)"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 3)), np.zeros((3, 3, 4, 4))), r"3 channels but w expects 4"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 4)), np.zeros((3, 3, 2, 6)), groups=3), r"groups=3"),
+    (lambda: ops.conv2d(np.zeros((1, 2, 2, 1)), np.zeros((3, 3, 1, 1))), r"larger than the padded input"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 1)), stride=0), r"stride must be >= 1"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 1)), dilation=(1, 0)), r"dilation"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 1)), padding=-1), r"padding must be >= 0"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 1)), padding="full"), r"padding"),
+    (lambda: ops.conv2d(np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 2)), np.zeros(3)), r"bias must have shape \(2,\)"),
+    (lambda: ops.conv2d_grad(np.zeros((1, 5, 5, 2)), np.zeros((1, 8, 8, 1)), np.zeros((3, 3, 1, 2))),
+     r"dy must have the output's shape \(1, 6, 6, 2\)"),
+    (lambda: ops.conv_transpose2d(np.zeros((1, 4, 4, 3)), np.zeros((3, 3, 2, 5))), r"3 channels but w expects 5"),
+    (lambda: ops.conv_transpose2d(np.zeros((1, 4, 4, 3)), np.zeros((3, 3, 2, 3)), stride=2, output_padding=2),
+     r"output_padding"),
+])
+def test_bad_arguments_raise_clear_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
