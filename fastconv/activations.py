@@ -16,6 +16,17 @@ modifies ``dy`` (a residual block hands the same ``dy`` to two paths).
 
 Sigmoid and softmax are numerically stable for any finite input.
 
+Activations whose derivative needs the input (issue 5)
+-------------------------------------------------------
+relu6, leaky_relu and hard_sigmoid still follow the "derivative from ``y``" rule.
+swish (= silu), hard_swish (= hard_silu) and gelu cannot (they are not
+invertible), but the layers cache only ``y``. Their ``forward`` therefore
+returns ``y`` as the view ``buf[0]`` of a ``(2, *x.shape)`` buffer whose
+``buf[1]`` holds a copy of ``x``; ``backward(dy, y)`` reads ``x`` back from
+``y.base``. The cached array costs what caching ``x`` and ``y`` separately
+would, and every existing layer keeps working unchanged. Callers must pass back
+the very array ``forward`` returned (not a copy); those three ignore ``out=``.
+
 Examples
 --------
 >>> act = get("relu")
@@ -32,13 +43,21 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "elu",
+    "gelu",
     "get",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "leaky_relu",
     "linear",
     "relu",
+    "relu6",
     "selu",
     "serialize",
     "sigmoid",
+    "silu",
     "softmax",
+    "swish",
     "tanh",
 ]
 
@@ -141,6 +160,145 @@ class _Softmax(Activation):
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
+class _ReLU6(Activation):
+    """``min(max(x, 0), 6)`` (MobileNet's ReLU6)."""
+
+    name = "relu6"
+
+    def forward(self, x, out=None):
+        return np.clip(x, 0, 6, out=out)
+
+    def backward(self, dy, y):
+        return np.where((y > 0) & (y < 6), dy, 0).astype(dy.dtype, copy=False)
+
+
+class _LeakyReLU(Activation):
+    """``x`` for ``x > 0`` else ``negative_slope * x`` (Keras 3 default slope 0.2)."""
+
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope=0.2):
+        self.negative_slope = negative_slope
+
+    def forward(self, x, out=None):
+        return np.where(x > 0, x, self.negative_slope * x).astype(x.dtype, copy=False)
+
+    def backward(self, dy, y):
+        return np.where(y > 0, dy, self.negative_slope * dy).astype(dy.dtype, copy=False)
+
+
+class _HardSigmoid(Activation):
+    """Keras 3's ``relu6(x + 3) / 6`` (slope 1/6 on (-3, 3))."""
+
+    name = "hard_sigmoid"
+
+    def forward(self, x, out=None):
+        y = np.add(x, 3.0, out=out)
+        np.clip(y, 0.0, 6.0, out=y)
+        y *= 1.0 / 6.0
+        return y
+
+    def backward(self, dy, y):
+        return np.where((y > 0) & (y < 1), dy * (1.0 / 6.0), 0).astype(dy.dtype, copy=False)
+
+
+class _NeedsInput(Activation):
+    """Base of activations whose derivative needs ``x``: ``y`` is ``buf[0]``, ``x`` is ``buf[1]``."""
+
+    def _value(self, x):  # y = f(x), a fresh array
+        raise NotImplementedError
+
+    def _derivative(self, x):  # f'(x)
+        raise NotImplementedError
+
+    def forward(self, x, out=None):
+        x = np.asarray(x)
+        buf = np.empty((2, *x.shape), dtype=x.dtype)
+        buf[1] = x
+        buf[0] = self._value(buf[1])
+        return buf[0]
+
+    def backward(self, dy, y):
+        buf = y.base
+        if (
+            buf is None
+            or buf.shape != (2, *y.shape)
+            or buf.__array_interface__["data"][0] != y.__array_interface__["data"][0]
+        ):
+            raise ValueError(
+                f"{self.name}.backward(dy, y) needs the array its forward returned (it carries x); "
+                f"received an array of shape {y.shape} without it."
+            )
+        return (dy * self._derivative(buf[1])).astype(dy.dtype, copy=False)
+
+
+class _Swish(_NeedsInput):
+    """``x * sigmoid(x)`` (swish / SiLU; EfficientNet)."""
+
+    name = "swish"
+
+    def _value(self, x):
+        return x * sigmoid.forward(x)
+
+    def _derivative(self, x):
+        s = sigmoid.forward(x)
+        return s * (1.0 + x * (1.0 - s))
+
+
+class _HardSwish(_NeedsInput):
+    """``x * relu6(x + 3) / 6`` (hard swish / hard SiLU; MobileNetV3)."""
+
+    name = "hard_swish"
+
+    def _value(self, x):
+        return x * hard_sigmoid.forward(x)
+
+    def _derivative(self, x):
+        d = (2.0 * x + 3.0) * (1.0 / 6.0)
+        d = np.where(x >= 3.0, 1.0, d)
+        return np.where(x <= -3.0, 0.0, d)
+
+
+# Chebyshev coefficients of erfc on [0, inf) (Numerical Recipes 3rd ed., Erf::erfccheb);
+# |erf error| < 5e-16 against scipy.special.erf, so no SciPy dependency.
+_ERFC_COF = (
+    -1.3026537197817094, 6.4196979235649026e-1, 1.9476473204185836e-2, -9.561514786808631e-3,
+    -9.46595344482036e-4, 3.66839497852761e-4, 4.2523324806907e-5, -2.0278578112534e-5,
+    -1.624290004647e-6, 1.303655835580e-6, 1.5626441722e-8, -8.5238095915e-8, 6.529054439e-9,
+    5.059343495e-9, -9.91364156e-10, -2.27365122e-10, 9.6467911e-11, 2.394038e-12, -6.886027e-12,
+    8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
+    -2.8e-17,
+)  # fmt: skip
+
+
+def erf(x):
+    """The error function, element-wise, in ``x``'s floating dtype (double precision for float64)."""
+    x = np.asarray(x)
+    z = np.abs(x)
+    t = 2.0 / (2.0 + z)
+    ty = 4.0 * t - 2.0
+    d = np.zeros_like(z)
+    dd = np.zeros_like(z)
+    for c in _ERFC_COF[:0:-1]:
+        d, dd = ty * d - dd + c, d
+    r = 1.0 - t * np.exp(-z * z + 0.5 * (_ERFC_COF[0] + ty * d) - dd)
+    return np.copysign(r, x).astype(x.dtype, copy=False)
+
+
+class _GELU(_NeedsInput):
+    """``x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))`` (exact, Keras's default ``approximate=False``)."""
+
+    name = "gelu"
+
+    def _value(self, x):
+        return 0.5 * x * (1.0 + erf(x * np.sqrt(0.5)))
+
+    def _derivative(self, x):
+        cdf = 0.5 * (1.0 + erf(x * np.sqrt(0.5)))
+        pdf = np.exp(-0.5 * x * x) * (1.0 / np.sqrt(2.0 * np.pi))
+        return cdf + x * pdf
+
+
 relu = _ReLU()
 selu = _SELU()
 elu = _ELU()
@@ -148,9 +306,23 @@ sigmoid = _Sigmoid()
 tanh = _Tanh()
 softmax = _Softmax()
 linear = _Linear()
+relu6 = _ReLU6()
+leaky_relu = _LeakyReLU()
+hard_sigmoid = _HardSigmoid()
+swish = _Swish()
+silu = swish
+hard_swish = _HardSwish()
+hard_silu = hard_swish
+gelu = _GELU()
 
-#: Activations known by name.
-ACTIVATIONS = {a.name: a for a in (relu, selu, elu, sigmoid, tanh, softmax, linear)}
+#: Activations known by name (aliases ``silu`` -> swish, ``hard_silu`` -> hard_swish).
+ACTIVATIONS = {
+    a.name: a
+    for a in (relu, selu, elu, sigmoid, tanh, softmax, linear, relu6, leaky_relu, hard_sigmoid, swish,
+              hard_swish, gelu)
+}  # fmt: skip
+ACTIVATIONS["silu"] = swish
+ACTIVATIONS["hard_silu"] = hard_swish
 
 
 def get(identifier):

@@ -61,9 +61,9 @@ static void FN(fc_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int Ko,
 
 /* The 6 x 2-vector register tile: sum over taps t and channels c of
  *     x[xoff[t] + p*ps + c] * w[woff[t] + c*VB + 0..VB)
- * then + bias and optional ReLU.  When all 6 pixels exist and the block is full (store_direct), the
- * results go straight from registers to out[p] (+ k0); otherwise they are left in acc[p][0..VB)
- * for the caller's partial store. */
+ * then + bias and optional ReLU.  When the channel block is full (store_direct), the results go
+ * straight from registers to out[p] for every pixel that exists (out[p] != NULL); otherwise they
+ * are left in acc[p][0..VB) for the caller's partial store. */
 static inline __attribute__((always_inline)) void
 FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
                const FC_T *w, const ptrdiff_t *woff, int Cr, const FC_T *bias, int relu,
@@ -94,7 +94,7 @@ FN(fc_ukernel)(int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
         V b0 = z, b1 = z;
         if (bias) { b0 = LD(bias); b1 = LD(bias + FC_VLEN); }
 #define FC_OUT(q, lo, hi)                                                        \
-        {                                                                        \
+        if (out[q]) {                                                            \
             V v0 = lo + b0, v1 = hi + b1;                                        \
             if (relu) { v0 = FC_RELU(v0); v1 = FC_RELU(v1); }                    \
             ST(out[q], v0); ST(out[q] + FC_VLEN, v1);                            \
@@ -365,11 +365,9 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                 for (int i = 0; i < nt; i++) {
                     const FN(fc_tile) *tl = &tiles[i];
                     FC_T *dst[FC_RB];
-                    int full = nk == VB;
-                    for (int q = 0; q < FC_RB; q++) {
+                    const int full = nk == VB;
+                    for (int q = 0; q < FC_RB; q++)
                         dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
-                        full &= dst[q] != NULL;
-                    }
                     FN(fc_ukernel)(tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr,
                                    bias ? bias + k0 : NULL, p->relu, dst, full, acc);
                     if (full) continue;

@@ -40,7 +40,7 @@
 #define DVU DFN(fc_dwvu)
 #define DLD(p) (*(const DVU *)(p))
 #define DST(p, v) (*(DVU *)(p) = (v))
-#define DW_RB 6
+#define DW_RB 8
 
 typedef FC_T DV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T DVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
@@ -57,18 +57,20 @@ typedef struct {
     const FC_T *bias;        /* K values or NULL */
 } DFN(dw_job);
 
-/* RB output pixels j0.. j0+RB-1 (all taps inside the source row), channels k0 .. k0+VLEN-1. */
+/* RB output pixels j0 .. j0+RB-1, channels k0 .. k0+VLEN-1, every tap read from src (whose
+ * column 0 is source column cbase).  RB is a constant after inlining. */
 static inline __attribute__((always_inline)) void
-DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, int j0, int k0)
+DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cbase, int j0, int k0)
 {
-    const ptrdiff_t ps = (ptrdiff_t)jb->qs * jb->K;
+    const ptrdiff_t K = jb->K, ps = (ptrdiff_t)jb->qs * K;
     const DV z = {0};
     DV b = z;
     if (jb->bias) b = DLD(jb->bias + k0);
-    DV a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b;
+    DV a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
     const int nr = jb->nr, nt = jb->nt;
+    const ptrdiff_t c0 = ((ptrdiff_t)j0 * jb->qs - cbase) * K + k0;
     for (int r = 0; r < nr; r++) {
-        const FC_T *s = jb->src[r] + (ptrdiff_t)j0 * ps + k0;
+        const FC_T *s = src[r] + c0;
         const FC_T *wr = jb->wrow[r] + k0;
         for (int t = 0; t < nt; t++) {
             const DV wv = DLD(wr + jb->twK[t]);
@@ -79,6 +81,8 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, int j0, int k0)
             if (RB > 3) a3 += DLD(q + 3 * ps) * wv;
             if (RB > 4) a4 += DLD(q + 4 * ps) * wv;
             if (RB > 5) a5 += DLD(q + 5 * ps) * wv;
+            if (RB > 6) a6 += DLD(q + 6 * ps) * wv;
+            if (RB > 7) a7 += DLD(q + 7 * ps) * wv;
         }
     }
     const ptrdiff_t os = jb->ostep;
@@ -89,21 +93,157 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, int j0, int k0)
     if (RB > 3) DST(o + 3 * os, a3);
     if (RB > 4) DST(o + 4 * os, a4);
     if (RB > 5) DST(o + 5 * os, a5);
+    if (RB > 6) DST(o + 6 * os, a6);
+    if (RB > 7) DST(o + 7 * os, a7);
 }
 
-/* One output pixel j with bounds checks on every tap. */
-static void DFN(dw_edge)(const DFN(dw_job) *jb, int j, int k0)
+/* Specialised tile for NT taps at consecutive source columns (toff[t] = toff[0] + t: forward with
+ * dilation 1, or an input-gradient phase) and column step QS (1 or 2), DW_RB pixels, all channel
+ * blocks: every source column is loaded once and feeds all (pixel, tap) pairs that read it, and
+ * the NT weight vectors of a kernel row stay in registers, so a kernel row costs
+ * ((DW_RB-1)*QS + NT) + NT loads per DW_RB*NT FMAs (the generic tile needs one load per FMA).
+ * Registers: 8 accumulators + NT <= 7 weights + 1 source vector <= 16.
+ * IND = 0: column c of row r is at rowp[r] + c*K (the tile lies inside the source row);
+ * IND = 1: at colp[r*NC + c] (edge tiles: columns in the padding point at a row of zeros).
+ * Output pixel i goes to outp[i] (a dummy row for pixels past the end of a short row).
+ * Everything the loops need is copied to locals first: the vector stores are may_alias and
+ * would otherwise force reloads of the job's fields. */
+static inline __attribute__((always_inline)) void
+DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, const FC_T *const *colp, int NC,
+              FC_T *const *outp)
 {
-    const DV z = {0};
-    DV a = z;
-    if (jb->bias) a = DLD(jb->bias + k0);
-    for (int r = 0; r < jb->nr; r++)
-        for (int t = 0; t < jb->nt; t++) {
-            const int col = j * jb->qs + jb->toff[t];
-            if (col < 0 || col >= jb->Wsrc) continue;
-            a += DLD(jb->src[r] + (ptrdiff_t)col * jb->K + k0) * DLD(jb->wrow[r] + jb->twK[t] + k0);
+    const ptrdiff_t K = jb->K;
+    const int nr = jb->nr, nkb = (jb->K + FC_VLEN - 1) / FC_VLEN;
+    const FC_T *const *wrow = jb->wrow;
+    const FC_T *bias = jb->bias;
+    ptrdiff_t twK[7];
+#pragma GCC unroll 7
+    for (int t = 0; t < NT; t++) twK[t] = jb->twK[t];
+    FC_T *op[DW_RB];
+#pragma GCC unroll 8
+    for (int i = 0; i < DW_RB; i++) op[i] = outp[i];
+    for (int kb = 0; kb < nkb; kb++) {
+        const ptrdiff_t k0 = fc_min(kb * FC_VLEN, (int)K - FC_VLEN);
+        const DV z = {0};
+        DV b = z;
+        if (bias) b = DLD(bias + k0);
+        DV acc[DW_RB];
+#pragma GCC unroll 8
+        for (int i = 0; i < DW_RB; i++) acc[i] = b;
+        for (int r = 0; r < nr; r++) {
+            const FC_T *wr = wrow[r] + k0;
+            DV wv[7];
+#pragma GCC unroll 7
+            for (int t = 0; t < NT; t++) wv[t] = DLD(wr + twK[t]);
+            const FC_T *s = IND ? NULL : colp[r] + k0;
+            const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
+#pragma GCC unroll 32
+            for (int c = 0; c < (DW_RB - 1) * QS + NT; c++) {
+                const DV xv = IND ? DLD(cp[c] + k0) : DLD(s + c * K);
+#pragma GCC unroll 7
+                for (int t = 0; t < NT; t++) {
+                    const int d = c - t;
+                    if (d >= 0 && d % QS == 0 && d / QS < DW_RB) acc[d / QS] += xv * wv[t];
+                }
+            }
         }
-    DST(jb->out + (ptrdiff_t)j * jb->ostep + k0, a);
+#pragma GCC unroll 8
+        for (int i = 0; i < DW_RB; i++) DST(op[i] + k0, acc[i]);
+    }
+}
+
+#define DW_CT(NT_, QS_)                                                                          \
+    static void DFN(dw_ctiles_##NT_##_##QS_)(const DFN(dw_job) *jb, int ind, const FC_T *const *colp, int NC, \
+                                              FC_T *const *outp)                                 \
+    {                                                                                            \
+        if (ind) DFN(dw_ctile)(NT_, QS_, 1, jb, colp, NC, outp);                                 \
+        else DFN(dw_ctile)(NT_, QS_, 0, jb, colp, NC, outp);                                     \
+    }
+DW_CT(1, 1) DW_CT(2, 1) DW_CT(3, 1) DW_CT(4, 1) DW_CT(5, 1) DW_CT(6, 1) DW_CT(7, 1)
+DW_CT(1, 2) DW_CT(2, 2) DW_CT(3, 2) DW_CT(4, 2) DW_CT(5, 2) DW_CT(6, 2) DW_CT(7, 2)
+#undef DW_CT
+
+typedef void (*DFN(dw_ctiles_fn))(const DFN(dw_job) *, int, const FC_T *const *, int, FC_T *const *);
+
+/* The specialised tile for this job, or NULL (taps not consecutive, more than 7, or QS > 2). */
+static DFN(dw_ctiles_fn) DFN(dw_pick_ctiles)(const DFN(dw_job) *jb)
+{
+    static const DFN(dw_ctiles_fn) tab[2][7] = {
+        {DFN(dw_ctiles_1_1), DFN(dw_ctiles_2_1), DFN(dw_ctiles_3_1), DFN(dw_ctiles_4_1), DFN(dw_ctiles_5_1),
+         DFN(dw_ctiles_6_1), DFN(dw_ctiles_7_1)},
+        {DFN(dw_ctiles_1_2), DFN(dw_ctiles_2_2), DFN(dw_ctiles_3_2), DFN(dw_ctiles_4_2), DFN(dw_ctiles_5_2),
+         DFN(dw_ctiles_6_2), DFN(dw_ctiles_7_2)}};
+    if (jb->nt < 1 || jb->nt > 7 || jb->qs < 1 || jb->qs > 2) return NULL;
+    for (int t = 1; t < jb->nt; t++)
+        if (jb->toff[t] != jb->toff[0] + t) return NULL;
+    return tab[jb->qs - 1][jb->nt - 1];
+}
+
+/* Run a job with the specialised tile: DW_RB-pixel tiles over the whole row, the last one shifted
+ * back to end at the row's end (rewriting a few identical outputs instead of running a short,
+ * latency-bound tile).  Tiles inside the source row read it directly; edge tiles read through a
+ * table of column pointers in which padding columns point at zrow (K zeros); pixels past the end
+ * of a row shorter than DW_RB are written to dummy (K values).  colp: KH*NC pointers. */
+static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC_T *zrow, FC_T *dummy,
+                           const FC_T **colp)
+{
+    const int nj = jb->nj, qs = jb->qs, K = jb->K, nr = jb->nr, Wsrc = jb->Wsrc, t0 = jb->toff[0];
+    const int NC = (DW_RB - 1) * qs + jb->nt;
+    FC_T *outp[DW_RB];
+    for (int j = 0; j < nj; j += DW_RB) {
+        const int j0 = nj >= DW_RB ? fc_min(j, nj - DW_RB) : 0;
+        for (int i = 0; i < DW_RB; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
+        const int cfirst = j0 * qs + t0;
+        if (cfirst >= 0 && cfirst + NC <= Wsrc) {
+            for (int r = 0; r < nr; r++) colp[r] = jb->src[r] + (ptrdiff_t)cfirst * K;
+            ct(jb, 0, colp, NC, outp);
+        } else {
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < NC; c++) {
+                    const int col = cfirst + c;
+                    colp[r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
+                }
+            ct(jb, 1, colp, NC, outp);
+        }
+    }
+}
+
+/* Pixels j0 .. j0+n-1 (1 <= n <= DW_RB) for every channel block. */
+static void DFN(dw_tiles)(int n, const DFN(dw_job) *jb, const FC_T *const *src, int cbase, int j0)
+{
+    const int K = jb->K, nkb = (K + FC_VLEN - 1) / FC_VLEN;
+    for (int kb = 0; kb < nkb; kb++) {
+        const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN);
+        switch (n) {
+        case 1: DFN(dw_tile)(1, jb, src, cbase, j0, k0); break;
+        case 2: DFN(dw_tile)(2, jb, src, cbase, j0, k0); break;
+        case 3: DFN(dw_tile)(3, jb, src, cbase, j0, k0); break;
+        case 4: DFN(dw_tile)(4, jb, src, cbase, j0, k0); break;
+        case 5: DFN(dw_tile)(5, jb, src, cbase, j0, k0); break;
+        case 6: DFN(dw_tile)(6, jb, src, cbase, j0, k0); break;
+        case 7: DFN(dw_tile)(7, jb, src, cbase, j0, k0); break;
+        default: DFN(dw_tile)(8, jb, src, cbase, j0, k0); break;
+        }
+    }
+}
+
+/* Edge pixels [j0, j0+n) whose taps leave the source row: copy the source columns they read
+ * (zeros outside [0, Wsrc)) into a small buffer per row, then run the normal tile on it. */
+static void DFN(dw_edge)(const DFN(dw_job) *jb, int j0, int n, int tmin, int tmax, FC_T *ebuf,
+                         const FC_T **esrc)
+{
+    const int K = jb->K;
+    const int c0 = j0 * jb->qs + tmin, c1 = (j0 + n - 1) * jb->qs + tmax + 1;
+    const size_t rowb = (size_t)(c1 - c0) * K;
+    for (int r = 0; r < jb->nr; r++) {
+        FC_T *e = ebuf + r * rowb;
+        for (int c = c0; c < c1; c++, e += K) {
+            if (c < 0 || c >= jb->Wsrc) memset(e, 0, (size_t)K * sizeof(FC_T));
+            else memcpy(e, jb->src[r] + (ptrdiff_t)c * K, (size_t)K * sizeof(FC_T));
+        }
+        esrc[r] = ebuf + r * rowb;
+    }
+    DFN(dw_tiles)(n, jb, esrc, c0, j0);
 }
 
 /* Scalar version of the whole job (only for K < VLEN on the narrowest level). */
@@ -123,39 +263,46 @@ static void DFN(dw_run_scalar)(const DFN(dw_job) *jb)
         }
 }
 
-/* Run a row job: interior pixels in DW_RB tiles, edge pixels with bounds checks. */
-static void DFN(dw_run)(const DFN(dw_job) *jb)
+/* Run a row job: interior pixels in DW_RB tiles read the source directly (the last tile is
+ * shifted back to end at the interior's end, rewriting a few identical outputs rather than
+ * running a latency-bound short tile); edge pixels go through dw_edge.
+ * ebuf: scratch for KH rows of ((DW_RB-1)*qs + span + 1)*K values; esrc: KH pointers. */
+static void DFN(dw_run)(const DFN(dw_job) *jb, FC_T *ebuf, const FC_T **esrc, const FC_T *zrow, FC_T *dummy,
+                        const FC_T **colp)
 {
-    const int K = jb->K, nj = jb->nj;
-    if (K < FC_VLEN) {
+    const int nj = jb->nj;
+    if (jb->K < FC_VLEN) {
         DFN(dw_run_scalar)(jb);
         return;
     }
-    int jlo = 0, jhi = nj;
-    if (jb->nr > 0 && jb->nt > 0) {
-        int tmin = jb->toff[0], tmax = jb->toff[0];
-        for (int t = 1; t < jb->nt; t++) {
-            tmin = fc_min(tmin, jb->toff[t]);
-            tmax = fc_max(tmax, jb->toff[t]);
-        }
-        jlo = fc_min(nj, fc_max(0, fc_ceildiv(-tmin, jb->qs)));
-        jhi = fc_min(nj, fc_floordiv(jb->Wsrc - 1 - tmax, jb->qs) + 1);
-        if (jhi < jlo) jhi = jlo;
+    if (jb->nr == 0 || jb->nt == 0) { /* no taps: bias (or zeros) everywhere */
+        for (int j = 0; j < nj; j += DW_RB) DFN(dw_tiles)(fc_min(DW_RB, nj - j), jb, jb->src, 0, j);
+        return;
     }
-    const int nkb = (K + FC_VLEN - 1) / FC_VLEN;
-    for (int j = 0; j < jlo; j++)
-        for (int kb = 0; kb < nkb; kb++)
-            DFN(dw_edge)(jb, j, fc_min(kb * FC_VLEN, K - FC_VLEN));
-    int j = jlo;
-    for (; j + DW_RB <= jhi; j += DW_RB)
-        for (int kb = 0; kb < nkb; kb++)
-            DFN(dw_tile)(DW_RB, jb, j, fc_min(kb * FC_VLEN, K - FC_VLEN));
-    for (; j < jhi; j++)
-        for (int kb = 0; kb < nkb; kb++)
-            DFN(dw_tile)(1, jb, j, fc_min(kb * FC_VLEN, K - FC_VLEN));
-    for (j = jhi; j < nj; j++)
-        for (int kb = 0; kb < nkb; kb++)
-            DFN(dw_edge)(jb, j, fc_min(kb * FC_VLEN, K - FC_VLEN));
+    DFN(dw_ctiles_fn) ct = DFN(dw_pick_ctiles)(jb);
+    if (ct) {
+        DFN(dw_run_ct)(jb, ct, zrow, dummy, colp);
+        return;
+    }
+    int tmin = jb->toff[0], tmax = jb->toff[0];
+    for (int t = 1; t < jb->nt; t++) {
+        tmin = fc_min(tmin, jb->toff[t]);
+        tmax = fc_max(tmax, jb->toff[t]);
+    }
+    const int jlo = fc_min(nj, fc_max(0, fc_ceildiv(-tmin, jb->qs)));
+    int jhi = fc_min(nj, fc_floordiv(jb->Wsrc - 1 - tmax, jb->qs) + 1);
+    if (jhi < jlo) jhi = jlo;
+    for (int j = 0; j < jlo; j += DW_RB)
+        DFN(dw_edge)(jb, j, fc_min(DW_RB, jlo - j), tmin, tmax, ebuf, esrc);
+    const int nin = jhi - jlo;
+    if (nin >= DW_RB) {
+        for (int j = jlo; j < jhi; j += DW_RB)
+            DFN(dw_tiles)(DW_RB, jb, jb->src, 0, fc_min(j, jhi - DW_RB));
+    } else if (nin > 0) {
+        DFN(dw_tiles)(nin, jb, jb->src, 0, jlo);
+    }
+    for (int j = jhi; j < nj; j += DW_RB)
+        DFN(dw_edge)(jb, j, fc_min(DW_RB, nj - j), tmin, tmax, ebuf, esrc);
 }
 
 /* ---- scratch carving and the expanded-row cache (M > 1) ---- */
@@ -212,7 +359,12 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += 3 * ((sw * KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);      /* tap lists */
     b += (sw * sizeof(int) + 63) & ~(size_t)63;                        /* tap counts */
     b += 2 * ((KH * sizeof(long) + 63) & ~(size_t)63);                /* cache tags */
-    b += (KW * 16 * sizeof(FC_T) + 63) & ~(size_t)63;                 /* dw accumulators */
+    b += (KH * KW * 16 * sizeof(FC_T) + 63) & ~(size_t)63;            /* dw accumulators */
+    b += 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);              /* edge / tap row pointers */
+    /* edge buffers: KH rows of ((DW_RB - 1) * sw + (KW - 1) * dw + 2) pixels */
+    b += (KH * ((DW_RB - 1) * sw + (KW - 1) * (size_t)p->dw + 2) * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
+    b += 2 * (((size_t)p->K * sizeof(FC_T) + 63) & ~(size_t)63);      /* zero row, dummy row */
+    b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
     b += 64;
     if (p->M > 1) b += ((KH + 1) * (size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
     return b;
@@ -235,6 +387,13 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     int *toff = (int *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
+    const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
+                                                 * K * sizeof(FC_T));
+    FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
+    FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
+    const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
+    memset(zrow, 0, (size_t)K * sizeof(FC_T));
     DFN(dw_cache) cc;
     if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
     for (int kw = 0; kw < KW; kw++) {
@@ -259,7 +418,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
         }
         jb.nr = nr;
         jb.out = y + (ptrdiff_t)r * p->OW * K;
-        DFN(dw_run)(&jb);
+        DFN(dw_run)(&jb, ebuf, esrc, zrow, dummy, colp);
     }
 }
 
@@ -282,11 +441,18 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
     int *cnt = (int *)DFN(dw_carve)(&cur, (size_t)sw * sizeof(int));
     FC_T *trow = M > 1 ? (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)) : NULL;
+    const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
+                                                 * K * sizeof(FC_T));
+    FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
+    FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
+    const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
+    memset(zrow, 0, (size_t)K * sizeof(FC_T));
     const int nph = fc_min(sw, W);
     /* tap lists of each column phase: the kw whose dy column is an integer */
     for (int ph = 0; ph < nph; ph++) {
         int c0 = 0;
-        for (int kw = 0; kw < KW; kw++) {
+        for (int kw = KW - 1; kw >= 0; kw--) { /* ascending source columns */
             const int num = ph + p->pw - kw * p->dw;
             if (((num % sw) + sw) % sw) continue;
             toff[ph * KW + c0] = num / sw;
@@ -318,7 +484,7 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
             jb.toff = toff + ph * KW; jb.toffK = toffK + ph * KW; jb.twK = twK + ph * KW;
             jb.nj = (W - ph + sw - 1) / sw;
             jb.out = orow + (ptrdiff_t)ph * K;
-            DFN(dw_run)(&jb);
+            DFN(dw_run)(&jb, ebuf, esrc, zrow, dummy, colp);
         }
         if (M > 1) {
             FC_T *d = dx + (ptrdiff_t)r * W * C;
@@ -335,50 +501,53 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
 
 /* ---- weight gradient ---- */
 
-/* acc[i][0..VLEN) = sum_{ow in [o0, o1)} x[ow*sxK + offK[i]] * dy[ow*K], NT taps (a constant). */
+/* acc[r][w][0..VLEN) = sum_{ow in [o0, o1)} xr[r][ow*sxK + w*tK] * dy[ow*K], for RR rows and NW
+ * taps per row (constants after inlining; RR*NW <= 12 accumulators + 1 dy vector).
+ * xr[r] already points at tap 0 of row r, channel k0; acc has stride astr between rows. */
+#define DW_WACC(r, w) a##r##w
+#define DW_WSTEP(r, w) if (RR > r && NW > w) DW_WACC(r, w) += DLD(q##r + w * tK) * d;
+#define DW_WSAVE(r, w) if (RR > r && NW > w) DST(acc + r * astr + w * FC_VLEN, DW_WACC(r, w));
+#define DW_WROW(M_, r) M_(r, 0) M_(r, 1) M_(r, 2) M_(r, 3) M_(r, 4) M_(r, 5) M_(r, 6)
 static inline __attribute__((always_inline)) void
-DFN(dw_wtile)(const int NT, const FC_T *xb, const ptrdiff_t *offK, const FC_T *dyb, int o0, int o1,
-              ptrdiff_t sxK, ptrdiff_t K, FC_T *acc)
+DFN(dw_wtile)(const int RR, const int NW, const FC_T *const *xr, ptrdiff_t tK, const FC_T *dyb, int o0, int o1,
+              ptrdiff_t sxK, ptrdiff_t K, FC_T *acc, ptrdiff_t astr)
 {
     const DV z = {0};
-    DV a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z;
-    const ptrdiff_t f0 = offK[0], f1 = NT > 1 ? offK[1] : 0, f2 = NT > 2 ? offK[2] : 0,
-                    f3 = NT > 3 ? offK[3] : 0, f4 = NT > 4 ? offK[4] : 0, f5 = NT > 5 ? offK[5] : 0,
-                    f6 = NT > 6 ? offK[6] : 0;
-    const FC_T *xp = xb + (ptrdiff_t)o0 * sxK;
+    DV a00 = z, a01 = z, a02 = z, a03 = z, a04 = z, a05 = z, a06 = z;
+    DV a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z;
+    DV a20 = z, a21 = z, a22 = z, a23 = z, a24 = z, a25 = z, a26 = z;
+    const FC_T *q0 = xr[0] + (ptrdiff_t)o0 * sxK;
+    const FC_T *q1 = RR > 1 ? xr[1] + (ptrdiff_t)o0 * sxK : q0;
+    const FC_T *q2 = RR > 2 ? xr[2] + (ptrdiff_t)o0 * sxK : q0;
     const FC_T *dp = dyb + (ptrdiff_t)o0 * K;
-    for (int ow = o0; ow < o1; ow++, xp += sxK, dp += K) {
+    for (int ow = o0; ow < o1; ow++, q0 += sxK, q1 += sxK, q2 += sxK, dp += K) {
         const DV d = DLD(dp);
-        a0 += DLD(xp + f0) * d;
-        if (NT > 1) a1 += DLD(xp + f1) * d;
-        if (NT > 2) a2 += DLD(xp + f2) * d;
-        if (NT > 3) a3 += DLD(xp + f3) * d;
-        if (NT > 4) a4 += DLD(xp + f4) * d;
-        if (NT > 5) a5 += DLD(xp + f5) * d;
-        if (NT > 6) a6 += DLD(xp + f6) * d;
+        DW_WROW(DW_WSTEP, 0)
+        DW_WROW(DW_WSTEP, 1)
+        DW_WROW(DW_WSTEP, 2)
     }
-    DST(acc, a0);
-    if (NT > 1) DST(acc + FC_VLEN, a1);
-    if (NT > 2) DST(acc + 2 * FC_VLEN, a2);
-    if (NT > 3) DST(acc + 3 * FC_VLEN, a3);
-    if (NT > 4) DST(acc + 4 * FC_VLEN, a4);
-    if (NT > 5) DST(acc + 5 * FC_VLEN, a5);
-    if (NT > 6) DST(acc + 6 * FC_VLEN, a6);
+    DW_WROW(DW_WSAVE, 0)
+    DW_WROW(DW_WSAVE, 1)
+    DW_WROW(DW_WSAVE, 2)
 }
+#undef DW_WACC
+#undef DW_WSTEP
+#undef DW_WSAVE
+#undef DW_WROW
 
-static void DFN(dw_wtile_any)(int nt, const FC_T *xb, const ptrdiff_t *offK, const FC_T *dyb, int o0, int o1,
-                              ptrdiff_t sxK, ptrdiff_t K, FC_T *acc)
+#define DW_WCASE(RR_, NW_) \
+    case (RR_) * 8 + (NW_): DFN(dw_wtile)(RR_, NW_, xr, tK, dyb, o0, o1, sxK, K, acc, astr); break;
+static void DFN(dw_wtile_any)(int rr, int nw, const FC_T *const *xr, ptrdiff_t tK, const FC_T *dyb, int o0, int o1,
+                              ptrdiff_t sxK, ptrdiff_t K, FC_T *acc, ptrdiff_t astr)
 {
-    switch (nt) {
-    case 1: DFN(dw_wtile)(1, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    case 2: DFN(dw_wtile)(2, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    case 3: DFN(dw_wtile)(3, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    case 4: DFN(dw_wtile)(4, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    case 5: DFN(dw_wtile)(5, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    case 6: DFN(dw_wtile)(6, xb, offK, dyb, o0, o1, sxK, K, acc); break;
-    default: DFN(dw_wtile)(7, xb, offK, dyb, o0, o1, sxK, K, acc); break;
+    switch (rr * 8 + nw) {
+    DW_WCASE(1, 1) DW_WCASE(1, 2) DW_WCASE(1, 3) DW_WCASE(1, 4) DW_WCASE(1, 5) DW_WCASE(1, 6) DW_WCASE(1, 7)
+    DW_WCASE(2, 1) DW_WCASE(2, 2) DW_WCASE(2, 3) DW_WCASE(2, 4) DW_WCASE(2, 5) DW_WCASE(2, 6)
+    DW_WCASE(3, 1) DW_WCASE(3, 2) DW_WCASE(3, 3) DW_WCASE(3, 4)
+    default: break;
     }
 }
+#undef DW_WCASE
 
 /* dst[0..VLEN) += v, skipping the first lane0 lanes (they belong to the previous block). */
 static inline void DFN(dw_add_lanes)(FC_T *dst, const FC_T *v, int lane0)
@@ -403,7 +572,10 @@ static void DFN(dw_wgrad_row_scalar)(const fc_dwp *p, const FC_T *xrow, const FC
         }
 }
 
-/* dy rows r = n*OH + oh in [r0, r1): dwp (KH*KW*K) and dbp (K) += their contributions. */
+/* dy rows r = n*OH + oh in [r0, r1): dwp (KH*KW*K) and dbp (K) += their contributions.
+ * Per row and channel block, the taps of up to 3 kernel rows x 7 columns are reduced together
+ * over the interior output columns (one dy load feeds up to 12 FMAs), edge columns are added
+ * with bounds checks, and the block's sums go to the partial. */
 static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, long r0, long r1,
                                             FC_T *dwp, FC_T *dbp, char *scratch)
 {
@@ -416,16 +588,19 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     const int KH = p->KH, KW = p->KW, K = p->K, OW = p->OW, sw = p->sw;
     const int nkb = (K + FC_VLEN - 1) / FC_VLEN;
     char *cur = scratch;
-    ptrdiff_t *offK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
-    FC_T *acc = (FC_T *)DFN(dw_carve)(&cur, (size_t)KW * 16 * sizeof(FC_T));
+    const FC_T **xrows = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
+    const FC_T **xr = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
+    int *khs = (int *)DFN(dw_carve)(&cur, KH * sizeof(ptrdiff_t));
+    FC_T *acc = (FC_T *)DFN(dw_carve)(&cur, (size_t)KH * KW * 16 * sizeof(FC_T));
     DFN(dw_cache) cc;
     if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
-    for (int kw = 0; kw < KW; kw++) offK[kw] = ((ptrdiff_t)kw * p->dw - p->pw) * K;
     /* output columns whose every tap is inside the row */
-    int olo = fc_min(OW, fc_ceildiv(p->pw, sw));
+    const int olo = fc_min(OW, fc_ceildiv(p->pw, sw));
     int ohi = fc_min(OW, fc_floordiv(p->W - 1 + p->pw - (KW - 1) * p->dw, sw) + 1);
     if (ohi < olo) ohi = olo;
-    const ptrdiff_t sxK = (ptrdiff_t)sw * K;
+    const ptrdiff_t sxK = (ptrdiff_t)sw * K, tK = (ptrdiff_t)p->dw * K, astr = (ptrdiff_t)KW * FC_VLEN;
+    /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
+    const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 12 / NW));
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
         const FC_T *dyrow = dy + (ptrdiff_t)r * OW * K;
@@ -436,46 +611,66 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), lane0 = kb * FC_VLEN - k0;
                 const DV z = {0};
-                DV s0 = z, s1 = z;
+                DV s0 = z, s1 = z, s2 = z, s3 = z;
                 int ow = 0;
-                for (; ow + 1 < OW; ow += 2) {
+                for (; ow + 3 < OW; ow += 4) {
                     s0 += DLD(dyrow + (ptrdiff_t)ow * K + k0);
                     s1 += DLD(dyrow + (ptrdiff_t)(ow + 1) * K + k0);
+                    s2 += DLD(dyrow + (ptrdiff_t)(ow + 2) * K + k0);
+                    s3 += DLD(dyrow + (ptrdiff_t)(ow + 3) * K + k0);
                 }
-                if (ow < OW) s0 += DLD(dyrow + (ptrdiff_t)ow * K + k0);
+                for (; ow < OW; ow++) s0 += DLD(dyrow + (ptrdiff_t)ow * K + k0);
                 FC_T tmp[FC_VLEN];
-                DST(tmp, s0 + s1);
+                DST(tmp, (s0 + s1) + (s2 + s3));
                 DFN(dw_add_lanes)(dbp + k0, tmp, lane0);
             }
         }
+        int nr = 0;
         for (int kh = 0; kh < KH; kh++) {
             const int ih = oh * p->sh - p->ph + kh * p->dh;
             if (ih < 0 || ih >= p->H) continue;
-            const FC_T *xrow = p->M == 1 ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
-                                         : DFN(dw_cache_get)(p, x, &cc, n, ih, r);
-            if (K < FC_VLEN) {
-                DFN(dw_wgrad_row_scalar)(p, xrow, dyrow, kh, dwp);
-                continue;
-            }
-            for (int kb = 0; kb < nkb; kb++) {
-                const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), lane0 = kb * FC_VLEN - k0;
-                for (int g = 0; g < KW; g += 7)
-                    DFN(dw_wtile_any)(fc_min(7, KW - g), xrow + k0, offK + g, dyrow + k0, olo, ohi, sxK, K,
-                                      acc + (ptrdiff_t)g * FC_VLEN);
-                for (int ow = 0; ow < OW; ow++) {
-                    if (ow == olo) ow = ohi;
-                    if (ow >= OW) break;
-                    const DV d = DLD(dyrow + (ptrdiff_t)ow * K + k0);
-                    for (int kw = 0; kw < KW; kw++) {
-                        const int col = ow * sw - p->pw + kw * p->dw;
-                        if (col < 0 || col >= p->W) continue;
-                        FC_T *a = acc + (ptrdiff_t)kw * FC_VLEN;
-                        DST(a, DLD(a) + DLD(xrow + (ptrdiff_t)col * K + k0) * d);
+            xrows[nr] = p->M == 1 ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
+                                  : DFN(dw_cache_get)(p, x, &cc, n, ih, r);
+            khs[nr] = kh;
+            nr++;
+        }
+        if (K < FC_VLEN) {
+            for (int i = 0; i < nr; i++) DFN(dw_wgrad_row_scalar)(p, xrows[i], dyrow, khs[i], dwp);
+            continue;
+        }
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), lane0 = kb * FC_VLEN - k0;
+            if (olo < ohi) {
+                for (int i0 = 0; i0 < nr; i0 += RRmax) {
+                    const int rr = fc_min(RRmax, nr - i0);
+                    for (int w0 = 0; w0 < KW; w0 += NW) {
+                        for (int i = 0; i < rr; i++)
+                            xr[i] = xrows[i0 + i] + ((ptrdiff_t)w0 * p->dw - p->pw) * K + k0;
+                        DFN(dw_wtile_any)(rr, fc_min(NW, KW - w0), xr, tK, dyrow + k0, olo, ohi, sxK, K,
+                                          acc + i0 * astr + (ptrdiff_t)w0 * FC_VLEN, astr);
                     }
                 }
-                for (int kw = 0; kw < KW; kw++)
-                    DFN(dw_add_lanes)(dwp + ((ptrdiff_t)kh * KW + kw) * K + k0, acc + (ptrdiff_t)kw * FC_VLEN, lane0);
+            } else {
+                const DV z = {0};
+                for (int i = 0; i < nr * KW; i++) DST(acc + (ptrdiff_t)i * FC_VLEN, z);
             }
+            for (int ow = 0; ow < OW; ow++) {
+                if (ow == olo) ow = ohi;
+                if (ow >= OW) break;
+                const DV d = DLD(dyrow + (ptrdiff_t)ow * K + k0);
+                for (int kw = 0; kw < KW; kw++) {
+                    const int col = ow * sw - p->pw + kw * p->dw;
+                    if (col < 0 || col >= p->W) continue;
+                    for (int i = 0; i < nr; i++) {
+                        FC_T *a = acc + i * astr + (ptrdiff_t)kw * FC_VLEN;
+                        DST(a, DLD(a) + DLD(xrows[i] + (ptrdiff_t)col * K + k0) * d);
+                    }
+                }
+            }
+            for (int i = 0; i < nr; i++)
+                for (int kw = 0; kw < KW; kw++)
+                    DFN(dw_add_lanes)(dwp + ((ptrdiff_t)khs[i] * KW + kw) * K + k0,
+                                      acc + i * astr + (ptrdiff_t)kw * FC_VLEN, lane0);
         }
     }
 }

@@ -54,3 +54,28 @@ __all__ = [
     "reset_name_counters",
     "serialize",
 ]
+
+# Issue 5 (functional API): merge and shape layers.
+from fastconv.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+)
+from fastconv.layers.shape_ops import ChannelShuffle, GlobalMaxPooling2D, Reshape
+
+__all__ += [
+    "Add",
+    "Average",
+    "ChannelShuffle",
+    "Concatenate",
+    "GlobalMaxPooling2D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
+    "Reshape",
+    "Subtract",
+]

@@ -77,6 +77,16 @@ def _isa_for(op, dtype):
     return isa
 
 
+def _pointwise(a: _ConvArgs) -> bool:
+    """1x1, stride 1, no padding: a plain (N*H*W, C) x (C, K) product."""
+    return tuple(a.k_hw) == (1, 1) and a.stride == (1, 1) and a.pads == ((0, 0), (0, 0))
+
+
+def _pixel_row(t: np.ndarray) -> np.ndarray:
+    """View an NHWC tensor as one image row of N*H*W pixels (no tile then straddles a row end)."""
+    return t.reshape(1, 1, -1, t.shape[3])
+
+
 def _forward(a: _ConvArgs, x, bias, relu, op):
     """y = conv2d(x, w) + bias for validated arguments (x C-contiguous, a.dtype)."""
     y = np.empty(a.y_shape, dtype=a.dtype)
@@ -84,10 +94,15 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
         return y
     isa = _isa_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
-    plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
+    if _pointwise(a):
+        x, y_out = _pixel_row(x), _pixel_row(y)
+        plan = _plan.forward_plan(y_out.shape[1:3], (1, 1), (1, 1), (0, 0), (1, 1))
+    else:
+        y_out = y
+        plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
     wp = _pack(a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     work = y.size * KH * KW * Cg
-    _k.gather_conv(x, wp, bias, y, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, Cg, K // a.groups,
+    _k.gather_conv(x, wp, bias, y_out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, Cg, K // a.groups,
                    relu, isa, _dispatch.threads_for(work))
     return y
 
@@ -102,9 +117,12 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
     wp = _pack(w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
-    for plan in _plan.input_grad_plans(a.x_shape[1:3], a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]),
-                                       a.dilation):
-        _k.gather_conv(dy, wp, bias, dx, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, K // a.groups,
+    dx_out, in_hw = dx, a.x_shape[1:3]
+    if _pointwise(a):
+        dy, dx_out = _pixel_row(dy), _pixel_row(dx)
+        in_hw = dx_out.shape[1:3]
+    for plan in _plan.input_grad_plans(in_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation):
+        _k.gather_conv(dy, wp, bias, dx_out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, K // a.groups,
                        Cg, False, isa, threads)
     return dx
 
