@@ -35,6 +35,7 @@ cdef extern from "conv_kernels.h" nogil:
         int relu
         int rowtiles
         int mergex
+        int rowseg
     ctypedef struct fc_wgrad:
         int N, H, W, C
         int OH, OW, K
@@ -117,6 +118,11 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         ntiles = (P + FC_RB - 1) // FC_RB
     cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + KW * 64) * Cr * sizeof(floating)
     cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
+    # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
+    # and spares every tile its own edge handling (first layers)
+    p.rowseg = p.rowtiles and Cr <= 16
+    if p.rowseg:
+        TB = (p.OW + FC_RB - 1) // FC_RB
     cdef long nchunks = (ntiles + TB - 1) // TB
     if nthreads > nchunks:
         nthreads = <int>nchunks

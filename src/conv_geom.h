@@ -31,7 +31,8 @@ typedef struct {
     int G, Cr, Ko;                /* groups, reduced channels per group, output channels per group */
     int relu;                     /* fused ReLU in the epilogue */
     int rowtiles;                 /* tiles never straddle output rows (wide maps) */
-    int mergex;                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
+    int mergex;
+    int rowseg;                   /* each call covers one whole output row, read from a padded copy */                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
 } fc_gconv;
 
 /* Backward-weight problem: dw[kh, kw, c, g*Kg + k] = sum_{n,oh,ow} x[n, ih, iw, g*Cg + c] dy[n, oh, ow, g*Kg + k]

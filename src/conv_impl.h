@@ -144,6 +144,10 @@ static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
     FN(fc_xspan)(p, &bmin, &span);
     size_t gather = ntap * FC_RB * (size_t)p->Cr;
     if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
+    if (p->rowseg) {  /* one segment for a whole output row (fc_gconv_row) */
+        const size_t row_span = (size_t)(FC_RB * ((p->OW + FC_RB - 1) / FC_RB) - FC_RB) * p->ax + span;
+        gather = (size_t)p->nty * row_span * p->Cr;
+    }
     const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t) + gather * sizeof(FC_T) + 3 * 64;
     return (size_t)TB * per_tile + FC_RB * VB * sizeof(FC_T) + 128;
 }
@@ -330,11 +334,89 @@ static inline char *FN(fc_carve)(char **cur, size_t bytes)
     return r;
 }
 
+/* One whole output row (tiles [t0, t1) of a row-aligned tiling) for inputs with few channels: the
+ * kernel rows it reads are copied once, zero-padded, into one segment that every tile of the row
+ * then reads like x, so the per-tile work is only the register tile itself. */
+static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                             FC_T *out, long t0, long t1, char *scratch)
+{
+    const int nkb = (p->Ko + VB - 1) / VB, Cr = p->Cr, mx = p->mergex;
+    const int tpr = (int)(t1 - t0);
+    const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * Cr * VB, wtap = (ptrdiff_t)Cr * VB;
+    const long row = t0 / tpr;
+    const int n = (int)(row / p->OH), oy = (int)(row - (long)n * p->OH);
+    int bmin, span;
+    FN(fc_xspan)(p, &bmin, &span);
+    span += (FC_RB * tpr - FC_RB) * p->ax;
+    const size_t ntap = (size_t)p->nty * p->ntx;
+    char *cur = scratch;
+    ptrdiff_t *xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+    ptrdiff_t *woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+    FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)p->nty * span * Cr * sizeof(FC_T));
+    FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
+    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
+    const int iy0 = oy * p->ay, u0 = bmin;   /* segment column u holds input column u0 + u */
+    const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
+    const ptrdiff_t ps = (ptrdiff_t)p->ax * Cr;
+    for (int g = 0; g < p->G; g++) {
+        int nt = 0, r = 0;
+        for (int i = 0; i < p->nty; i++) {
+            const int iy = iy0 + p->by[i];
+            if (iy < 0 || iy >= p->IH) continue;
+            FC_T *dst = seg + (ptrdiff_t)r * span * Cr;
+            const FC_T *src = in + (((ptrdiff_t)n * p->IH + iy) * p->IW) * p->ICt + (ptrdiff_t)g * Cr;
+            if (ulo > 0) FN(fc_zero)(dst, fc_min(ulo, span) * Cr);
+            if (p->ICt == Cr) {
+                if (uhi > ulo) memcpy(dst + (ptrdiff_t)ulo * Cr, src + (ptrdiff_t)(u0 + ulo) * Cr,
+                                      (size_t)(uhi - ulo) * Cr * sizeof(FC_T));
+            } else {
+                for (int u = ulo; u < uhi; u++)
+                    FN(fc_copy)(dst + (ptrdiff_t)u * Cr, src + (ptrdiff_t)(u0 + u) * p->ICt, Cr);
+            }
+            if (fc_max(uhi, ulo) < span)
+                FN(fc_zero)(dst + (ptrdiff_t)fc_max(uhi, ulo) * Cr, (span - fc_max(uhi, ulo)) * Cr);
+            for (int j = 0; j < (mx ? 1 : p->ntx); j++) {
+                xoff[nt] = ((ptrdiff_t)r * span + (p->bx[j] - bmin)) * Cr;
+                woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
+                nt++;
+            }
+            r++;
+        }
+        const int cr = mx ? p->ntx * Cr : Cr;
+        for (int kb = 0; kb < nkb; kb++) {
+            const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
+            const int k0 = g * p->Ko + kb * VB;
+            const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
+            for (int tt = 0; tt < tpr; tt++) {
+                FC_T *dst[FC_RB];
+                for (int q = 0; q < FC_RB; q++) {
+                    const int ox = tt * FC_RB + q;
+                    dst[q] = ox < p->OW ? orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt + k0 : NULL;
+                }
+                FN(fc_ukernel)(nt, seg + tt * FC_RB * ps, xoff, ps, wb, woff, cr,
+                               bias ? bias + k0 : NULL, p->relu, dst, nk == VB, acc);
+                if (nk == VB) continue;
+                for (int q = 0; q < FC_RB; q++) {
+                    if (!dst[q]) continue;
+                    for (int v = 0; v < nk; v++) {
+                        FC_T s = acc[q * VB + v] + (bias ? bias[k0 + v] : (FC_T)0);
+                        dst[q][v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                                FC_T *out, long t0, long t1, int TB, char *scratch)
 {
+    if (p->rowseg) {
+        FN(fc_gconv_row)(p, in, wp, bias, out, t0, t1, scratch);
+        return;
+    }
     const int nkb = (p->Ko + VB - 1) / VB;
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
     const size_t ntap = (size_t)p->nty * p->ntx;

@@ -549,6 +549,70 @@ static void DFN(dw_wtile_any)(int rr, int nw, const FC_T *const *xr, ptrdiff_t t
 }
 #undef DW_WCASE
 
+/* Weight-gradient tile for dilation 1 and column stride SW (1 or 2): 4 output columns at a time,
+ * each source column loaded once for the (ow, kw) pairs that read it, the 4 dy vectors kept in
+ * registers.  Per kernel row and 4 columns: 3*SW + NW loads for 4*NW FMAs (+ 4 dy loads shared by
+ * the RR rows).  Registers: RR*NW <= 10 accumulators + 4 dy + 1 source <= 15. */
+static inline __attribute__((always_inline)) void
+DFN(dw_wtile_c)(const int RR, const int NW, const int SW, const FC_T *const *xr, const FC_T *dyb, int o0, int o1,
+                ptrdiff_t K, FC_T *acc, ptrdiff_t astr)
+{
+    const DV z = {0};
+    DV a[3][7];
+    for (int r = 0; r < RR; r++)
+        for (int w = 0; w < NW; w++) a[r][w] = z;
+    const FC_T *q0 = xr[0], *q1 = RR > 1 ? xr[1] : xr[0], *q2 = RR > 2 ? xr[2] : xr[0];
+    int ow = o0;
+    for (; ow + 4 <= o1; ow += 4) {
+        const FC_T *dp = dyb + (ptrdiff_t)ow * K;
+        const DV d0 = DLD(dp), d1 = DLD(dp + K), d2 = DLD(dp + 2 * K), d3 = DLD(dp + 3 * K);
+        for (int r = 0; r < RR; r++) {
+            const FC_T *q = (r == 0 ? q0 : r == 1 ? q1 : q2) + (ptrdiff_t)ow * SW * K;
+#pragma GCC unroll 16
+            for (int c = 0; c < 3 * SW + NW; c++) {
+                const DV xv = DLD(q + c * K);
+#pragma GCC unroll 7
+                for (int w = 0; w < NW; w++) {
+                    const int u = c - w;
+                    if (u >= 0 && u % SW == 0 && u / SW < 4) {
+                        const int uu = u / SW;
+                        a[r][w] += xv * (uu == 0 ? d0 : uu == 1 ? d1 : uu == 2 ? d2 : d3);
+                    }
+                }
+            }
+        }
+    }
+    for (; ow < o1; ow++) {
+        const DV d = DLD(dyb + (ptrdiff_t)ow * K);
+        for (int r = 0; r < RR; r++) {
+            const FC_T *q = (r == 0 ? q0 : r == 1 ? q1 : q2) + (ptrdiff_t)ow * SW * K;
+            for (int w = 0; w < NW; w++) a[r][w] += DLD(q + w * K) * d;
+        }
+    }
+    for (int r = 0; r < RR; r++)
+        for (int w = 0; w < NW; w++) DST(acc + r * astr + w * FC_VLEN, a[r][w]);
+}
+
+#define DW_WC(RR_, NW_, SW_)                                                                      \
+    case ((RR_) * 8 + (NW_)) * 4 + (SW_):                                                         \
+        DFN(dw_wtile_c)(RR_, NW_, SW_, xr, dyb, o0, o1, K, acc, astr);                            \
+        return 1;
+/* The dilation-1 tile for (rr, nw, sw) when it exists; returns 0 otherwise. */
+static int DFN(dw_wtile_c_any)(int rr, int nw, int sw, const FC_T *const *xr, const FC_T *dyb, int o0, int o1,
+                               ptrdiff_t K, FC_T *acc, ptrdiff_t astr)
+{
+    switch ((rr * 8 + nw) * 4 + sw) {
+    DW_WC(1, 1, 1) DW_WC(1, 2, 1) DW_WC(1, 3, 1) DW_WC(1, 4, 1) DW_WC(1, 5, 1) DW_WC(1, 6, 1) DW_WC(1, 7, 1)
+    DW_WC(2, 1, 1) DW_WC(2, 2, 1) DW_WC(2, 3, 1) DW_WC(2, 4, 1) DW_WC(2, 5, 1)
+    DW_WC(3, 1, 1) DW_WC(3, 2, 1) DW_WC(3, 3, 1)
+    DW_WC(1, 1, 2) DW_WC(1, 2, 2) DW_WC(1, 3, 2) DW_WC(1, 4, 2) DW_WC(1, 5, 2) DW_WC(1, 6, 2) DW_WC(1, 7, 2)
+    DW_WC(2, 1, 2) DW_WC(2, 2, 2) DW_WC(2, 3, 2) DW_WC(2, 4, 2) DW_WC(2, 5, 2)
+    DW_WC(3, 1, 2) DW_WC(3, 2, 2) DW_WC(3, 3, 2)
+    default: return 0;
+    }
+}
+#undef DW_WC
+
 /* dst[0..VLEN) += v, skipping the first lane0 lanes (they belong to the previous block). */
 static inline void DFN(dw_add_lanes)(FC_T *dst, const FC_T *v, int lane0)
 {
@@ -575,7 +639,8 @@ static void DFN(dw_wgrad_row_scalar)(const fc_dwp *p, const FC_T *xrow, const FC
 /* dy rows r = n*OH + oh in [r0, r1): dwp (KH*KW*K) and dbp (K) += their contributions.
  * Per row and channel block, the taps of up to 3 kernel rows x 7 columns are reduced together
  * over the interior output columns (one dy load feeds up to 12 FMAs), edge columns are added
- * with bounds checks, and the block's sums go to the partial. */
+ * with bounds checks, and the block's sums go to the partial.  With dilation 1 and stride <= 2 the
+ * tile also shares source-column loads between 4 output columns (dw_wtile_c). */
 static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, long r0, long r1,
                                             FC_T *dwp, FC_T *dbp, char *scratch)
 {
@@ -600,7 +665,8 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     if (ohi < olo) ohi = olo;
     const ptrdiff_t sxK = (ptrdiff_t)sw * K, tK = (ptrdiff_t)p->dw * K, astr = (ptrdiff_t)KW * FC_VLEN;
     /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
-    const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 12 / NW));
+    const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 10 / NW));
+    const int cdil = p->dw == 1 && sw <= 2;
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
         const FC_T *dyrow = dy + (ptrdiff_t)r * OW * K;
@@ -646,8 +712,10 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
                     for (int w0 = 0; w0 < KW; w0 += NW) {
                         for (int i = 0; i < rr; i++)
                             xr[i] = xrows[i0 + i] + ((ptrdiff_t)w0 * p->dw - p->pw) * K + k0;
-                        DFN(dw_wtile_any)(rr, fc_min(NW, KW - w0), xr, tK, dyrow + k0, olo, ohi, sxK, K,
-                                          acc + i0 * astr + (ptrdiff_t)w0 * FC_VLEN, astr);
+                        FC_T *ac = acc + i0 * astr + (ptrdiff_t)w0 * FC_VLEN;
+                        const int nw = fc_min(NW, KW - w0);
+                        if (!cdil || !DFN(dw_wtile_c_any)(rr, nw, sw, xr, dyrow + k0, olo, ohi, K, ac, astr))
+                            DFN(dw_wtile_any)(rr, nw, xr, tK, dyrow + k0, olo, ohi, sxK, K, ac, astr);
                     }
                 }
             } else {
