@@ -393,8 +393,14 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
                     const int ox = tt * FC_RB + q;
                     dst[q] = ox < p->OW ? orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt + k0 : NULL;
                 }
-                FN(fc_ukernel)(nt, seg + tt * FC_RB * ps, xoff, ps, wb, woff, cr,
-                               bias ? bias + k0 : NULL, p->relu, dst, nk == VB, acc);
+                const FC_T *x = seg + tt * FC_RB * ps, *bk = bias ? bias + k0 : NULL;
+                /* constant reduction lengths of common first layers: a fully unrolled channel loop */
+                switch (cr) {
+                case 3: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, 3, bk, p->relu, dst, nk == VB, acc); break;
+                case 5: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, 5, bk, p->relu, dst, nk == VB, acc); break;
+                case 9: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, 9, bk, p->relu, dst, nk == VB, acc); break;
+                default: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, cr, bk, p->relu, dst, nk == VB, acc);
+                }
                 if (nk == VB) continue;
                 for (int q = 0; q < FC_RB; q++) {
                     if (!dst[q]) continue;

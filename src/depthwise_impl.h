@@ -55,7 +55,30 @@ typedef struct {
     FC_T *out;
     ptrdiff_t ostep;         /* elements between consecutive outputs j */
     const FC_T *bias;        /* K values or NULL */
+    const char *pf;          /* memory the next job will read (prefetched across this one's tiles) */
+    size_t pflen;
 } DFN(dw_job);
+
+/* Prefetch [pf + lo, pf + hi) into the cache, one request per 64-byte line. */
+static inline void DFN(dw_prefetch)(const char *pf, size_t lo, size_t hi)
+{
+    for (size_t o = lo & ~(size_t)63; o < hi; o += 64) __builtin_prefetch(pf + o, 0, 3);
+}
+
+/* Region of the input row(s) needed next but not now: rows (lo, hi] of the source tensor. */
+static inline void DFN(dw_next_rows)(const FC_T *base, ptrdiff_t rowlen, int cur_last, int next_last, int nrows,
+                                    const char **pf, size_t *pflen)
+{
+    *pf = NULL;
+    *pflen = 0;
+    if (next_last <= cur_last) return;
+    int a = cur_last + 1;
+    if (a < 0) a = 0;
+    if (next_last >= nrows) next_last = nrows - 1;
+    if (next_last < a) return;
+    *pf = (const char *)(base + (ptrdiff_t)a * rowlen);
+    *pflen = (size_t)(next_last - a + 1) * rowlen * sizeof(FC_T);
+}
 
 /* RB output pixels j0 .. j0+RB-1, channels k0 .. k0+VLEN-1, every tap read from src (whose
  * column 0 is source column cbase).  RB is a constant after inlining. */
@@ -190,7 +213,14 @@ static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC
     const int nj = jb->nj, qs = jb->qs, K = jb->K, nr = jb->nr, Wsrc = jb->Wsrc, t0 = jb->toff[0];
     const int NC = (DW_RB - 1) * qs + jb->nt;
     FC_T *outp[DW_RB];
+    const size_t pfper = jb->pf ? ((jb->pflen + (nj + DW_RB - 1) / DW_RB - 1) / ((nj + DW_RB - 1) / DW_RB) + 63)
+                                  & ~(size_t)63 : 0;
+    size_t pfdone = 0;
     for (int j = 0; j < nj; j += DW_RB) {
+        if (pfdone < jb->pflen) {
+            DFN(dw_prefetch)(jb->pf, pfdone, pfdone + pfper < jb->pflen ? pfdone + pfper : jb->pflen);
+            pfdone += pfper;
+        }
         const int j0 = nj >= DW_RB ? fc_min(j, nj - DW_RB) : 0;
         for (int i = 0; i < DW_RB; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
         const int cfirst = j0 * qs + t0;
@@ -418,6 +448,12 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
         }
         jb.nr = nr;
         jb.out = y + (ptrdiff_t)r * p->OW * K;
+        jb.pf = NULL;
+        jb.pflen = 0;
+        if (p->M == 1 && oh + 1 < p->OH)
+            DFN(dw_next_rows)(x + (ptrdiff_t)n * p->H * p->W * K, (ptrdiff_t)p->W * K,
+                              oh * p->sh - p->ph + (KH - 1) * p->dh, (oh + 1) * p->sh - p->ph + (KH - 1) * p->dh,
+                              p->H, &jb.pf, &jb.pflen);
         DFN(dw_run)(&jb, ebuf, esrc, zrow, dummy, colp);
     }
 }
@@ -479,11 +515,19 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
         }
         jb.nr = nr;
         FC_T *orow = M == 1 ? dx + (ptrdiff_t)r * W * C : trow;
+        const char *pf = NULL;
+        size_t pflen = 0;
+        if (ih + 1 < p->H) /* the dy row the next dx row adds (largest oh) */
+            DFN(dw_next_rows)(dy + (ptrdiff_t)n * p->OH * p->OW * K, (ptrdiff_t)p->OW * K,
+                              fc_floordiv(ih + p->ph, p->sh), fc_floordiv(ih + 1 + p->ph, p->sh), p->OH, &pf,
+                              &pflen);
         for (int ph = 0; ph < nph; ph++) {
             jb.nt = cnt[ph];
             jb.toff = toff + ph * KW; jb.toffK = toffK + ph * KW; jb.twK = twK + ph * KW;
             jb.nj = (W - ph + sw - 1) / sw;
             jb.out = orow + (ptrdiff_t)ph * K;
+            jb.pf = ph == 0 ? pf : NULL;
+            jb.pflen = ph == 0 ? pflen : 0;
             DFN(dw_run)(&jb, ebuf, esrc, zrow, dummy, colp);
         }
         if (M > 1) {
