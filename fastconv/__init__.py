@@ -1,15 +1,26 @@
 """fastconv: fast CPU convolution kernels (Cython/OpenMP, NHWC) and a small Keras-like layer library."""
+from fastconv import (  # noqa: F401  (sub-modules of the public API)
+    augment, callbacks, datasets, filters, layers, losses, metrics, optimizers, plot, regularizers, utils,
+)
 from fastconv._config import __version__, show_config
 from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
+from fastconv.augment import ImageAugmenter
+from fastconv.functional import Input, Model
+from fastconv.model import Sequential
 from fastconv.ops import (
     avg_pool2d, avg_pool2d_grad, conv2d, conv2d_grad, conv_transpose2d, conv_transpose2d_grad,
     depthwise_conv2d, depthwise_conv2d_grad, global_avg_pool2d, global_avg_pool2d_grad,
     max_pool2d, max_pool2d_grad,
 )
+from fastconv.saving import load_model
+from fastconv.utils import to_categorical
 
 __all__ = [
     "__version__", "show_config", "get_num_threads", "set_num_threads", "set_simd",
     "conv2d", "conv2d_grad", "depthwise_conv2d", "depthwise_conv2d_grad", "conv_transpose2d",
     "conv_transpose2d_grad", "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
     "global_avg_pool2d", "global_avg_pool2d_grad",
+    "Sequential", "Model", "Input", "load_model", "ImageAugmenter", "to_categorical",
+    "augment", "callbacks", "datasets", "filters", "layers", "losses", "metrics", "optimizers", "plot",
+    "regularizers", "utils",
 ]

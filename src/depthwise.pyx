@@ -24,6 +24,8 @@ cdef extern from "depthwise_kernels.h" nogil:
         int N, H, W, C, M, K
         int OH, OW, KH, KW
         int sh, sw, ph, pw, dh, dw
+        int stream
+    int fc_dw_vector_bytes(int isa)
     size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
     size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
     void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
@@ -45,6 +47,18 @@ cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH,
     p.N = N; p.H = H; p.W = W; p.C = C; p.M = M; p.K = C * M
     p.OH = OH; p.OW = OW; p.KH = KH; p.KW = KW
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
+    p.stream = 0
+
+
+# Outputs at least this large are written with non-temporal stores when vector-aligned (they
+# would not stay in cache for the next op anyway; streaming saves the read-for-ownership).
+cdef size_t _STREAM_BYTES = 8 << 20
+STREAM_BYTES = _STREAM_BYTES
+
+
+cdef inline int _stream(const void *out, size_t nbytes, int K, size_t itemsize, int isa) noexcept nogil:
+    cdef size_t vb = fc_dw_vector_bytes(isa) if itemsize == 4 else 16
+    return nbytes >= _STREAM_BYTES and (<size_t>out) % vb == 0 and (K * itemsize) % vb == 0
 
 
 cdef char *_scratch(size_t *sb, int nthreads):
@@ -76,6 +90,7 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef char *mem = _scratch(&sb, nthreads)
     cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
     cdef const floating *bp = &bias[0] if bias is not None else NULL
+    p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.K * sizeof(floating), p.K, sizeof(floating), isa)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
@@ -108,6 +123,7 @@ def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
     cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
     cdef char *mem = _scratch(&sb, nthreads)
     cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    p.stream = _stream(&dx[0, 0, 0, 0], <size_t>R * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):

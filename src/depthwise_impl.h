@@ -41,6 +41,7 @@
 #define DLD(p) (*(const DVU *)(p))
 #define DST(p, v) (*(DVU *)(p) = (v))
 #define DW_RB 8
+#define DW_WCHUNK 32 /* output columns per weight-gradient chunk */
 
 typedef FC_T DV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T DVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
@@ -57,6 +58,8 @@ typedef struct {
     const FC_T *bias;        /* K values or NULL */
     const char *pf;          /* memory the next job will read (prefetched across this one's tiles) */
     size_t pflen;
+    FC_T *sbuf;              /* non-NULL: stream the output (non-temporal stores) through this
+                                DW_RB*K buffer; out is vector-aligned, ostep == K, K % VLEN == 0 */
 } DFN(dw_job);
 
 /* Prefetch [pf + lo, pf + hi) into the cache, one request per 64-byte line. */
@@ -223,6 +226,9 @@ static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC
         }
         const int j0 = nj >= DW_RB ? fc_min(j, nj - DW_RB) : 0;
         for (int i = 0; i < DW_RB; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
+        const int stream = jb->sbuf && nj >= DW_RB;
+        if (stream)
+            for (int i = 0; i < DW_RB; i++) outp[i] = jb->sbuf + (ptrdiff_t)i * K;
         const int cfirst = j0 * qs + t0;
         if (cfirst >= 0 && cfirst + NC <= Wsrc) {
             for (int r = 0; r < nr; r++) colp[r] = jb->src[r] + (ptrdiff_t)cfirst * K;
@@ -235,6 +241,12 @@ static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC
                 }
             ct(jb, 1, colp, NC, outp);
         }
+#ifdef FC_NT
+        if (stream) { /* DW_RB contiguous output pixels */
+            FC_T *o = jb->out + (ptrdiff_t)j0 * K;
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)DW_RB * K; i += FC_VLEN) FC_NT(o + i, DLD(jb->sbuf + i));
+        }
+#endif
     }
 }
 
@@ -389,11 +401,12 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += 3 * ((sw * KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);      /* tap lists */
     b += (sw * sizeof(int) + 63) & ~(size_t)63;                        /* tap counts */
     b += 2 * ((KH * sizeof(long) + 63) & ~(size_t)63);                /* cache tags */
-    b += (KH * KW * 16 * sizeof(FC_T) + 63) & ~(size_t)63;            /* dw accumulators */
+    b += ((p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63;  /* dw accumulators */
     b += 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);              /* edge / tap row pointers */
     /* edge buffers: KH rows of ((DW_RB - 1) * sw + (KW - 1) * dw + 2) pixels */
     b += (KH * ((DW_RB - 1) * sw + (KW - 1) * (size_t)p->dw + 2) * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
     b += 2 * (((size_t)p->K * sizeof(FC_T) + 63) & ~(size_t)63);      /* zero row, dummy row */
+    b += ((size_t)DW_RB * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* streaming buffer */
     b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
     b += 64;
     if (p->M > 1) b += ((KH + 1) * (size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
@@ -424,6 +437,8 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
     memset(zrow, 0, (size_t)K * sizeof(FC_T));
+    FC_T *sbuf = (FC_T *)DFN(dw_carve)(&cur, (size_t)DW_RB * K * sizeof(FC_T));
+    (void)sbuf;
     DFN(dw_cache) cc;
     if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
     for (int kw = 0; kw < KW; kw++) {
@@ -435,6 +450,10 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     jb.K = K; jb.nt = KW; jb.qs = p->sw; jb.Wsrc = p->W; jb.nj = p->OW;
     jb.src = srcs; jb.wrow = wrows; jb.toff = toff; jb.toffK = toffK; jb.twK = twK;
     jb.ostep = K; jb.bias = bias;
+    jb.sbuf = NULL;
+#ifdef FC_NT
+    if (p->stream && K % FC_VLEN == 0) jb.sbuf = sbuf;
+#endif
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
         int nr = 0;
@@ -456,6 +475,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
                               p->H, &jb.pf, &jb.pflen);
         DFN(dw_run)(&jb, ebuf, esrc, zrow, dummy, colp);
     }
+    if (jb.sbuf) FC_SFENCE();
 }
 
 /* ---- input gradient: dx rows r = n*H + ih in [r0, r1) ---- */
@@ -484,6 +504,8 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
     memset(zrow, 0, (size_t)K * sizeof(FC_T));
+    FC_T *sbuf = (FC_T *)DFN(dw_carve)(&cur, (size_t)DW_RB * K * sizeof(FC_T));
+    (void)sbuf;
     const int nph = fc_min(sw, W);
     /* tap lists of each column phase: the kw whose dy column is an integer */
     for (int ph = 0; ph < nph; ph++) {
@@ -501,6 +523,10 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     DFN(dw_job) jb;
     jb.K = K; jb.qs = 1; jb.Wsrc = p->OW; jb.src = srcs; jb.wrow = wrows; jb.bias = NULL;
     jb.ostep = (ptrdiff_t)sw * K;
+    jb.sbuf = NULL;
+#ifdef FC_NT
+    if (p->stream && sw == 1 && M == 1 && K % FC_VLEN == 0) jb.sbuf = sbuf;
+#endif
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->H), ih = (int)(r - (long)n * p->H);
         int nr = 0;
@@ -541,16 +567,18 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
             }
         }
     }
+    if (jb.sbuf) FC_SFENCE();
 }
 
 /* ---- weight gradient ---- */
 
-/* acc[r][w][0..VLEN) = sum_{ow in [o0, o1)} xr[r][ow*sxK + w*tK] * dy[ow*K], for RR rows and NW
+/* acc[r][w][0..VLEN) += sum_{ow in [o0, o1)} xr[r][ow*sxK + w*tK] * dy[ow*K], for RR rows and NW
  * taps per row (constants after inlining; RR*NW <= 12 accumulators + 1 dy vector).
  * xr[r] already points at tap 0 of row r, channel k0; acc has stride astr between rows. */
 #define DW_WACC(r, w) a##r##w
 #define DW_WSTEP(r, w) if (RR > r && NW > w) DW_WACC(r, w) += DLD(q##r + w * tK) * d;
-#define DW_WSAVE(r, w) if (RR > r && NW > w) DST(acc + r * astr + w * FC_VLEN, DW_WACC(r, w));
+#define DW_WSAVE(r, w) \
+    if (RR > r && NW > w) DST(acc + r * astr + w * FC_VLEN, DLD(acc + r * astr + w * FC_VLEN) + DW_WACC(r, w));
 #define DW_WROW(M_, r) M_(r, 0) M_(r, 1) M_(r, 2) M_(r, 3) M_(r, 4) M_(r, 5) M_(r, 6)
 static inline __attribute__((always_inline)) void
 DFN(dw_wtile)(const int RR, const int NW, const FC_T *const *xr, ptrdiff_t tK, const FC_T *dyb, int o0, int o1,
@@ -634,7 +662,7 @@ DFN(dw_wtile_c)(const int RR, const int NW, const int SW, const FC_T *const *xr,
         }
     }
     for (int r = 0; r < RR; r++)
-        for (int w = 0; w < NW; w++) DST(acc + r * astr + w * FC_VLEN, a[r][w]);
+        for (int w = 0; w < NW; w++) DST(acc + r * astr + w * FC_VLEN, DLD(acc + r * astr + w * FC_VLEN) + a[r][w]);
 }
 
 #define DW_WC(RR_, NW_, SW_)                                                                      \
@@ -700,7 +728,7 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     const FC_T **xrows = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     const FC_T **xr = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     int *khs = (int *)DFN(dw_carve)(&cur, KH * sizeof(ptrdiff_t));
-    FC_T *acc = (FC_T *)DFN(dw_carve)(&cur, (size_t)KH * KW * 16 * sizeof(FC_T));
+    FC_T *acc = (FC_T *)DFN(dw_carve)(&cur, (size_t)nkb * KH * KW * FC_VLEN * sizeof(FC_T));
     DFN(dw_cache) cc;
     if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
     /* output columns whose every tap is inside the row */
@@ -708,6 +736,7 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     int ohi = fc_min(OW, fc_floordiv(p->W - 1 + p->pw - (KW - 1) * p->dw, sw) + 1);
     if (ohi < olo) ohi = olo;
     const ptrdiff_t sxK = (ptrdiff_t)sw * K, tK = (ptrdiff_t)p->dw * K, astr = (ptrdiff_t)KW * FC_VLEN;
+    const ptrdiff_t ablk = (ptrdiff_t)KH * astr; /* accumulators of one channel block */
     /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
     const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 10 / NW));
     const int cdil = p->dw == 1 && sw <= 2;
@@ -748,24 +777,47 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
             for (int i = 0; i < nr; i++) DFN(dw_wgrad_row_scalar)(p, xrows[i], dyrow, khs[i], dwp);
             continue;
         }
-        for (int kb = 0; kb < nkb; kb++) {
-            const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), lane0 = kb * FC_VLEN - k0;
-            if (olo < ohi) {
+        /* prefetch what the next row adds (its dy row and new x rows), spread over the steps */
+        const char *pfx = NULL, *pfd = NULL;
+        size_t pfxl = 0, pfdl = 0;
+        if (r + 1 < r1) {
+            pfd = (const char *)(dyrow + (ptrdiff_t)OW * K);
+            pfdl = (size_t)OW * K * sizeof(FC_T);
+            if (p->M == 1 && oh + 1 < p->OH)
+                DFN(dw_next_rows)(x + (ptrdiff_t)n * p->H * p->W * K, (ptrdiff_t)p->W * K,
+                                  oh * p->sh - p->ph + (KH - 1) * p->dh, (oh + 1) * p->sh - p->ph + (KH - 1) * p->dh,
+                                  p->H, &pfx, &pfxl);
+        }
+        const int nch = (ohi - olo + DW_WCHUNK - 1) / DW_WCHUNK, nsteps = nch * nkb;
+        {
+            const DV z = {0};
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)nkb * ablk; i += FC_VLEN) DST(acc + i, z);
+        }
+        /* interior columns in chunks of DW_WCHUNK, all channel blocks per chunk: the chunk's x and
+         * dy pixels stay in L1 while the blocks sweep them */
+        for (int ch = 0; ch < nch; ch++) {
+            const int c0 = olo + ch * DW_WCHUNK, c1 = fc_min(ohi, c0 + DW_WCHUNK);
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), step = ch * nkb + kb;
+                if (pfd) DFN(dw_prefetch)(pfd, pfdl * step / nsteps, pfdl * (step + 1) / nsteps);
+                if (pfx) DFN(dw_prefetch)(pfx, pfxl * step / nsteps, pfxl * (step + 1) / nsteps);
+                FC_T *accb = acc + (ptrdiff_t)kb * ablk;
                 for (int i0 = 0; i0 < nr; i0 += RRmax) {
                     const int rr = fc_min(RRmax, nr - i0);
                     for (int w0 = 0; w0 < KW; w0 += NW) {
                         for (int i = 0; i < rr; i++)
                             xr[i] = xrows[i0 + i] + ((ptrdiff_t)w0 * p->dw - p->pw) * K + k0;
-                        FC_T *ac = acc + i0 * astr + (ptrdiff_t)w0 * FC_VLEN;
+                        FC_T *ac = accb + i0 * astr + (ptrdiff_t)w0 * FC_VLEN;
                         const int nw = fc_min(NW, KW - w0);
-                        if (!cdil || !DFN(dw_wtile_c_any)(rr, nw, sw, xr, dyrow + k0, olo, ohi, K, ac, astr))
-                            DFN(dw_wtile_any)(rr, nw, xr, tK, dyrow + k0, olo, ohi, sxK, K, ac, astr);
+                        if (!cdil || !DFN(dw_wtile_c_any)(rr, nw, sw, xr, dyrow + k0, c0, c1, K, ac, astr))
+                            DFN(dw_wtile_any)(rr, nw, xr, tK, dyrow + k0, c0, c1, sxK, K, ac, astr);
                     }
                 }
-            } else {
-                const DV z = {0};
-                for (int i = 0; i < nr * KW; i++) DST(acc + (ptrdiff_t)i * FC_VLEN, z);
             }
+        }
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, K - FC_VLEN), lane0 = kb * FC_VLEN - k0;
+            FC_T *accb = acc + (ptrdiff_t)kb * ablk;
             for (int ow = 0; ow < OW; ow++) {
                 if (ow == olo) ow = ohi;
                 if (ow >= OW) break;
@@ -774,7 +826,7 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
                     const int col = ow * sw - p->pw + kw * p->dw;
                     if (col < 0 || col >= p->W) continue;
                     for (int i = 0; i < nr; i++) {
-                        FC_T *a = acc + i * astr + (ptrdiff_t)kw * FC_VLEN;
+                        FC_T *a = accb + i * astr + (ptrdiff_t)kw * FC_VLEN;
                         DST(a, DLD(a) + DLD(xrows[i] + (ptrdiff_t)col * K + k0) * d);
                     }
                 }
@@ -782,7 +834,7 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
             for (int i = 0; i < nr; i++)
                 for (int kw = 0; kw < KW; kw++)
                     DFN(dw_add_lanes)(dwp + ((ptrdiff_t)khs[i] * KW + kw) * K + k0,
-                                      acc + i * astr + (ptrdiff_t)kw * FC_VLEN, lane0);
+                                      accb + i * astr + (ptrdiff_t)kw * FC_VLEN, lane0);
         }
     }
 }
@@ -795,3 +847,4 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
 #undef DLD
 #undef DST
 #undef DW_RB
+#undef DW_WCHUNK

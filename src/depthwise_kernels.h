@@ -16,12 +16,23 @@ typedef struct {
     int N, H, W, C, M, K;
     int OH, OW, KH, KW;
     int sh, sw, ph, pw, dh, dw; /* stride, top/left padding, dilation */
+    int stream;                 /* write y / dx with non-temporal stores (large, vector-aligned) */
 } fc_dwp;
+
+#if FC_X86
+#define FC_SFENCE() __builtin_ia32_sfence()
+#else
+#define FC_SFENCE() ((void)0)
+#endif
 
 #define FC_T float
 #define FC_VLEN 4
 #define FC_SFX _f32_generic
+#if FC_X86
+#define FC_NT(p, v) __builtin_ia32_movntps((p), (v))
+#endif
 #include "depthwise_impl.h"
+#undef FC_NT
 #undef FC_T
 #undef FC_VLEN
 #undef FC_SFX
@@ -29,7 +40,11 @@ typedef struct {
 #define FC_T double
 #define FC_VLEN 2
 #define FC_SFX _f64_generic
+#if FC_X86
+#define FC_NT(p, v) __builtin_ia32_movntpd((p), (v))
+#endif
 #include "depthwise_impl.h"
+#undef FC_NT
 #undef FC_T
 #undef FC_VLEN
 #undef FC_SFX
@@ -41,7 +56,9 @@ typedef struct {
 #define FC_VLEN 8
 #define FC_SFX _f32_avx2
 #define DW_NARROW(name) name##_f32_generic
+#define FC_NT(p, v) __builtin_ia32_movntps256((p), (v))
 #include "depthwise_impl.h"
+#undef FC_NT
 #undef DW_NARROW
 #undef FC_T
 #undef FC_VLEN
@@ -54,7 +71,9 @@ typedef struct {
 #define FC_VLEN 16
 #define FC_SFX _f32_avx512
 #define DW_NARROW(name) name##_f32_avx2
+#define FC_NT(p, v) __builtin_ia32_movntps512((p), (v))
 #include "depthwise_impl.h"
+#undef FC_NT
 #undef DW_NARROW
 #undef FC_T
 #undef FC_VLEN
@@ -71,6 +90,9 @@ typedef struct {
 #define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
 #endif
 #endif
+
+/* Vector width in bytes of a level (alignment the non-temporal stores need). */
+static int fc_dw_vector_bytes(int isa) { return isa == FC_ISA_AVX512 ? 64 : isa == FC_ISA_AVX2 ? 32 : 16; }
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)

@@ -1,6 +1,8 @@
 """Core layers: Dense, Flatten, Dropout, Activation, ReLU, Softmax.
 
-Dense is a NumPy matmul on the last axis (``x @ kernel + bias``); the element-wise
+Dense is ``x @ kernel + bias`` on the last axis through ``ops.dense`` (the conv kernel as a
+1x1 convolution, so training never wakes NumPy's multithreaded BLAS next to the OpenMP
+kernels); the element-wise
 layers are vectorised NumPy and never modify their input in place (the previous
 layer may have cached it).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import activations as _activations
+from fastconv import ops
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, prod_or_none, register_layer
@@ -74,9 +77,9 @@ class Dense(Layer):
         self._check_channels(x)
 
     def call(self, x, training=False):
-        y = x @ self.params["kernel"]
-        if self.use_bias:
-            y += self.params["bias"]
+        f = x.shape[-1]
+        y = ops.dense(x.reshape(-1, f), self.params["kernel"], self.params.get("bias"))
+        y = y.reshape(*x.shape[:-1], self.units)
         act = None
         if self.activation is not _activations.linear:
             y = self.activation.forward(y, out=y)
@@ -88,16 +91,18 @@ class Dense(Layer):
     def call_backward(self, dy):
         x, y = self._need_cache()
         dz = dy if y is None else self.activation.backward(dy, y)
-        if self.trainable:
-            f = x.shape[-1]
-            x2 = x.reshape(-1, f)
-            dz2 = dz.reshape(-1, self.units)
-            self._store_grad("kernel", x2.T @ dz2)
-            if self.use_bias:
-                self._store_grad("bias", dz2.sum(axis=0))
-        if not self.need_input_grad:
-            return None
-        return dz @ self.params["kernel"].T
+        f = x.shape[-1]
+        x2 = x.reshape(-1, f)
+        dz2 = dz.reshape(-1, self.units)
+        if not self.trainable:
+            if not self.need_input_grad:
+                return None
+            return ops.dense(dz2, self.params["kernel"].T).reshape(x.shape)
+        dx, dw, db = ops.dense_grad(dz2, x2, self.params["kernel"], need_dx=self.need_input_grad)
+        self._store_grad("kernel", dw)
+        if self.use_bias:
+            self._store_grad("bias", db)
+        return None if dx is None else dx.reshape(x.shape)
 
     def get_config(self):
         config = super().get_config()

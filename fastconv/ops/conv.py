@@ -230,3 +230,37 @@ def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, di
     db = np.empty(a.x_shape[3], dtype=x.dtype)
     _k.channel_sum(dy.reshape(-1, a.x_shape[3]), db)
     return dx, dw, db
+
+
+def dense(x, w, bias=None):
+    """Fully connected layer on the conv kernel: x (N, C) @ w (C, K) + bias -> (N, K).
+
+    A 1x1 convolution over N one-pixel images; it keeps Dense layers off NumPy's multithreaded
+    BLAS, whose threads would otherwise compete with the kernels' OpenMP threads for the cores.
+    """
+    op = "dense"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    check_rank(op, "x", x, 2, "(N, features)")
+    check_rank(op, "w", w, 2, "(features, units)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"{op}: x has {x.shape[1]} features but w expects {w.shape[0]} (w.shape={w.shape})")
+    if bias is not None:
+        bias = as_float_array(op, "bias", bias, x.dtype)
+        check_bias(op, bias, w.shape[1], w.shape)
+    y = conv2d(x.reshape(x.shape[0], 1, 1, x.shape[1]), w.reshape(1, 1, *w.shape), bias)
+    return y.reshape(x.shape[0], w.shape[1])
+
+
+def dense_grad(dy, x, w, *, need_dx=True):
+    """Gradients of dense: dy (N, K) -> (dx (N, C) or None, dw (C, K), db (K,))."""
+    op = "dense_grad"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    check_rank(op, "x", x, 2, "(N, features)")
+    check_rank(op, "w", w, 2, "(features, units)")
+    check_dy(op, dy, (x.shape[0], w.shape[1]))
+    dx, dw, db = conv2d_grad(dy.reshape(dy.shape[0], 1, 1, dy.shape[1]), x.reshape(x.shape[0], 1, 1, x.shape[1]),
+                             w.reshape(1, 1, *w.shape), need_dx=need_dx)
+    return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db

@@ -1,0 +1,347 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate.
+
+Design notes
+------------
+* A merge layer takes a *list* of inputs: ``build`` / ``compute_output_shape``
+  take a list of per-sample shapes, ``forward`` a list of arrays, and
+  ``backward(dy)`` returns a list of gradients (one per input, each with its
+  input's shape), or ``None`` when ``need_input_grad`` is False.
+* Element-wise merges broadcast as Keras's do: inputs of lower rank get axes
+  inserted after the batch axis (``(N, C)`` acts as ``(N, 1, 1, C)``), then
+  NumPy's rules apply, so a squeeze-and-excitation gate ``(N, 1, 1, C)``
+  multiplies ``(N, H, W, C)``. Each input's gradient is summed over the axes it
+  was broadcast along. Shape mismatches raise when the layer is built (that
+  is, when it is called on symbolic tensors), worded as Keras words them.
+* Add, Subtract and Average cache nothing; Multiply caches its inputs
+  (``d/dx_i = dy * prod_{j != i} x_j``); Maximum / Minimum cache which input
+  won (ties go to the first input). Nothing is modified in place: ``Add``'s
+  backward hands the same ``dy`` to every input that has its shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.layers.base import Layer, _shape_tuple, register_layer, shape_str
+
+__all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract"]
+
+
+def _broadcast_dim(a, b):
+    """Keras's rule for one axis: None if either is unknown, else sizes match or one is 1."""
+    if a is None or b is None:
+        return None
+    if a == 1:
+        return b
+    if b == 1 or a == b:
+        return a
+    return False
+
+
+class _Merge(Layer):
+    """Base of the merge layers: list in, one array out, list of gradients back."""
+
+    #: Smallest number of inputs.
+    min_inputs = 2
+
+    # -- shapes ----------------------------------------------------------------
+    def _shape_list(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or not all(
+            isinstance(s, (list, tuple)) for s in input_shape
+        ):
+            raise ValueError(
+                f'A merge layer ("{self.name}", {type(self).__name__}) should be called on a list of '
+                f"inputs. Received: input_shape={input_shape!r} (not a list of shapes)"
+            )
+        shapes = [_shape_tuple(s) for s in input_shape]
+        if len(shapes) < self.min_inputs:
+            raise ValueError(
+                f'A merge layer ("{self.name}", {type(self).__name__}) should be called on a list of '
+                f"at least {self.min_inputs} inputs. Got {len(shapes)} inputs. Full input_shape "
+                f"received: {[shape_str(s) for s in shapes]}"
+            )
+        return shapes
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._shape_list(input_shape)
+        rank = max(len(s) for s in shapes)
+        out = [1] * rank
+        for s in shapes:
+            padded = (1,) * (rank - len(s)) + tuple(s)
+            for i, d in enumerate(padded):
+                b = _broadcast_dim(out[i], d)
+                if b is False:
+                    raise ValueError(
+                        f'Layer "{self.name}" ({type(self).__name__}): inputs have incompatible shapes. '
+                        f"Received shapes {[shape_str(s) for s in shapes]} (axis {i + 1} has "
+                        f"{out[i]} vs {d}; sizes must match or be 1)"
+                    )
+                out[i] = b
+        return tuple(out)
+
+    def build(self, input_shape) -> None:
+        shapes = self._shape_list(input_shape)
+        self.output_shape = self.compute_output_shape(shapes)
+        self.input_shape = shapes
+        self.built = True
+
+    # -- forward / backward --------------------------------------------------------
+    def _expand(self, xs):
+        """Keras's rank alignment: insert axes after the batch axis up to the largest rank."""
+        rank = max(x.ndim for x in xs)
+        return [x.reshape(x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:]) for x in xs]
+
+    def forward(self, x, training=False):
+        if not isinstance(x, (list, tuple)):
+            raise TypeError(
+                f'A merge layer ("{self.name}", {type(self).__name__}) should be called on a list of '
+                f"inputs. Received: {type(x).__name__}"
+            )
+        xs = [np.asarray(a, dtype=self.dtype) for a in x]
+        if any(a.ndim < 1 for a in xs):
+            raise ValueError(
+                f'Layer "{self.name}": inputs need a batch axis. Received shapes {[a.shape for a in xs]}'
+            )
+        shapes = [a.shape[1:] for a in xs]
+        if not self.built:
+            self.build(shapes)
+        else:
+            self.compute_output_shape(shapes)  # raises on incompatible shapes
+        if len({a.shape[0] for a in xs}) > 1:
+            raise ValueError(
+                f'Layer "{self.name}": inputs have different batch sizes. Received shapes '
+                f"{[a.shape for a in xs]}"
+            )
+        if not training:
+            self._cache = None
+        return self.call(xs, training)
+
+    def backward(self, dy):
+        dy = np.asarray(dy, dtype=self.dtype)
+        return self.call_backward(dy)
+
+    def _unbroadcast(self, g, shape):
+        """Sum ``g`` (the output's shape) down to an input's ``shape`` (Keras's expansion undone)."""
+        rank = g.ndim
+        aligned = (shape[0], *(1,) * (rank - len(shape)), *shape[1:])
+        axes = tuple(i for i, (a, b) in enumerate(zip(aligned, g.shape)) if a == 1 and b != 1)
+        if axes:
+            g = g.sum(axis=axes, keepdims=True)
+        return g.reshape(shape)
+
+
+class _Elementwise(_Merge):
+    def call(self, xs, training=False):
+        ex = self._expand(xs)
+        y = self._merge(ex)
+        if training:
+            self._cache = self._cache_value(xs, ex, y)
+        return y
+
+    def _cache_value(self, xs, ex, y):
+        return [x.shape for x in xs]
+
+
+@register_layer
+class Add(_Elementwise):
+    """Sum of a list of inputs (Keras ``Add``), broadcasting as Keras does.
+
+    Examples
+    --------
+    >>> Add()([np.ones((2, 3)), np.ones((2, 3))]).shape
+    (2, 3)
+    """
+
+    def _merge(self, ex):
+        y = ex[0] + ex[1]
+        for x in ex[2:]:
+            y += x
+        return y
+
+    def call_backward(self, dy):
+        shapes = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        return [self._unbroadcast(dy, s) for s in shapes]
+
+
+@register_layer
+class Subtract(_Elementwise):
+    """``inputs[0] - inputs[1]`` (Keras ``Subtract``; exactly two inputs)."""
+
+    def _shape_list(self, input_shape):
+        shapes = super()._shape_list(input_shape)
+        if len(shapes) != 2:
+            raise ValueError(
+                f'A `Subtract` layer ("{self.name}") should be called on exactly 2 inputs. '
+                f"Received: input_shape={[shape_str(s) for s in shapes]}"
+            )
+        return shapes
+
+    def _merge(self, ex):
+        return ex[0] - ex[1]
+
+    def call_backward(self, dy):
+        shapes = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        return [self._unbroadcast(dy, shapes[0]), -self._unbroadcast(dy, shapes[1])]
+
+
+@register_layer
+class Average(_Elementwise):
+    """Element-wise mean of a list of inputs (Keras ``Average``)."""
+
+    def _merge(self, ex):
+        y = ex[0] + ex[1]
+        for x in ex[2:]:
+            y += x
+        y *= 1.0 / len(ex)
+        return y
+
+    def call_backward(self, dy):
+        shapes = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        g = dy * (1.0 / len(shapes))
+        return [self._unbroadcast(g, s) for s in shapes]
+
+
+@register_layer
+class Multiply(_Elementwise):
+    """Element-wise product of a list of inputs (Keras ``Multiply``), broadcasting as Keras does:
+    a gate ``(N, 1, 1, C)`` (or ``(N, C)``) scales every pixel of ``(N, H, W, C)``."""
+
+    def _merge(self, ex):
+        y = ex[0] * ex[1]
+        for x in ex[2:]:
+            y *= x
+        return y
+
+    def _cache_value(self, xs, ex, y):
+        return ([x.shape for x in xs], ex)
+
+    def call_backward(self, dy):
+        shapes, ex = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        out = []
+        for i, s in enumerate(shapes):
+            g = dy
+            for j, x in enumerate(ex):
+                if j != i:
+                    g = g * x
+            out.append(self._unbroadcast(g, s))
+        return out
+
+
+class _Extremum(_Merge):
+    _pick = None  # np.greater for Maximum, np.less for Minimum (strict: ties keep the earlier input)
+
+    def call(self, xs, training=False):
+        ex = self._expand(xs)
+        shape = np.broadcast_shapes(*[x.shape for x in ex])
+        y = np.array(np.broadcast_to(ex[0], shape), dtype=self.dtype)
+        idx = np.zeros(shape, dtype=np.int8)
+        for i, x in enumerate(ex[1:], start=1):
+            better = self._pick(x, y)
+            idx[better] = i
+            np.copyto(y, x, where=better)
+        if training:
+            self._cache = ([x.shape for x in xs], idx)
+        return y
+
+    def call_backward(self, dy):
+        shapes, idx = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        zero = np.zeros((), dy.dtype)
+        return [self._unbroadcast(np.where(idx == i, dy, zero), s) for i, s in enumerate(shapes)]
+
+
+@register_layer
+class Maximum(_Extremum):
+    """Element-wise maximum of a list of inputs (Keras ``Maximum``); ties send the gradient to the first."""
+
+    _pick = staticmethod(np.greater)
+
+
+@register_layer
+class Minimum(_Extremum):
+    """Element-wise minimum of a list of inputs (Keras ``Minimum``); ties send the gradient to the first."""
+
+    _pick = staticmethod(np.less)
+
+
+@register_layer
+class Concatenate(_Merge):
+    """Concatenate a list of inputs along ``axis`` (Keras ``Concatenate``; ``axis`` counts the batch
+    axis, default -1 = channels). All other sizes must match.
+
+    Examples
+    --------
+    >>> Concatenate()([np.ones((2, 4, 4, 3)), np.ones((2, 4, 4, 5))]).shape
+    (2, 4, 4, 8)
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(axis, (int, np.integer)) or axis == 0:
+            raise ValueError(
+                f"Concatenate cannot join along the batch axis; `axis` must be a non-zero integer "
+                f"(Keras counts the batch axis). Received: axis={axis!r}"
+            )
+        self.axis = int(axis)
+
+    def _sample_axis(self, rank):
+        """Axis index in a per-sample shape of length ``rank``."""
+        a = self.axis + rank + 1 if self.axis < 0 else self.axis
+        if not 1 <= a <= rank:
+            raise ValueError(
+                f'Layer "{self.name}": axis {self.axis} is out of range for inputs of rank {rank + 1} '
+                f"(batch axis included)"
+            )
+        return a - 1
+
+    def compute_output_shape(self, input_shape):
+        shapes = self._shape_list(input_shape)
+        rank = len(shapes[0])
+        bad = any(len(s) != rank for s in shapes)
+        if not bad:
+            ax = self._sample_axis(rank)
+            rest = [s[:ax] + s[ax + 1 :] for s in shapes]
+            for dims in zip(*rest):
+                known = {d for d in dims if d is not None}
+                if len(known) > 1:
+                    bad = True
+        if bad:
+            raise ValueError(
+                f'A `Concatenate` layer ("{self.name}") requires inputs with matching shapes except '
+                f"for the concatenation axis. Received: input_shape={[shape_str(s) for s in shapes]}"
+            )
+        out = []
+        for i, dims in enumerate(zip(*shapes)):
+            if i == ax:
+                out.append(None if any(d is None for d in dims) else sum(dims))
+            else:
+                known = [d for d in dims if d is not None]
+                out.append(known[0] if known else None)
+        return tuple(out)
+
+    def call(self, xs, training=False):
+        ax = self._sample_axis(xs[0].ndim - 1) + 1
+        if training:
+            self._cache = (ax, [x.shape[ax] for x in xs])
+        return np.concatenate(xs, axis=ax)
+
+    def call_backward(self, dy):
+        ax, sizes = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        cuts = np.cumsum(sizes)[:-1]
+        return [np.ascontiguousarray(g) for g in np.split(dy, cuts, axis=ax)]
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config

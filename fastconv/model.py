@@ -1,0 +1,544 @@
+"""Models: the shared :class:`Model` base (compile, fit, evaluate, predict, weights, summary,
+save) and :class:`Sequential`, a chain of layers.
+
+Design notes
+------------
+* A model is a layer graph plus what the Keras model adds on top. The graph
+  part is whatever :meth:`Model._plan` returns (a
+  :class:`fastconv.training.ExecutionPlan`); everything else in this base class
+  works on that plan and on ``self.layers``, so a functional
+  ``Model(inputs, outputs)`` only has to provide the plan, ``build`` and its
+  summary rows / config to get compile / fit / evaluate / predict / save /
+  load / summary unchanged.
+* Shapes exclude the batch axis inside (the layer contract); ``build`` and
+  ``output_shape`` speak Keras's batch-inclusive ``(None, H, W, C)``.
+* The training loops live in :mod:`fastconv.training`, saving in
+  :mod:`fastconv.saving`.
+
+Examples
+--------
+>>> from fastconv.layers import Conv2D, MaxPooling2D, Flatten, Dense
+>>> model = Sequential([Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
+...                     MaxPooling2D(), Flatten(), Dense(10, activation="softmax")])
+>>> model.count_params()
+13610
+"""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+
+from fastconv import losses as _losses
+from fastconv import metrics as _metrics
+from fastconv import optimizers as _optimizers
+from fastconv import training as _training
+from fastconv.layers.base import Layer, deserialize, serialize
+
+__all__ = ["Model", "Sequential"]
+
+
+class Model:
+    """Base class of fastconv models (Keras's ``Model`` API on an execution plan).
+
+    Subclasses provide ``layers``, :meth:`_plan`, :meth:`build`, ``input_shape`` /
+    ``output_shape`` (per-sample), :meth:`_summary_rows` and ``get_config`` /
+    ``from_config``.
+    """
+
+    _name_counts: typing.ClassVar[dict[str, int]] = {}
+
+    def __init__(self, name=None):
+        if name is None:
+            prefix = type(self).__name__.lower()
+            n = Model._name_counts.get(prefix, 0)
+            Model._name_counts[prefix] = n + 1
+            name = prefix if n == 0 else f"{prefix}_{n}"
+        self.name = name
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self._metric_fns = []
+        self.stop_training = False
+        self.history = None
+
+    # ---- to be provided by subclasses --------------------------------------
+    layers: list
+
+    def _plan(self) -> _training.ExecutionPlan:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build(self, input_shape=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    # ---- shapes / dtype -------------------------------------------------------
+    @property
+    def dtype(self):
+        return self.layers[0].dtype if self.layers else np.dtype("float32")
+
+    def _ensure_built(self, batch_shape):
+        if not self.built:
+            self.build((None, *tuple(batch_shape)[1:]))
+
+    def _prepare_x(self, x):
+        """``x`` as an array of the model's dtype (no copy when it already is)."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"Model inputs must be numeric arrays. Received dtype {x.dtype}.")
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"This model has not yet been built. Build the model first by calling `build()` or by "
+                f"calling the model on a batch of data (needed for `{what}`)."
+            )
+
+    # ---- compile ------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Set the optimizer, loss and metrics.
+
+        Parameters
+        ----------
+        optimizer : "sgd", "adam", an :class:`fastconv.optimizers.Optimizer` or its config dict
+        loss : "sparse_categorical_crossentropy", "categorical_crossentropy", "mse" or a Loss
+        metrics : list, optional
+            ``["accuracy"]`` (or ``"acc"``).
+        """
+        if isinstance(optimizer, str) and optimizer.lower() == "rmsprop":
+            raise ValueError('Only "sgd" and "adam" optimizers are available. Received: optimizer="rmsprop"')
+        if loss is None:
+            raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'.")
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = _losses.get(loss)
+        metrics = list(metrics or [])
+        self.compiled_metrics = metrics
+        fns = []
+        for m in metrics:
+            _, fn = _metrics.get(m)
+            fns.append((m if isinstance(m, str) else "accuracy", fn))
+        self._metric_fns = fns
+
+    @property
+    def compiled(self) -> bool:
+        return self.optimizer is not None and self.loss is not None
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(
+                f"You must compile your model before using `{what}`: call `model.compile(...)`."
+            )
+
+    def _compile_config(self):
+        if not self.compiled:
+            return None
+        return {
+            "optimizer": _optimizers.serialize(self.optimizer),
+            "loss": _losses.serialize(self.loss),
+            "metrics": list(self.compiled_metrics),
+        }
+
+    # ---- training (the loops live in fastconv.training) -----------------------
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose=1,
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        seed=None,
+    ):
+        """Train for ``epochs`` passes over ``x, y`` (arrays) or over a batch iterator.
+
+        Parameters
+        ----------
+        x : array ``(N, H, W, C)`` (any numeric dtype; converted once to the model's dtype)
+            or an iterator of ``(x_batch, y_batch)`` such as ``ImageAugmenter.flow(...)``.
+        y : integer labels ``(N,)`` / ``(N, 1)`` or one-hot ``(N, K)``.
+        batch_size : int, default 32
+        epochs : int
+        verbose : 0 (silent), 1 (progress bar), 2 (one line per epoch)
+        callbacks : list of :class:`fastconv.callbacks.Callback`
+        validation_split : float
+            The *last* fraction of ``x, y`` is held out (as Keras does, before shuffling).
+        validation_data : ``(x_val, y_val)`` or a batch iterator
+        shuffle : bool
+            Reshuffle the training samples every epoch (``seed`` fixes the order).
+        steps_per_epoch : int, optional
+            Batches per epoch (needed for endless iterators without ``len``).
+        seed : int, optional
+            Seeds the shuffling.
+
+        Returns
+        -------
+        History
+            ``history.history`` holds ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch.
+            Ctrl-C ends training after the current step and returns it
+            (``history.interrupted`` is True).
+        """
+        return _training.fit(
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size,
+            seed=seed,
+        )
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
+        """``[loss, accuracy]`` (just ``loss`` without metrics) on ``x, y``, in batches."""
+        return _training.evaluate(
+            self, x, y, batch_size=batch_size, verbose=verbose, steps=steps, return_dict=return_dict
+        )
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Model outputs for ``x`` ``(N, ...)``, computed in batches of ``batch_size`` (default 32)."""
+        return _training.predict(self, x, batch_size=batch_size, verbose=verbose)
+
+    def train_on_batch(self, x, y):
+        return _training.train_on_batch(self, x, y)
+
+    def test_on_batch(self, x, y):
+        return _training.test_on_batch(self, x, y)
+
+    def predict_on_batch(self, x):
+        x = np.asarray(x)
+        self._ensure_built(x.shape)
+        return self._plan().forward([self._prepare_x(x)], training=False)[0]
+
+    def __call__(self, x, training=False):
+        x = np.asarray(x)
+        self._ensure_built(x.shape)
+        return self._plan().forward([self._prepare_x(x)], training=training)[0]
+
+    def layer_output(self, x, layer, batch_size=None):
+        """The output of ``layer`` (index, name or Layer) for ``x``, computed in inference mode."""
+        idx = self._node_index(layer)
+        x = np.asarray(x)
+        self._ensure_built(x.shape)
+        x = self._prepare_x(x)
+        plan = self._plan()
+        bs = int(batch_size or 256)
+        outs = [
+            plan.forward([x[i : i + bs]], training=False, upto=idx)[0] for i in range(0, max(len(x), 1), bs)
+        ]
+        return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def _node_index(self, layer):
+        plan = self._plan()
+        for i, node in enumerate(plan.nodes):
+            if node.layer is layer or (isinstance(layer, str) and node.layer.name == layer):
+                return i
+        if isinstance(layer, (int, np.integer)):
+            n = len(plan.nodes)
+            if -n <= layer < n:
+                return int(layer) % n
+            raise IndexError(f"Layer index {layer} out of range for a model with {n} layers.")
+        raise ValueError(f"No such layer: {layer!r}. Existing layers: {[l.name for l in self.layers]}")
+
+    # ---- weights --------------------------------------------------------------
+    def get_layer(self, name=None, index=None):
+        """A layer by name or index (Keras's ``get_layer``)."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
+
+    @property
+    def weights(self):
+        out = []
+        for layer in self.layers:
+            out.extend(layer.weights)
+        return out
+
+    @property
+    def trainable_weights(self):
+        out = []
+        for layer in self.layers:
+            out.extend(layer.trainable_weights)
+        return out
+
+    @property
+    def non_trainable_weights(self):
+        ids = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in ids]
+
+    def trainable_pairs(self):
+        """``[(key, param, grad), ...]`` of every trainable layer, read now (frozen layers give none)."""
+        pairs = []
+        for layer in self.layers:
+            pairs.extend(layer.trainable_pairs())
+        return pairs
+
+    def get_weights(self):
+        """Copies of all weights, layer by layer in Keras order."""
+        out = []
+        for layer in self.layers:
+            out.extend(layer.get_weights())
+        return out
+
+    def set_weights(self, weights):
+        """Load a list like :meth:`get_weights` returns (checked for count and shapes first)."""
+        self._require_built("set_weights")
+        weights = list(weights)
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(
+                f'You called `set_weights(weights)` on model "{self.name}" with a weight list of length '
+                f"{len(weights)}, but the model was expecting {len(mine)} weights."
+            )
+        for i, (ref, w) in enumerate(zip(mine, weights)):
+            if ref.shape != np.shape(w):
+                raise ValueError(
+                    f'Model "{self.name}": weight {i} has shape {ref.shape} but the provided weight has shape '
+                    f"{np.shape(w)}."
+                )
+        pos = 0
+        for layer in self.layers:
+            k = len(layer.weights)
+            layer.set_weights(weights[pos : pos + k])
+            pos += k
+
+    def count_params(self) -> int:
+        self._require_built("count_params")
+        return int(sum(layer.count_params() for layer in self.layers))
+
+    def count_trainable_params(self) -> int:
+        self._require_built("count_trainable_params")
+        return int(sum(layer.count_trainable_params() for layer in self.layers))
+
+    # ---- summary ----------------------------------------------------------------
+    def _summary_rows(self):  # pragma: no cover - abstract
+        """``(header, rows)``: column titles and one tuple of strings per layer."""
+        raise NotImplementedError
+
+    def summary(self, line_length=None, print_fn=None):
+        """Print Keras's summary table: layer name and type, output shape, parameter count,
+        then total / trainable / non-trainable parameter counts."""
+        text = self.summary_text(line_length)
+        (print_fn or print)(text)
+
+    def summary_text(self, line_length=None) -> str:
+        """The text :meth:`summary` prints."""
+        self._require_built("summary")
+        header, rows = self._summary_rows()
+        base = [29, 26, 10] if len(header) == 3 else [29, 26, 10, 30]
+        widths = [max(b, *(len(r[i]) + 1 for r in rows)) if rows else b for i, b in enumerate(base)]
+        if line_length is not None and line_length > sum(widths):
+            widths[-1] += line_length - sum(widths)
+        total_w = sum(widths)
+
+        def fmt(cells):
+            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip().ljust(total_w)
+
+        total = self.count_params()
+        trainable = self.count_trainable_params()
+        lines = [f'Model: "{self.name}"', "_" * total_w, fmt(header), "=" * total_w]
+        for i, row in enumerate(rows):
+            lines.append(fmt(row))
+            lines.append(("=" if i == len(rows) - 1 else "_") * total_w)
+        if not rows:
+            lines.append("=" * total_w)
+        lines += [
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            "_" * total_w,
+        ]
+        return "\n".join(lines)
+
+    # ---- save / load ---------------------------------------------------------------
+    def save(self, filepath, include_optimizer=True):
+        """Write the architecture (JSON), weights and compile settings to one ``.npz`` file, atomically."""
+        from fastconv import saving
+
+        saving.save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath):
+        """Write the weights only (``.npz``), atomically."""
+        from fastconv import saving
+
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Load weights written by :meth:`save_weights` (or a full model file) into this built model."""
+        from fastconv import saving
+
+        saving.load_weights(self, filepath)
+
+    def get_config(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, layers={len(self.layers)}, built={self.built}>"
+
+
+class Sequential(Model):
+    """A linear stack of layers (Keras ``Sequential``).
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        The first may carry ``input_shape=(H, W, C)``; then every layer is built at once.
+    name : str, optional
+
+    Examples
+    --------
+    >>> from fastconv.layers import Dense
+    >>> m = Sequential([Dense(4, input_shape=(3,))]); m.add(Dense(2))
+    >>> m.output_shape, m.count_params()
+    ((None, 2), 26)
+    """
+
+    def __init__(self, layers=None, name=None):
+        super().__init__(name=name)
+        self._layers: list[Layer] = []
+        self._input_shape = None  # per-sample, once known
+        self._plan_cache = None
+        for layer in layers or []:
+            self.add(layer)
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer (built at once when the input shape is known)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"The added layer must be an instance of class Layer. Received: layer={layer!r} "
+                f"of type {type(layer)}."
+            )
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(
+                f'All layers added to a Sequential model should have unique names. Name "{layer.name}" is '
+                f"already the name of a layer in this model. Update the `name` argument to pass a unique name."
+            )
+        if not self._layers and layer._input_shape_arg is not None:
+            self._input_shape = tuple(layer._input_shape_arg)
+        self._layers.append(layer)
+        self._plan_cache = None
+        if self._input_shape is not None:
+            self._build_from(len(self._layers) - 1)
+
+    def pop(self):
+        """Remove and return the last layer."""
+        if not self._layers:
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers.pop()
+        self._plan_cache = None
+        return layer
+
+    def _build_from(self, start):
+        shape = self._input_shape
+        for i, layer in enumerate(self._layers):
+            if i >= start and not layer.built:
+                layer.build(shape)
+            elif i >= start and layer.input_shape is not None and tuple(layer.input_shape) != tuple(shape):
+                raise ValueError(
+                    f'Layer "{layer.name}" was built for input shape {(None, *layer.input_shape)} but '
+                    f"receives {(None, *shape)} in this model."
+                )
+            shape = layer.compute_output_shape(shape)
+
+    def build(self, input_shape=None):
+        """Build every layer for Keras's batch-inclusive ``input_shape``, e.g. ``(None, 28, 28, 1)``."""
+        if input_shape is None:
+            if self._input_shape is None:
+                raise ValueError(
+                    "You must provide an `input_shape` argument, e.g. model.build((None, 28, 28, 1))."
+                )
+        else:
+            shape = tuple(input_shape)
+            if len(shape) < 2:
+                raise ValueError(
+                    f"build() expects a batch-inclusive shape such as (None, 28, 28, 1). Received: {input_shape}"
+                )
+            per_sample = tuple(None if d is None else int(d) for d in shape[1:])
+            if self._input_shape is not None and self._input_shape != per_sample and self.built:
+                raise ValueError(
+                    f"Model was built for input shape {(None, *self._input_shape)}; cannot rebuild it for "
+                    f"{(None, *per_sample)}."
+                )
+            self._input_shape = per_sample
+        if not self._layers:
+            raise ValueError("Sequential model has no layers to build.")
+        self._build_from(0)
+
+    @property
+    def input_shape(self):
+        return None if self._input_shape is None else (None, *self._input_shape)
+
+    @property
+    def output_shape(self):
+        """Keras's batch-inclusive output shape, e.g. ``(None, 10)``."""
+        if self._input_shape is None or not self._layers:
+            raise AttributeError(
+                "The model has not been built yet (no input shape): output_shape is undefined. "
+                "Call model.build((None, H, W, C)) or pass input_shape to the first layer."
+            )
+        shape = self._input_shape
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+        return (None, *shape)
+
+    def _plan(self):
+        plan = self._plan_cache
+        if (
+            plan is None
+            or len(plan.nodes) != len(self._layers)
+            or any(n.layer is not l for n, l in zip(plan.nodes, self._layers))
+        ):
+            plan = _training.ExecutionPlan.chain(self._layers)
+            self._plan_cache = plan
+        return plan
+
+    def _summary_rows(self):
+        rows = []
+        shape = self._input_shape
+        for layer in self._layers:
+            shape = layer.compute_output_shape(shape)
+            rows.append(
+                (f"{layer.name} ({type(layer).__name__})", str((None, *shape)), f"{layer.count_params():,}")
+            )
+        return ("Layer (type)", "Output Shape", "Param #"), rows
+
+    def get_config(self):
+        config = {"name": self.name, "layers": [serialize(layer) for layer in self._layers]}
+        if self._input_shape is not None:
+            config["build_input_shape"] = [None, *self._input_shape]
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config.get("name"))
+        for d in config.get("layers", []):
+            model.add(deserialize(d))
+        shape = config.get("build_input_shape")
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
+        return model

@@ -1,0 +1,118 @@
+"""depthwise_conv2d forward and backward: validate -> plan -> allocate -> kernel.
+
+x (N, H, W, C), w (KH, KW, C, M) (output channel c*M + m), y (N, OH, OW, C*M).  All arithmetic runs
+in fastconv._kernels.depthwise (src/depthwise_impl.h) with the GIL released; this module only checks
+arguments, resolves the padding (the kernels take top/left, the output size implies bottom/right)
+and allocates the outputs.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastconv import _dispatch
+from fastconv._kernels import depthwise as _k
+from fastconv._shapes import positive_pair, resolve_padding, window_output_size
+from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_output, check_rank
+
+
+class _DwPlan:
+    """Validated geometry of one depthwise problem."""
+
+    __slots__ = ("x_shape", "w_shape", "stride", "dilation", "pads", "y_shape", "taps")
+
+    def __init__(self, x_shape, w_shape, stride, dilation, pads, out_hw):
+        self.x_shape, self.w_shape = x_shape, w_shape
+        self.stride, self.dilation, self.pads = stride, dilation, pads
+        self.y_shape = (x_shape[0], out_hw[0], out_hw[1], w_shape[2] * w_shape[3])
+        self.taps = w_shape[0] * w_shape[1]
+
+    def args(self):
+        """Kernel geometry arguments: stride, top/left padding, dilation."""
+        return (self.stride[0], self.stride[1], self.pads[0][0], self.pads[1][0],
+                self.dilation[0], self.dilation[1])
+
+
+def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
+    check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    check_rank(op, "w", w, 4, "(KH, KW, C, M)")
+    if w.shape[2] != x.shape[3]:
+        raise ValueError(f"{op}: x has {x.shape[3]} channels but w expects {w.shape[2]} "
+                         f"(w layout (KH, KW, C, M)). Received: x.shape={x.shape}, w.shape={w.shape}")
+    if min(w.shape) < 1:
+        raise ValueError(f"{op}: w must not be empty. Received: w.shape={w.shape}")
+    stride = positive_pair("stride", stride, op)
+    dilation = positive_pair("dilation", dilation, op)
+    k_hw = w.shape[:2]
+    pads = resolve_padding(padding, x.shape[1:3], k_hw, stride, dilation, op)
+    out_hw = (window_output_size(x.shape[1], k_hw[0], stride[0], dilation[0], *pads[0]),
+              window_output_size(x.shape[2], k_hw[1], stride[1], dilation[1], *pads[1]))
+    check_output(op, out_hw, x.shape, k_hw)
+    return _DwPlan(x.shape, w.shape, stride, dilation, pads, out_hw)
+
+
+_STREAM_BYTES = _k.STREAM_BYTES
+
+
+def _empty(shape, dtype):
+    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
+    nbytes = dtype.itemsize * math.prod(shape)
+    if nbytes < _STREAM_BYTES:
+        return np.empty(shape, dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    off = -buf.ctypes.data % 64
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def _isa(op, dtype):
+    isa = _dispatch.simd_level() if dtype.itemsize == 4 else 0
+    _dispatch.record(op, isa)
+    return isa
+
+
+def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
+    """Depthwise 2-D convolution in NHWC.
+
+    x (N, H, W, C), w (KH, KW, C, M), bias (C*M,) or None -> y (N, OH, OW, C*M); output channel
+    c*M + m is input channel c convolved with w[:, :, c, m].
+    padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
+
+    >>> y = depthwise_conv2d(np.ones((1, 5, 5, 3), np.float32), np.ones((3, 3, 3, 2), np.float32), padding="same")
+    >>> y.shape
+    (1, 5, 5, 6)
+    """
+    op = "depthwise_conv2d"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    p = _plan(op, x, w, stride, padding, dilation)
+    if bias is not None:
+        bias = as_float_array(op, "bias", bias, x.dtype)
+        check_bias(op, bias, p.y_shape[3], w.shape)
+    y = _empty(p.y_shape, x.dtype)
+    if y.size:
+        _k.forward(x, w, bias, y, *p.args(), _isa(op, x.dtype), _dispatch.threads_for(y.size * p.taps))
+    return y
+
+
+def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1):
+    """Gradients of depthwise_conv2d.
+
+    dy (N, OH, OW, C*M), x (N, H, W, C), w (KH, KW, C, M) -> (dx (N, H, W, C), dw like w, db (C*M,)).
+    db is the sum of dy over N, OH, OW whether or not the forward used a bias.
+    """
+    op = "depthwise_conv2d_grad"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, x.dtype)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    p = _plan(op, x, w, stride, padding, dilation)
+    check_dy(op, dy, p.y_shape)
+    dx = _empty(x.shape, x.dtype)
+    dw = np.empty(w.shape, dtype=x.dtype)
+    db = np.empty(p.y_shape[3], dtype=x.dtype)
+    isa = _isa(op, x.dtype)
+    threads = _dispatch.threads_for(dy.size * p.taps)
+    if dx.size:
+        _k.backward_input(dy, w, dx, *p.args(), isa, threads)
+    _k.backward_weight(x, dy, dw, db, *p.args(), isa, threads)
+    return dx, dw, db

@@ -1,0 +1,182 @@
+"""Pooling ops, forward and backward: validate -> plan -> allocate -> kernel.
+
+x (N, H, W, C) -> y (N, OH, OW, C).  Max pooling pads with -inf and sends each output's gradient
+to the first maximum of its window in row-major order (PyTorch's rule; a NaN counts as a
+maximum); max_pool2d_grad recomputes the argmax from x inside the kernel, so the op keeps no
+state (a layer may save the argmax with return_argmax=True and pass it back).  Average pooling
+divides by the real pixel count, or by KH*KW with count_include_pad=True.  All arithmetic runs in
+fastconv._kernels.pool (src/pool_impl.h) with the GIL released.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastconv import _dispatch
+from fastconv._kernels import pool as _k
+from fastconv._shapes import positive_pair, resolve_padding, window_output_size
+from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank
+
+
+_STREAM_BYTES = _k.STREAM_BYTES
+
+
+class _PoolPlan:
+    """Validated geometry of one pooling problem."""
+
+    __slots__ = ("x_shape", "k", "stride", "pads", "y_shape")
+
+    def __init__(self, x_shape, k, stride, pads, out_hw):
+        self.x_shape, self.k, self.stride, self.pads = x_shape, k, stride, pads
+        self.y_shape = (x_shape[0], out_hw[0], out_hw[1], x_shape[3])
+
+    def args(self):
+        """Kernel geometry arguments: window, stride, top/left padding."""
+        return (self.k[0], self.k[1], self.stride[0], self.stride[1], self.pads[0][0], self.pads[1][0])
+
+
+def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
+    check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    k = positive_pair("pool_size", pool_size, op)
+    s = k if stride is None else positive_pair("stride", stride, op)
+    pads = resolve_padding(padding, x.shape[1:3], k, s, (1, 1), op)
+    out_hw = (window_output_size(x.shape[1], k[0], s[0], 1, *pads[0]),
+              window_output_size(x.shape[2], k[1], s[1], 1, *pads[1]))
+    check_output(op, out_hw, x.shape, k, "pool window")
+    # Only the first and the last window of an axis can lie entirely in the padding.
+    if (pads[0][0] >= k[0] or pads[1][0] >= k[1] or (out_hw[0] - 1) * s[0] - pads[0][0] >= x.shape[1]
+            or (out_hw[1] - 1) * s[1] - pads[1][0] >= x.shape[2]):
+        raise ValueError(f"{op}: some pooling windows lie entirely in the padding. Received: "
+                         f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x.shape}")
+    return _PoolPlan(x.shape, k, s, pads, out_hw)
+
+
+def _empty(shape, dtype):
+    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
+    nbytes = dtype.itemsize * math.prod(shape)
+    if nbytes < _STREAM_BYTES:
+        return np.empty(shape, dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    off = -buf.ctypes.data % 64
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def _isa(op, dtype):
+    isa = _dispatch.simd_level() if dtype.itemsize == 4 else 0
+    _dispatch.record(op, isa)
+    return isa
+
+
+def _threads(p: _PoolPlan, n_out: int) -> int:
+    return _dispatch.threads_for(n_out * p.k[0] * p.k[1])
+
+
+def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
+    """Max pooling in NHWC; padding is filled with -inf.
+
+    x (N, H, W, C) -> y (N, OH, OW, C).  pool_size, stride: int or (h, w) (stride None = pool_size);
+    padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
+    return_argmax=True also returns the int32 input-plane index ih*W + iw of each output's first
+    maximum, which max_pool2d_grad(..., argmax=...) accepts instead of recomputing it.
+
+    >>> max_pool2d(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
+    op = "max_pool2d"
+    x = as_float_array(op, "x", x)
+    p = _plan(op, x, pool_size, stride, padding)
+    y = _empty(p.y_shape, x.dtype)
+    am = np.empty(p.y_shape, dtype=np.int32) if return_argmax else None
+    if y.size:
+        _k.max_forward(x, y, am, *p.args(), _isa(op, x.dtype), _threads(p, y.size))
+    return (y, am) if return_argmax else y
+
+
+def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None):
+    """Gradient of max_pool2d with respect to x: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C).
+
+    Each output's gradient goes to the first maximum of its window in row-major (kh, kw) order.
+    argmax: optional int32 array from max_pool2d(..., return_argmax=True) for the same x.
+    """
+    op = "max_pool2d_grad"
+    x = as_float_array(op, "x", x)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    p = _plan(op, x, pool_size, stride, padding)
+    check_dy(op, dy, p.y_shape)
+    if argmax is not None:
+        argmax = np.ascontiguousarray(argmax, dtype=np.int32)
+        if argmax.shape != p.y_shape:
+            raise ValueError(f"{op}: argmax must have the output's shape {p.y_shape}. "
+                             f"Received: argmax.shape={argmax.shape}")
+    dx = _empty(x.shape, x.dtype)
+    if dx.size:
+        _k.max_backward(x, dy, argmax, dx, *p.args(), _isa(op, x.dtype), _threads(p, dy.size))
+    return dx
+
+
+def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
+    """Average pooling in NHWC: x (N, H, W, C) -> y (N, OH, OW, C).
+
+    count_include_pad=False divides by the number of real input pixels in each window, True by
+    KH*KW (padding zeros count).
+
+    >>> avg_pool2d(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+    op = "avg_pool2d"
+    x = as_float_array(op, "x", x)
+    p = _plan(op, x, pool_size, stride, padding)
+    y = _empty(p.y_shape, x.dtype)
+    if y.size:
+        _k.avg_forward(x, y, *p.args(), bool(count_include_pad), _isa(op, x.dtype), _threads(p, y.size))
+    return y
+
+
+def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
+    """Gradient of avg_pool2d: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C)."""
+    op = "avg_pool2d_grad"
+    x = as_float_array(op, "x", x)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    p = _plan(op, x, pool_size, stride, padding)
+    check_dy(op, dy, p.y_shape)
+    dx = _empty(x.shape, x.dtype)
+    if dx.size:
+        _k.avg_backward(dy, dx, *p.args(), bool(count_include_pad), _isa(op, x.dtype), _threads(p, dy.size))
+    return dx
+
+
+def _check_pixels(op, x):
+    check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    if x.shape[1] * x.shape[2] == 0:
+        raise ValueError(f"{op}: x has no pixels to average. Received: x.shape={x.shape}")
+
+
+def global_avg_pool2d(x):
+    """Mean over the spatial axes: x (N, H, W, C) -> y (N, C).
+
+    >>> global_avg_pool2d(np.ones((2, 3, 3, 4), np.float32)).shape
+    (2, 4)
+    """
+    op = "global_avg_pool2d"
+    x = as_float_array(op, "x", x)
+    _check_pixels(op, x)
+    y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    if y.size:
+        _k.global_avg_forward(x, y, _isa(op, x.dtype), _dispatch.threads_for(x.size))
+    return y
+
+
+def global_avg_pool2d_grad(dy, x):
+    """Gradient of global_avg_pool2d: dy (N, C), x (N, H, W, C) -> dx = dy / (H*W) on every pixel."""
+    op = "global_avg_pool2d_grad"
+    x = as_float_array(op, "x", x)
+    dy = as_float_array(op, "dy", dy, x.dtype)
+    _check_pixels(op, x)
+    check_dy(op, dy, (x.shape[0], x.shape[3]))
+    dx = np.empty(x.shape, dtype=x.dtype)
+    if dx.size:
+        _k.global_avg_backward(dy, dx, _isa(op, x.dtype), _dispatch.threads_for(x.size))
+    return dx

@@ -1,0 +1,344 @@
+"""Saving and loading models: one ``.npz`` file, no pickle, written atomically.
+
+File layout
+-----------
+A NumPy ``.npz`` (zip) archive holding
+
+* ``__fastconv__``: the UTF-8 bytes (uint8 array) of a JSON document::
+
+      {"format": "fastconv.model" | "fastconv.weights", "format_version": 1,
+       "fastconv_version": "...", "class_name": "Sequential",
+       "config": model.get_config(),            # layers via fastconv.layers.serialize
+       "compile_config": {"optimizer": {...}, "loss": "...", "metrics": [...]} | null,
+       "weights": [{"layer": "conv2d", "index": 0, "shape": [3, 3, 1, 32], "dtype": "float32"}, ...]}
+
+* ``weight_00000``, ``weight_00001``, ...: the arrays of ``model.get_weights()``.
+
+Everything is read with ``np.load(allow_pickle=False)``. The zip CRC of every
+member is checked on read, so a corrupted byte is reported rather than loaded.
+
+Atomic writes: the archive is written to a temporary file in the target's
+directory, flushed and fsync'ed, then ``os.replace``'d over the target (and the
+directory fsync'ed where the OS allows), so a crash or an exception mid-save
+leaves the previous file intact and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["load_model", "load_weights", "register_model_class", "save_model", "save_weights"]
+
+FORMAT_VERSION = 1
+_META_KEY = "__fastconv__"
+_MODEL_CLASSES: dict[str, type] = {}
+
+
+def register_model_class(cls, name=None):
+    """Make a Model subclass loadable by :func:`load_model` under ``name`` (default: its class name)."""
+    _MODEL_CLASSES[name or cls.__name__] = cls
+    return cls
+
+
+def _model_class(name, path):
+    if not _MODEL_CLASSES:
+        from fastconv.model import Sequential
+
+        register_model_class(Sequential)
+    try:
+        return _MODEL_CLASSES[name]
+    except KeyError:
+        raise ValueError(
+            f"{path!r}: unknown model class {name!r} (known: {sorted(_MODEL_CLASSES)})."
+        ) from None
+
+
+def _version():
+    try:
+        from fastconv._config import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover - during development
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+
+def _weights_meta(model):
+    meta = []
+    for layer in model.layers:
+        for i, w in enumerate(layer.weights):
+            meta.append({"layer": layer.name, "index": i, "shape": list(w.shape), "dtype": w.dtype.name})
+    return meta
+
+
+def _write_npz(fileobj, arrays):
+    """Write ``arrays`` (dict name -> array) as an uncompressed npz to an open binary file."""
+    np.savez(fileobj, **arrays)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_write(path, arrays):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save to {path!r}: directory {directory!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_npz(f, arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+            os.chmod(tmp, mode)
+        except OSError:  # pragma: no cover - exotic file systems
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - not possible on some platforms
+        pass
+
+
+def _pack(doc, weights):
+    arrays = {_META_KEY: np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
+    for i, w in enumerate(weights):
+        arrays[f"weight_{i:05d}"] = np.ascontiguousarray(w)
+    return arrays
+
+
+def save_model(model, filepath, include_optimizer=True):
+    """Save architecture, weights and compile settings of ``model`` to ``filepath`` (one ``.npz``)."""
+    model._require_built("save")
+    doc = {
+        "format": "fastconv.model",
+        "format_version": FORMAT_VERSION,
+        "fastconv_version": _version(),
+        "class_name": type(model).__name__,
+        "config": model.get_config(),
+        "compile_config": model._compile_config() if include_optimizer else None,
+        "weights": _weights_meta(model),
+    }
+    _atomic_write(filepath, _pack(doc, model.get_weights()))
+
+
+def save_weights(model, filepath):
+    """Save the weights of ``model`` (with their layer names and shapes for checking) to ``filepath``."""
+    model._require_built("save_weights")
+    doc = {
+        "format": "fastconv.weights",
+        "format_version": FORMAT_VERSION,
+        "fastconv_version": _version(),
+        "class_name": type(model).__name__,
+        "weights": _weights_meta(model),
+    }
+    _atomic_write(filepath, _pack(doc, model.get_weights()))
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+class _Archive:
+    """An opened fastconv file: its JSON document and a reader for the weights; errors name the file."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"No such fastconv file: {self.path!r}")
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"{self.path!r} is a directory, not a fastconv .npz file.")
+        try:
+            self.npz = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(
+                f"{self.path!r} is not a readable fastconv file (truncated or corrupted?): {e}"
+            ) from None
+        if not isinstance(self.npz, np.lib.npyio.NpzFile):
+            raise ValueError(  # noqa: TRY004 - a bad file is a ValueError, as everywhere in this module
+                f"{self.path!r} is a single .npy array, not a fastconv .npz model/weights file."
+            )
+        try:
+            if _META_KEY not in self.npz.files:
+                raise ValueError(
+                    f"{self.path!r} is an .npz file but not a fastconv one (no {_META_KEY!r} entry)."
+                )
+            raw = self._read(_META_KEY)
+            self.doc = json.loads(raw.tobytes().decode("utf-8"))
+            if not isinstance(self.doc, dict) or "format" not in self.doc:
+                raise ValueError("missing 'format'")
+        except ValueError as e:
+            self.close()
+            if str(e).startswith(repr(self.path)):
+                raise
+            raise ValueError(f"{self.path!r}: corrupted fastconv header: {e}") from None
+        except Exception:
+            self.close()
+            raise
+        version = self.doc.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            self.close()
+            raise ValueError(
+                f"{self.path!r} has format version {version!r}; this fastconv reads versions up to {FORMAT_VERSION}."
+            )
+
+    def _read(self, key):
+        try:
+            return self.npz[key]
+        except KeyError:
+            raise ValueError(
+                f"{self.path!r} is missing the entry {key!r} (truncated or corrupted)."
+            ) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ValueError(f"{self.path!r}: entry {key!r} is corrupted: {e}") from None
+
+    def weights(self):
+        meta = self.doc.get("weights")
+        if not isinstance(meta, list):
+            raise ValueError(f"{self.path!r}: corrupted header (no weight list).")  # noqa: TRY004
+        out = []
+        for i, m in enumerate(meta):
+            w = self._read(f"weight_{i:05d}")
+            if list(w.shape) != list(m.get("shape", [])):
+                raise ValueError(
+                    f"{self.path!r}: weight {i} ({m.get('layer')}) has shape {w.shape}, header says {m.get('shape')} "
+                    f"(corrupted file)."
+                )
+            out.append(w)
+        return out, meta
+
+    def close(self):
+        self.npz.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _assign(model, weights, meta, path):
+    """Check count and shapes against the model, then set the weights."""
+    mine = model.weights
+    if len(weights) != len(mine):
+        raise ValueError(
+            f"{path!r} holds {len(weights)} weight arrays (layers {sorted({m.get('layer') for m in meta})}) but "
+            f'model "{model.name}" has {len(mine)} (layers {[l.name for l in model.layers]}): the file does not '
+            f"match this model."
+        )
+    for i, (ref, w, m) in enumerate(zip(mine, weights, meta)):
+        if ref.shape != w.shape:
+            raise ValueError(
+                f"{path!r} does not match the model: weight {i} (layer {m.get('layer')!r} in the file) has "
+                f"shape {w.shape}, the model expects {ref.shape}."
+            )
+    model.set_weights(weights)
+
+
+def _reserve_layer_names(model):
+    """After loading, advance the layer auto-name counters past the loaded names so that new layers
+    (e.g. a head added for fine-tuning) do not clash with them."""
+    try:
+        from fastconv.layers import base
+    except ImportError:  # pragma: no cover
+        return
+    reserve = getattr(base, "reserve_name", None)
+    counters = getattr(base, "_NAME_COUNTERS", None)
+    for layer in model.layers:
+        stack = [layer]
+        while stack:
+            lyr = stack.pop()
+            stack.extend(getattr(lyr, "sublayers", []))
+            name = lyr.name
+            if reserve is not None:
+                reserve(name)
+                continue
+            if counters is None:
+                continue
+            prefix, _, suffix = name.rpartition("_")
+            if prefix and suffix.isdigit():
+                counters[prefix] = max(counters[prefix], int(suffix) + 1)
+            else:
+                counters[name] = max(counters[name], 1)
+
+
+def load_model(filepath, compile=True):
+    """Rebuild a model saved with :meth:`Model.save`: architecture, weights and (if it was compiled)
+    the optimizer configuration, loss and metrics.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Truncated, corrupted or not a fastconv model file (the message names the file).
+    """
+    path = os.fspath(filepath)
+    with _Archive(path) as arc:
+        doc = arc.doc
+        if doc.get("format") == "fastconv.weights":
+            raise ValueError(
+                f"{path!r} holds weights only (save_weights); build the model and call load_weights."
+            )
+        if doc.get("format") != "fastconv.model":
+            raise ValueError(f"{path!r} is not a fastconv model file (format {doc.get('format')!r}).")
+        cls = _model_class(doc.get("class_name"), path)
+        try:
+            model = cls.from_config(doc["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path!r}: cannot rebuild the architecture: {e}") from None
+        weights, meta = arc.weights()
+    if not model.built:
+        raise ValueError(f"{path!r}: the saved model has no input shape, so it cannot be rebuilt.")
+    _assign(model, weights, meta, path)
+    _reserve_layer_names(model)
+    cc = doc.get("compile_config")
+    if compile and cc:
+        from fastconv import optimizers
+
+        model.compile(
+            optimizer=optimizers.deserialize(cc["optimizer"]), loss=cc["loss"], metrics=cc.get("metrics")
+        )
+    return model
+
+
+def load_weights(model, filepath):
+    """Load weights saved by :func:`save_weights` or :func:`save_model` into the built ``model``."""
+    path = os.fspath(filepath)
+    with _Archive(path) as arc:
+        if arc.doc.get("format") not in ("fastconv.weights", "fastconv.model"):
+            raise ValueError(f"{path!r} is not a fastconv weights file (format {arc.doc.get('format')!r}).")
+        weights, meta = arc.weights()
+    if not model.built:
+        raise ValueError(
+            f"Cannot load weights from {path!r} into an unbuilt model: build it first "
+            f"(model.build((None, H, W, C)) or input_shape on the first layer)."
+        )
+    _assign(model, weights, meta, path)

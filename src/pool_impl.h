@@ -1,0 +1,619 @@
+/* pool_impl.h: pooling kernels for ONE element type and ONE SIMD level.
+ *
+ * Included several times by pool_kernels.h with FC_T, FC_IT (the signed integer of FC_T's size,
+ * the lane type of a comparison mask), FC_VLEN and FC_SFX defined.  GCC vector extensions.
+ *
+ * Layout NHWC: x (N, H, W, C), y (N, OH, OW, C); every loop is vectorised over C.  A window
+ * (oh, ow) covers input rows oh*sh - ph + [0, KH) and columns ow*sw - pw + [0, KW), clipped to
+ * the input (max pooling pads with -inf, average pooling with zeros; the caller guarantees that
+ * no window lies entirely in the padding).
+ *
+ * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
+ * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
+ * ih*W + iw, stored as int32 only when asked for.
+ * Backward passes are gathers, one dx row (n, ih) at a time, so every dx element is written once
+ * by the thread owning its row (no races, no zero fill, no atomics):
+ *   max: dx[ih, iw] = sum over the windows covering (ih, iw) whose argmax is (ih, iw) of dy; the
+ *        argmax rows of the covering output rows are recomputed from x into a per-thread ring
+ *        of ceil(KH/sh) rows (or read from a saved argmax array);
+ *   avg: dx[ih, iw] = sum over the covering windows of dy / count(window).
+ * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
+ * to the next narrower level (the narrowest is a 1-lane "vector").
+ */
+#define PL_CAT_(a, b) a##b
+#define PL_CAT(a, b) PL_CAT_(a, b)
+#define PFN(name) PL_CAT(name, FC_SFX)
+#define PV PFN(fc_plv)
+#define PVU PFN(fc_plvu)
+#define PVI PFN(fc_plvi)
+#define PVI32 PFN(fc_plvi32)
+#define PLD(p) (*(const PVU *)(p))
+#define PST(p, v) (*(PVU *)(p) = (v))
+#define PLDI(p) __builtin_convertvector(*(const PVI32 *)(p), PVI)
+#define PSTI(p, v) (*(PVI32 *)(p) = __builtin_convertvector((v), PVI32))
+#define PSEL(mk, a, b) ((PV)((((PVI)(a)) & (mk)) | (((PVI)(b)) & ~(mk))))
+/* Store of an output vector: non-temporal when the caller asked for streaming (it checked that
+ * every such store is vector-aligned). */
+#ifdef FC_NT
+#define PSTO(stream, p, v) do { if (stream) FC_NT((p), (v)); else PST((p), (v)); } while (0)
+#else
+#define PSTO(stream, p, v) PST((p), (v))
+#endif
+
+typedef FC_T PV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+typedef FC_T PVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
+typedef FC_IT PVI __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+typedef int32_t PVI32 __attribute__((vector_size(FC_VLEN * 4), aligned(4), may_alias));
+
+static inline char *PFN(pl_carve)(char **cur, size_t bytes)
+{
+    char *r = *cur;
+    *cur += (bytes + 63) & ~(size_t)63;
+    return r;
+}
+
+static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
+{
+    const size_t cap = (size_t)((p->KH - 1) / p->sh + 1), capw = (size_t)((p->KW - 1) / p->sw + 1);
+    size_t b = 6 * ((cap * sizeof(void *) + 63) & ~(size_t)63);           /* tags, row lists */
+    b += cap * (((size_t)p->OW * p->C * sizeof(int32_t) + 63) & ~(size_t)63); /* argmax ring */
+    b += 3 * (((size_t)(p->W + p->OW) * sizeof(ptrdiff_t) + 63) & ~(size_t)63); /* column tables */
+    b += 5 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
+    b += 2 * (((size_t)p->C * sizeof(FC_T) * 2 + 63) & ~(size_t)63);       /* zero rows */
+    b += ((size_t)(p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;          /* global pool sums */
+    return b + 64;
+}
+
+/* ---- window reductions ---- */
+
+/* Max (and local argmax t = kh*KW + kw of the unclipped window) over the clipped window whose
+ * first pixel is xw (= &x[ih0, iw0, k0]), nh x nw pixels, row stride rs, pixel stride C; t0 is the
+ * local index of that first pixel.  NH/NW > 0: compile-time extents (interior windows). */
+static inline __attribute__((always_inline)) void
+PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, int nh, int nw, ptrdiff_t rs,
+                ptrdiff_t C, int t0, int KW, PV *mo, PVI *ao)
+{
+    if (NH) nh = NH;
+    if (NW) nw = NW;
+    PV m = PLD(xw);
+    const PVI zi = {0};
+    PVI ai = zi + (FC_IT)t0;
+#ifdef FC_MAXV
+    if (!WANT_AM) {
+        /* value only: a max instruction per tap; NaNs are tracked on the side and win at the end */
+        PVI nan = (PVI)(m != m);
+        for (int i = 0; i < (NH ? NH : nh); i++)
+            for (int j = 0; j < (NW ? NW : nw); j++) {
+                if (i == 0 && j == 0) continue;
+                const PV v = PLD(xw + i * rs + j * C);
+                m = FC_MAXV(v, m);
+                nan |= (PVI)(v != v);
+            }
+        *mo = (PV)((PVI)m | nan); /* all-ones lanes are NaN */
+        return;
+    }
+#endif
+    for (int i = 0; i < (NH ? NH : nh); i++)
+        for (int j = 0; j < (NW ? NW : nw); j++) {
+            if (i == 0 && j == 0) continue;
+            const PV v = PLD(xw + i * rs + j * C);
+            const PVI mk = (v > m) | (v != v);
+            m = PSEL(mk, v, m);
+            if (WANT_AM) ai = (ai & ~mk) | ((zi + (FC_IT)(t0 + i * KW + j)) & mk);
+        }
+    *mo = m;
+    if (WANT_AM) *ao = ai;
+}
+
+static inline __attribute__((always_inline)) PV
+PFN(pl_sum_win)(const int NH, const int NW, const FC_T *xw, int nh, int nw, ptrdiff_t rs, ptrdiff_t C)
+{
+    const PV z = {0};
+    PV s0 = z, s1 = z;
+    for (int i = 0; i < (NH ? NH : nh); i++) {
+        int j = 0;
+        for (; j + 1 < (NW ? NW : nw); j += 2) {
+            s0 += PLD(xw + i * rs + j * C);
+            s1 += PLD(xw + i * rs + (j + 1) * C);
+        }
+        if (j < (NW ? NW : nw)) s0 += PLD(xw + i * rs + j * C);
+    }
+    return s0 + s1;
+}
+
+/* Window geometry along one axis for output o: clipped [lo, hi) of start o*s - pad, extent k. */
+static inline void PFN(pl_win)(int o, int s, int pad, int k, int n, int *start, int *lo, int *hi)
+{
+    *start = o * s - pad;
+    *lo = fc_max(*start, 0);
+    *hi = fc_min(*start + k, n);
+}
+
+/* Output columns [*a, *b) whose windows lie inside the row. */
+static inline void PFN(pl_interior)(int s, int pad, int k, int n, int nout, int *a, int *b)
+{
+    *a = fc_min(nout, fc_ceildiv(pad, s));
+    *b = fc_min(nout, fc_floordiv(n - k + pad, s) + 1);
+    if (*b < *a) *b = *a;
+}
+
+/* One output row (n, oh) of max pooling: y row (yrow) and/or the local argmax (trow, kh*KW + kw of
+ * the unclipped window) and/or the input-plane argmax (arow, ih*W + iw); NULL = not wanted. */
+static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_T *yrow, int32_t *trow,
+                            int32_t *arow)
+{
+    const int C = p->C, W = p->W, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
+    const int stream = yrow && p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const ptrdiff_t rs = (ptrdiff_t)W * C;
+    int h0, ih0, ih1;
+    PFN(pl_win)(oh, p->sh, p->ph, p->KH, p->H, &h0, &ih0, &ih1);
+    const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
+    int oa, ob;
+    PFN(pl_interior)(p->sw, p->pw, KW, W, p->OW, &oa, &ob);
+    const int fullrows = (ih1 - ih0) == p->KH, want_am = trow || arow;
+    if (!fullrows || arow || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
+    for (int ow = 0; ow < p->OW; ow++) {
+        if (ow == oa && oa < ob) {
+            /* interior windows of a full row, 2x2 or 3x3 */
+            for (; ow < ob; ow++) {
+                const FC_T *xw = xr + (ptrdiff_t)(ow * p->sw - p->pw) * C;
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    PV m;
+                    PVI t;
+                    if (KW == 2) {
+                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                    } else {
+                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rs, C, 0, 3, &m, &t);
+                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rs, C, 0, 3, &m, &t);
+                    }
+                    if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
+                    if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
+                }
+            }
+            ow--;
+            continue;
+        }
+        int w0, iw0, iw1;
+        PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
+        const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
+        const int t0 = (ih0 - h0) * KW + (iw0 - w0);
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+            PV m;
+            PVI t;
+            PFN(pl_max_win)(0, 0, 1, xw + k0, ih1 - ih0, iw1 - iw0, rs, C, t0, KW, &m, &t);
+            if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
+            if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
+            if (arow) {
+                /* local index -> input-plane index, lane by lane (only for a saved argmax) */
+                int32_t tl[FC_VLEN];
+                PSTI(tl, t);
+                for (int v = 0; v < FC_VLEN; v++)
+                    arow[(ptrdiff_t)ow * C + k0 + v] = (h0 + tl[v] / KW) * W + w0 + tl[v] % KW;
+            }
+        }
+    }
+}
+
+/* ---- max pooling ---- */
+
+/* Output rows r = n*OH + oh in [r0, r1): y and (if am != NULL) the input-plane argmax. */
+static void PFN(fc_maxpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T *y, int32_t *am, long r0, long r1)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_maxpool_forward_rows)(p, x, y, am, r0, r1);
+        return;
+    }
+#endif
+    const ptrdiff_t rl = (ptrdiff_t)p->OW * p->C;
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+        PFN(pl_max_row)(p, x, n, oh, y + r * rl, NULL, am ? am + r * rl : NULL);
+    }
+    if (p->stream) FC_SFENCE();
+}
+
+/* Backward work units: output rows (N*OH) when windows do not overlap (fused single pass: each
+ * output row owns the band of dx rows up to the next window), else dx rows (N*H, gather). */
+static inline int PFN(pl_fused)(const fc_poolp *p) { return p->sh >= p->KH && p->sw >= p->KW; }
+static long PFN(fc_pool_backward_units)(const fc_poolp *p)
+{
+    return PFN(pl_fused)(p) ? (long)p->N * p->OH : (long)p->N * p->H;
+}
+
+/* Band of dx rows/cols owned by output o in the fused backward: [o*s - pad, (o+1)*s - pad) clipped,
+ * the first band starting at 0 and the last ending at n. */
+static inline void PFN(pl_band)(int o, int s, int pad, int nout, int n, int *lo, int *hi)
+{
+    *lo = o == 0 ? 0 : fc_min(n, fc_max(0, o * s - pad));
+    *hi = o == nout - 1 ? n : fc_min(n, fc_max(0, (o + 1) * s - pad));
+}
+
+/* Fused backward of non-overlapping windows, output rows [r0, r1): recompute each window's max
+ * (max pooling) or take dy / count (average pooling) and write the window's dx pixels and the
+ * gaps of its band (zeros) in one pass. */
+static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T *x, const FC_T *dy, FC_T *dx,
+                                   long r0, long r1)
+{
+    const int C = p->C, W = p->W, H = p->H, KH = p->KH, KW = p->KW, OW = p->OW;
+    const int nkb = (C + FC_VLEN - 1) / FC_VLEN, stream = p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const ptrdiff_t rs = (ptrdiff_t)W * C;
+    const PV z = {0};
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+        int h0, ih0, ih1, bh0, bh1;
+        PFN(pl_win)(oh, p->sh, p->ph, KH, H, &h0, &ih0, &ih1);
+        PFN(pl_band)(oh, p->sh, p->ph, p->OH, H, &bh0, &bh1);
+        const FC_T *xn = x + (ptrdiff_t)n * H * rs;
+        FC_T *dxn = dx + (ptrdiff_t)n * H * rs;
+        const FC_T *dyr = dy + r * (ptrdiff_t)OW * C;
+        for (int ow = 0; ow < OW; ow++) {
+            int w0, iw0, iw1, bw0, bw1;
+            PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
+            PFN(pl_band)(ow, p->sw, p->pw, OW, W, &bw0, &bw1);
+            const FC_T *xw = xn + (ptrdiff_t)ih0 * rs + (ptrdiff_t)iw0 * C;
+            const int t0 = (ih0 - h0) * KW + (iw0 - w0), nh = ih1 - ih0, nw = iw1 - iw0;
+            const int full = nh == 2 && nw == 2 && KH == 2 && KW == 2 && bh1 - bh0 == 2 && bw1 - bw0 == 2;
+            FC_T inv = 0;
+            if (!MAX) inv = (FC_T)1 / (FC_T)(p->include_pad ? KH * KW : nh * nw);
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                const PV d = PLD(dyr + (ptrdiff_t)ow * C + k0);
+                FC_T *o = dxn + (ptrdiff_t)ih0 * rs + (ptrdiff_t)iw0 * C + k0;
+                if (full) { /* the exact 2x2 tiling: no gaps */
+                    if (MAX) {
+                        PV m;
+                        PVI t;
+                        PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                        const PVI zi = {0};
+                        PSTO(stream, o, (PV)((PVI)d & (t == zi)));
+                        PSTO(stream, o + C, (PV)((PVI)d & (t == zi + 1)));
+                        PSTO(stream, o + rs, (PV)((PVI)d & (t == zi + 2)));
+                        PSTO(stream, o + rs + C, (PV)((PVI)d & (t == zi + 3)));
+                    } else {
+                        const PV v = d * inv;
+                        PSTO(stream, o, v);
+                        PSTO(stream, o + C, v);
+                        PSTO(stream, o + rs, v);
+                        PSTO(stream, o + rs + C, v);
+                    }
+                    continue;
+                }
+                PVI t = {0};
+                PV v = d * inv;
+                if (MAX) {
+                    PV m;
+                    PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rs, C, t0, KW, &m, &t);
+                }
+                for (int ih = bh0; ih < bh1; ih++)
+                    for (int iw = bw0; iw < bw1; iw++) {
+                        FC_T *q = dxn + (ptrdiff_t)ih * rs + (ptrdiff_t)iw * C + k0;
+                        const int in = ih >= ih0 && ih < ih1 && iw >= iw0 && iw < iw1;
+                        if (!in) PSTO(stream, q, z);
+                        else if (MAX) PSTO(stream, q, (PV)((PVI)d & (t == ((PVI){0} + (FC_IT)((ih - h0) * KW + iw - w0)))));
+                        else PSTO(stream, q, v);
+                    }
+            }
+        }
+    }
+    if (stream) FC_SFENCE();
+}
+
+/* Per-column cover tables of the gather backward: output columns [lo[iw], lo[iw] + cnt[iw]). */
+static void PFN(pl_cover_cols)(const fc_poolp *p, int *lo, int *cnt)
+{
+    for (int iw = 0; iw < p->W; iw++) {
+        const int a = fc_max(0, fc_ceildiv(iw + p->pw - p->KW + 1, p->sw));
+        const int b = fc_min(p->OW - 1, fc_floordiv(iw + p->pw, p->sw));
+        lo[iw] = a;
+        cnt[iw] = b >= a ? b - a + 1 : 0;
+    }
+}
+
+/* dx pixel d (all channel blocks) = sum over NG covering windows g of dy_g masked by
+ * (argmax_g == tap_g) (MAX) or of dy_g * weight_g (average).  NG is a constant after inlining. */
+static inline __attribute__((always_inline)) void
+PFN(pl_gather_px)(const int NG, const int MAX, int stream, int nkb, int C, const int32_t *const *gam,
+                  const FC_T *const *gdy, const int32_t *gt, const FC_T *gw, FC_T *d)
+{
+    const PVI zi = {0};
+    const PV z = {0};
+    const int32_t *a0 = NG > 0 ? gam[0] : NULL, *a1 = NG > 1 ? gam[1] : NULL;
+    const int32_t *a2 = NG > 2 ? gam[2] : NULL, *a3 = NG > 3 ? gam[3] : NULL;
+    const FC_T *d0 = NG > 0 ? gdy[0] : NULL, *d1 = NG > 1 ? gdy[1] : NULL;
+    const FC_T *d2 = NG > 2 ? gdy[2] : NULL, *d3 = NG > 3 ? gdy[3] : NULL;
+    PVI t0 = zi, t1 = zi, t2 = zi, t3 = zi;
+    FC_T w0 = 0, w1 = 0, w2 = 0, w3 = 0;
+    if (MAX) {
+        if (NG > 0) t0 = zi + (FC_IT)gt[0];
+        if (NG > 1) t1 = zi + (FC_IT)gt[1];
+        if (NG > 2) t2 = zi + (FC_IT)gt[2];
+        if (NG > 3) t3 = zi + (FC_IT)gt[3];
+    } else {
+        if (NG > 0) w0 = gw[0];
+        if (NG > 1) w1 = gw[1];
+        if (NG > 2) w2 = gw[2];
+        if (NG > 3) w3 = gw[3];
+    }
+    (void)stream;
+    for (int kb = 0; kb < nkb; kb++) {
+        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+        PV s0 = z, s1 = z;
+        if (MAX) {
+            if (NG > 0) s0 = (PV)((PVI)PLD(d0 + k0) & (PLDI(a0 + k0) == t0));
+            if (NG > 1) s1 = (PV)((PVI)PLD(d1 + k0) & (PLDI(a1 + k0) == t1));
+            if (NG > 2) s0 += (PV)((PVI)PLD(d2 + k0) & (PLDI(a2 + k0) == t2));
+            if (NG > 3) s1 += (PV)((PVI)PLD(d3 + k0) & (PLDI(a3 + k0) == t3));
+        } else {
+            if (NG > 0) s0 = PLD(d0 + k0) * w0;
+            if (NG > 1) s1 = PLD(d1 + k0) * w1;
+            if (NG > 2) s0 += PLD(d2 + k0) * w2;
+            if (NG > 3) s1 += PLD(d3 + k0) * w3;
+        }
+        PSTO(stream, d + k0, s0 + s1);
+    }
+}
+
+/* Gather backward over dx rows r = n*H + ih in [r0, r1) for overlapping windows.
+ * MAX: per covering window (oh, ow), dx += dy where the window's argmax is this pixel; the local
+ * argmax of covering output rows is recomputed into a per-thread ring of ceil(KH/sh) rows
+ * (saved == NULL) or read from a saved input-plane argmax.  Average: dx += dy / count. */
+static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T *x, const FC_T *dy,
+                                    const int32_t *saved, FC_T *dx, long r0, long r1, char *scratch)
+{
+    const int H = p->H, W = p->W, C = p->C, OH = p->OH, OW = p->OW, KW = p->KW;
+    const int nkb = (C + FC_VLEN - 1) / FC_VLEN, stream = p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const int cap = (p->KH - 1) / p->sh + 1, capw = (KW - 1) / p->sw + 1;
+    const ptrdiff_t rl = (ptrdiff_t)OW * C;
+    const ptrdiff_t rls = ((size_t)rl * sizeof(int32_t) + 63) / sizeof(int32_t) / 16 * 16;
+    char *cur = scratch;
+    long *tags = (long *)PFN(pl_carve)(&cur, (size_t)cap * sizeof(long));
+    int32_t *ring = (int32_t *)PFN(pl_carve)(&cur, (size_t)cap * rls * sizeof(int32_t));
+    const int32_t **arows = (const int32_t **)PFN(pl_carve)(&cur, (size_t)cap * sizeof(void *));
+    const FC_T **dyrows = (const FC_T **)PFN(pl_carve)(&cur, (size_t)cap * sizeof(void *));
+    int *th = (int *)PFN(pl_carve)(&cur, (size_t)cap * sizeof(int));
+    FC_T *invh = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * sizeof(FC_T));
+    int *clo = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
+    int *ccnt = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
+    FC_T *invw = (FC_T *)PFN(pl_carve)(&cur, (size_t)OW * sizeof(FC_T));
+    /* per (window, kb) gather list of one dx pixel */
+    ptrdiff_t *goff = (ptrdiff_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(ptrdiff_t));
+    const int32_t **gam = (const int32_t **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
+    const FC_T **gdy = (const FC_T **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
+    FC_T *gw = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(FC_T));
+    int32_t *gt = (int32_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(int32_t));
+    (void)goff;
+    for (int i = 0; i < cap; i++) tags[i] = -1;
+    PFN(pl_cover_cols)(p, clo, ccnt);
+    for (int ow = 0; ow < OW; ow++) {
+        int w0, a, b;
+        PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &a, &b);
+        invw[ow] = p->include_pad ? (FC_T)1 / (FC_T)KW : (FC_T)1 / (FC_T)(b - a);
+    }
+    const PV z = {0};
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / H), ih = (int)(r - (long)n * H);
+        const int oh_lo = fc_max(0, fc_ceildiv(ih + p->ph - p->KH + 1, p->sh));
+        const int oh_hi = fc_min(OH - 1, fc_floordiv(ih + p->ph, p->sh));
+        const int nrow = oh_hi >= oh_lo ? oh_hi - oh_lo + 1 : 0;
+        for (int i = 0; i < nrow; i++) {
+            const int oh = oh_lo + i;
+            const long tag = (long)n * OH + oh;
+            int h0, a, b;
+            PFN(pl_win)(oh, p->sh, p->ph, p->KH, H, &h0, &a, &b);
+            th[i] = saved ? ih * W : (ih - h0) * KW;
+            invh[i] = p->include_pad ? (FC_T)1 / (FC_T)p->KH : (FC_T)1 / (FC_T)(b - a);
+            dyrows[i] = dy + tag * rl;
+            if (!MAX) continue;
+            if (saved) {
+                arows[i] = saved + tag * rl;
+            } else {
+                const int slot = oh % cap;
+                int32_t *ar = ring + slot * rls;
+                if (tags[slot] != tag) {
+                    PFN(pl_max_row)(p, x, n, oh, NULL, ar, NULL);
+                    tags[slot] = tag;
+                }
+                arows[i] = ar;
+            }
+        }
+        FC_T *dxrow = dx + r * (ptrdiff_t)W * C;
+        for (int iw = 0; iw < W; iw++) {
+            int ng = 0;
+            for (int i = 0; i < nrow; i++)
+                for (int j = 0; j < ccnt[iw]; j++) {
+                    const int ow = clo[iw] + j;
+                    gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
+                    if (MAX) {
+                        gam[ng] = arows[i] + (ptrdiff_t)ow * C;
+                        gt[ng] = th[i] + (saved ? iw : iw + p->pw - ow * p->sw);
+                    } else {
+                        gw[ng] = invh[i] * invw[ow];
+                    }
+                    ng++;
+                }
+            FC_T *d = dxrow + (ptrdiff_t)iw * C;
+            if (ng <= 4) {
+                switch (ng) {
+                case 0: PFN(pl_gather_px)(0, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                case 1: PFN(pl_gather_px)(1, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                case 2: PFN(pl_gather_px)(2, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                case 3: PFN(pl_gather_px)(3, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                default: PFN(pl_gather_px)(4, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                }
+                continue;
+            }
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                PV acc = z;
+                for (int g = 0; g < ng; g++) {
+                    if (MAX) {
+                        const PVI mk = PLDI(gam[g] + k0) == ((PVI){0} + (FC_IT)gt[g]);
+                        acc += (PV)((PVI)PLD(gdy[g] + k0) & mk);
+                    } else {
+                        acc += PLD(gdy[g] + k0) * gw[g];
+                    }
+                }
+                PSTO(stream, d + k0, acc);
+            }
+        }
+    }
+    if (stream) FC_SFENCE();
+}
+
+/* Backward work units [r0, r1) of fc_pool_backward_units (max pooling).  am == NULL: recompute
+ * the argmax from x; else a saved input-plane argmax (then the units are always dx rows). */
+static void PFN(fc_maxpool_backward_rows)(const fc_poolp *p, const FC_T *x, const FC_T *dy, const int32_t *am,
+                                          FC_T *dx, long r0, long r1, char *scratch)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_maxpool_backward_rows)(p, x, dy, am, dx, r0, r1, scratch);
+        return;
+    }
+#endif
+    if (!am && PFN(pl_fused)(p)) PFN(pl_fused_backward)(1, p, x, dy, dx, r0, r1);
+    else PFN(pl_gather_backward)(1, p, x, dy, am, dx, r0, r1, scratch);
+}
+
+/* ---- average pooling ---- */
+
+/* Output rows r = n*OH + oh in [r0, r1). */
+static void PFN(fc_avgpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T *y, long r0, long r1)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_avgpool_forward_rows)(p, x, y, r0, r1);
+        return;
+    }
+#endif
+    const int W = p->W, C = p->C, KH = p->KH, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
+    const int stream = p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const ptrdiff_t rs = (ptrdiff_t)W * C;
+    int oa0, ob0;
+    PFN(pl_interior)(p->sw, p->pw, KW, W, p->OW, &oa0, &ob0);
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+        int h0, ih0, ih1;
+        PFN(pl_win)(oh, p->sh, p->ph, KH, p->H, &h0, &ih0, &ih1);
+        const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
+        FC_T *yrow = y + r * (ptrdiff_t)p->OW * C;
+        int oa = oa0, ob = ob0;
+        if (ih1 - ih0 != KH || KH != KW || (KW != 2 && KW != 3)) oa = ob = 0;
+        const FC_T inv_full = (FC_T)1 / (FC_T)(KH * KW);
+        for (int ow = 0; ow < p->OW; ow++) {
+            if (ow == oa && oa < ob) {
+                for (; ow < ob; ow++) {
+                    const FC_T *xw = xr + (ptrdiff_t)(ow * p->sw - p->pw) * C;
+                    for (int kb = 0; kb < nkb; kb++) {
+                        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                        const PV s = KW == 2 ? PFN(pl_sum_win)(2, 2, xw + k0, 2, 2, rs, C)
+                                             : PFN(pl_sum_win)(3, 3, xw + k0, 3, 3, rs, C);
+                        PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, s * inv_full);
+                    }
+                }
+                ow--;
+                continue;
+            }
+            int w0, iw0, iw1;
+            PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
+            const int cnt = p->include_pad ? KH * KW : (ih1 - ih0) * (iw1 - iw0);
+            const FC_T inv = (FC_T)1 / (FC_T)cnt;
+            const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                const PV s = PFN(pl_sum_win)(0, 0, xw + k0, ih1 - ih0, iw1 - iw0, rs, C);
+                PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, s * inv);
+            }
+        }
+    }
+    if (stream) FC_SFENCE();
+}
+
+/* Backward work units [r0, r1) of fc_pool_backward_units (average pooling). */
+static void PFN(fc_avgpool_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_T *dx, long r0, long r1,
+                                          char *scratch)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_avgpool_backward_rows)(p, dy, dx, r0, r1, scratch);
+        return;
+    }
+#endif
+    if (PFN(pl_fused)(p)) PFN(pl_fused_backward)(0, p, NULL, dy, dx, r0, r1);
+    else PFN(pl_gather_backward)(0, p, NULL, dy, NULL, dx, r0, r1, scratch);
+}
+
+/* ---- global average pooling ---- */
+
+/* y[n, :] = mean of x[n] over H*W for n in [n0, n1).  scratch: (C + VLEN) values. */
+static void PFN(fc_gap_forward)(const fc_poolp *p, const FC_T *x, FC_T *y, long n0, long n1, char *scratch)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_gap_forward)(p, x, y, n0, n1, scratch);
+        return;
+    }
+#endif
+    const int C = p->C, nkb = (C + FC_VLEN - 1) / FC_VLEN;
+    const ptrdiff_t P = (ptrdiff_t)p->H * p->W;
+    const FC_T inv = (FC_T)1 / (FC_T)P;
+    FC_T *acc = (FC_T *)scratch; /* block kb sums channels from min(kb*VLEN, C-VLEN) */
+    const PV z = {0};
+    for (long n = n0; n < n1; n++) {
+        for (int kb = 0; kb < nkb; kb++) PST(acc + kb * FC_VLEN, z);
+        const FC_T *xp = x + n * P * C;
+        for (ptrdiff_t i = 0; i < P; i++, xp += C)
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                PST(acc + kb * FC_VLEN, PLD(acc + kb * FC_VLEN) + PLD(xp + k0));
+            }
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+            PST(y + n * C + k0, PLD(acc + kb * FC_VLEN) * inv);
+        }
+    }
+}
+
+/* dx rows r = n*H + h in [r0, r1): dx[n, h, :, :] = dy[n, :] / (H*W). */
+static void PFN(fc_gap_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_T *dx, long r0, long r1)
+{
+#ifdef PL_NARROW
+    if (p->C < FC_VLEN) {
+        PL_NARROW(fc_gap_backward_rows)(p, dy, dx, r0, r1);
+        return;
+    }
+#endif
+    const int C = p->C, nkb = (C + FC_VLEN - 1) / FC_VLEN;
+    const FC_T inv = (FC_T)1 / (FC_T)((ptrdiff_t)p->H * p->W);
+    for (long r = r0; r < r1; r++) {
+        const long n = r / p->H;
+        FC_T *d = dx + r * (ptrdiff_t)p->W * C;
+        for (int iw = 0; iw < p->W; iw++, d += C)
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                PST(d + k0, PLD(dy + n * C + k0) * inv);
+            }
+    }
+}
+
+#undef PL_CAT_
+#undef PL_CAT
+#undef PFN
+#undef PV
+#undef PVU
+#undef PVI
+#undef PVI32
+#undef PLD
+#undef PST
+#undef PLDI
+#undef PSTI
+#undef PSEL
+#undef PSTO

@@ -1,0 +1,115 @@
+"""Command line: `python -m fastconv` help on every command, `models`, `info`, and a short `train`
+run on a subset of the bundled MNIST that saves a loadable model (and a PNG when matplotlib exists)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastconv import cli
+from fastconv.saving import load_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "fastconv", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_module_help_and_subcommand_help():
+    r = _run("--help")
+    assert r.returncode == 0 and "train" in r.stdout and "info" in r.stdout
+    for cmd in ("train", "models", "info"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([cmd, "--help"])
+        assert e.value.code == 0
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--model", "alexnet"])
+    assert e.value.code == 2
+
+
+def test_models_and_info(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, count in (
+        ("fashion-cnn", "435,306"),
+        ("separable-cnn", "184,234"),
+        ("cifar-cnn", "122,570"),
+        ("mnist-cnn", "232,650"),
+        ("lenet5", "61,706"),
+    ):
+        assert name in out and count in out
+    assert cli.main(["info"]) == 0
+    assert "fastconv" in capsys.readouterr().out
+
+
+def test_train_smoke(tmp_path, capsys):
+    save = tmp_path / "lenet.npz"
+    png = tmp_path / "curves.png"
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--limit",
+            "500",
+            "--save",
+            str(save),
+            "--plot",
+            str(png),
+            "--verbose",
+            "1",
+        ]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Epoch 1/1" in out and "8/8 [" in out and "Validation accuracy: " in out
+    acc = float(out.split("Validation accuracy: ")[1].split()[0])
+    assert 0.0 <= acc <= 1.0
+    model = load_model(save)
+    assert model.count_params() == 61_706
+    assert model.predict(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in captured.err
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cifar_cnn_runs_on_padded_mnist(capsys):
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "cifar-cnn",
+                "--epochs",
+                "1",
+                "--limit",
+                "64",
+                "--val-limit",
+                "32",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "Validation accuracy" in capsys.readouterr().out
