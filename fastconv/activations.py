@@ -94,7 +94,8 @@ class _ReLU(Activation):
         return np.maximum(x, 0, out=out)
 
     def backward(self, dy, y):
-        return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+        # a multiply by the 0/1 mask is several times faster than np.where on large maps
+        return np.multiply(dy, y > 0, dtype=dy.dtype)
 
 
 class _Sigmoid(Activation):
@@ -121,6 +122,31 @@ class _Tanh(Activation):
         return dy * (1.0 - y * y)
 
 
+def _exp_linear(x, scale, scaled_alpha):
+    """scale * x for x > 0, scaled_alpha * (exp(x) - 1) otherwise (elu, selu), without branches.
+
+    NumPy's float32 exp is SIMD-vectorised, expm1 is not (about 8x slower on a feature map);
+    exp(x) - 1 loses only absolute precision near 0, far below float32 training noise.
+    """
+    neg = np.minimum(x, 0)
+    np.exp(neg, out=neg)
+    neg -= 1
+    neg *= scaled_alpha
+    pos = np.maximum(x, 0)
+    pos *= scale
+    pos += neg
+    return pos
+
+
+def _exp_linear_grad(dy, y, scale, scaled_alpha):
+    """d/dx of _exp_linear from its output: scale for y > 0, y + scaled_alpha otherwise."""
+    g = np.minimum(y, 0)
+    g += scaled_alpha
+    g += np.multiply(y > 0, scale - scaled_alpha, dtype=g.dtype)
+    g *= dy
+    return g
+
+
 class _ELU(Activation):
     name = "elu"
 
@@ -128,21 +154,20 @@ class _ELU(Activation):
         self.alpha = alpha
 
     def forward(self, x, out=None):
-        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return _exp_linear(x, 1.0, self.alpha)
 
     def backward(self, dy, y):
-        return np.where(y > 0, dy, dy * (y + self.alpha))
+        return _exp_linear_grad(dy, y, 1.0, self.alpha)
 
 
 class _SELU(Activation):
     name = "selu"
 
     def forward(self, x, out=None):
-        neg = (_SELU_SCALE * _SELU_ALPHA) * np.expm1(np.minimum(x, 0))
-        return np.where(x > 0, _SELU_SCALE * x, neg)
+        return _exp_linear(x, _SELU_SCALE, _SELU_SCALE * _SELU_ALPHA)
 
     def backward(self, dy, y):
-        return np.where(y > 0, _SELU_SCALE * dy, dy * (y + _SELU_SCALE * _SELU_ALPHA))
+        return _exp_linear_grad(dy, y, _SELU_SCALE, _SELU_SCALE * _SELU_ALPHA)
 
 
 class _Softmax(Activation):

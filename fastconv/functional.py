@@ -56,7 +56,15 @@ import numpy as np
 
 from fastconv import saving as _saving
 from fastconv import training as _training
-from fastconv.layers.base import Layer, _shape_tuple, deserialize, register_layer, serialize, shape_str
+from fastconv.layers.base import (
+    Layer,
+    _shape_tuple,
+    deserialize,
+    register_layer,
+    register_symbolic_call,
+    serialize,
+    shape_str,
+)
 from fastconv.model import Model as _BaseModel
 from fastconv.model import Sequential as _Sequential
 
@@ -234,23 +242,8 @@ def _symbolic_call(layer, x, **kwargs):
     return Node(layer, tensors, as_list, out_shape).outputs[0]
 
 
-def _install_symbolic_call():
-    """Make ``Layer.__call__`` build graphs on symbolic tensors (see the contract note)."""
-    original = Layer.__call__
-    if getattr(original, "_fastconv_symbolic", False):
-        return
-
-    def __call__(self, x, *args, **kwargs):
-        if _is_symbolic(x):
-            return _symbolic_call(self, x, **kwargs)
-        return original(self, x, *args, **kwargs)
-
-    __call__._fastconv_symbolic = True
-    __call__.__doc__ = original.__doc__
-    Layer.__call__ = __call__
-
-
-_install_symbolic_call()
+# ``Layer.__call__`` (layers/base.py) sends symbolic inputs here instead of running ``forward``.
+register_symbolic_call(_is_symbolic, _symbolic_call)
 
 
 # ---------------------------------------------------------------------------

@@ -38,6 +38,8 @@ __all__ = [
     "deserialize",
     "get_registered_layer",
     "register_layer",
+    "register_symbolic_call",
+    "reserve_name",
     "reset_name_counters",
     "serialize",
     "to_snake_case",
@@ -91,6 +93,41 @@ def _unique_name(prefix: str) -> str:
 def reset_name_counters() -> None:
     """Restart auto-naming (``conv2d``, ``conv2d_1``, ...), like Keras's ``clear_session``."""
     _NAME_COUNTERS.clear()
+
+
+_NUMBERED = re.compile(r"^(.+)_(\d+)$")
+
+
+def reserve_name(name: str) -> None:
+    """Advance the auto-name counter past ``name`` so no later auto-named layer takes it.
+
+    ``reserve_name("dense_3")`` makes the next auto-named ``Dense`` ``dense_4`` (if the counter
+    was lower); ``reserve_name("dense")`` makes it at least ``dense_1``. Names outside the
+    auto-naming pattern only reserve themselves. ``load_model`` calls this for every loaded
+    layer, so a head added for fine-tuning never clashes with a loaded layer's name.
+    """
+    name = str(name)
+    m = _NUMBERED.match(name)
+    if m is not None:
+        prefix, n = m.group(1), int(m.group(2))
+        _NAME_COUNTERS[prefix] = max(_NAME_COUNTERS[prefix], n + 1)
+    else:
+        _NAME_COUNTERS[name] = max(_NAME_COUNTERS[name], 1)
+
+
+# Symbolic calls (the functional API): ``fastconv.functional`` registers a predicate recognising
+# its symbolic tensors and the function that records a graph node instead of computing.
+_SYMBOLIC_CALL = None  # (is_symbolic, call) or None
+
+
+def register_symbolic_call(is_symbolic, call) -> None:
+    """Route ``layer(x)`` to ``call(layer, x, **kwargs)`` whenever ``is_symbolic(x)`` is true.
+
+    Used by :mod:`fastconv.functional` so that calling a layer on a ``KerasTensor`` (or a list
+    of them) builds a graph node; array inputs keep running ``forward``.
+    """
+    global _SYMBOLIC_CALL
+    _SYMBOLIC_CALL = (is_symbolic, call)
 
 
 def serialize(layer) -> dict:
@@ -364,7 +401,14 @@ class Layer:
         if reg is not None:
             reg.add_gradient(self.params[key], g)
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=False, **kwargs):
+        """``forward`` on arrays; on symbolic tensors (``fastconv.Input`` and layer calls on it)
+        the functional API's hook records a graph node and returns a symbolic tensor."""
+        hook = _SYMBOLIC_CALL
+        if hook is not None and hook[0](x):
+            return hook[1](self, x, **kwargs)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}")
         return self.forward(x, training=training)
 
     # -- weights ---------------------------------------------------------------
