@@ -1,0 +1,241 @@
+"""End-to-end training throughput (issue 4): the seeds' Fashion-MNIST CNN, fastconv vs PyTorch.
+
+fastconv: ``fastconv._seed_models.fashion_cnn()``, ``compile(optimizer="sgd",
+loss="sparse_categorical_crossentropy", metrics=["accuracy"])``, ``fit(x, y, batch_size=32, epochs=1,
+verbose=0)``.  PyTorch: the same layers, translated from the fastconv model's ``get_config()`` (so the two
+cannot drift apart), SGD (lr 0.01, Keras's default), batch 32, shuffled, cross-entropy on logits (the
+final softmax folded into the loss, as fastconv fuses it), in NCHW and channels_last; the faster is
+reported.  Images per second over one epoch of ``--train-images`` bundled MNIST images, median of rounds
+run interleaved after a warm-up epoch.  Skipped with a message while the model or fit API is missing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    else:
+        raw = path.read_bytes()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_images(fastconv) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x (N, 28, 28, 1) float32 in [0, 1], y (N,) int64, source)."""
+    try:
+        datasets = importlib.import_module("fastconv.datasets")
+        data = datasets.load_mnist()
+        x, y = data[0] if isinstance(data[0], (tuple, list)) else data[:2]
+        source = "fastconv.datasets.load_mnist() (train split)"
+    except (ImportError, AttributeError):
+        folder = Path(fastconv.__file__).parent / "data"
+        imgs = sorted(folder.glob("*images-idx3-ubyte*"))
+        labels = sorted(folder.glob("*labels-idx1-ubyte*"))
+        if not imgs or not labels:
+            raise FileNotFoundError(f"no MNIST IDX files under {folder}")
+        x, y = _read_idx(imgs[0]), _read_idx(labels[0])
+        source = f"{imgs[0].name} (raw gzip IDX; fastconv.datasets not available)"
+    x = np.asarray(x)
+    x = x.astype(np.float32) / 255.0 if x.dtype.kind in "uib" else x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    return x, np.asarray(y).reshape(-1).astype(np.int64), source
+
+
+def _act(name, last, nn):
+    name = name if isinstance(name, str) else (name or {}).get("class_name", "linear")
+    name = (name or "linear").lower()
+    if name in ("linear", "none") or (name == "softmax" and last):
+        return None  # the final softmax lives in the cross-entropy
+    table = {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "elu": nn.ELU,
+        "selu": nn.SELU,
+        "softmax": lambda: nn.Softmax(dim=1),
+    }
+    if name not in table:
+        raise NotImplementedError(f"activation {name!r}")
+    return table[name]()
+
+
+def _pads(padding, size, k, s, d=1):
+    """PyTorch ZeroPad2d-style (before, after) for a Keras padding word."""
+    if padding == "valid":
+        return 0, 0
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def torch_model(model, input_hwc, nn):
+    """nn.Sequential equivalent to a fastconv Sequential of conv/pool/dropout/flatten/dense layers."""
+    h, w, c = input_hwc
+    flat = None
+    mods = []
+    layers = list(model.layers)
+    for i, layer in enumerate(layers):
+        kind = type(layer).__name__
+        cfg = layer.get_config()
+        last = i == len(layers) - 1
+        if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            k = cfg["kernel_size"] if kind == "Conv2D" else cfg["pool_size"]
+            s = cfg["strides"]
+            d = cfg.get("dilation_rate", [1, 1])
+            ph, pw = _pads(cfg["padding"], h, k[0], s[0], d[0]), _pads(cfg["padding"], w, k[1], s[1], d[1])
+            # symmetric conv padding goes into the conv; asymmetric ("same" with even kernels) is a ZeroPad2d
+            conv_pad = (ph[0], pw[0]) if kind == "Conv2D" and ph[0] == ph[1] and pw[0] == pw[1] else None
+            if any(ph + pw) and conv_pad is None:
+                mods.append(nn.ZeroPad2d((pw[0], pw[1], ph[0], ph[1])))
+            hp, wp = h + sum(ph), w + sum(pw)
+            h = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1
+            w = (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
+            if kind == "Conv2D":
+                mods.append(
+                    nn.Conv2d(
+                        c,
+                        cfg["filters"],
+                        tuple(k),
+                        tuple(s),
+                        conv_pad or 0,
+                        tuple(d),
+                        cfg.get("groups", 1),
+                        bias=cfg.get("use_bias", True),
+                    )
+                )
+                c = cfg["filters"]
+                a = _act(cfg.get("activation"), last, nn)
+                if a is not None:
+                    mods.append(a)
+            else:
+                pool = nn.MaxPool2d if kind == "MaxPooling2D" else nn.AvgPool2d
+                mods.append(pool(tuple(k), tuple(s)))
+        elif kind == "Dropout":
+            mods.append(nn.Dropout(cfg["rate"]))
+        elif kind == "Flatten":
+            mods.append(nn.Flatten())
+            flat = h * w * c
+        elif kind == "Dense":
+            if flat is None:
+                raise NotImplementedError("Dense on a 4-D input")
+            mods.append(nn.Linear(flat, cfg["units"], bias=cfg.get("use_bias", True)))
+            flat = cfg["units"]
+            a = _act(cfg.get("activation"), last, nn)
+            if a is not None:
+                mods.append(a)
+        elif kind in ("Activation", "ReLU", "Softmax"):
+            a = _act(cfg.get("activation", "relu" if kind == "ReLU" else "softmax"), last, nn)
+            if a is not None:
+                mods.append(a)
+        elif kind == "BatchNormalization":
+            mods.append(nn.BatchNorm2d(c) if flat is None else nn.BatchNorm1d(flat))
+        else:
+            raise NotImplementedError(f"layer {kind}")
+    return nn.Sequential(*mods)
+
+
+def _torch_epoch(torch, net, opt, xt, yt, mf, batch=32):
+    net.train()
+    lossf = torch.nn.functional.cross_entropy
+    perm = torch.randperm(xt.shape[0])
+    correct = 0
+    for i in range(0, xt.shape[0], batch):
+        idx = perm[i : i + batch]
+        xb, yb = xt[idx].contiguous(memory_format=mf), yt[idx]
+        opt.zero_grad(set_to_none=True)
+        out = net(xb)
+        loss = lossf(out, yb)
+        loss.backward()
+        opt.step()
+        correct += int((out.argmax(1) == yb).sum())
+    return correct
+
+
+def run_training(fastconv, torch, threads, args):
+    """Returns (result dict or None, report lines)."""
+    try:
+        seeds = importlib.import_module("fastconv._seed_models")
+        make = seeds.fashion_cnn
+    except (ImportError, AttributeError) as exc:
+        msg = f"skipped: fastconv._seed_models.fashion_cnn is not available yet ({exc})"
+        print(f"\nEnd-to-end training {msg}")
+        return None, [msg]
+    try:
+        x, y, source = load_images(fastconv)
+    except (OSError, ValueError) as exc:
+        return None, [f"skipped: no MNIST data ({exc})"]
+    n = min(args.train_images, len(x))
+    x, y = np.ascontiguousarray(x[:n]), y[:n]
+    try:
+        model = make()
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x[:256], y[:256], batch_size=32, epochs=1, verbose=0)  # warm-up
+    except Exception as exc:  # noqa: BLE001  (the model / fit API is being written concurrently)
+        msg = f"skipped: fastconv model could not be built or fit ({type(exc).__name__}: {exc})"
+        print(f"\nEnd-to-end training {msg}")
+        return None, [msg]
+    n_params = model.count_params() if hasattr(model, "count_params") else None
+
+    fns = {}
+
+    def fc_epoch():
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+    fns["fastconv"] = fc_epoch
+    head = (
+        f"Fashion-MNIST CNN ({n_params if n_params is not None else '?'} params), {n} images of {source}, "
+        f"batch 32, SGD, 1 epoch per round, {threads} threads"
+    )
+    lines = [head]
+    if torch is not None:
+        try:
+            net0 = torch_model(model, x.shape[1:], torch.nn)
+        except NotImplementedError as exc:
+            lines.append(f"PyTorch translation not available: {exc}")
+            net0 = None
+        if net0 is not None:
+            t_params = sum(p.numel() for p in net0.parameters())
+            if n_params is not None and t_params != n_params:
+                lines.append(f"WARNING: PyTorch model has {t_params} params, fastconv {n_params}")
+            xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+            yt = torch.from_numpy(y)
+            for fmt, mf in (("NCHW", torch.contiguous_format), ("CL", torch.channels_last)):
+                net = torch_model(model, x.shape[1:], torch.nn).to(memory_format=mf)
+                opt = torch.optim.SGD(net.parameters(), lr=0.01)
+                _torch_epoch(torch, net, opt, xt[:256], yt[:256], mf)  # warm-up
+                fns[f"torch-{fmt}"] = lambda net=net, opt=opt, mf=mf: _torch_epoch(
+                    torch, net, opt, xt, yt, mf
+                )
+    rounds = 1 if args.quick else 3
+    times = {k: [] for k in fns}
+    for r in range(rounds):
+        for name in list(fns)[r % len(fns) :] + list(fns)[: r % len(fns)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ips = {k: n / v for k, v in med.items()}
+    result = {"fastconv_ips": ips["fastconv"], "ratio": None}
+    line = f"fastconv {ips['fastconv']:.0f} img/s ({med['fastconv']:.2f} s/epoch)"
+    if "torch-NCHW" in ips:
+        best = max(("torch-NCHW", "torch-CL"), key=ips.get)
+        result["torch_ips"] = ips[best]
+        result["ratio"] = ips["fastconv"] / ips[best]
+        line += (
+            f"; PyTorch {ips[best]:.0f} img/s ({best[6:]}; other format {ips[min(('torch-NCHW', 'torch-CL'), key=ips.get)]:.0f});"
+            f" fastconv/PyTorch {result['ratio']:.2f}x (issue 4 asks >= 0.5x)"
+        )
+    lines.append(line + f"; median of {rounds} round(s)")
+    return result, lines
