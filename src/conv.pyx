@@ -6,9 +6,9 @@ Design (see src/conv_impl.h for the register tile):
   transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
   fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
   tiles of 6 output pixels, parallel over groups of tiles with a static OpenMP schedule.
-- Weight gradient: rows (n, oh) of dy are split evenly between threads; each thread sums into its
-  own dw/db partial and the partials are added in thread order, so results depend on the thread
-  count only through float rounding.
+- Weight gradient: rows (n, oh) of dy are cut into max(4, threads) chunks, each summed into its
+  own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
+  results and more threads differ only by float rounding.
 """
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
@@ -139,7 +139,9 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
     cdef long ci, t0, t1
     with nogil:
-        for ci in prange(nchunks, num_threads=nthreads, schedule='static'):
+        # dynamic: a thread that shares its core with another process takes fewer chunks (each
+        # tile's arithmetic is the same whichever thread runs it)
+        for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             t0 = ci * TB
             t1 = min(ntiles, t0 + TB)
             if floating is float:
@@ -176,8 +178,12 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
         if db is not None:
             db[...] = 0
         return
-    if nthreads > R:
-        nthreads = <int>R
+    # rows are cut into a fixed number of chunks, each summed into its own partial and the partials
+    # added in chunk order: the result is the same whichever thread ran a chunk, and a thread slowed
+    # by another process takes fewer chunks
+    cdef long nchunks = min(R, max(4, nthreads))
+    if nthreads > nchunks:
+        nthreads = <int>nchunks
     cdef size_t sb
     if floating is float:
         sb = fc_wgrad_scratch_f32(isa, &p, RBLK)
@@ -185,7 +191,7 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
         sb = fc_wgrad_scratch_f64(isa, &p, RBLK)
     sb = (sb + 63) & ~(<size_t>63)
     cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating) + 64)
+    cdef floating *partials = <floating *>malloc(part * nchunks * sizeof(floating) + 64)
     cdef char *scratch = <char *>malloc(sb * nthreads + 64)
     if partials == NULL or scratch == NULL:
         free(partials); free(scratch)
@@ -195,10 +201,10 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     cdef floating *outw = &dw[0, 0, 0, 0]
     cdef floating s
     with nogil:
-        memset(partials, 0, part * nthreads * sizeof(floating))
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            r0 = R * t // nthreads
-            r1 = R * (t + 1) // nthreads
+        memset(partials, 0, part * nchunks * sizeof(floating))
+        for t in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
+            r0 = R * t // nchunks
+            r1 = R * (t + 1) // nchunks
             pd = partials + t * part
             if floating is float:
                 fc_wgrad_rows_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
@@ -206,16 +212,16 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
             else:
                 fc_wgrad_rows_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
                                   base + threadid() * sb)
-        # fixed-order reduction of the per-thread partials
+        # fixed-order reduction of the per-chunk partials
         for i in range(nw):
             s = partials[i]
-            for j in range(1, nthreads):
+            for j in range(1, nchunks):
                 s = s + partials[j * part + i]
             outw[i] = s
         if db is not None:
             for i in range(<size_t>p.K):
                 s = partials[nw + i]
-                for j in range(1, nthreads):
+                for j in range(1, nchunks):
                     s = s + partials[j * part + nw + i]
                 db[i] = s
     free(partials)

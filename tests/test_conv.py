@@ -216,10 +216,10 @@ def test_one_thread_and_all_threads_agree():
         two = [ops.conv2d(x, w, padding=1)] + list(ops.conv2d_grad(dy, x, w, padding=1))
     finally:
         fastconv.set_num_threads(before)
-    np.testing.assert_array_equal(one[0], two[0])  # forward: same arithmetic per pixel
-    np.testing.assert_array_equal(one[1], two[1])
-    for a, b in zip(one[2:], two[2:]):          # weight gradient: partials summed in another order
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    # forward and dx: the same arithmetic per pixel; dw, db: a fixed number of row chunks summed
+    # in a fixed order, whichever thread ran them
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_every_output_element_is_written(monkeypatch):
