@@ -79,9 +79,11 @@ def _optimizer(recipe):
     return optimizers.Adam(learning_rate=recipe["lr"])
 
 
-def train_fastconv(name, data, epochs, seed=0, verbose=0):
+def train_fastconv(name, data, epochs, seed=0, verbose=0, batch_size=None):
     """Train one zoo network; returns a result dict (per-epoch metric, img/s, params, ...)."""
     recipe = dict(models.TRAINING[name])
+    if batch_size:
+        recipe["batch_size"] = int(batch_size)
     task = recipe.get("task", "classify")
     (x, y), (xv, yv) = data
     if task == "segment":
@@ -92,13 +94,20 @@ def train_fastconv(name, data, epochs, seed=0, verbose=0):
     metrics = ["accuracy", "mean_iou"] if task == "segment" else ["accuracy"]
     model.compile(_optimizer(recipe), "sparse_categorical_crossentropy", metrics=metrics)
     bs = recipe["batch_size"]
+    # warm-up on a throwaway copy (thread pool, first-call allocations), as PyTorch gets one too
+    warm = models.MODELS[name](input_shape=x.shape[1:], classes=2 if task == "segment" else 10)
+    warm.compile(_optimizer(recipe), "sparse_categorical_crossentropy")
+    warm.fit(x[: 2 * bs], y[: 2 * bs], batch_size=bs, epochs=1, verbose=0)
+    del warm
+    opt = model.optimizer
     scores, train_times, train_acc = [], [], []
     for epoch in range(epochs):
+        opt.learning_rate = recipe["lr"] * recipe.get("lr_decay", 1.0) ** epoch
         t0 = time.perf_counter()
         hist = model.fit(x, y, batch_size=bs, epochs=1, verbose=verbose, seed=seed + epoch)
         train_times.append(time.perf_counter() - t0)
         train_acc.append(hist.history["accuracy"][-1])
-        res = model.evaluate(xv, yv, batch_size=256, verbose=0, return_dict=True)
+        res = model.evaluate(xv, yv, batch_size=bs, verbose=0, return_dict=True)
         scores.append(res[metric])
         print(
             f"  {name} epoch {epoch + 1}/{epochs}: val {metric} {res[metric]:.4f}, "
@@ -405,7 +414,8 @@ def write_report(path, results, facts, args, load_start, started, config_text, t
     lines += [
         (
             "Recipe: `fastconv.models.TRAINING` (Adam, learning rate 1e-3, batch 64 for every network "
-            "unless the row says otherwise), sparse categorical cross-entropy, shuffled with a fixed seed. "
+            "unless the row says otherwise; why: the model's docstring), sparse categorical cross-entropy, "
+            "shuffled with a fixed seed. "
             "Metric: validation accuracy; `segnet_small`: mean IoU of the digit-vs-background task "
             "(labels `models.digit_masks`, pixel > 0.5). Target: the issue's figure after at most 3 epochs."
         ),
@@ -422,6 +432,8 @@ def write_report(path, results, facts, args, load_start, started, config_text, t
             continue
         rec = r["recipe"]
         recipe = f"{rec['optimizer']} {rec['lr']:g}, batch {rec['batch_size']}"
+        if rec.get("lr_decay", 1.0) != 1.0:
+            recipe += f", lr x{rec['lr_decay']:g}/epoch"
         per = " / ".join(f"{s:.4f}" for s in r["scores"])
         final = r["scores"][-1]
         target = TARGETS.get(r["name"], DEFAULT_TARGET)
@@ -477,6 +489,12 @@ def main(argv=None):
         "--threads", type=int, default=None, help="threads for fastconv and PyTorch (default: all)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="override every network's batch size (default: fastconv.models.TRAINING's, 64)",
+    )
     p.add_argument("--output", default=str(Path(__file__).resolve().parent / "ZOO.md"))
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="fit's progress output")
     args = p.parse_args(argv)
@@ -516,7 +534,9 @@ def main(argv=None):
     for name in names:
         print(f"{name}: training {args.epochs} epoch(s) on {len(data[0][0]):,} images", flush=True)
         try:
-            r = train_fastconv(name, data, args.epochs, seed=args.seed, verbose=args.verbose)
+            r = train_fastconv(
+                name, data, args.epochs, seed=args.seed, verbose=args.verbose, batch_size=args.batch_size
+            )
         except Exception as exc:  # noqa: BLE001 - one failing network must not lose the others' rows
             traceback.print_exc()
             results.append({"name": name, "error": f"{type(exc).__name__}: {exc}"[:200]})

@@ -1,13 +1,24 @@
-"""Command line: ``python -m fastconv {train,models,info}``.
+"""Command line: ``python -m fastconv {train,models,demo,info}``.
 
-``train`` trains one of the seeds' CNNs on the MNIST bundled with fastconv
-(8,000 training / 2,000 validation images) or on a data directory, shows the
-Keras-style progress bar, prints the validation accuracy, and optionally saves
-the model and a learning-curve PNG::
+``train`` trains one of the seeds' CNNs or a network of the model zoo
+(:mod:`fastconv.models`) on the MNIST bundled with fastconv (8,000 training /
+2,000 validation images) or on a data directory, shows the Keras-style progress
+bar, prints the validation accuracy (``segnet_small``: per-pixel accuracy and
+mean IoU on the digit-segmentation task), and optionally saves the model and a
+learning-curve PNG::
 
     python -m fastconv train --model lenet5 --epochs 2
     python -m fastconv train --model mnist-cnn --epochs 2 --save mnist.npz --plot curves.png
+    python -m fastconv train --model resnet_small --epochs 3
+    python -m fastconv train --model segnet_small --epochs 3
     python -m fastconv train --model fashion-cnn --data ~/fashion-mnist --epochs 5
+
+``models`` lists every network ``train`` accepts with its parameter count;
+``demo`` times the compiled kernels against the NumPy reference in a few
+seconds; ``info`` prints ``show_config()``.
+
+``lenet5`` names both the seed model (a ``Sequential``) and the zoo's functional
+version of the same network (61,706 parameters each); ``train`` uses the seed one.
 
 ``cifar-cnn`` reads CIFAR-10's binary batches from ``--data``; without it, it
 trains on the bundled MNIST digits zero-padded to 32x32 and copied to three
@@ -31,22 +42,63 @@ def _seed_models():
     return SEED_MODELS
 
 
+def _zoo():
+    from fastconv import models
+
+    return models
+
+
+def _model_names():
+    """Every ``--model`` choice: the seed models, then the zoo networks not already named."""
+    names = list(_seed_models())
+    names += [n for n in _zoo().MODELS if n not in names]
+    return names
+
+
+def _resolve(name):
+    """``(builder(input_shape) -> model, input_shape, defaults, kind)`` for a ``--model`` name;
+    kind is "seed", "classify" or "segment"."""
+    seeds = _seed_models()
+    if name in seeds:
+        builder, shape, defaults = seeds[name]
+        return builder, shape, defaults, "seed"
+    zoo = _zoo()
+    fn = zoo.MODELS[name]
+    defaults = dict(zoo.TRAINING[name])
+    task = defaults.pop("task", "classify")
+    classes = 2 if task == "segment" else 10
+
+    def build(input_shape):
+        return fn(input_shape=input_shape, classes=classes)
+
+    build.__doc__ = fn.__doc__
+    return build, (28, 28, 1), defaults, task
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fastconv",
         description="fastconv: fast CPU convolutions and a Keras-like trainer.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,models,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,models,demo,info}")
     sub.required = True
 
-    names = list(_seed_models())
+    names = _model_names()
     t = sub.add_parser(
         "train",
-        help="train one of the seeds' CNNs (bundled MNIST by default)",
-        description="Train one of the seeds' CNNs on the bundled MNIST (first 8,000 images; the last "
-        "2,000 validate) or on --data, with a progress bar; prints the validation accuracy.",
+        help="train a seed CNN or a zoo network (bundled MNIST by default)",
+        description="Train one of the seeds' CNNs or a network of fastconv.models on the bundled MNIST "
+        "(8,000 training images; 2,000 others validate) or on --data, with a progress bar; prints the "
+        "validation accuracy. segnet_small learns to segment each digit from the background (labels: "
+        "pixels brighter than --threshold) and reports per-pixel accuracy and mean IoU.",
     )
-    t.add_argument("--model", choices=names, default="lenet5", help="network to train (default: lenet5)")
+    t.add_argument(
+        "--model",
+        choices=names,
+        default="lenet5",
+        metavar="NAME",
+        help="network to train (default: lenet5); one of: " + ", ".join(names),
+    )
     t.add_argument("--epochs", type=int, default=2, help="number of epochs (default: 2)")
     t.add_argument(
         "--batch-size", type=int, default=None, help="batch size (default: per model, e.g. 64 for lenet5)"
@@ -76,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--optimizer", choices=["sgd", "adam"], default=None, help="optimizer (default: per model)"
     )
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
+    t.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        help="multiply the learning rate by this after every epoch (default: per model, 0.3 for "
+        "resnet_small, else 1)",
+    )
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and shuffling (default: 0)")
     t.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
@@ -86,14 +145,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="0 silent, 1 progress bar, 2 one line per epoch",
     )
+    t.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="segnet_small: a pixel is 'digit' when brighter than this fraction of full intensity "
+        "(default: 0.5)",
+    )
     t.set_defaults(func=cmd_train)
 
     m = sub.add_parser(
         "models",
-        help="list the seed models with their parameter counts",
-        description="List the networks `train --model` accepts, with parameter counts.",
+        help="list every network `train` accepts with its parameter count",
+        description="List the networks `train --model` accepts (the seeds' CNNs and the zoo of "
+        "fastconv.models), with parameter counts and input shapes.",
     )
     m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser(
+        "demo",
+        help="time the compiled kernels against the NumPy reference (a few seconds)",
+        description="Quick kernel demo: print show_config(), then time conv2d, conv2d_grad, "
+        "depthwise_conv2d and max_pool2d on a few small shapes against fastconv.reference "
+        "(median of a few runs; milliseconds and speed-up), checking that the results agree.",
+    )
+    d.add_argument(
+        "--repeats", type=int, default=5, help="timed runs per kernel (default: 5; the median is shown)"
+    )
+    d.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
+    d.add_argument("--batch", type=int, default=8, help="images per batch in the timed shapes (default: 8)")
+    d.add_argument(
+        "--budget",
+        type=float,
+        default=12.0,
+        help="stop adding runs once this many seconds have passed (default: 12)",
+    )
+    d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser(
         "info",
@@ -104,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(args, input_shape):
+def _load_data(args, input_shape, kind="seed"):
     from fastconv import datasets
 
     if args.model == "cifar-cnn" and args.data is not None:
@@ -122,7 +209,13 @@ def _load_data(args, input_shape):
         val_limit = max(args.limit // 4, 200)
     if val_limit is not None:
         xv, yv = xv[:val_limit], yv[:val_limit]
-    return _to_input(x, input_shape), y, _to_input(xv, input_shape), yv, source
+    x, xv = _to_input(x, input_shape), _to_input(xv, input_shape)
+    if kind == "segment":
+        from fastconv.models import digit_masks
+
+        y, yv = digit_masks(x, args.threshold), digit_masks(xv, args.threshold)
+        source += f", digit-vs-background masks (pixel > {args.threshold:g})"
+    return x, y, xv, yv, source
 
 
 def _to_input(x, input_shape):
@@ -156,9 +249,9 @@ def cmd_train(args) -> int:
             set_num_threads(args.threads)
         except ImportError:
             print("note: --threads ignored (this build has no thread control)", file=sys.stderr)
-    builder, input_shape, defaults = _seed_models()[args.model]
+    builder, input_shape, defaults, kind = _resolve(args.model)
     initializers.set_seed(args.seed)
-    x, y, xv, yv, source = _load_data(args, input_shape)
+    x, y, xv, yv, source = _load_data(args, input_shape, kind)
     model = builder(input_shape=input_shape)
     opt_name = args.optimizer or defaults["optimizer"]
     lr = args.lr if args.lr is not None else (defaults["lr"] if opt_name == defaults["optimizer"] else None)
@@ -167,11 +260,24 @@ def cmd_train(args) -> int:
     else:
         opt = optimizers.Adam(learning_rate=lr if lr is not None else 1e-3)
     batch_size = args.batch_size or defaults["batch_size"]
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    decay = args.lr_decay if args.lr_decay is not None else defaults.get("lr_decay", 1.0)
+    metrics = ["accuracy", "mean_iou"] if kind == "segment" else ["accuracy"]
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=metrics)
+    callbacks = []
+    if decay != 1.0:
+        from fastconv.callbacks import LambdaCallback
+
+        base_lr = opt.learning_rate
+
+        def set_lr(epoch, logs=None):
+            opt.learning_rate = base_lr * decay**epoch
+
+        callbacks.append(LambdaCallback(on_epoch_begin=set_lr))
     if args.verbose:
+        schedule = f", learning rate x{decay:g} per epoch" if decay != 1.0 else ""
         print(
             f"Training {args.model} ({model.count_params():,} params) on {source}: "
-            f"{len(x):,} train / {len(xv):,} validation images, {opt!r}, batch {batch_size}"
+            f"{len(x):,} train / {len(xv):,} validation images, {opt!r}{schedule}, batch {batch_size}"
         )
     t0 = time.perf_counter()
     history = model.fit(
@@ -181,6 +287,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs,
         validation_data=(xv, yv),
         verbose=args.verbose,
+        callbacks=callbacks,
         seed=args.seed,
     )
     elapsed = time.perf_counter() - t0
@@ -189,10 +296,15 @@ def cmd_train(args) -> int:
         return 1
     val_acc = history.history["val_accuracy"][-1]
     n_epochs = len(history.epoch)
-    print(
-        f"Validation accuracy: {val_acc:.4f} after {n_epochs} epoch{'s' if n_epochs > 1 else ''} "
+    timing = (
+        f"after {n_epochs} epoch{'s' if n_epochs > 1 else ''} "
         f"({elapsed:.1f}s, {len(x) * n_epochs / elapsed:,.0f} images/s including validation)"
     )
+    if kind == "segment":
+        iou = history.history["val_mean_iou"][-1]
+        print(f"Validation per-pixel accuracy: {val_acc:.4f}, mean IoU: {iou:.4f} {timing}")
+    else:
+        print(f"Validation accuracy: {val_acc:.4f} {timing}")
     if args.save:
         model.save(args.save)
         print(f"Saved model to {args.save}")
@@ -213,12 +325,152 @@ def cmd_models(args) -> int:
     rows = []
     for name, (builder, shape, defaults) in _seed_models().items():
         model = builder(input_shape=shape)
-        rows.append(
-            (name, f"{model.count_params():,}", str((None, *shape)), builder.__doc__.strip().splitlines()[0])
+        rows.append(("seed", name, model, _first_line(builder.__doc__)))
+    zoo = _zoo()
+    for name, fn in zoo.MODELS.items():
+        model = _resolve(name)[0]((28, 28, 1)) if name not in _seed_models() else fn()
+        rows.append(("zoo", name, model, (fn.__doc__ or "").strip().split(" (")[0]))
+    print(
+        f"{len(rows)} networks: the seeds' CNNs (Sequential) and the zoo of fastconv.models (functional).\n"
+        "`train --model NAME` takes each name (lenet5: the seed model; the zoo's is the same network).\n"
+    )
+    header = ("kind", "name", "params", "input", "output", "design")
+    cells = [
+        (kind, name, f"{m.count_params():,}", str(m.input_shape), str(m.output_shape), doc)
+        for kind, name, m, doc in rows
+    ]
+    w = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(5)]
+
+    def line(c):
+        return (
+            f"{c[0]:<{w[0]}}  {c[1]:<{w[1]}}  {c[2]:>{w[2]}}  {c[3]:<{w[3]}}  {c[4]:<{w[4]}}  {c[5]}".rstrip()
         )
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:<{w[2]}}  {r[3]}")
+
+    print(line(header))
+    for c in cells:
+        print(line(c))
+    return 0
+
+
+def _first_line(doc):
+    line = (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+    return line if len(line) <= 90 else line[:87] + "..."
+
+
+# ---------------------------------------------------------------------------
+# demo: compiled kernels vs the NumPy reference
+# ---------------------------------------------------------------------------
+
+
+def _demo_cases(rng, n=8):
+    """``(label, fastconv fn, reference fn)`` on small shapes with batch ``n`` (same arguments for both)."""
+    import fastconv
+    from fastconv import reference as ref
+
+    def arr(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    cases = []
+    x = arr(n, 28, 28, 16)
+    w = arr(3, 3, 16, 32)
+    cases.append(
+        (
+            f"conv2d 3x3 16->32, {n}x28x28 same",
+            lambda: fastconv.conv2d(x, w, padding="same"),
+            lambda: ref.conv2d(x, w, padding="same"),
+        )
+    )
+    ng = max(1, n // 2)
+    xg = np.ascontiguousarray(x[:ng])
+    dy = arr(ng, 28, 28, 32)
+    cases.append(
+        (
+            f"conv2d_grad (dx, dw, db), {ng}x28x28 16->32",
+            lambda: fastconv.conv2d_grad(dy, xg, w, padding="same"),
+            lambda: ref.conv2d_grad(dy, xg, w, padding="same"),
+        )
+    )
+    x1 = arr(2 * n, 28, 28, 1)
+    w1 = arr(5, 5, 1, 8)
+    cases.append(
+        (
+            f"conv2d 5x5 1->8 (first layer), {2 * n}x28x28",
+            lambda: fastconv.conv2d(x1, w1, padding="same"),
+            lambda: ref.conv2d(x1, w1, padding="same"),
+        )
+    )
+    xd = arr(n, 28, 28, 32)
+    wd = arr(3, 3, 32, 1)
+    cases.append(
+        (
+            f"depthwise 3x3 32ch, {n}x28x28 same",
+            lambda: fastconv.depthwise_conv2d(xd, wd, padding="same"),
+            lambda: ref.depthwise_conv2d(xd, wd, padding="same"),
+        )
+    )
+    cases.append(
+        (
+            f"max_pool2d 2x2, {n}x28x28x32",
+            lambda: fastconv.max_pool2d(xd, 2),
+            lambda: ref.max_pool2d(xd, 2),
+        )
+    )
+    return cases
+
+
+def _max_diff(a, b):
+    if isinstance(a, (tuple, list)):
+        return max(_max_diff(p, q) for p, q in zip(a, b) if p is not None and q is not None)
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / (1.0 + np.abs(b)))) if a.size else 0.0
+
+
+def cmd_demo(args) -> int:
+    import statistics
+
+    from fastconv import get_num_threads, set_num_threads, show_config
+
+    if args.repeats < 1 or args.batch < 1:
+        raise SystemExit("error: --repeats and --batch must be >= 1")
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    show_config()
+    print()
+    t_start = time.perf_counter()
+    cases = _demo_cases(np.random.default_rng(0), args.batch)
+    print(f"float32, {get_num_threads()} thread(s); median of up to {args.repeats} runs after a warm-up\n")
+    header = f"{'kernel':<40} {'fastconv ms':>11} {'reference ms':>13} {'speed-up':>9}  {'max rel diff':>12}"
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for label, fast, slow in cases:
+        out_fast = fast()  # warm-up (and the result to compare)
+        t0 = time.perf_counter()
+        out_ref = slow()
+        ref_times = [time.perf_counter() - t0]
+        fast_times = []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            fast()
+            fast_times.append(time.perf_counter() - t0)
+            over = time.perf_counter() - t_start > args.budget
+            if i + 1 < min(args.repeats, 3) and not over:
+                t0 = time.perf_counter()
+                slow()
+                ref_times.append(time.perf_counter() - t0)
+            if over:
+                break
+        f_ms = statistics.median(fast_times) * 1e3
+        r_ms = statistics.median(ref_times) * 1e3
+        diff = _max_diff(out_fast, out_ref)
+        ok &= diff < 1e-3
+        speedup = r_ms / f_ms if f_ms > 0 else float("inf")
+        sp = f"{speedup:.2f}x" if speedup < 10 else f"{speedup:.1f}x"
+        print(f"{label:<40} {f_ms:>11.3f} {r_ms:>13.3f} {sp:>9}  {diff:>12.1e}")
+    print(f"\n{time.perf_counter() - t_start:.1f}s in total. The reference is fastconv.reference (NumPy).")
+    if not ok:
+        print("WARNING: a kernel disagrees with the reference by more than 1e-3 (relative).")
+        return 1
     return 0
 
 

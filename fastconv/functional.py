@@ -66,7 +66,6 @@ from fastconv.layers.base import (
     shape_str,
 )
 from fastconv.model import Model as _BaseModel
-from fastconv.model import Sequential as _Sequential
 
 __all__ = ["Functional", "Input", "InputLayer", "KerasTensor", "Model", "Node"]
 
@@ -389,22 +388,25 @@ class Functional:
         return self._execution_plan
 
     # -- running the graph --------------------------------------------------------
-    def _prepare_inputs(self, x) -> list:
-        if isinstance(x, dict):
-            names = [t.node.layer.name for t in self.inputs]
-            missing = [n for n in names if n not in x]
-            if missing:
-                raise ValueError(f"Missing model inputs {missing}; the model's inputs are {names}.")
-            x = [x[n] for n in names]
-        elif self._single_input or not isinstance(x, (list, tuple)):
-            x = [x]
-        if len(x) != len(self.inputs):
+    def _inputs_listed(self) -> bool:
+        return not self._single_input
+
+    def _inputs_from_dict(self, x) -> list:
+        names = [t.node.layer.name for t in self.inputs]
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise ValueError(f"Missing model inputs {missing}; the model's inputs are {names}.")
+        return [x[n] for n in names]
+
+    def _cast_inputs(self, arrays) -> list:
+        """Check each input array against its ``Input`` shape and convert it to that input's dtype."""
+        if len(arrays) != len(self.inputs):
             raise ValueError(
-                f'Model "{self.name}" expects {len(self.inputs)} input(s), but it received {len(x)} '
+                f'Model "{self.name}" expects {len(self.inputs)} input(s), but it received {len(arrays)} '
                 f"input arrays."
             )
-        arrays = []
-        for i, (a, t) in enumerate(zip(x, self.inputs)):
+        out = []
+        for i, (a, t) in enumerate(zip(arrays, self.inputs)):
             a = np.asarray(a)
             want = t.sample_shape
             ok = a.ndim == len(want) + 1 and all(w is None or w == d for w, d in zip(want, a.shape[1:]))
@@ -413,37 +415,34 @@ class Functional:
                     f'Input {i} of model "{self.name}" is incompatible with the model: expected shape '
                     f"{shape_str(want)}, found shape {a.shape}"
                 )
-            arrays.append(a)
-        if len({a.shape[0] for a in arrays}) > 1:
+            if a.dtype.kind not in "fiub":
+                raise TypeError(
+                    f"Model inputs must be numeric arrays. Received dtype {a.dtype} for input {i}."
+                )
+            dtype = t.node.layer.dtype
+            out.append(a if a.dtype == dtype else a.astype(dtype))
+        if len({a.shape[0] for a in out}) > 1:
             raise ValueError(
-                f"All model inputs need the same batch size. Received shapes {[a.shape for a in arrays]}"
+                f"All model inputs need the same batch size. Received shapes {[a.shape for a in out]}"
             )
-        return arrays
+        return out
+
+    def _pack_outputs(self, outs):
+        return outs[0] if self._single_output else list(outs)
 
     def _forward(self, x, training=False):
         """Run the graph on arrays (``x``: one array, a list in ``inputs`` order, or a dict by input
-        name); returns one array, or a list (one per output). Each layer casts to its dtype."""
-        outs = self._plan().forward(self._prepare_inputs(x), training=training)
-        return outs[0] if self._single_output else outs
+        name); returns one array, or a list (one per output)."""
+        return self._pack_outputs(self._plan().forward(self._prepare_inputs(x), training=training))
 
     def _backward(self, dy) -> None:
         """Backpropagate ``dy`` = d loss / d output (a list per output; None = no loss on it) after
-        ``_forward(x, training=True)``; fills every layer's ``grads`` (summed over shared uses)."""
+        ``_forward(x, training=True)``; fills every layer's ``grads`` (summed over shared uses; zeros
+        for layers no gradient reaches)."""
         dys = [dy] if self._single_output else list(dy)
         if len(dys) != len(self.outputs):
             raise ValueError(f"Expected {len(self.outputs)} output gradients, received {len(dys)}.")
-        dys = [None if g is None else np.asarray(g) for g in dys]
-        if any(g is None for g in dys):  # layers that reach no loss get zero grads, not stale ones
-            live = {id(t) for t, g in zip(self.outputs, dys) if g is not None}
-            reached = set()
-            for node in reversed(self.nodes):
-                if id(node.outputs[0]) in live:
-                    reached.add(id(node.layer))
-                    live.update(id(t) for t in node.inputs)
-            for layer in self._layers:
-                if id(layer) not in reached:
-                    _reset_grads(layer)
-        self._plan().backward(dys)
+        self._plan().backward([None if g is None else np.asarray(g) for g in dys])
 
     def regularization_loss(self) -> float:
         """Sum of the layers' regularization penalties (a shared layer counts once)."""
@@ -617,16 +616,6 @@ def _written_grad_keys(layer) -> list:
     return [(sub, key) for sub in _all_sublayers(layer) if sub.trainable for key in sub.grads]
 
 
-def _reset_grads(layer) -> None:
-    """Grads of a layer whose output reaches no loss: only the regularizer's part."""
-    for sub, key in _written_grad_keys(layer):
-        grad = sub.grads[key]
-        grad[...] = 0
-        reg = sub._regularizers.get(key)
-        if reg is not None:
-            reg.add_gradient(sub.params[key], grad)
-
-
 class _SharedState:
     """What the uses of one shared layer have in common: the running gradient sum of a step."""
 
@@ -655,6 +644,11 @@ class _SharedUse:
         self._caches = None
         if state.owner is None:
             state.owner = self
+
+    @property
+    def wrapped_layer(self):
+        """The shared layer (the plan resets its grads when none of its uses got a gradient)."""
+        return self.layer
 
     @property
     def name(self):
@@ -781,18 +775,6 @@ class Model(Functional, _BaseModel):
             )
         return self._forward(x, training=training)
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Outputs for ``x`` in batches (inference mode); a list per output for several outputs."""
-        if self._single_input and self._single_output:
-            return super().predict(x, batch_size=batch_size, verbose=verbose)
-        xs = self._prepare_inputs(x)
-        bs = int(batch_size or 32)
-        n = xs[0].shape[0]
-        chunks = [self._forward([a[i : i + bs] for a in xs]) for i in range(0, n, bs)]
-        if self._single_output:
-            return np.concatenate(chunks)
-        return [np.concatenate([c[k] for c in chunks]) for k in range(len(self.outputs))]
-
     def _node_index(self, layer):
         """Plan index of the (first) node of ``layer`` (a Layer, its name, or its index in ``layers``),
         for ``layer_output`` and the feature-map pictures."""
@@ -818,7 +800,5 @@ class Model(Functional, _BaseModel):
 
 
 # load_model finds graph models as "Model" (their class name) or Keras 3's "Functional".
-if "Sequential" not in _saving._MODEL_CLASSES:  # the registry fills itself lazily only when empty
-    _saving.register_model_class(_Sequential)
 _saving.register_model_class(Model)
 _saving.register_model_class(Model, "Functional")

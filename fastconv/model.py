@@ -33,6 +33,7 @@ import numpy as np
 from fastconv import losses as _losses
 from fastconv import metrics as _metrics
 from fastconv import optimizers as _optimizers
+from fastconv import saving as _saving
 from fastconv import training as _training
 from fastconv.layers.base import Layer, deserialize, serialize
 
@@ -59,7 +60,9 @@ class Model:
         self.optimizer = None
         self.loss = None
         self.compiled_metrics = []
-        self._metric_fns = []
+        self._losses = []
+        self._loss_weights = []
+        self._metrics = []  # [(log name, output index, fastconv.metrics.Metric), ...]
         self.stop_training = False
         self.history = None
 
@@ -99,30 +102,170 @@ class Model:
                 f"calling the model on a batch of data (needed for `{what}`)."
             )
 
+    # ---- inputs / outputs ----------------------------------------------------
+    def _num_inputs(self) -> int:
+        return len(self._plan().inputs)
+
+    def _num_outputs(self) -> int:
+        return len(self._plan().outputs)
+
+    def _output_names(self) -> list:
+        """One name per output, used in logs (``<name>_loss``, ``<name>_accuracy``) and as keys of
+        dict-valued ``loss`` / ``metrics`` / ``y``: the name of the layer producing each output."""
+        plan = self._plan()
+        producer = {node.output: node.layer.name for node in plan.nodes}
+        names = []
+        for k, t in enumerate(plan.outputs):
+            name = producer.get(t, f"output_{k}")
+            names.append(name if name not in names else f"{name}_{k}")
+        return names
+
+    def _inputs_listed(self) -> bool:
+        """True when ``x`` is always a list of per-input arrays (graph models built with a list of
+        inputs), even for a single input."""
+        return False
+
+    def _prepare_inputs(self, x) -> list:
+        """``x`` as a list of arrays in the model's dtype, one per model input."""
+        return self._cast_inputs(self._split_inputs(x))
+
+    def _cast_inputs(self, arrays) -> list:
+        """Convert each input array (as :meth:`_split_inputs` returns them) to the model's dtype."""
+        return [self._prepare_x(a) for a in arrays]
+
+    def _split_inputs(self, x) -> list:
+        """``x`` (one array, or a list / tuple / dict by input name for several inputs) as a list of
+        NumPy arrays with a common first axis (not converted)."""
+        k = self._num_inputs()
+        if (
+            k == 1
+            and not isinstance(x, dict)
+            and not (self._inputs_listed() and isinstance(x, (list, tuple)))
+        ):
+            return [np.asarray(x)]
+        if isinstance(x, dict):
+            x = self._inputs_from_dict(x)
+        if not isinstance(x, (list, tuple)) or len(x) != k:
+            got = f"{len(x)} arrays" if isinstance(x, (list, tuple)) else f"one {type(x).__name__}"
+            raise ValueError(
+                f'Model "{self.name}" expects {k} input(s), but it received {got}: pass x as a list of '
+                f"{k} arrays (or a dict by input name)."
+            )
+        arrays = [np.asarray(a) for a in x]
+        if any(a.ndim == 0 for a in arrays) or len({a.shape[0] for a in arrays}) > 1:
+            raise ValueError(
+                f"All model inputs need the same number of samples. Received shapes {[a.shape for a in arrays]}"
+            )
+        return arrays
+
+    def _inputs_from_dict(self, x):  # pragma: no cover - graph models override
+        raise ValueError(f'Model "{self.name}" does not take a dict of inputs.')
+
+    def _split_targets(self, y, who) -> list:
+        """``y`` as a list with one array (or None) per output."""
+        k = self._num_outputs()
+        if k == 1 and not isinstance(y, dict):
+            if isinstance(y, (list, tuple)) and len(y) == 1 and isinstance(y[0], np.ndarray):
+                y = y[0]
+            return [None if y is None else np.asarray(y)]
+        if isinstance(y, dict):
+            names = self._output_names()
+            unknown = sorted(set(y) - set(names))
+            if unknown:
+                raise ValueError(f"{who}: unknown outputs {unknown} in y; the model's outputs are {names}.")
+            y = [y.get(n) for n in names]
+        if not isinstance(y, (list, tuple)) or len(y) != k:
+            got = f"{len(y)} arrays" if isinstance(y, (list, tuple)) else f"one {type(y).__name__}"
+            raise ValueError(
+                f'{who}: model "{self.name}" has {k} outputs {self._output_names()}: pass y as a list of '
+                f"{k} arrays (or a dict by output name). Received {got}."
+            )
+        return [None if a is None else np.asarray(a) for a in y]
+
     # ---- compile ------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Set the optimizer, loss and metrics.
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
+        """Set the optimizer, loss(es) and metrics.
 
         Parameters
         ----------
         optimizer : "sgd", "adam", an :class:`fastconv.optimizers.Optimizer` or its config dict
         loss : "sparse_categorical_crossentropy", "categorical_crossentropy", "mse" or a Loss
+            For several outputs: one loss (used for every output), a list with one per output
+            or a dict by output name (``None`` / missing: no loss on that output). The
+            training loss is ``sum(loss_weights[k] * loss_k) + regularization``.
         metrics : list, optional
-            ``["accuracy"]`` (or ``"acc"``).
+            ``["accuracy"]`` (or ``"acc"``), ``"mean_iou"`` or :mod:`fastconv.metrics` objects.
+            Several outputs: a flat list is computed on every output that has a loss and logged
+            as ``<output name>_<metric>`` (Keras's naming, output name = the producing layer's
+            name); a list of lists or a dict by output name chooses per output.
+        loss_weights : list or dict, optional
+            Per-output weights of the total loss (default 1.0 each).
         """
         if isinstance(optimizer, str) and optimizer.lower() == "rmsprop":
             raise ValueError('Only "sgd" and "adam" optimizers are available. Received: optimizer="rmsprop"')
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'.")
+        n_out = self._num_outputs()
+        names = self._output_names()
+        losses = self._per_output(loss, n_out, names, "loss")
+        losses = [None if l is None else _losses.get(l) for l in losses]
+        if all(l is None for l in losses):
+            raise ValueError("compile: at least one output needs a loss.")
+        weights = (
+            [1.0] * n_out
+            if loss_weights is None
+            else self._per_output(loss_weights, n_out, names, "loss_weights")
+        )
+        weights = [1.0 if w is None else float(w) for w in weights]
+
+        metric_spec = metrics
+        if metric_spec is None:
+            per_out = [[] for _ in range(n_out)]
+        elif isinstance(metric_spec, dict):
+            per_out = self._per_output(metric_spec, n_out, names, "metrics")
+        elif (
+            n_out > 1
+            and isinstance(metric_spec, (list, tuple))
+            and len(metric_spec) == n_out
+            and all(m is None or isinstance(m, (list, tuple)) for m in metric_spec)
+        ):
+            per_out = list(metric_spec)
+        else:
+            flat = [metric_spec] if isinstance(metric_spec, (str, _metrics.Metric)) else list(metric_spec)
+            per_out = [flat if losses[k] is not None else [] for k in range(n_out)]
+        specs = []
+        for k, ms in enumerate(per_out):
+            if ms is None:
+                continue
+            for m in [ms] if isinstance(ms, (str, _metrics.Metric, dict)) else ms:
+                metric = _metrics.get(m)
+                log_name = metric.name if n_out == 1 else f"{names[k]}_{metric.name}"
+                specs.append((log_name, k, metric))
+
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
-        metrics = list(metrics or [])
-        self.compiled_metrics = metrics
-        fns = []
-        for m in metrics:
-            _, fn = _metrics.get(m)
-            fns.append((m if isinstance(m, str) else "accuracy", fn))
-        self._metric_fns = fns
+        self.loss = losses[0] if n_out == 1 else losses
+        self._losses = losses
+        self._loss_weights = weights
+        self.compiled_metrics = metrics if metrics is not None else []
+        self._metrics = specs
+
+    @staticmethod
+    def _per_output(value, n_out, names, what):
+        """One entry per output from a single value, a list of ``n_out`` or a dict by output name."""
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"compile: unknown outputs {unknown} in {what}; the model's outputs are {names}."
+                )
+            return [value.get(n) for n in names]
+        if isinstance(value, (list, tuple)) and what != "metrics":
+            if len(value) != n_out:
+                raise ValueError(
+                    f"compile: {what} has {len(value)} entries but the model has {n_out} output(s) {names}."
+                )
+            return list(value)
+        return [value] * n_out
 
     @property
     def compiled(self) -> bool:
@@ -137,11 +280,15 @@ class Model:
     def _compile_config(self):
         if not self.compiled:
             return None
-        return {
+        losses = [None if l is None else _losses.serialize(l) for l in self._losses]
+        config = {
             "optimizer": _optimizers.serialize(self.optimizer),
-            "loss": _losses.serialize(self.loss),
-            "metrics": list(self.compiled_metrics),
+            "loss": losses[0] if len(losses) == 1 else losses,
+            "metrics": _serialize_metric_spec(self.compiled_metrics),
         }
+        if any(w != 1.0 for w in self._loss_weights):
+            config["loss_weights"] = list(self._loss_weights)
+        return config
 
     # ---- training (the loops live in fastconv.training) -----------------------
     def fit(
@@ -167,7 +314,10 @@ class Model:
         ----------
         x : array ``(N, H, W, C)`` (any numeric dtype; converted once to the model's dtype)
             or an iterator of ``(x_batch, y_batch)`` such as ``ImageAugmenter.flow(...)``.
-        y : integer labels ``(N,)`` / ``(N, 1)`` or one-hot ``(N, K)``.
+            A model with several inputs takes a list of arrays (or a dict by input name).
+        y : integer labels ``(N,)`` / ``(N, 1)`` or one-hot ``(N, K)`` (per-pixel: ``(N, H, W)``).
+            A model with several outputs takes a list with one target per output (or a dict
+            by output name; ``None`` for an output without a loss).
         batch_size : int, default 32
         epochs : int
         verbose : 0 (silent), 1 (progress bar), 2 (one line per epoch)
@@ -185,7 +335,8 @@ class Model:
         Returns
         -------
         History
-            ``history.history`` holds ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch.
+            ``history.history`` holds ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch
+            (several outputs: also ``<output>_loss`` and ``<output>_<metric>``, as Keras names them).
             Ctrl-C ends training after the current step and returns it
             (``history.interrupted`` is True).
         """
@@ -208,13 +359,15 @@ class Model:
         )
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
-        """``[loss, accuracy]`` (just ``loss`` without metrics) on ``x, y``, in batches."""
+        """``[loss, *metrics]`` (just ``loss`` without metrics; several outputs: ``[loss, *output
+        losses, *metrics]``) on ``x, y``, in batches; a dict with ``return_dict=True``."""
         return _training.evaluate(
             self, x, y, batch_size=batch_size, verbose=verbose, steps=steps, return_dict=return_dict
         )
 
     def predict(self, x, batch_size=None, verbose=0):
-        """Model outputs for ``x`` ``(N, ...)``, computed in batches of ``batch_size`` (default 32)."""
+        """Model outputs for ``x`` ``(N, ...)``, computed in batches of ``batch_size`` (default 32);
+        a list with one array per output for several outputs."""
         return _training.predict(self, x, batch_size=batch_size, verbose=verbose)
 
     def train_on_batch(self, x, y):
@@ -224,25 +377,34 @@ class Model:
         return _training.test_on_batch(self, x, y)
 
     def predict_on_batch(self, x):
-        x = np.asarray(x)
-        self._ensure_built(x.shape)
-        return self._plan().forward([self._prepare_x(x)], training=False)[0]
+        return self._pack_outputs(self._predict_batch_list(x))
+
+    def _predict_batch_list(self, x):
+        xs = self._split_inputs(x)
+        self._ensure_built(xs[0].shape)
+        return self._plan().forward(self._cast_inputs(xs), training=False)
+
+    def _pack_outputs(self, outs):
+        """The plan's list of outputs as the user sees it: one array, or the list for several."""
+        return outs[0] if len(outs) == 1 else list(outs)
 
     def __call__(self, x, training=False):
-        x = np.asarray(x)
-        self._ensure_built(x.shape)
-        return self._plan().forward([self._prepare_x(x)], training=training)[0]
+        xs = self._split_inputs(x)
+        self._ensure_built(xs[0].shape)
+        return self._pack_outputs(self._plan().forward(self._cast_inputs(xs), training=training))
 
     def layer_output(self, x, layer, batch_size=None):
         """The output of ``layer`` (index, name or Layer) for ``x``, computed in inference mode."""
         idx = self._node_index(layer)
-        x = np.asarray(x)
-        self._ensure_built(x.shape)
-        x = self._prepare_x(x)
+        xs = self._split_inputs(x)
+        self._ensure_built(xs[0].shape)
+        xs = self._cast_inputs(xs)
         plan = self._plan()
         bs = int(batch_size or 256)
+        n = len(xs[0])
         outs = [
-            plan.forward([x[i : i + bs]], training=False, upto=idx)[0] for i in range(0, max(len(x), 1), bs)
+            plan.forward([a[i : i + bs] for a in xs], training=False, upto=idx)[0]
+            for i in range(0, max(n, 1), bs)
         ]
         return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
@@ -397,6 +559,19 @@ class Model:
         return f"<{type(self).__name__} name={self.name}, layers={len(self.layers)}, built={self.built}>"
 
 
+def _serialize_metric_spec(spec, top=True):
+    """``compile(metrics=...)`` in a JSON-able form (metric objects by name or config dict).
+
+    A dict at the top level maps output names to metrics; a dict inside a list is a metric config."""
+    if spec is None:
+        return [] if top else None
+    if isinstance(spec, dict) and top:
+        return {k: _serialize_metric_spec(v, False) for k, v in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return [_serialize_metric_spec(m, False) for m in spec]
+    return _metrics.serialize(spec)
+
+
 class Sequential(Model):
     """A linear stack of layers (Keras ``Sequential``).
 
@@ -542,3 +717,7 @@ class Sequential(Model):
         if shape is not None and not model.built:
             model.build(tuple(shape))
         return model
+
+
+# load_model finds Sequential models by their class name.
+_saving.register_model_class(Sequential)

@@ -47,10 +47,12 @@ def register_model_class(cls, name=None):
 
 
 def _model_class(name, path):
-    if not _MODEL_CLASSES:
-        from fastconv.model import Sequential
+    # The built-in classes register themselves when their modules are imported (fastconv.model:
+    # "Sequential"; fastconv.functional: "Model" and Keras 3's "Functional"); importing them here
+    # makes load_model work even when only fastconv.saving was imported.
+    import fastconv.functional
+    import fastconv.model  # noqa: F401
 
-        register_model_class(Sequential)
     try:
         return _MODEL_CLASSES[name]
     except KeyError:
@@ -265,28 +267,14 @@ def _assign(model, weights, meta, path):
 def _reserve_layer_names(model):
     """After loading, advance the layer auto-name counters past the loaded names so that new layers
     (e.g. a head added for fine-tuning) do not clash with them."""
-    try:
-        from fastconv.layers import base
-    except ImportError:  # pragma: no cover
-        return
-    reserve = getattr(base, "reserve_name", None)
-    counters = getattr(base, "_NAME_COUNTERS", None)
+    from fastconv.layers.base import reserve_name
+
     for layer in model.layers:
         stack = [layer]
         while stack:
             lyr = stack.pop()
             stack.extend(getattr(lyr, "sublayers", []))
-            name = lyr.name
-            if reserve is not None:
-                reserve(name)
-                continue
-            if counters is None:
-                continue
-            prefix, _, suffix = name.rpartition("_")
-            if prefix and suffix.isdigit():
-                counters[prefix] = max(counters[prefix], int(suffix) + 1)
-            else:
-                counters[name] = max(counters[name], 1)
+            reserve_name(lyr.name)
 
 
 def load_model(filepath, compile=True):
@@ -324,7 +312,10 @@ def load_model(filepath, compile=True):
         from fastconv import optimizers
 
         model.compile(
-            optimizer=optimizers.deserialize(cc["optimizer"]), loss=cc["loss"], metrics=cc.get("metrics")
+            optimizer=optimizers.deserialize(cc["optimizer"]),
+            loss=cc["loss"],
+            metrics=cc.get("metrics"),
+            loss_weights=cc.get("loss_weights"),
         )
     return model
 

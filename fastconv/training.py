@@ -20,9 +20,22 @@ Design notes
   with ``activation="softmax"`` runs with a linear activation for that call),
   the loss takes ``(loss, p - onehot)`` from the logits, and backward starts
   from there. ``predict`` always returns probabilities.
+* Several inputs and outputs (graph models): ``x`` is a list (or a dict by input
+  name) of arrays, ``y`` a list (or dict by output name) with one target per
+  output. Each output has its own loss (``compile(loss=...)``: one reused, a
+  list, a dict; ``None`` = no loss); the training loss is the weighted sum
+  plus the regularization penalty. Logs follow Keras: ``loss``, then
+  ``<output>_loss`` and ``<output>_<metric>`` per output (the producing layer's
+  name). Every output whose loss is a cross-entropy and whose last layer is a
+  softmax read by nothing else is fused. An output without a loss sends no
+  gradient; layers that only feed it get zero gradients, never stale ones.
+* Metrics keep additive state (``fastconv.metrics``): ``(correct, total)`` for
+  accuracy, per-class intersection/union counts for ``mean_iou``; the state is
+  summed over batches and turned into the value at the end, so the values are
+  exact over the whole epoch.
 * The loops are lean: the data are converted to the model's dtype once, each
-  shuffled batch is one ``np.take`` into a reused buffer (a view when not
-  shuffling), the metric is an argmax count, and logs for batch callbacks are
+  shuffled batch is one ``np.take`` per array into reused buffers (views when not
+  shuffling), a metric is an argmax count, and logs for batch callbacks are
   built only when some callback listens.
 * Ctrl-C during ``fit`` (main thread) sets a flag; the current step finishes and
   training returns the History with the weights of that last finished step. A
@@ -40,6 +53,7 @@ import time
 import numpy as np
 
 from fastconv import activations as _activations
+from fastconv import metrics as _metrics
 from fastconv.callbacks import CallbackList, History
 
 __all__ = [
@@ -112,6 +126,39 @@ def _fusable_softmax_mode(layer):
     return None
 
 
+def _fusion_map(fusion):
+    """``{node index: mode}`` from None, one ``(node index, mode)`` pair or such a dict."""
+    if not fusion:
+        return {}
+    if isinstance(fusion, dict):
+        return fusion
+    return {fusion[0]: fusion[1]}
+
+
+def _base_layer(layer):
+    """The layer behind a plan entry (graph models wrap a shared layer in one proxy per use)."""
+    return getattr(layer, "wrapped_layer", layer)
+
+
+def _walk(layer):
+    yield layer
+    for sub in getattr(layer, "sublayers", ()):
+        yield from _walk(sub)
+
+
+def _reset_grads(layer):
+    """Grads of a trainable layer whose output reached no loss this step: the regularizer's part only
+    (so the optimizer never applies a stale gradient from an earlier step)."""
+    for sub in _walk(layer):
+        if not sub.trainable:
+            continue
+        for key, grad in sub.grads.items():
+            grad[...] = 0
+            reg = sub._regularizers.get(key)
+            if reg is not None:
+                reg.add_gradient(sub.params[key], grad)
+
+
 class ExecutionPlan:
     """Nodes in topological order over integer tensor ids.
 
@@ -144,27 +191,37 @@ class ExecutionPlan:
         return cls([Node(layer, (i,), i + 1) for i, layer in enumerate(layers)], (0,), (len(layers),))
 
     # -- fused softmax ---------------------------------------------------------
-    def softmax_fusion(self):
-        """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
-        if len(self.outputs) != 1 or not self.nodes:
+    def output_fusion(self, k):
+        """``(node_index, mode)`` when output ``k`` ends in a softmax that can be folded into a
+        cross-entropy, else None. Not when the output tensor also feeds another node (that node
+        needs probabilities) or is listed as an output twice."""
+        if not self.nodes or not 0 <= k < len(self.outputs):
             return None
-        idx = self._producer.get(self.outputs[0])
-        if idx is None:
+        t = self.outputs[k]
+        idx = self._producer.get(t)
+        if idx is None or t in self._last_use or self.outputs.count(t) > 1:
             return None
         mode = _fusable_softmax_mode(self.nodes[idx].layer)
         return None if mode is None else (idx, mode)
+
+    def softmax_fusion(self):
+        """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
+        if len(self.outputs) != 1:
+            return None
+        return self.output_fusion(0)
 
     # -- forward -----------------------------------------------------------------
     def forward(self, inputs, training=False, logits=False, upto=None, fusion=None):
         """Run the nodes; ``inputs`` is a list matching ``self.inputs``.
 
-        ``logits=True`` returns the pre-softmax output when the plan ends in a fusable
-        softmax. ``upto`` (a node index) stops after that node and returns its output.
-        Returns the list of outputs.
+        ``fusion`` (``(node index, mode)`` or ``{node index: mode}``, see :meth:`output_fusion`)
+        makes those outputs logits; ``logits=True`` does so for a single-output plan. ``upto``
+        (a node index) stops after that node and returns its output. Returns the list of outputs.
         """
         tensors = dict(zip(self.inputs, inputs))
         if fusion is None and logits:
             fusion = self.softmax_fusion()
+        fusion = _fusion_map(fusion)
         last_use = self._last_use
         keep = set(self.outputs) | set(self.inputs)
         stop = len(self.nodes) - 1 if upto is None else upto
@@ -172,9 +229,10 @@ class ExecutionPlan:
             if i > stop:
                 break
             layer = node.layer
-            if fusion is not None and i == fusion[0]:
-                if fusion[1] == "skip":
-                    return [tensors[node.inputs[0]]]
+            mode = fusion.get(i) if fusion else None
+            if mode == "skip":  # the node is the softmax: its output is its input (the logits)
+                y = tensors[node.inputs[0]]
+            elif mode == "attr":
                 saved = layer.activation
                 layer.activation = _activations.linear
                 try:
@@ -196,28 +254,40 @@ class ExecutionPlan:
 
     # -- backward ----------------------------------------------------------------
     def backward(self, output_grads, logits=False, fusion=None):
-        """Backpropagate ``output_grads`` (list matching ``self.outputs``) after a training forward.
+        """Backpropagate ``output_grads`` (list matching ``self.outputs``; None = no loss on that
+        output) after a training forward with the same ``fusion``.
 
-        Nodes with no trainable weight upstream are skipped; every layer's ``grads`` are written.
+        Nodes with no trainable weight upstream are skipped. Every trainable layer's ``grads`` are
+        written: layers whose output reached no gradient get zeros (plus their regularizer's part).
         """
         needs = self._needs_backward()
-        grads = dict(zip(self.outputs, output_grads))
+        grads = {}
+        for t, g in zip(self.outputs, output_grads):
+            if g is not None:
+                grads[t] = g if t not in grads else grads[t] + g
         if fusion is None and logits:
             fusion = self.softmax_fusion()
-        if fusion is not None and fusion[1] == "skip":
-            node = self.nodes[fusion[0]]
-            grads[node.inputs[0]] = grads.pop(node.output)
+        fusion = _fusion_map(fusion)
+        skipped = []
+        ran = set()
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
-            if fusion is not None and fusion[1] == "skip" and i == fusion[0]:
-                continue
             dy = grads.pop(node.output, None)
-            if dy is None or not needs[i]:
+            if fusion and fusion.get(i) == "skip":  # the softmax was folded into the loss
+                t = node.inputs[0]
+                if dy is not None and self._tensor_needs(needs, t):
+                    grads[t] = dy if t not in grads else grads[t] + dy
+                continue
+            if not needs[i]:
+                continue
+            if dy is None:
+                skipped.append(node)
                 continue
             layer = node.layer
-            need_dx = any(needs_t for needs_t in (self._tensor_needs(needs, t) for t in node.inputs))
+            need_dx = any(self._tensor_needs(needs, t) for t in node.inputs)
             layer.need_input_grad = need_dx
             dx = layer.backward(dy)
+            ran.add(id(_base_layer(layer)))
             if not need_dx or dx is None:
                 continue
             if len(node.inputs) == 1:
@@ -227,6 +297,11 @@ class ExecutionPlan:
                     continue
                 prev = grads.get(t)
                 grads[t] = g if prev is None else prev + g
+        for node in skipped:  # no gradient reached these layers this step
+            base = _base_layer(node.layer)
+            if id(base) not in ran:
+                ran.add(id(base))
+                _reset_grads(base)
 
     def _tensor_needs(self, needs, t):
         i = self._producer.get(t)
@@ -243,6 +318,7 @@ class ExecutionPlan:
 
     @property
     def layers(self):
+        """Each layer once (a shared layer's per-use proxies count as one)."""
         seen, out = set(), []
         for node in self.nodes:
             if id(node.layer) not in seen:
@@ -252,22 +328,104 @@ class ExecutionPlan:
 
 
 # ---------------------------------------------------------------------------
-# Train / test steps
+# Losses and metrics per output, train / test steps
 # ---------------------------------------------------------------------------
 
 
-def _loss_and_grad(model, yb, out, fused, need_grad=True):
-    loss_fn = model.loss
-    if fused:
-        return loss_fn.value_and_gradient_from_logits(yb, out, need_grad=need_grad)
-    return loss_fn.value_and_gradient(yb, out, need_grad=need_grad)
+class _Objective:
+    """What a compiled model computes per batch: the loss of each output (weighted sum = the
+    training loss), their gradients, and the metrics, each on its output.
+
+    Several outputs log ``<output>_loss`` per output (unweighted) and ``<output>_<metric>``; the
+    total ``loss`` also holds the regularization penalty. Outputs whose loss is a cross-entropy
+    and that end in a softmax are fused (logits in, ``softmax - onehot`` out).
+    """
+
+    def __init__(self, model):
+        plan = model._plan()
+        self.plan = plan
+        self.n_out = len(plan.outputs)
+        self.losses = list(model._losses)
+        if len(self.losses) != self.n_out:
+            raise RuntimeError(
+                f"The model was compiled for {len(self.losses)} output(s) but now has {self.n_out}: "
+                f"compile it again."
+            )
+        self.weights = list(model._loss_weights)
+        self.metrics = list(model._metrics)
+        self.loss_index = [k for k, fn in enumerate(self.losses) if fn is not None]
+        names = model._output_names() if self.n_out > 1 else []
+        self.output_names = names
+        self.loss_names = [f"{names[k]}_loss" for k in self.loss_index] if self.n_out > 1 else []
+        self.metric_names = [name for name, _, _ in self.metrics]
+        self.names = ["loss", *self.loss_names, *self.metric_names]
+        self.fused = {}
+        for k in self.loss_index:
+            if getattr(self.losses[k], "fuses_softmax", False):
+                f = plan.output_fusion(k)
+                if f is not None:
+                    self.fused[k] = f
+        self.fusion = {idx: mode for idx, mode in self.fused.values()} or None
+
+    def check_targets(self, ys, who):
+        for k in self.loss_index:
+            if ys[k] is None:
+                name = self.output_names[k] if self.output_names else "the output"
+                raise ValueError(f"{who}: no targets (y) for {name}, which has a loss.")
+        for _, k, _ in self.metrics:
+            if ys[k] is None:
+                raise ValueError(f"{who}: no targets (y) for output {k}, which has metrics.")
+
+    def losses_and_grads(self, ys, outs, need_grad=True):
+        """``(weighted total, [loss per output with a loss], [dy per output or None])``."""
+        total = 0.0
+        per = []
+        dys = [None] * self.n_out
+        for k in self.loss_index:
+            fn = self.losses[k]
+            if k in self.fused:
+                value, dy = fn.value_and_gradient_from_logits(ys[k], outs[k], need_grad=need_grad)
+            else:
+                value, dy = fn.value_and_gradient(ys[k], outs[k], need_grad=need_grad)
+            w = self.weights[k]
+            if w != 1.0 and dy is not None:
+                dy *= w
+            total += w * value
+            per.append(value)
+            dys[k] = dy
+        return total, per, dys
+
+    def metric_states(self, ys, outs):
+        return [metric.update(ys[k], outs[k]) for _, k, metric in self.metrics]
 
 
-def _uses_fusion(model):
-    """The plan's softmax fusion ``(node index, mode)`` when the loss can take logits, else None."""
-    if not getattr(model.loss, "fuses_softmax", False):
-        return None
-    return model._plan().softmax_fusion()
+class _Running:
+    """Sample-weighted running means of the losses and summed metric states over an epoch."""
+
+    def __init__(self, objective):
+        self.obj = objective
+        self.n = 0
+        self.loss = 0.0
+        self.per = [0.0] * len(objective.loss_names)
+        self.states = [None] * len(objective.metrics)
+
+    def add(self, nb, loss, per, states):
+        self.n += nb
+        self.loss += loss * nb
+        if self.per:
+            for i, v in enumerate(per):
+                self.per[i] += v * nb
+        for i, s in enumerate(states):
+            self.states[i] = _metrics.merge(self.states[i], s)
+
+    def values(self, extra_loss=0.0):
+        """``[(name, value), ...]`` in log order: loss, per-output losses, metrics."""
+        n = max(self.n, 1)
+        out = [("loss", self.loss / n + extra_loss)]
+        out += [(name, v / n) for name, v in zip(self.obj.loss_names, self.per)]
+        for (name, _, metric), state in zip(self.obj.metrics, self.states):
+            out.append((name, metric.result(state) if state is not None else 0.0))
+        return out
 
 
 def _regularization_loss(layers):
@@ -277,47 +435,52 @@ def _regularization_loss(layers):
     return total
 
 
-def _train_step(model, plan, xb, yb, fused, metric_fns):
-    """One optimizer step on a batch; returns ``(loss, [(correct, total), ...])``."""
-    out = plan.forward([xb], training=True, fusion=fused)[0]
-    loss, dy = _loss_and_grad(model, yb, out, fused)
+def _train_step(model, plan, xs, ys, obj):
+    """One optimizer step on a batch; returns ``(loss, per-output losses, metric states)``."""
+    outs = plan.forward(xs, training=True, fusion=obj.fusion)
+    loss, per, dys = obj.losses_and_grads(ys, outs)
     loss += _regularization_loss(plan.layers)
-    plan.backward([dy], fusion=fused)
+    plan.backward(dys, fusion=obj.fusion)
     model.optimizer.apply(model.trainable_pairs())
-    counts = [fn(yb, out) for _, fn in metric_fns]
-    return loss, counts
+    return loss, per, obj.metric_states(ys, outs)
 
 
-def _test_step(model, plan, xb, yb, fused, metric_fns):
-    out = plan.forward([xb], training=False, fusion=fused)[0]
-    loss, _ = _loss_and_grad(model, yb, out, fused, need_grad=False)
-    counts = [fn(yb, out) for _, fn in metric_fns]
-    return loss, counts
+def _test_step(model, plan, xs, ys, obj):
+    outs = plan.forward(xs, training=False, fusion=obj.fusion)
+    loss, per, _ = obj.losses_and_grads(ys, outs, need_grad=False)
+    return loss, per, obj.metric_states(ys, outs)
+
+
+def _batch_xy(model, x, y, who):
+    xs = model._split_inputs(x)
+    model._ensure_built(xs[0].shape)
+    return model._cast_inputs(xs), model._split_targets(y, who)
 
 
 def train_on_batch(model, x, y):
     """One step on one batch; returns ``[loss, *metrics]`` for that batch (before the update's effect)."""
     model._require_compiled("train_on_batch")
-    x = model._prepare_x(x)
-    plan = model._plan()
-    fused = _uses_fusion(model)
-    loss, counts = _train_step(model, plan, x, np.asarray(y), fused, model._metric_fns)
-    return _pack(loss, counts)
+    xs, ys = _batch_xy(model, x, y, "train_on_batch")
+    obj = _Objective(model)
+    obj.check_targets(ys, "train_on_batch")
+    run = _Running(obj)
+    run.add(len(xs[0]), *_train_step(model, obj.plan, xs, ys, obj))
+    return _pack(run.values())
 
 
 def test_on_batch(model, x, y):
     model._require_compiled("test_on_batch")
-    x = model._prepare_x(x)
-    plan = model._plan()
-    loss, counts = _test_step(model, plan, x, np.asarray(y), _uses_fusion(model), model._metric_fns)
-    loss += _regularization_loss(plan.layers)
-    return _pack(loss, counts)
+    xs, ys = _batch_xy(model, x, y, "test_on_batch")
+    obj = _Objective(model)
+    obj.check_targets(ys, "test_on_batch")
+    run = _Running(obj)
+    run.add(len(xs[0]), *_test_step(model, obj.plan, xs, ys, obj))
+    return _pack(run.values(_regularization_loss(obj.plan.layers)))
 
 
-def _pack(loss, counts):
-    if not counts:
-        return float(loss)
-    return [float(loss)] + [c / t if t else 0.0 for c, t in counts]
+def _pack(values):
+    vals = [float(v) for _, v in values]
+    return vals[0] if len(vals) == 1 else vals
 
 
 # ---------------------------------------------------------------------------
@@ -422,41 +585,70 @@ class Progbar:
 
 
 def _is_array_like(x):
-    return isinstance(x, (np.ndarray, list, tuple)) or hasattr(x, "__array__")
+    return isinstance(x, (np.ndarray, list, tuple, dict)) or hasattr(x, "__array__")
 
 
-def _check_xy(x, y, who):
-    if y is None:
+def _check_xy(xs, ys, who):
+    """Every target array (one per output; None = no target) has as many samples as the inputs."""
+    if all(y is None for y in ys):
         raise ValueError(f"{who}: y is required when x is an array.")
-    y = np.asarray(y)
-    if len(x) != len(y):
-        raise ValueError(
-            f"{who}: x and y must have the same number of samples. Received: x.shape={x.shape}, y.shape={y.shape}"
-        )
-    return y
+    n = len(xs[0])
+    for y in ys:
+        if y is not None and len(y) != n:
+            raise ValueError(
+                f"{who}: x and y must have the same number of samples. Received: x.shape={xs[0].shape}, "
+                f"y.shape={y.shape}"
+            )
+    return ys
+
+
+def _arrays_xy(model, x, y, who):
+    """Split ``x`` / ``y`` into per-input / per-output arrays (checked, not yet converted)."""
+    xs = model._split_inputs(x)
+    ys = _check_xy(xs, model._split_targets(y, who), who)
+    return xs, ys
+
+
+def _slice(arrays, sl):
+    return [None if a is None else a[sl] for a in arrays]
 
 
 class _ArrayBatches:
-    """Batches of arrays: views when not shuffling, one ``np.take`` into reused buffers when shuffling."""
+    """Batches of arrays (lists: one per model input / output): views when not shuffling, one
+    ``np.take`` per array into reused buffers when shuffling."""
 
-    def __init__(self, x, y, batch_size, shuffle, rng, steps=None):
-        self.x, self.y = x, y
-        self.n = len(x)
+    def __init__(self, xs, ys, batch_size, shuffle, rng, steps=None):
+        self.xs, self.ys = list(xs), list(ys)
+        self.n = len(self.xs[0])
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.rng = rng
         full = -(-self.n // batch_size) if self.n else 0
         self.steps = full if steps is None else int(steps)
-        self._xbuf = self._ybuf = None
+        self._bufs = None
         self._perm = None
         self._pos = self.n  # start a fresh pass on the first batch
 
     def __len__(self):
         return self.steps
 
+    def _take(self, arrays, idx, bufs):
+        out = []
+        for a, buf in zip(arrays, bufs):
+            if a is None:
+                out.append(None)
+            elif buf is None:
+                out.append(np.take(a, idx, axis=0))
+            else:
+                np.take(a, idx, axis=0, out=buf)
+                out.append(buf)
+        return out
+
     def epoch(self):
-        """Yield this epoch's ``(xb, yb)`` batches."""
+        """Yield this epoch's ``(xs, ys)`` batches."""
         bs = self.batch_size
+        nx = len(self.xs)
+        arrays = self.xs + self.ys
         for _ in range(self.steps):
             if self._pos >= self.n:  # a new pass over the data (reshuffled)
                 self._perm = self.rng.permutation(self.n) if self.shuffle else None
@@ -464,19 +656,19 @@ class _ArrayBatches:
             start, stop = self._pos, min(self._pos + bs, self.n)
             self._pos = stop
             if self._perm is None:
-                yield self.x[start:stop], self.y[start:stop]
+                yield _slice(self.xs, slice(start, stop)), _slice(self.ys, slice(start, stop))
                 continue
             idx = self._perm[start:stop]
             if len(idx) == bs:
-                if self._xbuf is None:
-                    self._xbuf = np.empty((bs, *self.x.shape[1:]), self.x.dtype)
-                    self._ybuf = np.empty((bs, *self.y.shape[1:]), self.y.dtype)
+                if self._bufs is None:
+                    self._bufs = [
+                        None if a is None else np.empty((bs, *a.shape[1:]), a.dtype) for a in arrays
+                    ]
                 # The buffers are reused: a layer's training cache only lives until this step's backward.
-                np.take(self.x, idx, axis=0, out=self._xbuf)
-                np.take(self.y, idx, axis=0, out=self._ybuf)
-                yield self._xbuf, self._ybuf
+                out = self._take(arrays, idx, self._bufs)
             else:
-                yield np.take(self.x, idx, axis=0), np.take(self.y, idx, axis=0)
+                out = self._take(arrays, idx, [None] * len(arrays))
+            yield out[:nx], out[nx:]
 
 
 class _GeneratorBatches:
@@ -515,7 +707,7 @@ class _GeneratorBatches:
                     f"fit: a generator must yield (x_batch, y_batch) tuples. Received: {type(batch).__name__}"
                 )
             count += 1
-            yield self.model._prepare_x(batch[0]), np.asarray(batch[1])
+            yield _batch_xy(self.model, batch[0], batch[1], "fit")
 
 
 # ---------------------------------------------------------------------------
@@ -562,13 +754,6 @@ class _InterruptGuard:
 # ---------------------------------------------------------------------------
 
 
-def _running(loss_sum, n_loss, counts, names):
-    values = [("loss", loss_sum / max(n_loss, 1))]
-    for name, (c, t) in zip(names, counts):
-        values.append((name, c / t if t else 0.0))
-    return values
-
-
 def fit(
     model,
     x=None,
@@ -596,25 +781,24 @@ def fit(
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"fit: batch_size must be >= 1. Received: batch_size={batch_size}")
+    val_lists = None  # (inputs, targets) held out by validation_split
 
     # ---- training data
     if _is_array_like(x):
-        x = np.asarray(x)
-        y = _check_xy(x, y, "fit")
+        xs, ys = _arrays_xy(model, x, y, "fit")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(
                 f"validation_split must be in [0, 1). Received: validation_split={validation_split}"
             )
         if validation_split and validation_data is None:
-            split_at = int(len(x) * (1.0 - validation_split))
-            x, x_val = x[:split_at], x[split_at:]
-            y, y_val = y[:split_at], y[split_at:]
-            validation_data = (x_val, y_val)
-        if len(x) == 0:
+            split_at = int(len(xs[0]) * (1.0 - validation_split))
+            val_lists = (_slice(xs, slice(split_at, None)), _slice(ys, slice(split_at, None)))
+            xs, ys = _slice(xs, slice(None, split_at)), _slice(ys, slice(None, split_at))
+        if len(xs[0]) == 0:
             raise ValueError("fit: no training samples (x is empty after validation_split).")
-        model._ensure_built(x.shape)
-        x = model._prepare_x(x)
-        train = _ArrayBatches(x, y, batch_size, shuffle, rng, steps_per_epoch)
+        model._ensure_built(xs[0].shape)
+        xs = model._cast_inputs(xs)
+        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch)
     elif x is not None and (hasattr(x, "__iter__") or hasattr(x, "__next__")):
         if validation_split:
             raise ValueError("validation_split is not supported when x is a generator; pass validation_data.")
@@ -623,15 +807,21 @@ def fit(
         raise TypeError(
             f"fit: x must be an array or an iterator of (x, y) batches. Received: {type(x).__name__}"
         )
+    obj = _Objective(model)
+    if isinstance(train, _ArrayBatches):
+        obj.check_targets(train.ys, "fit")
 
     # ---- validation data
     val = None
-    if validation_data is not None:
+    if val_lists is not None:
+        if len(val_lists[0][0]):
+            val = ("arrays", model._cast_inputs(val_lists[0]), val_lists[1])
+    elif validation_data is not None:
         if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
-            xv = np.asarray(validation_data[0])
-            yv = _check_xy(xv, validation_data[1], "fit(validation_data)")
-            model._ensure_built(xv.shape)
-            val = ("arrays", model._prepare_x(xv), yv)
+            xv, yv = _arrays_xy(model, validation_data[0], validation_data[1], "fit(validation_data)")
+            model._ensure_built(xv[0].shape)
+            obj.check_targets(yv, "fit(validation_data)")
+            val = ("arrays", model._cast_inputs(xv), yv)
         elif hasattr(validation_data, "__iter__") or hasattr(validation_data, "__next__"):
             val = ("gen", validation_data, validation_steps)
         else:
@@ -644,9 +834,7 @@ def fit(
         model=model,
         params={"epochs": epochs, "steps": len(train) or None, "verbose": verbose},
     )
-    metric_names = [name for name, _ in model._metric_fns]
-    plan = model._plan()
-    fused = _uses_fusion(model)
+    plan = obj.plan
     model.stop_training = False
     logs = {}
     epoch = initial_epoch
@@ -660,27 +848,18 @@ def fit(
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}")
                 bar = Progbar(len(train) or None, verbose=verbose)
-                loss_sum, n_loss = 0.0, 0
-                counts = [[0, 0] for _ in metric_names]
+                run = _Running(obj)
                 step_in_epoch = 0
                 batch_hooks = cbs.has_batch_hooks
                 for xb, yb in train.epoch():
                     if batch_hooks:
                         cbs.on_train_batch_begin(step_in_epoch)
-                    loss, bc = _train_step(model, plan, xb, yb, fused, model._metric_fns)
-                    nb = len(xb)
-                    loss_sum += loss * nb
-                    n_loss += nb
-                    for acc, (c, t) in zip(counts, bc):
-                        acc[0] += c
-                        acc[1] += t
+                    run.add(len(xb[0]), *_train_step(model, plan, xb, yb, obj))
                     step_in_epoch += 1
                     if verbose == 1 and bar.dynamic:
-                        bar.update(step_in_epoch, _running(loss_sum, n_loss, counts, metric_names))
+                        bar.update(step_in_epoch, run.values())
                     if batch_hooks:
-                        cbs.on_train_batch_end(
-                            step_in_epoch - 1, dict(_running(loss_sum, n_loss, counts, metric_names))
-                        )
+                        cbs.on_train_batch_end(step_in_epoch - 1, dict(run.values()))
                     if guard.requested:
                         raise KeyboardInterrupt
                 if step_in_epoch == 0:
@@ -688,12 +867,12 @@ def fit(
 
                     warnings.warn("fit: the input ran out of data; stopping training.", stacklevel=2)
                     break
-                logs = dict(_running(loss_sum, n_loss, counts, metric_names))
+                logs = dict(run.values())
                 if val is not None:
                     if val[0] == "arrays":
-                        vres = _evaluate_arrays(model, plan, val[1], val[2], val_bs, fused)
+                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs)
                     else:
-                        vres = _evaluate_generator(model, plan, val[1], val[2], fused)
+                        vres = _evaluate_generator(model, obj, val[1], val[2])
                     for k, v in vres.items():
                         logs["val_" + k] = v
                 bar.finish(step_in_epoch, list(logs.items()))
@@ -717,81 +896,63 @@ def fit(
     return history
 
 
-def _evaluate_arrays(model, plan, x, y, batch_size, fused, bar=None):
-    n = len(x)
+def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None):
+    n = len(xs[0])
     if n == 0:
         raise ValueError("evaluate: no samples.")
-    metric_fns = model._metric_fns
-    loss_sum = 0.0
-    counts = [[0, 0] for _ in metric_fns]
+    run = _Running(obj)
     steps = -(-n // batch_size)
     for s in range(steps):
-        xb = x[s * batch_size : (s + 1) * batch_size]
-        yb = y[s * batch_size : (s + 1) * batch_size]
-        loss, bc = _test_step(model, plan, xb, yb, fused, metric_fns)
-        loss_sum += loss * len(xb)
-        for acc, (c, t) in zip(counts, bc):
-            acc[0] += c
-            acc[1] += t
+        sl = slice(s * batch_size, (s + 1) * batch_size)
+        xb, yb = _slice(xs, sl), _slice(ys, sl)
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
         if bar is not None:
-            bar.update(
-                s + 1, _running(loss_sum, (s * batch_size + len(xb)), counts, [m for m, _ in metric_fns])
-            )
-    res = {"loss": loss_sum / n + _regularization_loss(plan.layers)}
-    for (name, _), (c, t) in zip(metric_fns, counts):
-        res[name] = c / t if t else 0.0
-    return res
+            bar.update(s + 1, run.values())
+    return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
-def _evaluate_generator(model, plan, data, steps, fused):
+def _evaluate_generator(model, obj, data, steps):
     if steps is None:
         try:
             steps = len(data)
         except TypeError:
             steps = None
     it = iter(data)
-    metric_fns = model._metric_fns
-    loss_sum, n = 0.0, 0
-    counts = [[0, 0] for _ in metric_fns]
+    run = _Running(obj)
     k = 0
     while steps is None or k < steps:
         try:
             batch = next(it)
         except StopIteration:
             break
-        xb, yb = model._prepare_x(batch[0]), np.asarray(batch[1])
-        loss, bc = _test_step(model, plan, xb, yb, fused, metric_fns)
-        loss_sum += loss * len(xb)
-        n += len(xb)
-        for acc, (c, t) in zip(counts, bc):
-            acc[0] += c
-            acc[1] += t
+        xb, yb = _batch_xy(model, batch[0], batch[1], "evaluate")
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
         k += 1
-    if n == 0:
+    if run.n == 0:
         raise ValueError("evaluate: the validation generator yielded no batches.")
-    res = {"loss": loss_sum / n + _regularization_loss(plan.layers)}
-    for (name, _), (c, t) in zip(metric_fns, counts):
-        res[name] = c / t if t else 0.0
-    return res
+    return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
-    """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`."""
+    """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`.
+
+    Returns ``loss`` alone when there is nothing else to report, else the list ``[loss,
+    *per-output losses (several outputs), *metrics]`` (or the dict with ``return_dict=True``).
+    """
     model._require_compiled("evaluate")
     batch_size = int(batch_size or 32)
-    plan = model._plan()
-    fused = _uses_fusion(model)
+    obj = _Objective(model)
     if _is_array_like(x):
-        x = np.asarray(x)
-        y = _check_xy(x, y, "evaluate")
-        model._ensure_built(x.shape)
-        x = model._prepare_x(x)
-        bar = Progbar(-(-len(x) // batch_size), verbose=verbose) if verbose else None
-        res = _evaluate_arrays(model, plan, x, y, batch_size, fused, bar=bar)
+        xs, ys = _arrays_xy(model, x, y, "evaluate")
+        model._ensure_built(xs[0].shape)
+        obj.check_targets(ys, "evaluate")
+        xs = model._cast_inputs(xs)
+        bar = Progbar(-(-len(xs[0]) // batch_size), verbose=verbose) if verbose else None
+        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar)
         if bar is not None:
             bar.finish(bar.target, list(res.items()))
     else:
-        res = _evaluate_generator(model, plan, x, steps, fused)
+        res = _evaluate_generator(model, obj, x, steps)
         if verbose:
             print(" - ".join(f"{k}: {_format_value(v)}" for k, v in res.items()))
     if return_dict:
@@ -801,30 +962,34 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
 
 
 def predict(model, x, batch_size=None, verbose=0):
-    """Outputs for ``x`` computed in batches with ``training=False``."""
+    """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
+    one array per output for several outputs."""
     batch_size = int(batch_size or 32)
     if not _is_array_like(x):
-        outs = [model.predict_on_batch(b[0] if isinstance(b, (tuple, list)) else b) for b in x]
-        return np.concatenate(outs) if outs else np.empty((0,))
-    x = np.asarray(x)
-    model._ensure_built(x.shape)
-    x = model._prepare_x(x)
+        chunks = [model._predict_batch_list(b[0] if isinstance(b, tuple) else b) for b in x]
+        if not chunks:
+            return np.empty((0,))
+        return model._pack_outputs([np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))])
+    xs = model._split_inputs(x)
+    model._ensure_built(xs[0].shape)
+    xs = model._cast_inputs(xs)
     plan = model._plan()
-    n = len(x)
+    n = len(xs[0])
     steps = -(-n // batch_size)
     bar = Progbar(steps, verbose=verbose) if verbose else None
-    out = None
+    outs = None
     for s in range(steps):
         sl = slice(s * batch_size, min((s + 1) * batch_size, n))
-        yb = plan.forward([x[sl]], training=False)[0]
-        if out is None:
-            out = np.empty((n, *yb.shape[1:]), yb.dtype)
-        out[sl] = yb
+        ybs = plan.forward(_slice(xs, sl), training=False)
+        if outs is None:
+            outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
+        for out, yb in zip(outs, ybs):
+            out[sl] = yb
         if bar is not None:
             bar.update(s + 1)
     if bar is not None:
         bar.finish(steps)
-    if out is None:
-        shape = model.output_shape if model.output_shape is not None else ()
-        return np.empty((0, *shape), model.dtype)
-    return out
+    if outs is None:
+        shapes = model.output_shape if model._num_outputs() > 1 else [model.output_shape]
+        outs = [np.empty((0, *tuple(sh)[1:]), model.dtype) for sh in shapes]
+    return model._pack_outputs(outs)

@@ -120,7 +120,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
-    p.rowseg = p.rowtiles and Cr <= 16
+    p.rowseg = p.rowtiles and Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
     if p.rowseg:
         TB = (p.OW + FC_RB - 1) // FC_RB
     cdef long nchunks = (ntiles + TB - 1) // TB

@@ -144,9 +144,10 @@ static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
     FN(fc_xspan)(p, &bmin, &span);
     size_t gather = ntap * FC_RB * (size_t)p->Cr;
     if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
-    if (p->rowseg) {  /* one segment for a whole output row (fc_gconv_row) */
+    if (p->rowseg) {  /* fc_gconv_row: tap offsets and one segment for a whole output row */
         const size_t row_span = (size_t)(FC_RB * ((p->OW + FC_RB - 1) / FC_RB) - FC_RB) * p->ax + span;
-        gather = (size_t)p->nty * row_span * p->Cr;
+        return 2 * ntap * sizeof(ptrdiff_t) + (size_t)p->nty * row_span * p->Cr * sizeof(FC_T)
+               + FC_RB * VB * sizeof(FC_T) + 4 * 64;
     }
     const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t) + gather * sizeof(FC_T) + 3 * 64;
     return (size_t)TB * per_tile + FC_RB * VB * sizeof(FC_T) + 128;

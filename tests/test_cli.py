@@ -113,3 +113,105 @@ def test_cifar_cnn_runs_on_padded_mnist(capsys):
         == 0
     )
     assert "Validation accuracy" in capsys.readouterr().out
+
+
+def test_help_on_every_command_including_demo():
+    r = _run("demo", "--help")
+    assert r.returncode == 0 and "reference" in r.stdout
+    for cmd in ("train", "models", "demo", "info"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([cmd, "--help"])
+        assert e.value.code == 0
+
+
+def test_models_lists_the_whole_zoo_with_parameter_counts(capsys):
+    from fastconv import models
+
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for name, fn in models.MODELS.items():
+        kw = {"classes": 2} if name == "segnet_small" else {}
+        count = f"{fn(**kw).count_params():,}"
+        assert any(line.split()[:3] == ["zoo", name, count] for line in lines), name
+    assert any(line.split()[:3] == ["seed", "resnet-mini", "78,426"] for line in lines)
+
+
+def test_train_accepts_every_zoo_name():
+    from fastconv import models
+
+    parser = cli.build_parser()
+    for name in [
+        *models.MODELS,
+        "lenet5",
+        "mnist-cnn",
+        "fashion-cnn",
+        "separable-cnn",
+        "cifar-cnn",
+        "resnet-mini",
+    ]:
+        assert parser.parse_args(["train", "--model", name]).model == name
+
+
+def test_train_zoo_classifier_smoke(capsys):
+    code = cli.main(
+        [
+            "train",
+            "--model",
+            "shufflenet_small",
+            "--epochs",
+            "1",
+            "--limit",
+            "64",
+            "--val-limit",
+            "32",
+            "--verbose",
+            "0",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("Validation accuracy: ")[1].split()[0])
+    assert 0.0 <= acc <= 1.0
+
+
+def test_train_applies_the_models_learning_rate_decay(capsys, monkeypatch):
+    from fastconv import optimizers
+
+    seen = []
+    apply = optimizers.Adam.apply
+
+    def spy(self, pairs):
+        seen.append(self.learning_rate)
+        return apply(self, pairs)
+
+    monkeypatch.setattr(optimizers.Adam, "apply", spy)
+    args = ["train", "--model", "resnet_small", "--epochs", "2", "--limit", "32", "--val-limit", "16"]
+    assert cli.main([*args, "--verbose", "1", "--batch-size", "16"]) == 0
+    assert "learning rate x0.3 per epoch" in capsys.readouterr().out
+    assert seen == pytest.approx([1e-3, 1e-3, 3e-4, 3e-4])  # 2 steps per epoch
+
+
+def test_train_segnet_prints_mean_iou(capsys, tmp_path):
+    save = tmp_path / "seg.npz"
+    code = cli.main(
+        [
+            "train", "--model", "segnet_small", "--epochs", "1", "--limit", "64", "--val-limit", "32",
+            "--batch-size", "16", "--verbose", "2", "--save", str(save),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "digit-vs-background masks" in out and "mean_iou" in out
+    iou = float(out.split("mean IoU: ")[1].split()[0])
+    assert 0.0 <= iou <= 1.0
+    model = load_model(save)
+    assert model.predict(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 28, 28, 2)
+
+
+def test_demo_runs_and_agrees_with_the_reference(capsys):
+    assert cli.main(["demo", "--batch", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for kernel in ("conv2d 3x3", "conv2d_grad", "depthwise", "max_pool2d"):
+        assert kernel in out
+    assert "SIMD" in out and "speed-up" in out and "WARNING" not in out

@@ -303,3 +303,10 @@ def test_empty_batch():
 def test_bad_arguments_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("x_shape, k", [((64, 28, 28, 16), 1), ((2, 5, 1500, 8), 3), ((1, 3, 28, 1), 3)])
+def test_few_channel_inputs_of_any_size(x_shape, k):
+    """Row-segment path: a long pixel row (pointwise conv of a big batch) must not blow up scratch."""
+    x, w = rand(x_shape), rand((k, k, x_shape[3], 24))
+    close(ops.conv2d(x, w, padding="same"), ref.conv2d(x, w, padding="same"), np.float32)

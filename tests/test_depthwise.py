@@ -266,11 +266,14 @@ def test_large_outputs_streamed(simd, level):
     rng = np.random.default_rng(12)
     x, wt, b = _data(rng, 2, 100, 100, 128, 1, 3, 3)           # 10 MB
     assert x.nbytes >= _k.STREAM_BYTES
-    y = depthwise_conv2d(x, wt, b, padding="same")
-    assert y.ctypes.data % 64 == 0
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
-    _close(y, ref.depthwise_conv2d(x64, w64, b.astype(np.float64), padding="same").astype(np.float32), np.float32)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = depthwise_conv2d_grad(dy, x, wt, padding="same")[0]
-    _close(dx, ref.depthwise_conv2d_grad(dy.astype(np.float64), x64, w64, padding="same")[0].astype(np.float32),
-           np.float32)
+    for s in (1, 2):        # stride 2: dx rows are assembled from two phases, then streamed
+        y = depthwise_conv2d(x, wt, b, padding="same", stride=s)
+        assert y.ctypes.data % 64 == 0 or y.nbytes < _k.STREAM_BYTES
+        want = ref.depthwise_conv2d(x64, w64, b.astype(np.float64), padding="same", stride=s)
+        _close(y, want.astype(np.float32), np.float32)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = depthwise_conv2d_grad(dy, x, wt, padding="same", stride=s)[0]
+        assert dx.ctypes.data % 64 == 0
+        want = ref.depthwise_conv2d_grad(dy.astype(np.float64), x64, w64, padding="same", stride=s)[0]
+        _close(dx, want.astype(np.float32), np.float32)

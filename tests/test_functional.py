@@ -582,3 +582,189 @@ def test_new_activations_match_torch():
         np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
         # torch rounds the 1/6 slope of hardsigmoid to float32
         np.testing.assert_allclose(act.backward(np.ones_like(x), y), g.numpy(), rtol=1e-7, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# fit / evaluate / predict with several inputs and outputs
+# ---------------------------------------------------------------------------
+
+
+def _two_in_two_out(dtype="float32", head_softmax="dense"):
+    """Inputs a (6,) and b (3,); outputs: "cls" (3-way softmax) and "reg" (1 linear unit)."""
+    kw = {"dtype": dtype}
+    a, b = Input((6,), name="a", dtype=dtype), Input((3,), name="b", dtype=dtype)
+    h = L.Concatenate(name="cat", **kw)([L.Dense(8, activation="tanh", name="enc_a", **kw)(a), b])
+    if head_softmax == "dense":
+        cls = L.Dense(3, activation="softmax", name="cls", **kw)(h)
+    else:
+        cls = L.Activation("softmax", name="cls", **kw)(L.Dense(3, name="cls_logits", **kw)(h))
+    reg = L.Dense(1, name="reg", **kw)(L.Dense(4, activation="tanh", name="reg_hidden", **kw)(h))
+    return Model([a, b], [cls, reg], name="two_heads")
+
+
+def _two_in_two_out_data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    xa = rng.normal(size=(n, 6)).astype(np.float32)
+    xb = rng.normal(size=(n, 3)).astype(np.float32)
+    y_cls = (xa[:, 0] > 0).astype(np.int64) + (xb[:, 0] > 0)
+    y_reg = (0.5 * xa[:, 1] - xb[:, 2])[:, None].astype(np.float32)
+    return xa, xb, y_cls, y_reg
+
+
+def test_multi_io_fit_evaluate_predict_keras_names():
+    from fastconv import optimizers
+
+    model = _two_in_two_out()
+    model.compile(
+        optimizers.Adam(0.02),
+        ["sparse_categorical_crossentropy", "mse"],
+        metrics=["accuracy"],
+        loss_weights=[1.0, 0.5],
+    )
+    xa, xb, yc, yr = _two_in_two_out_data()
+    hist = model.fit([xa, xb], [yc, yr], batch_size=16, epochs=8, validation_split=0.25, verbose=0, seed=0)
+    h = hist.history
+    assert list(h) == [
+        "loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_accuracy",
+        "val_loss", "val_cls_loss", "val_reg_loss", "val_cls_accuracy", "val_reg_accuracy",
+    ]  # fmt: skip
+    # total = sum of weighted output losses (no regularizer here)
+    for e in range(8):
+        assert h["loss"][e] == pytest.approx(h["cls_loss"][e] + 0.5 * h["reg_loss"][e], rel=1e-6)
+    assert h["cls_loss"][-1] < 0.6 * h["cls_loss"][0] and h["reg_loss"][-1] < 0.6 * h["reg_loss"][0]
+    assert h["cls_accuracy"][-1] > 0.6  # chance: about 0.4
+
+    res = model.evaluate([xa, xb], [yc, yr], verbose=0)
+    by_name = model.evaluate({"a": xa, "b": xb}, {"cls": yc, "reg": yr}, verbose=0, return_dict=True)
+    assert list(by_name) == ["loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_accuracy"]
+    np.testing.assert_allclose(res, list(by_name.values()))
+    p_cls, p_reg = model.predict([xa, xb], batch_size=40)
+    assert p_cls.shape == (96, 3) and p_reg.shape == (96, 1)
+    np.testing.assert_allclose(p_cls.sum(axis=1), 1.0, rtol=1e-5)  # predict returns probabilities
+    assert by_name["cls_loss"] == pytest.approx(losses.sparse_categorical_crossentropy(yc, p_cls), rel=1e-5)
+    assert by_name["reg_loss"] == pytest.approx(losses.mse(yr, p_reg), rel=1e-5)
+    assert by_name["cls_accuracy"] == pytest.approx(np.mean(p_cls.argmax(1) == yc))
+    # train_on_batch / test_on_batch / predict_on_batch speak the same lists
+    assert len(model.train_on_batch([xa[:8], xb[:8]], [yc[:8], yr[:8]])) == 5
+    assert len(model.test_on_batch([xa[:8], xb[:8]], [yc[:8], yr[:8]])) == 5
+    assert [o.shape for o in model.predict_on_batch([xa[:5], xb[:5]])] == [(5, 3), (5, 1)]
+
+
+def test_multi_output_metrics_per_output_and_loss_dicts():
+    model = _two_in_two_out()
+    model.compile(
+        "adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"}, metrics={"cls": "accuracy"}
+    )
+    xa, xb, yc, yr = _two_in_two_out_data(32)
+    res = model.evaluate([xa, xb], [yc, yr], verbose=0, return_dict=True)
+    assert list(res) == ["loss", "cls_loss", "reg_loss", "cls_accuracy"]
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"], metrics=[["accuracy"], []])
+    assert [name for name, _, _ in model._metrics] == ["cls_accuracy"]
+    with pytest.raises(ValueError, match="2 output"):
+        model.compile("adam", ["mse"])
+    with pytest.raises(ValueError, match="unknown outputs"):
+        model.compile("adam", {"nope": "mse"})
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="2 outputs"):
+        model.fit([xa, xb], yc, verbose=0)
+    with pytest.raises(ValueError, match="expects 2 input"):
+        model.fit(xa, [yc, yr], verbose=0)
+
+
+@pytest.mark.parametrize("head", ["dense", "activation"])
+def test_multi_output_weighted_gradient_float64(head):
+    """The train step's gradients (fused softmax on the classification head, MSE on the other,
+    loss weights) equal finite differences of sum_k w_k * loss_k(predict)."""
+    from fastconv.training import _Objective
+
+    model = _two_in_two_out("float64", head)
+    model.compile("sgd", ["categorical_crossentropy", "mse"], loss_weights=[0.7, 2.0])
+    xa, xb, yc, yr = _two_in_two_out_data(6, seed=3)
+    xa, xb, yr = xa.astype(np.float64), xb.astype(np.float64), yr.astype(np.float64)
+    obj = _Objective(model)
+    assert set(obj.fused) == {0}  # the cross-entropy head runs on logits
+    plan = model._plan()
+    outs = plan.forward([xa, xb], training=True, fusion=obj.fusion)
+    total, _, dys = obj.losses_and_grads([yc, yr], outs)
+    plan.backward(dys, fusion=obj.fusion)
+    analytic = {k: g.copy() for k, _, g in model.trainable_pairs()}
+
+    def loss():
+        p_cls, p_reg = model.predict([xa, xb])
+        return 0.7 * losses.categorical_crossentropy(yc, p_cls) + 2.0 * losses.mse(yr, p_reg)
+
+    assert total == pytest.approx(loss(), rel=1e-9)
+    rng = np.random.default_rng(0)
+    for key, p, _ in model.trainable_pairs():
+        for idx in _coords(p.shape, rng, 4):
+            old = p[idx]
+            p[idx] = old + EPS
+            fp = loss()
+            p[idx] = old - EPS
+            fm = loss()
+            p[idx] = old
+            np.testing.assert_allclose(analytic[key][idx], (fp - fm) / (2 * EPS), rtol=1e-5, atol=1e-8)
+
+
+def test_output_without_loss_trains_nothing_on_its_branch():
+    from fastconv import optimizers
+
+    model = _two_in_two_out()
+    model.compile(optimizers.SGD(0.1), ["sparse_categorical_crossentropy", None], metrics=["accuracy"])
+    xa, xb, yc, _ = _two_in_two_out_data(32)
+    reg_layers = [model.get_layer("reg"), model.get_layer("reg_hidden")]
+    for layer in reg_layers:  # stale gradients from an earlier step must not be applied
+        for g in layer.grads.values():
+            g[...] = 1.0
+    before = [w.copy() for layer in reg_layers for w in layer.get_weights()]
+    enc = model.get_layer("enc_a").get_weights()[0].copy()
+    hist = model.fit([xa, xb], [yc, None], epochs=2, batch_size=8, verbose=0)
+    assert list(hist.history) == ["loss", "cls_loss", "cls_accuracy"]
+    after = [w for layer in reg_layers for w in layer.get_weights()]
+    for b, a in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(model.get_layer("enc_a").get_weights()[0], enc)
+
+
+def test_softmax_output_also_consumed_inside_is_not_fused():
+    """An output that another layer also reads must stay probabilities in the training forward."""
+    from fastconv.training import _Objective
+
+    inp = Input((4,))
+    p = L.Dense(3, activation="softmax", name="probs")(inp)
+    q = L.Dense(2, activation="softmax", name="second")(p)
+    model = Model(inp, [p, q])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert set(_Objective(model).fused) == {1}
+
+
+def test_multi_io_save_load_keeps_compile_settings(tmp_path):
+    from fastconv import load_model
+
+    model = _two_in_two_out()
+    model.compile(
+        "adam", ["sparse_categorical_crossentropy", "mse"], metrics=["accuracy"], loss_weights=[1, 3]
+    )
+    xa, xb, yc, yr = _two_in_two_out_data(16)
+    model.fit([xa, xb], [yc, yr], epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded._loss_weights == [1.0, 3.0]
+    assert [n for n, _, _ in loaded._metrics] == ["cls_accuracy", "reg_accuracy"]
+    for p, q in zip(model.predict([xa, xb]), loaded.predict([xa, xb])):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_allclose(
+        loaded.evaluate([xa, xb], [yc, yr], verbose=0), model.evaluate([xa, xb], [yc, yr], verbose=0)
+    )
+
+
+def test_symbolic_call_is_a_layer_hook_not_a_patch():
+    from fastconv.layers import base
+
+    assert Layer.__call__ is base.Layer.__call__
+    assert "functional" not in getattr(Layer.__call__, "__module__", "")
+    assert base._SYMBOLIC_CALL is not None
+    t = L.Dense(2)(Input((3,)))
+    assert isinstance(t, KerasTensor) and t.shape == (None, 2)
+    y = L.Dense(2)(np.ones((4, 3), np.float32))
+    assert isinstance(y, np.ndarray) and y.shape == (4, 2)

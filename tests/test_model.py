@@ -322,3 +322,40 @@ def test_mismatched_weights_file(tmp_path):
     )
     with pytest.raises(ValueError, match=r"w\.npz' does not match the model: weight 6"):
         same_count.load_weights(tmp_path / "w.npz")
+
+
+def test_reserve_name_advances_the_auto_name_counter():
+    from fastconv.layers.base import reserve_name
+
+    L.reset_name_counters()
+    reserve_name("dense_3")
+    assert L.Dense(2).name == "dense_4"
+    reserve_name("dense_1")  # never moves the counter back
+    assert L.Dense(2).name == "dense_5"
+    reserve_name("conv2d")
+    assert L.Conv2D(2, 3).name == "conv2d_1"
+    reserve_name("stage1_block1_conv")  # a hand-written name only reserves itself
+    assert L.Conv2D(2, 3).name == "conv2d_2"
+
+
+def test_loaded_names_are_reserved_for_a_new_head(tmp_path):
+    L.reset_name_counters()
+    model = Sequential([L.Dense(4, input_shape=(3,)), L.Dense(4), L.Dense(2, activation="softmax")])
+    assert [l.name for l in model.layers] == ["dense", "dense_1", "dense_2"]
+    model.save(tmp_path / "m.npz")
+    L.reset_name_counters()  # a fresh session
+    loaded = load_model(tmp_path / "m.npz")
+    loaded.pop()
+    loaded.add(L.Dense(3, activation="softmax"))  # would clash with "dense" without reserve_name
+    assert loaded.layers[-1].name == "dense_3"
+
+
+def test_model_registry_knows_sequential_and_graph_models():
+    import fastconv
+    from fastconv import functional
+
+    assert saving._MODEL_CLASSES["Sequential"] is Sequential
+    assert saving._MODEL_CLASSES["Model"] is functional.Model is fastconv.Model
+    assert saving._MODEL_CLASSES["Functional"] is functional.Model
+    with pytest.raises(ValueError, match="unknown model class 'Nope'"):
+        saving._model_class("Nope", "x.npz")

@@ -123,11 +123,20 @@ def test_first_maximum_wins_and_padding_is_minus_infinity():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[4, 2, 0], [2, 1, 0], [0, 0, 0]])
 
 
-def test_nan_propagates_in_max_pool():
-    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
-    x[0, 1, 0, 0] = np.nan
-    y = max_pool2d(x, 2)
-    assert np.isnan(y[0, 0, 0, 0]) and np.isfinite(y[0, 0, 1, 0])
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 0), ((2, 3), (2, 3), 0)])
+def test_nan_propagates_in_max_pool(simd, level, k, s, p):
+    simd(level)
+    x = np.random.default_rng(3).standard_normal((1, 7, 8, 16)).astype(np.float32)
+    want_finite = max_pool2d(x, k, stride=s, padding=p)
+    for ih in range(7):
+        for iw in range(8):
+            xn = x.copy()
+            xn[0, ih, iw, 5] = np.nan
+            y = max_pool2d(xn, k, stride=s, padding=p)
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(ref.max_pool2d(xn, k, stride=s, padding=p)))
+            keep = ~np.isnan(y)
+            np.testing.assert_array_equal(y[keep], want_finite[keep])
 
 
 def test_saved_argmax_gives_the_same_gradient():

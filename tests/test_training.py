@@ -316,3 +316,73 @@ def test_ctrl_c_signal_finishes_the_step():
     for a, b in zip(model.get_weights(), snaps[1]):
         np.testing.assert_array_equal(a, b)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+# ---------------------------------------------------------------------------
+# mean IoU
+# ---------------------------------------------------------------------------
+
+
+def _scores(pred, k):
+    """One-hot class scores (..., k) whose argmax is ``pred``."""
+    return np.eye(k, dtype=np.float32)[pred]
+
+
+def test_mean_iou_hand_computed():
+    from fastconv import metrics
+
+    # labels / predictions of one 2x3 image, 4 classes (class 3 appears in neither: skipped)
+    t = np.array([[[0, 0, 0], [1, 1, 2]]])
+    p = np.array([[[0, 0, 1], [1, 1, 1]]])
+    # class 0: TP 2, FP 0, FN 1 -> 2/3; class 1: TP 2, FP 2, FN 0 -> 1/2; class 2: TP 0, FN 1 -> 0
+    m = metrics.get("mean_iou")
+    state = m.update(t, _scores(p, 4))
+    np.testing.assert_array_equal(state[0], [2, 2, 0, 0])  # intersections
+    np.testing.assert_array_equal(state[1], [3, 4, 1, 0])  # unions
+    assert m.result(state) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    # label forms: (N, H, W, 1) and one-hot give the same; counts add over batches
+    assert m(t[..., None], _scores(p, 4)) == pytest.approx(7 / 18)
+    assert m(_scores(t, 4), _scores(p, 4)) == pytest.approx(7 / 18)
+    a, b = m.update(t[:, :1], _scores(p[:, :1], 4)), m.update(t[:, 1:], _scores(p[:, 1:], 4))
+    assert m.result(metrics.merge(metrics.merge(None, a), b)) == pytest.approx(7 / 18)
+    assert (m.result(a) + m.result(b)) / 2 == pytest.approx(1 / 3)  # a mean of batch IoUs differs
+    # perfect and disjoint predictions, binary sigmoid output (..., 1)
+    y = np.array([[0, 1], [1, 1]])
+    assert m(y, _scores(y, 2)) == 1.0 and m(y, _scores(1 - y, 2)) == 0.0
+    assert m(np.array([0, 0, 1, 1]), np.array([[0.2], [0.7], [0.9], [0.6]])) == pytest.approx(
+        (1 / 2 + 2 / 3) / 2
+    )
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        m(np.array([0, 2]), _scores(np.array([0, 1]), 2))
+
+
+def test_mean_iou_in_compile_fit_evaluate():
+    from fastconv import metrics
+    from fastconv.models import digit_masks
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 8, 8, 1), dtype=np.float32)
+    y = digit_masks(x, 0.5)
+    model = Sequential(
+        [
+            L.Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+            L.Conv2D(2, 1, activation="softmax"),
+        ]
+    )
+    model.compile(optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy", "mean_iou"])
+    hist = model.fit(x, y, batch_size=7, epochs=4, validation_data=(x, y), verbose=0)
+    assert set(hist.history) == {"loss", "accuracy", "mean_iou", "val_loss", "val_accuracy", "val_mean_iou"}
+    assert hist.history["val_mean_iou"][-1] > hist.history["val_mean_iou"][0]
+    _, acc, iou = model.evaluate(x, y, batch_size=5, verbose=0)  # counts summed over uneven batches
+    pred = model.predict(x)
+    assert iou == pytest.approx(metrics.MeanIoU()(y, pred))
+    assert acc == pytest.approx(np.mean(pred.argmax(-1) == y))
+    assert iou == pytest.approx(hist.history["val_mean_iou"][-1])
+
+
+def test_digit_masks_threshold():
+    from fastconv.models import digit_masks
+
+    img = np.array([[[0, 127, 128, 255]]], np.uint8)
+    np.testing.assert_array_equal(digit_masks(img), [[[0, 0, 1, 1]]])
+    np.testing.assert_array_equal(digit_masks(img[..., None] / 255.0, 0.3), [[[0, 1, 1, 1]]])

@@ -408,7 +408,9 @@ class Layer:
         if hook is not None and hook[0](x):
             return hook[1](self, x, **kwargs)
         if kwargs:
-            raise TypeError(f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}")
+            raise TypeError(
+                f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}"
+            )
         return self.forward(x, training=training)
 
     # -- weights ---------------------------------------------------------------
