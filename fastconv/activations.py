@@ -194,7 +194,7 @@ class _ReLU6(Activation):
         return np.clip(x, 0, 6, out=out)
 
     def backward(self, dy, y):
-        return np.where((y > 0) & (y < 6), dy, 0).astype(dy.dtype, copy=False)
+        return np.multiply(dy, (y > 0) & (y < 6), dtype=dy.dtype)
 
 
 class _LeakyReLU(Activation):

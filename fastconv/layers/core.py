@@ -280,7 +280,7 @@ class ReLU(Layer):
         if not self.need_input_grad:
             return None
         if self._plain:
-            return np.where(c > 0, dy, 0).astype(dy.dtype, copy=False)
+            return np.multiply(dy, c > 0, dtype=dy.dtype)
         slope = np.where(c >= self.threshold, 1.0, self.negative_slope)
         if self.max_value is not None:
             slope = np.where(c >= self.max_value, 0.0, slope)
