@@ -6,10 +6,12 @@ top = total // 2 and the extra pixel goes to the bottom / right.
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 def pair(name: str, value, op: str) -> tuple[int, int]:
-    """Normalise an int or a 2-sequence of ints to (h, w)."""
-    if isinstance(value, (int,)) and not isinstance(value, bool):
+    """Normalise an int (Python or NumPy) or a 2-sequence of ints to (h, w)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return int(value), int(value)
     try:
         h, w = value
@@ -48,8 +50,8 @@ def resolve_padding(padding, in_hw, k_hw, stride_hw, dil_hw, op: str):
             return (same_padding(in_hw[0], k_hw[0], stride_hw[0], dil_hw[0]),
                     same_padding(in_hw[1], k_hw[1], stride_hw[1], dil_hw[1]))
         raise ValueError(f"{op}: padding must be 'valid', 'same', an int or pairs. Received: padding={padding!r}")
-    if isinstance(padding, (int,)) and not isinstance(padding, bool):
-        pads = ((padding, padding), (padding, padding))
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, (bool, np.bool_)):
+        pads = ((int(padding), int(padding)), (int(padding), int(padding)))
     else:
         try:
             a, b = padding

@@ -11,6 +11,9 @@ Design (the loops and register tiles are in src/depthwise_impl.h):
   scratch (row lists, tap lists and, for M > 1, a small cache of channel-expanded input rows).
 - Weight gradient: each thread sums its rows into its own dw/db partial; partials are added in
   thread order, so results depend on the thread count only through float rounding.
+- backward() runs both gradients in one parallel pass over blocks of ~96 KiB of dy rows: a block's
+  weight-gradient rows and the matching input-gradient rows run back to back on one thread, so dy
+  is read from memory once.
 Callers (fastconv/ops/depthwise.py) validate shapes and allocate outputs; nothing here raises
 except MemoryError.
 """
@@ -40,6 +43,10 @@ cdef extern from "depthwise_kernels.h" nogil:
                                    long r1, float *dwp, float *dbp, char *scratch)
     void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, long r0,
                                    long r1, double *dwp, double *dbp, char *scratch)
+    void fc_dw_backward_blocks_f32(int isa, const fc_dwp *p, const float *x, const float *dy, const float *w,
+                                   float *dx, long b0, long b1, int BR, float *dwp, float *dbp, char *scratch)
+    void fc_dw_backward_blocks_f64(int isa, const fc_dwp *p, const double *x, const double *dy, const double *w,
+                                   double *dx, long b0, long b1, int BR, double *dwp, double *dbp, char *scratch)
 
 
 cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH, int OW, int KH, int KW,
@@ -52,7 +59,7 @@ cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH,
 
 # Outputs at least this large are written with non-temporal stores when vector-aligned (they
 # would not stay in cache for the next op anyway; streaming saves the read-for-ownership).
-cdef size_t _STREAM_BYTES = 8 << 20
+cdef size_t _STREAM_BYTES = 4 << 20
 STREAM_BYTES = _STREAM_BYTES
 
 
@@ -196,5 +203,81 @@ def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
                 for j in range(1, nthreads):
                     s = s + partials[j * part + nw + i]
                 db[i] = s
+    free(partials)
+    free(mem)
+
+
+def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
+             const floating[:, :, :, ::1] dy,    # IN  (N, OH, OW, C*M)
+             const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, M)
+             floating[:, :, :, ::1] dx,          # OUT (N, H, W, C), or None to skip it
+             floating[:, :, :, ::1] dw,          # OUT (KH, KW, C, M)
+             floating[::1] db,                   # OUT (C*M,)
+             int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
+    """dx, dw and db of depthwise_conv2d in one parallel pass over blocks of dy rows.
+
+    Each block's weight-gradient rows and input-gradient rows run back to back on one thread, so dy
+    comes from memory once; dw/db partials per thread are added in thread order.
+    """
+    cdef fc_dwp p
+    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[3], dy.shape[1], dy.shape[2],
+              dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
+    cdef size_t nw = <size_t>p.KH * p.KW * p.K
+    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
+    cdef size_t i
+    cdef int j
+    if p.N == 0 or p.OH == 0 or p.OW == 0 or p.K == 0:
+        dw[...] = 0
+        db[...] = 0
+        return
+    # dy rows per block: about 96 KiB of dy (the dx and x rows of a block are sh times that)
+    cdef long row_bytes = <long>p.OW * p.K * <long>sizeof(floating)
+    cdef long BR = 98304 // row_bytes
+    if BR < 1:
+        BR = 1
+    if BR > p.OH:
+        BR = p.OH
+    cdef long B = <long>p.N * ((p.OH + BR - 1) // BR)
+    if nthreads > B:
+        nthreads = <int>B
+    if nthreads < 1:
+        nthreads = 1
+    cdef floating *dxp = NULL
+    if dx is not None:
+        dxp = &dx[0, 0, 0, 0]
+        p.stream = _stream(dxp, <size_t>p.N * p.H * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
+    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
+    cdef char *mem = _scratch(&sb, nthreads)
+    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
+    if partials == NULL:
+        free(mem)
+        raise MemoryError()
+    cdef floating *outw = &dw[0, 0, 0, 0]
+    cdef floating *pd
+    cdef floating s
+    cdef long t, b0, b1
+    with nogil:
+        memset(partials, 0, part * nthreads * sizeof(floating))
+        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
+            b0 = B * t // nthreads
+            b1 = B * (t + 1) // nthreads
+            pd = partials + t * part
+            if floating is float:
+                fc_dw_backward_blocks_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], dxp, b0, b1,
+                                          <int>BR, pd, pd + nw, base + threadid() * sb)
+            else:
+                fc_dw_backward_blocks_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], dxp, b0, b1,
+                                          <int>BR, pd, pd + nw, base + threadid() * sb)
+        for i in range(nw):
+            s = partials[i]
+            for j in range(1, nthreads):
+                s = s + partials[j * part + i]
+            outw[i] = s
+        for i in range(<size_t>p.K):
+            s = partials[nw + i]
+            for j in range(1, nthreads):
+                s = s + partials[j * part + nw + i]
+            db[i] = s
     free(partials)
     free(mem)

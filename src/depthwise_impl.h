@@ -17,10 +17,19 @@
  *   dx:       rows = the dy rows (n, oh) with oh*sh - ph + kh*dh = ih; one job per column phase
  *             phi < sw (dx columns phi + j*sw), taps = the kw with (phi + pw - kw*dw) % sw == 0,
  *             toff = (phi + pw - kw*dw) / sw, qs = 1: stride-1 gathers over dy, no zero-stuffing.
- * Register tile: DW_RB output pixels x one vector of channels, named accumulators; per tap one
- * weight vector is loaded and feeds DW_RB FMAs whose x operands come straight from memory.
- * Budget on AVX2 (16 ymm): 6 accumulators + 1 weight + 1 spare.  Pixels whose taps leave the
- * source row (the padding edges) take a per-pixel path with bounds checks.
+ * Register tiles (DW_RB = 8 output pixels x one vector of channels, all channel blocks per tile):
+ *   dw_ctile  (taps at consecutive source columns, column step 1 or 2: every forward with
+ *             dilation 1 and every dx phase): each source column is loaded once for all the
+ *             (pixel, tap) pairs that read it and a kernel row's weights stay in registers.
+ *             AVX2 budget: 8 accumulators + <= 7 weights + 1 source = 16 ymm.  On this class of
+ *             machine loads, not FMAs, bound the simpler tile (one load per FMA).
+ *   dw_tile   (any taps): one weight load feeds 8 FMAs with memory operands.
+ * The last tile of a row is shifted back to end at the row's end (it rewrites identical values)
+ * instead of running a short, latency-bound tile.  Edge tiles (taps in the padding) read through
+ * a table of column pointers whose padding entries point at a row of zeros; rows too short for
+ * one tile write their missing pixels to a dummy row.  Inputs the next row will add are
+ * prefetched while the current row computes, and large outputs are written with non-temporal
+ * stores (through an L1 tile buffer so every store covers whole lines in order).
  * Channel tails: the last block is shifted back to K - VLEN (it overlaps the previous one and
  * rewrites identical values); K < VLEN goes to the next narrower level (or scalar code).
  *
@@ -28,10 +37,12 @@
  * x[iw*C + c]) in a small per-thread cache of KH rows, so the same K-channel code runs;
  * dx is computed in K space into a scratch row and then summed over m.
  *
- * Weight gradient: per (dy row, kh) and channel block, a tile of up to 7 taps (named
- * accumulators) is reduced over the interior output columns, the edge columns are added with
- * bounds checks, and the result goes to the caller's per-thread partial dw (lanes of a shifted
- * tail block that belong to the previous block are skipped).
+ * Weight gradient: per dy row, the taps of up to 3 kernel rows x 7 columns (<= 10 accumulators)
+ * are reduced over the interior output columns in chunks of DW_WCHUNK columns (all channel
+ * blocks per chunk, so the chunk's x and dy pixels stay in L1); with dilation 1 the tile shares
+ * each source-column load between 4 output columns.  Edge columns are added with bounds checks
+ * and the sums go to the caller's per-thread partial dw (lanes of a shifted tail block that
+ * belong to the previous block are skipped).
  */
 #define DW_CAT_(a, b) a##b
 #define DW_CAT(a, b) DW_CAT_(a, b)
@@ -42,6 +53,9 @@
 #define DST(p, v) (*(DVU *)(p) = (v))
 #define DW_RB 8
 #define DW_WCHUNK 32 /* output columns per weight-gradient chunk */
+
+_Static_assert(DW_RB == 8, "dw_tile and dw_ctile hold exactly 8 pixel accumulators");
+_Static_assert(DW_WCHUNK % 4 == 0, "dw_wtile_c steps 4 output columns at a time");
 
 typedef FC_T DV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T DVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
@@ -409,7 +423,8 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += ((size_t)DW_RB * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* streaming buffer */
     b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
     b += 64;
-    if (p->M > 1) b += ((KH + 1) * (size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
+    b += ((size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* dx row (K space / streamed) */
+    if (p->M > 1) b += ((size_t)KH * p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63; /* expanded rows */
     return b;
 }
 
@@ -496,7 +511,7 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
     ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
     int *cnt = (int *)DFN(dw_carve)(&cur, (size_t)sw * sizeof(int));
-    FC_T *trow = M > 1 ? (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)) : NULL;
+    FC_T *trow = (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)); /* K-space / stream row */
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
                                                  * K * sizeof(FC_T));
@@ -524,8 +539,10 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     jb.K = K; jb.qs = 1; jb.Wsrc = p->OW; jb.src = srcs; jb.wrow = wrows; jb.bias = NULL;
     jb.ostep = (ptrdiff_t)sw * K;
     jb.sbuf = NULL;
+    int rowstream = 0; /* strided phases: build the whole row in trow, then stream it out */
 #ifdef FC_NT
     if (p->stream && sw == 1 && M == 1 && K % FC_VLEN == 0) jb.sbuf = sbuf;
+    if (p->stream && sw > 1 && M == 1 && K % FC_VLEN == 0) rowstream = 1;
 #endif
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->H), ih = (int)(r - (long)n * p->H);
@@ -540,7 +557,7 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
             nr++;
         }
         jb.nr = nr;
-        FC_T *orow = M == 1 ? dx + (ptrdiff_t)r * W * C : trow;
+        FC_T *orow = M == 1 && !rowstream ? dx + (ptrdiff_t)r * W * C : trow;
         const char *pf = NULL;
         size_t pflen = 0;
         if (ih + 1 < p->H) /* the dy row the next dx row adds (largest oh) */
@@ -566,8 +583,14 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
                 t += M;
             }
         }
+#ifdef FC_NT
+        if (rowstream) {
+            FC_T *d = dx + (ptrdiff_t)r * W * C;
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)W * C; i += FC_VLEN) FC_NT(d + i, DLD(trow + i));
+        }
+#endif
     }
-    if (jb.sbuf) FC_SFENCE();
+    if (jb.sbuf || rowstream) FC_SFENCE();
 }
 
 /* ---- weight gradient ---- */

@@ -116,6 +116,27 @@ static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, 
     FC_PICK(isa, fc_dw_backward_weight_rows, p, x, dy, r0, r1, dwp, dbp, scratch);
 }
 
+/* Input and weight gradient together, by blocks b = (n, block of BR dy rows) in [b0, b1): the dw
+ * rows of the block, then (dx != NULL) the dx rows of the same image from oh0*sh to oh1*sh (the
+ * first block of an image starts at 0, the last ends at H), so the dy rows one pass reads are
+ * still in cache for the other.  dwp/dbp: the calling thread's partials. */
+#define FC_DW_BLOCKS(SFX, T)                                                                          \
+    static void fc_dw_backward_blocks_##SFX(int isa, const fc_dwp *p, const T *x, const T *dy, const T *w, \
+                                            T *dx, long b0, long b1, int BR, T *dwp, T *dbp, char *scratch) \
+    {                                                                                                \
+        const int nbi = (p->OH + BR - 1) / BR;                                                       \
+        for (long b = b0; b < b1; b++) {                                                             \
+            const long n = b / nbi;                                                                  \
+            const int blk = (int)(b - n * nbi), oh0 = blk * BR, oh1 = fc_min(p->OH, oh0 + BR);       \
+            fc_dw_backward_weight_##SFX(isa, p, x, dy, n * p->OH + oh0, n * p->OH + oh1, dwp, dbp, scratch); \
+            if (dx) {                                                                                \
+                const int ih0 = blk == 0 ? 0 : fc_min(p->H, oh0 * p->sh);                            \
+                const int ih1 = blk == nbi - 1 ? p->H : fc_min(p->H, oh1 * p->sh);                   \
+                if (ih1 > ih0)                                                                       \
+                    fc_dw_backward_input_##SFX(isa, p, dy, w, dx, n * p->H + ih0, n * p->H + ih1, scratch); \
+            }                                                                                        \
+        }                                                                                            \
+    }
 /* ---- float64 (isa ignored) ---- */
 static size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
 {
@@ -140,5 +161,9 @@ static void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x,
     (void)isa;
     fc_dw_backward_weight_rows_f64_generic(p, x, dy, r0, r1, dwp, dbp, scratch);
 }
+
+FC_DW_BLOCKS(f32, float)
+FC_DW_BLOCKS(f64, double)
+#undef FC_DW_BLOCKS
 
 #endif

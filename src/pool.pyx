@@ -50,7 +50,7 @@ cdef extern from "pool_kernels.h" nogil:
 
 # Outputs at least this large are written with non-temporal stores (when vector-aligned): they
 # would not stay in cache for the next op anyway, and streaming saves the read-for-ownership.
-cdef size_t _STREAM_BYTES = 8 << 20
+cdef size_t _STREAM_BYTES = 4 << 20
 STREAM_BYTES = _STREAM_BYTES
 
 

@@ -11,12 +11,17 @@
  * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
  * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
  * ih*W + iw, stored as int32 only when asked for.
- * Backward passes are gathers, one dx row (n, ih) at a time, so every dx element is written once
- * by the thread owning its row (no races, no zero fill, no atomics):
- *   max: dx[ih, iw] = sum over the windows covering (ih, iw) whose argmax is (ih, iw) of dy; the
- *        argmax rows of the covering output rows are recomputed from x into a per-thread ring
- *        of ceil(KH/sh) rows (or read from a saved argmax array);
- *   avg: dx[ih, iw] = sum over the covering windows of dy / count(window).
+ * Backward passes write every dx element exactly once, from the thread that owns it (no races,
+ * no zero fill, no atomics):
+ *   non-overlapping windows (stride >= pool size): one fused pass over output rows; each window
+ *        recomputes its max (or takes dy / count) and writes its dx pixels and the gaps of its
+ *        band (zeros) directly;
+ *   overlapping windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows covering
+ *        (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
+ *        is recomputed from x into a per-thread ring of ceil(KH/sh) rows, or read from a saved
+ *        argmax) or of dy / count (average); up to 4 covering windows run branch-free.
+ * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
+ * with NaNs tracked on the side.  Large outputs are written with non-temporal stores.
  * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
  * to the next narrower level (the narrowest is a 1-lane "vector").
  */
@@ -32,6 +37,12 @@
 #define PLDI(p) __builtin_convertvector(*(const PVI32 *)(p), PVI)
 #define PSTI(p, v) (*(PVI32 *)(p) = __builtin_convertvector((v), PVI32))
 #define PSEL(mk, a, b) ((PV)((((PVI)(a)) & (mk)) | (((PVI)(b)) & ~(mk))))
+/* Lanes where a or b is NaN (all ones), as a mask vector. */
+#ifdef FC_UNORDV
+#define PL_UNORD(a, b) ((PVI)FC_UNORDV((a), (b)))
+#else
+#define PL_UNORD(a, b) ((PVI)((a) != (a)) | (PVI)((b) != (b)))
+#endif
 /* Store of an output vector: non-temporal when the caller asked for streaming (it checked that
  * every such store is vector-aligned). */
 #ifdef FC_NT
@@ -80,16 +91,23 @@ PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, i
     PVI ai = zi + (FC_IT)t0;
 #ifdef FC_MAXV
     if (!WANT_AM) {
-        /* value only: a max instruction per tap; NaNs are tracked on the side and win at the end */
-        PVI nan = (PVI)(m != m);
+        /* Value only: one max instruction per tap, max(v, m) = v > m ? v : m keeps a NaN first
+         * value; NaNs among the later taps are found with one unordered compare per pair of taps
+         * and win at the end (all-ones lanes are NaN). */
+        PVI nan = zi;
+        PV pend = m;
+        int have = 0;
         for (int i = 0; i < (NH ? NH : nh); i++)
             for (int j = 0; j < (NW ? NW : nw); j++) {
                 if (i == 0 && j == 0) continue;
                 const PV v = PLD(xw + i * rs + j * C);
                 m = FC_MAXV(v, m);
-                nan |= (PVI)(v != v);
+                if (have) nan |= PL_UNORD(pend, v);
+                else pend = v;
+                have = !have;
             }
-        *mo = (PV)((PVI)m | nan); /* all-ones lanes are NaN */
+        if (have) nan |= PL_UNORD(pend, pend);
+        *mo = (PV)((PVI)m | nan);
         return;
     }
 #endif
@@ -617,3 +635,4 @@ static void PFN(fc_gap_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_T *d
 #undef PSTI
 #undef PSEL
 #undef PSTO
+#undef PL_UNORD

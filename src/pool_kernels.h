@@ -37,6 +37,7 @@ typedef struct {
 #if FC_X86
 #define FC_NT(p, v) __builtin_ia32_movntps((p), (v))
 #define FC_MAXV(a, b) __builtin_ia32_maxps((a), (b))
+#define FC_UNORDV(a, b) __builtin_ia32_cmpunordps((a), (b))
 #endif
 
 #define FC_VLEN 4
@@ -48,6 +49,7 @@ typedef struct {
 #undef FC_SFX
 #undef FC_NT
 #undef FC_MAXV
+#undef FC_UNORDV
 
 #if FC_X86
 #pragma GCC push_options
@@ -56,6 +58,7 @@ typedef struct {
 #define FC_SFX _f32_avx2
 #define FC_NT(p, v) __builtin_ia32_movntps256((p), (v))
 #define FC_MAXV(a, b) __builtin_ia32_maxps256((a), (b))
+#define FC_UNORDV(a, b) __builtin_ia32_cmpps256((a), (b), 3 /* _CMP_UNORD_Q */)
 #define PL_NARROW(name) name##_f32_generic
 #include "pool_impl.h"
 #undef PL_NARROW
@@ -63,6 +66,7 @@ typedef struct {
 #undef FC_SFX
 #undef FC_NT
 #undef FC_MAXV
+#undef FC_UNORDV
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -78,6 +82,7 @@ typedef struct {
 #undef FC_SFX
 #undef FC_NT
 #undef FC_MAXV
+#undef FC_UNORDV
 #pragma GCC pop_options
 #endif
 #undef FC_T
@@ -96,10 +101,12 @@ typedef struct {
 #if FC_X86
 #define FC_NT(p, v) __builtin_ia32_movntpd((p), (v))
 #define FC_MAXV(a, b) __builtin_ia32_maxpd((a), (b))
+#define FC_UNORDV(a, b) __builtin_ia32_cmpunordpd((a), (b))
 #endif
 #include "pool_impl.h"
 #undef FC_NT
 #undef FC_MAXV
+#undef FC_UNORDV
 #undef PL_NARROW
 #undef FC_VLEN
 #undef FC_SFX

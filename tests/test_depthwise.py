@@ -124,7 +124,7 @@ def test_finite_differences_float64(cfg):
     n, h, w, c, m, kh, kw, s, p, d = cfg
     rng = np.random.default_rng(3)
     x, wt, b = _data(rng, n, h, w, c, m, kh, kw, np.float64)
-    kw_ = dict(stride=s, padding=p, dilation=d)
+    kw_ = {"stride": s, "padding": p, "dilation": d}
     dy = rng.standard_normal(depthwise_conv2d(x, wt, b, **kw_).shape)
     dx, dw, db = depthwise_conv2d_grad(dy, x, wt, **kw_)
     eps = 1e-6
@@ -154,6 +154,14 @@ def _raw(x, w, b, s, p, d, isa, nthreads):
     db = np.full(b.shape, np.nan, x.dtype)
     _k.backward_input(dy, w, dx, *geo, isa, nthreads)
     _k.backward_weight(x, dy, dw, db, *geo, isa, nthreads)
+    # the fused pass (blocks of dy rows, both gradients) writes the same values
+    dx2 = np.full(x.shape, np.nan, x.dtype)
+    dw2 = np.full(w.shape, np.nan, x.dtype)
+    db2 = np.full(b.shape, np.nan, x.dtype)
+    _k.backward(x, dy, w, dx2, dw2, db2, *geo, isa, nthreads)
+    np.testing.assert_array_equal(dx2, dx)
+    np.testing.assert_allclose(dw2, dw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db2, db, rtol=1e-5, atol=1e-5)
     return y, dx, dw, db
 
 
@@ -191,6 +199,17 @@ def test_op_thread_settings_agree():
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(g1[0], g2[0])
     np.testing.assert_allclose(g1[1], g2[1], rtol=1e-5, atol=1e-4)
+
+
+def test_need_dx_false_skips_the_input_gradient():
+    rng = np.random.default_rng(13)
+    x, wt, _ = _data(rng, 2, 7, 7, 9, 2, 3, 3)
+    dy = rng.standard_normal((2, 7, 7, 18)).astype(np.float32)
+    dx, dw, db = depthwise_conv2d_grad(dy, x, wt, padding=1, need_dx=False)
+    assert dx is None
+    full = depthwise_conv2d_grad(dy, x, wt, padding=1)
+    np.testing.assert_array_equal(dw, full[1])
+    np.testing.assert_array_equal(db, full[2])
 
 
 def test_empty_batch():

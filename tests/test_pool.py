@@ -10,7 +10,12 @@ from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import pool as _k
 from fastconv.ops.pool import (
-    avg_pool2d, avg_pool2d_grad, global_avg_pool2d, global_avg_pool2d_grad, max_pool2d, max_pool2d_grad,
+    avg_pool2d,
+    avg_pool2d_grad,
+    global_avg_pool2d,
+    global_avg_pool2d_grad,
+    max_pool2d,
+    max_pool2d_grad,
 )
 
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
@@ -37,7 +42,7 @@ def _tied(rng, shape, dtype=np.float32):
 
 
 def _check_all(x, k, s, p, dtype=np.float32):
-    kw = dict(stride=s, padding=p)
+    kw = {"stride": s, "padding": p}
     _close(max_pool2d(x, k, **kw), ref.max_pool2d(x, k, **kw), dtype, exact=True)
     y = ref.max_pool2d(x, k, **kw)
     dy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)

@@ -20,7 +20,7 @@ from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_o
 class _DwPlan:
     """Validated geometry of one depthwise problem."""
 
-    __slots__ = ("x_shape", "w_shape", "stride", "dilation", "pads", "y_shape", "taps")
+    __slots__ = ("dilation", "pads", "stride", "taps", "w_shape", "x_shape", "y_shape")
 
     def __init__(self, x_shape, w_shape, stride, dilation, pads, out_hw):
         self.x_shape, self.w_shape = x_shape, w_shape
@@ -95,11 +95,12 @@ def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
     return y
 
 
-def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1):
+def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=True):
     """Gradients of depthwise_conv2d.
 
     dy (N, OH, OW, C*M), x (N, H, W, C), w (KH, KW, C, M) -> (dx (N, H, W, C), dw like w, db (C*M,)).
     db is the sum of dy over N, OH, OW whether or not the forward used a bias.
+    need_dx=False skips the input gradient (a network's first layer) and returns dx=None.
     """
     op = "depthwise_conv2d_grad"
     x = as_float_array(op, "x", x)
@@ -107,12 +108,8 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1):
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, w, stride, padding, dilation)
     check_dy(op, dy, p.y_shape)
-    dx = _empty(x.shape, x.dtype)
+    dx = _empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, dtype=x.dtype)
     db = np.empty(p.y_shape[3], dtype=x.dtype)
-    isa = _isa(op, x.dtype)
-    threads = _dispatch.threads_for(dy.size * p.taps)
-    if dx.size:
-        _k.backward_input(dy, w, dx, *p.args(), isa, threads)
-    _k.backward_weight(x, dy, dw, db, *p.args(), isa, threads)
+    _k.backward(x, dy, w, dx, dw, db, *p.args(), _isa(op, x.dtype), _dispatch.threads_for(2 * dy.size * p.taps))
     return dx, dw, db

@@ -18,14 +18,13 @@ from fastconv._kernels import pool as _k
 from fastconv._shapes import positive_pair, resolve_padding, window_output_size
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank
 
-
 _STREAM_BYTES = _k.STREAM_BYTES
 
 
 class _PoolPlan:
     """Validated geometry of one pooling problem."""
 
-    __slots__ = ("x_shape", "k", "stride", "pads", "y_shape")
+    __slots__ = ("k", "pads", "stride", "x_shape", "y_shape")
 
     def __init__(self, x_shape, k, stride, pads, out_hw):
         self.x_shape, self.k, self.stride, self.pads = x_shape, k, stride, pads
