@@ -55,6 +55,13 @@ def record(op: str, isa: int) -> None:
     last_used[op] = LEVEL_NAMES[isa]
 
 
+def level_for(op: str, dtype) -> int:
+    """SIMD level for a call of `op` on `dtype` (float64 runs the generic path), recorded for tests."""
+    isa = simd_level() if dtype.itemsize == 4 else 0
+    record(op, isa)
+    return isa
+
+
 def _env_threads() -> int | None:
     for var in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
         val = os.environ.get(var)

@@ -5,28 +5,33 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
 import pytest
 
+import fastconv
 from fastconv import cli
 from fastconv.saving import load_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the fastconv this test imported (installed, or an in-place build): the subprocess must run the same
+# one, and must not start in the source tree, whose fastconv/ would shadow an installed package
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 
 
 def _run(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run(
-        [sys.executable, "-m", "fastconv", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run(
+            [sys.executable, "-m", "fastconv", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            cwd=cwd,
+            timeout=120,
+        )
 
 
 def test_module_help_and_subcommand_help():

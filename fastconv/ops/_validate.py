@@ -1,7 +1,11 @@
 """Argument checks shared by every op: dtypes, ranks, shapes. Errors quote what was received."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+STREAM_BYTES = 4 << 20  # outputs this large are 64-byte aligned so kernels may stream them (src/*.pyx)
 
 _FLOATS = (np.float32, np.float64)
 
@@ -43,3 +47,13 @@ def check_output(op: str, out_hw, in_shape, k_hw, what: str = "kernel") -> None:
     if out_hw[0] < 1 or out_hw[1] < 1:
         raise ValueError(f"{op}: the {what} {tuple(k_hw)} is larger than the padded input "
                          f"(x.shape={tuple(in_shape)}); the output would be empty ({out_hw[0]}x{out_hw[1]})")
+
+
+def empty_output(shape, dtype) -> np.ndarray:
+    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
+    nbytes = dtype.itemsize * math.prod(shape)
+    if nbytes < STREAM_BYTES:
+        return np.empty(shape, dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    off = -buf.ctypes.data % 64
+    return buf[off:off + nbytes].view(dtype).reshape(shape)

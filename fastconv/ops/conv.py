@@ -18,7 +18,7 @@ from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_o
 class _ConvArgs:
     """Validated arguments of one conv2d-shaped problem (x: conv input, y: conv output)."""
 
-    __slots__ = ("x_shape", "w", "dtype", "stride", "dilation", "groups", "pads", "out_hw", "k_hw")
+    __slots__ = ("dilation", "dtype", "groups", "k_hw", "out_hw", "pads", "stride", "w", "x_shape")
 
     def __init__(self, op, x_shape, w, stride, dilation, groups, pads, out_hw):
         self.x_shape, self.w, self.dtype = x_shape, w, w.dtype
@@ -71,12 +71,6 @@ def _pack(w, packing, G, isa):
     return wp
 
 
-def _isa_for(op, dtype):
-    isa = _dispatch.simd_level() if dtype == np.float32 else 0
-    _dispatch.record(op, isa)
-    return isa
-
-
 def _pointwise(a: _ConvArgs) -> bool:
     """1x1, stride 1, no padding: a plain (N*H*W, C) x (C, K) product."""
     return tuple(a.k_hw) == (1, 1) and a.stride == (1, 1) and a.pads == ((0, 0), (0, 0))
@@ -92,7 +86,7 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
     y = np.empty(a.y_shape, dtype=a.dtype)
     if y.size == 0:
         return y
-    isa = _isa_for(op, a.dtype)
+    isa = _dispatch.level_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
     if _pointwise(a):
         x, y_out = _pixel_row(x), _pixel_row(y)
@@ -112,7 +106,7 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     dx = np.empty(a.x_shape, dtype=a.dtype)
     if dx.size == 0:
         return dx
-    isa = _isa_for(op, a.dtype)
+    isa = _dispatch.level_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
     w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
     wp = _pack(w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
@@ -130,8 +124,8 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
 def _weight_grad(a: _ConvArgs, x, dy, op):
     dw = np.empty(a.w.shape, dtype=a.dtype)
     db = np.empty(a.w.shape[3], dtype=a.dtype)
-    isa = _isa_for(op, a.dtype)
-    KH, KW, Cg, K = a.w.shape
+    isa = _dispatch.level_for(op, a.dtype)
+    KH, KW, Cg, _ = a.w.shape
     _k.weight_grad(x, dy, dw, db, a.stride[0], a.stride[1], a.pads[0][0], a.pads[1][0],
                    a.dilation[0], a.dilation[1], a.groups, isa, _dispatch.threads_for(dy.size * KH * KW * Cg))
     return dw, db

@@ -7,14 +7,19 @@ and allocates the outputs.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from fastconv import _dispatch
 from fastconv._kernels import depthwise as _k
 from fastconv._shapes import positive_pair, resolve_padding, window_output_size
-from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_output, check_rank
+from fastconv.ops._validate import (
+    as_float_array,
+    check_bias,
+    check_dy,
+    check_output,
+    check_rank,
+    empty_output,
+)
 
 
 class _DwPlan:
@@ -52,25 +57,6 @@ def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
     return _DwPlan(x.shape, w.shape, stride, dilation, pads, out_hw)
 
 
-_STREAM_BYTES = _k.STREAM_BYTES
-
-
-def _empty(shape, dtype):
-    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
-    nbytes = dtype.itemsize * math.prod(shape)
-    if nbytes < _STREAM_BYTES:
-        return np.empty(shape, dtype)
-    buf = np.empty(nbytes + 64, np.uint8)
-    off = -buf.ctypes.data % 64
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
-
-
-def _isa(op, dtype):
-    isa = _dispatch.simd_level() if dtype.itemsize == 4 else 0
-    _dispatch.record(op, isa)
-    return isa
-
-
 def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
     """Depthwise 2-D convolution in NHWC.
 
@@ -89,9 +75,9 @@ def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, p.y_shape[3], w.shape)
-    y = _empty(p.y_shape, x.dtype)
+    y = empty_output(p.y_shape, x.dtype)
     if y.size:
-        _k.forward(x, w, bias, y, *p.args(), _isa(op, x.dtype), _dispatch.threads_for(y.size * p.taps))
+        _k.forward(x, w, bias, y, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(y.size * p.taps))
     return y
 
 
@@ -108,8 +94,8 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, w, stride, padding, dilation)
     check_dy(op, dy, p.y_shape)
-    dx = _empty(x.shape, x.dtype) if need_dx else None
+    dx = empty_output(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, dtype=x.dtype)
     db = np.empty(p.y_shape[3], dtype=x.dtype)
-    _k.backward(x, dy, w, dx, dw, db, *p.args(), _isa(op, x.dtype), _dispatch.threads_for(2 * dy.size * p.taps))
+    _k.backward(x, dy, w, dx, dw, db, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(2 * dy.size * p.taps))
     return dx, dw, db

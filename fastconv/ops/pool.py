@@ -9,16 +9,12 @@ fastconv._kernels.pool (src/pool_impl.h) with the GIL released.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from fastconv import _dispatch
 from fastconv._kernels import pool as _k
 from fastconv._shapes import positive_pair, resolve_padding, window_output_size
-from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank
-
-_STREAM_BYTES = _k.STREAM_BYTES
+from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
 
 
 class _PoolPlan:
@@ -51,22 +47,6 @@ def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
     return _PoolPlan(x.shape, k, s, pads, out_hw)
 
 
-def _empty(shape, dtype):
-    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
-    nbytes = dtype.itemsize * math.prod(shape)
-    if nbytes < _STREAM_BYTES:
-        return np.empty(shape, dtype)
-    buf = np.empty(nbytes + 64, np.uint8)
-    off = -buf.ctypes.data % 64
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
-
-
-def _isa(op, dtype):
-    isa = _dispatch.simd_level() if dtype.itemsize == 4 else 0
-    _dispatch.record(op, isa)
-    return isa
-
-
 def _threads(p: _PoolPlan, n_out: int) -> int:
     return _dispatch.threads_for(n_out * p.k[0] * p.k[1])
 
@@ -86,10 +66,10 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     op = "max_pool2d"
     x = as_float_array(op, "x", x)
     p = _plan(op, x, pool_size, stride, padding)
-    y = _empty(p.y_shape, x.dtype)
+    y = empty_output(p.y_shape, x.dtype)
     am = np.empty(p.y_shape, dtype=np.int32) if return_argmax else None
     if y.size:
-        _k.max_forward(x, y, am, *p.args(), _isa(op, x.dtype), _threads(p, y.size))
+        _k.max_forward(x, y, am, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
     return (y, am) if return_argmax else y
 
 
@@ -109,9 +89,9 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None):
         if argmax.shape != p.y_shape:
             raise ValueError(f"{op}: argmax must have the output's shape {p.y_shape}. "
                              f"Received: argmax.shape={argmax.shape}")
-    dx = _empty(x.shape, x.dtype)
+    dx = empty_output(x.shape, x.dtype)
     if dx.size:
-        _k.max_backward(x, dy, argmax, dx, *p.args(), _isa(op, x.dtype), _threads(p, dy.size))
+        _k.max_backward(x, dy, argmax, dx, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
     return dx
 
 
@@ -128,9 +108,9 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     op = "avg_pool2d"
     x = as_float_array(op, "x", x)
     p = _plan(op, x, pool_size, stride, padding)
-    y = _empty(p.y_shape, x.dtype)
+    y = empty_output(p.y_shape, x.dtype)
     if y.size:
-        _k.avg_forward(x, y, *p.args(), bool(count_include_pad), _isa(op, x.dtype), _threads(p, y.size))
+        _k.avg_forward(x, y, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
     return y
 
 
@@ -141,9 +121,9 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, pool_size, stride, padding)
     check_dy(op, dy, p.y_shape)
-    dx = _empty(x.shape, x.dtype)
+    dx = empty_output(x.shape, x.dtype)
     if dx.size:
-        _k.avg_backward(dy, dx, *p.args(), bool(count_include_pad), _isa(op, x.dtype), _threads(p, dy.size))
+        _k.avg_backward(dy, dx, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
     return dx
 
 
@@ -164,7 +144,7 @@ def global_avg_pool2d(x):
     _check_pixels(op, x)
     y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     if y.size:
-        _k.global_avg_forward(x, y, _isa(op, x.dtype), _dispatch.threads_for(x.size))
+        _k.global_avg_forward(x, y, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return y
 
 
@@ -177,5 +157,5 @@ def global_avg_pool2d_grad(dy, x):
     check_dy(op, dy, (x.shape[0], x.shape[3]))
     dx = np.empty(x.shape, dtype=x.dtype)
     if dx.size:
-        _k.global_avg_backward(dy, dx, _isa(op, x.dtype), _dispatch.threads_for(x.size))
+        _k.global_avg_backward(dy, dx, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return dx
