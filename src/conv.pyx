@@ -116,7 +116,12 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         ntiles = <long>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
     else:
         ntiles = (P + FC_RB - 1) // FC_RB
-    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + KW * 64) * Cr * sizeof(floating)
+    # tiles per chunk: their gathered inputs (patch or edge segment) stay within ~128 KiB, and one
+    # block of packed weights is reused across all of them
+    cdef int bspan = 1
+    if p.ntx:
+        bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
+    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * Cr * sizeof(floating)
     cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
