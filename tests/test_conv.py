@@ -1,6 +1,7 @@
 """conv2d / conv_transpose2d kernels against the NumPy reference, finite differences and invariants."""
 import numpy as np
 import pytest
+from gradcheck import numeric_grad  # tests/gradcheck.py
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,21 +146,6 @@ def test_adjoint_identity():
     assert np.isclose(np.vdot(y, dy), np.vdot(w, dw), rtol=1e-12)
 
 
-def numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
 def test_finite_differences(op):
     x, w, b = rand((2, 5, 4, 4), np.float64), rand((3, 2, 2, 4), np.float64), rand((4,), np.float64)
@@ -193,14 +179,16 @@ def test_every_simd_path(simd_level):
     close(ops.conv_transpose2d(x, w, stride=2), ref.conv_transpose2d(x, w, stride=2), np.float32)
 
 
-def test_unavailable_simd_level_falls_back_with_warning():
-    if _dispatch.cpu_level() == _dispatch.LEVELS["avx512"]:
-        pytest.skip("this CPU has every level")
+def test_unavailable_simd_level_falls_back_with_warning(monkeypatch):
+    # pretend the CPU stops one level below AVX-512, so the fallback runs on every machine
+    best = min(_dispatch.cpu_level(), _dispatch.LEVELS["avx2"])
+    monkeypatch.setattr(_dispatch, "cpu_level", lambda: best)
     with pytest.warns(RuntimeWarning, match="no avx512"):
         used = _dispatch.set_simd("avx512")
     try:
-        assert used == _dispatch.LEVEL_NAMES[_dispatch.cpu_level()]
+        assert used == _dispatch.LEVEL_NAMES[best]
         check_conv(1, 6, 6, 3, 9, 3, 3, padding=1)
+        assert _dispatch.last_used["conv2d"] == used
     finally:
         _dispatch.set_simd(None)
 

@@ -102,6 +102,36 @@ class _BaseConv(Layer):
     def _conv_kwargs(self):
         return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate}
 
+    # Single-op layers (Conv2D, DepthwiseConv2D, Conv2DTranspose) name their op pair and weight;
+    # forward and backward are then the same here: op + bias, activation, op_grad.
+    _op_name = None
+    _kernel_key = "kernel"
+
+    def _op_kwargs(self, x):
+        return self._conv_kwargs()
+
+    def call(self, x, training=False):
+        kw = self._op_kwargs(x)
+        y = getattr(ops, self._op_name)(x, self.params[self._kernel_key], self.params.get("bias"), **kw)
+        y, y_cache = self._activate(y, training)
+        if training:
+            self._cache = (x, y_cache, kw)
+        return y
+
+    def call_backward(self, dy):
+        x, y, kw = self._need_cache()
+        if not (self.trainable or self.need_input_grad):
+            return None
+        dz = self._deactivate(dy, y)
+        op_grad = getattr(ops, self._op_name + "_grad")
+        dx, dw, db = op_grad(dz, x, self.params[self._kernel_key], **kw,
+                             **grad_kwargs(op_grad, self.need_input_grad))
+        if self.trainable:
+            self._store_grad(self._kernel_key, dw)
+            if self.use_bias:
+                self._store_grad("bias", db)
+        return dx if self.need_input_grad else None
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -133,6 +163,8 @@ class Conv2D(_BaseConv):
     >>> layer.build((28, 28, 1)); layer.output_shape, layer.count_params()
     ((26, 26, 32), 320)
     """
+
+    _op_name = "conv2d"
 
     def __init__(
         self,
@@ -204,31 +236,6 @@ class Conv2D(_BaseConv):
     def _conv_kwargs(self):
         return {**super()._conv_kwargs(), "groups": self.groups}
 
-    def call(self, x, training=False):
-        y = ops.conv2d(x, self.params["kernel"], self.params.get("bias"), **self._conv_kwargs())
-        y, y_cache = self._activate(y, training)
-        if training:
-            self._cache = (x, y_cache)
-        return y
-
-    def call_backward(self, dy):
-        x, y = self._need_cache()
-        if not (self.trainable or self.need_input_grad):
-            return None
-        dz = self._deactivate(dy, y)
-        dx, dw, db = ops.conv2d_grad(
-            dz,
-            x,
-            self.params["kernel"],
-            **self._conv_kwargs(),
-            **grad_kwargs(ops.conv2d_grad, self.need_input_grad),
-        )
-        if self.trainable:
-            self._store_grad("kernel", dw)
-            if self.use_bias:
-                self._store_grad("bias", db)
-        return dx if self.need_input_grad else None
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -249,6 +256,9 @@ class DepthwiseConv2D(_BaseConv):
     x ``(N, H, W, C)`` -> y ``(N, OH, OW, C * depth_multiplier)``; output channel ``c * M + m``.
     Weights ``depthwise_kernel (KH, KW, C, M)`` and ``bias (C * M,)``.
     """
+
+    _op_name = "depthwise_conv2d"
+    _kernel_key = "depthwise_kernel"
 
     def __init__(
         self,
@@ -306,33 +316,6 @@ class DepthwiseConv2D(_BaseConv):
         oh, ow = self._spatial_out(input_shape)
         c = input_shape[-1]
         return (oh, ow, None if c is None else c * self.depth_multiplier)
-
-    def call(self, x, training=False):
-        y = ops.depthwise_conv2d(
-            x, self.params["depthwise_kernel"], self.params.get("bias"), **self._conv_kwargs()
-        )
-        y, y_cache = self._activate(y, training)
-        if training:
-            self._cache = (x, y_cache)
-        return y
-
-    def call_backward(self, dy):
-        x, y = self._need_cache()
-        if not (self.trainable or self.need_input_grad):
-            return None
-        dz = self._deactivate(dy, y)
-        dx, dw, db = ops.depthwise_conv2d_grad(
-            dz,
-            x,
-            self.params["depthwise_kernel"],
-            **self._conv_kwargs(),
-            **grad_kwargs(ops.depthwise_conv2d_grad, self.need_input_grad),
-        )
-        if self.trainable:
-            self._store_grad("depthwise_kernel", dw)
-            if self.use_bias:
-                self._store_grad("bias", db)
-        return dx if self.need_input_grad else None
 
     def get_config(self):
         config = super().get_config()
@@ -472,6 +455,12 @@ class Conv2DTranspose(_BaseConv):
     (``pad = KH_eff // 2`` for "same", 0 for "valid"), aligned as TensorFlow does.
     """
 
+    _op_name = "conv_transpose2d"
+
+    def _op_kwargs(self, x):
+        return self._transpose_kwargs(x.shape[1:3])
+
+
     def __init__(
         self,
         filters,
@@ -576,28 +565,6 @@ class Conv2DTranspose(_BaseConv):
         kw["padding"] = (crops[0], crops[1])
         kw["output_padding"] = tuple(extra)
         return kw
-
-    def call(self, x, training=False):
-        kw = self._transpose_kwargs(x.shape[1:3])
-        y = ops.conv_transpose2d(x, self.params["kernel"], self.params.get("bias"), **kw)
-        y, y_cache = self._activate(y, training)
-        if training:
-            self._cache = (x, y_cache, kw)
-        return y
-
-    def call_backward(self, dy):
-        x, y, kw = self._need_cache()
-        if not (self.trainable or self.need_input_grad):
-            return None
-        dz = self._deactivate(dy, y)
-        dx, dw, db = ops.conv_transpose2d_grad(
-            dz, x, self.params["kernel"], **kw, **grad_kwargs(ops.conv_transpose2d_grad, self.need_input_grad)
-        )
-        if self.trainable:
-            self._store_grad("kernel", dw)
-            if self.use_bias:
-                self._store_grad("bias", db)
-        return dx if self.need_input_grad else None
 
     def get_config(self):
         config = super().get_config()
