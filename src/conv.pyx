@@ -5,7 +5,8 @@ Design (see src/conv_impl.h for the register tile):
 - Forward conv, the input gradient of conv (one call per stride phase, no zero-stuffing) and
   transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
   fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
-  tiles of 6 output pixels, parallel over groups of tiles with a static OpenMP schedule.
+  tiles of 6 output pixels, parallel over chunks of tiles with a dynamic OpenMP schedule.  All plans
+  of one call (the stride phases of an input gradient) share one parallel region.
 - Weight gradient: rows (n, oh) of dy are cut into max(4, threads) chunks, each summed into its
   own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
   results and more threads differ only by float rounding.
@@ -80,17 +81,9 @@ def pack_weights(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
             fc_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
 
 
-def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
-                const floating[::1] wp,                # IN  packed weights
-                const floating[::1] bias,              # IN  (G*Ko,) or None
-                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
-                tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G, int Cr, int Ko,
-                bint relu, int isa, int nthreads):
-    """Run one gather convolution (see conv_geom.h).
-
-    grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax); taps_y = ((by, ky), ...); taps_x likewise.
-    """
-    cdef fc_gconv p
+cdef long _setup_gconv(fc_gconv *p, inp, out, tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G,
+                       int Cr, int Ko, bint relu, int nthreads, size_t elem, int *tb) except -1:
+    """Fill p for one plan; return its tile count and set *tb to its tiles per chunk."""
     cdef int i
     p.N = inp.shape[0]; p.IH = inp.shape[1]; p.IW = inp.shape[2]; p.ICt = inp.shape[3]
     p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
@@ -106,8 +99,11 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
             p.mergex = 0
     cdef long P = <long>p.N * p.OH * p.OW
+    tb[0] = 1
+    p.rowtiles = 0
+    p.rowseg = 0
     if P == 0:
-        return
+        return 0
     # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
     # narrow ones, where a partial tile per row would waste too many register-tile slots
     p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
@@ -121,41 +117,85 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef int bspan = 1
     if p.ntx:
         bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
-    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * Cr * sizeof(floating)
-    cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
+    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * Cr * elem
+    tb[0] = <int>max(1, min(8, 131072 // max(patch, 1)))
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
     p.rowseg = p.rowtiles and Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
     if p.rowseg:
-        TB = (p.OW + FC_RB - 1) // FC_RB
-    cdef long nchunks = (ntiles + TB - 1) // TB
-    if nthreads > nchunks:
-        nthreads = <int>nchunks
-    cdef size_t sb
-    if floating is float:
-        sb = fc_gconv_scratch_f32(isa, &p, TB)
-    else:
-        sb = fc_gconv_scratch_f64(isa, &p, TB)
-    sb = (sb + 63) & ~(<size_t>63)
-    cdef const floating *bptr = &bias[0] if bias is not None else NULL
-    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
-    if scratch == NULL:
+        tb[0] = (p.OW + FC_RB - 1) // FC_RB
+    return ntiles
+
+
+def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
+                const floating[::1] wp,                # IN  packed weights
+                const floating[::1] bias,              # IN  (G*Ko,) or None
+                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads):
+    """Run the gather convolutions of `plans` (see conv_geom.h) in one parallel region.
+
+    Each plan is (grid, taps_y, taps_x) with grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and
+    taps = ((b, k), ...).  The plans of an input gradient (one per stride phase) write disjoint
+    pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
+    """
+    cdef int np_ = len(plans), i
+    if np_ == 0:
+        return
+    cdef fc_gconv *ps = <fc_gconv *>malloc(np_ * sizeof(fc_gconv))
+    cdef long *first = <long *>malloc((np_ + 1) * sizeof(long))   # first chunk of each plan
+    cdef long *ntiles = <long *>malloc(np_ * sizeof(long))
+    cdef int *tbs = <int *>malloc(np_ * sizeof(int))
+    if ps == NULL or first == NULL or ntiles == NULL or tbs == NULL:
+        free(ps); free(first); free(ntiles); free(tbs)
         raise MemoryError()
-    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef size_t sb = 0, s
+    cdef char *scratch = NULL
+    try:
+        first[0] = 0
+        for i in range(np_):
+            grid, taps_y, taps_x = plans[i]
+            ntiles[i] = _setup_gconv(&ps[i], inp, out, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, nthreads,
+                                     sizeof(floating), &tbs[i])
+            first[i + 1] = first[i] + (ntiles[i] + tbs[i] - 1) // tbs[i]
+        if first[np_] == 0:
+            return
+        for i in range(np_):
+            if ntiles[i]:
+                if floating is float:
+                    s = fc_gconv_scratch_f32(isa, &ps[i], tbs[i])
+                else:
+                    s = fc_gconv_scratch_f64(isa, &ps[i], tbs[i])
+                sb = max(sb, s)
+        sb = (sb + 63) & ~(<size_t>63)
+        if nthreads > first[np_]:
+            nthreads = <int>first[np_]
+        scratch = <char *>malloc(sb * nthreads + 64)
+        if scratch == NULL:
+            raise MemoryError()
+        _run_gconv(&inp[0, 0, 0, 0], &wp[0], &bias[0] if bias is not None else NULL, &out[0, 0, 0, 0],
+                   ps, np_, first, ntiles, tbs, isa, nthreads,
+                   <char *>((<size_t>scratch + 63) & ~(<size_t>63)), sb)
+    finally:
+        free(ps); free(first); free(ntiles); free(tbs); free(scratch)
+
+
+cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
+                     const fc_gconv *ps, int np_, const long *first, const long *ntiles, const int *tbs,
+                     int isa, int nthreads, char *base, size_t sb) noexcept nogil:
     cdef long ci, t0, t1
-    with nogil:
-        # dynamic: a thread that shares its core with another process takes fewer chunks (each
-        # tile's arithmetic is the same whichever thread runs it)
-        for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            t0 = ci * TB
-            t1 = min(ntiles, t0 + TB)
-            if floating is float:
-                fc_gconv_tiles_f32(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
-                                   base + threadid() * sb)
-            else:
-                fc_gconv_tiles_f64(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
-                                   base + threadid() * sb)
-    free(scratch)
+    cdef int j
+    # dynamic: a thread that shares its core with another process takes fewer chunks (each
+    # tile's arithmetic is the same whichever thread runs it)
+    for ci in prange(first[np_], num_threads=nthreads, schedule='dynamic'):
+        j = 0
+        while ci >= first[j + 1]:
+            j = j + 1
+        t0 = (ci - first[j]) * tbs[j]
+        t1 = min(ntiles[j], t0 + tbs[j])
+        if floating is float:
+            fc_gconv_tiles_f32(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
+        else:
+            fc_gconv_tiles_f64(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
 
 
 def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)

@@ -19,6 +19,10 @@ class GatherPlan:
     taps_y: tuple          # ((by, ky), ...)
     taps_x: tuple
 
+    def as_tuple(self) -> tuple:
+        """(grid, taps_y, taps_x), the form the kernel wrapper takes."""
+        return self.grid, self.taps_y, self.taps_x
+
 
 def forward_plan(out_hw, k_hw, stride, pad_tl, dilation) -> GatherPlan:
     """conv2d forward: y[oy, ox] gathers x[oy*s - p + kh*d, ...]."""

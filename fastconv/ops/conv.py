@@ -96,7 +96,7 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
         plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
     wp = _pack(a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     work = y.size * KH * KW * Cg
-    _k.gather_conv(x, wp, bias, y_out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, Cg, K // a.groups,
+    _k.gather_conv(x, wp, bias, y_out, [plan.as_tuple()], KH, KW, a.groups, Cg, K // a.groups,
                    relu, isa, _dispatch.threads_for(work))
     return y
 
@@ -115,9 +115,9 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     if _pointwise(a):
         dy, dx_out = _pixel_row(dy), _pixel_row(dx)
         in_hw = dx_out.shape[1:3]
-    for plan in _plan.input_grad_plans(in_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation):
-        _k.gather_conv(dy, wp, bias, dx_out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, a.groups, K // a.groups,
-                       Cg, False, isa, threads)
+    plans = _plan.input_grad_plans(in_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
+    _k.gather_conv(dy, wp, bias, dx_out, [p.as_tuple() for p in plans], KH, KW, a.groups, K // a.groups,
+                   Cg, False, isa, threads)
     return dx
 
 
