@@ -21,6 +21,8 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
+from _parallel cimport (STREAM_MIN_BYTES, alloc_scratch, clamp_threads, scratch_base, stream_ok,
+                        sum_partials)
 
 cdef extern from "depthwise_kernels.h" nogil:
     ctypedef struct fc_dwp:
@@ -57,24 +59,11 @@ cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH,
     p.stream = 0
 
 
-# Outputs at least this large are written with non-temporal stores when vector-aligned (they
-# would not stay in cache for the next op anyway; streaming saves the read-for-ownership).
-cdef size_t _STREAM_BYTES = 4 << 20
-STREAM_BYTES = _STREAM_BYTES
+STREAM_BYTES = STREAM_MIN_BYTES  # outputs this large may take non-temporal stores (_parallel.pxd)
 
 
-cdef inline int _stream(const void *out, size_t nbytes, int K, size_t itemsize, int isa) noexcept nogil:
-    cdef size_t vb = fc_dw_vector_bytes(isa) if itemsize == 4 else 16
-    return nbytes >= _STREAM_BYTES and (<size_t>out) % vb == 0 and (K * itemsize) % vb == 0
-
-
-cdef char *_scratch(size_t *sb, int nthreads):
-    """nthreads slices of sb bytes (rounded to 64), 64-aligned; returns the malloc'ed block."""
-    sb[0] = (sb[0] + 63) & ~(<size_t>63)
-    cdef char *mem = <char *>malloc(sb[0] * nthreads + 64)
-    if mem == NULL:
-        raise MemoryError()
-    return mem
+cdef inline int _stream(const void *out, size_t nbytes, int channels, size_t itemsize, int isa) noexcept nogil:
+    return stream_ok(out, nbytes, channels, itemsize, fc_dw_vector_bytes(isa) if itemsize == 4 else 16)
 
 
 def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
@@ -89,13 +78,10 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef long R = <long>p.N * p.OH
     if R == 0 or p.OW == 0 or p.K == 0:
         return
-    if nthreads > R:
-        nthreads = <int>R
-    if nthreads < 1:
-        nthreads = 1
+    nthreads = clamp_threads(nthreads, R)
     cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef const floating *bp = &bias[0] if bias is not None else NULL
     p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.K * sizeof(floating), p.K, sizeof(floating), isa)
     cdef long t, r0, r1
@@ -123,13 +109,10 @@ def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
     cdef long R = <long>p.N * p.H
     if R == 0 or p.W == 0 or p.K == 0:
         return
-    if nthreads > R:
-        nthreads = <int>R
-    if nthreads < 1:
-        nthreads = 1
+    nthreads = clamp_threads(nthreads, R)
     cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     p.stream = _stream(&dx[0, 0, 0, 0], <size_t>R * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
     cdef long t, r0, r1
     with nogil:
@@ -157,27 +140,20 @@ def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
     cdef long R = <long>p.N * p.OH
     cdef size_t nw = <size_t>p.KH * p.KW * p.K
     cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    cdef size_t i
-    cdef int j
     if R == 0 or p.OW == 0 or p.K == 0:
         dw[...] = 0
         if db is not None:
             db[...] = 0
         return
-    if nthreads > R:
-        nthreads = <int>R
-    if nthreads < 1:
-        nthreads = 1
+    nthreads = clamp_threads(nthreads, R)
     cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
     if partials == NULL:
         free(mem)
         raise MemoryError()
-    cdef floating *outw = &dw[0, 0, 0, 0]
     cdef floating *pd
-    cdef floating s
     cdef long t, r0, r1
     with nogil:
         memset(partials, 0, part * nthreads * sizeof(floating))
@@ -192,17 +168,9 @@ def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
                 fc_dw_backward_weight_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, pd, pd + nw,
                                           base + threadid() * sb)
         # fixed-order reduction of the per-thread partials
-        for i in range(nw):
-            s = partials[i]
-            for j in range(1, nthreads):
-                s = s + partials[j * part + i]
-            outw[i] = s
+        sum_partials(partials, part, nthreads, nw, &dw[0, 0, 0, 0])
         if db is not None:
-            for i in range(<size_t>p.K):
-                s = partials[nw + i]
-                for j in range(1, nthreads):
-                    s = s + partials[j * part + nw + i]
-                db[i] = s
+            sum_partials(partials + nw, part, nthreads, p.K, &db[0])
     free(partials)
     free(mem)
 
@@ -224,8 +192,6 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
               dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
     cdef size_t nw = <size_t>p.KH * p.KW * p.K
     cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    cdef size_t i
-    cdef int j
     if p.N == 0 or p.OH == 0 or p.OW == 0 or p.K == 0:
         dw[...] = 0
         db[...] = 0
@@ -238,24 +204,19 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     if BR > p.OH:
         BR = p.OH
     cdef long B = <long>p.N * ((p.OH + BR - 1) // BR)
-    if nthreads > B:
-        nthreads = <int>B
-    if nthreads < 1:
-        nthreads = 1
+    nthreads = clamp_threads(nthreads, B)
     cdef floating *dxp = NULL
     if dx is not None:
         dxp = &dx[0, 0, 0, 0]
         p.stream = _stream(dxp, <size_t>p.N * p.H * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
     cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
     if partials == NULL:
         free(mem)
         raise MemoryError()
-    cdef floating *outw = &dw[0, 0, 0, 0]
     cdef floating *pd
-    cdef floating s
     cdef long t, b0, b1
     with nogil:
         memset(partials, 0, part * nthreads * sizeof(floating))
@@ -269,15 +230,8 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
             else:
                 fc_dw_backward_blocks_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], dxp, b0, b1,
                                           <int>BR, pd, pd + nw, base + threadid() * sb)
-        for i in range(nw):
-            s = partials[i]
-            for j in range(1, nthreads):
-                s = s + partials[j * part + i]
-            outw[i] = s
-        for i in range(<size_t>p.K):
-            s = partials[nw + i]
-            for j in range(1, nthreads):
-                s = s + partials[j * part + nw + i]
-            db[i] = s
+        # fixed-order reduction of the per-thread partials
+        sum_partials(partials, part, nthreads, nw, &dw[0, 0, 0, 0])
+        sum_partials(partials + nw, part, nthreads, p.K, &db[0])
     free(partials)
     free(mem)

@@ -18,6 +18,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int32_t
 from _common cimport floating
+from _parallel cimport STREAM_MIN_BYTES, alloc_scratch, clamp_threads, scratch_base, stream_ok
 
 cdef extern from "pool_kernels.h" nogil:
     ctypedef struct fc_poolp:
@@ -48,10 +49,11 @@ cdef extern from "pool_kernels.h" nogil:
     void fc_gap_backward_f64(int isa, const fc_poolp *p, const double *dy, double *dx, long r0, long r1)
 
 
-# Outputs at least this large are written with non-temporal stores (when vector-aligned): they
-# would not stay in cache for the next op anyway, and streaming saves the read-for-ownership.
-cdef size_t _STREAM_BYTES = 4 << 20
-STREAM_BYTES = _STREAM_BYTES
+STREAM_BYTES = STREAM_MIN_BYTES  # outputs this large may take non-temporal stores (_parallel.pxd)
+
+
+cdef inline int _stream(const void *out, size_t nbytes, int channels, size_t itemsize, int isa) noexcept nogil:
+    return stream_ok(out, nbytes, channels, itemsize, fc_pool_vector_bytes(isa) if itemsize == 4 else 16)
 
 
 cdef inline void _geometry(fc_poolp *p, int N, int H, int W, int C, int OH, int OW, int KH, int KW,
@@ -59,26 +61,6 @@ cdef inline void _geometry(fc_poolp *p, int N, int H, int W, int C, int OH, int 
     p.N = N; p.H = H; p.W = W; p.C = C; p.OH = OH; p.OW = OW; p.KH = KH; p.KW = KW
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.include_pad = include_pad
     p.stream = 0
-
-
-cdef inline int _stream(const void *out, size_t nbytes, int C, size_t itemsize, int isa) noexcept nogil:
-    """Whether an output may be streamed: large, and every vector store aligned."""
-    cdef size_t vb = fc_pool_vector_bytes(isa) if itemsize == 4 else 16
-    return nbytes >= _STREAM_BYTES and (<size_t>out) % vb == 0 and (C * itemsize) % vb == 0
-
-
-cdef inline int _clamp_threads(int nthreads, long work) noexcept nogil:
-    if nthreads > work:
-        nthreads = <int>work
-    return nthreads if nthreads > 0 else 1
-
-
-cdef char *_scratch(size_t *sb, int nthreads):
-    sb[0] = (sb[0] + 63) & ~(<size_t>63)
-    cdef char *mem = <char *>malloc(sb[0] * nthreads + 64)
-    if mem == NULL:
-        raise MemoryError()
-    return mem
 
 
 def max_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
@@ -92,7 +74,7 @@ def max_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef long R = <long>p.N * p.OH
     if R == 0 or p.OW == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     cdef int32_t *am = &argmax[0, 0, 0, 0] if argmax is not None else NULL
     p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.C * sizeof(floating), p.C, sizeof(floating), isa)
     cdef long t, r0, r1
@@ -118,12 +100,12 @@ def max_backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C) (unused 
     cdef long R = fc_pool_backward_units(&p, argmax is not None)
     if p.N == 0 or p.H == 0 or p.W == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     cdef const int32_t *am = &argmax[0, 0, 0, 0] if argmax is not None else NULL
     p.stream = _stream(&dx[0, 0, 0, 0], <size_t>p.N * p.H * p.W * p.C * sizeof(floating), p.C, sizeof(floating), isa)
     cdef size_t sb = fc_pool_scratch_f32(isa, &p) if floating is float else fc_pool_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
@@ -148,7 +130,7 @@ def avg_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef long R = <long>p.N * p.OH
     if R == 0 or p.OW == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.C * sizeof(floating), p.C, sizeof(floating), isa)
     cdef long t, r0, r1
     with nogil:
@@ -171,11 +153,11 @@ def avg_backward(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C)
     cdef long R = fc_pool_backward_units(&p, 0)
     if p.N == 0 or p.H == 0 or p.W == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     p.stream = _stream(&dx[0, 0, 0, 0], <size_t>p.N * p.H * p.W * p.C * sizeof(floating), p.C, sizeof(floating), isa)
     cdef size_t sb = fc_pool_scratch_f32(isa, &p) if floating is float else fc_pool_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
@@ -197,10 +179,10 @@ def global_avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
     cdef long R = p.N
     if R == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     cdef size_t sb = fc_pool_scratch_f32(isa, &p) if floating is float else fc_pool_scratch_f64(isa, &p)
-    cdef char *mem = _scratch(&sb, nthreads)
-    cdef char *base = <char *>((<size_t>mem + 63) & ~(<size_t>63))
+    cdef char *mem = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(mem)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
@@ -223,7 +205,7 @@ def global_avg_backward(const floating[:, ::1] dy,       # IN  (N, C)
     cdef long R = <long>p.N * p.H
     if R == 0 or p.W == 0 or p.C == 0:
         return
-    nthreads = _clamp_threads(nthreads, R)
+    nthreads = clamp_threads(nthreads, R)
     cdef long t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
