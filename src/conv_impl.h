@@ -557,6 +557,11 @@ static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t x
     }
 }
 
+/* Pixels of dy a weight-gradient tile reduces over before the next tile takes them (L1 reuse). */
+#ifndef FC_WG_PIXELS
+#define FC_WG_PIXELS 48
+#endif
+
 /* Width of a zero-padded x row: every tap of every output column falls inside it. */
 static inline int FN(fc_wg_padw)(const fc_wgrad *p) { return (p->OW - 1) * p->sw + (p->KW - 1) * p->dw + 1; }
 
@@ -575,6 +580,7 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
     const ptrdiff_t xrow = (ptrdiff_t)Wp * C, xpix = (ptrdiff_t)p->sw * C;
     const ptrdiff_t dyrow = (ptrdiff_t)p->OW * K;
     const int flat = (p->G == 1 && p->dw == 1);   /* (kw, c) contiguous in the padded row */
+    const int sub = p->OW >= FC_WG_PIXELS ? 1 : FC_WG_PIXELS / p->OW;
 
     for (long ra = r0; ra < r1; ra += RBLK) {
         const int nr = (int)((r1 - ra) < RBLK ? (r1 - ra) : RBLK);
@@ -604,15 +610,22 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
                 const int zlo = fc_max(uhi, ulo);
                 if (zlo < Wp) memset(dst + (ptrdiff_t)zlo * C, 0, (size_t)(Wp - zlo) * C * sizeof(FC_T));
             }
-            if (flat) {
-                FN(fc_wg_segment)(p->KW * C, K, xpad, xrow, xpix, dyb, dyrow, K, rowok, nr, p->OW,
-                                  dw + (ptrdiff_t)kh * p->KW * C * K, K);
-            } else {
-                for (int kw = 0; kw < p->KW; kw++)
-                    for (int g = 0; g < p->G; g++)
-                        FN(fc_wg_segment)(p->Cg, p->Kg, xpad + (ptrdiff_t)kw * p->dw * C + (ptrdiff_t)g * p->Cg,
-                                          xrow, xpix, dyb + (ptrdiff_t)g * p->Kg, dyrow, K, rowok, nr, p->OW,
-                                          dw + ((ptrdiff_t)kh * p->KW + kw) * p->Cg * K + (ptrdiff_t)g * p->Kg, K);
+            /* every tile of a kernel row runs over a few rows at a time (~FC_WG_PIXELS pixels), so the
+             * dy and x it reads stay in L1 across the tiles instead of streaming from L2 per tile */
+            for (int rs = 0; rs < nr; rs += sub) {
+                const int ns = nr - rs < sub ? nr - rs : sub;
+                const FC_T *xs = xpad + rs * xrow, *dys = dyb + rs * dyrow;
+                if (flat) {
+                    FN(fc_wg_segment)(p->KW * C, K, xs, xrow, xpix, dys, dyrow, K, rowok + rs, ns, p->OW,
+                                      dw + (ptrdiff_t)kh * p->KW * C * K, K);
+                } else {
+                    for (int kw = 0; kw < p->KW; kw++)
+                        for (int g = 0; g < p->G; g++)
+                            FN(fc_wg_segment)(p->Cg, p->Kg, xs + (ptrdiff_t)kw * p->dw * C + (ptrdiff_t)g * p->Cg,
+                                              xrow, xpix, dys + (ptrdiff_t)g * p->Kg, dyrow, K, rowok + rs, ns,
+                                              p->OW, dw + ((ptrdiff_t)kh * p->KW + kw) * p->Cg * K + (ptrdiff_t)g * p->Kg,
+                                              K);
+                }
             }
         }
     }
