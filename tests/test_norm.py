@@ -295,3 +295,118 @@ def test_kernels_against_numpy_every_simd_level(level, c):
     x2 = x.copy()
     _kn.bn_affine(x2, mean, a, b, x2, 1, isa, 2)
     np.testing.assert_allclose(x2, np.maximum((x.astype(F64) - mean) * a + b, 0), rtol=0, atol=1e-5)
+
+
+# ---- BatchNormalization + ReLU / ReLU6 fused by the training plan -----------------------------
+
+
+def _fusion_model(dtype):
+    from fastconv.functional import Input, Model
+
+    inp = Input((6, 6, 3))
+    h = L.Conv2D(5, 3, padding="same", use_bias=False, dtype=dtype)(inp)
+    h = L.BatchNormalization(dtype=dtype)(h)
+    h = L.Activation("relu6", dtype=dtype)(h)
+    s = L.Conv2D(5, 1, use_bias=False, dtype=dtype)(h)
+    s = L.BatchNormalization(dtype=dtype)(s)
+    s = L.Activation("relu", dtype=dtype)(s)
+    t = L.BatchNormalization(dtype=dtype)(h)  # feeds an Add too: not fused
+    a = L.Activation("relu", dtype=dtype)(t)
+    y = L.Add(dtype=dtype)([s, a, t])
+    y = L.BatchNormalization(dtype=dtype)(y)
+    y = L.Activation("tanh", dtype=dtype)(y)  # not relu: not fused
+    y = L.GlobalAveragePooling2D(dtype=dtype)(y)
+    return Model(inp, L.Dense(4, dtype=dtype)(y))
+
+
+def test_plan_fuses_bn_relu_and_matches_unfused():
+    model = _fusion_model(F64)
+    plan = model._plan()
+    fusion = plan.activation_fusion()
+    assert sorted(fusion.values()) == ["relu", "relu6", "skip", "skip"]
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4, 6, 6, 3))
+    runs = []
+    for fz in (None, fusion):
+        for layer in plan.layers:  # the same moving statistics for both runs
+            for k, v in layer.state.items():
+                v[...] = 0.0 if "mean" in k else 1.0
+        (out,) = plan.forward([x], training=True, fusion=fz)
+        dy = np.cos(np.arange(out.size)).reshape(out.shape)
+        plan.backward([dy], fusion=fz)
+        runs.append((out, [g.copy() for layer in plan.layers for g in layer.grads.values()],
+                     [s.copy() for layer in plan.layers for s in layer.state.values()]))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(runs[1][1] + runs[1][2], runs[0][1] + runs[0][2]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fit_uses_the_fusion_and_learns():
+    model = _fusion_model(np.float32)
+    model.compile("adam", "mse")
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((32, 6, 6, 3)).astype(np.float32)
+    y = rng.standard_normal((32, 4)).astype(np.float32)
+    hist = model.fit(x, y, batch_size=8, epochs=5, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    # the fused layers leave no fused state behind
+    assert all(getattr(layer, "fused_activation", None) is None for layer in model._plan().layers)
+
+
+# ---- relu / relu6 kernels (fastconv.activations) -----------------------------------------------
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, fn, mask", [
+    ("relu", lambda t: np.maximum(t, 0), lambda y: y > 0),
+    ("relu6", lambda t: np.clip(t, 0, 6), lambda y: (y > 0) & (y < 6)),
+])
+def test_relu_kernels_every_level(level, dtype, name, fn, mask, simd):
+    from fastconv import activations
+
+    simd(level)
+    act = activations.get(name)
+    rng = np.random.default_rng(14)
+    for shape in [(0,), (1,), (7,), (3, 5, 5, 17), (70001,)]:
+        x = (rng.standard_normal(shape) * 5).astype(dtype)
+        if x.size > 3:
+            x.flat[:4] = [0.0, 6.0, np.nan, -0.0]
+        y = act.forward(x)
+        np.testing.assert_array_equal(y, fn(x))
+        assert y.dtype == dtype
+        if x.size:
+            assert _dispatch.last_used["activation"] == (level if dtype == np.float32 else "generic")
+        dy = rng.standard_normal(shape).astype(dtype)
+        np.testing.assert_array_equal(act.backward(dy, y), np.where(mask(y), dy, 0))
+        buf = np.full_like(x, np.nan)  # out=: every element written
+        assert act.forward(x, out=buf) is buf
+        np.testing.assert_array_equal(buf, fn(x))
+        xc = x.copy()  # in place
+        act.forward(xc, out=xc)
+        np.testing.assert_array_equal(xc, fn(x))
+
+
+def test_relu_kernels_threads_and_fallbacks():
+    from fastconv import activations
+
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((300000,)).astype(np.float32) * 7
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    outs = []
+    for threads in (1, 2):
+        y, dx = np.empty_like(x), np.empty_like(x)
+        _kn.act_forward(x, y, 2, _dispatch.simd_level(), threads)
+        _kn.act_backward(dy, y, dx, 2, _dispatch.simd_level(), threads)
+        outs.append((y, dx))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    # non-contiguous, float16 and read-only inputs take NumPy and give the same values
+    xs = x.reshape(600, 500)[:, ::3]
+    np.testing.assert_array_equal(activations.relu.forward(xs), np.maximum(xs, 0))
+    h = x[:1000].astype(np.float16)
+    np.testing.assert_array_equal(activations.relu6.forward(h), np.clip(h, 0, 6))
+    ro = x[:1000].copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(activations.relu.forward(ro), np.maximum(ro, 0))
+    assert ro.flags.writeable is False
