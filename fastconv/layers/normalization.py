@@ -113,7 +113,9 @@ class BatchNormalization(Layer):
 
     def _vec(self, v, c, dtype):
         """A per-channel coefficient as a contiguous (C,) array of ``dtype``."""
-        return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=dtype), (c,)))
+        if type(v) is np.ndarray:  # already (C,): one cast (a copy, so a kernel never sees a weight)
+            return v.astype(dtype)
+        return np.full(c, v, dtype=dtype)
 
     def call(self, x, training=False):
         c = x.shape[-1]
