@@ -18,7 +18,7 @@ import warnings
 
 from setuptools import Extension, setup
 
-MODULES = ["runtime", "conv", "depthwise", "pool"]
+MODULES = ["runtime", "conv", "depthwise", "pool", "norm"]
 
 
 def openmp_flags():

@@ -41,6 +41,8 @@ __all__ = [
     "avg_pool2d_grad",
     "global_avg_pool2d",
     "global_avg_pool2d_grad",
+    "batch_norm_train",
+    "batch_norm_train_grad",
     "resolve_padding",
     "conv_transpose_padding",
 ]
@@ -776,3 +778,34 @@ def global_avg_pool2d_grad(dy, x):
     _check_dy(dy, (n, c), "global_avg_pool2d_grad")
     dx = np.broadcast_to(dy[:, None, None, :] / (h * wd), x.shape).copy()
     return dx.astype(result, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Batch normalisation over the last axis (training mode; inference is x * a + b)
+# ---------------------------------------------------------------------------
+
+
+def batch_norm_train(x, gamma, beta, epsilon):
+    """``(y, mean, var)``: x normalised per channel (last axis) with the batch mean and biased
+    variance over all other axes, then ``* gamma + beta``."""
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)
+    mean = x2.mean(axis=0)
+    xc = x2 - mean
+    var = (xc * xc).mean(axis=0)
+    y = xc / np.sqrt(var + epsilon) * gamma + beta
+    return y.reshape(x.shape).astype(x.dtype, copy=False), mean, var
+
+
+def batch_norm_train_grad(dy, x, gamma, epsilon):
+    """``(dx, dgamma, dbeta)`` of :func:`batch_norm_train`, with ``xhat`` the normalised input:
+    ``dx = gamma / std * (dy - mean(dy) - xhat * mean(dy * xhat))``."""
+    c = x.shape[-1]
+    x2, dy2 = x.reshape(-1, c), dy.reshape(-1, c)
+    mean = x2.mean(axis=0)
+    inv = 1.0 / np.sqrt(((x2 - mean) ** 2).mean(axis=0) + epsilon)
+    xhat = (x2 - mean) * inv
+    dbeta = dy2.sum(axis=0)
+    dgamma = (dy2 * xhat).sum(axis=0)
+    dx = gamma * inv * (dy2 - dbeta / len(x2) - xhat * dgamma / len(x2))
+    return dx.reshape(x.shape).astype(dy.dtype, copy=False), dgamma, dbeta

@@ -204,6 +204,36 @@ class ExecutionPlan:
         mode = _fusable_softmax_mode(self.nodes[idx].layer)
         return None if mode is None else (idx, mode)
 
+    def activation_fusion(self):
+        """``{node index: mode}`` fusing each BatchNormalization with the ReLU / ReLU6 ``Activation``
+        right after it: the BatchNormalization node runs with ``fused_activation`` (mode "relu" or
+        "relu6") and the activation node passes its input through ("skip"). Only when the
+        normalised tensor feeds that activation alone, is no model output, and neither layer is
+        shared (a shared layer's proxy) nor casts to another dtype."""
+        from fastconv.layers.core import Activation
+        from fastconv.layers.normalization import BatchNormalization
+
+        consumers = {}
+        for j, node in enumerate(self.nodes):
+            for t in node.inputs:
+                consumers.setdefault(t, []).append(j)
+        fusion = {}
+        for i, node in enumerate(self.nodes):
+            bn = node.layer
+            if type(bn) is not BatchNormalization or len(node.inputs) != 1 or node.output in self.outputs:
+                continue
+            users = consumers.get(node.output, [])
+            if len(users) != 1:
+                continue
+            j = users[0]
+            act = self.nodes[j].layer
+            name = getattr(getattr(act, "activation", None), "name", None)
+            if type(act) is Activation and name in ("relu", "relu6") and act.dtype == bn.dtype and \
+                    self.nodes[j].inputs == (node.output,):  # fmt: skip
+                fusion[i] = name
+                fusion[j] = "skip"
+        return fusion
+
     def softmax_fusion(self):
         """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
         if len(self.outputs) != 1:
@@ -230,8 +260,14 @@ class ExecutionPlan:
                 break
             layer = node.layer
             mode = fusion.get(i) if fusion else None
-            if mode == "skip":  # the node is the softmax: its output is its input (the logits)
+            if mode == "skip":  # softmax (its output is the logits) or an activation fused upstream
                 y = tensors[node.inputs[0]]
+            elif mode in ("relu", "relu6"):  # BatchNormalization with the activation after it
+                layer.fused_activation = mode
+                try:
+                    y = layer.forward(tensors[node.inputs[0]], training)
+                finally:
+                    layer.fused_activation = None
             elif mode == "attr":
                 saved = layer.activation
                 layer.activation = _activations.linear
@@ -273,7 +309,7 @@ class ExecutionPlan:
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             dy = grads.pop(node.output, None)
-            if fusion and fusion.get(i) == "skip":  # the softmax was folded into the loss
+            if fusion and fusion.get(i) == "skip":  # folded into the loss or into the layer before
                 t = node.inputs[0]
                 if dy is not None and self._tensor_needs(needs, t):
                     grads[t] = dy if t not in grads else grads[t] + dy
@@ -365,7 +401,9 @@ class _Objective:
                 f = plan.output_fusion(k)
                 if f is not None:
                     self.fused[k] = f
-        self.fusion = {idx: mode for idx, mode in self.fused.values()} or None
+        self.fusion = {idx: mode for idx, mode in self.fused.values()}
+        self.fusion.update(plan.activation_fusion())
+        self.fusion = self.fusion or None
 
     def check_targets(self, ys, who):
         for k in self.loss_index:

@@ -9,19 +9,31 @@ Design notes
   place, ``moving = moving * momentum + batch * (1 - momentum)`` (Keras 3).
 * Inference, and also training while ``trainable=False`` (Keras's rule for
   frozen BatchNormalization, so fine-tuning keeps the learned statistics):
-  ``y = x * a + b`` with ``a = gamma / sqrt(moving_variance + epsilon)``.
+  ``y = (x - moving_mean) * a + beta`` with ``a = gamma / sqrt(moving_variance + epsilon)``.
 * Weights in Keras order: gamma, beta (trainable; ``scale`` / ``center`` drop
   them), moving_mean, moving_variance (non-trainable, in ``state``).
 * Backward of the training mode, with ``xhat`` the normalised input:
-  ``dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))``.
+  ``dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))``
+  (fastconv.reference.batch_norm_train_grad is the plain NumPy version).
+* The work is done by the compiled kernels of ``fastconv._kernels.norm``: one
+  pass for the statistics (float64 partial sums in a fixed order, so the result
+  does not depend on the thread count), one to normalise; backward one pass for
+  the two sums and one for dx. Only per-channel coefficients are computed here.
+  The training cache holds the input (not a normalised copy) and the mean.
+* A ReLU or ReLU6 right after the layer can be fused into it
+  (``fused_activation``, set by the training plan for the forward it runs): the
+  output is then the activation's, and backward masks ``dy`` with it.
+* float16 layers compute in float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastconv import _dispatch
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
+from fastconv._kernels import norm as _kn
 from fastconv.layers.base import Layer, register_layer
 
 __all__ = ["BatchNormalization"]
@@ -36,6 +48,8 @@ class BatchNormalization(Layer):
     """
 
     min_ndim = 2
+    #: "relu" / "relu6" while the training plan runs this layer fused with the activation after it
+    fused_activation = None
 
     def __init__(
         self,
@@ -92,50 +106,73 @@ class BatchNormalization(Layer):
     def _beta(self):
         return self.params["beta"] if self.center else 0.0
 
+    def _work(self, t):
+        """``t`` as a C-contiguous (M, C) array of the kernels' dtype (float32 or float64)."""
+        wd = np.float64 if self.dtype == np.float64 else np.float32
+        return np.ascontiguousarray(t.reshape(-1, t.shape[-1]), dtype=wd)
+
+    def _vec(self, v, c, dtype):
+        """A per-channel coefficient as a contiguous (C,) array of ``dtype``."""
+        if type(v) is np.ndarray:  # already (C,): one cast (a copy, so a kernel never sees a weight)
+            return v.astype(dtype)
+        return np.full(c, v, dtype=dtype)
+
     def call(self, x, training=False):
         c = x.shape[-1]
+        x2 = self._work(x)
+        wd = x2.dtype
+        act = _kn.ACT_CODES[self.fused_activation]
+        isa = _dispatch.level_for("batch_norm", wd)
+        threads = _dispatch.threads_for(x2.size)
+        y2 = np.empty_like(x2)
         if training and self.trainable:
-            x2 = x.reshape(-1, c)
             m = x2.shape[0]
-            mean = x2.mean(axis=0)
-            xhat = x - mean
-            xh2 = xhat.reshape(-1, c)
-            var = np.einsum("ij,ij->j", xh2, xh2) / m
+            mean = np.zeros(c)
+            var = np.ones(c)
+            if m:
+                _kn.bn_stats(x2, mean, var, isa, threads)
             inv = 1.0 / np.sqrt(var + self.epsilon)
-            xhat *= inv
-            y = xhat * self._gamma() if self.scale else xhat.copy()
-            if self.center:
-                y += self.params["beta"]
-            mom = self.momentum
-            mm, mv = self.state["moving_mean"], self.state["moving_variance"]
-            mm *= mom
-            mm += (1.0 - mom) * mean
-            mv *= mom
-            mv += (1.0 - mom) * var
-            self._cache = ("train", xhat, inv)
-            return y
-        a = self._gamma() / np.sqrt(self.state["moving_variance"] + self.epsilon)
-        b = self._beta() - self.state["moving_mean"] * a
-        y = x * a.astype(x.dtype, copy=False)
-        y += np.asarray(b, dtype=x.dtype)
-        if training:
-            self._cache = ("frozen", x, a)
-        return y
+            # the kernels subtract the mean rounded to the data's dtype; its rounding error (large
+            # means in float32) is folded into the float64 offset instead
+            mean_w = mean.astype(wd)
+            resid = mean - mean_w
+            a = self._gamma() * inv
+            _kn.bn_affine(x2, mean_w, self._vec(a, c, wd), self._vec(self._beta() - resid * a, c, wd),
+                          y2, act, isa, threads)
+            if m:  # an empty batch has no statistics to learn from
+                mom = self.momentum
+                mm, mv = self.state["moving_mean"], self.state["moving_variance"]
+                mm[...] = mm * mom + (1.0 - mom) * mean
+                mv[...] = mv * mom + (1.0 - mom) * var
+            self._cache = ("train", x2, y2 if act else None, act, mean_w, (inv, resid))
+        else:
+            a = self._gamma() / np.sqrt(self.state["moving_variance"].astype(np.float64) + self.epsilon)
+            _kn.bn_affine(x2, self._vec(self.state["moving_mean"], c, wd), self._vec(a, c, wd),
+                          self._vec(self._beta(), c, wd), y2, act, isa, threads)
+            if training:
+                self._cache = ("frozen", None, y2 if act else None, act, None, a)
+        return y2.reshape(x.shape).astype(self.dtype, copy=False)
 
     def call_backward(self, dy):
-        mode, t, u = self._need_cache()
+        mode, x2, y2, act, mean_w, u = self._need_cache()
         c = dy.shape[-1]
-        dy2 = dy.reshape(-1, c)
+        dy2 = self._work(dy)
+        wd = dy2.dtype
+        isa = _dispatch.level_for("batch_norm", wd)
+        threads = _dispatch.threads_for(dy2.size)
         if mode == "frozen":
             # Inference-mode normalisation (frozen layer): an affine map per channel.
             if not self.need_input_grad:
                 return None
-            return dy * u.astype(dy.dtype, copy=False)
-        xhat, inv = t, u
-        xh2 = xhat.reshape(-1, c)
-        m = xh2.shape[0]
-        dbeta = dy2.sum(axis=0)
-        dgamma = np.einsum("ij,ij->j", dy2, xh2)
+            dx = np.empty_like(dy2)
+            _kn.bn_dx(dy2, None, y2, act, None, self._vec(u, c, wd), None, None, dx, isa, threads)
+            return dx.reshape(dy.shape).astype(self.dtype, copy=False)
+        inv, resid = u
+        m = x2.shape[0]
+        dbeta, s2 = np.empty(c), np.empty(c)
+        _kn.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, isa, threads)
+        s2 -= resid * dbeta  # sum g * (x - mean) from the sum around the rounded mean
+        dgamma = s2 * inv
         if self.trainable:
             if self.scale:
                 self._store_grad("gamma", dgamma)
@@ -143,11 +180,15 @@ class BatchNormalization(Layer):
                 self._store_grad("beta", dbeta)
         if not self.need_input_grad:
             return None
-        dx = xhat * (-dgamma / m)
-        dx += dy
-        dx -= dbeta / m
-        dx *= self._gamma() * inv
-        return dx
+        # dx = p * (g - dbeta / m - (x - mean) * inv^2 * s2 / m), p = gamma * inv, with the kernel's
+        # (x - mean_w) * gb + gc for (x - mean) * gb + (-p * dbeta / m)
+        p = self._gamma() * inv
+        mm = max(m, 1)
+        gb = -p * inv * inv * s2 / mm
+        dx = np.empty_like(dy2)
+        _kn.bn_dx(dy2, x2, y2, act, mean_w, self._vec(p, c, wd), self._vec(gb, c, wd),
+                  self._vec(-p * dbeta / mm - resid * gb, c, wd), dx, isa, threads)
+        return dx.reshape(dy.shape).astype(self.dtype, copy=False)
 
     def get_config(self):
         config = super().get_config()
