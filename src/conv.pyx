@@ -15,6 +15,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
+from _parallel cimport sum_partials
 import numpy as np
 
 cdef extern from "conv_kernels.h" nogil:
@@ -213,8 +214,6 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     cdef long R = <long>p.N * p.OH
     cdef size_t nw = <size_t>p.KH * p.KW * p.Cg * p.K
     cdef long t, r0, r1
-    cdef size_t i
-    cdef int j
     # rows per block: keep the block's dy and padded x rows around 256 KiB
     cdef size_t row_bytes = (<size_t>p.OW * p.K + (<size_t>(p.OW - 1) * sw + (p.KW - 1) * dwl + 1) * p.C) * sizeof(floating)
     cdef int RBLK = <int>max(1, min(64, 262144 // max(row_bytes, 1)))
@@ -243,8 +242,6 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
         raise MemoryError()
     cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
     cdef floating *pd
-    cdef floating *outw = &dw[0, 0, 0, 0]
-    cdef floating s
     with nogil:
         memset(partials, 0, part * nchunks * sizeof(floating))
         for t in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
@@ -258,17 +255,9 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
                 fc_wgrad_rows_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
                                   base + threadid() * sb)
         # fixed-order reduction of the per-chunk partials
-        for i in range(nw):
-            s = partials[i]
-            for j in range(1, nchunks):
-                s = s + partials[j * part + i]
-            outw[i] = s
+        sum_partials(partials, part, nchunks, nw, &dw[0, 0, 0, 0])
         if db is not None:
-            for i in range(<size_t>p.K):
-                s = partials[nw + i]
-                for j in range(1, nchunks):
-                    s = s + partials[j * part + nw + i]
-                db[i] = s
+            sum_partials(partials + nw, part, nchunks, p.K, &db[0])
     free(partials)
     free(scratch)
 
