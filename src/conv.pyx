@@ -59,6 +59,22 @@ cdef extern from "conv_kernels.h" nogil:
                            int RBLK, float *dw, float *db, char *scratch)
     void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, long r0, long r1,
                            int RBLK, double *dw, double *db, char *scratch)
+    int FC_NK_MAXKO
+    int fc_nk_vlen_f32(int isa)
+    int fc_nk_vlen_f64(int isa)
+    size_t fc_nk_wsize_f32(int isa, int KH, int KW, int G, int Cr, int Ko)
+    size_t fc_nk_wsize_f64(int isa, int KH, int KW, int G, int Cr, int Ko)
+    void fc_nk_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, float *dst)
+    void fc_nk_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
+    size_t fc_nk_scratch_f32(int isa, const fc_gconv *p)
+    size_t fc_nk_scratch_f64(int isa, const fc_gconv *p)
+    long fc_nk_count(const fc_gconv *p)
+    void fc_nk_run_f32(int isa, const fc_gconv *p, const float *inp, const float *wn,
+                                         const float *bias, float *out, long u0, long u1, char *scratch)
+    void fc_nk_run_f64(int isa, const fc_gconv *p, const double *inp, const double *wn,
+                                         const double *bias, double *out, long u0, long u1, char *scratch)
 
 MAX_TAPS = 64
 TILE_PIXELS = 6
@@ -80,6 +96,27 @@ def pack_weights(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
             fc_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
 
 
+cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shape, tuple grid, tuple taps_y,
+                         tuple taps_x, int KH, int KW, int G, int Cr, int Ko, bint relu) except *:
+    """The fc_gconv of one gather convolution (see gather_conv)."""
+    cdef int i
+    p.N = in_shape[0]; p.IH = in_shape[1]; p.IW = in_shape[2]; p.ICt = in_shape[3]
+    p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
+    p.out_H = out_shape[1]; p.out_W = out_shape[2]; p.OCt = out_shape[3]
+    p.nty = len(taps_y); p.ntx = len(taps_x)
+    for i in range(p.nty):
+        p.by[i], p.ky[i] = taps_y[i]
+    for i in range(p.ntx):
+        p.bx[i], p.kx[i] = taps_x[i]
+    p.KH = KH; p.KW = KW; p.G = G; p.Cr = Cr; p.Ko = Ko; p.relu = relu
+    p.mergex = p.ntx == KW and p.ICt == Cr
+    for i in range(p.ntx):
+        if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
+            p.mergex = 0
+    p.rowtiles = 0
+    p.rowseg = 0
+
+
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wp,                # IN  packed weights
                 const floating[::1] bias,              # IN  (G*Ko,) or None
@@ -92,19 +129,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     """
     cdef fc_gconv p
     cdef int i
-    p.N = inp.shape[0]; p.IH = inp.shape[1]; p.IW = inp.shape[2]; p.ICt = inp.shape[3]
-    p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
-    p.out_H = out.shape[1]; p.out_W = out.shape[2]; p.OCt = out.shape[3]
-    p.nty = len(taps_y); p.ntx = len(taps_x)
-    for i in range(p.nty):
-        p.by[i], p.ky[i] = taps_y[i]
-    for i in range(p.ntx):
-        p.bx[i], p.kx[i] = taps_x[i]
-    p.KH = KH; p.KW = KW; p.G = G; p.Cr = Cr; p.Ko = Ko; p.relu = relu
-    p.mergex = p.ntx == KW and p.ICt == Cr
-    for i in range(p.ntx):
-        if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
-            p.mergex = 0
+    _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
     cdef long P = <long>p.N * p.OH * p.OW
     if P == 0:
         return
@@ -155,6 +180,75 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
             else:
                 fc_gconv_tiles_f64(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
                                    base + threadid() * sb)
+    free(scratch)
+
+
+def narrow_vlen(int isa, dtype):
+    """Reduction channels per vector of the narrow-output kernel for this level and dtype."""
+    return fc_nk_vlen_f64(isa) if np.dtype(dtype) == np.float64 else fc_nk_vlen_f32(isa)
+
+
+def narrow_weights_size(int isa, dtype, int KH, int KW, int G, int Cr, int Ko):
+    """Elements of the narrow-output kernel's packed weights."""
+    if np.dtype(dtype) == np.float64:
+        return fc_nk_wsize_f64(isa, KH, KW, G, Cr, Ko)
+    return fc_nk_wsize_f32(isa, KH, KW, G, Cr, Ko)
+
+
+def pack_narrow(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
+                ptrdiff_t s_kh, ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko,
+                floating[::1] dst, int isa):
+    """dst[g][kh][kw][cv][k][v] = src[kh*s_kh + kw*s_kw + g*s_g + (cv*VLEN + v)*s_cr + k*s_ko], 0 past Cr."""
+    with nogil:
+        if floating is float:
+            fc_nk_pack_f32(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+        else:
+            fc_nk_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+
+
+def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
+                const floating[::1] wn,                # IN  weights packed by pack_narrow
+                const floating[::1] bias,              # IN  (G*Ko,) or None
+                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G, int Cr, int Ko,
+                bint relu, int isa, int nthreads):
+    """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
+
+    Work units (grid row, block of columns) are spread over threads in chunks, dynamically: each
+    pixel's arithmetic is the same whichever thread computes it.
+    """
+    cdef fc_gconv p
+    _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
+    if <long>p.N * p.OH * p.OW == 0:
+        return
+    cdef long nunits = fc_nk_count(&p)
+    # about 8 chunks per thread, so a thread slowed by another process takes fewer
+    cdef long per = max(1, nunits // (8 * max(nthreads, 1)))
+    cdef long nchunks = (nunits + per - 1) // per
+    if nthreads > nchunks:
+        nthreads = <int>nchunks
+    cdef size_t sb
+    if floating is float:
+        sb = fc_nk_scratch_f32(isa, &p)
+    else:
+        sb = fc_nk_scratch_f64(isa, &p)
+    sb = (sb + 63) & ~(<size_t>63)
+    cdef const floating *bptr = &bias[0] if bias is not None else NULL
+    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
+    if scratch == NULL:
+        raise MemoryError()
+    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef long ci, u0, u1
+    with nogil:
+        for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
+            u0 = ci * per
+            u1 = min(nunits, u0 + per)
+            if floating is float:
+                fc_nk_run_f32(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
+                              base + threadid() * sb)
+            else:
+                fc_nk_run_f64(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
+                              base + threadid() * sb)
     free(scratch)
 
 
