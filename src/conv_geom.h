@@ -17,6 +17,7 @@
 
 #define FC_MAXT 64      /* taps per axis: kernel extent limit checked in Python */
 #define FC_RB 6         /* output pixels per register tile (see conv_impl.h for the budget) */
+#define FC_RG_MAXR 64   /* longest reduction (nty*ntx*Cr) of the row-im2col path */
 
 typedef struct {
     int N, IH, IW, ICt;           /* input tensor In[N][IH][IW][ICt] */
@@ -31,8 +32,9 @@ typedef struct {
     int G, Cr, Ko;                /* groups, reduced channels per group, output channels per group */
     int relu;                     /* fused ReLU in the epilogue */
     int rowtiles;                 /* tiles never straddle output rows (wide maps) */
-    int mergex;
-    int rowseg;                   /* each call covers one whole output row, read from a padded copy */                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
+    int mergex;                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
+    int rowseg;                   /* each call covers one whole output row, read from a padded copy */
+    int rowgemm;                  /* rowseg through a per-row im2col of width R = nty*ntx*Cr (conv_impl.h) */
 } fc_gconv;
 
 /* Backward-weight problem: dw[kh, kw, c, g*Kg + k] = sum_{n,oh,ow} x[n, ih, iw, g*Cg + c] dy[n, oh, ow, g*Kg + k]
