@@ -392,14 +392,41 @@ FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride
     ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
 }
 
-/* (run length, pixel stride) pairs of fc_rowk compiled as constants: 3x3, 5x5 and 7x7 kernels on
- * 1-4 channels at stride 1 and 2.  Returns 0 (nothing done) for other shapes. */
-static inline int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
-                                  const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int nv, int store_direct,
-                                  FC_T *acc)
+/* Every tile and channel block of one output row through fc_rowk: x = the row's segment, nr kept
+ * kernel rows rstride apart, w = channel block 0 at the first kept kernel row (blocks wkb apart),
+ * out = pixel 0 channel 0 of the group.  3x3 kernels with all three rows kept (the interior rows)
+ * get the row count as a constant too, so the whole reduction is one straight run. */
+static inline __attribute__((always_inline)) void
+FN(fc_rowk_row)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
+                int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
+{
+    for (int kb = 0; kb * VB < Ko; kb++, w += wkb) {
+        const int nk = fc_min(VB, Ko - kb * VB), full = nk == VB;
+        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x;
+        FC_T *dt = out + kb * VB;
+        for (int ox = 0; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
+            const int nv = OW - ox;
+            if (CR <= 12 && CR % 3 == 0 && nr == 3)
+                FN(fc_rowk)(CR, PS, 3, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);
+            else
+                FN(fc_rowk)(CR, PS, nr, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);
+            if (full) continue;
+            for (int q = 0; q < fc_min(nv, FC_RB); q++)
+                for (int v = 0; v < nk; v++) {
+                    const FC_T s = acc[q * VB + v] + (bk ? bk[v] : (FC_T)0);
+                    dt[q * pstep + v] = (relu && s < 0) ? (FC_T)0 : s;
+                }
+        }
+    }
+}
+
+/* (run length, pixel stride) pairs compiled with constants: 3x3, 5x5 and 7x7 kernels on 1-4
+ * channels at stride 1 and 2.  Returns 0 (nothing done) for other shapes. */
+static int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
+                           int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
 {
 #define FC_ROWK(cr, ps) \
-    case (cr) * 16 + (ps): FN(fc_rowk)(cr, ps, nr, x, rstride, w, bias, relu, out, pstep, nv, store_direct, acc); return 1;
+    case (cr) * 16 + (ps): FN(fc_rowk_row)(cr, ps, nr, x, rstride, w, wkb, Ko, bias, relu, out, pstep, OW, acc); return 1;
     if (PS >= 16) return 0;
     switch (CR * 16 + PS) {
     FC_ROWK(3, 1) FC_ROWK(3, 2) FC_ROWK(6, 2) FC_ROWK(6, 4) FC_ROWK(9, 3) FC_ROWK(9, 6) FC_ROWK(12, 4)
@@ -465,6 +492,11 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
         int ky0 = 0;
         for (int i = 0; i < p->nty; i++)
             if (iy0 + p->by[i] >= 0 && iy0 + p->by[i] < p->IH) { ky0 = p->ky[i]; break; }
+        if (lean && FN(fc_rowk_any)(cr, (int)ps, nt, seg, (ptrdiff_t)span * Cr,
+                                    wp + (ptrdiff_t)g * nkb * wblk + (ptrdiff_t)ky0 * cr * VB, wblk, p->Ko,
+                                    bias ? bias + g * p->Ko : NULL, p->relu,
+                                    orow + (ptrdiff_t)p->ox0 * p->OCt + g * p->Ko, pstep, p->OW, acc))
+            continue;
         for (int kb = 0; kb < nkb; kb++) {
             const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
             const int k0 = g * p->Ko + kb * VB;
@@ -474,13 +506,6 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
                 FC_T *dst[FC_RB];
                 const int nv = p->OW - tt * FC_RB;  /* pixels of this tile that exist (>= FC_RB but the last) */
                 const FC_T *x = seg + tt * FC_RB * ps, *bk = bias ? bias + k0 : NULL;
-                if (lean && FN(fc_rowk_any)(cr, (int)ps, nt, x, (ptrdiff_t)span * Cr, wb + (ptrdiff_t)ky0 * cr * VB,
-                                            bk, p->relu, dt, pstep, nv, nk == VB, acc)) {
-                    if (nk == VB) continue;
-                    for (int q = 0; q < FC_RB; q++)
-                        dst[q] = q < nv ? dt + q * pstep : NULL;
-                    goto partial;
-                }
                 for (int q = 0; q < FC_RB; q++)
                     dst[q] = q < nv ? dt + q * pstep : NULL;
                 /* constant reduction lengths of common first layers: a fully unrolled channel loop */
@@ -491,7 +516,6 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
                 default: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, cr, bk, p->relu, dst, nk == VB, acc);
                 }
                 if (nk == VB) continue;
-            partial:
                 for (int q = 0; q < FC_RB; q++) {
                     if (!dst[q]) continue;
                     for (int v = 0; v < nk; v++) {
