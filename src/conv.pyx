@@ -36,6 +36,7 @@ cdef extern from "conv_kernels.h" nogil:
         int rowtiles
         int mergex
         int rowseg
+    int fc_rowk_shape(int cr, int ps)
     ctypedef struct fc_wgrad:
         int N, H, W, C
         int OH, OW, K
@@ -126,13 +127,14 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     """Run one gather convolution (see conv_geom.h).
 
     grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax); taps_y = ((by, ky), ...); taps_x likewise.
+    Returns the tile path taken: "rowk", "rowseg" or "tiles" (conv_impl.h), None when there is no pixel.
     """
     cdef fc_gconv p
     cdef int i
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
     cdef long P = <long>p.N * p.OH * p.OW
     if P == 0:
-        return
+        return None
     # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
     # narrow ones, where a partial tile per row would waste too many register-tile slots
     p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
@@ -151,8 +153,14 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
     p.rowseg = p.rowtiles and Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
+    path = "tiles"
     if p.rowseg:
         TB = (p.OW + FC_RB - 1) // FC_RB
+        path = "rowseg"
+        # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
+        if (p.mergex and all(p.ky[i] == p.ky[0] + i for i in range(p.nty))
+                and fc_rowk_shape(p.ntx * Cr, p.ax * Cr)):
+            path = "rowk"
     cdef long nchunks = (ntiles + TB - 1) // TB
     if nthreads > nchunks:
         nthreads = <int>nchunks
@@ -181,6 +189,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 fc_gconv_tiles_f64(isa, &p, &inp[0, 0, 0, 0], &wp[0], bptr, &out[0, 0, 0, 0], t0, t1, TB,
                                    base + threadid() * sb)
     free(scratch)
+    return path
 
 
 def narrow_vlen(int isa, dtype):
@@ -220,7 +229,7 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef fc_gconv p
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
     if <long>p.N * p.OH * p.OW == 0:
-        return
+        return None
     cdef long nunits = fc_nk_count(&p)
     # about 8 chunks per thread, so a thread slowed by another process takes fewer
     cdef long per = max(1, nunits // (8 * max(nthreads, 1)))
@@ -250,6 +259,7 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 fc_nk_run_f64(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
                               base + threadid() * sb)
     free(scratch)
+    return "narrow"
 
 
 def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)

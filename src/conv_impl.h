@@ -420,8 +420,8 @@ FN(fc_rowk_row)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rst
     }
 }
 
-/* (run length, pixel stride) pairs compiled with constants: 3x3, 5x5 and 7x7 kernels on 1-4
- * channels at stride 1 and 2.  Returns 0 (nothing done) for other shapes. */
+/* fc_rowk_row for the (run length, pixel stride) pairs of FC_ROWK_SHAPES (conv_geom.h), compiled
+ * with constants.  Returns 0 (nothing done) for other shapes. */
 static int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
                            int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
 {
@@ -429,9 +429,7 @@ static int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstr
     case (cr) * 16 + (ps): FN(fc_rowk_row)(cr, ps, nr, x, rstride, w, wkb, Ko, bias, relu, out, pstep, OW, acc); return 1;
     if (PS >= 16) return 0;
     switch (CR * 16 + PS) {
-    FC_ROWK(3, 1) FC_ROWK(3, 2) FC_ROWK(6, 2) FC_ROWK(6, 4) FC_ROWK(9, 3) FC_ROWK(9, 6) FC_ROWK(12, 4)
-    FC_ROWK(12, 8) FC_ROWK(5, 1) FC_ROWK(5, 2) FC_ROWK(15, 3) FC_ROWK(15, 6) FC_ROWK(7, 1) FC_ROWK(7, 2)
-    FC_ROWK(21, 3) FC_ROWK(21, 6)
+    FC_ROWK_SHAPES(FC_ROWK)
     default: return 0;
     }
 #undef FC_ROWK

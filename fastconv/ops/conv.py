@@ -88,19 +88,20 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
     """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out."""
     KH, KW = w.shape[:2]
     Cr, Ko = packing[:2]
+    paths = []
     if _use_narrow(Cr, Ko, isa, w.dtype):
-        _dispatch.last_kernel[op] = "narrow"
         wn = np.empty(_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko), dtype=w.dtype)
         _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)
         for plan in plans:
-            _k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko, relu,
-                           isa, threads)
-        return
-    _dispatch.last_kernel[op] = "gather"
-    wp = _pack(w, packing, G, isa)
-    for plan in plans:
-        _k.gather_conv(inp, wp, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko, relu, isa,
-                       threads)
+            paths.append(_k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko,
+                                        relu, isa, threads))
+    else:
+        wp = _pack(w, packing, G, isa)
+        for plan in plans:
+            paths.append(_k.gather_conv(inp, wp, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko,
+                                        relu, isa, threads))
+    # the path of the first phase that had pixels ("narrow", "rowk", "rowseg" or "tiles")
+    _dispatch.last_kernel[op] = next((p for p in paths if p), "none")
 
 
 def _pointwise(a: _ConvArgs) -> bool:
