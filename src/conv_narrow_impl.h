@@ -9,10 +9,11 @@
  * reduced horizontally once at the end of the tile.
  *
  * Register tile: P pixels along an output row x KO output channels (KO = 1..4 per pass over a
- * channel chunk), P = 8, 6, 4, 3 for KO = 1, 2, 3, 4.  Budget on AVX2 (16 ymm): KO=1: 8 acc + 1
- * weight (input vectors are FMA memory operands); KO=2: 12 + 2 + 1; KO=3: 12 + 3 + 1; KO=4: 12 + 4
- * (weights become memory operands).  Per step: KO weight vectors are loaded once and one input
- * vector per pixel, each input vector feeds KO FMAs.
+ * channel chunk), P = 8, 6, 3, 2 for KO = 1, 2, 3, 4.  Budget on AVX2 (16 ymm): KO=1: 8 acc + 1
+ * weight (input vectors are FMA memory operands, 9 loads per 8 FMAs); KO=2: 12 acc + 2 weights + 1
+ * input; KO=3: 9 + 3 + 1; KO=4: 8 + 4 + 1.  (KO=3 with 4 pixels needed all 16 registers and GCC
+ * turned every weight into a memory operand: 16 loads per 12 FMAs, load-port bound.)  Per step:
+ * KO weight vectors are loaded once and one input vector per pixel, each feeding KO FMAs.
  *
  * Packed weights: wn[g][kh][kw][cv][k][v] = w(reduction c = cv*VLEN + v, output k), zero past Cr.
  * A reduction tail (Cr not a multiple of VLEN) is one more step whose input vector is loaded lane
@@ -33,7 +34,7 @@
 #define FC_NK_MAXKO 4     /* output channels per register tile */
 #define FC_NK_MAXP 8      /* pixels per register tile (KO = 1) */
 #define FC_NK_BW 96       /* columns per work unit: a multiple of every tile width */
-static inline int fc_nk_pixels(int KO) { return KO == 1 ? 8 : KO == 2 ? 6 : KO == 3 ? 4 : 3; }
+static inline int fc_nk_pixels(int KO) { return KO == 1 ? 8 : KO == 2 ? 6 : KO == 3 ? 3 : 2; }
 #endif
 
 static int FN(fc_nk_vlen)(void) { return FC_VLEN; }
@@ -154,8 +155,8 @@ static void FN(fc_nk_run)(int KO, int indirect, int ntaps, const FC_T *x, const 
     switch (KO) {
     FC_NK_CASE(1, 8)
     FC_NK_CASE(2, 6)
-    FC_NK_CASE(3, 4)
-    default: FC_NK_CASE(4, 3)
+    FC_NK_CASE(3, 3)
+    default: FC_NK_CASE(4, 2)
     }
 #undef FC_NK_CASE
 }
