@@ -5,7 +5,11 @@ Design (see src/conv_impl.h for the register tile):
 - Forward conv, the input gradient of conv (one call per stride phase, no zero-stuffing) and
   transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
   fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
-  tiles of 6 output pixels, parallel over groups of tiles with a static OpenMP schedule.
+  tiles of 6 output pixels, parallel over groups of tiles with a dynamic OpenMP schedule (one whole
+  output row per chunk for few input channels).  gather_conv returns the path it took.
+- Few output channels per group (<= 4, the input gradient of a first layer): narrow_conv runs the
+  same geometry with vectors over the reduction channels (src/conv_narrow_impl.h), parallel over
+  (row, block of 96 columns) units in chunks; fastconv/ops/conv.py chooses between the two.
 - Weight gradient: rows (n, oh) of dy are cut into max(4, threads) chunks, each summed into its
   own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
   results and more threads differ only by float rounding.

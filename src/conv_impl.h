@@ -11,6 +11,15 @@
  * weight vectors once and broadcasts one input value per pixel, so each weight load feeds 6 FMAs.
  * Accumulators are named locals (an array indexed by a loop variable made GCC spill them).
  *
+ * Few input channels (first layers, p->rowseg): each call covers one output row whose kernel rows
+ * are first copied, zero-padded, into a segment.  When the column taps merge into one run of
+ * KW*Cr values and (KW*Cr, ax*Cr) is one of FC_ROWK_SHAPES (conv_geom.h), fc_rowk runs the same
+ * 6 x 2-vector tile with both compiled as constants: immediate addressing, no tap table, stores
+ * straight from registers (1 channel: about 360 instructions per 108-FMA tile, from 510).
+ *
+ * Few OUTPUT channels (input gradient of a first layer, transposed conv to an image): the
+ * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
+ *
  * Weight-gradient tile (fc_wgrad): 6 reduction rows x 2 vectors of output channels, reduced over
  * output pixels: per pixel two dy vectors are loaded and six x values broadcast.
  */
