@@ -159,7 +159,9 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     p.rowseg = p.rowtiles and Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
     path = "tiles"
     if p.rowseg:
-        TB = (p.OW + FC_RB - 1) // FC_RB
+        # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
+        # taking one chunk from the shared counter per row cost ~10 % with two threads
+        TB = ((p.OW + FC_RB - 1) // FC_RB) * max(1, (p.N * p.OH) // (16 * nthreads))
         path = "rowseg"
         # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
         if (p.mergex and all(p.ky[i] == p.ky[0] + i for i in range(p.nty))

@@ -540,8 +540,10 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                                FC_T *out, long t0, long t1, int TB, char *scratch)
 {
-    if (p->rowseg) {
-        FN(fc_gconv_row)(p, in, wp, bias, out, t0, t1, scratch);
+    if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
+        const long tpr = (p->OW + FC_RB - 1) / FC_RB;
+        for (long t = t0; t < t1; t += tpr)
+            FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
         return;
     }
     const int nkb = (p->Ko + VB - 1) / VB;
