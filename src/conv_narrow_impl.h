@@ -119,6 +119,7 @@ FN(fc_nk_tile)(const int KO, const int P, const int indirect, int ntaps,
             p4 = p3 + ps; p5 = p4 + ps; p6 = p5 + ps; p7 = p6 + ps;
         }
         const FC_T *wq = w + woff[t];
+#pragma GCC unroll 4
         for (int cv = 0; cv < nfull; cv++, wq += wcv) {
             const int o = cv * FC_VLEN;
 #define FC_NK_LD(ptr) LD((ptr) + o)
@@ -184,7 +185,7 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
     const ptrdiff_t wgrp = (ptrdiff_t)p->KH * p->KW * wtap;
     const int mx = p->mergex && rem == 0;  /* (kw, cv) contiguous in input and weights */
     const int nfull_d = mx ? p->ntx * nfull : nfull;
-    const ptrdiff_t ps = (ptrdiff_t)ax * ICt;
+    const ptrdiff_t ps = (ptrdiff_t)ax * ICt, pstep = (ptrdiff_t)p->out_ax * p->OCt;
     const size_t ntap = (size_t)p->nty * p->ntx;
     char *cur = scratch;
     ptrdiff_t *xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));    /* direct taps */
@@ -250,22 +251,28 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
                         /* pixel q of tap t reads column (s + q)*ax + bx: inside for q in [qlo, qhi) */
                         for (int t = 0; t < nti; t++) {
                             const int ix0 = s * ax + (int)bx_i[t];
-                            const int qlo = fc_min(np, fc_max(0, fc_ceildiv(-ix0, ax)));
-                            const int qhi = fc_max(qlo, fc_min(np, fc_floordiv(p->IW - 1 - ix0, ax) + 1));
+                            const int lo = ax == 1 ? -ix0 : fc_ceildiv(-ix0, ax);  /* no division at ax = 1 */
+                            const int hi = ax == 1 ? p->IW - ix0 : fc_floordiv(p->IW - 1 - ix0, ax) + 1;
+                            const int qlo = fc_min(np, fc_max(0, lo)), qhi = fc_max(qlo, fc_min(np, hi));
                             const FC_T **dst = xind + t * P;
+                            const FC_T *src = in + (rowb_i[t] + (ptrdiff_t)(ix0 + qlo * ax) * ICt);
                             int q = 0;
                             for (; q < qlo; q++) dst[q] = zeros;
-                            for (; q < qhi; q++) dst[q] = in + (rowb_i[t] + (ptrdiff_t)(ix0 + q * ax) * ICt);
+                            for (; q < qhi; q++, src += ps) dst[q] = src;
                             for (; q < P; q++) dst[q] = zeros;
                         }
                         FN(fc_nk_run)(KO, 1, nti, NULL, NULL, 0, xind, wk, woff_i, wcv, nfull, rem, res);
                     }
-                    for (int q = 0; q < np; q++) {
-                        FC_T *dst = orow + (ptrdiff_t)(s + q) * p->out_ax * p->OCt + k0;
-                        for (int k = 0; k < KO; k++) {
-                            FC_T v = res[q * KO + k] + (bias ? bias[k0 + k] : (FC_T)0);
-                            dst[k] = (p->relu && v < 0) ? (FC_T)0 : v;
-                        }
+                    FC_T *dst = orow + (ptrdiff_t)s * pstep + k0;
+                    if (!bias && !p->relu) {
+                        for (int q = 0; q < np; q++, dst += pstep)
+                            for (int k = 0; k < KO; k++) dst[k] = res[q * KO + k];
+                    } else {
+                        for (int q = 0; q < np; q++, dst += pstep)
+                            for (int k = 0; k < KO; k++) {
+                                const FC_T v = res[q * KO + k] + (bias ? bias[k0 + k] : (FC_T)0);
+                                dst[k] = (p->relu && v < 0) ? (FC_T)0 : v;
+                            }
                     }
                 }
             }
