@@ -73,12 +73,43 @@ static inline V FN(fc_ld_tail)(const FC_T *p, int n)
     return v;
 }
 
-static inline FC_T FN(fc_hsum)(V v)
+/* Horizontal sums of n vectors a[0..n): res[i] = sum of the lanes of a[i].  A tree of pairwise
+ * even/odd lane sums turns VLEN vectors into one vector of their VLEN sums in log2(VLEN) levels
+ * (7 shuffle-add pairs for 8 AVX2 accumulators instead of 8 separate reductions).  res needs room
+ * for n rounded up to a multiple of VLEN. */
+#if FC_VLEN == 2
+typedef long long FN(fc_ivec) __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+#define FC_EVEN ((FN(fc_ivec)){0, 2})
+#define FC_ODD ((FN(fc_ivec)){1, 3})
+#elif FC_VLEN == 4
+typedef int FN(fc_ivec) __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+#define FC_EVEN ((FN(fc_ivec)){0, 2, 4, 6})
+#define FC_ODD ((FN(fc_ivec)){1, 3, 5, 7})
+#elif FC_VLEN == 8
+typedef int FN(fc_ivec) __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+#define FC_EVEN ((FN(fc_ivec)){0, 2, 4, 6, 8, 10, 12, 14})
+#define FC_ODD ((FN(fc_ivec)){1, 3, 5, 7, 9, 11, 13, 15})
+#elif FC_VLEN == 16
+typedef int FN(fc_ivec) __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+#define FC_EVEN ((FN(fc_ivec)){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define FC_ODD ((FN(fc_ivec)){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#endif
+
+static inline __attribute__((always_inline)) void FN(fc_hsum_many)(const V *a, int n, FC_T *res)
 {
-    FC_T s = v[0];
-    for (int i = 1; i < FC_VLEN; i++) s += v[i];
-    return s;
+    const V z = {0};
+    for (int i0 = 0; i0 < n; i0 += FC_VLEN) {
+        V v[FC_VLEN];
+        for (int i = 0; i < FC_VLEN; i++) v[i] = i0 + i < n ? a[i0 + i] : z;
+        for (int len = FC_VLEN; len > 1; len /= 2)
+            for (int i = 0; i < len / 2; i++)
+                v[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], FC_EVEN)
+                       + __builtin_shuffle(v[2 * i], v[2 * i + 1], FC_ODD);
+        ST(res + i0, v[0]);
+    }
 }
+#undef FC_EVEN
+#undef FC_ODD
 
 /* res[p*KO + k] = sum over taps t, reduction vectors cv (nfull full ones, then a `rem`-lane tail) of
  *     x_t,p[cv*VLEN + 0..VLEN) . w[woff[t] + cv*wcv + k*VLEN + 0..VLEN)
@@ -133,10 +164,8 @@ FN(fc_nk_tile)(const int KO, const int P, const int indirect, int ntaps,
 #undef FC_NK_LD
         }
     }
-#define FC_NK_RES(i) if ((i) < P * KO) res[i] = FN(fc_hsum)(a##i);
-    FC_NK_RES(0) FC_NK_RES(1) FC_NK_RES(2) FC_NK_RES(3) FC_NK_RES(4) FC_NK_RES(5)
-    FC_NK_RES(6) FC_NK_RES(7) FC_NK_RES(8) FC_NK_RES(9) FC_NK_RES(10) FC_NK_RES(11)
-#undef FC_NK_RES
+    const V all[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};
+    FN(fc_hsum_many)(all, P * KO, res);
 }
 #undef FC_NK_STEP
 #undef FC_NK_FMA
@@ -166,7 +195,7 @@ static size_t FN(fc_nk_scratch_bytes)(const fc_gconv *p)
 {
     const size_t ntap = (size_t)p->nty * p->ntx;
     return 5 * ntap * sizeof(ptrdiff_t) + ntap * FC_NK_MAXP * sizeof(FC_T *)
-           + ((size_t)p->Cr + FC_VLEN) * sizeof(FC_T) + FC_NK_MAXP * FC_NK_MAXKO * sizeof(FC_T) + 8 * 64;
+           + ((size_t)p->Cr + FC_VLEN) * sizeof(FC_T) + (FC_NK_MAXP * FC_NK_MAXKO + FC_VLEN) * sizeof(FC_T) + 8 * 64;
 }
 
 /* Work units: (grid row, column block). */
@@ -195,7 +224,7 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
     ptrdiff_t *bx_i = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
     const FC_T **xind = (const FC_T **)FN(fc_carve)(&cur, ntap * FC_NK_MAXP * sizeof(FC_T *));
     FC_T *zeros = (FC_T *)FN(fc_carve)(&cur, ((size_t)Cr + FC_VLEN) * sizeof(FC_T));
-    FC_T *res = (FC_T *)FN(fc_carve)(&cur, FC_NK_MAXP * FC_NK_MAXKO * sizeof(FC_T));
+    FC_T *res = (FC_T *)FN(fc_carve)(&cur, (FC_NK_MAXP * FC_NK_MAXKO + FC_VLEN) * sizeof(FC_T));
     FN(fc_zero)(zeros, Cr + FC_VLEN);
 
     /* grid columns [xlo, xhi) read every column tap inside the input */
