@@ -18,6 +18,7 @@ _MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread cost
 
 _state = {"isa": None, "threads": None}
 last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
+last_kernel: dict[str, str] = {}  # op name -> kernel family of the last call's main pass (tests assert on it)
 
 
 def cpu_level() -> int:

@@ -5,8 +5,12 @@ Design (see src/conv_impl.h for the register tile):
 - Forward conv, the input gradient of conv (one call per stride phase, no zero-stuffing) and
   transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
   fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
-  tiles of 6 output pixels, parallel over chunks of tiles with a dynamic OpenMP schedule.  All plans
-  of one call (the stride phases of an input gradient) share one parallel region.
+  tiles of 6 output pixels, parallel over chunks of tiles with a dynamic OpenMP schedule (whole
+  output rows per chunk for few input channels).  All plans of one call (the stride phases of an
+  input gradient) share one parallel region.  gather_conv returns the path it took.
+- Few output channels per group (<= 4, the input gradient of a first layer): narrow_conv runs the
+  same geometry with vectors over the reduction channels (src/conv_narrow_impl.h), parallel over
+  (row, block of 96 columns) units in chunks; fastconv/ops/conv.py chooses between the two.
 - Weight gradient: rows (n, oh) of dy are cut into max(4, threads) chunks, each summed into its
   own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
   results and more threads differ only by float rounding.
@@ -38,6 +42,7 @@ cdef extern from "conv_kernels.h" nogil:
         int rowtiles
         int mergex
         int rowseg
+    int fc_rowk_shape(int cr, int ps)
     ctypedef struct fc_wgrad:
         int N, H, W, C
         int OH, OW, K
@@ -61,6 +66,22 @@ cdef extern from "conv_kernels.h" nogil:
                            int RBLK, float *dw, float *db, char *scratch)
     void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, long r0, long r1,
                            int RBLK, double *dw, double *db, char *scratch)
+    int FC_NK_MAXKO
+    int fc_nk_vlen_f32(int isa)
+    int fc_nk_vlen_f64(int isa)
+    size_t fc_nk_wsize_f32(int isa, int KH, int KW, int G, int Cr, int Ko)
+    size_t fc_nk_wsize_f64(int isa, int KH, int KW, int G, int Cr, int Ko)
+    void fc_nk_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, float *dst)
+    void fc_nk_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
+                        ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
+    size_t fc_nk_scratch_f32(int isa, const fc_gconv *p)
+    size_t fc_nk_scratch_f64(int isa, const fc_gconv *p)
+    long fc_nk_count(const fc_gconv *p)
+    void fc_nk_run_f32(int isa, const fc_gconv *p, const float *inp, const float *wn,
+                                         const float *bias, float *out, long u0, long u1, char *scratch)
+    void fc_nk_run_f64(int isa, const fc_gconv *p, const double *inp, const double *wn,
+                                         const double *bias, double *out, long u0, long u1, char *scratch)
 
 MAX_TAPS = 64
 TILE_PIXELS = 6
@@ -82,13 +103,13 @@ def pack_weights(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
             fc_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
 
 
-cdef long _setup_gconv(fc_gconv *p, inp, out, tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G,
-                       int Cr, int Ko, bint relu, int nthreads, size_t elem, int *tb) except -1:
-    """Fill p for one plan; return its tile count and set *tb to its tiles per chunk."""
+cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shape, tuple grid, tuple taps_y,
+                         tuple taps_x, int KH, int KW, int G, int Cr, int Ko, bint relu) except *:
+    """The fc_gconv of one gather convolution (see gather_conv)."""
     cdef int i
-    p.N = inp.shape[0]; p.IH = inp.shape[1]; p.IW = inp.shape[2]; p.ICt = inp.shape[3]
+    p.N = in_shape[0]; p.IH = in_shape[1]; p.IW = in_shape[2]; p.ICt = in_shape[3]
     p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
-    p.out_H = out.shape[1]; p.out_W = out.shape[2]; p.OCt = out.shape[3]
+    p.out_H = out_shape[1]; p.out_W = out_shape[2]; p.OCt = out_shape[3]
     p.nty = len(taps_y); p.ntx = len(taps_x)
     for i in range(p.nty):
         p.by[i], p.ky[i] = taps_y[i]
@@ -99,12 +120,15 @@ cdef long _setup_gconv(fc_gconv *p, inp, out, tuple grid, tuple taps_y, tuple ta
     for i in range(p.ntx):
         if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
             p.mergex = 0
-    cdef long P = <long>p.N * p.OH * p.OW
-    tb[0] = 1
     p.rowtiles = 0
     p.rowseg = 0
+
+
+cdef tuple _tile_plan(fc_gconv *p, tuple taps_x, int nthreads, size_t elem):
+    """Tile layout of one filled fc_gconv: (tiles, tiles per chunk, path), path None without pixels."""
+    cdef long P = <long>p.N * p.OH * p.OW
     if P == 0:
-        return 0
+        return 0, 1, None
     # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
     # narrow ones, where a partial tile per row would waste too many register-tile slots
     p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
@@ -118,14 +142,22 @@ cdef long _setup_gconv(fc_gconv *p, inp, out, tuple grid, tuple taps_y, tuple ta
     cdef int bspan = 1
     if p.ntx:
         bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
-    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * Cr * elem
-    tb[0] = <int>max(1, min(8, 131072 // max(patch, 1)))
+    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * p.Cr * elem
+    cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
-    p.rowseg = p.rowtiles and Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
+    p.rowseg = p.rowtiles and p.Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
+    path = "tiles"
     if p.rowseg:
-        tb[0] = (p.OW + FC_RB - 1) // FC_RB
-    return ntiles
+        # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
+        # taking one chunk from the shared counter per row cost ~10 % with two threads
+        TB = ((p.OW + FC_RB - 1) // FC_RB) * max(1, (p.N * p.OH) // (16 * nthreads))
+        path = "rowseg"
+        # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
+        if (p.mergex and all(p.ky[i] == p.ky[0] + i for i in range(p.nty))
+                and fc_rowk_shape(p.ntx * p.Cr, p.ax * p.Cr)):
+            path = "rowk"
+    return ntiles, TB, path
 
 
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
@@ -138,10 +170,12 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     Each plan is (grid, taps_y, taps_x) with grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and
     taps = ((b, k), ...).  The plans of an input gradient (one per stride phase) write disjoint
     pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
+    Returns the tile path of the first plan with pixels: "rowk", "rowseg" or "tiles" (conv_impl.h),
+    None when no plan has a pixel.
     """
     cdef int np_ = len(plans), i
     if np_ == 0:
-        return
+        return None
     cdef fc_gconv *ps = <fc_gconv *>malloc(np_ * sizeof(fc_gconv))
     cdef long *first = <long *>malloc((np_ + 1) * sizeof(long))   # first chunk of each plan
     cdef long *ntiles = <long *>malloc(np_ * sizeof(long))
@@ -151,22 +185,23 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         raise MemoryError()
     cdef size_t sb = 0, s
     cdef char *scratch = NULL
+    path = None
     try:
         first[0] = 0
         for i in range(np_):
             grid, taps_y, taps_x = plans[i]
-            ntiles[i] = _setup_gconv(&ps[i], inp, out, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, nthreads,
-                                     sizeof(floating), &tbs[i])
+            _fill_geometry(&ps[i], inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
+            ntiles[i], tbs[i], p_path = _tile_plan(&ps[i], taps_x, nthreads, sizeof(floating))
+            path = path or p_path
             first[i + 1] = first[i] + (ntiles[i] + tbs[i] - 1) // tbs[i]
-        if first[np_] == 0:
-            return
-        for i in range(np_):
             if ntiles[i]:
                 if floating is float:
                     s = fc_gconv_scratch_f32(isa, &ps[i], tbs[i])
                 else:
                     s = fc_gconv_scratch_f64(isa, &ps[i], tbs[i])
                 sb = max(sb, s)
+        if first[np_] == 0:
+            return None
         sb = (sb + 63) & ~(<size_t>63)
         if nthreads > first[np_]:
             nthreads = <int>first[np_]
@@ -178,6 +213,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                    <char *>((<size_t>scratch + 63) & ~(<size_t>63)), sb)
     finally:
         free(ps); free(first); free(ntiles); free(tbs); free(scratch)
+    return path
 
 
 cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
@@ -197,6 +233,76 @@ cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bi
             fc_gconv_tiles_f32(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
         else:
             fc_gconv_tiles_f64(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
+
+
+def narrow_vlen(int isa, dtype):
+    """Reduction channels per vector of the narrow-output kernel for this level and dtype."""
+    return fc_nk_vlen_f64(isa) if np.dtype(dtype) == np.float64 else fc_nk_vlen_f32(isa)
+
+
+def narrow_weights_size(int isa, dtype, int KH, int KW, int G, int Cr, int Ko):
+    """Elements of the narrow-output kernel's packed weights."""
+    if np.dtype(dtype) == np.float64:
+        return fc_nk_wsize_f64(isa, KH, KW, G, Cr, Ko)
+    return fc_nk_wsize_f32(isa, KH, KW, G, Cr, Ko)
+
+
+def pack_narrow(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
+                ptrdiff_t s_kh, ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko,
+                floating[::1] dst, int isa):
+    """dst[g][kh][kw][cv][k][v] = src[kh*s_kh + kw*s_kw + g*s_g + (cv*VLEN + v)*s_cr + k*s_ko], 0 past Cr."""
+    with nogil:
+        if floating is float:
+            fc_nk_pack_f32(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+        else:
+            fc_nk_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
+
+
+def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
+                const floating[::1] wn,                # IN  weights packed by pack_narrow
+                const floating[::1] bias,              # IN  (G*Ko,) or None
+                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G, int Cr, int Ko,
+                bint relu, int isa, int nthreads):
+    """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
+
+    Work units (grid row, block of columns) are spread over threads in chunks, dynamically: each
+    pixel's arithmetic is the same whichever thread computes it.
+    """
+    cdef fc_gconv p
+    _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
+    if <long>p.N * p.OH * p.OW == 0:
+        return None
+    cdef long nunits = fc_nk_count(&p)
+    # about 8 chunks per thread, so a thread slowed by another process takes fewer
+    cdef long per = max(1, nunits // (8 * max(nthreads, 1)))
+    cdef long nchunks = (nunits + per - 1) // per
+    if nthreads > nchunks:
+        nthreads = <int>nchunks
+    cdef size_t sb
+    if floating is float:
+        sb = fc_nk_scratch_f32(isa, &p)
+    else:
+        sb = fc_nk_scratch_f64(isa, &p)
+    sb = (sb + 63) & ~(<size_t>63)
+    cdef const floating *bptr = &bias[0] if bias is not None else NULL
+    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
+    if scratch == NULL:
+        raise MemoryError()
+    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef long ci, u0, u1
+    with nogil:
+        for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
+            u0 = ci * per
+            u1 = min(nunits, u0 + per)
+            if floating is float:
+                fc_nk_run_f32(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
+                              base + threadid() * sb)
+            else:
+                fc_nk_run_f64(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
+                              base + threadid() * sb)
+    free(scratch)
+    return "narrow"
 
 
 def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)

@@ -18,6 +18,20 @@
 #define FC_MAXT 64      /* taps per axis: kernel extent limit checked in Python */
 #define FC_RB 6         /* output pixels per register tile (see conv_impl.h for the budget) */
 
+/* (run length KW*Cr, pixel stride ax*Cr) of the few-channel rows compiled with constants (fc_rowk in
+ * conv_impl.h): 3x3, 5x5 and 7x7 kernels on 1-4 channels at stride 1 and 2. */
+#define FC_ROWK_SHAPES(X) \
+    X(3, 1) X(3, 2) X(6, 2) X(6, 4) X(9, 3) X(9, 6) X(12, 4) X(12, 8) \
+    X(5, 1) X(5, 2) X(15, 3) X(15, 6) X(7, 1) X(7, 2) X(21, 3) X(21, 6)
+
+static inline int fc_rowk_shape(int cr, int ps)
+{
+#define FC_ROWK_IS(c, s) if (cr == (c) && ps == (s)) return 1;
+    FC_ROWK_SHAPES(FC_ROWK_IS)
+#undef FC_ROWK_IS
+    return 0;
+}
+
 typedef struct {
     int N, IH, IW, ICt;           /* input tensor In[N][IH][IW][ICt] */
     int OH, OW;                   /* output grid computed by this call */
@@ -31,8 +45,8 @@ typedef struct {
     int G, Cr, Ko;                /* groups, reduced channels per group, output channels per group */
     int relu;                     /* fused ReLU in the epilogue */
     int rowtiles;                 /* tiles never straddle output rows (wide maps) */
-    int mergex;
-    int rowseg;                   /* each call covers one whole output row, read from a padded copy */                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
+    int mergex;                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
+    int rowseg;                   /* each call covers one whole output row, read from a padded copy */
 } fc_gconv;
 
 /* Backward-weight problem: dw[kh, kw, c, g*Kg + k] = sum_{n,oh,ow} x[n, ih, iw, g*Cg + c] dy[n, oh, ow, g*Kg + k]

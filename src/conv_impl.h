@@ -11,6 +11,15 @@
  * weight vectors once and broadcasts one input value per pixel, so each weight load feeds 6 FMAs.
  * Accumulators are named locals (an array indexed by a loop variable made GCC spill them).
  *
+ * Few input channels (first layers, p->rowseg): each call covers one output row whose kernel rows
+ * are first copied, zero-padded, into a segment.  When the column taps merge into one run of
+ * KW*Cr values and (KW*Cr, ax*Cr) is one of FC_ROWK_SHAPES (conv_geom.h), fc_rowk runs the same
+ * 6 x 2-vector tile with both compiled as constants: immediate addressing, no tap table, stores
+ * straight from registers (1 channel: about 360 instructions per 108-FMA tile, from 510).
+ *
+ * Few OUTPUT channels (input gradient of a first layer, transposed conv to an image): the
+ * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
+ *
  * Weight-gradient tile (fc_wgrad): 6 reduction rows x 2 vectors of output channels, reduced over
  * output pixels: per pixel two dy vectors are loaded and six x values broadcast.
  */
@@ -335,6 +344,106 @@ static inline char *FN(fc_carve)(char **cur, size_t bytes)
     return r;
 }
 
+/* Lean register tile of the few-channel row path (first layers): the same 6 x 2-vector tile as
+ * fc_ukernel, for merged column taps, with the run length CR (= KW*Cr) and pixel stride PS (= ax*Cr)
+ * compile-time constants.  Kernel row r reads x + r*rstride + p*PS + c and weights w + (r*CR + c)*VB,
+ * so every address inside a kernel row is an immediate offset and the loop has no tap bookkeeping.
+ * Full tiles without ReLU are stored straight from registers; otherwise the sums go to acc[]. */
+static inline __attribute__((always_inline)) void
+FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
+            const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int nv, int store_direct, FC_T *acc)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int r = 0; r < nr; r++, x += rstride, w += CR * VB) {
+#pragma GCC unroll 32
+        for (int c = 0; c < CR; c++) {
+            /* pixel p of step c reads x[p*PS + c], the value pixel p-1 reads at step c + PS: an
+             * opaque copy of the pointer per step stops GCC from keeping loaded values alive across
+             * steps (that spilled the accumulators) */
+            const FC_T *xc = x + c;
+            __asm__("" : "+r"(xc));
+            const V w0 = LD(w + c * VB), w1 = LD(w + c * VB + FC_VLEN);
+            V b;
+            b = BC(xc[0]); a00 += b * w0; a01 += b * w1;
+            b = BC(xc[PS]); a10 += b * w0; a11 += b * w1;
+            b = BC(xc[2 * PS]); a20 += b * w0; a21 += b * w1;
+            b = BC(xc[3 * PS]); a30 += b * w0; a31 += b * w1;
+            b = BC(xc[4 * PS]); a40 += b * w0; a41 += b * w1;
+            b = BC(xc[5 * PS]); a50 += b * w0; a51 += b * w1;
+        }
+    }
+    if (store_direct) {  /* a full channel block: pixels q < nv straight from registers */
+        if (bias) {
+            const V b0 = LD(bias), b1 = LD(bias + FC_VLEN);
+            a00 += b0; a01 += b1; a10 += b0; a11 += b1; a20 += b0; a21 += b1;
+            a30 += b0; a31 += b1; a40 += b0; a41 += b1; a50 += b0; a51 += b1;
+        }
+        if (relu) {
+#define FC_RELU(v) ((V)((__typeof__((v) > z))(v) & ((v) > z)))
+            a00 = FC_RELU(a00); a01 = FC_RELU(a01); a10 = FC_RELU(a10); a11 = FC_RELU(a11);
+            a20 = FC_RELU(a20); a21 = FC_RELU(a21); a30 = FC_RELU(a30); a31 = FC_RELU(a31);
+            a40 = FC_RELU(a40); a41 = FC_RELU(a41); a50 = FC_RELU(a50); a51 = FC_RELU(a51);
+#undef FC_RELU
+        }
+#define FC_ST_PIX(q, lo, hi) if (q < nv) { ST(out + q * pstep, lo); ST(out + q * pstep + FC_VLEN, hi); }
+        FC_ST_PIX(0, a00, a01) FC_ST_PIX(1, a10, a11) FC_ST_PIX(2, a20, a21)
+        FC_ST_PIX(3, a30, a31) FC_ST_PIX(4, a40, a41) FC_ST_PIX(5, a50, a51)
+#undef FC_ST_PIX
+        return;
+    }
+    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
+    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
+    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
+    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
+    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
+    ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
+}
+
+/* Every tile and channel block of one output row through fc_rowk: x = the row's segment, nr kept
+ * kernel rows rstride apart, w = channel block 0 at the first kept kernel row (blocks wkb apart),
+ * out = pixel 0 channel 0 of the group.  3x3 kernels with all three rows kept (the interior rows)
+ * get the row count as a constant too, so the whole reduction is one straight run. */
+static inline __attribute__((always_inline)) void
+FN(fc_rowk_row)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
+                int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
+{
+    for (int kb = 0; kb * VB < Ko; kb++, w += wkb) {
+        const int nk = fc_min(VB, Ko - kb * VB), full = nk == VB;
+        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x;
+        FC_T *dt = out + kb * VB;
+        for (int ox = 0; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
+            const int nv = OW - ox;
+            if (CR <= 12 && CR % 3 == 0 && nr == 3)
+                FN(fc_rowk)(CR, PS, 3, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);
+            else
+                FN(fc_rowk)(CR, PS, nr, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);
+            if (full) continue;
+            for (int q = 0; q < fc_min(nv, FC_RB); q++)
+                for (int v = 0; v < nk; v++) {
+                    const FC_T s = acc[q * VB + v] + (bk ? bk[v] : (FC_T)0);
+                    dt[q * pstep + v] = (relu && s < 0) ? (FC_T)0 : s;
+                }
+        }
+    }
+}
+
+/* fc_rowk_row for the (run length, pixel stride) pairs of FC_ROWK_SHAPES (conv_geom.h), compiled
+ * with constants.  Returns 0 (nothing done) for other shapes. */
+static int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
+                           int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
+{
+#define FC_ROWK(cr, ps) \
+    case (cr) * 16 + (ps): FN(fc_rowk_row)(cr, ps, nr, x, rstride, w, wkb, Ko, bias, relu, out, pstep, OW, acc); return 1;
+    if (PS >= 16) return 0;
+    switch (CR * 16 + PS) {
+    FC_ROWK_SHAPES(FC_ROWK)
+    default: return 0;
+    }
+#undef FC_ROWK
+}
+
 /* One whole output row (tiles [t0, t1) of a row-aligned tiling) for inputs with few channels: the
  * kernel rows it reads are copied once, zero-padded, into one segment that every tile of the row
  * then reads like x, so the per-tile work is only the register tile itself. */
@@ -358,7 +467,7 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
     FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
     const int iy0 = oy * p->ay, u0 = bmin;   /* segment column u holds input column u0 + u */
     const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
-    const ptrdiff_t ps = (ptrdiff_t)p->ax * Cr;
+    const ptrdiff_t ps = (ptrdiff_t)p->ax * Cr, pstep = (ptrdiff_t)p->out_ax * p->OCt;
     for (int g = 0; g < p->G; g++) {
         int nt = 0, r = 0;
         for (int i = 0; i < p->nty; i++) {
@@ -384,17 +493,28 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
             r++;
         }
         const int cr = mx ? p->ntx * Cr : Cr;
+        /* merged taps whose kept kernel rows are consecutive weight rows: the lean fc_rowk tile */
+        int lean = mx && nt > 0;
+        for (int i = 1; i < p->nty && lean; i++) lean = p->ky[i] == p->ky[0] + i;
+        int ky0 = 0;
+        for (int i = 0; i < p->nty; i++)
+            if (iy0 + p->by[i] >= 0 && iy0 + p->by[i] < p->IH) { ky0 = p->ky[i]; break; }
+        if (lean && FN(fc_rowk_any)(cr, (int)ps, nt, seg, (ptrdiff_t)span * Cr,
+                                    wp + (ptrdiff_t)g * nkb * wblk + (ptrdiff_t)ky0 * cr * VB, wblk, p->Ko,
+                                    bias ? bias + g * p->Ko : NULL, p->relu,
+                                    orow + (ptrdiff_t)p->ox0 * p->OCt + g * p->Ko, pstep, p->OW, acc))
+            continue;
         for (int kb = 0; kb < nkb; kb++) {
             const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
             const int k0 = g * p->Ko + kb * VB;
             const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
-            for (int tt = 0; tt < tpr; tt++) {
+            FC_T *dt = orow + (ptrdiff_t)p->ox0 * p->OCt + k0;
+            for (int tt = 0; tt < tpr; tt++, dt += FC_RB * pstep) {
                 FC_T *dst[FC_RB];
-                for (int q = 0; q < FC_RB; q++) {
-                    const int ox = tt * FC_RB + q;
-                    dst[q] = ox < p->OW ? orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt + k0 : NULL;
-                }
+                const int nv = p->OW - tt * FC_RB;  /* pixels of this tile that exist (>= FC_RB but the last) */
                 const FC_T *x = seg + tt * FC_RB * ps, *bk = bias ? bias + k0 : NULL;
+                for (int q = 0; q < FC_RB; q++)
+                    dst[q] = q < nv ? dt + q * pstep : NULL;
                 /* constant reduction lengths of common first layers: a fully unrolled channel loop */
                 switch (cr) {
                 case 3: FN(fc_ukernel)(nt, x, xoff, ps, wb, woff, 3, bk, p->relu, dst, nk == VB, acc); break;
@@ -420,8 +540,10 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                                FC_T *out, long t0, long t1, int TB, char *scratch)
 {
-    if (p->rowseg) {
-        FN(fc_gconv_row)(p, in, wp, bias, out, t0, t1, scratch);
+    if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
+        const long tpr = (p->OW + FC_RB - 1) / FC_RB;
+        for (long t = t0; t < t1; t += tpr)
+            FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
         return;
     }
     const int nkb = (p->Ko + VB - 1) / VB;
@@ -630,6 +752,8 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
         }
     }
 }
+
+#include "conv_narrow_impl.h"
 
 #undef V
 #undef VU

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import _dispatch, ops
+from fastconv._kernels import conv as conv_kernels
 from fastconv import reference as ref
 
 RNG = np.random.default_rng(1234)
@@ -298,3 +299,178 @@ def test_few_channel_inputs_of_any_size(x_shape, k):
     """Row-segment path: a long pixel row (pointwise conv of a big batch) must not blow up scratch."""
     x, w = rand(x_shape), rand((k, k, x_shape[3], 24))
     close(ops.conv2d(x, w, padding="same"), ref.conv2d(x, w, padding="same"), np.float32)
+
+
+# ---- few-channel paths: the constant-shape forward rows (fc_rowk) and the narrow-output kernel ----
+# (src/conv_impl.h, src/conv_narrow_impl.h).  _dispatch.last_kernel says which one ran.
+
+def run_conv_checks(N, H, W, C, K, kh, dtype, expect_fwd=None, expect_dx=None, **kw_):
+    """Forward and all three gradients against the reference, asserting the kernel paths taken."""
+    g = kw_.get("groups", 1)
+    x, w, b = rand((N, H, W, C), dtype), rand((kh, kh, C // g, K), dtype), rand((K,), dtype)
+    y = ops.conv2d(x, w, b, **kw_)
+    close(y, ref.conv2d(x, w, b, **kw_), dtype)
+    if expect_fwd and y.size:
+        assert _dispatch.last_kernel["conv2d"] == expect_fwd
+    dy = rand(y.shape, dtype)
+    for got, want in zip(ops.conv2d_grad(dy, x, w, **kw_), ref.conv2d_grad(dy, x, w, **kw_)):
+        close(got, want, dtype)
+    if expect_dx and y.size:
+        assert _dispatch.last_kernel["conv2d_grad"] == expect_dx
+
+
+FEW_CHANNELS = [
+    # N, H, W, kernel, options, forward path expected for C = 1..4
+    (3, 9, 28, 3, dict(padding="same"), "rowk"),
+    (2, 10, 30, 3, dict(padding="valid"), "rowk"),
+    (3, 11, 47, 3, dict(padding="same", stride=2), "rowk"),               # odd sizes, stride 2
+    (2, 9, 29, 3, dict(padding=((0, 2), (1, 0))), "rowk"),                # asymmetric
+    (1, 12, 30, 5, dict(padding=2), "rowk"),
+    (3, 13, 47, 7, dict(padding=3, stride=2), "rowk"),                    # ResNet-style stem
+    (2, 12, 30, 3, dict(padding=2, dilation=2), "rowseg"),                # dilated: unmerged taps
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 2, 3, 4])
+@pytest.mark.parametrize("case", FEW_CHANNELS, ids=lambda c: "x".join(map(str, c[:4])) + str(c[4]))
+def test_few_input_channels_forward_and_grads(case, C, dtype):
+    N, H, W, k, options, fwd_path = case
+    if fwd_path == "rowk" and k != 3 and C not in (1, 3):
+        fwd_path = "rowseg"  # 5x5 and 7x7 kernels have constant-shape rows for 1 and 3 channels only
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(2)  # the row path needs N*OH >= 2*threads; the shapes above have it
+        for K in (32, 13):   # a full channel block, and a partial one
+            run_conv_checks(N, H, W, C, K, k, dtype, expect_fwd=fwd_path, **options)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+NARROW = [
+    # N, H, W, C (conv input = narrow output), K (conv output = reduction), kernel, options
+    (3, 9, 28, 1, 32, 3, dict(padding="same")),
+    (2, 10, 30, 3, 32, 3, dict(padding="valid")),
+    (1, 11, 13, 2, 33, 3, dict(padding="same", stride=2)),               # tail of 1, odd map
+    (3, 9, 10, 4, 5, 3, dict(stride=2, padding=((1, 0), (2, 1)))),       # asymmetric, tail
+    (2, 12, 11, 3, 13, 3, dict(dilation=2, padding=2)),
+    (2, 13, 12, 1, 9, 5, dict(stride=(2, 1), dilation=(1, 2), padding="same")),
+    (2, 8, 9, 4, 26, 3, dict(groups=2, padding=1)),                      # 2 channels per group
+    (2, 8, 9, 2, 34, 3, dict(groups=2, stride=2, padding="valid")),      # 1 channel per group
+    (1, 5, 203, 1, 16, 3, dict(padding="same")),                         # several column blocks
+    (3, 7, 9, 3, 40, 1, {}),                                             # pointwise: one long row
+    (1, 3, 3, 2, 8, 3, {}),                                              # a single output pixel
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [0, 1, 3])
+@pytest.mark.parametrize("case", NARROW, ids=lambda c: "x".join(map(str, c[:6])) + str(c[6]))
+def test_narrow_input_gradient(case, N, dtype):
+    _, H, W, C, K, k, options = case
+    # the narrow kernel runs when the reduction (K per group) fills at least one vector
+    vlen = conv_kernels.narrow_vlen(_dispatch.simd_level() if dtype == np.float32 else 0, dtype)
+    expect = "narrow" if K // options.get("groups", 1) >= vlen else "tiles"
+    run_conv_checks(N, H, W, C, K, k, dtype, expect_dx=expect, **options)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cout", [1, 2, 3])
+@pytest.mark.parametrize("kwargs", [dict(stride=2, padding=1, output_padding=1), dict(padding="same"),
+                                    dict(stride=2, dilation=2, groups=1), dict(stride=3, padding="valid")])
+def test_conv_transpose2d_to_few_channels(kwargs, cout, dtype):
+    x, w, b = rand((3, 7, 9, 17), dtype), rand((3, 3, cout, 17), dtype), rand((cout,), dtype)
+    y = ops.conv_transpose2d(x, w, b, **kwargs)
+    close(y, ref.conv_transpose2d(x, w, b, **kwargs), dtype)
+    assert _dispatch.last_kernel["conv_transpose2d"] == "narrow"
+    dy = rand(y.shape, dtype)
+    for got, want in zip(ops.conv_transpose2d_grad(dy, x, w, **kwargs), ref.conv_transpose2d_grad(dy, x, w, **kwargs)):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("Ko", [1, 2, 3, 4, 5, 7, 9])
+def test_narrow_kernel_forced_for_any_output_width(monkeypatch, Ko):
+    """Every register tile (1-4 outputs) and the chunking of wider outputs, forward and transposed."""
+    from fastconv.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "_force_narrow", True)
+    for dtype in (np.float32, np.float64):
+        run_conv_checks(2, 9, 27, 11, Ko, 3, dtype, expect_fwd="narrow", expect_dx="narrow", padding="same")
+        run_conv_checks(1, 8, 7, 6, 2 * Ko, 3, dtype, expect_fwd="narrow", stride=2, dilation=(2, 1), groups=2)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_few_channel_paths_finite_differences(op):
+    """float64 gradients of the row path (forward) and the narrow kernel (input gradient, with a tail)."""
+    before = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    try:
+        if op == "conv2d":
+            x, w, b = rand((2, 5, 6, 2), np.float64), rand((3, 3, 2, 5), np.float64), rand((5,), np.float64)
+            kwargs = dict(padding="same")
+        else:
+            x, w, b = rand((2, 4, 3, 5), np.float64), rand((3, 3, 2, 5), np.float64), rand((2,), np.float64)
+            kwargs = dict(stride=2, padding=1, output_padding=1)
+        fwd, grad = getattr(ops, op), getattr(ops, op + "_grad")
+        dy = rand(fwd(x, w, b, **kwargs).shape, np.float64)
+        if op == "conv2d":
+            assert _dispatch.last_kernel["conv2d"] == "rowk"
+        else:
+            assert _dispatch.last_kernel["conv_transpose2d"] == "narrow"
+
+        def loss():
+            return float(np.vdot(fwd(x, w, b, **kwargs), dy))
+
+        dx, dw, db = grad(dy, x, w, **kwargs)
+        if op == "conv2d":
+            assert _dispatch.last_kernel["conv2d_grad"] == "narrow"
+        np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-8)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+def test_few_channel_paths_on_every_simd_path(simd_level):
+    for C, K, pad in ((1, 32, "same"), (3, 33, "valid"), (4, 13, "same")):
+        run_conv_checks(3, 9, 28, C, K, 3, np.float32, expect_fwd="rowk", expect_dx="narrow", padding=pad)
+        assert _dispatch.last_used["conv2d"] == simd_level
+        assert _dispatch.last_used["conv2d_grad"] == simd_level
+    x, w = rand((2, 6, 7, 9)), rand((3, 3, 2, 9))
+    close(ops.conv_transpose2d(x, w, stride=2), ref.conv_transpose2d(x, w, stride=2), np.float32)
+    assert _dispatch.last_kernel["conv_transpose2d"] == "narrow"
+
+
+def test_few_channel_paths_one_and_two_threads_agree():
+    x1, w1, dy1 = rand((8, 20, 28, 1)), rand((3, 3, 1, 32)), rand((8, 20, 28, 32))
+    x3, w3, dy3 = rand((8, 20, 30, 3)), rand((3, 3, 3, 32)), rand((8, 18, 28, 32))
+    before = fastconv.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            results.append([ops.conv2d(x1, w1, padding="same"), *ops.conv2d_grad(dy1, x1, w1, padding="same"),
+                            ops.conv2d(x3, w3), *ops.conv2d_grad(dy3, x3, w3),
+                            ops.conv_transpose2d(dy1, w1, padding="same")])
+    finally:
+        fastconv.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_few_channel_paths_write_every_output_element(monkeypatch):
+    real_empty = np.empty
+
+    def nan_empty(shape, dtype=float, **kw):
+        a = real_empty(shape, dtype=dtype, **kw)
+        if np.dtype(dtype).kind == "f":
+            a.fill(np.nan)
+        return a
+
+    monkeypatch.setattr(np, "empty", nan_empty)
+    for C, K, kwargs in ((1, 32, dict(padding="same")), (3, 13, dict(stride=2)), (2, 9, dict(stride=3))):
+        x, w = rand((3, 9, 28, C)), rand((3, 3, C, K))
+        y = ops.conv2d(x, w, **kwargs)
+        assert np.isfinite(y).all()
+        assert all(np.isfinite(a).all() for a in ops.conv2d_grad(np.ones_like(y), x, w, **kwargs))
+        assert _dispatch.last_kernel["conv2d_grad"] == "narrow"

@@ -71,6 +71,38 @@ def _pack(w, packing, G, isa):
     return wp
 
 
+# Narrow-output kernel (src/conv_narrow_impl.h): for gather convs with at most this many output
+# channels per group it vectorises over the reduction channels instead of the outputs.
+_NARROW_MAX_KO = 4
+_force_narrow: bool | None = None  # tests: True/False forces the choice, None picks by shape
+
+
+def _use_narrow(Cr, Ko, isa, dtype) -> bool:
+    """Whether a gather conv reducing Cr channels into Ko outputs (per group) runs the narrow kernel."""
+    if _force_narrow is not None:
+        return _force_narrow
+    return Ko <= _NARROW_MAX_KO and Cr >= _k.narrow_vlen(isa, dtype)
+
+
+def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
+    """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out."""
+    KH, KW = w.shape[:2]
+    Cr, Ko = packing[:2]
+    paths = []
+    if _use_narrow(Cr, Ko, isa, w.dtype):
+        wn = np.empty(_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko), dtype=w.dtype)
+        _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)
+        for plan in plans:
+            paths.append(_k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko,
+                                        relu, isa, threads))
+    else:
+        wp = _pack(w, packing, G, isa)
+        paths.append(_k.gather_conv(inp, wp, bias, out, [plan.as_tuple() for plan in plans], KH, KW, G, Cr, Ko,
+                                    relu, isa, threads))
+    # the path of the first phase that had pixels ("narrow", "rowk", "rowseg" or "tiles")
+    _dispatch.last_kernel[op] = next((p for p in paths if p), "none")
+
+
 def _pointwise(a: _ConvArgs) -> bool:
     """1x1, stride 1, no padding: a plain (N*H*W, C) x (C, K) product."""
     return tuple(a.k_hw) == (1, 1) and a.stride == (1, 1) and a.pads == ((0, 0), (0, 0))
@@ -94,10 +126,9 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
     else:
         y_out = y
         plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
-    wp = _pack(a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     work = y.size * KH * KW * Cg
-    _k.gather_conv(x, wp, bias, y_out, [plan.as_tuple()], KH, KW, a.groups, Cg, K // a.groups,
-                   relu, isa, _dispatch.threads_for(work))
+    _gather(op, x, a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), bias, y_out, [plan], a.groups, relu, isa,
+            _dispatch.threads_for(work))
     return y
 
 
@@ -109,15 +140,14 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     isa = _dispatch.level_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
     w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
-    wp = _pack(w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), a.groups, isa)
     threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
     dx_out, in_hw = dx, a.x_shape[1:3]
     if _pointwise(a):
         dy, dx_out = _pixel_row(dy), _pixel_row(dx)
         in_hw = dx_out.shape[1:3]
     plans = _plan.input_grad_plans(in_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
-    _k.gather_conv(dy, wp, bias, dx_out, [p.as_tuple() for p in plans], KH, KW, a.groups, K // a.groups,
-                   Cg, False, isa, threads)
+    _gather(op, dy, w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), bias, dx_out, plans, a.groups, False, isa,
+            threads)
     return dx
 
 
