@@ -11,6 +11,8 @@ Method (KERNELS.md: the machines are noisy):
 * PyTorch runs with torch.set_num_threads(same threads), in NCHW and channels_last; the better is reported;
 * forward+backward is op + op_grad for fastconv and the reference, autograd forward + backward for PyTorch
   (x and w requiring grad), so every implementation computes y, dx and dw;
+* the reference's idle OpenBLAS threads sleep instead of spinning (OPENBLAS_THREAD_TIMEOUT=4), so they do
+  not compete with the call measured after them;
 * the NumPy reference gets fewer samples where one run is slow; its forward+backward is skipped where a
   single forward already takes > 3 s.
 Nothing here asserts: the summary reports PASS/FAIL per rule of issue 3 "Speed this issue must already show".
@@ -23,7 +25,12 @@ import sys
 
 
 def _preset_blas_threads(argv) -> None:
-    """--threads N also limits the reference's BLAS; that must happen before NumPy is imported."""
+    """--threads N also limits the reference's BLAS; that must happen before NumPy is imported.
+
+    OpenBLAS's idle threads also go to sleep at once (OPENBLAS_THREAD_TIMEOUT=4): by default they
+    spin after every reference call and take the cores from the fastconv or PyTorch call measured
+    next, which made single measurements of both 20-40 % slower at random."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     for i, a in enumerate(argv):
         val = (
             a.split("=", 1)[1]
@@ -532,6 +539,7 @@ interleaved in one process, median of repeated runs after a warm-up.
 | threads | {threads} (fastconv `set_num_threads`, `torch.set_num_threads`, BLAS of the reference) |
 | load average (1/5/15 min) | start {env["load_start"]}, end {env["load_end"]} |
 | OpenMP runtimes mapped | {env["openmp"]} |
+| OPENBLAS_THREAD_TIMEOUT | {os.environ.get("OPENBLAS_THREAD_TIMEOUT", "(unset)")} (idle BLAS threads of the reference sleep instead of spinning) |
 | command | `{env["command"]}` |
 
 ```
