@@ -53,26 +53,6 @@
      : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
 #else
 #define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
-static int fc_nk_vlen_f64(int isa) { (void)isa; return fc_nk_vlen_f64_generic(); }
-static size_t fc_nk_wsize_f64(int isa, int KH, int KW, int G, int Cr, int Ko)
-{
-    (void)isa;
-    return fc_nk_wsize_f64_generic(KH, KW, G, Cr, Ko);
-}
-static void fc_nk_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
-                           ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
-{
-    (void)isa;
-    fc_nk_pack_f64_generic(src, KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, dst);
-}
-static size_t fc_nk_scratch_f64(int isa, const fc_gconv *p) { (void)isa; return fc_nk_scratch_bytes_f64_generic(p); }
-static void fc_nk_run_f64(int isa, const fc_gconv *p, const double *in, const double *wn, const double *bias,
-                            double *out, long u0, long u1, char *scratch)
-{
-    (void)isa;
-    fc_nk_units_run_f64_generic(p, in, wn, bias, out, u0, u1, scratch);
-}
-
 #endif
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
