@@ -19,6 +19,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
+from _parallel cimport clamp_threads, sum_partials
 
 cdef extern from "norm_kernels.h" nogil:
     void fc_bn_stats_f32(int isa, const float *x, int C, long r0, long r1, const float *k, double *s1, double *s2)
@@ -60,31 +61,12 @@ cdef inline long _chunks(long rows, long row_elems, long per_chunk) noexcept nog
     return n if n > 1 else 1
 
 
-cdef inline int _threads(int nthreads, long nchunks) noexcept nogil:
-    if nthreads > nchunks:
-        return <int>nchunks
-    return nthreads if nthreads > 0 else 1
-
-
 cdef double *_partials(long nchunks, int C) except NULL:
     cdef double *p = <double *>malloc(<size_t>nchunks * 2 * C * sizeof(double) + 8)
     if p == NULL:
         raise MemoryError()
     memset(p, 0, <size_t>nchunks * 2 * C * sizeof(double))
     return p
-
-
-cdef void _add_partials(const double *part, long nchunks, int C, double *s1, double *s2) noexcept nogil:
-    """s1, s2 = the per-chunk partials summed in chunk order (fixed, whatever thread ran a chunk)."""
-    cdef long j
-    cdef int c
-    for c in range(C):
-        s1[c] = part[c]
-        s2[c] = part[C + c]
-    for j in range(1, nchunks):
-        for c in range(C):
-            s1[c] += part[j * 2 * C + c]
-            s2[c] += part[j * 2 * C + C + c]
 
 
 def bn_stats(const floating[:, ::1] x,      # IN  (M, C), M >= 1
@@ -97,7 +79,7 @@ def bn_stats(const floating[:, ::1] x,      # IN  (M, C), M >= 1
     if M == 0 or C == 0:
         return
     cdef long nchunks = _chunks(M, C, _REDUCE_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     cdef double *part = _partials(nchunks, C)
     cdef const floating *k = &x[0, 0]  # shift: the first row
     cdef double s1, s2
@@ -109,7 +91,9 @@ def bn_stats(const floating[:, ::1] x,      # IN  (M, C), M >= 1
                 fc_bn_stats_f32(isa, &x[0, 0], C, r0, r1, k, part + j * 2 * C, part + j * 2 * C + C)
             else:
                 fc_bn_stats_f64(isa, &x[0, 0], C, r0, r1, k, part + j * 2 * C, part + j * 2 * C + C)
-        _add_partials(part, nchunks, C, &mean[0], &var[0])
+        # per chunk: C sums of d, then C sums of d*d; added in chunk order
+        sum_partials(part, 2 * C, nchunks, C, &mean[0])
+        sum_partials(part + C, 2 * C, nchunks, C, &var[0])
         for c in range(C):
             s1 = mean[c]
             s2 = var[c]
@@ -137,7 +121,7 @@ def bn_dsums(const floating[:, ::1] dy,     # IN  (M, C)
         s2[:] = 0
         return
     cdef long nchunks = _chunks(M, C, _REDUCE_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     cdef double *part = _partials(nchunks, C)
     cdef const floating *yp = &y[0, 0] if y is not None else NULL
     with nogil:
@@ -150,7 +134,8 @@ def bn_dsums(const floating[:, ::1] dy,     # IN  (M, C)
             else:
                 fc_bn_dsums_f64(isa, &dy[0, 0], &x[0, 0], yp, act, C, r0, r1, &mean[0],
                                 part + j * 2 * C, part + j * 2 * C + C)
-        _add_partials(part, nchunks, C, &s1[0], &s2[0])
+        sum_partials(part, 2 * C, nchunks, C, &s1[0])
+        sum_partials(part + C, 2 * C, nchunks, C, &s2[0])
     free(part)
 
 
@@ -166,7 +151,7 @@ def bn_affine(const floating[:, ::1] x,     # IN  (M, C)
     if M == 0 or C == 0:
         return
     cdef long nchunks = _chunks(M, C, _PASS_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             r0 = M * j // nchunks
@@ -193,7 +178,7 @@ def bn_dx(const floating[:, ::1] dy,        # IN  (M, C)
     if M == 0 or C == 0:
         return
     cdef long nchunks = _chunks(M, C, _PASS_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     cdef const floating *xp = &x[0, 0] if x is not None else NULL
     cdef const floating *yp = &y[0, 0] if y is not None else NULL
     cdef const floating *mp = &mean[0] if x is not None else NULL
@@ -217,7 +202,7 @@ def act_forward(const floating[::1] x,      # IN  (n,) flat
     if n == 0:
         return
     cdef long nchunks = _chunks(n, 1, _PASS_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             i0 = n * j // nchunks
@@ -237,7 +222,7 @@ def act_backward(const floating[::1] dy,    # IN  (n,) flat
     if n == 0:
         return
     cdef long nchunks = _chunks(n, 1, _PASS_ELEMS)
-    nthreads = _threads(nthreads, nchunks)
+    nthreads = clamp_threads(nthreads, nchunks)
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             i0 = n * j // nchunks
