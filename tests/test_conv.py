@@ -52,6 +52,7 @@ GRID = [
     (2, 11, 9, 3, 33, 5, 5, dict(padding="same")),
     (1, 12, 12, 2, 31, 7, 7, dict(padding=3)),
     (1, 14, 29, 16, 24, 3, 3, dict(padding=1)),                   # wide rows: row-aligned tiles
+    (1, 4, 31, 20, 40, 3, 3, dict(padding=1)),                    # 31 = 5+5+5+5+5+6 pixel tiles, partial block
     (4, 7, 7, 32, 33, 3, 3, dict(padding=1)),                     # small maps: flattened tiles
     (1, 5, 30, 1, 8, 3, 3, dict(padding="same")),                 # first layer, merged column taps
     (1, 1, 1, 3, 4, 1, 1, {}),
@@ -105,6 +106,7 @@ TRANSPOSED = [
     (2, 6, 6, 4, 4, 3, dict(padding=1)),
     (1, 3, 4, 5, 7, 5, dict(stride=3, padding=2, output_padding=2)),
     (2, 6, 5, 16, 9, 2, dict(stride=2)),
+    (1, 3, 26, 24, 20, 4, dict(stride=2, padding=1)),            # 4x4 s2: 26-wide phases in 5/6-pixel tiles
 ]
 
 
