@@ -9,6 +9,7 @@ reads input position (oy*ay + by[i], ox*ax + bx[j]) through tap (i, j) with kern
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_TAPS = 64  # kernel extent per axis that the C geometry holds
 
@@ -24,6 +25,9 @@ class GatherPlan:
         return self.grid, self.taps_y, self.taps_x
 
 
+# The plans depend on shapes only and are immutable: cached, since building them in Python cost
+# ~20 us per call, a few per cent of a small conv.
+@lru_cache(maxsize=256)
 def forward_plan(out_hw, k_hw, stride, pad_tl, dilation) -> GatherPlan:
     """conv2d forward: y[oy, ox] gathers x[oy*s - p + kh*d, ...]."""
     taps_y = tuple((kh * dilation[0] - pad_tl[0], kh) for kh in range(k_hw[0]))
@@ -47,7 +51,8 @@ def flips_columns(stride, dilation) -> bool:
     return stride[1] == 1 and dilation[1] == 1
 
 
-def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> list[GatherPlan]:
+@lru_cache(maxsize=256)
+def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> tuple[GatherPlan, ...]:
     """conv2d input gradient as one gather conv per stride phase (no zero-stuffing of dy).
 
     dx rows ih = rh + sh*j read dy rows j + (rh + ph - kh*dh) / sh for the kernel rows of phase rh.
@@ -56,10 +61,10 @@ def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> list[GatherPlan]:
     """
     if flips_columns(stride, dilation):
         taps_x = tuple((pad_tl[1] - (k_hw[1] - 1 - j), j) for j in range(k_hw[1]))
-        return [GatherPlan((in_hw[0] if stride[0] == 1 else len(range(rh, in_hw[0], stride[0])), in_hw[1],
-                            rh, 0, stride[0], 1, 1, 1),
-                           _phase_taps(rh, k_hw[0], stride[0], pad_tl[0], dilation[0]), taps_x)
-                for rh in range(min(stride[0], in_hw[0]))]
+        return tuple(GatherPlan((in_hw[0] if stride[0] == 1 else len(range(rh, in_hw[0], stride[0])), in_hw[1],
+                                 rh, 0, stride[0], 1, 1, 1),
+                                _phase_taps(rh, k_hw[0], stride[0], pad_tl[0], dilation[0]), taps_x)
+                     for rh in range(min(stride[0], in_hw[0])))
     plans = []
     for rh in range(min(stride[0], in_hw[0])):
         jh = len(range(rh, in_hw[0], stride[0]))
@@ -68,7 +73,7 @@ def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> list[GatherPlan]:
             jw = len(range(rw, in_hw[1], stride[1]))
             tx = _phase_taps(rw, k_hw[1], stride[1], pad_tl[1], dilation[1])
             plans.append(GatherPlan((jh, jw, rh, rw, stride[0], stride[1], 1, 1), ty, tx))
-    return plans
+    return tuple(plans)
 
 
 def forward_packing(KH, KW, Cg, K, G):
