@@ -21,6 +21,7 @@ from libc.string cimport memset
 from _common cimport floating
 from _parallel cimport sum_partials
 import numpy as np
+import os as _os_exp
 
 cdef extern from "conv_kernels.h" nogil:
     int FC_MAXT
@@ -137,8 +138,8 @@ cdef tuple _tile_plan(fc_gconv *p, tuple taps_x, int nthreads, size_t elem):
         ntiles = <long>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
     else:
         ntiles = (P + FC_RB - 1) // FC_RB
-    # tiles per chunk: their gathered inputs (patch or edge segment) stay within ~128 KiB, and one
-    # block of packed weights is reused across all of them
+    # tiles per chunk: the input they read stays within ~128 KiB (in L2) across the passes over the
+    # output-channel blocks, and one block of packed weights is reused across all of them
     cdef int bspan = 1
     if p.ntx:
         bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
@@ -148,6 +149,8 @@ cdef tuple _tile_plan(fc_gconv *p, tuple taps_x, int nthreads, size_t elem):
     # and spares every tile its own edge handling (first layers)
     p.rowseg = p.rowtiles and p.Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
     path = "tiles"
+    if _os_exp.environ.get("FC_TB"):
+        TB = int(_os_exp.environ["FC_TB"])
     if p.rowseg:
         # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
         # taking one chunk from the shared counter per row cost ~10 % with two threads
@@ -170,6 +173,8 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     Each plan is (grid, taps_y, taps_x) with grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and
     taps = ((b, k), ...).  The plans of an input gradient (one per stride phase) write disjoint
     pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
+    The schedule takes chunk k of every plan before chunk k + 1 of any: the stride phases of one
+    band of rows read the same input rows, which are then still in cache for the next phase.
     Returns the tile path of the first plan with pixels: "rowk", "rowseg" or "tiles" (conv_impl.h),
     None when no plan has a pixel.
     """
@@ -177,7 +182,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     if np_ == 0:
         return None
     cdef fc_gconv *ps = <fc_gconv *>malloc(np_ * sizeof(fc_gconv))
-    cdef long *first = <long *>malloc((np_ + 1) * sizeof(long))   # first chunk of each plan
+    cdef long *first = <long *>malloc((np_ + 1) * sizeof(long))   # chunks of plans before each plan
     cdef long *ntiles = <long *>malloc(np_ * sizeof(long))
     cdef int *tbs = <int *>malloc(np_ * sizeof(int))
     if ps == NULL or first == NULL or ntiles == NULL or tbs == NULL:
@@ -185,6 +190,8 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         raise MemoryError()
     cdef size_t sb = 0, s
     cdef char *scratch = NULL
+    cdef long *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
+    cdef long k, c
     path = None
     try:
         first[0] = 0
@@ -206,28 +213,35 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         if nthreads > first[np_]:
             nthreads = <int>first[np_]
         scratch = <char *>malloc(sb * nthreads + 64)
-        if scratch == NULL:
+        order = <long *>malloc(first[np_] * sizeof(long))
+        if scratch == NULL or order == NULL:
             raise MemoryError()
+        c = 0
+        k = 0
+        while c < first[np_]:
+            for i in range(np_):
+                if k < first[i + 1] - first[i]:
+                    order[c] = k * np_ + i
+                    c += 1
+            k += 1
         _run_gconv(&inp[0, 0, 0, 0], &wp[0], &bias[0] if bias is not None else NULL, &out[0, 0, 0, 0],
-                   ps, np_, first, ntiles, tbs, isa, nthreads,
+                   ps, np_, order, first[np_], ntiles, tbs, isa, nthreads,
                    <char *>((<size_t>scratch + 63) & ~(<size_t>63)), sb)
     finally:
-        free(ps); free(first); free(ntiles); free(tbs); free(scratch)
+        free(ps); free(first); free(ntiles); free(tbs); free(scratch); free(order)
     return path
 
 
 cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
-                     const fc_gconv *ps, int np_, const long *first, const long *ntiles, const int *tbs,
-                     int isa, int nthreads, char *base, size_t sb) noexcept nogil:
+                     const fc_gconv *ps, int np_, const long *order, long nchunks, const long *ntiles,
+                     const int *tbs, int isa, int nthreads, char *base, size_t sb) noexcept nogil:
     cdef long ci, t0, t1
     cdef int j
     # dynamic: a thread that shares its core with another process takes fewer chunks (each
     # tile's arithmetic is the same whichever thread runs it)
-    for ci in prange(first[np_], num_threads=nthreads, schedule='dynamic'):
-        j = 0
-        while ci >= first[j + 1]:
-            j = j + 1
-        t0 = (ci - first[j]) * tbs[j]
+    for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
+        j = order[ci] % np_
+        t0 = (order[ci] // np_) * tbs[j]
         t1 = min(ntiles[j], t0 + tbs[j])
         if floating is float:
             fc_gconv_tiles_f32(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)

@@ -10,6 +10,8 @@
  * + 1 broadcast = 15.  The reduction loop runs over (tap, input channel); per step it loads two
  * weight vectors once and broadcasts one input value per pixel, so each weight load feeds 6 FMAs.
  * Accumulators are named locals (an array indexed by a loop variable made GCC spill them).
+ * Each pixel reads each tap through its own pointer (x itself, or zeros outside x), so tiles at
+ * image edges and tiles that wrap to the next row run the same loop with no copying.
  *
  * Few input channels (first layers, p->rowseg): each call covers one output row whose kernel rows
  * are first copied, zero-padded, into a segment.  When the column taps merge into one run of
@@ -70,22 +72,23 @@ static void FN(fc_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int Ko,
 
 /* The NP x 2-vector register tile (NP = 5 or 6 pixels, a constant after inlining): sum over
  * taps t and channels c of
- *     x[xoff[t] + p*ps + c] * w[woff[t] + c*VB + 0..VB)
+ *     xp[t][p][c] * w[woff[t] + c*VB + 0..VB)
+ * where xp[t][p] (FC_RB pointers per tap) is where pixel p reads tap t: x itself, a run of zeros
+ * where the tap falls outside x, or a zero-padded copy (fc_tile_prepare), so edges need no branch
  * then + bias and optional ReLU.  Five pixels still give 10 FMAs per 7 loads, so a row split
  * into 5- and 6-pixel tiles runs at the same FMA rate with no slot computed for nothing.  When the channel block is full (store_direct), the results go
  * straight from registers to out[p] for every pixel that exists (out[p] != NULL); otherwise they
  * are left in acc[p][0..VB) for the caller's partial store. */
 static inline __attribute__((always_inline)) void
-FN(fc_ukernel)(const int NP, int ntaps, const FC_T *x, const ptrdiff_t *xoff, ptrdiff_t ps,
-               const FC_T *w, const ptrdiff_t *woff, int Cr, const FC_T *bias, int relu,
+FN(fc_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, const ptrdiff_t *woff, int Cr, const FC_T *bias, int relu,
                FC_T *const *out, int store_direct, FC_T *acc)
 {
     const V z = {0};
     V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
     V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
     for (int t = 0; t < ntaps; t++) {
-        const FC_T *x0 = x + xoff[t];
-        const FC_T *x1 = x0 + ps, *x2 = x1 + ps, *x3 = x2 + ps, *x4 = x3 + ps, *x5 = x4 + ps;
+        const FC_T *const *xt = xp + t * FC_RB;
+        const FC_T *x0 = xt[0], *x1 = xt[1], *x2 = xt[2], *x3 = xt[3], *x4 = xt[4], *x5 = xt[5];
         const FC_T *wq = w + woff[t];
         /* unrolled: the 1-step loop ran at ~80% of the FMA peak in isolation, 4 steps at ~95% */
 #pragma GCC unroll 4
@@ -130,14 +133,12 @@ FN(fc_ukernel)(const int NP, int ntaps, const FC_T *x, const ptrdiff_t *xoff, pt
 /* Per-tile working set kept in the per-thread scratch. */
 typedef struct {
     int ntaps, cr;                /* taps and reduction length per tap */
-    ptrdiff_t ps;                 /* pixel stride in the gathered source */
-    const FC_T *src;              /* x itself (direct tile), its row segment or its patch */
-    ptrdiff_t *xoff, *woff;       /* per tap */
-    FC_T *patch;                  /* gathered input (segment or patch), see fc_tile_prepare */
+    const FC_T **xp;              /* [tap][FC_RB]: where each pixel reads the tap, see fc_tile_prepare */
+    ptrdiff_t *woff;              /* [tap]: offset of its packed weights */
+    FC_T *patch;                  /* [tap][FC_RB][cr]: merged column runs that cross the edge of x */
     FC_T *outp[FC_RB];            /* output pixel (group 0 channel 0); NULL = no pixel */
     int pn[FC_RB], iy[FC_RB], ix[FC_RB];  /* image and grid position * (ay, ax) of each pixel */
     int np;                       /* pixel slots the register tile computes: 5 or 6 on row tiles, else FC_RB */
-    int one_row;                  /* pixels 0..np-1 are consecutive columns of one output row (some may be NULL) */
 } FN(fc_tile);
 
 /* Horizontal extent (in input columns) that the 6 pixels of a one-row tile read. */
@@ -157,15 +158,15 @@ static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
     const size_t ntap = (size_t)p->nty * p->ntx;
     int bmin, span;
     FN(fc_xspan)(p, &bmin, &span);
-    size_t gather = ntap * FC_RB * (size_t)p->Cr;
-    if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
-    if (p->rowseg) {  /* fc_gconv_row: tap offsets and one segment for a whole output row */
+    if (p->rowseg) {  /* fc_gconv_row: tap offsets and pointers, one segment for a whole output row */
         const size_t row_span = (size_t)(FC_RB * ((p->OW + FC_RB - 1) / FC_RB) - FC_RB) * p->ax + span;
-        return 2 * ntap * sizeof(ptrdiff_t) + (size_t)p->nty * row_span * p->Cr * sizeof(FC_T)
-               + FC_RB * VB * sizeof(FC_T) + 4 * 64;
+        return 2 * ntap * sizeof(ptrdiff_t) + ntap * FC_RB * sizeof(FC_T *)
+               + (size_t)p->nty * row_span * p->Cr * sizeof(FC_T) + FC_RB * VB * sizeof(FC_T) + 5 * 64;
     }
-    const size_t per_tile = sizeof(FN(fc_tile)) + 2 * ntap * sizeof(ptrdiff_t) + gather * sizeof(FC_T) + 3 * 64;
-    return (size_t)TB * per_tile + FC_RB * VB * sizeof(FC_T) + 128;
+    const size_t patch = p->mergex ? ntap * FC_RB * (size_t)p->Cr : 0;
+    const size_t per_tile = sizeof(FN(fc_tile)) + ntap * FC_RB * sizeof(FC_T *) + ntap * sizeof(ptrdiff_t)
+                            + patch * sizeof(FC_T) + 3 * 64;
+    return (size_t)TB * per_tile + (FC_RB * VB + (size_t)p->ntx * p->Cr) * sizeof(FC_T) + 3 * 64;
 }
 
 /* Tiles per output row when tiles are row-aligned (p->rowtiles), else tiles run over the flattened
@@ -202,22 +203,18 @@ static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile)
             FN(fc_set_pixel)(p, out, tl, i, n, oy, ox0 + i);
             if (i >= tl->np) tl->outp[i] = NULL;
         }
-        tl->one_row = 1;
         return;
     }
     tl->np = FC_RB;
     const long P = (long)p->N * p->OH * p->OW, plane = (long)p->OH * p->OW;
-    int one_row = 1;
     for (int i = 0; i < FC_RB; i++) {
         const long q = t * FC_RB + i;
-        if (q >= P) { tl->outp[i] = NULL; one_row = 0; continue; }
+        if (q >= P) { tl->outp[i] = NULL; continue; }
         const int n = (int)(q / plane);
         const int rem = (int)(q - n * plane);
         const int oy = rem / p->OW, ox = rem - oy * p->OW;
         FN(fc_set_pixel)(p, out, tl, i, n, oy, ox);
-        if (i > 0 && (n != tl->pn[0] || tl->iy[i] != tl->iy[0])) one_row = 0;
     }
-    tl->one_row = one_row;
 }
 
 static inline void FN(fc_copy)(FC_T *dst, const FC_T *src, int n)
@@ -232,119 +229,53 @@ static inline void FN(fc_zero)(FC_T *dst, int n)
     else memset(dst, 0, (size_t)n * sizeof(FC_T));
 }
 
-/* Taps and source of tile tl for group g.  Three ways, cheapest first:
- *  - direct: one row, every column tap inside x (or wholly outside and dropped): read x itself;
- *  - segment: one row otherwise (image edge, last partial tile): copy, per kernel row, the run of
- *    input columns the tile reads, zero-filled outside x, and read that like x;
- *  - patch: pixels on several rows (flattened tiling): gather [tap][pixel][Cr] with zeros.
+/* Taps of tile tl for group g: for each tap kept, woff (its packed weights) and xp[tap][q], where
+ * pixel q reads it.  That is x itself wherever the tap falls inside x, and `zeros` (a run of cr
+ * zeros) where it falls outside or the slot has no pixel, so edge tiles run the same register tile
+ * as interior ones without copying anything.  Taps that no pixel reads inside x are dropped.
  * With p->mergex the KW column taps of a kernel row are consecutive input columns, so (kw, c) is
  * one contiguous run of KW*Cr values: one tap per kernel row with a KW times longer reduction
- * (this is what keeps 1- and 3-channel first layers efficient). */
-static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_tile) *tl)
+ * (this is what keeps few-channel convs efficient).  A merged run that crosses the left or right
+ * edge of x is copied, zero-filled outside, into the tile's patch. */
+static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_tile) *tl, const FC_T *zeros)
 {
     const ptrdiff_t wtap = (ptrdiff_t)p->Cr * VB;
     const ptrdiff_t cin = (ptrdiff_t)g * p->Cr;
-    const int Cr = p->Cr, n = tl->pn[0];
-    int direct = tl->one_row && tl->outp[tl->np - 1] != NULL, dropped = 0;
-    if (direct) {
-        const int span = tl->ix[tl->np - 1] - tl->ix[0];
-        for (int j = 0; j < p->ntx && direct; j++) {
-            const int lo = tl->ix[0] + p->bx[j], hi = lo + span;
-            const int inside = lo >= 0 && hi < p->IW, outside = hi < 0 || lo >= p->IW;
-            if (!inside && !outside) direct = 0;
-            dropped |= outside;
-        }
-        if (p->mergex && dropped) direct = 0;
-    }
+    const int Cr = p->Cr, mx = p->mergex;
+    const int nj = mx ? 1 : p->ntx;    /* column taps */
+    const int run = mx ? p->ntx : 1;   /* input columns one tap reads per pixel */
+    const int cr = run * Cr;
+    tl->cr = cr;
     int nt = 0;
-    if (direct) {
-        const int mx = p->mergex;
-        tl->cr = mx ? p->ntx * Cr : Cr;
-        for (int i = 0; i < p->nty; i++) {
-            const int iy = tl->iy[0] + p->by[i];
-            if (iy < 0 || iy >= p->IH) continue;
-            for (int j = 0; j < (mx ? 1 : p->ntx); j++) {
-                const int ix = tl->ix[0] + p->bx[j];
-                if (ix < 0 || ix >= p->IW) continue;
-                tl->xoff[nt] = (((ptrdiff_t)n * p->IH + iy) * p->IW + ix) * p->ICt + cin;
-                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
-                nt++;
+    for (int i = 0; i < p->nty; i++)
+        for (int j = 0; j < nj; j++) {
+            const FC_T **xp = tl->xp + (ptrdiff_t)nt * FC_RB;
+            int any = 0;
+            for (int q = 0; q < FC_RB; q++) {
+                xp[q] = zeros;
+                if (!tl->outp[q]) continue;
+                const int iy = tl->iy[q] + p->by[i], ix = tl->ix[q] + p->bx[j];
+                if (iy < 0 || iy >= p->IH || ix + run <= 0 || ix >= p->IW) continue;
+                const FC_T *row = in + ((ptrdiff_t)tl->pn[q] * p->IH + iy) * p->IW * p->ICt + cin;
+                any = 1;
+                if (ix >= 0 && ix + run <= p->IW) {
+                    xp[q] = row + (ptrdiff_t)ix * p->ICt;
+                    continue;
+                }
+                /* a merged run across the edge: columns inside x copied, the rest zero */
+                FC_T *dst = tl->patch + ((ptrdiff_t)nt * FC_RB + q) * cr;
+                for (int u = 0; u < run; u++) {
+                    if (ix + u >= 0 && ix + u < p->IW)
+                        FN(fc_copy)(dst + (ptrdiff_t)u * Cr, row + (ptrdiff_t)(ix + u) * p->ICt, Cr);
+                    else
+                        FN(fc_zero)(dst + (ptrdiff_t)u * Cr, Cr);
+                }
+                xp[q] = dst;
             }
-        }
-        tl->src = in;
-        tl->ps = (ptrdiff_t)p->ax * p->ICt;
-    } else if (tl->one_row) {
-        /* segment[i][u][c] = x[n, iy_i, ix0 + bmin + u, g*Cr + c] (0 outside x) */
-        int bmin, span;
-        FN(fc_xspan)(p, &bmin, &span);
-        const int mx = p->mergex;  /* (kw, c) is contiguous in the segment too */
-        const int u0 = tl->ix[0] + bmin;
-        const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
-        tl->cr = mx ? p->ntx * Cr : Cr;
-        for (int i = 0; i < p->nty; i++) {
-            const int iy = tl->iy[0] + p->by[i];
-            if (iy < 0 || iy >= p->IH) continue;
-            FC_T *seg = tl->patch + (ptrdiff_t)nt * span * Cr;  /* nt counts kept rows here */
-            const FC_T *src = in + (((ptrdiff_t)n * p->IH + iy) * p->IW) * p->ICt + cin;
-            if (ulo > 0) FN(fc_zero)(seg, fc_min(ulo, span) * Cr);
-            if (p->ICt == Cr) {
-                if (uhi > ulo) memcpy(seg + (ptrdiff_t)ulo * Cr, src + (ptrdiff_t)(u0 + ulo) * Cr,
-                                      (size_t)(uhi - ulo) * Cr * sizeof(FC_T));
-            } else {
-                for (int u = ulo; u < uhi; u++)
-                    FN(fc_copy)(seg + (ptrdiff_t)u * Cr, src + (ptrdiff_t)(u0 + u) * p->ICt, Cr);
-            }
-            if (fc_max(uhi, ulo) < span)
-                FN(fc_zero)(seg + (ptrdiff_t)fc_max(uhi, ulo) * Cr, (span - fc_max(uhi, ulo)) * Cr);
+            if (!any) continue;  /* the slot is reused by the next tap */
+            tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
             nt++;
         }
-        /* taps: offsets inside the kept rows */
-        nt = 0;
-        for (int r = 0, i = 0; i < p->nty; i++) {
-            const int iy = tl->iy[0] + p->by[i];
-            if (iy < 0 || iy >= p->IH) continue;
-            for (int j = 0; j < (mx ? 1 : p->ntx); j++) {
-                tl->xoff[nt] = ((ptrdiff_t)r * span + (p->bx[j] - bmin)) * Cr;
-                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
-                nt++;
-            }
-            r++;
-        }
-        tl->src = tl->patch;
-        tl->ps = (ptrdiff_t)p->ax * Cr;
-    } else {
-        /* patch layout: [tap][pixel][Cr], or [kernel row][pixel][kw][Cr] when merged */
-        const int mx = p->mergex;
-        const int cr = mx ? p->ntx * Cr : Cr, nj = mx ? 1 : p->ntx, nsub = mx ? p->ntx : 1;
-        tl->cr = cr;
-        for (int i = 0; i < p->nty; i++)
-            for (int j = 0; j < nj; j++) {
-                FC_T *tap = tl->patch + (ptrdiff_t)nt * FC_RB * cr;
-                int any = 0;
-                for (int q = 0; q < FC_RB; q++)
-                    for (int u = 0; u < nsub; u++) {
-                        FC_T *dst = tap + (ptrdiff_t)q * cr + (ptrdiff_t)u * Cr;
-                        int iy = 0, ix = 0, ok = tl->outp[q] != NULL;
-                        if (ok) {
-                            iy = tl->iy[q] + p->by[i];
-                            ix = tl->ix[q] + p->bx[j + u];
-                            ok = iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW;
-                        }
-                        if (ok) {
-                            FN(fc_copy)(dst, in + (((ptrdiff_t)tl->pn[q] * p->IH + iy) * p->IW + ix) * p->ICt + cin, Cr);
-                            any = 1;
-                        } else {
-                            FN(fc_zero)(dst, Cr);
-                        }
-                    }
-                if (!any) continue;  /* the slot is reused by the next tap */
-                tl->xoff[nt] = (ptrdiff_t)nt * FC_RB * cr;
-                tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
-                nt++;
-            }
-        tl->src = tl->patch;
-        tl->ps = cr;
-    }
     tl->ntaps = nt;
 }
 
@@ -473,6 +404,7 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
     char *cur = scratch;
     ptrdiff_t *xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
     ptrdiff_t *woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+    const FC_T **xp = (const FC_T **)FN(fc_carve)(&cur, ntap * FC_RB * sizeof(FC_T *));
     FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)p->nty * span * Cr * sizeof(FC_T));
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
     FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
@@ -526,12 +458,15 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
                 const FC_T *x = seg + tt * FC_RB * ps, *bk = bias ? bias + k0 : NULL;
                 for (int q = 0; q < FC_RB; q++)
                     dst[q] = q < nv ? dt + q * pstep : NULL;
+                for (int t = 0; t < nt; t++)
+                    for (int q = 0; q < FC_RB; q++)
+                        xp[t * FC_RB + q] = x + xoff[t] + q * ps;
                 /* constant reduction lengths of common first layers: a fully unrolled channel loop */
                 switch (cr) {
-                case 3: FN(fc_ukernel)(FC_RB, nt, x, xoff, ps, wb, woff, 3, bk, p->relu, dst, nk == VB, acc); break;
-                case 5: FN(fc_ukernel)(FC_RB, nt, x, xoff, ps, wb, woff, 5, bk, p->relu, dst, nk == VB, acc); break;
-                case 9: FN(fc_ukernel)(FC_RB, nt, x, xoff, ps, wb, woff, 9, bk, p->relu, dst, nk == VB, acc); break;
-                default: FN(fc_ukernel)(FC_RB, nt, x, xoff, ps, wb, woff, cr, bk, p->relu, dst, nk == VB, acc);
+                case 3: FN(fc_ukernel)(FC_RB, nt, xp, wb, woff, 3, bk, p->relu, dst, nk == VB, acc); break;
+                case 5: FN(fc_ukernel)(FC_RB, nt, xp, wb, woff, 5, bk, p->relu, dst, nk == VB, acc); break;
+                case 9: FN(fc_ukernel)(FC_RB, nt, xp, wb, woff, 9, bk, p->relu, dst, nk == VB, acc); break;
+                default: FN(fc_ukernel)(FC_RB, nt, xp, wb, woff, cr, bk, p->relu, dst, nk == VB, acc);
                 }
                 if (nk == VB) continue;
                 for (int q = 0; q < FC_RB; q++) {
@@ -559,19 +494,17 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
     }
     const int nkb = (p->Ko + VB - 1) / VB;
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
-    const size_t ntap = (size_t)p->nty * p->ntx;
-    int bmin, span;
-    FN(fc_xspan)(p, &bmin, &span);
-    size_t gather = ntap * FC_RB * (size_t)p->Cr;
-    if ((size_t)p->nty * span * p->Cr > gather) gather = (size_t)p->nty * span * p->Cr;
+    const size_t ntap = (size_t)p->nty * p->ntx, zrun = (size_t)p->ntx * p->Cr;
     char *cur = scratch;
     FN(fc_tile) *tiles = (FN(fc_tile) *)FN(fc_carve)(&cur, (size_t)TB * sizeof(FN(fc_tile)));
     for (int i = 0; i < TB; i++) {
-        tiles[i].xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+        tiles[i].xp = (const FC_T **)FN(fc_carve)(&cur, ntap * FC_RB * sizeof(FC_T *));
         tiles[i].woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
-        tiles[i].patch = (FC_T *)FN(fc_carve)(&cur, gather * sizeof(FC_T));
+        tiles[i].patch = (FC_T *)FN(fc_carve)(&cur, (p->mergex ? ntap * FC_RB * p->Cr : 0) * sizeof(FC_T));
     }
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
+    FC_T *zeros = (FC_T *)FN(fc_carve)(&cur, zrun * sizeof(FC_T));  /* what taps outside x read */
+    FN(fc_zero)(zeros, (int)zrun);
 
     for (long tb = t0; tb < t1; tb += TB) {
         const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);
@@ -579,7 +512,7 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
             FN(fc_tile_pixels)(p, out, tb + i, &tiles[i]);
         for (int g = 0; g < p->G; g++) {
             for (int i = 0; i < nt; i++)
-                FN(fc_tile_prepare)(p, in, g, &tiles[i]);
+                FN(fc_tile_prepare)(p, in, g, &tiles[i], zeros);
             for (int kb = 0; kb < nkb; kb++) {
                 const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
                 const int k0 = g * p->Ko + kb * VB;
@@ -592,9 +525,9 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                         dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
                     const FC_T *bk = bias ? bias + k0 : NULL;
                     switch (tl->np) {
-                    case 5: FN(fc_ukernel)(5, tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr,
+                    case 5: FN(fc_ukernel)(5, tl->ntaps, tl->xp, wb, tl->woff, tl->cr,
                                            bk, p->relu, dst, full, acc); break;
-                    default: FN(fc_ukernel)(FC_RB, tl->ntaps, tl->src, tl->xoff, tl->ps, wb, tl->woff, tl->cr,
+                    default: FN(fc_ukernel)(FC_RB, tl->ntaps, tl->xp, wb, tl->woff, tl->cr,
                                             bk, p->relu, dst, full, acc);
                     }
                     if (full) continue;
