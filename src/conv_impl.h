@@ -261,11 +261,31 @@ static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_
     const int run = mx ? p->ntx : 1;   /* input columns one tap reads per pixel */
     const int cr = run * Cr;
     tl->cr = cr;
+    const int np = tl->np;
+    const ptrdiff_t pstep = (ptrdiff_t)p->ax * p->ICt;
     int nt = 0;
-    for (int i = 0; i < p->nty; i++)
+    for (int i = 0; i < p->nty; i++) {
+        if (p->rowtiles) {  /* one image row for the whole tile: a kernel row outside x is dropped */
+            const int iy = tl->iy[0] + p->by[i];
+            if (iy < 0 || iy >= p->IH) continue;
+        }
         for (int j = 0; j < nj; j++) {
             const FC_T **xp = tl->xp + (ptrdiff_t)nt * FC_RB;
             int any = 0;
+            if (p->rowtiles) {
+                /* pixels 0..np-1 are consecutive grid columns of one row: when the tap is inside x
+                 * for the first and the last, the pointers are one stride apart */
+                const int ix0 = tl->ix[0] + p->bx[j], ixl = tl->ix[np - 1] + p->bx[j];
+                if (ix0 >= 0 && ixl + run <= p->IW) {
+                    const FC_T *x0 = in + (((ptrdiff_t)tl->pn[0] * p->IH + tl->iy[0] + p->by[i]) * p->IW + ix0)
+                                          * p->ICt + cin;
+                    for (int q = 0; q < FC_RB; q++)
+                        xp[q] = q < np ? x0 + q * pstep : zeros;
+                    tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
+                    nt++;
+                    continue;
+                }
+            }
             for (int q = 0; q < FC_RB; q++) {
                 xp[q] = zeros;
                 if (!tl->outp[q]) continue;
@@ -291,6 +311,7 @@ static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_
             tl->woff[nt] = ((ptrdiff_t)p->ky[i] * p->KW + p->kx[j]) * wtap;
             nt++;
         }
+    }
     tl->ntaps = nt;
 }
 
