@@ -476,3 +476,14 @@ def test_few_channel_paths_write_every_output_element(monkeypatch):
         assert np.isfinite(y).all()
         assert all(np.isfinite(a).all() for a in ops.conv2d_grad(np.ones_like(y), x, w, **kwargs))
         assert _dispatch.last_kernel["conv2d_grad"] == "narrow"
+
+
+def test_outputs_start_on_a_cache_line():
+    # the kernels store whole 64-byte rows of channels: a 16-byte aligned output splits every other store
+    x, w = rand((2, 5, 5, 16)), rand((3, 3, 16, 32))
+    y = ops.conv2d(x, w, padding=1)
+    dx, dw, db = ops.conv2d_grad(y, x, w, padding=1)
+    yt = ops.conv_transpose2d(y, w, stride=1, padding=1)
+    for a in (y, dx, yt):
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
+    close(y, ref.conv2d(x, w, padding=1), np.float32)

@@ -49,11 +49,21 @@ def check_output(op: str, out_hw, in_shape, k_hw, what: str = "kernel") -> None:
                          f"(x.shape={tuple(in_shape)}); the output would be empty ({out_hw[0]}x{out_hw[1]})")
 
 
-def empty_output(shape, dtype) -> np.ndarray:
-    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """Uninitialised C-contiguous array starting on a 64-byte (cache line) boundary.
+
+    np.empty only guarantees 16 bytes: then every other 32-byte vector load or store of a kernel
+    whose rows are a multiple of 64 bytes splits across two cache lines.
+    """
+    dtype = np.dtype(dtype)
     nbytes = dtype.itemsize * math.prod(shape)
-    if nbytes < STREAM_BYTES:
-        return np.empty(shape, dtype)
     buf = np.empty(nbytes + 64, np.uint8)
     off = -buf.ctypes.data % 64
     return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def empty_output(shape, dtype) -> np.ndarray:
+    """Uninitialised output, 64-byte aligned when large enough for the kernels to stream it."""
+    if np.dtype(dtype).itemsize * math.prod(shape) < STREAM_BYTES:
+        return np.empty(shape, dtype)
+    return aligned_empty(shape, dtype)

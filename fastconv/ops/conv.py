@@ -12,7 +12,7 @@ from fastconv import _dispatch
 from fastconv._kernels import conv as _k
 from fastconv._shapes import pair, positive_pair, resolve_padding, transpose_geometry, window_output_size
 from fastconv.ops import _plan
-from fastconv.ops._validate import as_float_array, check_bias, check_dy, check_output, check_rank
+from fastconv.ops._validate import aligned_empty, as_float_array, check_bias, check_dy, check_output, check_rank
 
 
 class _ConvArgs:
@@ -66,7 +66,7 @@ def _pack(w, packing, G, isa):
     Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko = packing
     vb = _k.block_size(isa, w.dtype)
     nkb = -(-Ko // vb)
-    wp = np.empty(G * nkb * KH * KW * Cr * vb, dtype=w.dtype)
+    wp = aligned_empty((G * nkb * KH * KW * Cr * vb,), w.dtype)  # whole-line vector loads
     _k.pack_weights(w.reshape(-1), KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, wp, isa)
     return wp
 
@@ -90,7 +90,7 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
     Cr, Ko = packing[:2]
     paths = []
     if _use_narrow(Cr, Ko, isa, w.dtype):
-        wn = np.empty(_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko), dtype=w.dtype)
+        wn = aligned_empty((_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko),), w.dtype)
         _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)
         for plan in plans:
             paths.append(_k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko,
@@ -115,7 +115,7 @@ def _pixel_row(t: np.ndarray) -> np.ndarray:
 
 def _forward(a: _ConvArgs, x, bias, relu, op):
     """y = conv2d(x, w) + bias for validated arguments (x C-contiguous, a.dtype)."""
-    y = np.empty(a.y_shape, dtype=a.dtype)
+    y = aligned_empty(a.y_shape, a.dtype)
     if y.size == 0:
         return y
     isa = _dispatch.level_for(op, a.dtype)
@@ -134,7 +134,7 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
 
 def _input_grad(a: _ConvArgs, dy, bias, op):
     """dx (shape a.x_shape) of conv2d for dy (shape a.y_shape); + bias when given (transposed conv)."""
-    dx = np.empty(a.x_shape, dtype=a.dtype)
+    dx = aligned_empty(a.x_shape, a.dtype)
     if dx.size == 0:
         return dx
     isa = _dispatch.level_for(op, a.dtype)
