@@ -19,7 +19,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
-from _parallel cimport sum_partials
+from _parallel cimport alloc_scratch, clamp_threads, scratch_base, sum_partials
 import numpy as np
 import os as _os_exp
 
@@ -85,7 +85,6 @@ cdef extern from "conv_kernels.h" nogil:
                                          const double *bias, double *out, long u0, long u1, char *scratch)
 
 MAX_TAPS = 64
-TILE_PIXELS = 6
 
 
 def block_size(int isa, dtype):
@@ -209,12 +208,10 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 sb = max(sb, s)
         if first[np_] == 0:
             return None
-        sb = (sb + 63) & ~(<size_t>63)
-        if nthreads > first[np_]:
-            nthreads = <int>first[np_]
-        scratch = <char *>malloc(sb * nthreads + 64)
+        nthreads = clamp_threads(nthreads, first[np_])
+        scratch = alloc_scratch(&sb, nthreads)
         order = <long *>malloc(first[np_] * sizeof(long))
-        if scratch == NULL or order == NULL:
+        if order == NULL:
             raise MemoryError()
         c = 0
         k = 0
@@ -225,8 +222,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                     c += 1
             k += 1
         _run_gconv(&inp[0, 0, 0, 0], &wp[0], &bias[0] if bias is not None else NULL, &out[0, 0, 0, 0],
-                   ps, np_, order, first[np_], ntiles, tbs, isa, nthreads,
-                   <char *>((<size_t>scratch + 63) & ~(<size_t>63)), sb)
+                   ps, np_, order, first[np_], ntiles, tbs, isa, nthreads, scratch_base(scratch), sb)
     finally:
         free(ps); free(first); free(ntiles); free(tbs); free(scratch); free(order)
     return path
@@ -291,19 +287,15 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     # about 8 chunks per thread, so a thread slowed by another process takes fewer
     cdef long per = max(1, nunits // (8 * max(nthreads, 1)))
     cdef long nchunks = (nunits + per - 1) // per
-    if nthreads > nchunks:
-        nthreads = <int>nchunks
+    nthreads = clamp_threads(nthreads, nchunks)
     cdef size_t sb
     if floating is float:
         sb = fc_nk_scratch_f32(isa, &p)
     else:
         sb = fc_nk_scratch_f64(isa, &p)
-    sb = (sb + 63) & ~(<size_t>63)
     cdef const floating *bptr = &bias[0] if bias is not None else NULL
-    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
-    if scratch == NULL:
-        raise MemoryError()
-    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
+    cdef char *scratch = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(scratch)
     cdef long ci, u0, u1
     with nogil:
         for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
@@ -346,21 +338,19 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     # added in chunk order: the result is the same whichever thread ran a chunk, and a thread slowed
     # by another process takes fewer chunks
     cdef long nchunks = min(R, max(4, nthreads))
-    if nthreads > nchunks:
-        nthreads = <int>nchunks
+    nthreads = clamp_threads(nthreads, nchunks)
     cdef size_t sb
     if floating is float:
         sb = fc_wgrad_scratch_f32(isa, &p, RBLK)
     else:
         sb = fc_wgrad_scratch_f64(isa, &p, RBLK)
-    sb = (sb + 63) & ~(<size_t>63)
+    cdef char *scratch = alloc_scratch(&sb, nthreads)
+    cdef char *base = scratch_base(scratch)
     cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
     cdef floating *partials = <floating *>malloc(part * nchunks * sizeof(floating) + 64)
-    cdef char *scratch = <char *>malloc(sb * nthreads + 64)
-    if partials == NULL or scratch == NULL:
-        free(partials); free(scratch)
+    if partials == NULL:
+        free(scratch)
         raise MemoryError()
-    cdef char *base = <char *>((<size_t>scratch + 63) & ~(<size_t>63))
     cdef floating *pd
     with nogil:
         memset(partials, 0, part * nchunks * sizeof(floating))

@@ -171,9 +171,9 @@ static inline void FN(fc_xspan)(const fc_gconv *p, int *bmin, int *span)
 static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
 {
     const size_t ntap = (size_t)p->nty * p->ntx;
-    int bmin, span;
-    FN(fc_xspan)(p, &bmin, &span);
     if (p->rowseg) {  /* fc_gconv_row: tap offsets and pointers, one segment for a whole output row */
+        int bmin, span;
+        FN(fc_xspan)(p, &bmin, &span);
         const size_t row_span = (size_t)(FC_RB * ((p->OW + FC_RB - 1) / FC_RB) - FC_RB) * p->ax + span;
         return 2 * ntap * sizeof(ptrdiff_t) + ntap * FC_RB * sizeof(FC_T *)
                + (size_t)p->nty * row_span * p->Cr * sizeof(FC_T) + FC_RB * VB * sizeof(FC_T) + 5 * 64;

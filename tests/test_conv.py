@@ -213,16 +213,28 @@ def test_one_thread_and_all_threads_agree():
         np.testing.assert_array_equal(a, b)
 
 
-def test_every_output_element_is_written(monkeypatch):
+@pytest.fixture
+def nan_empty(monkeypatch):
+    """np.empty hands out arrays whose bytes are all 0xFF, a NaN in float32 and float64, so an output
+    element no kernel writes shows up as NaN: also in outputs carved from a byte buffer
+    (fastconv.ops._validate.aligned_empty)."""
     real_empty = np.empty
 
-    def nan_empty(shape, dtype=float, **kw):
+    def empty(shape, dtype=float, **kw):
         a = real_empty(shape, dtype=dtype, **kw)
-        if np.dtype(dtype).kind == "f":
-            a.fill(np.nan)
+        a.reshape(-1).view(np.uint8).fill(0xFF)
         return a
 
-    monkeypatch.setattr(np, "empty", nan_empty)
+    monkeypatch.setattr(np, "empty", empty)
+
+
+def test_nan_empty_reaches_aligned_outputs(nan_empty):
+    from fastconv.ops._validate import aligned_empty
+    assert np.isnan(aligned_empty((3, 5), np.float32)).all()
+    assert np.isnan(aligned_empty((2, 7), np.float64)).all()
+
+
+def test_every_output_element_is_written(nan_empty):
     x, w = rand((2, 9, 8, 5)), rand((2, 3, 5, 7))
     for kwargs in (dict(stride=3), dict(stride=2, padding="same"), dict(padding=1, dilation=2)):
         y = ops.conv2d(x, w, **kwargs)
@@ -460,16 +472,7 @@ def test_few_channel_paths_one_and_two_threads_agree():
         np.testing.assert_array_equal(a, b)
 
 
-def test_few_channel_paths_write_every_output_element(monkeypatch):
-    real_empty = np.empty
-
-    def nan_empty(shape, dtype=float, **kw):
-        a = real_empty(shape, dtype=dtype, **kw)
-        if np.dtype(dtype).kind == "f":
-            a.fill(np.nan)
-        return a
-
-    monkeypatch.setattr(np, "empty", nan_empty)
+def test_few_channel_paths_write_every_output_element(nan_empty):
     for C, K, kwargs in ((1, 32, dict(padding="same")), (3, 13, dict(stride=2)), (2, 9, dict(stride=3))):
         x, w = rand((3, 9, 28, C)), rand((3, 3, C, K))
         y = ops.conv2d(x, w, **kwargs)
