@@ -9,14 +9,14 @@ cdef enum:
     STREAM_MIN_BYTES = 4 << 20
 
 
-cdef inline int clamp_threads(int nthreads, long work) noexcept nogil:
+cdef inline int clamp_threads(int nthreads, Py_ssize_t work) noexcept nogil:
     """At most one thread per unit of work, and at least one thread."""
     if nthreads > work:
         nthreads = <int>work
     return nthreads if nthreads > 0 else 1
 
 
-cdef inline int stream_ok(const void *out, size_t nbytes, long channels, size_t itemsize,
+cdef inline int stream_ok(const void *out, size_t nbytes, Py_ssize_t channels, size_t itemsize,
                           size_t vector_bytes) noexcept nogil:
     """Whether an output may be streamed: large, and every vector store of a pixel aligned."""
     return (nbytes >= STREAM_MIN_BYTES and (<size_t>out) % vector_bytes == 0
@@ -38,12 +38,12 @@ cdef inline char *scratch_base(char *mem) noexcept nogil:
     return <char *>((<size_t>mem + 63) & ~(<size_t>63))
 
 
-cdef inline void sum_partials(const floating *partials, size_t stride, long nparts, size_t n,
+cdef inline void sum_partials(const floating *partials, size_t stride, Py_ssize_t nparts, size_t n,
                               floating *out) noexcept nogil:
     """out[i] = partials[i] + partials[stride + i] + ... in part order, so the sum does not depend on
     which thread produced which part."""
     cdef size_t i
-    cdef long j
+    cdef Py_ssize_t j
     cdef floating s
     for i in range(n):
         s = partials[i]

@@ -18,6 +18,7 @@ Design (see src/conv_impl.h for the register tile):
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
+from libc.limits cimport INT_MAX
 from _common cimport floating
 from _parallel cimport alloc_scratch, clamp_threads, scratch_base, sum_partials
 import numpy as np
@@ -58,14 +59,14 @@ cdef extern from "conv_kernels.h" nogil:
     size_t fc_gconv_scratch_f32(int isa, const fc_gconv *p, int TB)
     size_t fc_gconv_scratch_f64(int isa, const fc_gconv *p, int TB)
     void fc_gconv_tiles_f32(int isa, const fc_gconv *p, const float *inp, const float *wp, const float *bias,
-                            float *out, long t0, long t1, int TB, char *scratch)
+                            float *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
     void fc_gconv_tiles_f64(int isa, const fc_gconv *p, const double *inp, const double *wp, const double *bias,
-                            double *out, long t0, long t1, int TB, char *scratch)
+                            double *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
     size_t fc_wgrad_scratch_f32(int isa, const fc_wgrad *p, int RBLK)
     size_t fc_wgrad_scratch_f64(int isa, const fc_wgrad *p, int RBLK)
-    void fc_wgrad_rows_f32(int isa, const fc_wgrad *p, const float *x, const float *dy, long r0, long r1,
+    void fc_wgrad_rows_f32(int isa, const fc_wgrad *p, const float *x, const float *dy, Py_ssize_t r0, Py_ssize_t r1,
                            int RBLK, float *dw, float *db, char *scratch)
-    void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, long r0, long r1,
+    void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, Py_ssize_t r0, Py_ssize_t r1,
                            int RBLK, double *dw, double *db, char *scratch)
     int FC_NK_MAXKO
     int fc_nk_vlen_f32(int isa)
@@ -78,11 +79,11 @@ cdef extern from "conv_kernels.h" nogil:
                         ptrdiff_t s_kw, ptrdiff_t s_g, ptrdiff_t s_cr, ptrdiff_t s_ko, double *dst)
     size_t fc_nk_scratch_f32(int isa, const fc_gconv *p)
     size_t fc_nk_scratch_f64(int isa, const fc_gconv *p)
-    long fc_nk_count(const fc_gconv *p)
+    Py_ssize_t fc_nk_count(const fc_gconv *p)
     void fc_nk_run_f32(int isa, const fc_gconv *p, const float *inp, const float *wn,
-                                         const float *bias, float *out, long u0, long u1, char *scratch)
+                                         const float *bias, float *out, Py_ssize_t u0, Py_ssize_t u1, char *scratch)
     void fc_nk_run_f64(int isa, const fc_gconv *p, const double *inp, const double *wn,
-                                         const double *bias, double *out, long u0, long u1, char *scratch)
+                                         const double *bias, double *out, Py_ssize_t u0, Py_ssize_t u1, char *scratch)
 
 MAX_TAPS = 64
 
@@ -107,6 +108,12 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
                          tuple taps_x, int KH, int KW, int G, int Cr, int Ko, bint relu) except *:
     """The fc_gconv of one gather convolution (see gather_conv)."""
     cdef int i
+    # the op checked every extent against the int geometry (ops/_plan.py); a C assignment of a
+    # Py_ssize_t to an int would wrap silently, so a plan that let one through stops here
+    for i in range(4):
+        if in_shape[i] > INT_MAX or out_shape[i] > INT_MAX:
+            raise ValueError(f"gather_conv: tensor extents {[in_shape[j] for j in range(4)]} -> "
+                             f"{[out_shape[j] for j in range(4)]} exceed the kernels' 32-bit geometry")
     p.N = in_shape[0]; p.IH = in_shape[1]; p.IW = in_shape[2]; p.ICt = in_shape[3]
     p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
     p.out_H = out_shape[1]; p.out_W = out_shape[2]; p.OCt = out_shape[3]
@@ -126,34 +133,38 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
 
 cdef tuple _tile_plan(fc_gconv *p, tuple taps_x, int nthreads, size_t elem):
     """Tile layout of one filled fc_gconv: (tiles, tiles per chunk, path), path None without pixels."""
-    cdef long P = <long>p.N * p.OH * p.OW
+    cdef Py_ssize_t P = <Py_ssize_t>p.N * p.OH * p.OW
     if P == 0:
         return 0, 1, None
     # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
     # narrow ones, where a partial tile per row would waste too many register-tile slots
     p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
-    cdef long ntiles
+    cdef Py_ssize_t ntiles
     if p.rowtiles:
-        ntiles = <long>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
+        ntiles = <Py_ssize_t>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
     else:
         ntiles = (P + FC_RB - 1) // FC_RB
     # tiles per chunk: the input they read stays within ~128 KiB (in L2) across the passes over the
     # output-channel blocks, and one block of packed weights is reused across all of them
-    cdef int bspan = 1
+    bspan = 1
     if p.ntx:
         bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
-    cdef size_t patch = <size_t>p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * p.Cr * elem
+    # Python ints: the estimate multiplies geometry that may pass 2**31 together
+    patch = p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * p.Cr * elem
     cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
+    cdef Py_ssize_t rows = <Py_ssize_t>p.N * p.OH
+    cdef Py_ssize_t tpr = (p.OW + FC_RB - 1) // FC_RB
     # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
     # and spares every tile its own edge handling (first layers)
-    p.rowseg = p.rowtiles and p.Cr <= 16 and p.OW <= 1024 and p.N * p.OH >= 2 * nthreads
+    p.rowseg = p.rowtiles and p.Cr <= 16 and p.OW <= 1024 and rows >= 2 * nthreads
     path = "tiles"
     if _os_exp.environ.get("FC_TB"):
         TB = int(_os_exp.environ["FC_TB"])
     if p.rowseg:
         # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
-        # taking one chunk from the shared counter per row cost ~10 % with two threads
-        TB = ((p.OW + FC_RB - 1) // FC_RB) * max(1, (p.N * p.OH) // (16 * nthreads))
+        # taking one chunk from the shared counter per row cost ~10 % with two threads (TB is an
+        # int of the kernel: at most 2**20 rows per chunk)
+        TB = <int>(tpr * min(2**20, max(1, rows // (16 * nthreads))))
         path = "rowseg"
         # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
         if (p.mergex and all(p.ky[i] == p.ky[0] + i for i in range(p.nty))
@@ -181,16 +192,16 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     if np_ == 0:
         return None
     cdef fc_gconv *ps = <fc_gconv *>malloc(np_ * sizeof(fc_gconv))
-    cdef long *first = <long *>malloc((np_ + 1) * sizeof(long))   # chunks of plans before each plan
-    cdef long *ntiles = <long *>malloc(np_ * sizeof(long))
+    cdef Py_ssize_t *first = <Py_ssize_t *>malloc((np_ + 1) * sizeof(Py_ssize_t))   # chunks of plans before each plan
+    cdef Py_ssize_t *ntiles = <Py_ssize_t *>malloc(np_ * sizeof(Py_ssize_t))
     cdef int *tbs = <int *>malloc(np_ * sizeof(int))
     if ps == NULL or first == NULL or ntiles == NULL or tbs == NULL:
         free(ps); free(first); free(ntiles); free(tbs)
         raise MemoryError()
     cdef size_t sb = 0, s
     cdef char *scratch = NULL
-    cdef long *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
-    cdef long k, c
+    cdef Py_ssize_t *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
+    cdef Py_ssize_t k, c
     path = None
     try:
         first[0] = 0
@@ -210,7 +221,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
             return None
         nthreads = clamp_threads(nthreads, first[np_])
         scratch = alloc_scratch(&sb, nthreads)
-        order = <long *>malloc(first[np_] * sizeof(long))
+        order = <Py_ssize_t *>malloc(first[np_] * sizeof(Py_ssize_t))
         if order == NULL:
             raise MemoryError()
         c = 0
@@ -229,9 +240,9 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
 
 
 cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
-                     const fc_gconv *ps, int np_, const long *order, long nchunks, const long *ntiles,
+                     const fc_gconv *ps, int np_, const Py_ssize_t *order, Py_ssize_t nchunks, const Py_ssize_t *ntiles,
                      const int *tbs, int isa, int nthreads, char *base, size_t sb) noexcept nogil:
-    cdef long ci, t0, t1
+    cdef Py_ssize_t ci, t0, t1
     cdef int j
     # dynamic: a thread that shares its core with another process takes fewer chunks (each
     # tile's arithmetic is the same whichever thread runs it)
@@ -281,12 +292,12 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     """
     cdef fc_gconv p
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
-    if <long>p.N * p.OH * p.OW == 0:
+    if <Py_ssize_t>p.N * p.OH * p.OW == 0:
         return None
-    cdef long nunits = fc_nk_count(&p)
+    cdef Py_ssize_t nunits = fc_nk_count(&p)
     # about 8 chunks per thread, so a thread slowed by another process takes fewer
-    cdef long per = max(1, nunits // (8 * max(nthreads, 1)))
-    cdef long nchunks = (nunits + per - 1) // per
+    cdef Py_ssize_t per = max(1, nunits // (8 * max(nthreads, 1)))
+    cdef Py_ssize_t nchunks = (nunits + per - 1) // per
     nthreads = clamp_threads(nthreads, nchunks)
     cdef size_t sb
     if floating is float:
@@ -296,7 +307,7 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef const floating *bptr = &bias[0] if bias is not None else NULL
     cdef char *scratch = alloc_scratch(&sb, nthreads)
     cdef char *base = scratch_base(scratch)
-    cdef long ci, u0, u1
+    cdef Py_ssize_t ci, u0, u1
     with nogil:
         for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             u0 = ci * per
@@ -323,9 +334,9 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     p.KH = dw.shape[0]; p.KW = dw.shape[1]
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
     p.G = G; p.Cg = p.C // G; p.Kg = p.K // G
-    cdef long R = <long>p.N * p.OH
+    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     cdef size_t nw = <size_t>p.KH * p.KW * p.Cg * p.K
-    cdef long t, r0, r1
+    cdef Py_ssize_t t, r0, r1
     # rows per block: keep the block's dy and padded x rows around 256 KiB
     cdef size_t row_bytes = (<size_t>p.OW * p.K + (<size_t>(p.OW - 1) * sw + (p.KW - 1) * dwl + 1) * p.C) * sizeof(floating)
     cdef int RBLK = <int>max(1, min(64, 262144 // max(row_bytes, 1)))
@@ -337,7 +348,7 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     # rows are cut into a fixed number of chunks, each summed into its own partial and the partials
     # added in chunk order: the result is the same whichever thread ran a chunk, and a thread slowed
     # by another process takes fewer chunks
-    cdef long nchunks = min(R, max(4, nthreads))
+    cdef Py_ssize_t nchunks = min(R, max(4, nthreads))
     nthreads = clamp_threads(nthreads, nchunks)
     cdef size_t sb
     if floating is float:

@@ -186,11 +186,11 @@ static size_t FN(fc_gconv_scratch_bytes)(const fc_gconv *p, int TB)
 
 /* Tiles per output row when tiles are row-aligned (p->rowtiles), else tiles run over the flattened
  * (n, oy, ox) pixels so small maps (7x7, 14x14) keep every register-tile slot busy. */
-static inline long FN(fc_ntiles)(const fc_gconv *p)
+static inline ptrdiff_t FN(fc_ntiles)(const fc_gconv *p)
 {
     if (p->rowtiles)
-        return (long)p->N * p->OH * ((p->OW + FC_RB - 1) / FC_RB);
-    return ((long)p->N * p->OH * p->OW + FC_RB - 1) / FC_RB;
+        return (ptrdiff_t)p->N * p->OH * ((p->OW + FC_RB - 1) / FC_RB);
+    return ((ptrdiff_t)p->N * p->OH * p->OW + FC_RB - 1) / FC_RB;
 }
 
 static inline void FN(fc_set_pixel)(const fc_gconv *p, FC_T *out, FN(fc_tile) *tl, int i, int n, int oy, int ox)
@@ -203,16 +203,17 @@ static inline void FN(fc_set_pixel)(const fc_gconv *p, FC_T *out, FN(fc_tile) *t
 }
 
 /* Decode the pixels of tile t: where they come from and where they go (group independent). */
-static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile) *tl)
+static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, ptrdiff_t t, FN(fc_tile) *tl)
 {
     if (p->rowtiles) {
         /* the row's OW pixels split evenly over its tiles: 28 = 5+6+5+6+6, not 6+6+6+6+4 with two
          * slots computed for nothing.  Row tiles have OW % FC_RB == 0 (all 6) or OW >= 4*FC_RB,
          * where OW / ceil(OW/6) > 5, so every tile has 5 or 6 pixels. */
         const int tpr = (p->OW + FC_RB - 1) / FC_RB;
-        const long row = t / tpr;
-        const int n = (int)(row / p->OH), oy = (int)(row - (long)n * p->OH), j = (int)(t - row * tpr);
-        const int ox0 = j * p->OW / tpr, ox1 = (j + 1) * p->OW / tpr;
+        const ptrdiff_t row = t / tpr;
+        const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH), j = (int)(t - row * tpr);
+        /* j * OW passes 2^31 on a flattened row of ~113,000 pixels (1x1 convs, Dense): 64-bit */
+        const int ox0 = (int)((ptrdiff_t)j * p->OW / tpr), ox1 = (int)((ptrdiff_t)(j + 1) * p->OW / tpr);
         tl->np = ox1 - ox0;
         for (int i = 0; i < FC_RB; i++) {
             FN(fc_set_pixel)(p, out, tl, i, n, oy, ox0 + i);
@@ -221,13 +222,13 @@ static void FN(fc_tile_pixels)(const fc_gconv *p, FC_T *out, long t, FN(fc_tile)
         return;
     }
     tl->np = FC_RB;
-    const long P = (long)p->N * p->OH * p->OW, plane = (long)p->OH * p->OW;
+    const ptrdiff_t P = (ptrdiff_t)p->N * p->OH * p->OW, plane = (ptrdiff_t)p->OH * p->OW;
     for (int i = 0; i < FC_RB; i++) {
-        const long q = t * FC_RB + i;
+        const ptrdiff_t q = t * FC_RB + i;
         if (q >= P) { tl->outp[i] = NULL; continue; }
         const int n = (int)(q / plane);
-        const int rem = (int)(q - n * plane);
-        const int oy = rem / p->OW, ox = rem - oy * p->OW;
+        const ptrdiff_t rem = q - n * plane;   /* an image may hold more than 2^31 pixels */
+        const int oy = (int)(rem / p->OW), ox = (int)(rem - (ptrdiff_t)oy * p->OW);
         FN(fc_set_pixel)(p, out, tl, i, n, oy, ox);
     }
 }
@@ -426,16 +427,16 @@ static int FN(fc_rowk_any)(int CR, int PS, int nr, const FC_T *x, ptrdiff_t rstr
  * kernel rows it reads are copied once, zero-padded, into one segment that every tile of the row
  * then reads like x, so the per-tile work is only the register tile itself. */
 static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
-                             FC_T *out, long t0, long t1, char *scratch)
+                             FC_T *out, ptrdiff_t t0, ptrdiff_t t1, char *scratch)
 {
     const int nkb = (p->Ko + VB - 1) / VB, Cr = p->Cr, mx = p->mergex;
     const int tpr = (int)(t1 - t0);
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * Cr * VB, wtap = (ptrdiff_t)Cr * VB;
-    const long row = t0 / tpr;
-    const int n = (int)(row / p->OH), oy = (int)(row - (long)n * p->OH);
+    const ptrdiff_t row = t0 / tpr;
+    const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
     int bmin, span;
     FN(fc_xspan)(p, &bmin, &span);
-    span += (FC_RB * tpr - FC_RB) * p->ax;
+    span += (FC_RB * tpr - FC_RB) * p->ax;  /* < 2^31: the plan bounds (OW + FC_RB) * ax */
     const size_t ntap = (size_t)p->nty * p->ntx;
     char *cur = scratch;
     ptrdiff_t *xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
@@ -520,11 +521,11 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
-                               FC_T *out, long t0, long t1, int TB, char *scratch)
+                               FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
 {
     if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
-        const long tpr = (p->OW + FC_RB - 1) / FC_RB;
-        for (long t = t0; t < t1; t += tpr)
+        const ptrdiff_t tpr = (p->OW + FC_RB - 1) / FC_RB;
+        for (ptrdiff_t t = t0; t < t1; t += tpr)
             FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
         return;
     }
@@ -542,7 +543,7 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
     FC_T *zeros = (FC_T *)FN(fc_carve)(&cur, zrun * sizeof(FC_T));  /* what taps outside x read */
     FN(fc_zero)(zeros, (int)zrun);
 
-    for (long tb = t0; tb < t1; tb += TB) {
+    for (ptrdiff_t tb = t0; tb < t1; tb += TB) {
         const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);
         for (int i = 0; i < nt; i++)
             FN(fc_tile_pixels)(p, out, tb + i, &tiles[i]);
@@ -678,7 +679,7 @@ static size_t FN(fc_wgrad_scratch_bytes)(const fc_wgrad *p, int RBLK)
 }
 
 /* Accumulate dw (KH, KW, Cg, K) and db (K) over dy rows [r0, r1) into the thread's partials. */
-static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, long r0, long r1,
+static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, ptrdiff_t r0, ptrdiff_t r1,
                               int RBLK, FC_T *dw, FC_T *db, char *scratch)
 {
     const int Wp = FN(fc_wg_padw)(p), C = p->C, K = p->K;
@@ -689,7 +690,7 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
     const int flat = (p->G == 1 && p->dw == 1);   /* (kw, c) contiguous in the padded row */
     const int sub = p->OW >= FC_WG_PIXELS ? 1 : FC_WG_PIXELS / p->OW;
 
-    for (long ra = r0; ra < r1; ra += RBLK) {
+    for (ptrdiff_t ra = r0; ra < r1; ra += RBLK) {
         const int nr = (int)((r1 - ra) < RBLK ? (r1 - ra) : RBLK);
         const FC_T *dyb = dy + ra * dyrow;
         if (db)
@@ -701,8 +702,8 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
         for (int kh = 0; kh < p->KH; kh++) {
             /* gather the padded x rows that kernel row kh meets */
             for (int r = 0; r < nr; r++) {
-                const long row = ra + r;
-                const int n = (int)(row / p->OH), oh = (int)(row - (long)n * p->OH);
+                const ptrdiff_t row = ra + r;
+                const int n = (int)(row / p->OH), oh = (int)(row - (ptrdiff_t)n * p->OH);
                 const int ih = oh * p->sh - p->ph + kh * p->dh;
                 FC_T *dst = xpad + r * xrow;
                 rowok[r] = (ih >= 0 && ih < p->H);

@@ -199,14 +199,14 @@ static size_t FN(fc_nk_scratch_bytes)(const fc_gconv *p)
 }
 
 /* Work units: (grid row, column block). */
-static long FN(fc_nk_units)(const fc_gconv *p)
+static ptrdiff_t FN(fc_nk_units)(const fc_gconv *p)
 {
-    return (long)p->N * p->OH * ((p->OW + FC_NK_BW - 1) / FC_NK_BW);
+    return (ptrdiff_t)p->N * p->OH * ((p->OW + FC_NK_BW - 1) / FC_NK_BW);
 }
 
 /* Compute work units [u0, u1).  wn: fc_nk_pack'ed weights; scratch: fc_nk_scratch_bytes(p), 64-aligned. */
 static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *wn, const FC_T *bias,
-                                FC_T *out, long u0, long u1, char *scratch)
+                                FC_T *out, ptrdiff_t u0, ptrdiff_t u1, char *scratch)
 {
     const int Cr = p->Cr, Ko = p->Ko, ICt = p->ICt, ax = p->ax;
     const int ncv = (Cr + FC_VLEN - 1) / FC_VLEN, nfull = Cr / FC_VLEN, rem = Cr % FC_VLEN;
@@ -237,10 +237,10 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
     const int xhi = fc_max(xlo, fc_min(p->OW, fc_floordiv(p->IW - 1 - bmax, ax) + 1));
     const int nblk = (p->OW + FC_NK_BW - 1) / FC_NK_BW;
 
-    for (long u = u0; u < u1; u++) {
-        const long row = u / nblk;
+    for (ptrdiff_t u = u0; u < u1; u++) {
+        const ptrdiff_t row = u / nblk;
         const int c0 = (int)(u - row * nblk) * FC_NK_BW, c1 = fc_min(p->OW, c0 + FC_NK_BW);
-        const int n = (int)(row / p->OH), oy = (int)(row - (long)n * p->OH);
+        const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
         FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0) * p->OCt;
         for (int g = 0; g < p->G; g++) {
             /* taps of the kept kernel rows: direct ones (merged per kernel row when possible) and

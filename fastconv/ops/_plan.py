@@ -13,6 +13,28 @@ from functools import lru_cache
 
 MAX_TAPS = 64  # kernel extent per axis that the C geometry holds
 
+# The kernels keep the geometry of a call in 32-bit ints (src/conv_geom.h: extents, positions, tap
+# offsets, channel counts, reduction lengths) and form every product of two of them in 64-bit
+# (ptrdiff_t).  Each such quantity stays below INT_GEOMETRY_LIMIT, so that a position plus a tap
+# offset, a tile width or another extent cannot pass 2**31 either.  The batch size only ever enters
+# products, so it may take any int value.
+INT_GEOMETRY_LIMIT = 2**30
+BATCH_LIMIT = 2**31
+
+
+def check_int_geometry(op: str, quantities, context: str = "") -> None:
+    """Refuse, before any kernel runs, a call whose geometry the kernels' int fields cannot hold.
+
+    quantities: (name, value) pairs, each to be below INT_GEOMETRY_LIMIT; a name starting with
+    "batch" is held to BATCH_LIMIT instead.
+    """
+    for name, value in quantities:
+        limit = BATCH_LIMIT if name.startswith("batch") else INT_GEOMETRY_LIMIT
+        if value >= limit:
+            exp = 31 if limit == BATCH_LIMIT else 30
+            raise ValueError(f"{op}: the {name} must be below 2**{exp} (the kernels index it in 32 bits). "
+                             f"Received: {name}={value}{context}")
+
 
 @dataclass(frozen=True)
 class GatherPlan:

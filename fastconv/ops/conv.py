@@ -22,12 +22,37 @@ class _ConvArgs:
 
     def __init__(self, op, x_shape, w, stride, dilation, groups, pads, out_hw):
         self.x_shape, self.w, self.dtype = x_shape, w, w.dtype
-        self.stride, self.dilation, self.groups = stride, dilation, groups
-        self.pads, self.out_hw, self.k_hw = pads, out_hw, w.shape[:2]
+        self.k_hw = w.shape[:2]
+        # a stride along an axis with one output, or a dilation along a one-tap axis, changes no
+        # value: taking 1 there gives the answer for any stride (PyTorch's, for a stride past the
+        # input) while keeping the kernels' int geometry small
+        self.stride = tuple(1 if out_hw[a] == 1 else stride[a] for a in range(2))
+        self.dilation = tuple(1 if self.k_hw[a] == 1 else dilation[a] for a in range(2))
+        self.groups, self.pads, self.out_hw = groups, pads, out_hw
+        _check_geometry(op, self)
 
     @property
     def y_shape(self):
         return (self.x_shape[0], self.out_hw[0], self.out_hw[1], self.w.shape[3])
+
+
+def _check_geometry(op, a: _ConvArgs) -> None:
+    """Every size of the problem fits the kernels' 32-bit geometry (ops/_plan.py)."""
+    N, H, W, C = a.x_shape
+    KH, KW, Cg, K = a.w.shape
+    (pt, pb), (pl, pr) = a.pads
+    quantities = [("batch size", N), ("input height", H), ("input width", W), ("input channels", C),
+                  ("output channels", K), ("padded height", H + pt + pb), ("padded width", W + pl + pr),
+                  ("output height", a.out_hw[0]), ("output width", a.out_hw[1]),
+                  ("dilated kernel height", (KH - 1) * a.dilation[0] + 1),
+                  ("dilated kernel width", (KW - 1) * a.dilation[1] + 1),
+                  ("strided output height", (a.out_hw[0] - 1) * a.stride[0] + 1),
+                  ("strided output width", (a.out_hw[1] - 1) * a.stride[1] + 1),
+                  # a tap row's reduction (KW merged taps of Cr channels), forward and input gradient
+                  ("reduction length KH*KW*C_in//groups", KH * KW * Cg),
+                  ("reduction length KH*KW*C_out//groups", KH * KW * (K // a.groups))]
+    _plan.check_int_geometry(op, quantities, f" (x.shape={tuple(a.x_shape)}, w.shape={tuple(a.w.shape)}, "
+                                             f"stride={a.stride}, padding={a.pads}, dilation={a.dilation})")
 
 
 def _check_groups(op, groups, c_in, w, w_name="w", layout="(KH, KW, C_in // groups, C_out)"):
@@ -104,8 +129,11 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
 
 
 def _pointwise(a: _ConvArgs) -> bool:
-    """1x1, stride 1, no padding: a plain (N*H*W, C) x (C, K) product."""
-    return tuple(a.k_hw) == (1, 1) and a.stride == (1, 1) and a.pads == ((0, 0), (0, 0))
+    """1x1, stride 1, no padding: a plain (N*H*W, C) x (C, K) product, run as one row of N*H*W
+    pixels while that row fits the kernels' int geometry (else in its own N, H, W layout)."""
+    N, H, W, _ = a.x_shape
+    return (tuple(a.k_hw) == (1, 1) and a.stride == (1, 1) and a.pads == ((0, 0), (0, 0))
+            and N * H * W < _plan.INT_GEOMETRY_LIMIT)
 
 
 def _pixel_row(t: np.ndarray) -> np.ndarray:
