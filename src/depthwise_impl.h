@@ -251,7 +251,7 @@ static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC
             for (int r = 0; r < nr; r++)
                 for (int c = 0; c < NC; c++) {
                     const int col = cfirst + c;
-                    colp[r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
+                    colp[(ptrdiff_t)r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
                 }
             ct(jb, 1, colp, NC, outp);
         }
@@ -371,23 +371,23 @@ static inline char *DFN(dw_carve)(char **cur, size_t bytes)
 }
 
 typedef struct {
-    long *tag, *stamp;
+    ptrdiff_t *tag, *stamp;
     FC_T *rows; /* KH rows of W*K */
 } DFN(dw_cache);
 
 static void DFN(dw_cache_init)(const fc_dwp *p, char **cur, DFN(dw_cache) *cc)
 {
-    cc->tag = (long *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(long));
-    cc->stamp = (long *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(long));
+    cc->tag = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
+    cc->stamp = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
     cc->rows = (FC_T *)DFN(dw_carve)(cur, (size_t)p->KH * p->W * p->K * sizeof(FC_T));
     for (int i = 0; i < p->KH; i++) cc->tag[i] = cc->stamp[i] = -1;
 }
 
 /* Input row (n, ih) with each channel repeated M times; stamp = the output row asking, so rows
  * needed by the same output row are never evicted by each other (there are KH slots). */
-static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cache) *cc, int n, int ih, long stamp)
+static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cache) *cc, int n, int ih, ptrdiff_t stamp)
 {
-    const long tag = (long)n * p->H + ih;
+    const ptrdiff_t tag = (ptrdiff_t)n * p->H + ih;
     const size_t rowlen = (size_t)p->W * p->K;
     int slot = -1;
     for (int i = 0; i < p->KH; i++)
@@ -411,11 +411,12 @@ static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cach
 static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
 {
     const size_t KH = (size_t)p->KH, KW = (size_t)p->KW, sw = (size_t)p->sw;
+    const size_t nph = (size_t)fc_min(p->sw, p->W); /* input-gradient column phases */
     size_t b = 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);        /* row lists */
-    b += 3 * ((sw * KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);      /* tap lists */
-    b += (sw * sizeof(int) + 63) & ~(size_t)63;                        /* tap counts */
-    b += 2 * ((KH * sizeof(long) + 63) & ~(size_t)63);                /* cache tags */
-    b += ((p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63;  /* dw accumulators */
+    b += 3 * ((KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* tap lists (all phases: KW taps) */
+    b += ((nph + 1) * sizeof(int) + 63) & ~(size_t)63;                 /* first tap of each phase */
+    b += 2 * ((KH * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* cache tags */
+    b += (((size_t)p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63; /* dw accumulators */
     b += 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);              /* edge / tap row pointers */
     /* edge buffers: KH rows of ((DW_RB - 1) * sw + (KW - 1) * dw + 2) pixels */
     b += (KH * ((DW_RB - 1) * sw + (KW - 1) * (size_t)p->dw + 2) * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
@@ -430,7 +431,7 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
 
 /* ---- forward: output rows r = n*OH + oh in [r0, r1) ---- */
 static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *w, const FC_T *bias, FC_T *y,
-                                    long r0, long r1, char *scratch)
+                                    ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
 #ifdef DW_NARROW
     if (p->K < FC_VLEN) {
@@ -469,8 +470,8 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
 #ifdef FC_NT
     if (p->stream && K % FC_VLEN == 0) jb.sbuf = sbuf;
 #endif
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (ptrdiff_t)n * p->OH);
         int nr = 0;
         for (int kh = 0; kh < KH; kh++) {
             const int ih = oh * p->sh - p->ph + kh * p->dh;
@@ -495,7 +496,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
 
 /* ---- input gradient: dx rows r = n*H + ih in [r0, r1) ---- */
 static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, const FC_T *w, FC_T *dx,
-                                           long r0, long r1, char *scratch)
+                                           ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
 #ifdef DW_NARROW
     if (p->K < FC_VLEN) {
@@ -507,10 +508,14 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     char *cur = scratch;
     const FC_T **srcs = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     const FC_T **wrows = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    int *toff = (int *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    int *cnt = (int *)DFN(dw_carve)(&cur, (size_t)sw * sizeof(int));
+    const int nph = fc_min(sw, W);
+    /* Each kw belongs to exactly one column phase ((kw*dw - pw) mod sw), so the phases' tap lists
+     * together hold KW entries: stored back to back, phase ph's from tfirst[ph] to tfirst[ph + 1].
+     * (Rows of KW per phase would need sw*KW entries: gigabytes for a large stride and kernel.) */
+    int *toff = (int *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    int *tfirst = (int *)DFN(dw_carve)(&cur, ((size_t)nph + 1) * sizeof(int));
     FC_T *trow = (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)); /* K-space / stream row */
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
@@ -521,20 +526,20 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     memset(zrow, 0, (size_t)K * sizeof(FC_T));
     FC_T *sbuf = (FC_T *)DFN(dw_carve)(&cur, (size_t)DW_RB * K * sizeof(FC_T));
     (void)sbuf;
-    const int nph = fc_min(sw, W);
     /* tap lists of each column phase: the kw whose dy column is an integer */
+    int ntap = 0;
     for (int ph = 0; ph < nph; ph++) {
-        int c0 = 0;
+        tfirst[ph] = ntap;
         for (int kw = KW - 1; kw >= 0; kw--) { /* ascending source columns */
             const int num = ph + p->pw - kw * p->dw;
             if (((num % sw) + sw) % sw) continue;
-            toff[ph * KW + c0] = num / sw;
-            toffK[ph * KW + c0] = (ptrdiff_t)(num / sw) * K;
-            twK[ph * KW + c0] = (ptrdiff_t)kw * K;
-            c0++;
+            toff[ntap] = num / sw;
+            toffK[ntap] = (ptrdiff_t)(num / sw) * K;
+            twK[ntap] = (ptrdiff_t)kw * K;
+            ntap++;
         }
-        cnt[ph] = c0;
     }
+    tfirst[nph] = ntap;
     DFN(dw_job) jb;
     jb.K = K; jb.qs = 1; jb.Wsrc = p->OW; jb.src = srcs; jb.wrow = wrows; jb.bias = NULL;
     jb.ostep = (ptrdiff_t)sw * K;
@@ -544,8 +549,8 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     if (p->stream && sw == 1 && M == 1 && K % FC_VLEN == 0) jb.sbuf = sbuf;
     if (p->stream && sw > 1 && M == 1 && K % FC_VLEN == 0) rowstream = 1;
 #endif
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->H), ih = (int)(r - (long)n * p->H);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->H), ih = (int)(r - (ptrdiff_t)n * p->H);
         int nr = 0;
         for (int kh = 0; kh < KH; kh++) {
             const int num = ih + p->ph - kh * p->dh;
@@ -565,8 +570,8 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
                               fc_floordiv(ih + p->ph, p->sh), fc_floordiv(ih + 1 + p->ph, p->sh), p->OH, &pf,
                               &pflen);
         for (int ph = 0; ph < nph; ph++) {
-            jb.nt = cnt[ph];
-            jb.toff = toff + ph * KW; jb.toffK = toffK + ph * KW; jb.twK = twK + ph * KW;
+            jb.nt = tfirst[ph + 1] - tfirst[ph];
+            jb.toff = toff + tfirst[ph]; jb.toffK = toffK + tfirst[ph]; jb.twK = twK + tfirst[ph];
             jb.nj = (W - ph + sw - 1) / sw;
             jb.out = orow + (ptrdiff_t)ph * K;
             jb.pf = ph == 0 ? pf : NULL;
@@ -736,7 +741,7 @@ static void DFN(dw_wgrad_row_scalar)(const fc_dwp *p, const FC_T *xrow, const FC
  * over the interior output columns (one dy load feeds up to 12 FMAs), edge columns are added
  * with bounds checks, and the block's sums go to the partial.  With dilation 1 and stride <= 2 the
  * tile also shares source-column loads between 4 output columns (dw_wtile_c). */
-static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, long r0, long r1,
+static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, ptrdiff_t r0, ptrdiff_t r1,
                                             FC_T *dwp, FC_T *dbp, char *scratch)
 {
 #ifdef DW_NARROW
@@ -763,8 +768,8 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
     const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 10 / NW));
     const int cdil = p->dw == 1 && sw <= 2;
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (ptrdiff_t)n * p->OH);
         const FC_T *dyrow = dy + (ptrdiff_t)r * OW * K;
         if (K < FC_VLEN) { /* narrowest level, tiny K */
             for (int ow = 0; ow < OW; ow++)
