@@ -283,11 +283,26 @@ static void DFN(dw_tiles)(int n, const DFN(dw_job) *jb, const FC_T *const *src, 
     }
 }
 
+/* Source columns dw_edge copies per row at most: DW_RB - 1 strides (only while a stride is shorter
+ * than the window span; wider strides go one pixel at a time) plus one window plus one.  An input-
+ * gradient job (qs = 1, span <= the forward's) needs no more. */
+static inline size_t DFN(dw_edge_cols)(const fc_dwp *p)
+{
+    const size_t span = (size_t)(p->KW - 1) * p->dw + 1, sw = (size_t)p->sw;
+    return (DW_RB - 1) * (sw < span ? sw : span) + span + 1;
+}
+
 /* Edge pixels [j0, j0+n) whose taps leave the source row: copy the source columns they read
  * (zeros outside [0, Wsrc)) into a small buffer per row, then run the normal tile on it. */
 static void DFN(dw_edge)(const DFN(dw_job) *jb, int j0, int n, int tmin, int tmax, FC_T *ebuf,
                          const FC_T **esrc)
 {
+    if (n > 1 && jb->qs > tmax - tmin + 1) {
+        /* windows a stride apart do not overlap: one pixel at a time copies only the columns read
+         * and keeps ebuf at one window (DW_EDGE_COLS), not DW_RB strides (60 GB for a stride of 2**24) */
+        for (int i = 0; i < n; i++) DFN(dw_edge)(jb, j0 + i, 1, tmin, tmax, ebuf, esrc);
+        return;
+    }
     const int K = jb->K;
     const int c0 = j0 * jb->qs + tmin, c1 = (j0 + n - 1) * jb->qs + tmax + 1;
     const size_t rowb = (size_t)(c1 - c0) * K;
@@ -322,7 +337,7 @@ static void DFN(dw_run_scalar)(const DFN(dw_job) *jb)
 /* Run a row job: interior pixels in DW_RB tiles read the source directly (the last tile is
  * shifted back to end at the interior's end, rewriting a few identical outputs rather than
  * running a latency-bound short tile); edge pixels go through dw_edge.
- * ebuf: scratch for KH rows of ((DW_RB-1)*qs + span + 1)*K values; esrc: KH pointers. */
+ * ebuf: scratch for KH rows of dw_edge_cols(p)*K values; esrc: KH pointers. */
 static void DFN(dw_run)(const DFN(dw_job) *jb, FC_T *ebuf, const FC_T **esrc, const FC_T *zrow, FC_T *dummy,
                         const FC_T **colp)
 {
@@ -410,7 +425,7 @@ static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cach
 
 static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
 {
-    const size_t KH = (size_t)p->KH, KW = (size_t)p->KW, sw = (size_t)p->sw;
+    const size_t KH = (size_t)p->KH, KW = (size_t)p->KW;
     const size_t nph = (size_t)fc_min(p->sw, p->W); /* input-gradient column phases */
     size_t b = 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);        /* row lists */
     b += 3 * ((KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* tap lists (all phases: KW taps) */
@@ -418,8 +433,7 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += 2 * ((KH * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* cache tags */
     b += (((size_t)p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63; /* dw accumulators */
     b += 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);              /* edge / tap row pointers */
-    /* edge buffers: KH rows of ((DW_RB - 1) * sw + (KW - 1) * dw + 2) pixels */
-    b += (KH * ((DW_RB - 1) * sw + (KW - 1) * (size_t)p->dw + 2) * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
+    b += (KH * DFN(dw_edge_cols)(p) * p->K * sizeof(FC_T) + 63) & ~(size_t)63; /* edge buffers */
     b += 2 * (((size_t)p->K * sizeof(FC_T) + 63) & ~(size_t)63);      /* zero row, dummy row */
     b += ((size_t)DW_RB * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* streaming buffer */
     b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
@@ -447,8 +461,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
-                                                 * K * sizeof(FC_T));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * DFN(dw_edge_cols)(p) * K * sizeof(FC_T));
     FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
@@ -518,8 +531,7 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     int *tfirst = (int *)DFN(dw_carve)(&cur, ((size_t)nph + 1) * sizeof(int));
     FC_T *trow = (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)); /* K-space / stream row */
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
-                                                 * K * sizeof(FC_T));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * DFN(dw_edge_cols)(p) * K * sizeof(FC_T));
     FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
