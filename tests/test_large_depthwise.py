@@ -99,6 +99,24 @@ def test_input_gradient_dy_rows_past_int32(c, m):
         _close(got, exp)
 
 
+def test_input_gradient_long_dy_row():
+    """Input gradient: dy column offsets ow*K within one row pass 2**31 (a 64-pixel x row with
+    2**24 + 64 pixels of left padding, 128 channels, so dy's row has 2**24 + 126 pixels); x reads
+    only dy's last 66 columns (a stride-1 phase: the register tile that loads each dy column once)."""
+    rng = np.random.default_rng(5)
+    c, wd, pad = 128, 64, 2**24 + 64
+    x = rng.standard_normal((1, 1, wd, c)).astype(np.float32)
+    w = rng.standard_normal((1, 3, c, 1)).astype(np.float32)
+    ow = wd + pad - 2
+    dy = lazy_zeros((1, 1, ow, c))
+    assert (pad - 2) * c > INT32_MAX
+    _fill(dy, np.s_[:, :, pad - 2:], rng)
+    dx, dw, db = fastconv.depthwise_conv2d_grad(dy, x, w, padding=((0, 0), (pad, 0)))
+    want = ref.depthwise_conv2d_grad(dy[:, :, pad - 2:], x, w, padding=((0, 0), (2, 0)))
+    for got, exp in zip((dx, dw, db), want):
+        _close(got, exp)
+
+
 @pytest.mark.parametrize("c,m", CHANNELS)
 def test_weight_gradient_rows_past_int32(c, m):
     """Weight gradient: the offset of x row ih, (n*H + ih)*W*C, passes 2**31 (x as in the forward
