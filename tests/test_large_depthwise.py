@@ -179,3 +179,16 @@ def test_channels_times_multiplier_past_int32_is_refused():
     w = lazy_zeros((1, 1, 2**16, 2**15))
     with pytest.raises(ValueError, match=r"C\*M = 2147483648"):
         fastconv.depthwise_conv2d(x, w)
+
+
+def test_input_gradient_wide_stride_and_kernel():
+    """Input gradient with stride 2**20 and a 2048-wide kernel: the per-phase tap lists were sw*KW
+    entries (48 GiB of scratch, indexed ph*KW in int) and built in nph*KW steps; x is 32 MiB."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 1, 2**20, 8)).astype(np.float32)
+    w = rng.standard_normal((1, 2048, 8, 1)).astype(np.float32)
+    kwargs = dict(stride=(1, 2**20), padding=((0, 0), (5, 0)))
+    dy = rng.standard_normal((1, 1, 1, 8)).astype(np.float32)
+    got = fastconv.depthwise_conv2d_grad(dy, x, w, **kwargs)
+    for g, e in zip(got, ref.depthwise_conv2d_grad(dy, x, w, **kwargs)):
+        _close(g, e)
