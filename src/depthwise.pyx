@@ -34,21 +34,21 @@ cdef extern from "depthwise_kernels.h" nogil:
     size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
     size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
     void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
-                           float *y, long r0, long r1, char *scratch)
+                           float *y, Py_ssize_t r0, Py_ssize_t r1, char *scratch)
     void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
-                           double *y, long r0, long r1, char *scratch)
+                           double *y, Py_ssize_t r0, Py_ssize_t r1, char *scratch)
     void fc_dw_backward_input_f32(int isa, const fc_dwp *p, const float *dy, const float *w, float *dx,
-                                  long r0, long r1, char *scratch)
+                                  Py_ssize_t r0, Py_ssize_t r1, char *scratch)
     void fc_dw_backward_input_f64(int isa, const fc_dwp *p, const double *dy, const double *w, double *dx,
-                                  long r0, long r1, char *scratch)
-    void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, long r0,
-                                   long r1, float *dwp, float *dbp, char *scratch)
-    void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, long r0,
-                                   long r1, double *dwp, double *dbp, char *scratch)
+                                  Py_ssize_t r0, Py_ssize_t r1, char *scratch)
+    void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, Py_ssize_t r0,
+                                   Py_ssize_t r1, float *dwp, float *dbp, char *scratch)
+    void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, Py_ssize_t r0,
+                                   Py_ssize_t r1, double *dwp, double *dbp, char *scratch)
     void fc_dw_backward_blocks_f32(int isa, const fc_dwp *p, const float *x, const float *dy, const float *w,
-                                   float *dx, long b0, long b1, int BR, float *dwp, float *dbp, char *scratch)
+                                   float *dx, Py_ssize_t b0, Py_ssize_t b1, int BR, float *dwp, float *dbp, char *scratch)
     void fc_dw_backward_blocks_f64(int isa, const fc_dwp *p, const double *x, const double *dy, const double *w,
-                                   double *dx, long b0, long b1, int BR, double *dwp, double *dbp, char *scratch)
+                                   double *dx, Py_ssize_t b0, Py_ssize_t b1, int BR, double *dwp, double *dbp, char *scratch)
 
 
 cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH, int OW, int KH, int KW,
@@ -75,7 +75,7 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef fc_dwp p
     _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[3], y.shape[1], y.shape[2],
               w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef long R = <long>p.N * p.OH
+    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     if R == 0 or p.OW == 0 or p.K == 0:
         return
     nthreads = clamp_threads(nthreads, R)
@@ -84,7 +84,7 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     cdef char *base = scratch_base(mem)
     cdef const floating *bp = &bias[0] if bias is not None else NULL
     p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.K * sizeof(floating), p.K, sizeof(floating), isa)
-    cdef long t, r0, r1
+    cdef Py_ssize_t t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             r0 = R * t // nthreads
@@ -106,7 +106,7 @@ def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
     cdef fc_dwp p
     _geometry(&p, dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[3], dy.shape[1], dy.shape[2],
               w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef long R = <long>p.N * p.H
+    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.H
     if R == 0 or p.W == 0 or p.K == 0:
         return
     nthreads = clamp_threads(nthreads, R)
@@ -114,7 +114,7 @@ def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
     cdef char *mem = alloc_scratch(&sb, nthreads)
     cdef char *base = scratch_base(mem)
     p.stream = _stream(&dx[0, 0, 0, 0], <size_t>R * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
-    cdef long t, r0, r1
+    cdef Py_ssize_t t, r0, r1
     with nogil:
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
             r0 = R * t // nthreads
@@ -137,7 +137,7 @@ def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
     cdef fc_dwp p
     _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[3], dy.shape[1], dy.shape[2],
               dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef long R = <long>p.N * p.OH
+    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     cdef size_t nw = <size_t>p.KH * p.KW * p.K
     cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
     if R == 0 or p.OW == 0 or p.K == 0:
@@ -154,7 +154,7 @@ def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
         free(mem)
         raise MemoryError()
     cdef floating *pd
-    cdef long t, r0, r1
+    cdef Py_ssize_t t, r0, r1
     with nogil:
         memset(partials, 0, part * nthreads * sizeof(floating))
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):
@@ -197,13 +197,13 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
         db[...] = 0
         return
     # dy rows per block: about 96 KiB of dy (the dx and x rows of a block are sh times that)
-    cdef long row_bytes = <long>p.OW * p.K * <long>sizeof(floating)
-    cdef long BR = 98304 // row_bytes
+    cdef Py_ssize_t row_bytes = <Py_ssize_t>p.OW * p.K * <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t BR = 98304 // row_bytes
     if BR < 1:
         BR = 1
     if BR > p.OH:
         BR = p.OH
-    cdef long B = <long>p.N * ((p.OH + BR - 1) // BR)
+    cdef Py_ssize_t B = <Py_ssize_t>p.N * ((p.OH + BR - 1) // BR)
     nthreads = clamp_threads(nthreads, B)
     cdef floating *dxp = NULL
     if dx is not None:
@@ -217,7 +217,7 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
         free(mem)
         raise MemoryError()
     cdef floating *pd
-    cdef long t, b0, b1
+    cdef Py_ssize_t t, b0, b1
     with nogil:
         memset(partials, 0, part * nthreads * sizeof(floating))
         for t in prange(nthreads, num_threads=nthreads, schedule='static'):

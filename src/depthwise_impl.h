@@ -251,7 +251,7 @@ static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC
             for (int r = 0; r < nr; r++)
                 for (int c = 0; c < NC; c++) {
                     const int col = cfirst + c;
-                    colp[r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
+                    colp[(ptrdiff_t)r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
                 }
             ct(jb, 1, colp, NC, outp);
         }
@@ -283,11 +283,26 @@ static void DFN(dw_tiles)(int n, const DFN(dw_job) *jb, const FC_T *const *src, 
     }
 }
 
+/* Source columns dw_edge copies per row at most: DW_RB - 1 strides (only while a stride is shorter
+ * than the window span; wider strides go one pixel at a time) plus one window plus one.  An input-
+ * gradient job (qs = 1, span <= the forward's) needs no more. */
+static inline size_t DFN(dw_edge_cols)(const fc_dwp *p)
+{
+    const size_t span = (size_t)(p->KW - 1) * p->dw + 1, sw = (size_t)p->sw;
+    return (DW_RB - 1) * (sw < span ? sw : span) + span + 1;
+}
+
 /* Edge pixels [j0, j0+n) whose taps leave the source row: copy the source columns they read
  * (zeros outside [0, Wsrc)) into a small buffer per row, then run the normal tile on it. */
 static void DFN(dw_edge)(const DFN(dw_job) *jb, int j0, int n, int tmin, int tmax, FC_T *ebuf,
                          const FC_T **esrc)
 {
+    if (n > 1 && jb->qs > tmax - tmin + 1) {
+        /* windows a stride apart do not overlap: one pixel at a time copies only the columns read
+         * and keeps ebuf at one window (DW_EDGE_COLS), not DW_RB strides (60 GB for a stride of 2**24) */
+        for (int i = 0; i < n; i++) DFN(dw_edge)(jb, j0 + i, 1, tmin, tmax, ebuf, esrc);
+        return;
+    }
     const int K = jb->K;
     const int c0 = j0 * jb->qs + tmin, c1 = (j0 + n - 1) * jb->qs + tmax + 1;
     const size_t rowb = (size_t)(c1 - c0) * K;
@@ -322,7 +337,7 @@ static void DFN(dw_run_scalar)(const DFN(dw_job) *jb)
 /* Run a row job: interior pixels in DW_RB tiles read the source directly (the last tile is
  * shifted back to end at the interior's end, rewriting a few identical outputs rather than
  * running a latency-bound short tile); edge pixels go through dw_edge.
- * ebuf: scratch for KH rows of ((DW_RB-1)*qs + span + 1)*K values; esrc: KH pointers. */
+ * ebuf: scratch for KH rows of dw_edge_cols(p)*K values; esrc: KH pointers. */
 static void DFN(dw_run)(const DFN(dw_job) *jb, FC_T *ebuf, const FC_T **esrc, const FC_T *zrow, FC_T *dummy,
                         const FC_T **colp)
 {
@@ -371,23 +386,23 @@ static inline char *DFN(dw_carve)(char **cur, size_t bytes)
 }
 
 typedef struct {
-    long *tag, *stamp;
+    ptrdiff_t *tag, *stamp;
     FC_T *rows; /* KH rows of W*K */
 } DFN(dw_cache);
 
 static void DFN(dw_cache_init)(const fc_dwp *p, char **cur, DFN(dw_cache) *cc)
 {
-    cc->tag = (long *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(long));
-    cc->stamp = (long *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(long));
+    cc->tag = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
+    cc->stamp = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
     cc->rows = (FC_T *)DFN(dw_carve)(cur, (size_t)p->KH * p->W * p->K * sizeof(FC_T));
     for (int i = 0; i < p->KH; i++) cc->tag[i] = cc->stamp[i] = -1;
 }
 
 /* Input row (n, ih) with each channel repeated M times; stamp = the output row asking, so rows
  * needed by the same output row are never evicted by each other (there are KH slots). */
-static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cache) *cc, int n, int ih, long stamp)
+static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cache) *cc, int n, int ih, ptrdiff_t stamp)
 {
-    const long tag = (long)n * p->H + ih;
+    const ptrdiff_t tag = (ptrdiff_t)n * p->H + ih;
     const size_t rowlen = (size_t)p->W * p->K;
     int slot = -1;
     for (int i = 0; i < p->KH; i++)
@@ -410,15 +425,15 @@ static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cach
 
 static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
 {
-    const size_t KH = (size_t)p->KH, KW = (size_t)p->KW, sw = (size_t)p->sw;
+    const size_t KH = (size_t)p->KH, KW = (size_t)p->KW;
+    const size_t nph = (size_t)fc_min(p->sw, p->W); /* input-gradient column phases */
     size_t b = 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);        /* row lists */
-    b += 3 * ((sw * KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);      /* tap lists */
-    b += (sw * sizeof(int) + 63) & ~(size_t)63;                        /* tap counts */
-    b += 2 * ((KH * sizeof(long) + 63) & ~(size_t)63);                /* cache tags */
-    b += ((p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63;  /* dw accumulators */
+    b += 3 * ((KW * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* tap lists (all phases: KW taps) */
+    b += ((nph + 1) * sizeof(int) + 63) & ~(size_t)63;                 /* first tap of each phase */
+    b += 2 * ((KH * sizeof(ptrdiff_t) + 63) & ~(size_t)63);           /* cache tags */
+    b += (((size_t)p->K + 16) * KH * KW * sizeof(FC_T) + 63) & ~(size_t)63; /* dw accumulators */
     b += 2 * ((KH * sizeof(void *) + 63) & ~(size_t)63);              /* edge / tap row pointers */
-    /* edge buffers: KH rows of ((DW_RB - 1) * sw + (KW - 1) * dw + 2) pixels */
-    b += (KH * ((DW_RB - 1) * sw + (KW - 1) * (size_t)p->dw + 2) * p->K * sizeof(FC_T) + 63) & ~(size_t)63;
+    b += (KH * DFN(dw_edge_cols)(p) * p->K * sizeof(FC_T) + 63) & ~(size_t)63; /* edge buffers */
     b += 2 * (((size_t)p->K * sizeof(FC_T) + 63) & ~(size_t)63);      /* zero row, dummy row */
     b += ((size_t)DW_RB * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* streaming buffer */
     b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
@@ -430,7 +445,7 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
 
 /* ---- forward: output rows r = n*OH + oh in [r0, r1) ---- */
 static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *w, const FC_T *bias, FC_T *y,
-                                    long r0, long r1, char *scratch)
+                                    ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
 #ifdef DW_NARROW
     if (p->K < FC_VLEN) {
@@ -446,8 +461,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, KW * sizeof(ptrdiff_t));
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
-                                                 * K * sizeof(FC_T));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * DFN(dw_edge_cols)(p) * K * sizeof(FC_T));
     FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
@@ -469,8 +483,8 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
 #ifdef FC_NT
     if (p->stream && K % FC_VLEN == 0) jb.sbuf = sbuf;
 #endif
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (ptrdiff_t)n * p->OH);
         int nr = 0;
         for (int kh = 0; kh < KH; kh++) {
             const int ih = oh * p->sh - p->ph + kh * p->dh;
@@ -495,7 +509,7 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
 
 /* ---- input gradient: dx rows r = n*H + ih in [r0, r1) ---- */
 static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, const FC_T *w, FC_T *dx,
-                                           long r0, long r1, char *scratch)
+                                           ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
 #ifdef DW_NARROW
     if (p->K < FC_VLEN) {
@@ -507,34 +521,42 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     char *cur = scratch;
     const FC_T **srcs = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     const FC_T **wrows = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    int *toff = (int *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)sw * KW * sizeof(ptrdiff_t));
-    int *cnt = (int *)DFN(dw_carve)(&cur, (size_t)sw * sizeof(int));
+    const int nph = fc_min(sw, W);
+    /* Each kw belongs to exactly one column phase ((kw*dw - pw) mod sw), so the phases' tap lists
+     * together hold KW entries: stored back to back, phase ph's from tfirst[ph] to tfirst[ph + 1].
+     * (Rows of KW per phase would need sw*KW entries: gigabytes for a large stride and kernel.) */
+    int *toff = (int *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    ptrdiff_t *toffK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    ptrdiff_t *twK = (ptrdiff_t *)DFN(dw_carve)(&cur, (size_t)KW * sizeof(ptrdiff_t));
+    int *tfirst = (int *)DFN(dw_carve)(&cur, ((size_t)nph + 1) * sizeof(int));
     FC_T *trow = (FC_T *)DFN(dw_carve)(&cur, (size_t)W * K * sizeof(FC_T)); /* K-space / stream row */
     const FC_T **esrc = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
-    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * ((DW_RB - 1) * (size_t)p->sw + (KW - 1) * (size_t)p->dw + 2)
-                                                 * K * sizeof(FC_T));
+    FC_T *ebuf = (FC_T *)DFN(dw_carve)(&cur, KH * DFN(dw_edge_cols)(p) * K * sizeof(FC_T));
     FC_T *zrow = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     FC_T *dummy = (FC_T *)DFN(dw_carve)(&cur, (size_t)K * sizeof(FC_T));
     const FC_T **colp = (const FC_T **)DFN(dw_carve)(&cur, (size_t)KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *));
     memset(zrow, 0, (size_t)K * sizeof(FC_T));
     FC_T *sbuf = (FC_T *)DFN(dw_carve)(&cur, (size_t)DW_RB * K * sizeof(FC_T));
     (void)sbuf;
-    const int nph = fc_min(sw, W);
-    /* tap lists of each column phase: the kw whose dy column is an integer */
-    for (int ph = 0; ph < nph; ph++) {
-        int c0 = 0;
-        for (int kw = KW - 1; kw >= 0; kw--) { /* ascending source columns */
-            const int num = ph + p->pw - kw * p->dw;
-            if (((num % sw) + sw) % sw) continue;
-            toff[ph * KW + c0] = num / sw;
-            toffK[ph * KW + c0] = (ptrdiff_t)(num / sw) * K;
-            twK[ph * KW + c0] = (ptrdiff_t)kw * K;
-            c0++;
-        }
-        cnt[ph] = c0;
+    /* tap lists of each column phase: the kw whose dy column (ph + pw - kw*dw) / sw is an integer,
+     * i.e. ph = (kw*dw - pw) mod sw.  A counting sort over kw (O(KW + nph)); testing every
+     * (phase, kw) pair cost nph*KW steps, 20 s for a stride of 2**20 and a 2048-wide kernel. */
+    for (int ph = 0; ph <= nph; ph++) tfirst[ph] = 0;
+    for (int kw = 0; kw < KW; kw++) {
+        const int ph = (((kw * p->dw - p->pw) % sw) + sw) % sw;
+        if (ph < nph) tfirst[ph + 1]++;
     }
+    for (int ph = 0; ph < nph; ph++) tfirst[ph + 1] += tfirst[ph];
+    for (int kw = KW - 1; kw >= 0; kw--) { /* ascending source columns within a phase */
+        const int ph = (((kw * p->dw - p->pw) % sw) + sw) % sw;
+        if (ph >= nph) continue;
+        const int i = tfirst[ph]++, num = ph + p->pw - kw * p->dw;
+        toff[i] = num / sw;
+        toffK[i] = (ptrdiff_t)(num / sw) * K;
+        twK[i] = (ptrdiff_t)kw * K;
+    }
+    for (int ph = nph; ph > 0; ph--) tfirst[ph] = tfirst[ph - 1]; /* back from ends to starts */
+    tfirst[0] = 0;
     DFN(dw_job) jb;
     jb.K = K; jb.qs = 1; jb.Wsrc = p->OW; jb.src = srcs; jb.wrow = wrows; jb.bias = NULL;
     jb.ostep = (ptrdiff_t)sw * K;
@@ -544,8 +566,8 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
     if (p->stream && sw == 1 && M == 1 && K % FC_VLEN == 0) jb.sbuf = sbuf;
     if (p->stream && sw > 1 && M == 1 && K % FC_VLEN == 0) rowstream = 1;
 #endif
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->H), ih = (int)(r - (long)n * p->H);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->H), ih = (int)(r - (ptrdiff_t)n * p->H);
         int nr = 0;
         for (int kh = 0; kh < KH; kh++) {
             const int num = ih + p->ph - kh * p->dh;
@@ -565,8 +587,8 @@ static void DFN(fc_dw_backward_input_rows)(const fc_dwp *p, const FC_T *dy, cons
                               fc_floordiv(ih + p->ph, p->sh), fc_floordiv(ih + 1 + p->ph, p->sh), p->OH, &pf,
                               &pflen);
         for (int ph = 0; ph < nph; ph++) {
-            jb.nt = cnt[ph];
-            jb.toff = toff + ph * KW; jb.toffK = toffK + ph * KW; jb.twK = twK + ph * KW;
+            jb.nt = tfirst[ph + 1] - tfirst[ph];
+            jb.toff = toff + tfirst[ph]; jb.toffK = toffK + tfirst[ph]; jb.twK = twK + tfirst[ph];
             jb.nj = (W - ph + sw - 1) / sw;
             jb.out = orow + (ptrdiff_t)ph * K;
             jb.pf = ph == 0 ? pf : NULL;
@@ -736,7 +758,7 @@ static void DFN(dw_wgrad_row_scalar)(const fc_dwp *p, const FC_T *xrow, const FC
  * over the interior output columns (one dy load feeds up to 12 FMAs), edge columns are added
  * with bounds checks, and the block's sums go to the partial.  With dilation 1 and stride <= 2 the
  * tile also shares source-column loads between 4 output columns (dw_wtile_c). */
-static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, long r0, long r1,
+static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, const FC_T *dy, ptrdiff_t r0, ptrdiff_t r1,
                                             FC_T *dwp, FC_T *dbp, char *scratch)
 {
 #ifdef DW_NARROW
@@ -763,8 +785,8 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
     const int NW = fc_min(KW, 7), RRmax = fc_max(1, fc_min(3, 10 / NW));
     const int cdil = p->dw == 1 && sw <= 2;
-    for (long r = r0; r < r1; r++) {
-        const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const int n = (int)(r / p->OH), oh = (int)(r - (ptrdiff_t)n * p->OH);
         const FC_T *dyrow = dy + (ptrdiff_t)r * OW * K;
         if (K < FC_VLEN) { /* narrowest level, tiny K */
             for (int ow = 0; ow < OW; ow++)

@@ -101,16 +101,16 @@ static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
     return fc_dw_scratch_bytes_f32_generic(p); /* layout does not depend on the level */
 }
 static void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
-                              float *y, long r0, long r1, char *scratch)
+                              float *y, ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
     FC_PICK(isa, fc_dw_forward_rows, p, x, w, bias, y, r0, r1, scratch);
 }
 static void fc_dw_backward_input_f32(int isa, const fc_dwp *p, const float *dy, const float *w, float *dx,
-                                     long r0, long r1, char *scratch)
+                                     ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
     FC_PICK(isa, fc_dw_backward_input_rows, p, dy, w, dx, r0, r1, scratch);
 }
-static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, long r0, long r1,
+static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, ptrdiff_t r0, ptrdiff_t r1,
                                       float *dwp, float *dbp, char *scratch)
 {
     FC_PICK(isa, fc_dw_backward_weight_rows, p, x, dy, r0, r1, dwp, dbp, scratch);
@@ -122,16 +122,19 @@ static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, 
  * still in cache for the other.  dwp/dbp: the calling thread's partials. */
 #define FC_DW_BLOCKS(SFX, T)                                                                          \
     static void fc_dw_backward_blocks_##SFX(int isa, const fc_dwp *p, const T *x, const T *dy, const T *w, \
-                                            T *dx, long b0, long b1, int BR, T *dwp, T *dbp, char *scratch) \
+                                            T *dx, ptrdiff_t b0, ptrdiff_t b1, int BR, T *dwp, T *dbp,   \
+                                            char *scratch)                                           \
     {                                                                                                \
-        const int nbi = (p->OH + BR - 1) / BR;                                                       \
-        for (long b = b0; b < b1; b++) {                                                             \
-            const long n = b / nbi;                                                                  \
-            const int blk = (int)(b - n * nbi), oh0 = blk * BR, oh1 = fc_min(p->OH, oh0 + BR);       \
+        /* OH + BR - 1 and oh0 + BR may pass INT_MAX when OH is near it (BR is up to 24576), so */   \
+        /* block bounds are formed in 64-bit; they end up <= OH and fit an int again */              \
+        const ptrdiff_t nbi = ((ptrdiff_t)p->OH + BR - 1) / BR;                                      \
+        for (ptrdiff_t b = b0; b < b1; b++) {                                                        \
+            const ptrdiff_t n = b / nbi, blk = b - n * nbi, oh0 = blk * BR;                          \
+            const ptrdiff_t oh1 = oh0 + BR < p->OH ? oh0 + BR : p->OH;                               \
             fc_dw_backward_weight_##SFX(isa, p, x, dy, n * p->OH + oh0, n * p->OH + oh1, dwp, dbp, scratch); \
             if (dx) {                                                                                \
-                const int ih0 = blk == 0 ? 0 : fc_min(p->H, oh0 * p->sh);                            \
-                const int ih1 = blk == nbi - 1 ? p->H : fc_min(p->H, oh1 * p->sh);                   \
+                const ptrdiff_t ih0 = blk == 0 ? 0 : (oh0 * p->sh > p->H ? p->H : oh0 * p->sh);     \
+                const ptrdiff_t ih1 = blk == nbi - 1 ? p->H : (oh1 * p->sh > p->H ? p->H : oh1 * p->sh); \
                 if (ih1 > ih0)                                                                       \
                     fc_dw_backward_input_##SFX(isa, p, dy, w, dx, n * p->H + ih0, n * p->H + ih1, scratch); \
             }                                                                                        \
@@ -144,19 +147,19 @@ static size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
     return fc_dw_scratch_bytes_f64_generic(p);
 }
 static void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
-                              double *y, long r0, long r1, char *scratch)
+                              double *y, ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
     (void)isa;
     fc_dw_forward_rows_f64_generic(p, x, w, bias, y, r0, r1, scratch);
 }
 static void fc_dw_backward_input_f64(int isa, const fc_dwp *p, const double *dy, const double *w, double *dx,
-                                     long r0, long r1, char *scratch)
+                                     ptrdiff_t r0, ptrdiff_t r1, char *scratch)
 {
     (void)isa;
     fc_dw_backward_input_rows_f64_generic(p, dy, w, dx, r0, r1, scratch);
 }
-static void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, long r0,
-                                      long r1, double *dwp, double *dbp, char *scratch)
+static void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, ptrdiff_t r0,
+                                      ptrdiff_t r1, double *dwp, double *dbp, char *scratch)
 {
     (void)isa;
     fc_dw_backward_weight_rows_f64_generic(p, x, dy, r0, r1, dwp, dbp, scratch);

@@ -22,6 +22,43 @@ from fastconv.ops._validate import (
 )
 
 
+# The kernels (src/depthwise_impl.h) keep per-axis positions (rows, columns, taps, channels) in
+# 32-bit int for speed and compute every offset, row count and size from them in 64-bit.  What
+# keeps those ints from wrapping is checked here, once, before any kernel runs:
+# - along each axis, size + padding + stride + effective kernel (every position the kernels form,
+#   e.g. oh*sh - ph + kh*dh or a floor division's numerator, is a sum of a subset of these);
+# - K = C*M (the output channels of a pixel);
+# each plus _INT_SLACK, because loops step past a row's or a channel block's end by at most a
+# register tile (8 pixels, 16 lanes) or a weight-gradient chunk (32 columns) before they stop.
+_INT_MAX = 2**31 - 1
+_INT_SLACK = 64
+
+
+def _check_int_geometry(op, x_shape, w_shape, stride, dilation, pads, out_hw):
+    """ValueError, naming the argument and the shapes, when a size would wrap the kernels' int."""
+    limit = _INT_MAX - _INT_SLACK
+    got = (f"Received: x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}, stride={stride}, "
+           f"padding={pads}, dilation={dilation}")
+    k = w_shape[2] * w_shape[3]
+    if k > limit:
+        raise ValueError(f"{op}: channels * depth multiplier (C*M = {k}) must be at most {limit}. {got}")
+    for axis, name in ((0, "H"), (1, "W")):
+        size, kk = x_shape[1 + axis], w_shape[axis]
+        extent = size + pads[axis][0] + pads[axis][1] + stride[axis] + (kk - 1) * dilation[axis] + 1
+        if extent > limit:
+            raise ValueError(
+                f"{op}: along {name}, input + padding + stride + dilated kernel "
+                f"({size} + {pads[axis][0]} + {pads[axis][1]} + {stride[axis]} + "
+                f"{(kk - 1) * dilation[axis] + 1} = {extent}) must be at most {limit}: the kernels "
+                f"index rows and columns with 32-bit ints. {got}")
+    # the other axes are bounded by the extents above (OH, OW, KH, KW) or only ever multiplied in
+    # 64-bit (N); N is still passed as an int
+    if x_shape[0] > limit:
+        raise ValueError(f"{op}: the batch size must be at most {limit}. {got}")
+    if max(dilation) > limit:  # a 1-tap axis leaves it out of the extent, but it is still an int
+        raise ValueError(f"{op}: dilation must be at most {limit}. {got}")
+
+
 class _DwPlan:
     """Validated geometry of one depthwise problem."""
 
@@ -54,6 +91,7 @@ def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
     out_hw = (window_output_size(x.shape[1], k_hw[0], stride[0], dilation[0], *pads[0]),
               window_output_size(x.shape[2], k_hw[1], stride[1], dilation[1], *pads[1]))
     check_output(op, out_hw, x.shape, k_hw)
+    _check_int_geometry(op, x.shape, w.shape, stride, dilation, pads, out_hw)
     return _DwPlan(x.shape, w.shape, stride, dilation, pads, out_hw)
 
 
