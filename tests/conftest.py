@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
-settings.register_profile("ci", max_examples=450, derandomize=True, database=None, deadline=None,
+settings.register_profile("ci", max_examples=350, derandomize=True, database=None, deadline=None,
                           print_blob=True, suppress_health_check=_SLOW)
 settings.register_profile("wide", max_examples=1000, deadline=None, print_blob=True,
                           suppress_health_check=_SLOW)
