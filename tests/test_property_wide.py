@@ -8,7 +8,8 @@ with the "too small to split" threshold off, so small calls do run on several th
 
 What is drawn (tests/test_property_wide.py strategies):
 
-- images: rows of up to 4200 pixels (H 1..3), columns of up to 4200 (W 1..3), squares up to 48 and
+- images: rows of up to 4200 pixels (H 1..3), columns of up to 4200 (W 1..3), squares up to 48,
+  48..400 and 4..64 x 16..1100 (plus first-layer convs: 1-3 channels, 3/5/7-wide kernels), and
   tiny inputs (1..4) that kernels overhang; batch 0..3 (0: an empty, correctly shaped result);
 - channels from {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 47, 64, 97}: primes and the vector
   widths +-1 (8 floats AVX2, 16 floats AVX-512); groups dividing them, up to groups == channels;
@@ -23,7 +24,7 @@ A case costs at most MAC_CAP multiply-adds and ELEM_CAP elements per tensor, so 
 fast (tens of ms). float32 tolerance scales with the reduction length, float64 is tight.
 
 Profiles (tests/conftest.py): "ci" is the default, derandomized, ~60-90 s for this file on 2 cores;
-"wide" runs ~30x the examples with random seeds:
+"wide" runs 10x the examples (~10 min) with random seeds and keeps failures in .hypothesis/:
 
     pytest tests/test_property_wide.py                                  # ci
     FASTCONV_HYPOTHESIS=wide pytest tests/test_property_wide.py         # long, on demand
@@ -32,6 +33,9 @@ Profiles (tests/conftest.py): "ci" is the default, derandomized, ~60-90 s for th
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 from contextlib import contextmanager
 
@@ -72,6 +76,7 @@ SHAPES = {  # (H range, W range)
     "square": ((1, 48), (1, 48)),
     "tiny": ((1, 4), (1, 4)),
     "large": ((48, 400), (48, 400)),
+    "medium": ((4, 64), (16, 1100)),  # rows the row-tiled conv paths take (OW <= 1024)
 }
 _pad = st.integers(0, 6)
 PADDING = st.one_of(st.sampled_from(["same", "valid"]), _pad, st.tuples(_pad, _pad),
@@ -155,10 +160,18 @@ def _divisors(c):
 @st.composite
 def conv_cases(draw):
     g = draw(windows())
+    first_layer = draw(st.integers(0, 4)) == 0
+    if first_layer:  # 1-3 channels, an odd kernel row, stride 1-2: the merged-tap row kernel (rowk)
+        (h0, h1), (w0, w1) = SHAPES["medium"]
+        g.update(H=draw(st.integers(h0, h1)), W=draw(st.integers(w0, w1)),
+                 k=(draw(st.integers(1, 7)), draw(st.sampled_from([3, 5, 7]))))
+        g["stride"] = (_pair(g["stride"])[0], draw(st.sampled_from([1, 2])))
+        g["dilation"] = (_pair(g["dilation"])[0], 1)
     N = draw(BATCH)
     OH, OW = out_hw(g)
     base = N * OH * OW * g["k"][0] * g["k"][1]
-    C = draw(st.sampled_from([c for c in CHANNELS if _fits(N * g["H"] * g["W"] * c, base * c)] or [None]))
+    C = draw(st.sampled_from([c for c in (CHANNELS[:3] if first_layer else CHANNELS)
+                              if _fits(N * g["H"] * g["W"] * c, base * c)] or [None]))
     assume(C is not None)
     groups = draw(st.sampled_from(_divisors(C)))
     kgs = [k for k in PER_GROUP if _fits(N * OH * OW * groups * k, base * C * k)]
@@ -301,11 +314,14 @@ def test_conv2d_wide(g, m, dtype, kind, bias, need_dx, seed):
     event(f"valid, {_size(want)}")
     with machine(m):
         y = fastconv.conv2d(x, w, b, **kw_)
+    event(f"conv2d kernel: {_dispatch.last_kernel.get('conv2d')}")
     check("y", y, want, dtype, kh * kw * g["C"] // g["groups"] + 1, kind)
     dy = values(rng, want.shape, dtype, kind, m[3])
     rdx, rdw, rdb = ref.conv2d_grad(*f64(dy, x, w), **kw_)
     with machine(m):
         dx, dw, db = fastconv.conv2d_grad(dy, x, w, need_dx=need_dx, **kw_)
+    if need_dx:
+        event(f"conv2d_grad dx kernel: {_dispatch.last_kernel.get('conv2d_grad')}")
     if need_dx:
         check("dx", dx, rdx, dtype, kh * kw * g["K"] // g["groups"], kind)
     else:
@@ -624,3 +640,83 @@ def test_invalid_arguments_raise(op, grad, data):
             bwd(dy, x, *args, **kw_)
         else:
             fwd(x, *args, **kw_)
+
+
+# ---------------------------------------------------------------------------------------------
+# huge geometry on tiny tensors: stride, dilation and padding near 2**31
+# ---------------------------------------------------------------------------------------------
+
+_INT32 = [1, 2, 3, 2**16, 2**30 - 1, 2**30, 2**30 + 1, 2**31 - 4, 2**31 - 3, 2**31 - 2, 2**31 - 1]
+_PAST_INT32 = [2**31, 2**31 + 1, 2**32 + 1]
+
+
+def _direct_conv(x, w, s, d, pads):
+    """conv2d by one Python-int index per output pixel and tap (no padded copy: any padding works)."""
+    N, H, W, _ = x.shape
+    KH, KW, _, K = w.shape
+    (t, b), (l, r) = pads
+    OH = (H + t + b - (KH - 1) * d[0] - 1) // s[0] + 1
+    OW = (W + l + r - (KW - 1) * d[1] - 1) // s[1] + 1
+    if OH < 1 or OW < 1:
+        return None
+    y = np.zeros((N, OH, OW, K))
+    for oy, ox, kh, kw in np.ndindex(OH, OW, KH, KW):
+        iy, ix = oy * s[0] - t + kh * d[0], ox * s[1] - l + kw * d[1]
+        if 0 <= iy < H and 0 <= ix < W:
+            y[:, oy, ox] += x[:, iy, ix] @ w[kh, kw]
+    return y
+
+
+@st.composite
+def huge_cases(draw, past_int32):
+    """At least one of stride, dilation, padding past 2**31 - 1 when past_int32, else all below."""
+    big = st.sampled_from(_INT32 + _PAST_INT32) if past_int32 else st.sampled_from(_INT32)
+    _HUGE, _HUGE_OR_ZERO = big, st.one_of(st.just(0), big)
+    g = dict(H=draw(st.integers(1, 4)), W=draw(st.integers(1, 4)),
+             k=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+             stride=(draw(_HUGE), draw(_HUGE)), dilation=(draw(_HUGE), draw(_HUGE)),
+             padding=((draw(_HUGE_OR_ZERO), draw(_HUGE_OR_ZERO)), (draw(_HUGE_OR_ZERO), draw(_HUGE_OR_ZERO))))
+    OH, OW = out_hw(g)
+    assume(OH * OW <= 64)  # only the output is allocated: the padding is never materialised
+    flat = [*g["stride"], *g["dilation"], *g["padding"][0], *g["padding"][1]]
+    assume((max(flat) >= 2**31) == past_int32)
+    return g
+
+
+@pytest.mark.skipif(not os.environ.get("FASTCONV_HUGE_CHILD"),
+                    reason="runs in a child process: test_huge_geometry_in_a_child_process")
+@pytest.mark.parametrize("past_int32", [False, True])
+@_examples(0.3)
+@given(data=st.data(), op=st.sampled_from(["conv2d", "depthwise_conv2d"]), seed=SEEDS)
+def test_huge_geometry(past_int32, data, op, seed):
+    """Tiny tensors whose stride, dilation or padding is near or past 2**31: the right answer, or a
+    ValueError (a documented limit); never an OverflowError, a MemoryError or a crash."""
+    g = data.draw(huge_cases(past_int32), "geometry")
+    rng = np.random.default_rng(seed)
+    C = 2 if op == "conv2d" else 1  # depthwise with one channel is conv2d
+    x = rng.integers(-3, 4, (1, g["H"], g["W"], C)).astype(np.float32)
+    w = rng.integers(-3, 4, (*g["k"], C, 2 if op == "conv2d" else 1)).astype(np.float32)
+    pads = g["padding"]
+    want = _direct_conv(x.astype(F64), w.astype(F64), g["stride"], g["dilation"], pads)
+    print(f"{op}(x.shape={x.shape}, w.shape={w.shape}, stride={g['stride']}, dilation={g['dilation']}, "
+          f"padding={pads})", file=sys.stderr, flush=True)  # the last line before a crash
+    try:
+        y = getattr(fastconv, op)(x, w, stride=g["stride"], dilation=g["dilation"], padding=pads)
+    except ValueError:
+        return
+    assert want is not None, "a result where the kernel does not fit"
+    check("y", y, want, np.float32, 0, "int")
+
+
+@pytest.mark.parametrize("past_int32", [False, True])
+def test_huge_geometry_in_a_child_process(past_int32):
+    """test_huge_geometry in a child process, so that a crash fails this test, not the whole run;
+    the child's last stderr line names the call that crashed it."""
+    env = dict(os.environ, FASTCONV_HUGE_CHILD="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s",
+           f"{__file__}::test_huge_geometry[{past_int32}]"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    out = [ln for ln in r.stdout.splitlines() if not ln.startswith(("conv2d(", "depthwise_conv2d("))]
+    last = (r.stderr.strip().splitlines() or [""])[-1]
+    assert r.returncode == 0, (f"child exit code {r.returncode}; its last call: {last}\n"
+                               + "\n".join(out[-40:]))
