@@ -58,7 +58,9 @@ def _model_class(name, path):
     which importing this module always does first."""
     cls = registered_classes().get(name) if isinstance(name, str) else None
     if not isinstance(cls, type) or issubclass(cls, Layer):
-        known = sorted(n for n, c in registered_classes().items() if isinstance(c, type) and not issubclass(c, Layer))
+        known = sorted(
+            n for n, c in registered_classes().items() if isinstance(c, type) and not issubclass(c, Layer)
+        )
         raise ValueError(f"{path!r}: unknown model class {name!r} (known: {known}).")
     return cls
 

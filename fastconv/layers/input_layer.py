@@ -39,7 +39,9 @@ class InputLayer(Layer):
 
     def __call__(self, x, training=False, **kwargs):
         if is_symbolic(x):
-            raise TypeError(f'InputLayer "{self.name}" cannot be called; use `Input(shape)` to start a graph.')
+            raise TypeError(
+                f'InputLayer "{self.name}" cannot be called; use `Input(shape)` to start a graph.'
+            )
         return super().__call__(x, training=training, **kwargs)
 
     def compute_output_shape(self, input_shape):
