@@ -12,7 +12,7 @@ import numpy as np
 
 from fastconv import datasets
 from fastconv.layers import Conv2D, Dense, Flatten, MaxPooling2D
-from fastconv.model import Sequential
+from fastconv import Sequential
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

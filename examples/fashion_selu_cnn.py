@@ -11,7 +11,7 @@ import argparse
 from _common import mnist
 
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, SeparableConv2D
-from fastconv.model import Sequential
+from fastconv import Sequential
 
 
 def selu_cnn(separable=False):

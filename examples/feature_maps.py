@@ -11,7 +11,7 @@ from _common import mnist
 
 from fastconv import plot
 from fastconv.layers import Conv2D, Dense, Flatten, MaxPooling2D
-from fastconv.model import Sequential
+from fastconv import Sequential
 
 
 def main(argv=None):

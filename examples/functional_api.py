@@ -12,7 +12,7 @@ import numpy as np
 from _common import mnist
 
 from fastconv import layers as L
-from fastconv.functional import Input, Model
+from fastconv import Input, Model
 from fastconv.saving import load_model
 
 

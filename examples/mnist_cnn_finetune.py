@@ -18,7 +18,7 @@ from fastconv import datasets, filters, regularizers
 from fastconv.augment import ImageAugmenter
 from fastconv.callbacks import ModelCheckpoint
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from fastconv.model import Sequential
+from fastconv import Sequential
 from fastconv.saving import load_model
 
 

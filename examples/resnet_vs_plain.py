@@ -10,7 +10,7 @@ from _common import mnist
 
 from fastconv import initializers, models
 from fastconv import layers as L
-from fastconv.functional import Input, Model
+from fastconv import Input, Model
 
 
 def plain_small(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64)):

@@ -5,8 +5,9 @@ from fastconv import (  # noqa: F401  (sub-modules of the public API)
 from fastconv._config import __version__, show_config
 from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
 from fastconv.augment import ImageAugmenter
-from fastconv.functional import Input, Model
-from fastconv.model import Sequential
+from fastconv.engine.functional import Model
+from fastconv.engine.sequential import Sequential
+from fastconv.layers.input_layer import Input
 from fastconv.ops import (
     avg_pool2d, avg_pool2d_grad, conv2d, conv2d_grad, conv_transpose2d, conv_transpose2d_grad,
     depthwise_conv2d, depthwise_conv2d_grad, global_avg_pool2d, global_avg_pool2d_grad,

@@ -45,7 +45,7 @@ from fastconv.layers import (
     ResidualBlock,
     SeparableConv2D,
 )
-from fastconv.model import Sequential
+from fastconv.engine.sequential import Sequential
 
 __all__ = [
     "SEED_MODELS",

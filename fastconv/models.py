@@ -1,6 +1,6 @@
 """The model zoo: small, CPU-trainable versions of the networks CNN tutorials walk through.
 
-Every function builds a functional :class:`fastconv.functional.Model` from the
+Every function builds a functional :class:`fastconv.Model` from the
 paper's design, scaled down to train in minutes on MNIST-sized inputs: fewer
 stages, narrower layers, a stride-1 stem where the original shrinks a 224x224
 image right away. Each takes ``input_shape`` (per sample, NHWC) and ``classes``
@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import layers as L
-from fastconv.functional import Input, Model
+from fastconv.engine.functional import Model
+from fastconv.layers.input_layer import Input
 
 __all__ = [
     "MODELS",

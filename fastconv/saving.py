@@ -14,6 +14,9 @@ A NumPy ``.npz`` (zip) archive holding
 
 * ``weight_00000``, ``weight_00001``, ...: the arrays of ``model.get_weights()``.
 
+The model class is found by its name (``class_name``) in the registry that layers and models share
+(``fastconv.layers.register_layer``), so this module imports no model module.
+
 Everything is read with ``np.load(allow_pickle=False)``. The zip CRC of every
 member is checked on read, so a corrupted byte is reported rather than loaded.
 
@@ -33,32 +36,33 @@ import zlib
 
 import numpy as np
 
+from fastconv import optimizers
+from fastconv.layers.base import Layer, register_layer, registered_classes, reserve_name
+
 __all__ = ["load_model", "load_weights", "register_model_class", "save_model", "save_weights"]
 
 FORMAT_VERSION = 1
 _META_KEY = "__fastconv__"
-_MODEL_CLASSES: dict[str, type] = {}
 
 
 def register_model_class(cls, name=None):
-    """Make a Model subclass loadable by :func:`load_model` under ``name`` (default: its class name)."""
-    _MODEL_CLASSES[name or cls.__name__] = cls
-    return cls
+    """Make a model class loadable by :func:`load_model` under ``name`` (default: its class name).
+
+    The same as ``fastconv.layers.register_layer``: layers and models share one registry."""
+    return register_layer(cls, name=name)
 
 
 def _model_class(name, path):
-    # The built-in classes register themselves when their modules are imported (fastconv.model:
-    # "Sequential"; fastconv.functional: "Model" and Keras 3's "Functional"); importing them here
-    # makes load_model work even when only fastconv.saving was imported.
-    import fastconv.functional
-    import fastconv.model  # noqa: F401
-
-    try:
-        return _MODEL_CLASSES[name]
-    except KeyError:
-        raise ValueError(
-            f"{path!r}: unknown model class {name!r} (known: {sorted(_MODEL_CLASSES)})."
-        ) from None
+    """The model class saved as ``name``: a registered class that is not a Layer. The built-in ones
+    (``Sequential``; ``Model`` and Keras 3's ``Functional``) register when ``fastconv`` is imported,
+    which importing this module always does first."""
+    cls = registered_classes().get(name) if isinstance(name, str) else None
+    if not isinstance(cls, type) or issubclass(cls, Layer):
+        known = sorted(
+            n for n, c in registered_classes().items() if isinstance(c, type) and not issubclass(c, Layer)
+        )
+        raise ValueError(f"{path!r}: unknown model class {name!r} (known: {known}).")
+    return cls
 
 
 def _version():
@@ -267,8 +271,6 @@ def _assign(model, weights, meta, path):
 def _reserve_layer_names(model):
     """After loading, advance the layer auto-name counters past the loaded names so that new layers
     (e.g. a head added for fine-tuning) do not clash with them."""
-    from fastconv.layers.base import reserve_name
-
     for layer in model.layers:
         stack = [layer]
         while stack:
@@ -309,8 +311,6 @@ def load_model(filepath, compile=True):
     _reserve_layer_names(model)
     cc = doc.get("compile_config")
     if compile and cc:
-        from fastconv import optimizers
-
         model.compile(
             optimizer=optimizers.deserialize(cc["optimizer"]),
             loss=cc["loss"],

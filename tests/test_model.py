@@ -11,7 +11,7 @@ import pytest
 
 from fastconv import _seed_models, initializers, losses, regularizers, saving
 from fastconv import layers as L
-from fastconv.model import Sequential
+from fastconv import Sequential
 from fastconv.saving import load_model
 
 
@@ -352,10 +352,14 @@ def test_loaded_names_are_reserved_for_a_new_head(tmp_path):
 
 def test_model_registry_knows_sequential_and_graph_models():
     import fastconv
-    from fastconv import functional
 
-    assert saving._MODEL_CLASSES["Sequential"] is Sequential
-    assert saving._MODEL_CLASSES["Model"] is functional.Model is fastconv.Model
-    assert saving._MODEL_CLASSES["Functional"] is functional.Model
+    # Models join the registry the layers use; saving resolves class names through it.
+    assert L.get_registered_layer("Sequential") is Sequential is fastconv.Sequential
+    assert L.get_registered_layer("Model") is fastconv.Model
+    assert L.get_registered_layer("Functional") is fastconv.Model
+    assert saving._model_class("Sequential", "x.npz") is Sequential
+    assert saving._model_class("Functional", "x.npz") is fastconv.Model
     with pytest.raises(ValueError, match="unknown model class 'Nope'"):
         saving._model_class("Nope", "x.npz")
+    with pytest.raises(ValueError, match="unknown model class 'Dense'"):  # a layer is no model
+        saving._model_class("Dense", "x.npz")

@@ -12,7 +12,7 @@ import pytest
 
 from fastconv import initializers, losses, models, optimizers
 from fastconv import layers as L
-from fastconv.functional import Model
+from fastconv import Model
 
 # ---------------------------------------------------------------------------
 # Independent parameter counts (Keras's formulas, written from each paper's block layout)

@@ -301,7 +301,7 @@ def test_kernels_against_numpy_every_simd_level(level, c):
 
 
 def _fusion_model(dtype):
-    from fastconv.functional import Input, Model
+    from fastconv import Input, Model
 
     inp = Input((6, 6, 3))
     h = L.Conv2D(5, 3, padding="same", use_bias=False, dtype=dtype)(inp)

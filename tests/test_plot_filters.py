@@ -7,7 +7,7 @@ import pytest
 
 from fastconv import filters, initializers, plot
 from fastconv import layers as L
-from fastconv.model import Sequential
+from fastconv import Sequential
 
 
 def _model():

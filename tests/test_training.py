@@ -16,7 +16,7 @@ from fastconv import layers as L
 from fastconv.augment import ImageAugmenter
 from fastconv.callbacks import CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint
 from fastconv.datasets import load_mnist
-from fastconv.model import Sequential
+from fastconv import Sequential
 from fastconv.saving import load_model
 from fastconv.utils import to_categorical
 
@@ -102,7 +102,7 @@ def test_history_and_progress_bar(capsys):
 def test_progbar_line_format():
     import io
 
-    from fastconv.training import Progbar
+    from fastconv.engine.progbar import Progbar
 
     stream = io.StringIO()
     stream.isatty = lambda: True

@@ -16,6 +16,7 @@ from fastconv.layers.base import (
 from fastconv.layers.blocks import Branches, ResidualBlock
 from fastconv.layers.conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from fastconv.layers.core import Activation, Dense, Dropout, Flatten, ReLU, Softmax
+from fastconv.layers.input_layer import Input, InputLayer
 from fastconv.layers.normalization import BatchNormalization
 from fastconv.layers.pooling import (
     AveragePooling2D,
@@ -39,6 +40,8 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAveragePooling2D",
+    "Input",
+    "InputLayer",
     "Layer",
     "MaxPool2D",
     "MaxPooling2D",

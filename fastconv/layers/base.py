@@ -32,13 +32,14 @@ import numpy as np
 
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
+from fastconv.layers import _symbolic
 
 __all__ = [
     "Layer",
     "deserialize",
     "get_registered_layer",
     "register_layer",
-    "register_symbolic_call",
+    "registered_classes",
     "reserve_name",
     "reset_name_counters",
     "serialize",
@@ -54,9 +55,11 @@ _NAME_COUNTERS: defaultdict[str, int] = defaultdict(int)
 
 
 def register_layer(cls=None, *, name=None):
-    """Class decorator adding a Layer subclass to the registry used by :func:`deserialize`.
+    """Class decorator adding a class to the registry used by :func:`deserialize` and ``load_model``.
 
-    ``@register_layer`` or ``@register_layer(name="Alias")``.
+    ``@register_layer`` or ``@register_layer(name="Alias")``. Layers and the model classes
+    (``Sequential``, ``Model``) share this one registry, so ``fastconv.saving`` finds a saved
+    model's class by name without importing any model module.
     """
 
     def deco(c):
@@ -74,6 +77,11 @@ def get_registered_layer(class_name: str) -> type:
             f"Unknown layer: '{class_name}'. Please ensure you are using a registered layer "
             f"class. Known layers: {sorted(_LAYER_REGISTRY)}"
         ) from None
+
+
+def registered_classes() -> dict:
+    """``{registered name: class}`` of every registered layer and model class (a copy)."""
+    return dict(_LAYER_REGISTRY)
 
 
 def to_snake_case(name: str) -> str:
@@ -113,21 +121,6 @@ def reserve_name(name: str) -> None:
         _NAME_COUNTERS[prefix] = max(_NAME_COUNTERS[prefix], n + 1)
     else:
         _NAME_COUNTERS[name] = max(_NAME_COUNTERS[name], 1)
-
-
-# Symbolic calls (the functional API): ``fastconv.functional`` registers a predicate recognising
-# its symbolic tensors and the function that records a graph node instead of computing.
-_SYMBOLIC_CALL = None  # (is_symbolic, call) or None
-
-
-def register_symbolic_call(is_symbolic, call) -> None:
-    """Route ``layer(x)`` to ``call(layer, x, **kwargs)`` whenever ``is_symbolic(x)`` is true.
-
-    Used by :mod:`fastconv.functional` so that calling a layer on a ``KerasTensor`` (or a list
-    of them) builds a graph node; array inputs keep running ``forward``.
-    """
-    global _SYMBOLIC_CALL
-    _SYMBOLIC_CALL = (is_symbolic, call)
 
 
 def serialize(layer) -> dict:
@@ -403,10 +396,9 @@ class Layer:
 
     def __call__(self, x, training=False, **kwargs):
         """``forward`` on arrays; on symbolic tensors (``fastconv.Input`` and layer calls on it)
-        the functional API's hook records a graph node and returns a symbolic tensor."""
-        hook = _SYMBOLIC_CALL
-        if hook is not None and hook[0](x):
-            return hook[1](self, x, **kwargs)
+        records a graph node and returns a symbolic tensor (``layers/_symbolic.py``)."""
+        if _symbolic.is_symbolic(x):
+            return _symbolic.symbolic_call(self, x, **kwargs)
         if kwargs:
             raise TypeError(
                 f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}"

@@ -1,43 +1,34 @@
-"""The functional API: symbolic tensors, ``Input`` and the graph engine behind ``Model(inputs, outputs)``.
+"""The graph model: ``Model(inputs, outputs)`` (Keras's functional ``Model``), built from the nodes
+that layer calls on symbolic tensors recorded (``fastconv.layers._symbolic``).
 
 Design notes
 ------------
-* Calling a layer on a :class:`KerasTensor` (or a list of them, for merge
-  layers) builds the layer for that shape and records a :class:`Node`
-  ``(layer, input tensors, output tensor)``; nothing is computed. Shape errors
-  (a merge of incompatible shapes, a conv on the wrong channel count) therefore
-  raise while the graph is written, before any ``fit``. Calling the same layer
-  instance again adds a second node that shares its weights.
 * ``Model(inputs, outputs)`` walks back from the outputs to the inputs. A
   tensor that comes from an ``Input`` not listed in ``inputs`` raises "Graph
   disconnected"; a cycle (only possible through a hand-written config) raises
   too. Nodes run in creation order, which is always a topological order (a
   node is created after its inputs exist); ``from_config`` rebuilds nodes in
   dependency order and refuses cycles, unknown layer names and dangling nodes.
-* One engine: the graph is compiled once into the trainer's
-  :class:`fastconv.training.ExecutionPlan` (tensor ids: model inputs
+* One engine: the graph is compiled once into an
+  :class:`fastconv.engine.graph.ExecutionPlan` (tensor ids: model inputs
   ``0..k-1``, then one id per node output in topological order), the same plan
   ``Sequential`` runs as a chain. So compile / fit / evaluate / predict / save
-  come unchanged from :class:`fastconv.model.Model`, and the plan frees each
-  activation after its last consumer, sums a tensor's gradient over all its
-  consumers in the reverse pass, fuses a final softmax into the loss and skips
-  input gradients nothing upstream needs.
-* Shared layers: a layer keeps one ``_cache`` and ``backward`` overwrites its
-  ``grads``. A layer called at several nodes therefore enters the plan as one
-  :class:`_SharedUse` per node: it saves the caches of the layer (and its
-  sublayers) after that node's training forward, restores them before that
-  node's backward, and keeps the layer's ``grads`` equal to the running sum
-  over the uses, minus the extra copies of the regularizer gradient (the
-  penalty counts once per weight, as in ``regularization_loss``).
+  come unchanged from :class:`fastconv.engine.base.BaseModel`, and the plan
+  frees each activation after its last consumer, sums a tensor's gradient over
+  all its consumers in the reverse pass, fuses a final softmax into the loss
+  and skips input gradients nothing upstream needs.
+* Shared layers enter the plan as one proxy per node
+  (:mod:`fastconv.engine.shared`).
 * Save/load is pickle-free: ``get_config`` lists layers (``serialize``) with
   their inbound nodes as ``[layer_name, node_index, tensor_index]`` triples,
-  as Keras does; weights are matched by layer name.
+  as Keras does; weights are matched by layer name. ``load_model`` finds this
+  class in the layer registry as "Model" or Keras 3's "Functional".
 
 Examples
 --------
 A ResNet basic block:
 
->>> from fastconv import layers as L
+>>> from fastconv import Input, layers as L
 >>> x = inputs = Input((8, 8, 16))
 >>> h = L.Conv2D(16, 3, padding="same", activation="relu")(x)
 >>> h = L.Conv2D(16, 3, padding="same")(h)
@@ -49,205 +40,18 @@ A ResNet basic block:
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 
-from fastconv import saving as _saving
-from fastconv import training as _training
-from fastconv.layers.base import (
-    Layer,
-    _shape_tuple,
-    deserialize,
-    register_layer,
-    register_symbolic_call,
-    serialize,
-    shape_str,
-)
-from fastconv.model import Model as _BaseModel
+from fastconv.engine.base import BaseModel
+from fastconv.engine.graph import ExecutionPlan, PlanNode
+from fastconv.engine.shared import _SharedState, _SharedUse
+from fastconv.layers._symbolic import KerasTensor, is_symbolic
+from fastconv.layers.base import deserialize, register_layer, serialize, shape_str
+from fastconv.layers.input_layer import InputLayer
 
-__all__ = ["Functional", "Input", "InputLayer", "KerasTensor", "Model", "Node"]
-
-_NODE_SERIAL = itertools.count()
-
-
-# ---------------------------------------------------------------------------
-# Symbolic tensors, nodes and the Input layer
-# ---------------------------------------------------------------------------
-
-
-class KerasTensor:
-    """A symbolic tensor: a shape and dtype, and the node that produces it.
-
-    ``shape`` includes the batch axis as ``None`` (Keras); ``sample_shape`` does not.
-    """
-
-    __slots__ = ("dtype", "name", "node", "sample_shape")
-
-    def __init__(self, sample_shape, dtype="float32", node=None, name=None):
-        self.sample_shape = _shape_tuple(sample_shape)
-        self.dtype = np.dtype(dtype)
-        self.node = node
-        self.name = name
-
-    @property
-    def shape(self) -> tuple:
-        return (None, *self.sample_shape)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.sample_shape) + 1
-
-    @property
-    def _keras_history(self):
-        """``(layer, node_index, tensor_index)`` as Keras names it."""
-        node = self.node
-        return node.layer, node.layer._fc_nodes.index(node), 0
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError(
-            f"{self!r} is symbolic: it has no values. Build a `Model(inputs, outputs)` and call it "
-            "(or `predict`) on arrays."
-        )
-
-    def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
-
-
-class Node:
-    """One call of ``layer`` on symbolic ``inputs`` (a list of tensors), giving ``outputs`` (one tensor).
-
-    ``as_list`` records whether the layer received a list (merge layers) or one tensor.
-    """
-
-    __slots__ = ("as_list", "inputs", "layer", "outputs", "serial")
-
-    def __init__(self, layer, inputs, as_list, output_shape):
-        self.layer = layer
-        self.inputs = list(inputs)
-        self.as_list = bool(as_list)
-        self.serial = next(_NODE_SERIAL)
-        nodes = _layer_nodes(layer)
-        name = layer.name if not nodes else f"{layer.name}_{len(nodes)}"
-        self.outputs = [KerasTensor(output_shape, layer.dtype, node=self, name=name)]
-        nodes.append(self)
-
-    @property
-    def is_input(self) -> bool:
-        return isinstance(self.layer, InputLayer)
-
-    def __repr__(self):
-        return f"<Node {self.layer.name}({', '.join(t.name for t in self.inputs)})>"
-
-
-def _layer_nodes(layer) -> list:
-    nodes = layer.__dict__.get("_fc_nodes")
-    if nodes is None:
-        nodes = layer._fc_nodes = []
-    return nodes
-
-
-@register_layer
-class InputLayer(Layer):
-    """The layer behind :func:`Input`: no weights, output = the model's input."""
-
-    def __init__(self, shape=None, batch_size=None, dtype="float32", batch_shape=None, name=None, **kwargs):
-        if batch_shape is not None:
-            shape = tuple(batch_shape)[1:]
-        if shape is None:
-            raise ValueError("An Input needs a `shape` (per sample, without the batch axis).")
-        if isinstance(shape, (int, np.integer)):
-            shape = (int(shape),)
-        kwargs.pop("input_shape", None)
-        super().__init__(name=name, dtype=dtype, **kwargs)
-        shape = _shape_tuple(shape)
-        if any(d is not None and d < 1 for d in shape):
-            raise ValueError(f"Input sizes must be positive or None. Received: shape={shape}")
-        self.batch_size = batch_size
-        self.input_shape = self.output_shape = shape
-        self.built = True
-        Node(self, [], False, shape)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    @property
-    def output(self) -> KerasTensor:
-        return self._fc_nodes[0].outputs[0]
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "batch_shape": [self.batch_size, *self.input_shape],
-            "dtype": self.dtype.name,
-        }
-
-
-def Input(shape=None, batch_size=None, name=None, dtype="float32", batch_shape=None):
-    """A symbolic model input (Keras ``Input``).
-
-    Parameters
-    ----------
-    shape : tuple
-        Per-sample shape, e.g. ``(28, 28, 1)``; sizes may be ``None``.
-    name : str, optional
-        Layer name (default ``input_layer``, ``input_layer_1``, ...).
-    dtype : str
-        Informational; each layer casts its input to its own dtype.
-
-    Returns
-    -------
-    KerasTensor
-    """
-    return InputLayer(
-        shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name
-    ).output
-
-
-def _is_symbolic(x) -> bool:
-    if isinstance(x, KerasTensor):
-        return True
-    return isinstance(x, (list, tuple)) and any(isinstance(t, KerasTensor) for t in x)
-
-
-def _all_sublayers(layer):
-    yield layer
-    for sub in layer.sublayers:
-        yield from _all_sublayers(sub)
-
-
-def _symbolic_call(layer, x, **kwargs):
-    """``layer(x)`` for symbolic ``x``: build the layer for ``x``'s shape and record a node."""
-    if isinstance(layer, InputLayer):
-        raise TypeError(f'InputLayer "{layer.name}" cannot be called; use `Input(shape)` to start a graph.')
-    as_list = isinstance(x, (list, tuple))
-    tensors = list(x) if as_list else [x]
-    if as_list and len(tensors) == 1 and not getattr(layer, "min_inputs", 0):
-        as_list = False  # Keras unwraps a one-element list for single-input layers
-    if not all(isinstance(t, KerasTensor) for t in tensors):
-        raise TypeError(
-            f'Layer "{layer.name}" was called on a mix of symbolic tensors and arrays: '
-            f"{[type(t).__name__ for t in tensors]}. Wrap constant arrays in an Input."
-        )
-    shapes = [t.sample_shape for t in tensors]
-    arg = shapes if as_list else shapes[0]
-    if not layer.built:
-        layer.build(arg)
-    elif not as_list and all(d is not None for d in arg):
-        # a shared layer: its weights must fit the new input (channels, features)
-        layer._check_input(np.empty((0, *arg), dtype=layer.dtype))
-    out_shape = layer.compute_output_shape(arg)
-    return Node(layer, tensors, as_list, out_shape).outputs[0]
-
-
-# ``Layer.__call__`` (layers/base.py) sends symbolic inputs here instead of running ``forward``.
-register_symbolic_call(_is_symbolic, _symbolic_call)
-
-
-# ---------------------------------------------------------------------------
-# The graph engine
-# ---------------------------------------------------------------------------
+__all__ = ["Functional", "Model"]
 
 
 def _as_tensor_list(value, what) -> tuple[list, bool]:
@@ -363,7 +167,7 @@ class Functional:
 
     # -- the execution plan (the trainer's engine) ------------------------------------
     def _make_plan(self):
-        """Compile the nodes into an :class:`~fastconv.training.ExecutionPlan` (once)."""
+        """Compile the nodes into an :class:`~fastconv.engine.graph.ExecutionPlan` (once)."""
         ids = {id(t): i for i, t in enumerate(self.inputs)}
         for node in self.nodes:
             ids[id(node.outputs[0])] = len(ids)
@@ -378,9 +182,9 @@ class Functional:
                 state = states.setdefault(id(layer), _SharedState(layer))
                 layer = _SharedUse(layer, state)
             plan_nodes.append(
-                _training.Node(layer, [ids[id(t)] for t in node.inputs], ids[id(node.outputs[0])])
+                PlanNode(layer, [ids[id(t)] for t in node.inputs], ids[id(node.outputs[0])])
             )
-        self._execution_plan = _training.ExecutionPlan(
+        self._execution_plan = ExecutionPlan(
             plan_nodes, tuple(range(len(self.inputs))), tuple(ids[id(t)] for t in self.outputs)
         )
 
@@ -606,115 +410,11 @@ class Functional:
         raise ValueError(f"The graph has a cycle: layers {stuck} depend on each other's outputs.")
 
 
-def _clear_caches(layer) -> None:
-    for sub in _all_sublayers(layer):
-        sub._cache = None
-
-
-def _written_grad_keys(layer) -> list:
-    """``(sublayer, key)`` of every grad a backward of ``layer`` writes (trainable weights only)."""
-    return [(sub, key) for sub in _all_sublayers(layer) if sub.trainable for key in sub.grads]
-
-
-class _SharedState:
-    """What the uses of one shared layer have in common: the running gradient sum of a step."""
-
-    __slots__ = ("calls", "fresh", "layer", "owner", "sums")
-
-    def __init__(self, layer):
-        self.layer = layer
-        self.sums = None
-        self.calls = 0
-        self.fresh = True
-        self.owner = None  # the use that reports the regularization loss
-
-
-class _SharedUse:
-    """One node of a layer that runs at several nodes of a graph, as the ExecutionPlan sees it.
-
-    Behaves like the layer for the plan (``forward``, ``backward``, ``need_input_grad``,
-    ``trainable``, ``trainable_pairs``, ``regularization_loss``, ``name``) but keeps this
-    node's training caches and sums the layer's gradients over its uses (see module notes).
-    """
-
-    def __init__(self, layer, state):
-        self.layer = layer
-        self.state = state
-        self.need_input_grad = True
-        self._caches = None
-        if state.owner is None:
-            state.owner = self
-
-    @property
-    def wrapped_layer(self):
-        """The shared layer (the plan resets its grads when none of its uses got a gradient)."""
-        return self.layer
-
-    @property
-    def name(self):
-        return self.layer.name
-
-    @property
-    def trainable(self):
-        return self.layer.trainable
-
-    @property
-    def activation(self):
-        return getattr(self.layer, "activation", None)
-
-    @activation.setter
-    def activation(self, value):
-        self.layer.activation = value
-
-    def trainable_pairs(self):
-        return self.layer.trainable_pairs()
-
-    def regularization_loss(self):
-        return self.layer.regularization_loss() if self.state.owner is self else 0.0
-
-    def forward(self, x, training=False):
-        y = self.layer.forward(x, training=training)
-        self._caches = [sub._cache for sub in _all_sublayers(self.layer)] if training else None
-        self.state.fresh = True
-        return y
-
-    def backward(self, dy):
-        if self._caches is None:
-            raise RuntimeError(
-                f'Layer "{self.layer.name}": backward() needs a preceding forward(x, training=True).'
-            )
-        layer, st = self.layer, self.state
-        for sub, cache in zip(_all_sublayers(layer), self._caches):
-            sub._cache = cache
-        self._caches = None
-        layer.need_input_grad = self.need_input_grad
-        dx = layer.backward(dy)
-        _clear_caches(layer)
-        keys = _written_grad_keys(layer)
-        if st.fresh or st.sums is None or len(st.sums) != len(keys):
-            st.sums = [sub.grads[key].copy() for sub, key in keys]
-            st.calls = 1
-            st.fresh = False
-            return dx
-        st.calls += 1
-        for total, (sub, key) in zip(st.sums, keys):
-            grad = sub.grads[key]
-            total += grad
-            np.copyto(grad, total, casting="same_kind")
-            reg = sub._regularizers.get(key)
-            if reg is not None:  # each use added the penalty's gradient; it counts once
-                grad -= (st.calls - 1) * reg.gradient(sub.params[key])
-        return dx
-
-    def __repr__(self):
-        return f"<shared use of {self.layer!r}>"
-
-
-class Model(Functional, _BaseModel):
+class Model(Functional, BaseModel):
     """A model defined by a graph of layer calls (Keras's functional ``Model``).
 
     compile / fit / evaluate / predict / summary / save / ``fastconv.load_model`` /
-    get_weights / set_weights come from :class:`fastconv.model.Model` (the same
+    get_weights / set_weights come from :class:`fastconv.engine.base.BaseModel` (the same
     engine as ``Sequential``); this class supplies the graph.
 
     Parameters
@@ -727,7 +427,7 @@ class Model(Functional, _BaseModel):
 
     Examples
     --------
-    >>> from fastconv import layers as L
+    >>> from fastconv import Input, layers as L
     >>> inp = Input((28, 28, 1))
     >>> x = L.Conv2D(8, 3, activation="relu")(inp)
     >>> out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x))
@@ -737,7 +437,7 @@ class Model(Functional, _BaseModel):
     """
 
     def __init__(self, inputs, outputs, name=None):
-        _BaseModel.__init__(self, name=name)
+        BaseModel.__init__(self, name=name)
         self._init_graph(inputs, outputs)
 
     @property
@@ -769,7 +469,7 @@ class Model(Functional, _BaseModel):
         self.build(batch_shape)
 
     def __call__(self, x, training=False):
-        if _is_symbolic(x):
+        if is_symbolic(x):
             raise NotImplementedError(
                 "Calling a Model on symbolic tensors (nesting models) is not supported yet."
             )
@@ -799,6 +499,9 @@ class Model(Functional, _BaseModel):
         return f"<Model name={self.name}, inputs={len(self.inputs)}, outputs={len(self.outputs)}>"
 
 
-# load_model finds graph models as "Model" (their class name) or Keras 3's "Functional".
-_saving.register_model_class(Model)
-_saving.register_model_class(Model, "Functional")
+
+
+# load_model finds graph models in the layer registry as "Model" (their class name) or Keras 3's
+# "Functional".
+register_layer(Model)
+register_layer(Model, name="Functional")

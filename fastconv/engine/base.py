@@ -1,27 +1,24 @@
-"""Models: the shared :class:`Model` base (compile, fit, evaluate, predict, weights, summary,
-save) and :class:`Sequential`, a chain of layers.
+"""The model base class: what every fastconv model adds to a plan of layer calls (Keras's ``Model``
+API: compile, fit, evaluate, predict, weights, summary, save).
 
 Design notes
 ------------
 * A model is a layer graph plus what the Keras model adds on top. The graph
-  part is whatever :meth:`Model._plan` returns (a
-  :class:`fastconv.training.ExecutionPlan`); everything else in this base class
-  works on that plan and on ``self.layers``, so a functional
-  ``Model(inputs, outputs)`` only has to provide the plan, ``build`` and its
-  summary rows / config to get compile / fit / evaluate / predict / save /
+  part is whatever :meth:`BaseModel._plan` returns (a
+  :class:`fastconv.engine.graph.ExecutionPlan`); everything else in this base
+  class works on that plan and on ``self.layers``, so ``Sequential``
+  (``fastconv.engine.sequential``) and the graph ``Model``
+  (``fastconv.engine.functional``) only provide the plan, ``build``, their
+  summary rows and config to get compile / fit / evaluate / predict / save /
   load / summary unchanged.
+* Why a base class with its own name: the public ``fastconv.Model`` is the
+  graph model, ``Model(inputs, outputs)``; ``Sequential`` is not a graph model
+  here, so both derive from ``BaseModel`` and each class name is used once.
 * Shapes exclude the batch axis inside (the layer contract); ``build`` and
   ``output_shape`` speak Keras's batch-inclusive ``(None, H, W, C)``.
-* The training loops live in :mod:`fastconv.training`, saving in
-  :mod:`fastconv.saving`.
-
-Examples
---------
->>> from fastconv.layers import Conv2D, MaxPooling2D, Flatten, Dense
->>> model = Sequential([Conv2D(8, 3, activation="relu", input_shape=(28, 28, 1)),
-...                     MaxPooling2D(), Flatten(), Dense(10, activation="softmax")])
->>> model.count_params()
-13610
+* The loops live in :mod:`fastconv.engine.trainer`, saving in
+  :mod:`fastconv.saving` (which knows the model classes only through the
+  registry they join with ``register_layer``).
 """
 
 from __future__ import annotations
@@ -34,13 +31,13 @@ from fastconv import losses as _losses
 from fastconv import metrics as _metrics
 from fastconv import optimizers as _optimizers
 from fastconv import saving as _saving
-from fastconv import training as _training
-from fastconv.layers.base import Layer, deserialize, serialize
+from fastconv.engine import trainer as _trainer
+from fastconv.engine.graph import ExecutionPlan
 
-__all__ = ["Model", "Sequential"]
+__all__ = ["BaseModel"]
 
 
-class Model:
+class BaseModel:
     """Base class of fastconv models (Keras's ``Model`` API on an execution plan).
 
     Subclasses provide ``layers``, :meth:`_plan`, :meth:`build`, ``input_shape`` /
@@ -53,8 +50,8 @@ class Model:
     def __init__(self, name=None):
         if name is None:
             prefix = type(self).__name__.lower()
-            n = Model._name_counts.get(prefix, 0)
-            Model._name_counts[prefix] = n + 1
+            n = BaseModel._name_counts.get(prefix, 0)
+            BaseModel._name_counts[prefix] = n + 1
             name = prefix if n == 0 else f"{prefix}_{n}"
         self.name = name
         self.optimizer = None
@@ -69,7 +66,7 @@ class Model:
     # ---- to be provided by subclasses --------------------------------------
     layers: list
 
-    def _plan(self) -> _training.ExecutionPlan:  # pragma: no cover - abstract
+    def _plan(self) -> ExecutionPlan:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def build(self, input_shape=None):  # pragma: no cover - abstract
@@ -290,7 +287,7 @@ class Model:
             config["loss_weights"] = list(self._loss_weights)
         return config
 
-    # ---- training (the loops live in fastconv.training) -----------------------
+    # ---- training (the loops live in fastconv.engine.trainer) -----------------------
     def fit(
         self,
         x=None,
@@ -340,7 +337,7 @@ class Model:
             Ctrl-C ends training after the current step and returns it
             (``history.interrupted`` is True).
         """
-        return _training.fit(
+        return _trainer.fit(
             self,
             x,
             y,
@@ -361,20 +358,20 @@ class Model:
     def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
         """``[loss, *metrics]`` (just ``loss`` without metrics; several outputs: ``[loss, *output
         losses, *metrics]``) on ``x, y``, in batches; a dict with ``return_dict=True``."""
-        return _training.evaluate(
+        return _trainer.evaluate(
             self, x, y, batch_size=batch_size, verbose=verbose, steps=steps, return_dict=return_dict
         )
 
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for ``x`` ``(N, ...)``, computed in batches of ``batch_size`` (default 32);
         a list with one array per output for several outputs."""
-        return _training.predict(self, x, batch_size=batch_size, verbose=verbose)
+        return _trainer.predict(self, x, batch_size=batch_size, verbose=verbose)
 
     def train_on_batch(self, x, y):
-        return _training.train_on_batch(self, x, y)
+        return _trainer.train_on_batch(self, x, y)
 
     def test_on_batch(self, x, y):
-        return _training.test_on_batch(self, x, y)
+        return _trainer.test_on_batch(self, x, y)
 
     def predict_on_batch(self, x):
         return self._pack_outputs(self._predict_batch_list(x))
@@ -536,21 +533,15 @@ class Model:
     # ---- save / load ---------------------------------------------------------------
     def save(self, filepath, include_optimizer=True):
         """Write the architecture (JSON), weights and compile settings to one ``.npz`` file, atomically."""
-        from fastconv import saving
-
-        saving.save_model(self, filepath, include_optimizer=include_optimizer)
+        _saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath):
         """Write the weights only (``.npz``), atomically."""
-        from fastconv import saving
-
-        saving.save_weights(self, filepath)
+        _saving.save_weights(self, filepath)
 
     def load_weights(self, filepath):
         """Load weights written by :meth:`save_weights` (or a full model file) into this built model."""
-        from fastconv import saving
-
-        saving.load_weights(self, filepath)
+        _saving.load_weights(self, filepath)
 
     def get_config(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -570,154 +561,3 @@ def _serialize_metric_spec(spec, top=True):
     if isinstance(spec, (list, tuple)):
         return [_serialize_metric_spec(m, False) for m in spec]
     return _metrics.serialize(spec)
-
-
-class Sequential(Model):
-    """A linear stack of layers (Keras ``Sequential``).
-
-    Parameters
-    ----------
-    layers : list of Layer, optional
-        The first may carry ``input_shape=(H, W, C)``; then every layer is built at once.
-    name : str, optional
-
-    Examples
-    --------
-    >>> from fastconv.layers import Dense
-    >>> m = Sequential([Dense(4, input_shape=(3,))]); m.add(Dense(2))
-    >>> m.output_shape, m.count_params()
-    ((None, 2), 26)
-    """
-
-    def __init__(self, layers=None, name=None):
-        super().__init__(name=name)
-        self._layers: list[Layer] = []
-        self._input_shape = None  # per-sample, once known
-        self._plan_cache = None
-        for layer in layers or []:
-            self.add(layer)
-
-    @property
-    def layers(self):
-        return list(self._layers)
-
-    def add(self, layer):
-        """Append a layer (built at once when the input shape is known)."""
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"The added layer must be an instance of class Layer. Received: layer={layer!r} "
-                f"of type {type(layer)}."
-            )
-        if any(existing.name == layer.name for existing in self._layers):
-            raise ValueError(
-                f'All layers added to a Sequential model should have unique names. Name "{layer.name}" is '
-                f"already the name of a layer in this model. Update the `name` argument to pass a unique name."
-            )
-        if not self._layers and layer._input_shape_arg is not None:
-            self._input_shape = tuple(layer._input_shape_arg)
-        self._layers.append(layer)
-        self._plan_cache = None
-        if self._input_shape is not None:
-            self._build_from(len(self._layers) - 1)
-
-    def pop(self):
-        """Remove and return the last layer."""
-        if not self._layers:
-            raise TypeError("There are no layers in the model.")
-        layer = self._layers.pop()
-        self._plan_cache = None
-        return layer
-
-    def _build_from(self, start):
-        shape = self._input_shape
-        for i, layer in enumerate(self._layers):
-            if i >= start and not layer.built:
-                layer.build(shape)
-            elif i >= start and layer.input_shape is not None and tuple(layer.input_shape) != tuple(shape):
-                raise ValueError(
-                    f'Layer "{layer.name}" was built for input shape {(None, *layer.input_shape)} but '
-                    f"receives {(None, *shape)} in this model."
-                )
-            shape = layer.compute_output_shape(shape)
-
-    def build(self, input_shape=None):
-        """Build every layer for Keras's batch-inclusive ``input_shape``, e.g. ``(None, 28, 28, 1)``."""
-        if input_shape is None:
-            if self._input_shape is None:
-                raise ValueError(
-                    "You must provide an `input_shape` argument, e.g. model.build((None, 28, 28, 1))."
-                )
-        else:
-            shape = tuple(input_shape)
-            if len(shape) < 2:
-                raise ValueError(
-                    f"build() expects a batch-inclusive shape such as (None, 28, 28, 1). Received: {input_shape}"
-                )
-            per_sample = tuple(None if d is None else int(d) for d in shape[1:])
-            if self._input_shape is not None and self._input_shape != per_sample and self.built:
-                raise ValueError(
-                    f"Model was built for input shape {(None, *self._input_shape)}; cannot rebuild it for "
-                    f"{(None, *per_sample)}."
-                )
-            self._input_shape = per_sample
-        if not self._layers:
-            raise ValueError("Sequential model has no layers to build.")
-        self._build_from(0)
-
-    @property
-    def input_shape(self):
-        return None if self._input_shape is None else (None, *self._input_shape)
-
-    @property
-    def output_shape(self):
-        """Keras's batch-inclusive output shape, e.g. ``(None, 10)``."""
-        if self._input_shape is None or not self._layers:
-            raise AttributeError(
-                "The model has not been built yet (no input shape): output_shape is undefined. "
-                "Call model.build((None, H, W, C)) or pass input_shape to the first layer."
-            )
-        shape = self._input_shape
-        for layer in self._layers:
-            shape = layer.compute_output_shape(shape)
-        return (None, *shape)
-
-    def _plan(self):
-        plan = self._plan_cache
-        if (
-            plan is None
-            or len(plan.nodes) != len(self._layers)
-            or any(n.layer is not l for n, l in zip(plan.nodes, self._layers))
-        ):
-            plan = _training.ExecutionPlan.chain(self._layers)
-            self._plan_cache = plan
-        return plan
-
-    def _summary_rows(self):
-        rows = []
-        shape = self._input_shape
-        for layer in self._layers:
-            shape = layer.compute_output_shape(shape)
-            rows.append(
-                (f"{layer.name} ({type(layer).__name__})", str((None, *shape)), f"{layer.count_params():,}")
-            )
-        return ("Layer (type)", "Output Shape", "Param #"), rows
-
-    def get_config(self):
-        config = {"name": self.name, "layers": [serialize(layer) for layer in self._layers]}
-        if self._input_shape is not None:
-            config["build_input_shape"] = [None, *self._input_shape]
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        model = cls(name=config.get("name"))
-        for d in config.get("layers", []):
-            model.add(deserialize(d))
-        shape = config.get("build_input_shape")
-        if shape is not None and not model.built:
-            model.build(tuple(shape))
-        return model
-
-
-# load_model finds Sequential models by their class name.
-_saving.register_model_class(Sequential)

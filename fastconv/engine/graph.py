@@ -1,0 +1,313 @@
+"""The execution plan: a model's layer calls in topological order over integer tensor ids, run
+forward and backward, and the fusions it applies while running.
+
+Design notes
+------------
+* One engine for every model kind. A model hands the trainer an
+  :class:`ExecutionPlan`: nodes in topological order, each a :class:`PlanNode`
+  ``(layer, input tensor ids, output tensor id)``. ``Sequential`` is the chain
+  ``0 -> layer0 -> 1 -> layer1 -> 2 ...``; a graph ``Model(inputs, outputs)``
+  compiles its symbolic nodes into a DAG plan and reuses everything here
+  unchanged (multi-input layers take a list and return a list of input
+  gradients).
+* Backward runs the nodes in reverse, sums a tensor's gradient over its
+  consumers, drops each gradient as soon as it has been used, and skips every
+  node that has no trainable weight upstream (frozen leading layers cost no
+  backward at all). ``need_input_grad`` is set per step from the *current*
+  ``trainable`` flags, so freezing takes effect without recompiling.
+* Fused softmax + cross-entropy: when the loss is a cross-entropy and an output
+  node ends in a softmax, the training forward produces logits instead
+  (a ``Softmax`` / ``Activation("softmax")`` output node is skipped; a layer
+  with ``activation="softmax"`` runs with a linear activation for that call),
+  the loss takes ``(loss, p - onehot)`` from the logits, and backward starts
+  from there. ``predict`` always returns probabilities. Only an output that
+  nothing else reads is fused (another node would need probabilities).
+* Fused BatchNormalization + ReLU / ReLU6: the normalisation runs with
+  ``fused_activation`` and the activation node passes its input through.
+* A plan node whose layer runs at several nodes of a graph holds a per-use
+  proxy (``fastconv.engine.shared``); the plan sees through it with
+  ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
+
+Why ``PlanNode`` and not ``Node``: the symbolic graph node of a layer call
+(``fastconv.layers._symbolic.Node``) keeps Keras's name; this one is a step of
+the compiled plan, over tensor ids rather than symbolic tensors.
+"""
+
+from __future__ import annotations
+
+from fastconv import activations as _activations
+from fastconv.layers.blocks import ResidualBlock
+from fastconv.layers.conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+from fastconv.layers.core import Activation, Dense, Softmax
+from fastconv.layers.normalization import BatchNormalization
+
+__all__ = ["ExecutionPlan", "PlanNode"]
+
+
+class PlanNode:
+    """One layer call of a plan: ``tensors[output] = layer(tensors[inputs])``."""
+
+    __slots__ = ("inputs", "layer", "output")
+
+    def __init__(self, layer, inputs, output):
+        self.layer = layer
+        self.inputs = tuple(inputs)
+        self.output = int(output)
+
+    def __repr__(self):
+        return f"PlanNode({self.layer.name}, inputs={self.inputs}, output={self.output})"
+
+
+# Layers that *are* a softmax ("skip") and layers that apply ``activation="softmax"`` last ("attr").
+_SOFTMAX_LAYERS = (Softmax,)
+_SOFTMAX_ATTR_LAYERS = (Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, ResidualBlock)
+
+
+def _fusable_softmax_mode(layer):
+    """How the softmax at the end of ``layer`` can be folded into the loss: "skip", "attr" or None.
+
+    "skip": the layer *is* the softmax (``Softmax``, ``Activation("softmax")``), so the training
+    forward stops before it. "attr": the layer applies ``activation="softmax"`` last (Dense, the
+    conv layers, ResidualBlock), so it runs once with a linear activation instead.
+    """
+    if isinstance(layer, _SOFTMAX_LAYERS):
+        return "skip"
+    if isinstance(layer, Activation) and layer.activation is _activations.softmax:
+        return "skip"
+    if isinstance(layer, _SOFTMAX_ATTR_LAYERS) and getattr(layer, "activation", None) is _activations.softmax:
+        return "attr"
+    return None
+
+
+def _fusion_map(fusion):
+    """``{node index: mode}`` from None, one ``(node index, mode)`` pair or such a dict."""
+    if not fusion:
+        return {}
+    if isinstance(fusion, dict):
+        return fusion
+    return {fusion[0]: fusion[1]}
+
+
+def _base_layer(layer):
+    """The layer behind a plan entry (graph models wrap a shared layer in one proxy per use)."""
+    return getattr(layer, "wrapped_layer", layer)
+
+
+def _walk(layer):
+    yield layer
+    for sub in getattr(layer, "sublayers", ()):
+        yield from _walk(sub)
+
+
+def _reset_grads(layer):
+    """Grads of a trainable layer whose output reached no loss this step: the regularizer's part only
+    (so the optimizer never applies a stale gradient from an earlier step)."""
+    for sub in _walk(layer):
+        if not sub.trainable:
+            continue
+        for key, grad in sub.grads.items():
+            grad[...] = 0
+            reg = sub._regularizers.get(key)
+            if reg is not None:
+                reg.add_gradient(sub.params[key], grad)
+
+
+class ExecutionPlan:
+    """Nodes in topological order over integer tensor ids.
+
+    Parameters
+    ----------
+    nodes : list of PlanNode
+    inputs : tuple of int
+        Tensor ids fed by the model inputs.
+    outputs : tuple of int
+        Tensor ids returned as model outputs.
+    """
+
+    def __init__(self, nodes, inputs=(0,), outputs=None):
+        self.nodes = list(nodes)
+        self.inputs = tuple(inputs)
+        if outputs is None:
+            outputs = (self.nodes[-1].output,) if self.nodes else self.inputs
+        self.outputs = tuple(outputs)
+        # Last node index reading each tensor, to free activations early.
+        last_use = {}
+        for i, node in enumerate(self.nodes):
+            for t in node.inputs:
+                last_use[t] = i
+        self._last_use = last_use
+        self._producer = {node.output: i for i, node in enumerate(self.nodes)}
+
+    @classmethod
+    def chain(cls, layers):
+        """The plan of a ``Sequential`` model."""
+        return cls([PlanNode(layer, (i,), i + 1) for i, layer in enumerate(layers)], (0,), (len(layers),))
+
+    # -- fused softmax ---------------------------------------------------------
+    def output_fusion(self, k):
+        """``(node_index, mode)`` when output ``k`` ends in a softmax that can be folded into a
+        cross-entropy, else None. Not when the output tensor also feeds another node (that node
+        needs probabilities) or is listed as an output twice."""
+        if not self.nodes or not 0 <= k < len(self.outputs):
+            return None
+        t = self.outputs[k]
+        idx = self._producer.get(t)
+        if idx is None or t in self._last_use or self.outputs.count(t) > 1:
+            return None
+        mode = _fusable_softmax_mode(self.nodes[idx].layer)
+        return None if mode is None else (idx, mode)
+
+    def activation_fusion(self):
+        """``{node index: mode}`` fusing each BatchNormalization with the ReLU / ReLU6 ``Activation``
+        right after it: the BatchNormalization node runs with ``fused_activation`` (mode "relu" or
+        "relu6") and the activation node passes its input through ("skip"). Only when the
+        normalised tensor feeds that activation alone, is no model output, and neither layer is
+        shared (a shared layer's proxy) nor casts to another dtype."""
+        consumers = {}
+        for j, node in enumerate(self.nodes):
+            for t in node.inputs:
+                consumers.setdefault(t, []).append(j)
+        fusion = {}
+        for i, node in enumerate(self.nodes):
+            bn = node.layer
+            if type(bn) is not BatchNormalization or len(node.inputs) != 1 or node.output in self.outputs:
+                continue
+            users = consumers.get(node.output, [])
+            if len(users) != 1:
+                continue
+            j = users[0]
+            act = self.nodes[j].layer
+            name = getattr(getattr(act, "activation", None), "name", None)
+            if type(act) is Activation and name in ("relu", "relu6") and act.dtype == bn.dtype and \
+                    self.nodes[j].inputs == (node.output,):  # fmt: skip
+                fusion[i] = name
+                fusion[j] = "skip"
+        return fusion
+
+    def softmax_fusion(self):
+        """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
+        if len(self.outputs) != 1:
+            return None
+        return self.output_fusion(0)
+
+    # -- forward -----------------------------------------------------------------
+    def forward(self, inputs, training=False, logits=False, upto=None, fusion=None):
+        """Run the nodes; ``inputs`` is a list matching ``self.inputs``.
+
+        ``fusion`` (``(node index, mode)`` or ``{node index: mode}``, see :meth:`output_fusion`)
+        makes those outputs logits; ``logits=True`` does so for a single-output plan. ``upto``
+        (a node index) stops after that node and returns its output. Returns the list of outputs.
+        """
+        tensors = dict(zip(self.inputs, inputs))
+        if fusion is None and logits:
+            fusion = self.softmax_fusion()
+        fusion = _fusion_map(fusion)
+        last_use = self._last_use
+        keep = set(self.outputs) | set(self.inputs)
+        stop = len(self.nodes) - 1 if upto is None else upto
+        for i, node in enumerate(self.nodes):
+            if i > stop:
+                break
+            layer = node.layer
+            mode = fusion.get(i) if fusion else None
+            if mode == "skip":  # softmax (its output is the logits) or an activation fused upstream
+                y = tensors[node.inputs[0]]
+            elif mode in ("relu", "relu6"):  # BatchNormalization with the activation after it
+                layer.fused_activation = mode
+                try:
+                    y = layer.forward(tensors[node.inputs[0]], training)
+                finally:
+                    layer.fused_activation = None
+            elif mode == "attr":
+                saved = layer.activation
+                layer.activation = _activations.linear
+                try:
+                    y = layer.forward(tensors[node.inputs[0]], training)
+                finally:
+                    layer.activation = saved
+            elif len(node.inputs) == 1:
+                y = layer.forward(tensors[node.inputs[0]], training)
+            else:
+                y = layer.forward([tensors[t] for t in node.inputs], training)
+            tensors[node.output] = y
+            if upto is None:
+                for t in node.inputs:
+                    if last_use.get(t) == i and t not in keep:
+                        del tensors[t]
+        if upto is not None:
+            return [tensors[self.nodes[stop].output]]
+        return [tensors[t] for t in self.outputs]
+
+    # -- backward ----------------------------------------------------------------
+    def backward(self, output_grads, logits=False, fusion=None):
+        """Backpropagate ``output_grads`` (list matching ``self.outputs``; None = no loss on that
+        output) after a training forward with the same ``fusion``.
+
+        Nodes with no trainable weight upstream are skipped. Every trainable layer's ``grads`` are
+        written: layers whose output reached no gradient get zeros (plus their regularizer's part).
+        """
+        needs = self._needs_backward()
+        grads = {}
+        for t, g in zip(self.outputs, output_grads):
+            if g is not None:
+                grads[t] = g if t not in grads else grads[t] + g
+        if fusion is None and logits:
+            fusion = self.softmax_fusion()
+        fusion = _fusion_map(fusion)
+        skipped = []
+        ran = set()
+        for i in range(len(self.nodes) - 1, -1, -1):
+            node = self.nodes[i]
+            dy = grads.pop(node.output, None)
+            if fusion and fusion.get(i) == "skip":  # folded into the loss or into the layer before
+                t = node.inputs[0]
+                if dy is not None and self._tensor_needs(needs, t):
+                    grads[t] = dy if t not in grads else grads[t] + dy
+                continue
+            if not needs[i]:
+                continue
+            if dy is None:
+                skipped.append(node)
+                continue
+            layer = node.layer
+            need_dx = any(self._tensor_needs(needs, t) for t in node.inputs)
+            layer.need_input_grad = need_dx
+            dx = layer.backward(dy)
+            ran.add(id(_base_layer(layer)))
+            if not need_dx or dx is None:
+                continue
+            if len(node.inputs) == 1:
+                dx = (dx,)
+            for t, g in zip(node.inputs, dx):
+                if g is None or not self._tensor_needs(needs, t):
+                    continue
+                prev = grads.get(t)
+                grads[t] = g if prev is None else prev + g
+        for node in skipped:  # no gradient reached these layers this step
+            base = _base_layer(node.layer)
+            if id(base) not in ran:
+                ran.add(id(base))
+                _reset_grads(base)
+
+    def _tensor_needs(self, needs, t):
+        i = self._producer.get(t)
+        return False if i is None else needs[i]
+
+    def _needs_backward(self):
+        """Per node: True when the node or a node upstream has trainable weights (read now)."""
+        needs = []
+        for node in self.nodes:
+            mine = bool(node.layer.trainable_pairs())
+            up = any(self._tensor_needs(needs, t) for t in node.inputs)
+            needs.append(mine or up)
+        return needs
+
+    @property
+    def layers(self):
+        """Each layer once (a shared layer's per-use proxies count as one)."""
+        seen, out = set(), []
+        for node in self.nodes:
+            if id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                out.append(node.layer)
+        return out

@@ -1,0 +1,316 @@
+"""The training loops: fit, evaluate, predict, train_on_batch and test_on_batch, and the train and
+test steps they repeat.
+
+Design notes
+------------
+* A step is: the plan's forward (``fastconv.engine.graph``) with the
+  objective's fusion, the objective's losses and gradients
+  (``fastconv.engine.objective``), the plan's backward, and the optimizer's
+  update of ``model.trainable_pairs()`` read now (so freezing takes effect
+  without recompiling).
+* The loops are lean: the data are converted to the model's dtype once
+  (``fastconv.engine.data``), a metric is an additive state summed over the
+  epoch, and logs for batch callbacks are built only when some callback listens.
+* ``verbose``: 0 silent, 1 a progress bar (``fastconv.engine.progbar``), 2 one
+  line per epoch. Ctrl-C during ``fit`` ends it after the current step
+  (``fastconv.engine.interrupt``); the History says ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from fastconv.callbacks import CallbackList, History
+from fastconv.engine.data import (
+    _ArrayBatches,
+    _arrays_xy,
+    _batch_size,
+    _batch_xy,
+    _GeneratorBatches,
+    _is_array_like,
+    _slice,
+)
+from fastconv.engine.interrupt import _InterruptGuard
+from fastconv.engine.objective import _Objective, _regularization_loss, _Running
+from fastconv.engine.progbar import Progbar, _format_value
+
+__all__ = ["evaluate", "fit", "predict", "test_on_batch", "train_on_batch"]
+
+
+def _train_step(model, plan, xs, ys, obj):
+    """One optimizer step on a batch; returns ``(loss, per-output losses, metric states)``."""
+    outs = plan.forward(xs, training=True, fusion=obj.fusion)
+    loss, per, dys = obj.losses_and_grads(ys, outs)
+    loss += _regularization_loss(plan.layers)
+    plan.backward(dys, fusion=obj.fusion)
+    model.optimizer.apply(model.trainable_pairs())
+    return loss, per, obj.metric_states(ys, outs)
+
+
+def _test_step(model, plan, xs, ys, obj):
+    outs = plan.forward(xs, training=False, fusion=obj.fusion)
+    loss, per, _ = obj.losses_and_grads(ys, outs, need_grad=False)
+    return loss, per, obj.metric_states(ys, outs)
+
+
+def train_on_batch(model, x, y):
+    """One step on one batch; returns ``[loss, *metrics]`` for that batch (before the update's effect)."""
+    model._require_compiled("train_on_batch")
+    xs, ys = _batch_xy(model, x, y, "train_on_batch")
+    obj = _Objective(model)
+    obj.check_targets(ys, "train_on_batch")
+    run = _Running(obj)
+    run.add(len(xs[0]), *_train_step(model, obj.plan, xs, ys, obj))
+    return _pack(run.values())
+
+
+def test_on_batch(model, x, y):
+    model._require_compiled("test_on_batch")
+    xs, ys = _batch_xy(model, x, y, "test_on_batch")
+    obj = _Objective(model)
+    obj.check_targets(ys, "test_on_batch")
+    run = _Running(obj)
+    run.add(len(xs[0]), *_test_step(model, obj.plan, xs, ys, obj))
+    return _pack(run.values(_regularization_loss(obj.plan.layers)))
+
+
+def _pack(values):
+    vals = [float(v) for _, v in values]
+    return vals[0] if len(vals) == 1 else vals
+
+
+def fit(
+    model,
+    x=None,
+    y=None,
+    batch_size=None,
+    epochs=1,
+    verbose=1,
+    callbacks=None,
+    validation_split=0.0,
+    validation_data=None,
+    shuffle=True,
+    initial_epoch=0,
+    steps_per_epoch=None,
+    validation_steps=None,
+    validation_batch_size=None,
+    seed=None,
+):
+    """Train ``model`` (see :meth:`fastconv.engine.base.BaseModel.fit`). Returns a :class:`History`."""
+    model._require_compiled("fit")
+    if verbose == "auto":
+        verbose = 1
+    rng = np.random.default_rng(seed)
+    batch_size = _batch_size(batch_size, "fit")
+    val_bs = _batch_size(validation_batch_size, "fit", "validation_batch_size", default=batch_size)
+    val_lists = None  # (inputs, targets) held out by validation_split
+
+    # ---- training data
+    if _is_array_like(x):
+        xs, ys = _arrays_xy(model, x, y, "fit")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(
+                f"validation_split must be in [0, 1). Received: validation_split={validation_split}"
+            )
+        if validation_split and validation_data is None:
+            split_at = int(len(xs[0]) * (1.0 - validation_split))
+            val_lists = (_slice(xs, slice(split_at, None)), _slice(ys, slice(split_at, None)))
+            xs, ys = _slice(xs, slice(None, split_at)), _slice(ys, slice(None, split_at))
+        if len(xs[0]) == 0:
+            raise ValueError("fit: no training samples (x is empty after validation_split).")
+        model._ensure_built(xs[0].shape)
+        xs = model._cast_inputs(xs)
+        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch)
+    elif x is not None and (hasattr(x, "__iter__") or hasattr(x, "__next__")):
+        if validation_split:
+            raise ValueError("validation_split is not supported when x is a generator; pass validation_data.")
+        train = _GeneratorBatches(x, steps_per_epoch, model)
+    else:
+        raise TypeError(
+            f"fit: x must be an array or an iterator of (x, y) batches. Received: {type(x).__name__}"
+        )
+    obj = _Objective(model)
+    if isinstance(train, _ArrayBatches):
+        obj.check_targets(train.ys, "fit")
+
+    # ---- validation data
+    val = None
+    if val_lists is not None:
+        if len(val_lists[0][0]):
+            val = ("arrays", model._cast_inputs(val_lists[0]), val_lists[1])
+    elif validation_data is not None:
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            xv, yv = _arrays_xy(model, validation_data[0], validation_data[1], "fit(validation_data)")
+            model._ensure_built(xv[0].shape)
+            obj.check_targets(yv, "fit(validation_data)")
+            val = ("arrays", model._cast_inputs(xv), yv)
+        elif hasattr(validation_data, "__iter__") or hasattr(validation_data, "__next__"):
+            val = ("gen", validation_data, validation_steps)
+        else:
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or an iterator of batches.")
+
+    history = History()
+    cbs = CallbackList(
+        [history, *(callbacks or [])],
+        model=model,
+        params={"epochs": epochs, "steps": len(train) or None, "verbose": verbose},
+    )
+    plan = obj.plan
+    model.stop_training = False
+    logs = {}
+    epoch = initial_epoch
+    step_in_epoch = 0
+    interrupted = False
+    cbs.on_train_begin()
+    try:
+        with _InterruptGuard() as guard:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                if verbose:
+                    print(f"Epoch {epoch + 1}/{epochs}")
+                bar = Progbar(len(train) or None, verbose=verbose)
+                run = _Running(obj)
+                step_in_epoch = 0
+                batch_hooks = cbs.has_batch_hooks
+                for xb, yb in train.epoch():
+                    if batch_hooks:
+                        cbs.on_train_batch_begin(step_in_epoch)
+                    run.add(len(xb[0]), *_train_step(model, plan, xb, yb, obj))
+                    step_in_epoch += 1
+                    if verbose == 1 and bar.dynamic:
+                        bar.update(step_in_epoch, run.values())
+                    if batch_hooks:
+                        cbs.on_train_batch_end(step_in_epoch - 1, dict(run.values()))
+                    if guard.requested:
+                        raise KeyboardInterrupt
+                if step_in_epoch == 0:
+                    warnings.warn("fit: the input ran out of data; stopping training.", stacklevel=2)
+                    break
+                logs = dict(run.values())
+                if val is not None:
+                    if val[0] == "arrays":
+                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs)
+                    else:
+                        vres = _evaluate_generator(model, obj, val[1], val[2])
+                    for k, v in vres.items():
+                        logs["val_" + k] = v
+                bar.finish(step_in_epoch, list(logs.items()))
+                cbs.on_epoch_end(epoch, logs)
+                if guard.requested:
+                    raise KeyboardInterrupt
+                if model.stop_training:
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        history.interrupted = True
+        if verbose:
+            print(
+                f"\nTraining interrupted (Ctrl-C) in epoch {epoch + 1} after step {step_in_epoch}; "
+                f"the model keeps the weights of the last finished step."
+            )
+    finally:
+        cbs.on_train_end(logs)
+    history.interrupted = interrupted
+    model.history = history
+    return history
+
+
+def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None):
+    n = len(xs[0])
+    if n == 0:
+        raise ValueError("evaluate: no samples.")
+    run = _Running(obj)
+    steps = -(-n // batch_size)
+    for s in range(steps):
+        sl = slice(s * batch_size, (s + 1) * batch_size)
+        xb, yb = _slice(xs, sl), _slice(ys, sl)
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
+        if bar is not None:
+            bar.update(s + 1, run.values())
+    return dict(run.values(_regularization_loss(obj.plan.layers)))
+
+
+def _evaluate_generator(model, obj, data, steps):
+    if steps is None:
+        try:
+            steps = len(data)
+        except TypeError:
+            steps = None
+    it = iter(data)
+    run = _Running(obj)
+    k = 0
+    while steps is None or k < steps:
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        xb, yb = _batch_xy(model, batch[0], batch[1], "evaluate")
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
+        k += 1
+    if run.n == 0:
+        raise ValueError("evaluate: the validation generator yielded no batches.")
+    return dict(run.values(_regularization_loss(obj.plan.layers)))
+
+
+def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
+    """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`.
+
+    Returns ``loss`` alone when there is nothing else to report, else the list ``[loss,
+    *per-output losses (several outputs), *metrics]`` (or the dict with ``return_dict=True``).
+    """
+    model._require_compiled("evaluate")
+    batch_size = _batch_size(batch_size, "evaluate")
+    obj = _Objective(model)
+    if _is_array_like(x):
+        xs, ys = _arrays_xy(model, x, y, "evaluate")
+        model._ensure_built(xs[0].shape)
+        obj.check_targets(ys, "evaluate")
+        xs = model._cast_inputs(xs)
+        bar = Progbar(-(-len(xs[0]) // batch_size), verbose=verbose) if verbose else None
+        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar)
+        if bar is not None:
+            bar.finish(bar.target, list(res.items()))
+    else:
+        res = _evaluate_generator(model, obj, x, steps)
+        if verbose:
+            print(" - ".join(f"{k}: {_format_value(v)}" for k, v in res.items()))
+    if return_dict:
+        return res
+    vals = list(res.values())
+    return vals[0] if len(vals) == 1 else vals
+
+
+def predict(model, x, batch_size=None, verbose=0):
+    """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
+    one array per output for several outputs."""
+    batch_size = _batch_size(batch_size, "predict")
+    if not _is_array_like(x):
+        chunks = [model._predict_batch_list(b[0] if isinstance(b, tuple) else b) for b in x]
+        if not chunks:
+            return np.empty((0,))
+        return model._pack_outputs([np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))])
+    xs = model._split_inputs(x)
+    model._ensure_built(xs[0].shape)
+    xs = model._cast_inputs(xs)
+    plan = model._plan()
+    n = len(xs[0])
+    steps = -(-n // batch_size)
+    bar = Progbar(steps, verbose=verbose) if verbose else None
+    outs = None
+    for s in range(steps):
+        sl = slice(s * batch_size, min((s + 1) * batch_size, n))
+        ybs = plan.forward(_slice(xs, sl), training=False)
+        if outs is None:
+            outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
+        for out, yb in zip(outs, ybs):
+            out[sl] = yb
+        if bar is not None:
+            bar.update(s + 1)
+    if bar is not None:
+        bar.finish(steps)
+    if outs is None:
+        shapes = model.output_shape if model._num_outputs() > 1 else [model.output_shape]
+        outs = [np.empty((0, *tuple(sh)[1:]), model.dtype) for sh in shapes]
+    return model._pack_outputs(outs)
