@@ -185,7 +185,8 @@ def global_avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
     nthreads = clamp_threads(nthreads, R)
     # Only the channel sums: fc_pool_scratch_* would size the window pooling's gather lists for an
     # H x W window at stride 1, about 40*H*W bytes per thread (43 GB for a 2 GB input of 2^29 pixels).
-    cdef size_t sb = (<size_t>p.C + 16) * sizeof(floating) + 64
+    # C + 16 sums of a pixel block (floating) and as many float64 totals (pool_impl.h).
+    cdef size_t sb = (<size_t>p.C + 16) * (sizeof(floating) + sizeof(double)) + 128
     cdef char *mem = alloc_scratch(&sb, nthreads)
     cdef char *base = scratch_base(mem)
     cdef long t, r0, r1

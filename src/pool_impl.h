@@ -583,7 +583,12 @@ static void PFN(fc_avgpool_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_
 
 /* ---- global average pooling ---- */
 
-/* y[n, :] = mean of x[n] over H*W for n in [n0, n1).  scratch: (C + VLEN) values. */
+/* Pixels summed in FC_T before the block's sums go into the float64 totals: a float32 sum of
+ * ones stops growing at 2^24, so one running FC_T sum over H*W pixels returned 0.5 for an all-ones
+ * 8192x4096 image; 4096 pixels keep the FC_T part exact to about 12 bits below its ulp. */
+#define PL_GAP_BLOCK 4096
+
+/* y[n, :] = mean of x[n] over H*W for n in [n0, n1).  scratch: fc_gap_scratch_bytes(C). */
 static void PFN(fc_gap_forward)(const fc_poolp *p, const FC_T *x, FC_T *y, long n0, long n1, char *scratch)
 {
 #ifdef PL_NARROW
@@ -594,20 +599,27 @@ static void PFN(fc_gap_forward)(const fc_poolp *p, const FC_T *x, FC_T *y, long 
 #endif
     const int C = p->C, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const ptrdiff_t P = (ptrdiff_t)p->H * p->W;
-    const FC_T inv = (FC_T)1 / (FC_T)P;
-    FC_T *acc = (FC_T *)scratch; /* block kb sums channels from min(kb*VLEN, C-VLEN) */
+    const double inv = 1.0 / (double)P;
+    /* block kb sums channels from min(kb*VLEN, C-VLEN): FC_T sums of a pixel block, float64 totals */
+    FC_T *acc = (FC_T *)scratch;
+    double *tot = (double *)(scratch + ((((size_t)C + 16) * sizeof(FC_T) + 63) & ~(size_t)63));
     const PV z = {0};
     for (long n = n0; n < n1; n++) {
-        for (int kb = 0; kb < nkb; kb++) PST(acc + kb * FC_VLEN, z);
+        for (ptrdiff_t i = 0; i < (ptrdiff_t)nkb * FC_VLEN; i++) tot[i] = 0;
         const FC_T *xp = x + n * P * C;
-        for (ptrdiff_t i = 0; i < P; i++, xp += C)
-            for (int kb = 0; kb < nkb; kb++) {
-                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                PST(acc + kb * FC_VLEN, PLD(acc + kb * FC_VLEN) + PLD(xp + k0));
-            }
+        for (ptrdiff_t i0 = 0; i0 < P; i0 += PL_GAP_BLOCK) {
+            const ptrdiff_t i1 = i0 + PL_GAP_BLOCK < P ? i0 + PL_GAP_BLOCK : P;
+            for (int kb = 0; kb < nkb; kb++) PST(acc + kb * FC_VLEN, z);
+            for (ptrdiff_t i = i0; i < i1; i++, xp += C)
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    PST(acc + kb * FC_VLEN, PLD(acc + kb * FC_VLEN) + PLD(xp + k0));
+                }
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)nkb * FC_VLEN; i++) tot[i] += (double)acc[i];
+        }
         for (int kb = 0; kb < nkb; kb++) {
             const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-            PST(y + n * C + k0, PLD(acc + kb * FC_VLEN) * inv);
+            for (int v = 0; v < FC_VLEN; v++) y[n * C + k0 + v] = (FC_T)(tot[kb * FC_VLEN + v] * inv);
         }
     }
 }

@@ -204,7 +204,7 @@ def global_avg_pool2d_grad(dy, x):
     dy = as_float_array(op, "dy", dy, x.dtype)
     _check_pixels(op, x)
     check_dy(op, dy, (x.shape[0], x.shape[3]))
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = empty_output(x.shape, x.dtype)  # like every other dx: aligned for streamed stores
     if dx.size:
         _k.global_avg_backward(dy, dx, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return dx
