@@ -12,6 +12,9 @@ Design (loops in src/norm_impl.h):
 - Element-wise passes (normalise, input gradient, activations) run over chunks of rows with the
   same dynamic schedule; they may write in place.
 - `act`: 0 none, 1 relu, 2 relu6 fused after the normalisation (backward masks with the output).
+- Sizes: rows, element counts, offsets (r * C) and chunk bounds (M * j // nchunks) are long
+  (64-bit); the channel count C is an int, which the layer checks (C <= INT32_MAX); 2 * C, the
+  partials' stride, is taken in size_t.
 Callers (fastconv/layers/normalization.py, fastconv/activations.py) check dtypes, contiguity and
 shapes; nothing here raises except MemoryError.
 """
@@ -92,8 +95,8 @@ def bn_stats(const floating[:, ::1] x,      # IN  (M, C), M >= 1
             else:
                 fc_bn_stats_f64(isa, &x[0, 0], C, r0, r1, k, part + j * 2 * C, part + j * 2 * C + C)
         # per chunk: C sums of d, then C sums of d*d; added in chunk order
-        sum_partials(part, 2 * C, nchunks, C, &mean[0])
-        sum_partials(part + C, 2 * C, nchunks, C, &var[0])
+        sum_partials(part, 2 * <size_t>C, nchunks, C, &mean[0])
+        sum_partials(part + C, 2 * <size_t>C, nchunks, C, &var[0])
         for c in range(C):
             s1 = mean[c]
             s2 = var[c]
@@ -134,8 +137,8 @@ def bn_dsums(const floating[:, ::1] dy,     # IN  (M, C)
             else:
                 fc_bn_dsums_f64(isa, &dy[0, 0], &x[0, 0], yp, act, C, r0, r1, &mean[0],
                                 part + j * 2 * C, part + j * 2 * C + C)
-        sum_partials(part, 2 * C, nchunks, C, &s1[0])
-        sum_partials(part + C, 2 * C, nchunks, C, &s2[0])
+        sum_partials(part, 2 * <size_t>C, nchunks, C, &s1[0])
+        sum_partials(part + C, 2 * <size_t>C, nchunks, C, &s2[0])
     free(part)
 
 

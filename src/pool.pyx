@@ -9,7 +9,10 @@ Design (loops in src/pool_impl.h):
   fill).  Non-overlapping windows (stride >= pool size): one fused pass over output rows, each
   owning the band of dx rows up to the next window.  Overlapping windows: a gather per dx row;
   max pooling recomputes the argmax of the covering output rows from x into a per-thread ring
-  (or reads an argmax saved by the forward: the input-plane index ih*W + iw, int32).
+  (or reads an argmax saved by the forward: the input-plane index ih*W + iw, int32; the op
+  refuses a saved argmax when H*W > INT32_MAX).
+- Sizes: the geometry (fc_poolp) is int; fastconv/ops/pool.py checks every dimension, padded
+  extent and window against INT32_MAX before calling (see pool_impl.h); offsets are 64-bit.
 - Global average pooling: forward parallel over images, backward over dx rows.
 Callers (fastconv/ops/pool.py) validate shapes and allocate outputs; nothing here raises except
 MemoryError.
@@ -180,7 +183,10 @@ def global_avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C)
     if R == 0 or p.C == 0:
         return
     nthreads = clamp_threads(nthreads, R)
-    cdef size_t sb = fc_pool_scratch_f32(isa, &p) if floating is float else fc_pool_scratch_f64(isa, &p)
+    # Only the channel sums: fc_pool_scratch_* would size the window pooling's gather lists for an
+    # H x W window at stride 1, about 40*H*W bytes per thread (43 GB for a 2 GB input of 2^29 pixels).
+    # C + 16 sums of a pixel block (floating) and as many float64 totals (pool_impl.h).
+    cdef size_t sb = (<size_t>p.C + 16) * (sizeof(floating) + sizeof(double)) + 128
     cdef char *mem = alloc_scratch(&sb, nthreads)
     cdef char *base = scratch_base(mem)
     cdef long t, r0, r1

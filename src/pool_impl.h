@@ -23,7 +23,13 @@
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
  * with NaNs tracked on the side.  Large outputs are written with non-temporal stores.
  * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
- * to the next narrower level (the narrowest is a 1-lane "vector").
+ * to the next narrower level (the narrowest is a 1-lane "vector"). *
+ * Index widths: fc_poolp holds ints, and fastconv/ops/pool.py guarantees that every dimension and
+ * every padded extent (H + top + bottom, W + left + right) is at most INT32_MAX, so window starts
+ * and ends (o*s - pad, start + k) fit an int; max pooling's local argmax kh*KW + kw (int32 lanes)
+ * needs KH*KW <= INT32_MAX and its saved argmax ih*W + iw needs H*W <= INT32_MAX, both checked
+ * there too.  Everything else that multiplies sizes (element offsets, pixel counts, scratch
+ * sizes) is computed in ptrdiff_t / size_t.
  */
 #define PL_CAT_(a, b) a##b
 #define PL_CAT(a, b) PL_CAT_(a, b)
@@ -68,10 +74,11 @@ static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
     const size_t cap = (size_t)((p->KH - 1) / p->sh + 1), capw = (size_t)((p->KW - 1) / p->sw + 1);
     size_t b = 6 * ((cap * sizeof(void *) + 63) & ~(size_t)63);           /* tags, row lists */
     b += cap * (((size_t)p->OW * p->C * sizeof(int32_t) + 63) & ~(size_t)63); /* argmax ring */
-    b += 3 * (((size_t)(p->W + p->OW) * sizeof(ptrdiff_t) + 63) & ~(size_t)63); /* column tables */
+    /* W + OW in size_t: each may be near INT32_MAX (the op bounds them one by one) */
+    b += 3 * ((((size_t)p->W + (size_t)p->OW) * sizeof(ptrdiff_t) + 63) & ~(size_t)63); /* column tables */
     b += 5 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
     b += 2 * (((size_t)p->C * sizeof(FC_T) * 2 + 63) & ~(size_t)63);       /* zero rows */
-    b += ((size_t)(p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;          /* global pool sums */
+    b += (((size_t)p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;         /* global pool sums */
     return b + 64;
 }
 
@@ -206,7 +213,8 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
             if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
             if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
             if (arow) {
-                /* local index -> input-plane index, lane by lane (only for a saved argmax) */
+                /* local index -> input-plane index, lane by lane (only for a saved argmax; the op
+                 * refuses one when H*W > INT32_MAX, so int and the int32 store do not wrap) */
                 int32_t tl[FC_VLEN];
                 PSTI(tl, t);
                 for (int v = 0; v < FC_VLEN; v++)
@@ -278,7 +286,9 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
             const int t0 = (ih0 - h0) * KW + (iw0 - w0), nh = ih1 - ih0, nw = iw1 - iw0;
             const int full = nh == 2 && nw == 2 && KH == 2 && KW == 2 && bh1 - bh0 == 2 && bw1 - bw0 == 2;
             FC_T inv = 0;
-            if (!MAX) inv = (FC_T)1 / (FC_T)(p->include_pad ? KH * KW : nh * nw);
+            /* pixel counts in 64 bits: a window may hold more than 2^31 pixels (only the local
+             * argmax of max pooling needs KH*KW <= INT32_MAX, and the op checks that) */
+            if (!MAX) inv = (FC_T)1 / (FC_T)(p->include_pad ? (ptrdiff_t)KH * KW : (ptrdiff_t)nh * nw);
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                 const PV d = PLD(dyr + (ptrdiff_t)ow * C + k0);
@@ -425,10 +435,12 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             const long tag = (long)n * OH + oh;
             int h0, a, b;
             PFN(pl_win)(oh, p->sh, p->ph, p->KH, H, &h0, &a, &b);
-            th[i] = saved ? ih * W : (ih - h0) * KW;
             invh[i] = p->include_pad ? (FC_T)1 / (FC_T)p->KH : (FC_T)1 / (FC_T)(b - a);
             dyrows[i] = dy + tag * rl;
             if (!MAX) continue;
+            /* int is enough for max pooling only: the op checks H*W <= INT32_MAX for a saved argmax
+             * and KH*KW <= INT32_MAX always; average windows may be larger */
+            th[i] = saved ? ih * W : (ih - h0) * KW;
             if (saved) {
                 arows[i] = saved + tag * rl;
             } else {
@@ -525,7 +537,7 @@ static void PFN(fc_avgpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
         FC_T *yrow = y + r * (ptrdiff_t)p->OW * C;
         int oa = oa0, ob = ob0;
         if (ih1 - ih0 != KH || KH != KW || (KW != 2 && KW != 3)) oa = ob = 0;
-        const FC_T inv_full = (FC_T)1 / (FC_T)(KH * KW);
+        const FC_T inv_full = (FC_T)1 / (FC_T)((ptrdiff_t)KH * KW); /* may pass 2^31 (huge padding) */
         for (int ow = 0; ow < p->OW; ow++) {
             if (ow == oa && oa < ob) {
                 for (; ow < ob; ow++) {
@@ -542,7 +554,7 @@ static void PFN(fc_avgpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
             }
             int w0, iw0, iw1;
             PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
-            const int cnt = p->include_pad ? KH * KW : (ih1 - ih0) * (iw1 - iw0);
+            const ptrdiff_t cnt = p->include_pad ? (ptrdiff_t)KH * KW : (ptrdiff_t)(ih1 - ih0) * (iw1 - iw0);
             const FC_T inv = (FC_T)1 / (FC_T)cnt;
             const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
             for (int kb = 0; kb < nkb; kb++) {
@@ -571,7 +583,12 @@ static void PFN(fc_avgpool_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_
 
 /* ---- global average pooling ---- */
 
-/* y[n, :] = mean of x[n] over H*W for n in [n0, n1).  scratch: (C + VLEN) values. */
+/* Pixels summed in FC_T before the block's sums go into the float64 totals: a float32 sum of
+ * ones stops growing at 2^24, so one running FC_T sum over H*W pixels returned 0.5 for an all-ones
+ * 8192x4096 image; 4096 pixels keep the FC_T part exact to about 12 bits below its ulp. */
+#define PL_GAP_BLOCK 4096
+
+/* y[n, :] = mean of x[n] over H*W for n in [n0, n1).  scratch: fc_gap_scratch_bytes(C). */
 static void PFN(fc_gap_forward)(const fc_poolp *p, const FC_T *x, FC_T *y, long n0, long n1, char *scratch)
 {
 #ifdef PL_NARROW
@@ -582,20 +599,27 @@ static void PFN(fc_gap_forward)(const fc_poolp *p, const FC_T *x, FC_T *y, long 
 #endif
     const int C = p->C, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const ptrdiff_t P = (ptrdiff_t)p->H * p->W;
-    const FC_T inv = (FC_T)1 / (FC_T)P;
-    FC_T *acc = (FC_T *)scratch; /* block kb sums channels from min(kb*VLEN, C-VLEN) */
+    const double inv = 1.0 / (double)P;
+    /* block kb sums channels from min(kb*VLEN, C-VLEN): FC_T sums of a pixel block, float64 totals */
+    FC_T *acc = (FC_T *)scratch;
+    double *tot = (double *)(scratch + ((((size_t)C + 16) * sizeof(FC_T) + 63) & ~(size_t)63));
     const PV z = {0};
     for (long n = n0; n < n1; n++) {
-        for (int kb = 0; kb < nkb; kb++) PST(acc + kb * FC_VLEN, z);
+        for (ptrdiff_t i = 0; i < (ptrdiff_t)nkb * FC_VLEN; i++) tot[i] = 0;
         const FC_T *xp = x + n * P * C;
-        for (ptrdiff_t i = 0; i < P; i++, xp += C)
-            for (int kb = 0; kb < nkb; kb++) {
-                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                PST(acc + kb * FC_VLEN, PLD(acc + kb * FC_VLEN) + PLD(xp + k0));
-            }
+        for (ptrdiff_t i0 = 0; i0 < P; i0 += PL_GAP_BLOCK) {
+            const ptrdiff_t i1 = i0 + PL_GAP_BLOCK < P ? i0 + PL_GAP_BLOCK : P;
+            for (int kb = 0; kb < nkb; kb++) PST(acc + kb * FC_VLEN, z);
+            for (ptrdiff_t i = i0; i < i1; i++, xp += C)
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    PST(acc + kb * FC_VLEN, PLD(acc + kb * FC_VLEN) + PLD(xp + k0));
+                }
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)nkb * FC_VLEN; i++) tot[i] += (double)acc[i];
+        }
         for (int kb = 0; kb < nkb; kb++) {
             const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-            PST(y + n * C + k0, PLD(acc + kb * FC_VLEN) * inv);
+            for (int v = 0; v < FC_VLEN; v++) y[n * C + k0 + v] = (FC_T)(tot[kb * FC_VLEN + v] * inv);
         }
     }
 }

@@ -38,6 +38,8 @@ from fastconv.layers.base import Layer, register_layer
 
 __all__ = ["BatchNormalization"]
 
+_INT32_MAX = 2**31 - 1
+
 
 @register_layer
 class BatchNormalization(Layer):
@@ -108,6 +110,11 @@ class BatchNormalization(Layer):
 
     def _work(self, t):
         """``t`` as a C-contiguous (M, C) array of the kernels' dtype (float32 or float64)."""
+        if t.shape[-1] > _INT32_MAX:  # the kernels keep the channel count in a C int
+            raise ValueError(
+                f'Layer "{self.name}" supports at most 2**31 - 1 = {_INT32_MAX} channels (axis -1). '
+                f"Received input with shape {t.shape}"
+            )
         wd = np.float64 if self.dtype == np.float64 else np.float32
         return np.ascontiguousarray(t.reshape(-1, t.shape[-1]), dtype=wd)
 

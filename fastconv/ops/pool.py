@@ -17,6 +17,29 @@ from fastconv._shapes import positive_pair, resolve_padding, window_output_size
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
 
 
+# The kernels keep the geometry in C ints (fc_poolp in src/pool_kernels.h) and the argmax in int32;
+# every size that stays int is checked against this once, here, and offsets are 64-bit in C.
+_INT32_MAX = 2**31 - 1
+
+
+def _check_dims(op, x) -> None:
+    """Every dimension of x fits the kernels' int geometry."""
+    if max(x.shape) > _INT32_MAX:
+        raise ValueError(f"{op}: every dimension of x must be at most 2**31 - 1 = {_INT32_MAX}. "
+                         f"Received: x.shape={x.shape}")
+
+
+def _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding) -> None:
+    """The window geometry fits the kernels' ints: window starts and ends (o*s - pad, start + k)
+    are bounded by the padded extent, so that, the window and the stride are checked."""
+    for axis, (n, kk, ss, (lo, hi)) in enumerate(zip(x_shape[1:3], k, s, pads)):
+        if n + lo + hi > _INT32_MAX or kk > _INT32_MAX or ss > _INT32_MAX:
+            raise ValueError(
+                f"{op}: the padded input, the window and the stride must each be at most 2**31 - 1 = "
+                f"{_INT32_MAX} along axis {axis + 1} (padded size {n + lo + hi}, window {kk}, stride {ss}). "
+                f"Received: pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x_shape}")
+
+
 class _PoolPlan:
     """Validated geometry of one pooling problem."""
 
@@ -33,6 +56,7 @@ class _PoolPlan:
 
 def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    _check_dims(op, x)
     k = positive_pair("pool_size", pool_size, op)
     s = k if stride is None else positive_pair("stride", stride, op)
     pads = resolve_padding(padding, x.shape[1:3], k, s, (1, 1), op)
@@ -44,7 +68,24 @@ def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
             or (out_hw[1] - 1) * s[1] - pads[1][0] >= x.shape[2]):
         raise ValueError(f"{op}: some pooling windows lie entirely in the padding. Received: "
                          f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x.shape}")
+    _check_int_geometry(op, x.shape, k, s, pads, pool_size, stride, padding)
     return _PoolPlan(x.shape, k, s, pads, out_hw)
+
+
+def _check_max_window(op, p: _PoolPlan, pool_size) -> None:
+    """Max pooling tracks the first maximum as the tap kh*KW + kw in int32 lanes."""
+    if p.k[0] * p.k[1] > _INT32_MAX:
+        raise ValueError(f"{op}: a max pooling window may hold at most 2**31 - 1 = {_INT32_MAX} taps "
+                         f"(KH*KW = {p.k[0] * p.k[1]}). Received: pool_size={pool_size!r}, x.shape={p.x_shape}")
+
+
+def _check_argmax_plane(op, p: _PoolPlan, name) -> None:
+    """A saved argmax is the int32 input-plane index ih*W + iw."""
+    h, w = p.x_shape[1], p.x_shape[2]
+    if h * w > _INT32_MAX:
+        raise ValueError(f"{op}: the int32 argmax cannot index an input plane of H*W = {h * w} > 2**31 - 1 "
+                         f"pixels; leave {name} out (the gradient then recomputes the argmax from x). "
+                         f"Received: x.shape={p.x_shape}")
 
 
 def _threads(p: _PoolPlan, n_out: int) -> int:
@@ -57,7 +98,9 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     x (N, H, W, C) -> y (N, OH, OW, C).  pool_size, stride: int or (h, w) (stride None = pool_size);
     padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
     return_argmax=True also returns the int32 input-plane index ih*W + iw of each output's first
-    maximum, which max_pool2d_grad(..., argmax=...) accepts instead of recomputing it.
+    maximum, which max_pool2d_grad(..., argmax=...) accepts instead of recomputing it (refused
+    when H*W > 2**31 - 1, where int32 cannot hold it).  Every dimension, padded extent and window
+    side must be at most 2**31 - 1, and a max window at most 2**31 - 1 taps (ValueError).
 
     >>> max_pool2d(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
     array([[ 5.,  7.],
@@ -66,6 +109,9 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     op = "max_pool2d"
     x = as_float_array(op, "x", x)
     p = _plan(op, x, pool_size, stride, padding)
+    _check_max_window(op, p, pool_size)
+    if return_argmax:
+        _check_argmax_plane(op, p, "return_argmax")
     y = empty_output(p.y_shape, x.dtype)
     am = np.empty(p.y_shape, dtype=np.int32) if return_argmax else None
     if y.size:
@@ -84,7 +130,9 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None):
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, pool_size, stride, padding)
     check_dy(op, dy, p.y_shape)
+    _check_max_window(op, p, pool_size)
     if argmax is not None:
+        _check_argmax_plane(op, p, "argmax")
         argmax = np.ascontiguousarray(argmax, dtype=np.int32)
         if argmax.shape != p.y_shape:
             raise ValueError(f"{op}: argmax must have the output's shape {p.y_shape}. "
@@ -129,6 +177,7 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
 
 def _check_pixels(op, x):
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
+    _check_dims(op, x)
     if x.shape[1] * x.shape[2] == 0:
         raise ValueError(f"{op}: x has no pixels to average. Received: x.shape={x.shape}")
 
@@ -155,7 +204,7 @@ def global_avg_pool2d_grad(dy, x):
     dy = as_float_array(op, "dy", dy, x.dtype)
     _check_pixels(op, x)
     check_dy(op, dy, (x.shape[0], x.shape[3]))
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = empty_output(x.shape, x.dtype)  # like every other dx: aligned for streamed stores
     if dx.size:
         _k.global_avg_backward(dy, dx, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return dx
