@@ -647,6 +647,17 @@ def _arrays_xy(model, x, y, who):
     return xs, ys
 
 
+def _batch_size(value, who, name="batch_size", default=32):
+    """``value`` as a positive int; None means ``default``.  The one check of every batch size the
+    trainer accepts (0, negatives, floats and bools raise rather than being read as the default)."""
+    if value is None:
+        return default
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{who}: {name} must be a positive int (or None for {default}). "
+                         f"Received: {name}={value!r}")
+    return int(value)
+
+
 def _slice(arrays, sl):
     return [None if a is None else a[sl] for a in arrays]
 
@@ -814,11 +825,8 @@ def fit(
     if verbose == "auto":
         verbose = 1
     rng = np.random.default_rng(seed)
-    if batch_size is None:
-        batch_size = 32
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"fit: batch_size must be >= 1. Received: batch_size={batch_size}")
+    batch_size = _batch_size(batch_size, "fit")
+    val_bs = _batch_size(validation_batch_size, "fit", "validation_batch_size", default=batch_size)
     val_lists = None  # (inputs, targets) held out by validation_split
 
     # ---- training data
@@ -864,7 +872,6 @@ def fit(
             val = ("gen", validation_data, validation_steps)
         else:
             raise ValueError("validation_data must be a tuple (x_val, y_val) or an iterator of batches.")
-    val_bs = int(validation_batch_size or batch_size)
 
     history = History()
     cbs = CallbackList(
@@ -978,7 +985,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     *per-output losses (several outputs), *metrics]`` (or the dict with ``return_dict=True``).
     """
     model._require_compiled("evaluate")
-    batch_size = int(batch_size or 32)
+    batch_size = _batch_size(batch_size, "evaluate")
     obj = _Objective(model)
     if _is_array_like(x):
         xs, ys = _arrays_xy(model, x, y, "evaluate")
@@ -1002,7 +1009,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
 def predict(model, x, batch_size=None, verbose=0):
     """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
     one array per output for several outputs."""
-    batch_size = int(batch_size or 32)
+    batch_size = _batch_size(batch_size, "predict")
     if not _is_array_like(x):
         chunks = [model._predict_batch_list(b[0] if isinstance(b, tuple) else b) for b in x]
         if not chunks:
