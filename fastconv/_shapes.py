@@ -150,7 +150,8 @@ def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: 
         extent = (size - 1) * s + keff + op_
         if max(o, extent) >= INT_LIMIT:
             raise ValueError(
-                f"{op}: the output would be {max(o, extent)} pixels along {'HW'[axis]}; it must be below 2**31. "
+                f"{op}: the output would be {max(o, extent)} pixels along {'HW'[axis]}; "
+                f"it must be below 2**31. "
                 f"Received: stride={tuple(stride_hw)}, dilation={tuple(dil_hw)}, padding={padding!r}, "
                 f"output_padding={tuple(out_pad_hw)}, input {'HW'[axis]}={size}, kernel {'HW'[axis]}={k}")
         out.append(o)

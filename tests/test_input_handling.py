@@ -56,7 +56,8 @@ def test_bad_batch_size_raises_naming_it(compiled, entry, bad):
         "evaluate": lambda: model.evaluate(x, y, batch_size=bad, verbose=0),
         "predict": lambda: model.predict(x, batch_size=bad),
     }[entry]
-    with pytest.raises(ValueError, match=rf"{entry}: batch_size must be a positive int.*Received: batch_size=") as info:
+    pattern = rf"{entry}: batch_size must be a positive int.*Received: batch_size="
+    with pytest.raises(ValueError, match=pattern) as info:
         call()
     assert str(info.value).endswith(f"batch_size={bad!r}")
 
@@ -244,7 +245,8 @@ def _pool_grad_wraps(kind):
 @pytest.mark.parametrize("stride", _stride_cases())
 def test_pool_large_stride_matches_reference(stride, pad, kind):
     fwd = getattr(F, f"{kind}_pool2d")
-    _close(fwd(X, 3, stride=stride, padding=pad), getattr(R, f"{kind}_pool2d")(X, 3, stride=stride, padding=pad))
+    want = getattr(R, f"{kind}_pool2d")(X, 3, stride=stride, padding=pad)
+    _close(fwd(X, 3, stride=stride, padding=pad), want)
 
 
 @pytest.mark.parametrize("pad", [0, 1, "same"], ids=repr)
@@ -333,7 +335,8 @@ def test_dilation_of_2_31_or_more_is_refused_by_name(op, dilation):
 
 
 @pytest.mark.parametrize("op", ALL_OPS)
-@pytest.mark.parametrize("padding", [BIG, (0, BIG), ((BIG, 0), (0, 0)), ((0, 0), (0, np.int64(BIG)))], ids=repr)
+@pytest.mark.parametrize("padding", [BIG, (0, BIG), ((BIG, 0), (0, 0)), ((0, 0), (0, np.int64(BIG)))],
+                         ids=repr)
 def test_padding_of_2_31_or_more_is_refused_by_name(op, padding):
     _refused(_ops_with(padding=padding)[op], op, r"padding must be below 2\*\*31.*Received: padding=")
 
