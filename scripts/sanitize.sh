@@ -91,10 +91,11 @@ for a in "$@"; do
 done
 # The kernel tests: the four kernel families op by op, plus the large-shape tests (tests/test_large*.py
 # and anything marked `large` in those files).  The default adds the layer and model tests, which
-# drive the same kernels through real layers, fused BatchNorm+ReLU, models and training steps.
+# drive the same kernels through real layers, fused BatchNorm+ReLU, models and training steps, and
+# the wide-range property tests (several minutes under ASan, so not in --quick).
 # (tests/test_reference.py is NumPy only; CLI, examples, datasets and plotting are left to --all.)
 kernel_tests="tests/test_conv.py tests/test_depthwise.py tests/test_pool.py tests/test_norm.py $large"
-layer_tests="tests/test_layers.py tests/test_functional.py tests/test_model.py tests/test_models.py tests/test_training.py"
+layer_tests="tests/test_property_wide.py tests/test_layers.py tests/test_functional.py tests/test_model.py tests/test_models.py tests/test_training.py"
 if [ $selected = 0 ]; then
     if [ $all = 1 ]; then
         files="tests"
