@@ -54,6 +54,11 @@ def _check():
 
 def pytest_configure(config):
     _check()
+    # A child process (a test running python -m pytest or the CLI) inherits LD_PRELOAD, but the test
+    # usually captures its stderr and drops it when the child succeeds, and UBSan's log_path is not
+    # honoured next to ASan: so a UBSan report must at least kill the child (a nonzero exit the
+    # test sees), even under --keep-going.  This process parsed its options at start-up already.
+    os.environ["UBSAN_OPTIONS"] = os.environ.get("UBSAN_OPTIONS", "") + ":halt_on_error=1"
 
 
 def pytest_report_header(config):
