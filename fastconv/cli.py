@@ -33,6 +33,17 @@ import numpy as np
 __all__ = ["build_parser", "main"]
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int of at least 1 (0 or a negative count is a typo, not 'the default')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _zoo():
     from fastconv import models
 
@@ -87,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="network to train (default: lenet5); one of: " + ", ".join(names),
     )
-    t.add_argument("--epochs", type=int, default=2, help="number of epochs (default: 2)")
+    t.add_argument("--epochs", type=_positive_int, default=2, help="number of epochs (default: 2)")
     t.add_argument(
-        "--batch-size", type=int, default=None, help="batch size (default: per model, e.g. 64 for lenet5)"
+        "--batch-size", type=_positive_int, default=None, help="batch size (default: per model, e.g. 64 for lenet5)"
     )
     t.add_argument(
         "--data",
@@ -125,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and shuffling (default: 0)")
-    t.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
+    t.add_argument("--threads", type=_positive_int, default=None, help="number of threads for the kernels")
     t.add_argument(
         "--verbose",
         type=int,
@@ -160,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--repeats", type=int, default=5, help="timed runs per kernel (default: 5; the median is shown)"
     )
-    d.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
+    d.add_argument("--threads", type=_positive_int, default=None, help="number of threads for the kernels")
     d.add_argument("--batch", type=int, default=8, help="images per batch in the timed shapes (default: 8)")
     d.add_argument(
         "--budget",
@@ -247,7 +258,7 @@ def cmd_train(args) -> int:
         opt = optimizers.SGD(learning_rate=lr if lr is not None else 0.01, momentum=args.momentum)
     else:
         opt = optimizers.Adam(learning_rate=lr if lr is not None else 1e-3)
-    batch_size = args.batch_size or defaults["batch_size"]
+    batch_size = args.batch_size if args.batch_size is not None else defaults["batch_size"]
     decay = args.lr_decay if args.lr_decay is not None else defaults.get("lr_decay", 1.0)
     metrics = ["accuracy", "mean_iou"] if kind == "segment" else ["accuracy"]
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=metrics)

@@ -374,3 +374,16 @@ def test_numpy_integers_are_ints(op):
     else:
         args, extra = (dy, XS, WDS if "depthwise" in op else WS), {}
     _close(fn(*args, **np_kw, **extra), fn(*args, **py_kw, **extra))
+
+
+def test_layer_output_and_cli_refuse_a_zero_batch_size(tmp_path):
+    """layer_output read batch_size=0 as 256 and the CLI's --batch-size 0 as the model's default."""
+    from fastconv import cli
+
+    model = Sequential([L.Dense(2, input_shape=(3,))])
+    with pytest.raises(ValueError, match="batch_size"):
+        model.layer_output(np.ones((4, 3), np.float32), 0, batch_size=0)
+    for flag in ("--batch-size", "--epochs"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--model", "lenet5", flag, "0"])
+        assert exit_info.value.code == 2
