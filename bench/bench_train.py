@@ -1,4 +1,4 @@
-"""End-to-end training throughput (issue 4): the seeds' Fashion-MNIST CNN, fastconv vs PyTorch.
+"""End-to-end training throughput: the tutorial's Fashion-MNIST CNN, fastconv vs PyTorch.
 
 fastconv: ``fastconv.models.fashion_cnn()``, ``compile(optimizer="sgd",
 loss="sparse_categorical_crossentropy", metrics=["accuracy"])``, ``fit(x, y, batch_size=32, epochs=1,
@@ -235,7 +235,7 @@ def run_training(fastconv, torch, threads, args):
         result["ratio"] = ips["fastconv"] / ips[best]
         line += (
             f"; PyTorch {ips[best]:.0f} img/s ({best[6:]}; other format {ips[min(('torch-NCHW', 'torch-CL'), key=ips.get)]:.0f});"
-            f" fastconv/PyTorch {result['ratio']:.2f}x (issue 4 asks >= 0.5x)"
+            f" fastconv/PyTorch {result['ratio']:.2f}x (target: >= 0.5x)"
         )
     lines.append(line + f"; median of {rounds} round(s)")
     return result, lines
