@@ -162,8 +162,9 @@ class Normalization(Layer):
         keep, _, _ = self._axes(input_shape)
         if self.input_mean is None:
             shape = tuple(input_shape[d - 1] for d in keep)
-            self.add_weight("mean", shape, "zeros", trainable=False)
-            self.add_weight("variance", shape, "ones", trainable=False)
+            # set directly: add_weight's contiguous copy would turn axis=None's 0-d weights into 1-d
+            self.state["mean"] = np.zeros(shape, self.dtype)
+            self.state["variance"] = np.ones(shape, self.dtype)
             self.state["count"] = np.zeros((), np.int64)
 
     def _stats(self, dtype):
