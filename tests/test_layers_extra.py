@@ -102,8 +102,9 @@ def test_layer_normalization_over_all_axes_matches_keras():
     ],
 )
 def test_layer_normalization_gradients(kwargs, shape):
-    layer = L.LayerNormalization(**kwargs, gamma_initializer="random_normal", beta_initializer="random_normal",
-                                 dtype="float64")  # fmt: skip
+    layer = L.LayerNormalization(
+        **kwargs, gamma_initializer="random_normal", beta_initializer="random_normal", dtype="float64"
+    )
     fd_check(layer, np.random.default_rng(1).standard_normal(shape), k=12)
 
 

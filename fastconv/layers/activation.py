@@ -28,7 +28,9 @@ __all__ = ["ELU", "LeakyReLU", "PReLU"]
 
 def _check_constraint(value, name):
     if value is not None:
-        raise ValueError(f"fastconv has no weight constraints; `{name}` must be None. Received: {name}={value!r}")
+        raise ValueError(
+            f"fastconv has no weight constraints; `{name}` must be None. Received: {name}={value!r}"
+        )
 
 
 @register_layer

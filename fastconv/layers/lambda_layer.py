@@ -107,11 +107,13 @@ class Lambda(Layer):
             raise ValueError(f"Lambda `function` must be callable. Received: function={function!r}")
         self.gradient = _load_function(gradient, "gradient")
         if mask is not None:
-            raise ValueError(f"fastconv layers have no masks; Lambda `mask` must be None. Received: mask={mask!r}")
-        if output_shape is not None and not callable(output_shape):
-            output_shape = _load_function(output_shape, "output_shape") if isinstance(output_shape, dict) else (
-                tuple(None if d is None else int(d) for d in output_shape)
+            raise ValueError(
+                f"fastconv layers have no masks; Lambda `mask` must be None. Received: mask={mask!r}"
             )
+        if isinstance(output_shape, dict):  # a saved import path
+            output_shape = _load_function(output_shape, "output_shape")
+        elif output_shape is not None and not callable(output_shape):
+            output_shape = tuple(None if d is None else int(d) for d in output_shape)
         self.output_shape_arg = output_shape
         self.arguments = dict(arguments or {})
 
@@ -165,7 +167,9 @@ class Lambda(Layer):
                 "output_shape": spec,
                 "mask": None,
                 "arguments": self.arguments,
-                "gradient": None if self.gradient is None else _function_path(self.gradient, "gradient", self.name),
+                "gradient": None
+                if self.gradient is None
+                else _function_path(self.gradient, "gradient", self.name),
             }
         )
         return config

@@ -71,7 +71,9 @@ class LayerNormalization(Layer):
             )
         for name, c in (("beta_constraint", beta_constraint), ("gamma_constraint", gamma_constraint)):
             if c is not None:
-                raise ValueError(f"fastconv has no weight constraints; `{name}` must be None. Received: {c!r}")
+                raise ValueError(
+                    f"fastconv has no weight constraints; `{name}` must be None. Received: {c!r}"
+                )
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)

@@ -298,8 +298,9 @@ class RandomRotation(_AffineLayer):
     """Rotate each image by a random angle about its centre (Keras ``RandomRotation``).
 
     ``factor``: a fraction of a full turn; ``f`` gives angles in ``[-f * 360, f * 360]`` degrees,
-    ``(lo, hi)`` in ``[lo * 360, hi * 360]`` (values in [-1, 1]). ``fill_mode`` "reflect" (default), "wrap", "constant" (``fill_value``) or
-    "nearest"; ``interpolation`` "bilinear" (default) or "nearest".
+    ``(lo, hi)`` in ``[lo * 360, hi * 360]`` (values in [-1, 1]). ``fill_mode`` "reflect"
+    (default), "wrap", "constant" (``fill_value``) or "nearest"; ``interpolation`` "bilinear"
+    (default) or "nearest".
     """
 
     def __init__(
