@@ -187,12 +187,19 @@ class BaseModel:
         Parameters
         ----------
         optimizer : "sgd", "adam", an :class:`fastconv.optimizers.Optimizer` or its config dict
-        loss : "sparse_categorical_crossentropy", "categorical_crossentropy", "mse" or a Loss
+        loss : a Keras loss name ("sparse_categorical_crossentropy", "categorical_crossentropy",
+            "binary_crossentropy", "mse", "mae", "huber", "kld") or a :mod:`fastconv.losses` object
+            such as ``CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)``
             For several outputs: one loss (used for every output), a list with one per output
             or a dict by output name (``None`` / missing: no loss on that output). The
             training loss is ``sum(loss_weights[k] * loss_k) + regularization``.
         metrics : list, optional
-            ``["accuracy"]`` (or ``"acc"``), ``"mean_iou"`` or :mod:`fastconv.metrics` objects.
+            Keras's names or :mod:`fastconv.metrics` objects: ``"accuracy"`` / ``"acc"`` (binary,
+            sparse or categorical by the shapes, as Keras), ``"binary_accuracy"``,
+            ``"categorical_accuracy"``, ``"sparse_categorical_accuracy"``,
+            ``"top_k_categorical_accuracy"``, ``"sparse_top_k_categorical_accuracy"``, ``"auc"``,
+            ``"precision"``, ``"recall"``, ``"mae"``, ``"mse"``, ``"mean_iou"``. A string is logged
+            under that string (``"acc"`` -> ``acc``, ``val_acc``), an object under its ``name``.
             Several outputs: a flat list is computed on every output that has a loss and logged
             as ``<output name>_<metric>`` (Keras's naming, output name = the producing layer's
             name); a list of lists or a dict by output name chooses per output.
