@@ -405,6 +405,32 @@ class Layer:
             )
         return self.forward(x, training=training)
 
+    # -- symbolic tensors of the first call (Keras's ``layer.input`` / ``layer.output``) ----------
+    def _first_node(self, what):
+        nodes = self.__dict__.get("_fc_nodes")
+        if not nodes:
+            raise AttributeError(
+                f"The layer {self.name} has never been called and thus has no defined {what}."
+            )
+        return nodes[0]
+
+    @property
+    def input(self):
+        """The symbolic input of the layer's *first* call (a list for a merge layer), as Keras 3:
+        later calls (a shared layer) do not change it. AttributeError before any call."""
+        node = self._first_node("input")
+        if node.is_input:  # an InputLayer: its input is its output
+            return node.outputs[0]
+        return list(node.inputs) if node.as_list else node.inputs[0]
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's *first* call (Keras 3's ``layer.output``), e.g. to
+        build a feature extractor ``Model(model.inputs, model.get_layer("conv2").output)``.
+        AttributeError before any call (a ``Sequential`` calls its layers once it knows its
+        input shape)."""
+        return self._first_node("output").outputs[0]
+
     # -- weights ---------------------------------------------------------------
     @property
     def weights(self) -> list:
