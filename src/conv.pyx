@@ -87,6 +87,7 @@ cdef extern from "conv_kernels.h" nogil:
 
 MAX_TAPS = FC_MAXT   # kernel extent per axis the geometry holds: the one definition (conv_geom.h)
 RB = FC_RB           # output pixels per register tile
+NARROW_MAX_KO = FC_NK_MAXKO  # output channels per group up to which the narrow kernel may run
 
 
 def rowk_shape(int cr, int ps):

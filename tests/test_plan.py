@@ -15,6 +15,7 @@ def _fwd(OH, OW, k=3, pad=1, dil=1, stride=1):
 def test_constants_come_from_the_c_geometry():
     assert P.MAX_TAPS == _kc.MAX_TAPS == 64
     assert P.RB == _kc.RB == 6
+    assert P.NARROW_MAX_KO == _kc.NARROW_MAX_KO == 4
 
 
 @pytest.mark.parametrize("OW, rowtiles", [(12, True), (6, True), (28, True), (24, True), (7, False),

@@ -170,7 +170,7 @@ def tile_plan(g: GatherPlan, N: int, KW: int, ICt: int, Cr: int, itemsize: int, 
 
 # Narrow-output kernel (src/conv_narrow_impl.h): for gather convs with at most this many output
 # channels per group it vectorises over the reduction channels instead of the outputs.
-NARROW_MAX_KO = 4
+NARROW_MAX_KO = _kc.NARROW_MAX_KO  # FC_NK_MAXKO, src/conv_narrow_impl.h
 
 
 def use_narrow(Cr: int, Ko: int, vlen: int) -> bool:
