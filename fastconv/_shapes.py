@@ -116,11 +116,14 @@ def window_output_size(size: int, k: int, stride: int, dilation: int, before: in
 def kernel_stride(size: int, k: int, stride: int, dilation: int, before: int, after: int) -> int:
     """The stride to hand a kernel for one axis: `stride` itself, except that when the axis has a
     single output (stride beyond the padded input) any stride from size + before + after - k_eff + 1
-    up gives the same answer, and the smallest is passed.  Kernels that size scratch by the stride or
+    up gives the same answer, and the smallest one not below the window is passed.  Kernels that size scratch by the stride or
     compute (o + 1) * stride in C int then see a value bounded by the padded input."""
     if window_output_size(size, k, stride, dilation, before, after) != 1:
         return stride
-    return min(stride, size + before + after - effective_kernel(k, dilation) + 1)
+    # at least the window, so windows never overlap (the pooling gradient sizes its scratch by
+    # ceil(window / stride)), and at most the padded input
+    keff = effective_kernel(k, dilation)
+    return min(stride, max(keff, size + before + after - keff + 1))
 
 
 def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: str):
