@@ -6,6 +6,12 @@
   at run time (src/conv_kernels.h), so the same wheel runs on any x86-64.
 - FASTCONV_DEBUG=1 turns Cython's bounds checks on (for tests of the kernels themselves).
 - FASTCONV_EXTENSIONS=conv,pool builds only those modules (development convenience).
+- FASTCONV_SANITIZE=1 builds the kernels with AddressSanitizer + UndefinedBehaviorSanitizer
+  (-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1, and -fno-wrapv to cancel the
+  -fwrapv in CPython's CFLAGS so signed overflow is reported).  Build it into its own directory so
+  the normal in-place build is untouched, and run it with the sanitizer runtime preloaded;
+  scripts/sanitize.sh does both (build + pytest), see the README's "Sanitizer build":
+      FASTCONV_SANITIZE=1 python setup.py build_ext --build-lib build/sanitize/lib --build-temp build/sanitize/temp
 """
 import glob
 import os
@@ -54,11 +60,21 @@ def extensions():
     from Cython.Build import cythonize
 
     debug = os.environ.get("FASTCONV_DEBUG") == "1"
+    sanitize = os.environ.get("FASTCONV_SANITIZE") == "1"
     wanted = os.environ.get("FASTCONV_EXTENSIONS")
     names = [m for m in MODULES if not wanted or m in wanted.split(",")]
     names = [m for m in names if os.path.exists(os.path.join("src", m + ".pyx"))]
     omp_compile, omp_link = openmp_flags()
     compile_args = ["-O3", "-std=gnu11", "-fno-math-errno", "-Wno-unused-function"] + omp_compile
+    link_args = list(omp_link)
+    if sanitize:
+        # These come after sysconfig's CFLAGS on the command line, so -O1 and -fno-wrapv win over
+        # CPython's -O3 -fwrapv (with -fwrapv signed overflow is defined and UBSan can't see it).
+        # UBSan checks stay recoverable here; scripts/sanitize.sh makes the first report fatal
+        # with UBSAN_OPTIONS=halt_on_error=1 (or collects them all with --keep-going).
+        sanitizers = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+        compile_args += sanitizers + ["-O1", "-fno-wrapv"]
+        link_args += sanitizers
     exts = [
         Extension(
             f"fastconv._kernels.{name}",
@@ -66,7 +82,7 @@ def extensions():
             include_dirs=["src"],
             depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
             extra_compile_args=compile_args,
-            extra_link_args=omp_link,
+            extra_link_args=link_args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name in names
@@ -80,7 +96,8 @@ def extensions():
         "nonecheck": False,
     }
     return cythonize(exts, compiler_directives=directives, include_path=["src"],
-                     build_dir=os.path.join("build", "cython-debug" if debug else "cython"), quiet=True)
+                     build_dir=os.path.join("build", "cython" + ("-debug" if debug else "") + ("-sanitize" if sanitize else "")),
+                     quiet=True)
 
 
 setup(ext_modules=extensions())

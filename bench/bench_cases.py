@@ -1,4 +1,4 @@
-"""The benchmark shapes of issue 3 item 8, as problems that every implementation can run.
+"""The benchmark shapes (a CNN's typical layers), as problems that every implementation can run.
 
 Shared by ``bench_ops.py`` (the comparison script) and ``test_bench_ops.py`` (pytest-benchmark).
 A :class:`Case` is a pure description (NHWC input, kernel, stride, padding, ...); a
@@ -29,7 +29,7 @@ KINDS = ("dense", "first", "depthwise", "transposed", "pool")
 @dataclasses.dataclass(frozen=True)
 class Case:
     name: str  # unique id shown in the table
-    kind: str  # one of KINDS (selects the issue-3 threshold)
+    kind: str  # one of KINDS (selects the speed target)
     family: str  # conv | depthwise | transposed | maxpool | avgpool
     n: int
     h: int
@@ -125,7 +125,7 @@ def _conv(name, kind, n, hw, c, k_out, kernel, **kw):
     return Case(name, kind, "conv", n, hw, hw, c, k_out, kernel, **kw)
 
 
-# Issue 3 item 8.  3x3 convs use padding 1 ("same" at stride 1) as a CNN would; the stride-2 conv uses
+# The shapes.  3x3 convs use padding 1 ("same" at stride 1) as a CNN would; the stride-2 conv uses
 # PyTorch's symmetric padding 1 (56 -> 28; TF "same" would pad 0 top / 1 bottom); dilation 2 pads 2.
 CASES: list[Case] = [
     _conv("conv3x3 32->32 @28", "dense", 32, 28, 32, 32, 3, padding=1, pad_note="same"),

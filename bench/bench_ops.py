@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""fastconv vs the NumPy reference vs PyTorch (CPU): every op of issue 3, forward and forward+backward.
+"""fastconv vs the NumPy reference vs PyTorch (CPU): every op, forward and forward+backward.
 
     PYTHONPATH=. python bench/bench_ops.py [--threads N] [--repeat R] [--quick] [--only SUBSTR]
                                            [--train] [--out bench/RESULTS.md | --no-write]
 
-Method (KERNELS.md: the machines are noisy):
+Method (the machines are noisy and shared):
 * every implementation of one shape runs interleaved in one process, in rotating order, after a warm-up;
 * a sample is enough back-to-back calls to last >= 2 ms; the number of samples is chosen so a measurement
   takes ~0.5 s (0.15 s with --quick), or is fixed with --repeat; the time reported is the median sample;
@@ -15,7 +15,7 @@ Method (KERNELS.md: the machines are noisy):
   not compete with the call measured after them;
 * the NumPy reference gets fewer samples where one run is slow; its forward+backward is skipped where a
   single forward already takes > 3 s.
-Nothing here asserts: the summary reports PASS/FAIL per rule of issue 3 "Speed this issue must already show".
+Nothing here asserts: the summary reports, per speed target, whether this run met it.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ from bench_cases import CASES, SCALING_CASE, Problem, check_against
 REF_SLOW_S = 3.0  # a reference run longer than this is measured once; its fwd+bwd is skipped
 MIN_SAMPLE_S = 2e-3  # back-to-back calls per sample until a sample lasts this long
 MAX_SAMPLES = 300
-TRAIN_RATIO = 0.5  # issue 4: fastconv training at least half of PyTorch's speed
+TRAIN_RATIO = 0.5  # target: fastconv training at least half of PyTorch's speed
 
-# Issue 3 thresholds: (rule id, text, kinds, pass, impl compared, minimum ratio)
+# Speed targets: (rule id, text, kinds, pass, impl compared, minimum ratio)
 RULES = [
     (
         "dense-vs-torch",
@@ -506,7 +506,7 @@ def summary(rows, scal, train, has_torch, threads, ref_backed_ops) -> list[str]:
     if train and train.get("ratio") is not None:
         ok = "PASS" if train["ratio"] >= TRAIN_RATIO else "FAIL"
         lines.append(
-            f"{ok}  issue 4: Fashion-MNIST CNN training >= {TRAIN_RATIO}x PyTorch: {train['ratio']:.2f}x"
+            f"{ok}  Fashion-MNIST CNN training >= {TRAIN_RATIO}x PyTorch: {train['ratio']:.2f}x"
         )
     if ref_backed_ops:
         lines.append(
@@ -558,11 +558,11 @@ Padding is symmetric (PyTorch style); "(same)"/"(valid)" give the Keras reading.
 
 {chr(10).join("- " + s for s in scal_lines) or "- not run"}
 
-## End-to-end training (issue 4)
+## End-to-end training
 
 {chr(10).join("- " + s for s in train_lines) or "- not run (use --train)"}
 
-## Issue 3 thresholds (one run; PASS/FAIL, nothing asserted)
+## Speed targets (one run; met or not, nothing asserted)
 
 ```
 {chr(10).join(summ)}
@@ -663,7 +663,7 @@ def main(argv=None) -> int:
     if train_lines:
         print("\nEnd-to-end training:\n  " + "\n  ".join(train_lines))
     summ = summary(rows, scal, train, torch is not None, threads, ref_backed)
-    print("\nIssue 3 thresholds (PASS/FAIL, not asserted):\n  " + "\n  ".join(summ))
+    print("\nSpeed targets (this run; nothing asserted):\n  " + "\n  ".join(summ))
     if warnings:
         print(f"\n{len(warnings)} result warning(s) (see above)")
     print(

@@ -1,6 +1,6 @@
-"""End-to-end training throughput (issue 4): the seeds' Fashion-MNIST CNN, fastconv vs PyTorch.
+"""End-to-end training throughput: the tutorial's Fashion-MNIST CNN, fastconv vs PyTorch.
 
-fastconv: ``fastconv._seed_models.fashion_cnn()``, ``compile(optimizer="sgd",
+fastconv: ``fastconv.models.fashion_cnn()``, ``compile(optimizer="sgd",
 loss="sparse_categorical_crossentropy", metrics=["accuracy"])``, ``fit(x, y, batch_size=32, epochs=1,
 verbose=0)``.  PyTorch: the same layers, translated from the fastconv model's ``get_config()`` (so the two
 cannot drift apart), SGD (lr 0.01, Keras's default), batch 32, shuffled, cross-entropy on logits (the
@@ -166,10 +166,10 @@ def _torch_epoch(torch, net, opt, xt, yt, mf, batch=32):
 def run_training(fastconv, torch, threads, args):
     """Returns (result dict or None, report lines)."""
     try:
-        seeds = importlib.import_module("fastconv._seed_models")
+        seeds = importlib.import_module("fastconv.models")
         make = seeds.fashion_cnn
     except (ImportError, AttributeError) as exc:
-        msg = f"skipped: fastconv._seed_models.fashion_cnn is not available yet ({exc})"
+        msg = f"skipped: fastconv.models.fashion_cnn is not available yet ({exc})"
         print(f"\nEnd-to-end training {msg}")
         return None, [msg]
     try:
@@ -235,7 +235,7 @@ def run_training(fastconv, torch, threads, args):
         result["ratio"] = ips["fastconv"] / ips[best]
         line += (
             f"; PyTorch {ips[best]:.0f} img/s ({best[6:]}; other format {ips[min(('torch-NCHW', 'torch-CL'), key=ips.get)]:.0f});"
-            f" fastconv/PyTorch {result['ratio']:.2f}x (issue 4 asks >= 0.5x)"
+            f" fastconv/PyTorch {result['ratio']:.2f}x (target: >= 0.5x)"
         )
     lines.append(line + f"; median of {rounds} round(s)")
     return result, lines

@@ -3,10 +3,10 @@
     pytest bench/ --benchmark-only                      # ~40 benchmarks, under a minute on 2 cores
     pytest bench/ --benchmark-only -k "dw3x3 and fastconv"
 
-Small batches of shapes from issue 3 item 8 (bench_cases.CASES); one benchmark group per shape, holding
+Small batches of the benchmark shapes (bench_cases.CASES); one benchmark group per shape, holding
 fastconv and PyTorch (channels_last, same thread count) for the forward op and for the gradient op
 alone (dy given; PyTorch: autograd backward of a recorded forward, retain_graph).  bench_ops.py is the
-full comparison with the NumPy reference, GFLOP/s and the issue-3 thresholds.
+full comparison with the NumPy reference, GFLOP/s and the speed targets.
 """
 
 import pytest

@@ -1,4 +1,4 @@
-"""The model zoo on the bundled MNIST (issue 5's figures): accuracy per epoch, parameters, training speed.
+"""The model zoo on the bundled MNIST accuracy per epoch, parameters, training speed.
 
 Every network of ``fastconv.models`` is trained on the MNIST bundled with fastconv
 (``fastconv.datasets.load_mnist()``: 8,000 training images; the other 2,000 validate) with the recipe
@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 import fastconv
 from fastconv import datasets, initializers, models, optimizers
 
-#: The issue's targets after at most 3 epochs (validation accuracy; segnet_small: mean IoU).
+#: The accuracy targets after at most 3 epochs (validation accuracy; segnet_small: mean IoU).
 TARGETS = {"resnet_small": 0.97, "mobilenet_small": 0.95, "segnet_small": 0.85}
 DEFAULT_TARGET = 0.90
 TORCH_DEFAULT = ("resnet_small", "mobilenet_small")
@@ -401,7 +401,7 @@ def write_report(path, results, facts, args, load_start, started, config_text, t
     lines = [
         "# fastconv model zoo on the bundled MNIST",
         "",
-        "Written by `bench/zoo.py` (issue 5's figures): every network of `fastconv.models` trained on the",
+        "Written by `bench/zoo.py` every network of `fastconv.models` trained on the",
         "MNIST bundled with fastconv, validation after each epoch, training images per second (the `fit`",
         "epochs alone; validation timed apart), and for the networks in `--torch-models` the same network",
         "in PyTorch (same batch size, optimizer, learning rate and threads; the better of NCHW and",
@@ -442,7 +442,7 @@ def write_report(path, results, facts, args, load_start, started, config_text, t
             "unless the row says otherwise; why: the model's docstring), sparse categorical cross-entropy, "
             "shuffled with a fixed seed. "
             "Metric: validation accuracy; `segnet_small`: mean IoU of the digit-vs-background task "
-            "(labels `models.digit_masks`, pixel > 0.5). Target: the issue's figure after at most 3 epochs."
+            "(labels `models.digit_masks`, pixel > 0.5). Target: the accuracy target after at most 3 epochs."
         ),
         "",
         (
@@ -481,8 +481,8 @@ def write_report(path, results, facts, args, load_start, started, config_text, t
             "img/s: training images per second, median over the epochs. PyTorch: the network rebuilt layer "
             "by layer from the fastconv graph (`torch_graph` in this script; its trainable parameter count "
             "is checked against fastconv's), after a short warm-up one timed epoch per layout after each "
-            "fastconv epoch (interleaved rounds), median per layout; the issue "
-            "asks fastconv for at least 0.8x PyTorch on resnet_small and mobilenet_small."
+            "fastconv epoch (interleaved rounds), median per layout; the target "
+            "is fastconv at least 0.8x PyTorch on resnet_small and mobilenet_small."
         ),
     ]
     for r in done:

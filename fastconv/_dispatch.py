@@ -1,8 +1,11 @@
 """Run-time choices for every kernel call: SIMD level and thread count.
 
 - SIMD: the best level the CPU has, unless FASTCONV_SIMD=generic|avx2|avx512 (or set_simd) asks for
-  another; asking for a level the CPU lacks falls back to the best it has, with a warning.
+  another; asking for a level the CPU lacks falls back to the best it has, with a warning.  A
+  FASTCONV_SIMD that names no level warns and is ignored (set_simd with such a name raises: the
+  environment is read lazily inside some later op, where an error would not point at its cause).
 - Threads: FASTCONV_NUM_THREADS, else OMP_NUM_THREADS, else all cores; set_num_threads overrides.
+  A variable that is not a positive integer (0, -1, "abc") warns and is ignored.
   Calls too small to pay for waking a second thread run on one.
 """
 from __future__ import annotations
@@ -48,7 +51,12 @@ def set_simd(name: str | None) -> str:
 
 def simd_level() -> int:
     if _state["isa"] is None:
-        env = os.environ.get("FASTCONV_SIMD")
+        env = os.environ.get("FASTCONV_SIMD", "").strip()
+        if env and env.lower() not in LEVELS:
+            warnings.warn(f"fastconv: ignoring FASTCONV_SIMD={env!r}: it must be one of {sorted(LEVELS)}; "
+                          f"using {LEVEL_NAMES[cpu_level()]}, the best level this CPU has",
+                          RuntimeWarning, stacklevel=3)
+            env = ""
         if env:
             set_simd(env)
         else:
@@ -69,15 +77,16 @@ def level_for(op: str, dtype) -> int:
 
 def _env_threads() -> int | None:
     for var in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
-        val = os.environ.get(var)
+        val = os.environ.get(var, "").strip()
         if val:
             try:
-                n = int(val.split(",")[0])
-                if n >= 1:
-                    return n
+                n = int(val.split(",")[0])  # OMP_NUM_THREADS may list one count per nesting level
             except ValueError:
-                warnings.warn(f"fastconv: ignoring {var}={val!r} (not a positive integer)", RuntimeWarning,
-                              stacklevel=3)
+                n = 0
+            if n >= 1:
+                return n
+            warnings.warn(f"fastconv: ignoring {var}={val!r} (not a positive integer)", RuntimeWarning,
+                          stacklevel=3)
     return None
 
 

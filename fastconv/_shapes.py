@@ -3,30 +3,51 @@
 Padding forms accepted everywhere: int, (ph, pw), ((top, bottom), (left, right)), "valid", "same".
 "same" follows TensorFlow: out = ceil(in / stride); total = max((out - 1) * stride + eff_k - in, 0);
 top = total // 2 and the extra pixel goes to the bottom / right.
+
+The kernels do their geometry in C int: every stride, dilation, padding and output_padding, every
+padded extent (size + before + after) and every transposed-convolution output extent must stay
+below 2**31.  The checks are here, where the arguments are normalised, so every op refuses larger
+values with a ValueError naming the argument instead of an OverflowError from the kernel call.
+An int is a Python int or a NumPy integer; bools (Python or NumPy) and floats are refused.
 """
 from __future__ import annotations
 
 import numpy as np
 
+INT_LIMIT = 2**31  # C int geometry: every value and extent must be below this
 
-def pair(name: str, value, op: str) -> tuple[int, int]:
-    """Normalise an int (Python or NumPy) or a 2-sequence of ints to (h, w)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int(value), int(value)
-    try:
-        h, w = value
-        if isinstance(h, bool) or isinstance(w, bool) or int(h) != h or int(w) != w:
-            raise TypeError
-        return int(h), int(w)
-    except (TypeError, ValueError):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints. Received: {name}={value!r}") from None
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_range(op: str, name: str, value, values, low: int) -> None:
+    if min(values) < low:
+        bound = "-2**31" if low == -INT_LIMIT else str(low)
+        raise ValueError(f"{op}: {name} must be >= {bound}. Received: {name}={value!r}")
+    if max(values) >= INT_LIMIT:
+        raise ValueError(f"{op}: {name} must be below 2**31 (the kernels index in 32-bit ints). "
+                         f"Received: {name}={value!r}")
+
+
+def pair(name: str, value, op: str, low: int = -INT_LIMIT) -> tuple[int, int]:
+    """Normalise an int (Python or NumPy) or a 2-sequence of ints to (h, w), each in [low, 2**31)."""
+    if _is_int(value):
+        h = w = int(value)
+    else:
+        try:
+            h, w = value
+        except (TypeError, ValueError):
+            h = w = None
+        if not (_is_int(h) and _is_int(w)):
+            raise ValueError(f"{op}: {name} must be an int or a pair of ints. Received: {name}={value!r}")
+        h, w = int(h), int(w)
+    _check_range(op, name, value, (h, w), low)
+    return h, w
 
 
 def positive_pair(name: str, value, op: str) -> tuple[int, int]:
-    h, w = pair(name, value, op)
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: {name} must be >= 1. Received: {name}={value!r}")
-    return h, w
+    return pair(name, value, op, low=1)
 
 
 def effective_kernel(k: int, dilation: int) -> int:
@@ -45,38 +66,64 @@ def resolve_padding(padding, in_hw, k_hw, stride_hw, dil_hw, op: str):
     if isinstance(padding, str):
         word = padding.lower()
         if word == "valid":
-            return (0, 0), (0, 0)
-        if word == "same":
-            return (same_padding(in_hw[0], k_hw[0], stride_hw[0], dil_hw[0]),
+            pads = (0, 0), (0, 0)
+        elif word == "same":
+            pads = (same_padding(in_hw[0], k_hw[0], stride_hw[0], dil_hw[0]),
                     same_padding(in_hw[1], k_hw[1], stride_hw[1], dil_hw[1]))
-        raise ValueError(f"{op}: padding must be 'valid', 'same', an int or pairs. Received: padding={padding!r}")
-    if isinstance(padding, (int, np.integer)) and not isinstance(padding, (bool, np.bool_)):
-        pads = ((int(padding), int(padding)), (int(padding), int(padding)))
-    else:
-        try:
-            a, b = padding
-        except (TypeError, ValueError):
-            raise ValueError(f"{op}: padding must be 'valid', 'same', an int, (ph, pw) or "
-                             f"((top, bottom), (left, right)). Received: padding={padding!r}") from None
-        if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
-            try:
-                pads = (tuple(int(v) for v in a), tuple(int(v) for v in b))
-                if len(pads[0]) != 2 or len(pads[1]) != 2:
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise ValueError(f"{op}: padding pairs must be ((top, bottom), (left, right)). "
-                                 f"Received: padding={padding!r}") from None
         else:
-            ph, pw = pair("padding", padding, op)
-            pads = ((ph, ph), (pw, pw))
-    if min(pads[0] + pads[1]) < 0:
-        raise ValueError(f"{op}: padding must be >= 0. Received: padding={padding!r}")
+            raise ValueError(f"{op}: padding must be 'valid', 'same', an int or pairs. "
+                             f"Received: padding={padding!r}")
+    else:
+        pads = explicit_padding(padding, op)
+    for axis, name in ((0, "H"), (1, "W")):
+        extent = in_hw[axis] + pads[axis][0] + pads[axis][1]
+        if extent >= INT_LIMIT:
+            raise ValueError(f"{op}: the padded input must be below 2**31 pixels per axis; {name} + padding "
+                             f"= {extent}. Received: padding={padding!r}, input {name}={in_hw[axis]}")
+    return pads
+
+
+def explicit_padding(padding, op: str):
+    """((top, bottom), (left, right)) from int, (ph, pw) or pairs; each in [0, 2**31)."""
+    if _is_int(padding):
+        _check_range(op, "padding", padding, (int(padding),), 0)
+        return (int(padding), int(padding)), (int(padding), int(padding))
+    try:
+        a, b = padding
+    except (TypeError, ValueError):
+        raise ValueError(f"{op}: padding must be 'valid', 'same', an int, (ph, pw) or "
+                         f"((top, bottom), (left, right)). Received: padding={padding!r}") from None
+    if not (isinstance(a, (tuple, list)) or isinstance(b, (tuple, list))):
+        ph, pw = pair("padding", padding, op, low=0)
+        return (ph, ph), (pw, pw)
+    try:
+        (t, bo), (le, ri) = a, b
+    except (TypeError, ValueError):
+        t = bo = le = ri = None
+    if not all(_is_int(v) for v in (t, bo, le, ri)):
+        raise ValueError(f"{op}: padding pairs must be ((top, bottom), (left, right)) of ints. "
+                         f"Received: padding={padding!r}")
+    pads = (int(t), int(bo)), (int(le), int(ri))
+    _check_range(op, "padding", padding, pads[0] + pads[1], 0)
     return pads
 
 
 def window_output_size(size: int, k: int, stride: int, dilation: int, before: int, after: int) -> int:
     """Output length of a conv / pool axis (may be <= 0 when the kernel does not fit)."""
     return (size + before + after - effective_kernel(k, dilation)) // stride + 1
+
+
+def kernel_stride(size: int, k: int, stride: int, dilation: int, before: int, after: int) -> int:
+    """The stride to hand a kernel for one axis: `stride` itself, except that when the axis has a
+    single output (stride beyond the padded input) any stride from size + before + after - k_eff + 1
+    up gives the same answer, and the smallest one not below the window is passed.  Kernels that size scratch by the stride or
+    compute (o + 1) * stride in C int then see a value bounded by the padded input."""
+    if window_output_size(size, k, stride, dilation, before, after) != 1:
+        return stride
+    # at least the window, so windows never overlap (the pooling gradient sizes its scratch by
+    # ceil(window / stride)), and at most the padded input
+    keff = effective_kernel(k, dilation)
+    return min(stride, max(keff, size + before + after - keff + 1))
 
 
 def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: str):
@@ -97,10 +144,19 @@ def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: 
             o = size * s + max(keff - s, 0) + op_
             top = 0
         else:
-            pads = resolve_padding(padding, (1, 1), (1, 1), (1, 1), (1, 1), op)
+            pads = explicit_padding(padding, op)
             before, after = pads[axis]
             o = (size - 1) * s - before - after + keff + op_
             top = before
+        # o + top + bottom: the extent of the matching conv2d's padded input (before output_padding
+        # it is (size - 1) * s + keff); the kernels walk it in C int.
+        extent = (size - 1) * s + keff + op_
+        if max(o, extent) >= INT_LIMIT:
+            raise ValueError(
+                f"{op}: the output would be {max(o, extent)} pixels along {'HW'[axis]}; "
+                f"it must be below 2**31. "
+                f"Received: stride={tuple(stride_hw)}, dilation={tuple(dil_hw)}, padding={padding!r}, "
+                f"output_padding={tuple(out_pad_hw)}, input {'HW'[axis]}={size}, kernel {'HW'[axis]}={k}")
         out.append(o)
         tops.append(top)
     return (out[0], out[1]), (tops[0], tops[1])

@@ -1,7 +1,7 @@
 """Command line: ``python -m fastconv {train,models,demo,info}``.
 
-``train`` trains one of the seeds' CNNs or a network of the model zoo
-(:mod:`fastconv.models`) on the MNIST bundled with fastconv (8,000 training /
+``train`` trains a network of the model zoo (:mod:`fastconv.models`: the
+paper networks and the seeds' tutorial CNNs) on the MNIST bundled with fastconv (8,000 training /
 2,000 validation images) or on a data directory, shows the Keras-style progress
 bar, prints the validation accuracy (``segnet_small``: per-pixel accuracy and
 mean IoU on the digit-segmentation task), and optionally saves the model and a
@@ -16,9 +16,6 @@ learning-curve PNG::
 ``models`` lists every network ``train`` accepts with its parameter count;
 ``demo`` times the compiled kernels against the NumPy reference in a few
 seconds; ``info`` prints ``show_config()``.
-
-``lenet5`` names both the seed model (a ``Sequential``) and the zoo's functional
-version of the same network (61,706 parameters each); ``train`` uses the seed one.
 
 ``cifar-cnn`` reads CIFAR-10's binary batches from ``--data``; without it, it
 trains on the bundled MNIST digits zero-padded to 32x32 and copied to three
@@ -36,10 +33,15 @@ import numpy as np
 __all__ = ["build_parser", "main"]
 
 
-def _seed_models():
-    from fastconv._seed_models import SEED_MODELS
-
-    return SEED_MODELS
+def _positive_int(text: str) -> int:
+    """argparse type: an int of at least 1 (0 or a negative count is a typo, not 'the default')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _zoo():
@@ -49,30 +51,27 @@ def _zoo():
 
 
 def _model_names():
-    """Every ``--model`` choice: the seed models, then the zoo networks not already named."""
-    names = list(_seed_models())
-    names += [n for n in _zoo().MODELS if n not in names]
-    return names
+    """Every ``--model`` choice, in the zoo's order."""
+    return list(_zoo().MODELS)
 
 
 def _resolve(name):
-    """``(builder(input_shape) -> model, input_shape, defaults, kind)`` for a ``--model`` name;
-    kind is "seed", "classify" or "segment"."""
-    seeds = _seed_models()
-    if name in seeds:
-        builder, shape, defaults = seeds[name]
-        return builder, shape, defaults, "seed"
+    """``(builder(input_shape) -> model, input_shape, defaults, task)`` for a ``--model`` name;
+    input_shape is the network's default, task "classify" or "segment"."""
+    import inspect
+
     zoo = _zoo()
     fn = zoo.MODELS[name]
     defaults = dict(zoo.TRAINING[name])
     task = defaults.pop("task", "classify")
     classes = 2 if task == "segment" else 10
+    shape = inspect.signature(fn).parameters["input_shape"].default
 
     def build(input_shape):
         return fn(input_shape=input_shape, classes=classes)
 
     build.__doc__ = fn.__doc__
-    return build, (28, 28, 1), defaults, task
+    return build, shape, defaults, task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     names = _model_names()
     t = sub.add_parser(
         "train",
-        help="train a seed CNN or a zoo network (bundled MNIST by default)",
-        description="Train one of the seeds' CNNs or a network of fastconv.models on the bundled MNIST "
+        help="train a network of the model zoo (bundled MNIST by default)",
+        description="Train a network of fastconv.models on the bundled MNIST "
         "(8,000 training images; 2,000 others validate) or on --data, with a progress bar; prints the "
         "validation accuracy. segnet_small learns to segment each digit from the background (labels: "
         "pixels brighter than --threshold) and reports per-pixel accuracy and mean IoU.",
@@ -99,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="network to train (default: lenet5); one of: " + ", ".join(names),
     )
-    t.add_argument("--epochs", type=int, default=2, help="number of epochs (default: 2)")
+    t.add_argument("--epochs", type=_positive_int, default=2, help="number of epochs (default: 2)")
     t.add_argument(
-        "--batch-size", type=int, default=None, help="batch size (default: per model, e.g. 64 for lenet5)"
+        "--batch-size", type=_positive_int, default=None, help="batch size (default: per model, e.g. 64 for lenet5)"
     )
     t.add_argument(
         "--data",
@@ -137,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     t.add_argument("--seed", type=int, default=0, help="seed for weights, dropout and shuffling (default: 0)")
-    t.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
+    t.add_argument("--threads", type=_positive_int, default=None, help="number of threads for the kernels")
     t.add_argument(
         "--verbose",
         type=int,
@@ -157,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser(
         "models",
         help="list every network `train` accepts with its parameter count",
-        description="List the networks `train --model` accepts (the seeds' CNNs and the zoo of "
-        "fastconv.models), with parameter counts and input shapes.",
+        description="List the networks `train --model` accepts (the zoo of fastconv.models: paper "
+        "networks and the seeds' tutorial CNNs), with parameter counts and input shapes.",
     )
     m.set_defaults(func=cmd_models)
 
@@ -172,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--repeats", type=int, default=5, help="timed runs per kernel (default: 5; the median is shown)"
     )
-    d.add_argument("--threads", type=int, default=None, help="number of threads for the kernels")
+    d.add_argument("--threads", type=_positive_int, default=None, help="number of threads for the kernels")
     d.add_argument("--batch", type=int, default=8, help="images per batch in the timed shapes (default: 8)")
     d.add_argument(
         "--budget",
@@ -191,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(args, input_shape, kind="seed"):
+def _load_data(args, input_shape, kind="classify"):
     from fastconv import datasets
 
     if args.model == "cifar-cnn" and args.data is not None:
@@ -259,7 +258,7 @@ def cmd_train(args) -> int:
         opt = optimizers.SGD(learning_rate=lr if lr is not None else 0.01, momentum=args.momentum)
     else:
         opt = optimizers.Adam(learning_rate=lr if lr is not None else 1e-3)
-    batch_size = args.batch_size or defaults["batch_size"]
+    batch_size = args.batch_size if args.batch_size is not None else defaults["batch_size"]
     decay = args.lr_decay if args.lr_decay is not None else defaults.get("lr_decay", 1.0)
     metrics = ["accuracy", "mean_iou"] if kind == "segment" else ["accuracy"]
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=metrics)
@@ -322,29 +321,23 @@ def cmd_train(args) -> int:
 
 
 def cmd_models(args) -> int:
-    rows = []
-    for name, (builder, shape, defaults) in _seed_models().items():
-        model = builder(input_shape=shape)
-        rows.append(("seed", name, model, _first_line(builder.__doc__)))
     zoo = _zoo()
+    rows = []
     for name, fn in zoo.MODELS.items():
-        model = _resolve(name)[0]((28, 28, 1)) if name not in _seed_models() else fn()
-        rows.append(("zoo", name, model, (fn.__doc__ or "").strip().split(" (")[0]))
+        builder, shape = _resolve(name)[:2]
+        rows.append((name, builder(shape), _design(fn.__doc__)))
     print(
-        f"{len(rows)} networks: the seeds' CNNs (Sequential) and the zoo of fastconv.models (functional).\n"
-        "`train --model NAME` takes each name (lenet5: the seed model; the zoo's is the same network).\n"
+        f"{len(rows)} networks of fastconv.models: small versions of the papers' CNNs (functional) and the "
+        "seeds' tutorial CNNs (Sequential, hyphenated names).\n`train --model NAME` takes each name.\n"
     )
-    header = ("kind", "name", "params", "input", "output", "design")
+    header = ("name", "params", "input", "output", "design")
     cells = [
-        (kind, name, f"{m.count_params():,}", str(m.input_shape), str(m.output_shape), doc)
-        for kind, name, m, doc in rows
+        (name, f"{m.count_params():,}", str(m.input_shape), str(m.output_shape), doc) for name, m, doc in rows
     ]
-    w = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(5)]
+    w = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(4)]
 
     def line(c):
-        return (
-            f"{c[0]:<{w[0]}}  {c[1]:<{w[1]}}  {c[2]:>{w[2]}}  {c[3]:<{w[3]}}  {c[4]:<{w[4]}}  {c[5]}".rstrip()
-        )
+        return f"{c[0]:<{w[0]}}  {c[1]:>{w[1]}}  {c[2]:<{w[2]}}  {c[3]:<{w[3]}}  {c[4]}".rstrip()
 
     print(line(header))
     for c in cells:
@@ -352,9 +345,12 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _first_line(doc):
+def _design(doc):
+    """The network a docstring's first line names, as plain text (no citation, count or markup)."""
+    import re
+
     line = (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
-    return line if len(line) <= 90 else line[:87] + "..."
+    return re.sub(r":\w+:`([^`]*)`", r"\1", line).split(" (")[0].split(": ")[0].rstrip(".")
 
 
 # ---------------------------------------------------------------------------

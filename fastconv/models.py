@@ -9,6 +9,12 @@ readable names (``stage2_block1_conv1``) so summaries and saved files are
 stable. BatchNormalization uses ``momentum=0.9`` (PyTorch's 0.1) because the
 short schedules these models train on have few steps for moving averages.
 
+Beside the paper networks sit five tutorial CNNs, the Keras models the project's seeds train
+(``mnist-cnn``, ``fashion-cnn``, ``separable-cnn``, ``cifar-cnn``, ``resnet-mini``): full-size
+:class:`fastconv.Sequential` stacks whose parameter counts match the seeds' exactly. They keep
+the seeds' names (with hyphens) in the registry, as the CLI has always spelled them; LeNet-5 is
+one network for both (:func:`lenet5`).
+
 ``MODELS`` maps each name to its function (the CLI's ``--model`` choices) and
 ``TRAINING`` to the settings ``python -m fastconv train`` and ``bench/zoo.py``
 use for it; :func:`digit_masks` makes the bundled-data segmentation task's labels.
@@ -26,22 +32,29 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import layers as L
+from fastconv import regularizers
 from fastconv.engine.functional import Model
+from fastconv.engine.sequential import Sequential
 from fastconv.layers.input_layer import Input
 
 __all__ = [
     "MODELS",
     "TRAINING",
     "alexnet_small",
+    "cifar_cnn",
     "densenet_small",
     "digit_masks",
     "efficientnet_small",
+    "fashion_cnn",
     "inception_small",
     "lenet5",
+    "mnist_cnn",
     "mobilenet_small",
     "regnet_small",
+    "resnet_mini",
     "resnet_small",
     "segnet_small",
+    "separable_cnn",
     "shufflenet_small",
     "vgg_small",
 ]
@@ -421,6 +434,153 @@ def regnet_small(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64), depth
 
 
 # ---------------------------------------------------------------------------
+# Tutorial CNNs: the seeds' Keras models (Sequential, full size)
+# ---------------------------------------------------------------------------
+# The seeds give only parameter counts for some of these; the architectures are the classic Keras
+# tutorial models that reproduce those counts exactly (found by enumerating tutorial-style variants:
+# conv widths, kernel sizes, paddings, pooling positions, dense widths, which convs are separable).
+# Dropout has no parameters, so its placement is not fixed by the counts; it sits where the
+# tutorials put it.
+
+
+def mnist_cnn(input_shape=(28, 28, 1), classes=10, l2=1e-4, dropout=0.25):
+    """The seeds' MNIST CNN (a Keras tutorial network) with l2 weight decay and dropout: 232,650 params.
+
+    Conv2D(32, 3, relu) - MaxPool - Conv2D(64, 3, relu) - MaxPool - Flatten - Dropout -
+    Dense(128, relu) - Dropout - Dense(64, relu) - Dense(10, softmax); every kernel has
+    ``kernel_regularizer=l2(l2)``.
+    """
+    reg = (lambda: regularizers.l2(l2)) if l2 else (lambda: None)
+    return Sequential(
+        [
+            L.Conv2D(32, 3, activation="relu", kernel_regularizer=reg(), input_shape=input_shape),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu", kernel_regularizer=reg()),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dropout(dropout),
+            L.Dense(128, activation="relu", kernel_regularizer=reg()),
+            L.Dropout(dropout),
+            L.Dense(64, activation="relu", kernel_regularizer=reg()),
+            L.Dense(classes, activation="softmax", kernel_regularizer=reg()),
+        ],
+        name="mnist_cnn",
+    )
+
+
+def _vgg_selu(conv, input_shape, classes, dropout, name):
+    init = "lecun_normal"
+    return Sequential(
+        [
+            L.Conv2D(
+                32, 3, padding="same", activation="selu", kernel_initializer=init, input_shape=input_shape
+            ),
+            conv(32),
+            L.MaxPooling2D(2),
+            conv(64),
+            conv(64),
+            L.MaxPooling2D(2),
+            conv(128),
+            conv(128),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="selu", kernel_initializer=init),
+            L.Dropout(dropout),
+            L.Dense(classes, activation="softmax"),
+        ],
+        name=name,
+    )
+
+
+def fashion_cnn(input_shape=(28, 28, 1), classes=10, dropout=0.3):
+    """The seeds' Fashion-MNIST selu CNN (a Keras tutorial network): 435,306 params.
+
+    A VGG-style stack, all convs 3x3 ``padding="same"``, selu with ``lecun_normal``:
+    Conv2D(32) x2 - MaxPool - Conv2D(64) x2 - MaxPool - Conv2D(128) x2 - MaxPool (28 -> 3) -
+    Flatten (1,152) - Dense(128, selu) - Dropout - Dense(10, softmax).
+    """
+
+    def conv(f):
+        return L.Conv2D(f, 3, padding="same", activation="selu", kernel_initializer="lecun_normal")
+
+    return _vgg_selu(conv, input_shape, classes, dropout, "fashion_cnn")
+
+
+def separable_cnn(input_shape=(28, 28, 1), classes=10, dropout=0.3):
+    """The SeparableConv2D variant of :func:`fashion_cnn` (a Keras tutorial network): 184,234 params.
+
+    The first conv (one input channel) stays a Conv2D; the other five become
+    ``SeparableConv2D(f, 3, padding="same", activation="selu")``.
+    """
+
+    def conv(f):
+        return L.SeparableConv2D(f, 3, padding="same", activation="selu")
+
+    return _vgg_selu(conv, input_shape, classes, dropout, "separable_cnn")
+
+
+def cifar_cnn(input_shape=(32, 32, 3), classes=10):
+    """TensorFlow's CIFAR-10 tutorial CNN: 122,570 params.
+
+    Conv2D(32, 3, relu) - MaxPool - Conv2D(64, 3, relu) - MaxPool - Conv2D(64, 3, relu) -
+    Flatten - Dense(64, relu) - Dense(10, softmax) (the tutorial emits logits; same count).
+    Three unpadded convs and two poolings need inputs of at least 18x18.
+    """
+    return Sequential(
+        [
+            L.Conv2D(32, 3, activation="relu", input_shape=input_shape),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu"),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(classes, activation="softmax"),
+        ],
+        name="cifar_cnn",
+    )
+
+
+def _mini_block(filters, strides=1):
+    """resnet_mini's basic block as one layer: conv-BN-ReLU-conv-BN + shortcut (1x1 conv + BN
+    projection when the shape changes), then ReLU."""
+    return L.ResidualBlock(
+        [
+            L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            L.Conv2D(filters, 3, padding="same", use_bias=False),
+            L.BatchNormalization(),
+        ],
+        projection_batchnorm=True,
+        activation="relu",
+    )
+
+
+def resnet_mini(input_shape=(28, 28, 1), classes=10):
+    """A small ResNet (He et al. 2016, basic blocks) as a Sequential of ResidualBlock layers (the
+    seeds' tutorial network): 78,426 params (672 of them BatchNorm moving statistics).
+
+    Conv2D(16, 3, same) - BN - ReLU - block(16) - block(32, stride 2) - block(64, stride 2) -
+    GlobalAveragePooling2D - Dense(10, softmax). :func:`resnet_small` is the functional
+    version with explicit layer names and the zoo's BatchNorm momentum.
+    """
+    return Sequential(
+        [
+            L.Conv2D(16, 3, padding="same", use_bias=False, input_shape=input_shape),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            _mini_block(16),
+            _mini_block(32, strides=2),
+            _mini_block(64, strides=2),
+            L.GlobalAveragePooling2D(),
+            L.Dense(classes, activation="softmax"),
+        ],
+        name="resnet_mini",
+    )
+
+
+# ---------------------------------------------------------------------------
 # Segmentation
 # ---------------------------------------------------------------------------
 
@@ -471,19 +631,29 @@ MODELS = {
     "efficientnet_small": efficientnet_small,
     "regnet_small": regnet_small,
     "segnet_small": segnet_small,
+    "mnist-cnn": mnist_cnn,
+    "fashion-cnn": fashion_cnn,
+    "separable-cnn": separable_cnn,
+    "cifar-cnn": cifar_cnn,
+    "resnet-mini": resnet_mini,
 }
 
 #: Training settings per network for ``python -m fastconv train --model NAME`` and ``bench/zoo.py``
 #: (the issue's recipe: Adam, learning rate 1e-3, batch 64, at most 3 epochs on 8,000 bundled
 #: MNIST images). ``lr_decay``: the learning rate is multiplied by it after every epoch (epoch ``e``
 #: trains at ``lr * lr_decay ** e``). ``task`` is "classify" (integer labels) or "segment"
-#: (:func:`digit_masks`). Deviations from the common recipe are explained in the model's docstring.
+#: (:func:`digit_masks`). Deviations from the common recipe are explained in the model's docstring
+#: (the tutorial CNNs': next to their entries).
 TRAINING = {
     name: {"optimizer": "adam", "lr": 1e-3, "lr_decay": 1.0, "batch_size": 64, "task": "classify"}
     for name in MODELS
 }
 TRAINING["resnet_small"]["lr_decay"] = 0.3
 TRAINING["segnet_small"]["task"] = "segment"
+# the tutorial CNNs keep their tutorials' optimizer and batch size
+TRAINING["mnist-cnn"]["batch_size"] = 128
+TRAINING["fashion-cnn"].update(optimizer="sgd", lr=0.01, batch_size=32)
+TRAINING["separable-cnn"]["batch_size"] = 32
 
 
 def digit_masks(images, threshold=0.5):

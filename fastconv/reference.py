@@ -6,7 +6,7 @@ the rest of fastconv (it has its own argument normalisation and padding rules).
 
 Design notes
 ------------
-* Layouts follow API.md: activations ``(N, H, W, C)``; conv weight
+* Layouts follow the README ("Functional API"): activations ``(N, H, W, C)``; conv weight
   ``(KH, KW, C_in // groups, C_out)``; depthwise weight ``(KH, KW, C, M)`` with
   output channel ``c * M + m``; transposed-conv weight
   ``(KH, KW, C_out // groups, C_in)``.

@@ -1,8 +1,6 @@
-/* conv_kernels.h: instantiates conv_impl.h for every element type and SIMD level, and exposes
- * one entry per operation that takes the SIMD level as an argument (chosen once per call in Python).
- *
- *   float32: generic (4-wide, SSE2/NEON), AVX2+FMA (8-wide), AVX-512 (16-wide)
- *   float64: generic only (it serves gradient checks, not speed)
+/* conv_kernels.h: instantiates conv_impl.h at every element type and SIMD level (fc_instantiate.h
+ * lists them), and exposes one entry per operation that takes the SIMD level as an argument
+ * (chosen once per call in Python).
  */
 #ifndef FC_CONV_KERNELS_H
 #define FC_CONV_KERNELS_H
@@ -10,50 +8,8 @@
 #include "fc_common.h"
 #include "conv_geom.h"
 
-#define FC_T float
-#define FC_VLEN 4
-#define FC_SFX _f32_generic
-#include "conv_impl.h"
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-
-#define FC_T double
-#define FC_VLEN 2
-#define FC_SFX _f64_generic
-#include "conv_impl.h"
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-
-#if FC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FC_T float
-#define FC_VLEN 8
-#define FC_SFX _f32_avx2
-#include "conv_impl.h"
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-#define FC_T float
-#define FC_VLEN 16
-#define FC_SFX _f32_avx512
-#include "conv_impl.h"
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-#pragma GCC pop_options
-#define FC_PICK(isa, name, ...)                                                        \
-    ((isa) == FC_ISA_AVX512 ? name##_f32_avx512(__VA_ARGS__)                           \
-     : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
-#else
-#define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
-#endif
+#define FC_IMPL "conv_impl.h"
+#include "fc_instantiate.h"
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static int fc_block_f32(int isa) { return FC_PICK(isa, fc_block); }

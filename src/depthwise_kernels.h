@@ -1,8 +1,6 @@
-/* depthwise_kernels.h: instantiates depthwise_impl.h for every element type and SIMD level and
- * exposes one entry per operation taking the SIMD level `isa` (chosen per call in Python).
- *
- *   float32: generic (4-wide), AVX2+FMA (8-wide), AVX-512 (16-wide)
- *   float64: generic only (gradient checks)
+/* depthwise_kernels.h: instantiates depthwise_impl.h at every element type and SIMD level
+ * (fc_instantiate.h lists them) and exposes one entry per operation taking the SIMD level `isa`
+ * (chosen per call in Python).
  * Each level hands channel counts below its vector width to the next narrower level
  * (DW_NARROW), and the generic level to scalar code.
  */
@@ -19,80 +17,10 @@ typedef struct {
     int stream;                 /* write y / dx with non-temporal stores (large, vector-aligned) */
 } fc_dwp;
 
-#if FC_X86
-#define FC_SFENCE() __builtin_ia32_sfence()
-#else
-#define FC_SFENCE() ((void)0)
-#endif
+#define FC_IMPL "depthwise_impl.h"
+#include "fc_instantiate.h"
 
-#define FC_T float
-#define FC_VLEN 4
-#define FC_SFX _f32_generic
-#if FC_X86
-#define FC_NT(p, v) __builtin_ia32_movntps((p), (v))
-#endif
-#include "depthwise_impl.h"
-#undef FC_NT
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-
-#define FC_T double
-#define FC_VLEN 2
-#define FC_SFX _f64_generic
-#if FC_X86
-#define FC_NT(p, v) __builtin_ia32_movntpd((p), (v))
-#endif
-#include "depthwise_impl.h"
-#undef FC_NT
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-
-#if FC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FC_T float
-#define FC_VLEN 8
-#define FC_SFX _f32_avx2
-#define DW_NARROW(name) name##_f32_generic
-#define FC_NT(p, v) __builtin_ia32_movntps256((p), (v))
-#include "depthwise_impl.h"
-#undef FC_NT
-#undef DW_NARROW
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-#define FC_T float
-#define FC_VLEN 16
-#define FC_SFX _f32_avx512
-#define DW_NARROW(name) name##_f32_avx2
-#define FC_NT(p, v) __builtin_ia32_movntps512((p), (v))
-#include "depthwise_impl.h"
-#undef FC_NT
-#undef DW_NARROW
-#undef FC_T
-#undef FC_VLEN
-#undef FC_SFX
-#pragma GCC pop_options
-#endif
-
-#ifndef FC_PICK
-#if FC_X86
-#define FC_PICK(isa, name, ...)                                                        \
-    ((isa) == FC_ISA_AVX512 ? name##_f32_avx512(__VA_ARGS__)                           \
-     : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
-#else
-#define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
-#endif
-#endif
-
-/* Vector width in bytes of a level (alignment the non-temporal stores need). */
-static int fc_dw_vector_bytes(int isa) { return isa == FC_ISA_AVX512 ? 64 : isa == FC_ISA_AVX2 ? 32 : 16; }
+static int fc_dw_vector_bytes(int isa) { return fc_vector_bytes(isa); }
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)

@@ -1,14 +1,11 @@
-/* pool_kernels.h: instantiates pool_impl.h for every element type and SIMD level and exposes one
- * entry per operation taking the SIMD level `isa` (chosen per call in Python).
- *
- *   float32: 1-lane (tiny C), generic (4-wide), AVX2 (8-wide), AVX-512 (16-wide)
- *   float64: 1-lane (tiny C), generic (2-wide)
+/* pool_kernels.h: instantiates pool_impl.h at every element type and SIMD level, with the 1-lane
+ * levels (tiny C) below the generic ones (fc_instantiate.h lists them), and exposes one entry per
+ * operation taking the SIMD level `isa` (chosen per call in Python).
  * Each level hands channel counts below its vector width to the next narrower one (PL_NARROW).
  */
 #ifndef FC_POOL_KERNELS_H
 #define FC_POOL_KERNELS_H
 
-#include <stdint.h>
 #include "fc_common.h"
 
 /* Geometry of one pooling problem (x (N,H,W,C), y (N,OH,OW,C)). */
@@ -20,114 +17,15 @@ typedef struct {
     int stream;           /* write dx with non-temporal stores (large, vector-aligned outputs) */
 } fc_poolp;
 
-/* Non-temporal store of one vector (FC_NT(p, v)), chosen per instantiation; plain elsewhere. */
-#if FC_X86
-#define FC_SFENCE() __builtin_ia32_sfence()
-#else
-#define FC_SFENCE() ((void)0)
-#endif
+/* 1-lane levels below the generic ones take channel counts under 4 (float32) or 2 (float64). */
+#define FC_WITH_SCALAR 1
+#define FC_IMPL "pool_impl.h"
+#include "fc_instantiate.h"
 
-#define FC_T float
-#define FC_IT int32_t
-#define FC_VLEN 1
-#define FC_SFX _f32_scalar
-#include "pool_impl.h"
-#undef FC_VLEN
-#undef FC_SFX
-#if FC_X86
-#define FC_NT(p, v) __builtin_ia32_movntps((p), (v))
-#define FC_MAXV(a, b) __builtin_ia32_maxps((a), (b))
-#define FC_UNORDV(a, b) __builtin_ia32_cmpunordps((a), (b))
-#endif
-
-#define FC_VLEN 4
-#define FC_SFX _f32_generic
-#define PL_NARROW(name) name##_f32_scalar
-#include "pool_impl.h"
-#undef PL_NARROW
-#undef FC_VLEN
-#undef FC_SFX
-#undef FC_NT
-#undef FC_MAXV
-#undef FC_UNORDV
-
-#if FC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FC_VLEN 8
-#define FC_SFX _f32_avx2
-#define FC_NT(p, v) __builtin_ia32_movntps256((p), (v))
-#define FC_MAXV(a, b) __builtin_ia32_maxps256((a), (b))
-#define FC_UNORDV(a, b) __builtin_ia32_cmpps256((a), (b), 3 /* _CMP_UNORD_Q */)
-#define PL_NARROW(name) name##_f32_generic
-#include "pool_impl.h"
-#undef PL_NARROW
-#undef FC_VLEN
-#undef FC_SFX
-#undef FC_NT
-#undef FC_MAXV
-#undef FC_UNORDV
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-#define FC_VLEN 16
-#define FC_SFX _f32_avx512
-#define FC_NT(p, v) __builtin_ia32_movntps512((p), (v))
-#define FC_MAXV(a, b) __builtin_ia32_maxps512_mask((a), (b), (a), (unsigned short)0xFFFF, 4)
-#define PL_NARROW(name) name##_f32_avx2
-#include "pool_impl.h"
-#undef PL_NARROW
-#undef FC_VLEN
-#undef FC_SFX
-#undef FC_NT
-#undef FC_MAXV
-#undef FC_UNORDV
-#pragma GCC pop_options
-#endif
-#undef FC_T
-#undef FC_IT
-
-#define FC_T double
-#define FC_IT int64_t
-#define FC_VLEN 1
-#define FC_SFX _f64_scalar
-#include "pool_impl.h"
-#undef FC_VLEN
-#undef FC_SFX
-#define FC_VLEN 2
-#define FC_SFX _f64_generic
-#define PL_NARROW(name) name##_f64_scalar
-#if FC_X86
-#define FC_NT(p, v) __builtin_ia32_movntpd((p), (v))
-#define FC_MAXV(a, b) __builtin_ia32_maxpd((a), (b))
-#define FC_UNORDV(a, b) __builtin_ia32_cmpunordpd((a), (b))
-#endif
-#include "pool_impl.h"
-#undef FC_NT
-#undef FC_MAXV
-#undef FC_UNORDV
-#undef PL_NARROW
-#undef FC_VLEN
-#undef FC_SFX
-#undef FC_T
-#undef FC_IT
-
-#ifndef FC_PICK
-#if FC_X86
-#define FC_PICK(isa, name, ...)                                                        \
-    ((isa) == FC_ISA_AVX512 ? name##_f32_avx512(__VA_ARGS__)                           \
-     : (isa) == FC_ISA_AVX2 ? name##_f32_avx2(__VA_ARGS__) : name##_f32_generic(__VA_ARGS__))
-#else
-#define FC_PICK(isa, name, ...) name##_f32_generic(__VA_ARGS__)
-#endif
-#endif
+static int fc_pool_vector_bytes(int isa) { return fc_vector_bytes(isa); }
 
 /* Work units of the backward kernels: output rows (N*OH) for the fused pass over non-overlapping
  * windows, else dx rows (N*H); a saved argmax always uses dx rows. */
-/* Vector width in bytes of a level (alignment the non-temporal stores need). */
-static int fc_pool_vector_bytes(int isa) { return isa == FC_ISA_AVX512 ? 64 : isa == FC_ISA_AVX2 ? 32 : 16; }
-
 static long fc_pool_backward_units(const fc_poolp *p, int saved_argmax)
 {
     return saved_argmax ? (long)p->N * p->H : fc_pool_backward_units_f32_generic(p);

@@ -42,3 +42,14 @@ def test_header_compiles_with_generic_path_only(header, tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "warning" not in run.stderr, run.stderr
+
+
+def test_levels_are_instantiated_in_one_place():
+    """The SIMD levels, their target pragmas and the pick macro are written once (fc_instantiate.h,
+    fc_common.h); a family header names its impl header and includes the driver."""
+    for header in KERNEL_HEADERS:
+        text = (SRC / header).read_text()
+        assert "#pragma GCC target" not in text, header
+        assert "#define FC_PICK" not in text and "_PICK(isa, name" not in text, header
+        assert '#include "fc_instantiate.h"' in text, header
+    assert (SRC / "fc_common.h").read_text().count("#define FC_PICK(") == 2  # x86 and elsewhere

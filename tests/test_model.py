@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from fastconv import _seed_models, initializers, losses, regularizers, saving
+from fastconv import initializers, losses, models, regularizers, saving
 from fastconv import layers as L
 from fastconv import Sequential
 from fastconv.saving import load_model
@@ -34,7 +34,7 @@ SEED_COUNTS = {
 @pytest.mark.parametrize("name", sorted(SEED_COUNTS))
 def test_seed_model_counts(name):
     total, non_trainable, out_shape = SEED_COUNTS[name]
-    model = getattr(_seed_models, name)()
+    model = getattr(models, name)()
     assert model.count_params() == total
     assert model.count_params() - model.count_trainable_params() == non_trainable
     assert model.output_shape == out_shape
@@ -45,10 +45,10 @@ def test_seed_model_counts(name):
 
 
 def test_seed_model_intermediate_shapes():
-    fashion = _seed_models.fashion_cnn()
+    fashion = models.fashion_cnn()
     flat = next(l for l in fashion.layers if isinstance(l, L.Flatten))
     assert flat.output_shape == (1152,)
-    cifar = _seed_models.cifar_cnn()
+    cifar = models.cifar_cnn()
     assert [l.output_shape for l in cifar.layers][:5] == [
         (30, 30, 32),
         (15, 15, 32),

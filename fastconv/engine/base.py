@@ -32,6 +32,7 @@ from fastconv import metrics as _metrics
 from fastconv import optimizers as _optimizers
 from fastconv import saving as _saving
 from fastconv.engine import trainer as _trainer
+from fastconv.engine.data import _batch_size
 from fastconv.engine.graph import ExecutionPlan
 
 __all__ = ["BaseModel"]
@@ -397,7 +398,7 @@ class BaseModel:
         self._ensure_built(xs[0].shape)
         xs = self._cast_inputs(xs)
         plan = self._plan()
-        bs = int(batch_size or 256)
+        bs = _batch_size(batch_size, "layer_output", default=256)
         n = len(xs[0])
         outs = [
             plan.forward([a[i : i + bs] for a in xs], training=False, upto=idx)[0]

@@ -1,4 +1,4 @@
-"""Keras-like layers on fastconv's functional ops (NHWC; see notes/layer_contract.md).
+"""Keras-like layers on fastconv's functional ops (NHWC; the layer contract is in layers/base.py).
 
 Every layer has ``build``, ``compute_output_shape``, ``forward`` / ``backward``,
 ``get_weights`` / ``set_weights`` (Keras order and shapes), ``get_config`` /
@@ -58,7 +58,7 @@ __all__ = [
     "serialize",
 ]
 
-# Issue 5 (functional API): merge and shape layers.
+# Merge and shape layers (the functional API's branches).
 from fastconv.layers.merge import (
     Add,
     Average,

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastconv import _dispatch
 from fastconv._kernels import depthwise as _k
-from fastconv._shapes import positive_pair, resolve_padding, window_output_size
+from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
 from fastconv.ops import _plan as _plans
 from fastconv.ops._validate import (
     as_float_array,
@@ -92,6 +92,9 @@ def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
     out_hw = (window_output_size(x.shape[1], k_hw[0], stride[0], dilation[0], *pads[0]),
               window_output_size(x.shape[2], k_hw[1], stride[1], dilation[1], *pads[1]))
     check_output(op, out_hw, x.shape, k_hw)
+    # an axis with one output gives the same answer for every stride past the input: the smallest
+    # such stride keeps the kernels' scratch (sized by the stride) and int positions small
+    stride = tuple(kernel_stride(x.shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
     _check_int_geometry(op, x.shape, w.shape, stride, dilation, pads, out_hw)
     return _DwPlan(x.shape, w.shape, stride, dilation, pads, out_hw)
 

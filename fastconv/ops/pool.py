@@ -13,7 +13,7 @@ import numpy as np
 
 from fastconv import _dispatch
 from fastconv._kernels import pool as _k
-from fastconv._shapes import positive_pair, resolve_padding, window_output_size
+from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
 from fastconv.ops import _plan as _plans
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
 
@@ -69,6 +69,8 @@ def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
             or (out_hw[1] - 1) * s[1] - pads[1][0] >= x.shape[2]):
         raise ValueError(f"{op}: some pooling windows lie entirely in the padding. Received: "
                          f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x.shape}")
+    # one window along an axis: any stride past the input gives that answer, the smallest is passed
+    s = tuple(kernel_stride(x.shape[1 + a], k[a], s[a], 1, *pads[a]) for a in range(2))
     _check_int_geometry(op, x.shape, k, s, pads, pool_size, stride, padding)
     return _PoolPlan(x.shape, k, s, pads, out_hw)
 

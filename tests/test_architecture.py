@@ -1,4 +1,4 @@
-"""Issue 11: the package imports one way. Every import statement of ``fastconv/`` (top-level or
+"""The package imports one way (ARCHITECTURE.md). Every import statement of ``fastconv/`` (top-level or
 inside a function) is an edge; there is no cycle, the layers never reach up into the engine,
 symbolic tensors sit at the bottom of ``layers/``, and ``saving`` knows no model module."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -99,3 +100,38 @@ def test_saving_imports_no_model_module(graph):
 def test_the_old_modules_are_gone():
     for name in ("training", "model", "functional"):
         assert not (PKG / f"{name}.py").exists()
+
+
+def _floors():
+    """Module name (or package prefix) -> floor, from the table in ARCHITECTURE.md."""
+    text = (PKG.parent / "ARCHITECTURE.md").read_text()
+    floors = {}
+    for floor, cell in re.findall(r"^\| (\d+) \| (.+?) \|", text, flags=re.M):
+        for name in re.findall(r"`([\w.*]+)`", cell):
+            floors[name.removesuffix(".*")] = int(floor)
+    return floors
+
+
+def _floor_of(module, floors):
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in floors:
+            return floors[".".join(parts[:n])]
+    return None
+
+
+def test_every_module_has_a_floor_and_imports_only_downward(graph):
+    floors = _floors()
+    assert floors["fastconv._kernels"] == 0 and floors["fastconv.engine"] > floors["fastconv.layers"]
+    missing = sorted(m for m in graph if _floor_of(m, floors) is None)
+    assert not missing, f"modules ARCHITECTURE.md does not place on a floor: {missing}"
+    upward = [f"{m} (floor {_floor_of(m, floors)}) imports {d} (floor {_floor_of(d, floors)})"
+              for m, deps in graph.items() for d in deps if _floor_of(d, floors) > _floor_of(m, floors)]
+    assert not upward, "imports that run up a floor:\n" + "\n".join(sorted(upward))
+
+
+def test_the_floor_check_catches_an_upward_import():
+    edges = {"fastconv.ops.conv": {"fastconv.layers.base"}, "fastconv.layers.base": set()}
+    floors = _floors()
+    assert _floor_of("fastconv.layers.base", floors) > _floor_of("fastconv.ops.conv", floors)
+    assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"] and _cycle(edges) is None
