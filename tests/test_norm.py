@@ -356,9 +356,11 @@ def test_fit_uses_the_fusion_and_learns():
     model.compile("adam", "mse")
     rng = np.random.default_rng(13)
     x = rng.standard_normal((32, 6, 6, 3)).astype(np.float32)
-    y = rng.standard_normal((32, 4)).astype(np.float32)
-    hist = model.fit(x, y, batch_size=8, epochs=5, verbose=0)
-    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    # a target the model can learn (random targets made the loss curve a coin toss): a linear map
+    # of the per-channel means
+    y = (x.mean(axis=(1, 2)) @ rng.standard_normal((3, 4))).astype(np.float32)
+    hist = model.fit(x, y, batch_size=8, epochs=8, verbose=0)
+    assert hist.history["loss"][-1] < 0.9 * hist.history["loss"][0]
     # the fused layers leave no fused state behind
     assert all(getattr(layer, "fused_activation", None) is None for layer in model._plan().layers)
 
