@@ -13,7 +13,7 @@ from fastconv.ops import (
     depthwise_conv2d, depthwise_conv2d_grad, global_avg_pool2d, global_avg_pool2d_grad,
     max_pool2d, max_pool2d_grad,
 )
-from fastconv.saving import load_model
+from fastconv.saving import load_model, model_from_json
 from fastconv.utils import to_categorical
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "conv2d", "conv2d_grad", "depthwise_conv2d", "depthwise_conv2d_grad", "conv_transpose2d",
     "conv_transpose2d_grad", "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
     "global_avg_pool2d", "global_avg_pool2d_grad",
-    "Sequential", "Model", "Input", "load_model", "ImageAugmenter", "to_categorical",
+    "Sequential", "Model", "Input", "load_model", "model_from_json", "ImageAugmenter", "to_categorical",
     "augment", "callbacks", "datasets", "filters", "layers", "losses", "metrics", "optimizers", "plot",
     "regularizers", "utils",
 ]

@@ -68,7 +68,8 @@ from fastconv.layers.merge import (
     Multiply,
     Subtract,
 )
-from fastconv.layers.shape_ops import ChannelShuffle, GlobalMaxPooling2D, Reshape
+from fastconv.layers.pooling import GlobalMaxPooling2D
+from fastconv.layers.shape_ops import ChannelShuffle, Reshape
 
 __all__ += [
     "Add",
