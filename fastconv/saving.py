@@ -141,7 +141,7 @@ def _atomic_write(path, arrays):
 def _pack(doc, weights):
     arrays = {_META_KEY: np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(weights):
-        arrays[f"weight_{i:05d}"] = np.ascontiguousarray(w)
+        arrays[f"weight_{i:05d}"] = np.asarray(w, order="C")  # keeps 0-d weights 0-d (Normalization)
     return arrays
 
 

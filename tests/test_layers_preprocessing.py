@@ -86,12 +86,6 @@ def test_normalization_gradient(invert):
     fd_check(layer, x)
 
 
-@pytest.mark.xfail(
-    reason="fastconv/saving.py's _pack stores weights with np.ascontiguousarray, which turns the 0-d "
-    "`count` weight (Keras's shape ()) into shape (1,), and load_model then reports a corrupted file; "
-    "the one-line fix (np.asarray(w, order='C')) belongs to saving.py",
-    strict=False,
-)
 def test_normalization_save_and_load(tmp_path):
     import fastconv
 
