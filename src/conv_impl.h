@@ -328,7 +328,8 @@ static inline char *FN(fc_carve)(char **cur, size_t bytes)
  * fc_ukernel, for merged column taps, with the run length CR (= KW*Cr) and pixel stride PS (= ax*Cr)
  * compile-time constants.  Kernel row r reads x + r*rstride + p*PS + c and weights w + (r*CR + c)*VB,
  * so every address inside a kernel row is an immediate offset and the loop has no tap bookkeeping.
- * Full tiles without ReLU are stored straight from registers; otherwise the sums go to acc[]. */
+ * Full channel blocks are stored straight from registers (bias and ReLU applied there); the sums of
+ * a partial block go to acc[] for the caller's tail store. */
 static inline __attribute__((always_inline)) void
 FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
             const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int nv, int store_direct, FC_T *acc)
