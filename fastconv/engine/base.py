@@ -186,7 +186,9 @@ class BaseModel:
 
         Parameters
         ----------
-        optimizer : "sgd", "adam", an :class:`fastconv.optimizers.Optimizer` or its config dict
+        optimizer : str, an :class:`fastconv.optimizers.Optimizer` or its config dict, default "rmsprop"
+            Keras's string identifiers: "sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta",
+            "adamax", "nadam" (each with Keras's defaults).
         loss : "sparse_categorical_crossentropy", "categorical_crossentropy", "mse" or a Loss
             For several outputs: one loss (used for every output), a list with one per output
             or a dict by output name (``None`` / missing: no loss on that output). The
@@ -199,8 +201,6 @@ class BaseModel:
         loss_weights : list or dict, optional
             Per-output weights of the total loss (default 1.0 each).
         """
-        if isinstance(optimizer, str) and optimizer.lower() == "rmsprop":
-            raise ValueError('Only "sgd" and "adam" optimizers are available. Received: optimizer="rmsprop"')
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'.")
         n_out = self._num_outputs()
