@@ -194,6 +194,7 @@ def fit(
     step_in_epoch = 0
     interrupted = False
     model._initial_epoch = None
+    completed = False
     cbs.on_train_begin()
     if model._initial_epoch is not None:  # a callback resumes an interrupted fit (BackupAndRestore)
         initial_epoch = max(initial_epoch, int(model._initial_epoch))
@@ -222,6 +223,8 @@ def fit(
                         cbs.on_train_batch_end(step_in_epoch - 1, dict(run.values()))
                     if guard.requested:
                         raise KeyboardInterrupt
+                    if model.stop_training:  # set by a batch hook (TerminateOnNaN): end the epoch now
+                        break
                 if step_in_epoch == 0:
                     warnings.warn("fit: the input ran out of data; stopping training.", stacklevel=2)
                     break
@@ -239,6 +242,7 @@ def fit(
                     raise KeyboardInterrupt
                 if model.stop_training:
                     break
+        completed = True
     except KeyboardInterrupt:
         interrupted = True
         history.interrupted = True
@@ -248,7 +252,9 @@ def fit(
                 f"the model keeps the weights of the last finished step."
             )
     finally:
+        model._fit_interrupted = not completed
         cbs.on_train_end(logs)
+        model._fit_interrupted = False
     history.interrupted = interrupted
     model.history = history
     return history
