@@ -135,10 +135,14 @@ def _atomic_write(path, arrays):
         pass
 
 
-def _pack(doc, weights, optimizer=None):
+def _pack(doc, weights, optimizer=None, model=None):
     opt_arrays = []
     if optimizer is not None and hasattr(optimizer, "get_state"):
         meta, opt_arrays = optimizer.get_state()
+        # Slots are keyed by "layer/weight"; the position among the trainable weights is stored too,
+        # so the state finds its weights in a rebuilt model whose layers got other automatic names.
+        position = {k: i for i, (k, _, _) in enumerate(model.trainable_pairs())} if model is not None else {}
+        meta["slots"] = [[key, name, position.get(key)] for key, name in meta["slots"]]
         doc["optimizer_state"] = {"class_name": type(optimizer).__name__, **meta}
     arrays = {_META_KEY: np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(weights):
@@ -154,8 +158,17 @@ def _restore_optimizer(model, arc):
     opt = getattr(model, "optimizer", None)
     if not isinstance(meta, dict) or opt is None or meta.get("class_name") != type(opt).__name__:
         return
-    arrays = [arc._read(f"optimizer_{i:05d}") for i in range(len(meta.get("slots", [])))]
-    opt.set_state(meta, arrays)
+    slots = meta.get("slots", [])
+    arrays = [arc._read(f"optimizer_{i:05d}") for i in range(len(slots))]
+    pairs = model.trainable_pairs()
+    keyed = []
+    for entry, arr in zip(slots, arrays):
+        key, name = entry[0], entry[1]
+        pos = entry[2] if len(entry) > 2 else None
+        if pos is not None and 0 <= pos < len(pairs) and pairs[pos][1].shape == arr.shape:
+            key = pairs[pos][0]
+        keyed.append([key, name])
+    opt.set_state({**meta, "slots": keyed}, arrays)
 
 
 def save_model(model, filepath, include_optimizer=True):
@@ -171,7 +184,7 @@ def save_model(model, filepath, include_optimizer=True):
         "weights": _weights_meta(model),
     }
     optimizer = model.optimizer if include_optimizer and model.compiled else None
-    _atomic_write(filepath, _pack(doc, model.get_weights(), optimizer))
+    _atomic_write(filepath, _pack(doc, model.get_weights(), optimizer, model))
 
 
 def save_weights(model, filepath):
@@ -184,7 +197,7 @@ def save_weights(model, filepath):
         "class_name": type(model).__name__,
         "weights": _weights_meta(model),
     }
-    _atomic_write(filepath, _pack(doc, model.get_weights(), model.optimizer if model.compiled else None))
+    _atomic_write(filepath, _pack(doc, model.get_weights(), model.optimizer if model.compiled else None, model))
 
 
 # ---------------------------------------------------------------------------
