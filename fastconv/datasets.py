@@ -40,7 +40,9 @@ import numpy as np
 __all__ = [
     "BUNDLED_SPLIT",
     "CIFAR10_FILES",
+    "FILES",
     "IDX_FILES",
+    "SOURCES",
     "bundled_data_dir",
     "load_cifar10",
     "load_fashion_mnist",
@@ -73,18 +75,25 @@ IDX_FILES = (
 #: CIFAR-10's binary batches (the folder ``cifar-10-batches-bin`` of the archive below).
 CIFAR10_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
 
-_SOURCES = {
+#: Per data set read from a directory: the files it needs and how to get them (for messages).
+FILES = {
+    "MNIST": tuple(f + "[.gz]" for f in IDX_FILES),
+    "Fashion-MNIST": tuple(f + "[.gz]" for f in IDX_FILES),
+    "CIFAR-10": CIFAR10_FILES,
+}
+SOURCES = {
     "MNIST": "download them from https://yann.lecun.com/exdb/mnist/ (or a mirror)",
-    "Fashion-MNIST": "download them from https://github.com/zalandoresearch/fashion-mnist (data/fashion/)",
+    "Fashion-MNIST": (
+        "download them from the folder data/fashion of https://github.com/zalandoresearch/fashion-mnist"
+    ),
     "CIFAR-10": "unpack https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
 }
 
 
 def _where(name: str) -> str:
     """The files a data set needs and where they come from, for error messages."""
-    files = CIFAR10_FILES if name == "CIFAR-10" else tuple(f + "[.gz]" for f in IDX_FILES)
     return (
-        f"{name} needs a directory holding {', '.join(files)}: {_SOURCES[name]} and pass that "
+        f"{name} needs a directory holding {', '.join(FILES[name])}: {SOURCES[name]} and pass that "
         f"directory (fastconv downloads nothing)"
     )
 

@@ -15,7 +15,8 @@ from fastconv import datasets
 
 def _idx_bytes(arr):
     arr = np.asarray(arr, np.uint8)
-    return struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.tobytes()
 
 
 def _write_idx_dir(d, n_train=5, n_test=3):
@@ -83,7 +84,11 @@ def test_no_path_says_what_to_download_and_where_it_goes(loader, name, files):
 
 @pytest.mark.parametrize(
     "loader, name",
-    [(datasets.load_mnist, "MNIST"), (datasets.load_fashion_mnist, "Fashion-MNIST"), (datasets.load_cifar10, "CIFAR-10")],
+    [
+        (datasets.load_mnist, "MNIST"),
+        (datasets.load_fashion_mnist, "Fashion-MNIST"),
+        (datasets.load_cifar10, "CIFAR-10"),
+    ],
 )
 def test_missing_directory_is_named_expanded_with_the_files_expected(home, loader, name):
     with pytest.raises(FileNotFoundError) as e:
