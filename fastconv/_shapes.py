@@ -116,11 +116,14 @@ def window_output_size(size: int, k: int, stride: int, dilation: int, before: in
 def kernel_stride(size: int, k: int, stride: int, dilation: int, before: int, after: int) -> int:
     """The stride to hand a kernel for one axis: `stride` itself, except that when the axis has a
     single output (stride beyond the padded input) any stride from size + before + after - k_eff + 1
-    up gives the same answer, and the smallest is passed.  Kernels that size scratch by the stride or
+    up gives the same answer, and the smallest one not below the window is passed.  Kernels that size scratch by the stride or
     compute (o + 1) * stride in C int then see a value bounded by the padded input."""
     if window_output_size(size, k, stride, dilation, before, after) != 1:
         return stride
-    return min(stride, size + before + after - effective_kernel(k, dilation) + 1)
+    # at least the window, so windows never overlap (the pooling gradient sizes its scratch by
+    # ceil(window / stride)), and at most the padded input
+    keff = effective_kernel(k, dilation)
+    return min(stride, max(keff, size + before + after - keff + 1))
 
 
 def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: str):
@@ -157,3 +160,35 @@ def transpose_geometry(padding, in_hw, k_hw, stride_hw, dil_hw, out_pad_hw, op: 
         out.append(o)
         tops.append(top)
     return (out[0], out[1]), (tops[0], tops[1])
+
+
+# ---- the layers' output shapes (Keras's words "valid" / "same"; a None size stays None) ----
+
+def layer_output_size(size, k: int, padding: str, stride: int, dilation: int = 1):
+    """Keras's ``compute_conv_output_shape`` for one axis of a conv or pooling layer: "same"
+    ceil(size / stride), "valid" window_output_size without padding (<= 0 when the window does not
+    fit; the layer refuses that)."""
+    if size is None:
+        return None
+    if padding == "same":
+        return -(-size // stride)
+    return window_output_size(size, k, stride, dilation, 0, 0)
+
+
+def layer_transpose_output_size(size, k: int, padding: str, output_padding=None, stride: int = 1,
+                                dilation: int = 1):
+    """Keras's ``deconv_output_length`` for one axis of Conv2DTranspose (None stays None).
+
+    Without output_padding: "valid" size*stride + max(k_eff - stride, 0), "same" size*stride (what
+    transpose_geometry gives the op); with it, (size - 1)*stride + k_eff - 2*pad + output_padding,
+    pad = k_eff // 2 for "same", 0 for "valid".
+    """
+    if size is None:
+        return None
+    keff = effective_kernel(k, dilation)
+    if output_padding is None:
+        if padding == "valid":
+            return size * stride + max(keff - stride, 0)
+        return size * stride
+    pad = keff // 2 if padding == "same" else 0
+    return (size - 1) * stride + keff - 2 * pad + output_padding

@@ -16,9 +16,9 @@ modifies ``dy`` (a residual block hands the same ``dy`` to two paths).
 
 Sigmoid and softmax are numerically stable for any finite input.
 
-relu and relu6 run on the compiled kernels of ``fastconv._kernels.norm`` (one pass, OpenMP over
-chunks) for C-contiguous float32 / float64 arrays, NumPy otherwise; the backward passes ``dy``
-where the mask holds and writes 0 elsewhere.
+relu and relu6 are the ops ``fastconv.ops.relu`` / ``relu6`` (and their ``_grad``): the compiled
+element-wise kernels of the norm family for C-contiguous float32 / float64 arrays, NumPy otherwise;
+the backward passes ``dy`` where the mask holds and writes 0 elsewhere.
 
 Activations whose derivative needs the input (issue 5)
 -------------------------------------------------------
@@ -43,8 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import _dispatch
-from fastconv._kernels import norm as _kn
+from fastconv.ops import norm as _norm_ops
 
 __all__ = [
     "ACTIVATIONS",
@@ -94,50 +93,14 @@ class _Linear(Activation):
     name = "linear"
 
 
-def _kernel_ok(*arrays):
-    """Whether the compiled element-wise kernels take these arrays: float32 / float64 ndarrays of
-    one dtype and shape, C-contiguous."""
-    a0 = arrays[0]
-    return all(
-        type(a) is np.ndarray and a.dtype == a0.dtype and a.shape == a0.shape and a.flags.c_contiguous
-        for a in arrays
-    ) and a0.dtype in (np.float32, np.float64)
-
-
-def _clamp_forward(x, out, code):
-    """relu (code 1) / relu6 (code 2) by the compiled kernel, or None when it does not apply."""
-    if out is None:
-        if not _kernel_ok(x):
-            return None
-        out = np.empty_like(x)
-    elif not (_kernel_ok(x, out) and out.flags.writeable):
-        return None
-    _kn.act_forward(x.reshape(-1), out.reshape(-1), code, _dispatch.level_for("activation", x.dtype),
-                    _dispatch.threads_for(x.size))
-    return out
-
-
-def _clamp_backward(dy, y, code):
-    """dy masked by the relu / relu6 output y by the compiled kernel, or None when it does not apply."""
-    if not _kernel_ok(dy, y):
-        return None
-    dx = np.empty_like(dy)
-    _kn.act_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1), code,
-                     _dispatch.level_for("activation", dy.dtype), _dispatch.threads_for(dy.size))
-    return dx
-
-
 class _ReLU(Activation):
     name = "relu"
 
     def forward(self, x, out=None):
-        y = _clamp_forward(x, out, 1)
-        return np.maximum(x, 0, out=out) if y is None else y
+        return _norm_ops.relu(x, out)
 
     def backward(self, dy, y):
-        dx = _clamp_backward(dy, y, 1)
-        # a multiply by the 0/1 mask is several times faster than np.where on large maps
-        return np.multiply(dy, y > 0, dtype=dy.dtype) if dx is None else dx
+        return _norm_ops.relu_grad(dy, y)
 
 
 class _Sigmoid(Activation):
@@ -233,12 +196,10 @@ class _ReLU6(Activation):
     name = "relu6"
 
     def forward(self, x, out=None):
-        y = _clamp_forward(x, out, 2)
-        return np.clip(x, 0, 6, out=out) if y is None else y
+        return _norm_ops.relu6(x, out)
 
     def backward(self, dy, y):
-        dx = _clamp_backward(dy, y, 2)
-        return np.multiply(dy, (y > 0) & (y < 6), dtype=dy.dtype) if dx is None else dx
+        return _norm_ops.relu6_grad(dy, y)
 
 
 class _LeakyReLU(Activation):

@@ -1,26 +1,39 @@
-"""Losses (Keras names): a value and its gradient with respect to the model output.
+"""Losses (Keras names and definitions): a value and its gradient with respect to the model output.
 
 Design notes
 ------------
-* A loss is an object with ``__call__(y_true, y_pred) -> float`` (mean over the
-  samples, Keras's ``sum_over_batch_size`` reduction) and
-  ``gradient(y_true, y_pred) -> dy`` (the gradient of that mean, so the
-  ``1 / N`` is already in ``dy``); ``value_and_gradient`` returns both from one
-  pass, which is what the training loop calls.
-* The class axis is the last one. Any leading axes are samples: ``(N, K)`` for
-  classifiers, ``(N, H, W, K)`` for per-pixel classifiers (the mean is taken
-  over every position, as Keras does).
-* Labels: the cross-entropies take integer labels shaped like the output
-  without its class axis (``(N,)``), with a trailing 1 (``(N, 1)``), or
-  one-hot / probability targets shaped like the output. Sparse and
-  categorical cross-entropy differ only in which form Keras *expects*; both
-  accept both here.
-* Fused softmax + cross-entropy: when the model's last activation is softmax,
-  the trainer hands the *logits* ``z`` to :meth:`value_and_gradient_from_logits`,
-  which computes ``log softmax(z)`` stably (``z - max - log sum exp``) and the
-  gradient ``(softmax(z) - onehot) / N`` directly, never dividing by a
-  probability. Without fusion (probabilities in), Keras's rule is followed:
-  probabilities are clipped to ``[1e-7, 1 - 1e-7]`` before the log.
+* A loss is an object with ``__call__(y_true, y_pred, sample_weight=None) -> float``
+  and ``value_and_gradient(y_true, y_pred, need_grad=True, sample_weight=None)
+  -> (value, dy)``, which the training loop calls: one pass gives the value and
+  ``dy = d value / d y_pred`` (the ``1 / N`` of the mean is already in ``dy``).
+* Every loss first computes one value per *position* (Keras's per-sample loss:
+  the output without its last axis, ``(N,)`` for ``(N, K)``, ``(N, H, W)`` for
+  per-pixel outputs) and its derivative, then reduces as Keras's
+  ``sum_over_batch_size`` does: ``sum(sample_weight * values) / values.size``.
+  The element-wise losses (binary cross-entropy, MSE, MAE, Huber) take the mean
+  over the last axis, KL divergence the sum, the cross-entropies the sum over the
+  class axis, as in Keras.
+* Shapes: ``y_true`` one rank below ``y_pred`` whose last axis is 1 (``(N,)``
+  against ``(N, 1)``), or one rank above with a last axis of 1, is reshaped to
+  ``y_pred``'s shape (Keras's ``squeeze_or_expand_to_same_rank``).
+* The cross-entropies take integer labels shaped like the output without its
+  class axis (``(N,)``), with a trailing 1 (``(N, 1)``), or one-hot /
+  probability targets shaped like the output; sparse and categorical differ only
+  in which form Keras *expects* (both accept both here).
+* Keras's clipping, with its fuzz factor ``EPSILON = 1e-7``: on probabilities
+  the categorical cross-entropies first renormalise ``p / sum(p)`` and clip to
+  ``[1e-7, 1 - 1e-7]``; binary cross-entropy clips to ``[1e-7, 1 - 1e-7]``; KL
+  divergence clips both arguments to ``[1e-7, 1]``. The gradient is that of the
+  clipped function (zero where a value was clipped).
+* ``from_logits=True``: the loss takes the raw scores (``log_softmax`` /
+  ``log_sigmoid``, computed stably; the gradient is ``softmax - targets`` /
+  ``sigmoid - targets``). ``label_smoothing`` follows Keras: categorical
+  ``t * (1 - s) + s / K``, binary ``t * (1 - s) + s / 2``.
+* Fused softmax + cross-entropy: when the model's last activation is a softmax
+  and the loss takes probabilities (``from_logits=False``), the trainer hands
+  the *logits* to :meth:`value_and_gradient_from_logits` (stable
+  ``log softmax``, gradient ``(softmax - targets) / N``). The value then equals
+  the unclipped cross-entropy (Keras's TensorFlow backend does the same).
 
 Examples
 --------
@@ -29,6 +42,8 @@ Examples
 >>> p = np.array([[0.9, 0.1], [0.2, 0.8]])
 >>> round(loss(np.array([0, 1]), p), 4)
 0.1643
+>>> round(BinaryCrossentropy(from_logits=True)(np.array([[1.0], [0.0]]), np.array([[2.0], [-1.0]])), 4)
+0.2201
 """
 
 from __future__ import annotations
@@ -37,13 +52,23 @@ import numpy as np
 
 __all__ = [
     "EPSILON",
+    "BinaryCrossentropy",
     "CategoricalCrossentropy",
+    "Huber",
+    "KLDivergence",
     "Loss",
+    "MeanAbsoluteError",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
     "categorical_crossentropy",
     "deserialize",
     "get",
+    "huber",
+    "kl_divergence",
+    "kld",
+    "mae",
+    "mean_absolute_error",
     "mean_squared_error",
     "mse",
     "serialize",
@@ -103,148 +128,401 @@ def _take_class(a, labels):
     return np.take_along_axis(a, labels[..., None], axis=-1)[..., 0]
 
 
-def _n_positions(y_pred) -> int:
-    return max(1, int(np.prod(y_pred.shape[:-1], dtype=np.int64)))
+def _one_hot(labels, k, dtype):
+    out = np.zeros((*labels.shape, k), dtype=dtype)
+    np.put_along_axis(out, labels[..., None], 1, axis=-1)
+    return out
+
+
+def _aligned_targets(y_true, p, who):
+    """``y_true`` as floats shaped like ``p`` (Keras's ``squeeze_or_expand_to_same_rank``)."""
+    t = np.asarray(y_true)
+    if t.dtype.kind not in "fiub":
+        raise TypeError(f"{who}: y_true must hold numbers. Received dtype {t.dtype}.")
+    if t.shape != p.shape:
+        if p.ndim and p.shape[-1] == 1 and t.shape == p.shape[:-1]:
+            t = t.reshape(p.shape)
+        elif t.ndim == p.ndim + 1 and t.shape[-1] == 1 and t.shape[:-1] == p.shape:
+            t = t.reshape(p.shape)
+        else:
+            raise ValueError(
+                f"{who}: y_true and y_pred must have the same shape. "
+                f"Received: y_true.shape={t.shape}, y_pred.shape={p.shape}"
+            )
+    return t.astype(p.dtype, copy=False)
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _weights_for(sample_weight, shape, who):
+    """Per-position weights broadcast to ``shape`` (the per-position loss shape); ``(N,)`` weights
+    apply to every position of a sample."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape == shape:
+        return w
+    if w.ndim == len(shape) + 1 and w.shape[-1] == 1:
+        w = w.reshape(w.shape[:-1])
+    if w.ndim <= len(shape) and w.shape == shape[: w.ndim]:
+        return w.reshape(w.shape + (1,) * (len(shape) - w.ndim))
+    raise ValueError(
+        f"{who}: sample_weight of shape {np.shape(sample_weight)} does not match the per-sample loss "
+        f"of shape {shape}."
+    )
 
 
 class Loss:
-    """Base class. Subclasses implement :meth:`value_and_gradient`."""
+    """Base class. Subclasses implement :meth:`_per_position` (Keras's per-sample loss values and
+    their derivative with respect to ``y_pred``); the base class reduces them."""
 
     name = "loss"
     #: True when the loss can take logits of a softmax output (fused softmax + CE).
     fuses_softmax = False
 
-    def __call__(self, y_true, y_pred) -> float:
-        return self.value_and_gradient(y_true, y_pred, need_grad=False)[0]
+    def __init__(self, name=None):
+        if name is not None:
+            self.name = str(name)
 
-    def gradient(self, y_true, y_pred):
-        return self.value_and_gradient(y_true, y_pred)[1]
+    def __call__(self, y_true, y_pred, sample_weight=None) -> float:
+        return self.value_and_gradient(y_true, y_pred, need_grad=False, sample_weight=sample_weight)[0]
 
-    def value_and_gradient(self, y_true, y_pred, need_grad=True):  # pragma: no cover - abstract
+    def gradient(self, y_true, y_pred, sample_weight=None):
+        return self.value_and_gradient(y_true, y_pred, sample_weight=sample_weight)[1]
+
+    def value_and_gradient(self, y_true, y_pred, need_grad=True, sample_weight=None):
+        """``(loss, dloss/dy_pred)``: the weighted per-position values summed and divided by their
+        number (Keras's ``sum_over_batch_size``); ``dy`` is None when ``need_grad`` is False."""
+        p = _float_array(y_pred)
+        values, dvalues = self._per_position(y_true, p, need_grad)
+        return self._reduce(values, dvalues, sample_weight, p.shape, need_grad)
+
+    def _reduce(self, values, dvalues, sample_weight, shape, need_grad):
+        n = max(1, values.size)
+        if sample_weight is not None:
+            w = _weights_for(sample_weight, values.shape, self.name)
+            loss = float((values * w).sum() / n)
+        else:
+            w = None
+            loss = float(values.sum() / n)
+        if not need_grad:
+            return loss, None
+        scale = 1.0 / n if w is None else (w * (1.0 / n))[..., None].astype(dvalues.dtype)
+        dvalues *= scale
+        return loss, dvalues.reshape(shape)
+
+    def _per_position(self, y_true, p, need_grad):  # pragma: no cover - abstract
+        """``(values, dvalues)``: per-position loss ``p.shape[:-1]`` and its derivative (shaped like
+        ``p``, a fresh array the caller may scale in place), or ``(values, None)``."""
         raise NotImplementedError
 
+    def _options(self) -> dict:
+        return {}
+
     def get_config(self) -> dict:
-        return {"name": self.name}
+        return {"name": self.name, **self._options()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+        return f"{type(self).__name__}({opts})"
+
+
+class _Elementwise(Loss):
+    """A loss that is the mean over the last axis of an element-wise function ``e(t, p)``."""
+
+    def _per_position(self, y_true, p, need_grad):
+        if p.ndim == 0:
+            p = p.reshape(1)
+        t = _aligned_targets(y_true, p, self.name)
+        e, de = self._elements(t, p, need_grad)
+        k = p.shape[-1] if p.ndim else 1
+        values = e.mean(axis=-1) if p.ndim else e
+        if de is not None:
+            de = np.asarray(de * (1.0 / max(k, 1)), dtype=p.dtype)
+        return values, de
+
+    def _elements(self, t, p, need_grad):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MeanSquaredError(_Elementwise):
+    """``mean((y_true - y_pred) ** 2, axis=-1)`` per sample (Keras's ``MeanSquaredError``, "mse")."""
+
+    name = "mean_squared_error"
+
+    def _elements(self, t, p, need_grad):
+        d = p - t
+        return d * d, (2.0 * d if need_grad else None)
+
+
+class MeanAbsoluteError(_Elementwise):
+    """``mean(|y_true - y_pred|, axis=-1)`` per sample (Keras's ``MeanAbsoluteError``, "mae").
+    The gradient at ``y_pred == y_true`` is 0."""
+
+    name = "mean_absolute_error"
+
+    def _elements(self, t, p, need_grad):
+        d = p - t
+        return np.abs(d), (np.sign(d) if need_grad else None)
+
+
+class Huber(_Elementwise):
+    """Keras's ``Huber(delta=1.0)``: per element ``0.5 * e**2`` where ``|e| <= delta``, else
+    ``delta * |e| - 0.5 * delta**2`` (``e = y_pred - y_true``), mean over the last axis."""
+
+    name = "huber_loss"
+
+    def __init__(self, delta=1.0, name=None):
+        super().__init__(name=name)
+        self.delta = float(delta)
+
+    def _elements(self, t, p, need_grad):
+        d = p - t
+        a = np.abs(d)
+        small = a <= self.delta
+        e = np.where(small, 0.5 * d * d, self.delta * a - 0.5 * self.delta**2)
+        de = np.where(small, d, self.delta * np.sign(d)) if need_grad else None
+        return e, de
+
+    def _options(self):
+        return {"delta": self.delta}
+
+
+class BinaryCrossentropy(_Elementwise):
+    """Keras's ``BinaryCrossentropy(from_logits=False, label_smoothing=0.0)``: per element
+    ``-(t log p + (1 - t) log(1 - p))`` with ``p`` clipped to ``[1e-7, 1 - 1e-7]`` (or
+    ``log_sigmoid`` of logits), mean over the last axis."""
+
+    name = "binary_crossentropy"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(name=name)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def _elements(self, t, p, need_grad):
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        if self.from_logits:
+            # softplus(z) - t z, written stably
+            e = np.maximum(p, 0) - t * p + np.log1p(np.exp(-np.abs(p)))
+            return e, (_sigmoid(p) - t if need_grad else None)
+        pc = np.clip(p, EPSILON, 1.0 - EPSILON)
+        e = -(t * np.log(pc) + (1.0 - t) * np.log(1.0 - pc))
+        if not need_grad:
+            return e, None
+        inside = (p > EPSILON) & (p < 1.0 - EPSILON)
+        return e, (-(t / pc) + (1.0 - t) / (1.0 - pc)) * inside
+
+    def _options(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class KLDivergence(Loss):
+    """Keras's ``KLDivergence`` ("kld", "kl_divergence"): ``sum(t * log(t / p), axis=-1)`` with both
+    clipped to ``[1e-7, 1]``."""
+
+    name = "kl_divergence"
+
+    def _per_position(self, y_true, p, need_grad):
+        t = _aligned_targets(y_true, p, self.name)
+        tc = np.clip(t, EPSILON, 1.0)
+        pc = np.clip(p, EPSILON, 1.0)
+        values = (tc * np.log(tc / pc)).sum(axis=-1)
+        if not need_grad:
+            return values, None
+        inside = (p > EPSILON) & (p < 1.0)
+        return values, np.asarray(-(tc / pc) * inside, dtype=p.dtype)
 
 
 class _CrossentropyBase(Loss):
-    fuses_softmax = True
+    """Categorical cross-entropy over the last axis (see the module notes)."""
 
-    def value_and_gradient(self, y_true, y_pred, need_grad=True):
-        """Cross-entropy of probabilities ``y_pred (..., K)`` (clipped as Keras does)."""
-        p = _float_array(y_pred)
+    def __init__(self, from_logits=False, label_smoothing=0.0, ignore_class=None, name=None):
+        super().__init__(name=name)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    @property
+    def fuses_softmax(self):
+        return not self.from_logits
+
+    def _targets(self, y_true, p):
+        """``(kind, targets, mask)``: Keras's label smoothing applied, ``ignore_class`` labels
+        replaced by 0 and reported in ``mask`` (per position, or None)."""
+        mask = None
+        if self.ignore_class is not None:
+            y = np.asarray(y_true)
+            if y.shape == p.shape[:-1] or y.shape == (*p.shape[:-1], 1):
+                ignored = (y == self.ignore_class).reshape(p.shape[:-1])
+                if ignored.any():
+                    mask = ~ignored
+                    y_true = np.where(y == self.ignore_class, 0, y)
         kind, t = _as_targets(y_true, p, self.name)
-        n = _n_positions(p)
-        pc = np.clip(p, EPSILON, 1.0 - EPSILON)
+        if self.label_smoothing:
+            if kind == "sparse":
+                t = _one_hot(t, p.shape[-1], p.dtype)
+                kind = "dense"
+            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / p.shape[-1]
+        return kind, t, mask
+
+    def _masked(self, values, dvalues, mask):
+        """Keras's mask: ignored positions count 0 and the mean runs over the valid ones only."""
+        if mask is None:
+            return values, dvalues
+        m = mask * (mask.size / (mask.sum() + EPSILON))
+        values = values * m
+        if dvalues is not None:
+            dvalues *= m[..., None].astype(dvalues.dtype)
+        return values, dvalues
+
+    def _per_position(self, y_true, p, need_grad):
+        if self.from_logits:
+            return self._from_logits(y_true, p, need_grad)
+        kind, t, mask = self._targets(y_true, p)
+        s = p.sum(axis=-1, keepdims=True)
+        q = p / s
+        qc = np.clip(q, EPSILON, 1.0 - EPSILON)
         if kind == "sparse":
-            loss = -np.log(_take_class(pc, t)).sum() / n
+            values = -np.log(_take_class(qc, t))
         else:
-            loss = -(t * np.log(pc)).sum() / n
+            values = -(t * np.log(qc)).sum(axis=-1)
         if not need_grad:
-            return float(loss), None
-        inside = (p > EPSILON) & (p < 1.0 - EPSILON)
+            return self._masked(values, None, mask)
+        inside = (q > EPSILON) & (q < 1.0 - EPSILON)
         if kind == "sparse":
-            dy = np.zeros_like(p)
-            sel = _take_class(pc, t)
-            np.put_along_axis(dy, t[..., None], (-1.0 / (n * sel))[..., None].astype(p.dtype), axis=-1)
+            g = np.zeros_like(p)
+            np.put_along_axis(g, t[..., None], (-1.0 / _take_class(qc, t))[..., None].astype(p.dtype), axis=-1)
         else:
-            dy = (-t / (n * pc)).astype(p.dtype, copy=False)
-        dy *= inside
-        return float(loss), dy
+            g = (-t / qc).astype(p.dtype, copy=False)
+        g *= inside
+        # through the renormalisation q = p / sum(p): dq_i/dp_j = (delta_ij - q_i) / s
+        g -= (g * q).sum(axis=-1, keepdims=True)
+        g /= s
+        return self._masked(values, g, mask)
 
-    def value_and_gradient_from_logits(self, y_true, logits, need_grad=True):
-        """Fused softmax + cross-entropy on ``logits (..., K)``.
-
-        Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) - onehot) / N``,
-        computed without forming ``log(softmax)`` from probabilities (stable for
-        any finite logits).
-        """
-        z = _float_array(logits)
-        kind, t = _as_targets(y_true, z, self.name)
-        n = _n_positions(z)
+    def _from_logits(self, y_true, z, need_grad):
+        kind, t, mask = self._targets(y_true, z)
         shifted = z - z.max(axis=-1, keepdims=True)
         e = np.exp(shifted)
         s = e.sum(axis=-1, keepdims=True)
         log_s = np.log(s)
         if kind == "sparse":
-            loss = (log_s[..., 0] - _take_class(shifted, t)).sum() / n
+            values = log_s[..., 0] - _take_class(shifted, t)
         else:
-            loss = (t * (log_s - shifted)).sum() / n
+            values = (t * (log_s - shifted)).sum(axis=-1)
         if not need_grad:
-            return float(loss), None
+            return self._masked(values, None, mask)
         e /= s  # softmax probabilities, in place
         if kind == "sparse":
             flat = e.reshape(-1, z.shape[-1])
             flat[np.arange(flat.shape[0]), t.reshape(-1)] -= 1.0
         else:
-            tsum = t.sum(axis=-1, keepdims=True)
-            e *= tsum  # general targets: d/dz sum(t * -log softmax) = p * sum(t) - t
+            e *= t.sum(axis=-1, keepdims=True)  # general targets: d/dz sum(t * -log softmax) = p * sum(t) - t
             e -= t
-        e *= 1.0 / n
-        return float(loss), e
+        return self._masked(values, e, mask)
+
+    def value_and_gradient_from_logits(self, y_true, logits, need_grad=True, sample_weight=None):
+        """Fused softmax + cross-entropy on ``logits (..., K)`` (the output before its softmax).
+
+        Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) - targets) / N``, computed
+        without forming ``log(softmax)`` from probabilities (stable for any finite logits).
+        """
+        z = _float_array(logits)
+        values, dvalues = self._from_logits(y_true, z, need_grad)
+        return self._reduce(values, dvalues, sample_weight, z.shape, need_grad)
+
+    def _options(self):
+        opts = {"from_logits": self.from_logits}
+        if not isinstance(self, SparseCategoricalCrossentropy) or self.label_smoothing:
+            opts["label_smoothing"] = self.label_smoothing
+        if self.ignore_class is not None:
+            opts["ignore_class"] = self.ignore_class
+        return opts
 
 
 class SparseCategoricalCrossentropy(_CrossentropyBase):
-    """Cross-entropy for integer labels ``(N,)`` / ``(N, 1)`` (one-hot targets are accepted too)."""
+    """Keras's ``SparseCategoricalCrossentropy(from_logits=False, ignore_class=None)`` for integer
+    labels ``(N,)`` / ``(N, 1)`` (one-hot targets are accepted too). ``ignore_class``: positions
+    with that label add nothing and the mean runs over the others (Keras's mask)."""
 
     name = "sparse_categorical_crossentropy"
 
+    def __init__(self, from_logits=False, ignore_class=None, name=None, label_smoothing=0.0):
+        super().__init__(
+            from_logits=from_logits, label_smoothing=label_smoothing, ignore_class=ignore_class, name=name
+        )
+
 
 class CategoricalCrossentropy(_CrossentropyBase):
-    """Cross-entropy for one-hot targets ``(N, K)`` (integer labels are accepted too)."""
+    """Keras's ``CategoricalCrossentropy(from_logits=False, label_smoothing=0.0)`` for one-hot
+    targets ``(N, K)`` (integer labels are accepted too)."""
 
     name = "categorical_crossentropy"
 
-
-class MeanSquaredError(Loss):
-    """``mean((y_pred - y_true) ** 2)`` over all elements (Keras's mean over the last axis, then the batch)."""
-
-    name = "mean_squared_error"
-
-    def value_and_gradient(self, y_true, y_pred, need_grad=True):
-        p = _float_array(y_pred)
-        t = np.asarray(y_true)
-        if t.shape != p.shape:
-            if t.ndim == p.ndim - 1 and p.shape[-1] == 1 and t.shape == p.shape[:-1]:
-                t = t.reshape(p.shape)
-            else:
-                raise ValueError(
-                    f"mean_squared_error: y_true and y_pred must have the same shape. "
-                    f"Received: y_true.shape={t.shape}, y_pred.shape={p.shape}"
-                )
-        diff = p - t.astype(p.dtype, copy=False)
-        loss = float(np.square(diff).mean()) if diff.size else 0.0
-        if not need_grad:
-            return loss, None
-        diff *= 2.0 / max(1, diff.size)
-        return loss, diff
+    def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, name=name)
 
 
 sparse_categorical_crossentropy = SparseCategoricalCrossentropy()
 categorical_crossentropy = CategoricalCrossentropy()
-mean_squared_error = MeanSquaredError()
-mse = mean_squared_error
+binary_crossentropy = BinaryCrossentropy()
+mean_squared_error = mse = MeanSquaredError()
+mean_absolute_error = mae = MeanAbsoluteError()
+huber = Huber()
+kl_divergence = kld = KLDivergence()
 
-_BY_NAME = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "mean_squared_error": MeanSquaredError,
-    "mse": MeanSquaredError,
-}
+_CLASSES = (
+    SparseCategoricalCrossentropy,
+    CategoricalCrossentropy,
+    BinaryCrossentropy,
+    MeanSquaredError,
+    MeanAbsoluteError,
+    Huber,
+    KLDivergence,
+)
+# Keras's string names (function names, class names and the short aliases), matched case-insensitively.
+_BY_NAME = {cls.__name__.lower(): cls for cls in _CLASSES}
+_BY_NAME.update(
+    {
+        "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+        "categorical_crossentropy": CategoricalCrossentropy,
+        "binary_crossentropy": BinaryCrossentropy,
+        "bce": BinaryCrossentropy,
+        "mean_squared_error": MeanSquaredError,
+        "mse": MeanSquaredError,
+        "mean_absolute_error": MeanAbsoluteError,
+        "mae": MeanAbsoluteError,
+        "huber": Huber,
+        "huber_loss": Huber,
+        "kl_divergence": KLDivergence,
+        "kld": KLDivergence,
+    }
+)
 
 
 def get(identifier) -> Loss:
-    """A loss from its name (``"sparse_categorical_crossentropy"``, ``"categorical_crossentropy"``,
-    ``"mse"`` / ``"mean_squared_error"``), a class or an instance."""
+    """A loss from its Keras name (``"binary_crossentropy"`` / ``"bce"``,
+    ``"categorical_crossentropy"``, ``"sparse_categorical_crossentropy"``, ``"mse"``, ``"mae"``,
+    ``"huber"``, ``"kld"`` / ``"kl_divergence"``, or a class name such as ``"Huber"``), a config
+    dict (:func:`serialize`), a class or an instance."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if isinstance(identifier, dict):
-        identifier = identifier.get("name")
+        if "class_name" in identifier:
+            cls = _BY_NAME.get(str(identifier["class_name"]).lower())
+            if cls is not None:
+                return cls.from_config(dict(identifier.get("config") or {}))
+            identifier = identifier["class_name"]
+        else:
+            identifier = identifier.get("name")
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is not None:
@@ -254,9 +532,14 @@ def get(identifier) -> Loss:
     )
 
 
-def serialize(loss) -> str:
-    """The name :func:`get` finds ``loss`` under."""
-    return get(loss).name
+def serialize(loss):
+    """The name :func:`get` finds ``loss`` under, or ``{"class_name", "config"}`` when it has options
+    other than the defaults or another name."""
+    loss = get(loss)
+    cls = type(loss)
+    if cls in _CLASSES and loss.get_config() == cls().get_config():
+        return loss.name
+    return {"class_name": cls.__name__, "config": loss.get_config()}
 
 
 def deserialize(config) -> Loss:

@@ -43,7 +43,14 @@ import numpy as np
 from fastconv import optimizers
 from fastconv.layers.base import Layer, register_layer, registered_classes, reserve_name
 
-__all__ = ["load_model", "load_weights", "register_model_class", "save_model", "save_weights"]
+__all__ = [
+    "load_model",
+    "load_weights",
+    "model_from_json",
+    "register_model_class",
+    "save_model",
+    "save_weights",
+]
 
 FORMAT_VERSION = 1
 _META_KEY = "__fastconv__"
@@ -146,7 +153,7 @@ def _pack(doc, weights, optimizer=None, model=None):
         doc["optimizer_state"] = {"class_name": type(optimizer).__name__, **meta}
     arrays = {_META_KEY: np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(weights):
-        arrays[f"weight_{i:05d}"] = np.ascontiguousarray(w)
+        arrays[f"weight_{i:05d}"] = np.asarray(w, order="C")  # keeps 0-d weights 0-d (Normalization)
     for i, a in enumerate(opt_arrays):
         arrays[f"optimizer_{i:05d}"] = np.ascontiguousarray(a)
     return arrays
@@ -171,8 +178,27 @@ def _restore_optimizer(model, arc):
     opt.set_state({**meta, "slots": keyed}, arrays)
 
 
+_FOREIGN_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _check_suffix(filepath, what):
+    """Refuse names of Keras's formats (``.keras``, ``.h5``): fastconv writes only its ``.npz``."""
+    path = os.fspath(filepath)
+    lower = str(path).lower()
+    for suffix in _FOREIGN_SUFFIXES:
+        if lower.endswith(suffix):
+            stem = str(path)[: -len(suffix)]
+            if stem.lower().endswith(".weights"):
+                stem = stem[: -len(".weights")]
+            raise ValueError(
+                f"{what}: cannot write {path!r}: fastconv saves its own .npz format, not Keras's "
+                f"'.keras' or HDF5 '.h5' formats. Use a '.npz' suffix, e.g. {stem + '.npz'!r}."
+            )
+
+
 def save_model(model, filepath, include_optimizer=True):
     """Save architecture, weights and compile settings of ``model`` to ``filepath`` (one ``.npz``)."""
+    _check_suffix(filepath, "save")
     model._require_built("save")
     doc = {
         "format": "fastconv.model",
@@ -189,6 +215,7 @@ def save_model(model, filepath, include_optimizer=True):
 
 def save_weights(model, filepath):
     """Save the weights of ``model`` (with their layer names and shapes for checking) to ``filepath``."""
+    _check_suffix(filepath, "save_weights")
     model._require_built("save_weights")
     doc = {
         "format": "fastconv.weights",
@@ -352,6 +379,26 @@ def load_model(filepath, compile=True):
                 loss_weights=cc.get("loss_weights"),
             )
             _restore_optimizer(model, arc)
+    return model
+
+
+def model_from_json(json_string, custom_objects=None):
+    """Rebuild a model's architecture (fresh weights) from ``model.to_json()`` (Keras's
+    ``model_from_json``; fastconv's home for it, also ``fastconv.model_from_json``).
+
+    ``custom_objects`` (``{name: class}``) registers extra layer or model classes first."""
+    for name, cls in (custom_objects or {}).items():
+        register_layer(cls, name=name)
+    try:
+        doc = json.loads(json_string)
+        class_name, config = doc["class_name"], doc["config"]
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"model_from_json: expected the JSON text of model.to_json() "
+            f'({{"class_name": ..., "config": ...}}). Received: {str(json_string)[:80]!r} ({e})'
+        ) from None
+    model = _model_class(class_name, "model_from_json").from_config(config)
+    _reserve_layer_names(model)
     return model
 
 

@@ -3,11 +3,12 @@
 
 Design (see src/conv_impl.h for the register tile):
 - Forward conv, the input gradient of conv (one call per stride phase, no zero-stuffing) and
-  transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py)
-  fills the tap geometry, these wrappers pack the weights into blocks of VB output channels and run
-  tiles of 6 output pixels, parallel over chunks of tiles with a dynamic OpenMP schedule (whole
+  transposed conv are one "gather convolution" (fc_gconv): the Python plan (fastconv/ops/_plan.py:
+  GatherPlan for the taps, TilePlan for the tile layout, the tiles per chunk and the path) is
+  copied into the struct; these wrappers pack the weights into blocks of VB output channels and
+  run tiles of 6 output pixels, parallel over chunks of tiles with a dynamic OpenMP schedule (whole
   output rows per chunk for few input channels).  All plans of one call (the stride phases of an
-  input gradient) share one parallel region.  gather_conv returns the path it took.
+  input gradient) share one parallel region.
 - Few output channels per group (<= 4, the input gradient of a first layer): narrow_conv runs the
   same geometry with vectors over the reduction channels (src/conv_narrow_impl.h), parallel over
   (row, block of 96 columns) units in chunks; fastconv/ops/conv.py chooses between the two.
@@ -22,7 +23,6 @@ from libc.limits cimport INT_MAX
 from _common cimport floating
 from _parallel cimport alloc_scratch, clamp_threads, scratch_base, sum_partials
 import numpy as np
-import os as _os_exp
 
 cdef extern from "conv_kernels.h" nogil:
     int FC_MAXT
@@ -85,7 +85,14 @@ cdef extern from "conv_kernels.h" nogil:
     void fc_nk_run_f64(int isa, const fc_gconv *p, const double *inp, const double *wn,
                                          const double *bias, double *out, Py_ssize_t u0, Py_ssize_t u1, char *scratch)
 
-MAX_TAPS = 64
+MAX_TAPS = FC_MAXT   # kernel extent per axis the geometry holds: the one definition (conv_geom.h)
+RB = FC_RB           # output pixels per register tile
+NARROW_MAX_KO = FC_NK_MAXKO  # output channels per group up to which the narrow kernel may run
+
+
+def rowk_shape(int cr, int ps):
+    """Whether fc_rowk has a constant-shape row for cr merged channels at pixel step ps."""
+    return bool(fc_rowk_shape(cr, ps))
 
 
 def block_size(int isa, dtype):
@@ -105,8 +112,9 @@ def pack_weights(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
 
 
 cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shape, tuple grid, tuple taps_y,
-                         tuple taps_x, int KH, int KW, int G, int Cr, int Ko, bint relu) except *:
-    """The fc_gconv of one gather convolution (see gather_conv)."""
+                         tuple taps_x, int KH, int KW, int G, int Cr, int Ko, bint relu, bint rowtiles, bint mergex,
+                         bint rowseg) except *:
+    """The fc_gconv of one gather convolution and its tile layout (ops/_plan.py tile_plan)."""
     cdef int i
     # the op checked every extent against the int geometry (ops/_plan.py); a C assignment of a
     # Py_ssize_t to an int would wrap silently, so a plan that let one through stops here
@@ -123,54 +131,9 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
     for i in range(p.ntx):
         p.bx[i], p.kx[i] = taps_x[i]
     p.KH = KH; p.KW = KW; p.G = G; p.Cr = Cr; p.Ko = Ko; p.relu = relu
-    p.mergex = p.ntx == KW and p.ICt == Cr
-    for i in range(p.ntx):
-        if p.kx[i] != i or p.bx[i] != p.bx[0] + i:
-            p.mergex = 0
-    p.rowtiles = 0
-    p.rowseg = 0
-
-
-cdef tuple _tile_plan(fc_gconv *p, tuple taps_x, int nthreads, size_t elem):
-    """Tile layout of one filled fc_gconv: (tiles, tiles per chunk, path), path None without pixels."""
-    cdef Py_ssize_t P = <Py_ssize_t>p.N * p.OH * p.OW
-    if P == 0:
-        return 0, 1, None
-    # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
-    # narrow ones, where a partial tile per row would waste too many register-tile slots
-    p.rowtiles = p.OW % FC_RB == 0 or p.OW >= 4 * FC_RB
-    cdef Py_ssize_t ntiles
-    if p.rowtiles:
-        ntiles = <Py_ssize_t>p.N * p.OH * ((p.OW + FC_RB - 1) // FC_RB)
-    else:
-        ntiles = (P + FC_RB - 1) // FC_RB
-    # tiles per chunk: the input they read stays within ~128 KiB (in L2) across the passes over the
-    # output-channel blocks, and one block of packed weights is reused across all of them
-    bspan = 1
-    if p.ntx:
-        bspan = max([b for b, _ in taps_x]) - min([b for b, _ in taps_x]) + 1
-    # Python ints: the estimate multiplies geometry that may pass 2**31 together
-    patch = p.nty * max(p.ntx * FC_RB, (FC_RB - 1) * p.ax + bspan) * p.Cr * elem
-    cdef int TB = <int>max(1, min(8, 131072 // max(patch, 1)))
-    cdef Py_ssize_t rows = <Py_ssize_t>p.N * p.OH
-    cdef Py_ssize_t tpr = (p.OW + FC_RB - 1) // FC_RB
-    # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
-    # and spares every tile its own edge handling (first layers)
-    p.rowseg = p.rowtiles and p.Cr <= 16 and p.OW <= 1024 and rows >= 2 * nthreads
-    path = "tiles"
-    if _os_exp.environ.get("FC_TB"):
-        TB = int(_os_exp.environ["FC_TB"])
-    if p.rowseg:
-        # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
-        # taking one chunk from the shared counter per row cost ~10 % with two threads (TB is an
-        # int of the kernel: at most 2**20 rows per chunk)
-        TB = <int>(tpr * min(2**20, max(1, rows // (16 * nthreads))))
-        path = "rowseg"
-        # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
-        if (p.mergex and all(p.ky[i] == p.ky[0] + i for i in range(p.nty))
-                and fc_rowk_shape(p.ntx * p.Cr, p.ax * p.Cr)):
-            path = "rowk"
-    return ntiles, TB, path
+    p.mergex = mergex
+    p.rowtiles = rowtiles
+    p.rowseg = rowseg
 
 
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
@@ -180,13 +143,12 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads):
     """Run the gather convolutions of `plans` (see conv_geom.h) in one parallel region.
 
-    Each plan is (grid, taps_y, taps_x) with grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and
-    taps = ((b, k), ...).  The plans of an input gradient (one per stride phase) write disjoint
+    Each plan is (grid, taps_y, taps_x, ntiles, tb, rowtiles, mergex, rowseg): the GatherPlan, with
+    grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and taps = ((b, k), ...), then its TilePlan
+    (fastconv/ops/_plan.py; tb tiles per chunk).  The plans of an input gradient (one per stride phase) write disjoint
     pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
     The schedule takes chunk k of every plan before chunk k + 1 of any: the stride phases of one
     band of rows read the same input rows, which are then still in cache for the next phase.
-    Returns the tile path of the first plan with pixels: "rowk", "rowseg" or "tiles" (conv_impl.h),
-    None when no plan has a pixel.
     """
     cdef int np_ = len(plans), i
     if np_ == 0:
@@ -202,14 +164,12 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     cdef char *scratch = NULL
     cdef Py_ssize_t *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
     cdef Py_ssize_t k, c
-    path = None
     try:
         first[0] = 0
         for i in range(np_):
-            grid, taps_y, taps_x = plans[i]
-            _fill_geometry(&ps[i], inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
-            ntiles[i], tbs[i], p_path = _tile_plan(&ps[i], taps_x, nthreads, sizeof(floating))
-            path = path or p_path
+            grid, taps_y, taps_x, ntiles[i], tbs[i], rowtiles, mergex, rowseg = plans[i]
+            _fill_geometry(&ps[i], inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu,
+                           rowtiles, mergex, rowseg)
             first[i + 1] = first[i] + (ntiles[i] + tbs[i] - 1) // tbs[i]
             if ntiles[i]:
                 if floating is float:
@@ -218,7 +178,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                     s = fc_gconv_scratch_f64(isa, &ps[i], tbs[i])
                 sb = max(sb, s)
         if first[np_] == 0:
-            return None
+            return
         nthreads = clamp_threads(nthreads, first[np_])
         scratch = alloc_scratch(&sb, nthreads)
         order = <Py_ssize_t *>malloc(first[np_] * sizeof(Py_ssize_t))
@@ -236,7 +196,6 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                    ps, np_, order, first[np_], ntiles, tbs, isa, nthreads, scratch_base(scratch), sb)
     finally:
         free(ps); free(first); free(ntiles); free(tbs); free(scratch); free(order)
-    return path
 
 
 cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
@@ -283,7 +242,7 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wn,                # IN  weights packed by pack_narrow
                 const floating[::1] bias,              # IN  (G*Ko,) or None
                 floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
-                tuple grid, tuple taps_y, tuple taps_x, int KH, int KW, int G, int Cr, int Ko,
+                tuple grid, tuple taps_y, tuple taps_x, bint mergex, int KH, int KW, int G, int Cr, int Ko,
                 bint relu, int isa, int nthreads):
     """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
 
@@ -291,9 +250,9 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     pixel's arithmetic is the same whichever thread computes it.
     """
     cdef fc_gconv p
-    _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu)
+    _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, False, mergex, False)
     if <Py_ssize_t>p.N * p.OH * p.OW == 0:
-        return None
+        return
     cdef Py_ssize_t nunits = fc_nk_count(&p)
     # about 8 chunks per thread, so a thread slowed by another process takes fewer
     cdef Py_ssize_t per = max(1, nunits // (8 * max(nthreads, 1)))
@@ -319,15 +278,16 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 fc_nk_run_f64(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
                               base + threadid() * sb)
     free(scratch)
-    return "narrow"
 
 
 def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
                 const floating[:, :, :, ::1] dy,       # IN  (N, OH, OW, K)
                 floating[:, :, :, ::1] dw,             # OUT (KH, KW, C // G, K)
                 floating[::1] db,                      # OUT (K,) or None
-                int sh, int sw, int ph, int pw, int dh, int dwl, int G, int isa, int nthreads):
-    """dw and db of conv2d, summed over all rows of dy (padding given as top/left)."""
+                int sh, int sw, int ph, int pw, int dh, int dwl, int G, Py_ssize_t nchunks, int RBLK,
+                int isa, int nthreads):
+    """dw and db of conv2d, summed over all rows of dy (padding given as top/left), in the nchunks
+    chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan."""
     cdef fc_wgrad p
     p.N = x.shape[0]; p.H = x.shape[1]; p.W = x.shape[2]; p.C = x.shape[3]
     p.OH = dy.shape[1]; p.OW = dy.shape[2]; p.K = dy.shape[3]
@@ -337,9 +297,6 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     cdef size_t nw = <size_t>p.KH * p.KW * p.Cg * p.K
     cdef Py_ssize_t t, r0, r1
-    # rows per block: keep the block's dy and padded x rows around 256 KiB
-    cdef size_t row_bytes = (<size_t>p.OW * p.K + (<size_t>(p.OW - 1) * sw + (p.KW - 1) * dwl + 1) * p.C) * sizeof(floating)
-    cdef int RBLK = <int>max(1, min(64, 262144 // max(row_bytes, 1)))
     if R == 0 or p.OW == 0:
         dw[...] = 0
         if db is not None:
@@ -348,7 +305,6 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     # rows are cut into a fixed number of chunks, each summed into its own partial and the partials
     # added in chunk order: the result is the same whichever thread ran a chunk, and a thread slowed
     # by another process takes fewer chunks
-    cdef Py_ssize_t nchunks = min(R, max(4, nthreads))
     nthreads = clamp_threads(nthreads, nchunks)
     cdef size_t sb
     if floating is float:

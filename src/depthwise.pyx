@@ -11,7 +11,7 @@ Design (the loops and register tiles are in src/depthwise_impl.h):
   scratch (row lists, tap lists and, for M > 1, a small cache of channel-expanded input rows).
 - Weight gradient: each thread sums its rows into its own dw/db partial; partials are added in
   thread order, so results depend on the thread count only through float rounding.
-- backward() runs both gradients in one parallel pass over blocks of ~96 KiB of dy rows: a block's
+- backward() runs both gradients (or only dw, db when dx is None) in one parallel pass over blocks of ~96 KiB of dy rows: a block's
   weight-gradient rows and the matching input-gradient rows run back to back on one thread, so dy
   is read from memory once.
 Callers (fastconv/ops/depthwise.py) validate shapes and allocate outputs; nothing here raises
@@ -21,7 +21,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
-from _parallel cimport (STREAM_MIN_BYTES, alloc_scratch, clamp_threads, scratch_base, stream_ok,
+from _parallel cimport (alloc_scratch, clamp_threads, scratch_base, stream_ok,
                         sum_partials)
 
 cdef extern from "depthwise_kernels.h" nogil:
@@ -37,14 +37,6 @@ cdef extern from "depthwise_kernels.h" nogil:
                            float *y, Py_ssize_t r0, Py_ssize_t r1, char *scratch)
     void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
                            double *y, Py_ssize_t r0, Py_ssize_t r1, char *scratch)
-    void fc_dw_backward_input_f32(int isa, const fc_dwp *p, const float *dy, const float *w, float *dx,
-                                  Py_ssize_t r0, Py_ssize_t r1, char *scratch)
-    void fc_dw_backward_input_f64(int isa, const fc_dwp *p, const double *dy, const double *w, double *dx,
-                                  Py_ssize_t r0, Py_ssize_t r1, char *scratch)
-    void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, const float *dy, Py_ssize_t r0,
-                                   Py_ssize_t r1, float *dwp, float *dbp, char *scratch)
-    void fc_dw_backward_weight_f64(int isa, const fc_dwp *p, const double *x, const double *dy, Py_ssize_t r0,
-                                   Py_ssize_t r1, double *dwp, double *dbp, char *scratch)
     void fc_dw_backward_blocks_f32(int isa, const fc_dwp *p, const float *x, const float *dy, const float *w,
                                    float *dx, Py_ssize_t b0, Py_ssize_t b1, int BR, float *dwp, float *dbp, char *scratch)
     void fc_dw_backward_blocks_f64(int isa, const fc_dwp *p, const double *x, const double *dy, const double *w,
@@ -57,9 +49,6 @@ cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH,
     p.OH = OH; p.OW = OW; p.KH = KH; p.KW = KW
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
     p.stream = 0
-
-
-STREAM_BYTES = STREAM_MIN_BYTES  # outputs this large may take non-temporal stores (_parallel.pxd)
 
 
 cdef inline int _stream(const void *out, size_t nbytes, int channels, size_t itemsize, int isa) noexcept nogil:
@@ -95,83 +84,6 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
             else:
                 fc_dw_forward_f64(isa, &p, &x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], r0, r1,
                                   base + threadid() * sb)
-    free(mem)
-
-
-def backward_input(const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
-                   const floating[:, :, :, ::1] w,    # IN  (KH, KW, C, M)
-                   floating[:, :, :, ::1] dx,         # OUT (N, H, W, C)
-                   int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
-    """dx of depthwise_conv2d: every element of dx is written."""
-    cdef fc_dwp p
-    _geometry(&p, dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3], w.shape[3], dy.shape[1], dy.shape[2],
-              w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.H
-    if R == 0 or p.W == 0 or p.K == 0:
-        return
-    nthreads = clamp_threads(nthreads, R)
-    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(mem)
-    p.stream = _stream(&dx[0, 0, 0, 0], <size_t>R * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
-    cdef Py_ssize_t t, r0, r1
-    with nogil:
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            r0 = R * t // nthreads
-            r1 = R * (t + 1) // nthreads
-            if floating is float:
-                fc_dw_backward_input_f32(isa, &p, &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], r0, r1,
-                                         base + threadid() * sb)
-            else:
-                fc_dw_backward_input_f64(isa, &p, &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &dx[0, 0, 0, 0], r0, r1,
-                                         base + threadid() * sb)
-    free(mem)
-
-
-def backward_weight(const floating[:, :, :, ::1] x,    # IN  (N, H, W, C)
-                    const floating[:, :, :, ::1] dy,   # IN  (N, OH, OW, C*M)
-                    floating[:, :, :, ::1] dw,         # OUT (KH, KW, C, M)
-                    floating[::1] db,                  # OUT (C*M,) or None
-                    int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
-    """dw and db of depthwise_conv2d, per-thread partials added in thread order."""
-    cdef fc_dwp p
-    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[3], dy.shape[1], dy.shape[2],
-              dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
-    cdef size_t nw = <size_t>p.KH * p.KW * p.K
-    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    if R == 0 or p.OW == 0 or p.K == 0:
-        dw[...] = 0
-        if db is not None:
-            db[...] = 0
-        return
-    nthreads = clamp_threads(nthreads, R)
-    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(mem)
-    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
-    if partials == NULL:
-        free(mem)
-        raise MemoryError()
-    cdef floating *pd
-    cdef Py_ssize_t t, r0, r1
-    with nogil:
-        memset(partials, 0, part * nthreads * sizeof(floating))
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            r0 = R * t // nthreads
-            r1 = R * (t + 1) // nthreads
-            pd = partials + t * part
-            if floating is float:
-                fc_dw_backward_weight_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, pd, pd + nw,
-                                          base + threadid() * sb)
-            else:
-                fc_dw_backward_weight_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, pd, pd + nw,
-                                          base + threadid() * sb)
-        # fixed-order reduction of the per-thread partials
-        sum_partials(partials, part, nthreads, nw, &dw[0, 0, 0, 0])
-        if db is not None:
-            sum_partials(partials + nw, part, nthreads, p.K, &db[0])
-    free(partials)
     free(mem)
 
 

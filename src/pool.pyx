@@ -21,7 +21,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int32_t
 from _common cimport floating
-from _parallel cimport STREAM_MIN_BYTES, alloc_scratch, clamp_threads, scratch_base, stream_ok
+from _parallel cimport alloc_scratch, clamp_threads, scratch_base, stream_ok
 
 cdef extern from "pool_kernels.h" nogil:
     ctypedef struct fc_poolp:
@@ -50,9 +50,6 @@ cdef extern from "pool_kernels.h" nogil:
     void fc_gap_forward_f64(int isa, const fc_poolp *p, const double *x, double *y, long n0, long n1, char *scratch)
     void fc_gap_backward_f32(int isa, const fc_poolp *p, const float *dy, float *dx, long r0, long r1)
     void fc_gap_backward_f64(int isa, const fc_poolp *p, const double *dy, double *dx, long r0, long r1)
-
-
-STREAM_BYTES = STREAM_MIN_BYTES  # outputs this large may take non-temporal stores (_parallel.pxd)
 
 
 cdef inline int _stream(const void *out, size_t nbytes, int channels, size_t itemsize, int isa) noexcept nogil:

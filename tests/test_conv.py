@@ -495,3 +495,17 @@ def test_outputs_start_on_a_cache_line():
     for a in (y, dx, yt):
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
     close(y, ref.conv2d(x, w, padding=1), np.float32)
+
+
+def test_conv_transpose2d_grad_need_dx_false_skips_dx():
+    from fastconv import ops
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 5, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 6, 4)).astype(np.float32)
+    y = ops.conv_transpose2d(x, w, stride=2)
+    dx, dw, db = ops.conv_transpose2d_grad(np.ones_like(y), x, w, stride=2)
+    dx0, dw0, db0 = ops.conv_transpose2d_grad(np.ones_like(y), x, w, stride=2, need_dx=False)
+    assert dx0 is None and dx is not None
+    np.testing.assert_array_equal(dw0, dw)
+    np.testing.assert_array_equal(db0, db)

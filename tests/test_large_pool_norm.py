@@ -29,6 +29,14 @@ from fastconv import reference as ref
 from fastconv._kernels import norm as _kn
 from fastconv.ops import pool as P
 
+
+def _nc(a, reduce):
+    """Chunks of the norm plan for a kernel call on a ((M, C) or flat) array."""
+    from fastconv.ops._plan import norm_plan
+
+    rows, cols = (a.shape[0], a.shape[1]) if a.ndim == 2 else (a.size, 1)
+    return norm_plan(rows, cols, reduce, 1).nchunks
+
 pytestmark = pytest.mark.skipif(sys.maxsize <= 2**32, reason="needs a 64-bit address space")
 
 F32 = np.float32
@@ -306,7 +314,7 @@ def test_batch_norm_training_and_inference_past_2_31():
     isa, th = _isa()
     x, xt = _bn_input(5, 3.0)
     mean, var = np.empty(C), np.empty(C)
-    _kn.bn_stats(x, mean, var, isa, th)
+    _kn.bn_stats(x, mean, var, _nc(x, True), isa, th)
     want_mean = xt.sum(0) / M
     np.testing.assert_allclose(mean, want_mean, rtol=1e-9)
     np.testing.assert_allclose(var, (xt * xt).sum(0) / M - want_mean**2, rtol=1e-7)
@@ -316,7 +324,7 @@ def test_batch_norm_training_and_inference_past_2_31():
         a = np.linspace(0.5, 1.5, C) / np.sqrt(sigma2 + 1e-3)
         b = np.linspace(-1, 1, C)
         y.reshape(-1)[h:] = np.nan
-        _kn.bn_affine(x, mu.astype(F32), a.astype(F32), b.astype(F32), y, act, isa, th)
+        _kn.bn_affine(x, mu.astype(F32), a.astype(F32), b.astype(F32), y, act, _nc(x, False), isa, th)
         want = (xt - mu.astype(F32)) * a.astype(F32) + b.astype(F32)
         if act == 2:
             want = np.clip(want, 0, 6)
@@ -341,7 +349,7 @@ def test_batch_norm_backward_past_2_31():
     dyt = dyt.astype(np.float64)
     mean = (xt.sum(0) / M).astype(F32)
     s1, s2 = np.empty(C), np.empty(C)
-    _kn.bn_dsums(dy, x, None, 0, mean, s1, s2, isa, th)
+    _kn.bn_dsums(dy, x, None, 0, mean, s1, s2, _nc(dy, True), isa, th)
     np.testing.assert_allclose(s1, dyt.sum(0), rtol=1e-9)
     # dy is zero wherever x is, so the head adds nothing to sum dy * (x - mean)
     np.testing.assert_allclose(s2, (dyt * (xt.astype(F32) - mean)).sum(0), rtol=1e-9)  # x - mean in float32
@@ -351,7 +359,8 @@ def test_batch_norm_backward_past_2_31():
     gb = -p * inv * inv * s2 / M
     gc = -p * s1 / M
     dx, h = _tail_mapped((M, C), F32, tail_elems=TAIL, fill=np.nan, populate=True)
-    _kn.bn_dx(dy, x, None, 0, mean, p.astype(F32), gb.astype(F32), gc.astype(F32), dx, isa, th)
+    _kn.bn_dx(dy, x, None, 0, mean, p.astype(F32), gb.astype(F32), gc.astype(F32), dx, _nc(dy, False), isa,
+              th)
     xhat = (xt - mean) * inv
     want = p * (dyt - s1 / M - xhat * (s2 * inv / M))
     np.testing.assert_allclose(dx[h // C:], want, rtol=1e-4, atol=1e-6)
@@ -374,6 +383,6 @@ def test_relu_past_2_31():
     # backward in place in x's buffer (dx may alias dy: element i reads dy[i], y[i], then writes)
     dyt = rng.standard_normal(TAIL).astype(F32)
     x.reshape(-1)[h:] = dyt
-    _kn.act_backward(x.reshape(-1), y.reshape(-1), x.reshape(-1), 1,
+    _kn.act_backward(x.reshape(-1), y.reshape(-1), x.reshape(-1), 1, _nc(x.reshape(-1), False),
                      _dispatch.level_for("activation", F32), _dispatch.threads_for(M * C))
     np.testing.assert_array_equal(x.reshape(-1)[h:], np.where(xt > 0, dyt, 0))

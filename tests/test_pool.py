@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import pool as _k
+from fastconv.ops._validate import STREAM_BYTES
 from fastconv.ops.pool import (
     avg_pool2d,
     avg_pool2d_grad,
@@ -266,11 +267,11 @@ def test_bad_dtypes_raise_type_error():
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_large_outputs_streamed(simd, level):
-    """Outputs of at least _k.STREAM_BYTES take the non-temporal store path (aligned by the op)."""
+    """Outputs of at least STREAM_BYTES take the non-temporal store path (aligned by the op)."""
     simd(level)
     rng = np.random.default_rng(11)
     x = _tied(rng, (2, 96, 96, 128))                   # 9.4 MB: dx is streamed
-    assert x.nbytes >= _k.STREAM_BYTES
+    assert x.nbytes >= STREAM_BYTES
     for k, s, p in [(2, None, 0), (3, 2, 1)]:
         y = ref.max_pool2d(x, k, stride=s, padding=p)
         dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -282,3 +283,27 @@ def test_large_outputs_streamed(simd, level):
     xs = _tied(rng, (1, 130, 130, 128))                # y of a 1x1 pool is streamed too
     _close(max_pool2d(xs, 1), xs, np.float32, exact=True)
     _close(avg_pool2d(xs, 1), xs, np.float32)
+
+
+def test_reports_the_kernel_variant_and_skips_dx():
+    from fastconv import _dispatch, ops
+
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 5)).astype(np.float32)
+    y, am = ops.max_pool2d(x, 2, return_argmax=True)
+    assert _dispatch.last_kernel["max_pool2d"] == "window"
+    ops.max_pool2d_grad(y, x, 2)
+    assert _dispatch.last_kernel["max_pool2d_grad"] == "fused"
+    ops.max_pool2d_grad(y, x, 2, argmax=am)
+    assert _dispatch.last_kernel["max_pool2d_grad"] == "argmax"
+    ops.avg_pool2d_grad(ops.avg_pool2d(x, 3, stride=2), x, 3, stride=2)
+    assert _dispatch.last_kernel["avg_pool2d_grad"] == "gather"
+    ops.global_avg_pool2d(x)
+    assert _dispatch.last_kernel["global_avg_pool2d"] == "global"
+    for grad, args in ((ops.max_pool2d_grad, (y, x, 2)), (ops.avg_pool2d_grad, (y, x, 2)),
+                       (ops.global_avg_pool2d_grad, (y[:, 0, 0], x)),
+                       (ops.global_max_pool2d_grad, (y[:, 0, 0], x))):
+        assert grad(*args, need_dx=False) is None
+    g = ops.global_max_pool2d(x)
+    np.testing.assert_array_equal(g, x.max(axis=(1, 2)))
+    dx = ops.global_max_pool2d_grad(np.ones_like(g), x)
+    assert dx.sum() == g.size and (dx * x).sum() == pytest.approx(g.sum(), rel=1e-6)

@@ -23,6 +23,7 @@ Design notes
 
 from __future__ import annotations
 
+import json
 import typing
 
 import numpy as np
@@ -189,12 +190,19 @@ class BaseModel:
         optimizer : str, an :class:`fastconv.optimizers.Optimizer` or its config dict, default "rmsprop"
             Keras's string identifiers: "sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta",
             "adamax", "nadam" (each with Keras's defaults).
-        loss : "sparse_categorical_crossentropy", "categorical_crossentropy", "mse" or a Loss
+        loss : a Keras loss name ("sparse_categorical_crossentropy", "categorical_crossentropy",
+            "binary_crossentropy", "mse", "mae", "huber", "kld") or a :mod:`fastconv.losses` object
+            such as ``CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)``
             For several outputs: one loss (used for every output), a list with one per output
             or a dict by output name (``None`` / missing: no loss on that output). The
             training loss is ``sum(loss_weights[k] * loss_k) + regularization``.
         metrics : list, optional
-            ``["accuracy"]`` (or ``"acc"``), ``"mean_iou"`` or :mod:`fastconv.metrics` objects.
+            Keras's names or :mod:`fastconv.metrics` objects: ``"accuracy"`` / ``"acc"`` (binary,
+            sparse or categorical by the shapes, as Keras), ``"binary_accuracy"``,
+            ``"categorical_accuracy"``, ``"sparse_categorical_accuracy"``,
+            ``"top_k_categorical_accuracy"``, ``"sparse_top_k_categorical_accuracy"``, ``"auc"``,
+            ``"precision"``, ``"recall"``, ``"mae"``, ``"mse"``, ``"mean_iou"``. A string is logged
+            under that string (``"acc"`` -> ``acc``, ``val_acc``), an object under its ``name``.
             Several outputs: a flat list is computed on every output that has a loss and logged
             as ``<output name>_<metric>`` (Keras's naming, output name = the producing layer's
             name); a list of lists or a dict by output name chooses per output.
@@ -435,13 +443,23 @@ class BaseModel:
 
     # ---- weights --------------------------------------------------------------
     def get_layer(self, name=None, index=None):
-        """A layer by name or index (Keras's ``get_layer``)."""
+        """A layer by ``name`` or by ``index`` in ``model.layers`` (Keras's ``get_layer``; its errors)."""
+        if index is not None and name is not None:
+            raise ValueError(
+                f"Provide only a layer name or a layer index. Received: index={index}, name={name}."
+            )
         if index is not None:
+            if len(self.layers) <= index:
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has {len(self.layers)} layers."
+                )
             return self.layers[index]
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: {[l.name for l in self.layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
 
     @property
     def weights(self):
@@ -547,8 +565,16 @@ class BaseModel:
         return "\n".join(lines)
 
     # ---- save / load ---------------------------------------------------------------
+    def to_json(self, **kwargs) -> str:
+        """The architecture as JSON (no weights), as Keras's ``to_json``; rebuild it with
+        ``fastconv.model_from_json`` (fresh weights). ``kwargs`` go to ``json.dumps``."""
+        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
+
     def save(self, filepath, include_optimizer=True):
-        """Write the architecture (JSON), weights and compile settings to one ``.npz`` file, atomically."""
+        """Write the architecture (JSON), weights and compile settings to one ``.npz`` file, atomically.
+
+        fastconv writes its own ``.npz`` format only: a name ending in ``.keras`` or ``.h5`` (Keras's
+        formats) raises ValueError naming the path and the suffix to use."""
         _saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath):

@@ -40,8 +40,6 @@ A ResNet basic block:
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from fastconv.engine.base import BaseModel
@@ -321,9 +319,6 @@ class Functional:
     def _ref_triple(self, tensor) -> list:
         node = tensor.node
         return [node.layer.name, self._model_nodes(node.layer).index(node), 0]
-
-    def to_json(self) -> str:
-        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()})
 
     @classmethod
     def _graph_from_config(cls, config):

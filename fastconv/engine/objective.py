@@ -13,9 +13,12 @@ Design notes
   as logits; see ``fastconv.engine.graph``). An output without a loss sends no
   gradient; layers that only feed it get zero gradients, never stale ones.
 * Metrics keep additive state (``fastconv.metrics``): ``(correct, total)`` for
-  accuracy, per-class intersection/union counts for ``mean_iou``; the state is
+  accuracy, per-class intersection/union counts for ``mean_iou``, confusion
+  counts per threshold for ``auc`` / ``precision`` / ``recall``; the state is
   summed over batches and turned into the value at the end, so the values are
-  exact over the whole epoch.
+  exact over the whole epoch. A metric is logged under the name it was given
+  (``"acc"`` logs ``acc``, Keras's rule). On a fused output (logits), metrics
+  that need probabilities get the softmax of the logits.
 * Sample weights (``fit(sample_weight=, class_weight=)``, ``evaluate(sample_weight=)``)
   follow Keras 3's ``sum_over_batch_size`` reduction: a batch's loss is
   ``sum_i(w_i * loss_i) / batch_size`` (per-pixel outputs: ``loss_i`` is the
@@ -48,6 +51,12 @@ def _weighted_value(fn, fused, y, out, sw, value):
         sel = sw == u
         total += float(u) * call(y[sel], out[sel], need_grad=False)[0] * int(sel.sum())
     return total / n
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 class _Objective:
     """What a compiled model computes per batch: the loss of each output (weighted sum = the
@@ -122,7 +131,18 @@ class _Objective:
         return total, per, dys
 
     def metric_states(self, ys, outs):
-        return [metric.update(ys[k], outs[k]) for _, k, metric in self.metrics]
+        """Each metric's state for this batch. A fused output holds logits: metrics that read
+        more than the argmax get its softmax (computed once per output, only when needed)."""
+        probs = {}
+        states = []
+        for _, k, metric in self.metrics:
+            out = outs[k]
+            if k in self.fused and getattr(metric, "uses_probabilities", True):
+                if k not in probs:
+                    probs[k] = _softmax(out)
+                out = probs[k]
+            states.append(metric.update(ys[k], out))
+        return states
 
 
 class _Running:

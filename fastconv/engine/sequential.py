@@ -2,6 +2,12 @@
 ``0 -> layer0 -> 1 -> layer1 -> 2 ...``; everything else comes from
 :class:`fastconv.engine.base.BaseModel`.
 
+Once the input shape is known (``input_shape`` on the first layer, a leading ``Input(...)`` /
+``InputLayer(shape=...)``, or ``build``), the model also calls its layers on a symbolic input, as
+Keras does, so ``model.inputs`` / ``model.outputs`` and every ``layer.output`` exist and a feature
+extractor is one line: ``Model(model.inputs, model.get_layer("conv2").output)`` (it shares the
+layers, hence the weights). The numeric path never uses that graph.
+
 Examples
 --------
 >>> from fastconv.layers import Conv2D, MaxPooling2D, Flatten, Dense
@@ -15,7 +21,9 @@ from __future__ import annotations
 
 from fastconv.engine.base import BaseModel
 from fastconv.engine.graph import ExecutionPlan
+from fastconv.layers._symbolic import KerasTensor
 from fastconv.layers.base import Layer, deserialize, register_layer, serialize
+from fastconv.layers.input_layer import InputLayer
 
 __all__ = ["Sequential"]
 
@@ -43,6 +51,9 @@ class Sequential(BaseModel):
         super().__init__(name=name)
         self._layers: list[Layer] = []
         self._input_shape = None  # per-sample, once known
+        self._input_layer = None  # the InputLayer given by the user or made for the symbolic graph
+        self._graph = None  # (layers, input tensor, output tensor) of the symbolic graph
+        self._graph_error = None
         self._plan_cache = None
         for layer in layers or []:
             self.add(layer)
@@ -52,7 +63,20 @@ class Sequential(BaseModel):
         return list(self._layers)
 
     def add(self, layer):
-        """Append a layer (built at once when the input shape is known)."""
+        """Append a layer (built at once when the input shape is known). ``Input(shape)`` or
+        ``InputLayer(shape=...)`` may come first: it sets the input shape (and is not listed in
+        ``layers``, as in Keras)."""
+        if isinstance(layer, KerasTensor) and layer.node is not None and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(
+                    f"Sequential model '{self.name}' has already been configured to use input shape "
+                    f"{self.input_shape}. You cannot add a different Input layer to it."
+                )
+            self._input_layer = layer
+            self._input_shape = tuple(layer.input_shape)
+            return
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"The added layer must be an instance of class Layer. Received: layer={layer!r} "
@@ -79,6 +103,10 @@ class Sequential(BaseModel):
         return layer
 
     def _build_from(self, start):
+        self._build_layers(start)
+        self._make_graph()
+
+    def _build_layers(self, start):
         shape = self._input_shape
         for i, layer in enumerate(self._layers):
             if i >= start and not layer.built:
@@ -110,9 +138,61 @@ class Sequential(BaseModel):
                     f"{(None, *per_sample)}."
                 )
             self._input_shape = per_sample
+            if self._input_layer is not None and tuple(self._input_layer.input_shape) != per_sample:
+                self._input_layer = None  # the graph starts from a new input
+                self._graph = None
         if not self._layers:
             raise ValueError("Sequential model has no layers to build.")
         self._build_from(0)
+
+    # -- the symbolic graph (Keras builds one for a Sequential with a known input shape) ---------
+    def _make_graph(self):
+        """Call the layers on a symbolic input (reusing a layer's node when it already reads the
+        same tensor, so rebuilding adds no nodes)."""
+        if self._input_shape is None or not self._layers:
+            return
+        if self._graph is not None and self._graph[0] == tuple(id(l) for l in self._layers):
+            return
+        if self._input_layer is None:
+            self._input_layer = InputLayer(shape=self._input_shape)
+        x = inputs = self._input_layer.output
+        try:
+            for layer in self._layers:
+                node = next(
+                    (n for n in layer.__dict__.get("_fc_nodes", ()) if len(n.inputs) == 1 and n.inputs[0] is x),
+                    None,
+                )
+                x = node.outputs[0] if node is not None else layer(x)
+        except (TypeError, ValueError, NotImplementedError) as e:  # a layer without a symbolic call
+            self._graph, self._graph_error = None, e
+            return
+        self._graph = (tuple(id(l) for l in self._layers), inputs, x)
+        self._graph_error = None
+
+    def _symbolic(self, what):
+        self._make_graph()
+        if self._graph is None:
+            why = f" ({self._graph_error})" if self._graph_error is not None else ""
+            raise AttributeError(f"Sequential model '{self.name}' has no defined {what} yet{why}.")
+        return self._graph
+
+    @property
+    def inputs(self) -> list:
+        """``[input tensor]`` of the symbolic graph (Keras's ``model.inputs``)."""
+        return [self._symbolic("inputs")[1]]
+
+    @property
+    def outputs(self) -> list:
+        """``[output tensor]`` of the symbolic graph (Keras's ``model.outputs``)."""
+        return [self._symbolic("outputs")[2]]
+
+    @property
+    def input(self):
+        return self._symbolic("input")[1]
+
+    @property
+    def output(self):
+        return self._symbolic("output")[2]
 
     @property
     def input_shape(self):

@@ -68,7 +68,8 @@ from fastconv.layers.merge import (
     Multiply,
     Subtract,
 )
-from fastconv.layers.shape_ops import ChannelShuffle, GlobalMaxPooling2D, Reshape
+from fastconv.layers.pooling import GlobalMaxPooling2D
+from fastconv.layers.shape_ops import ChannelShuffle, Reshape
 
 __all__ += [
     "Add",
@@ -81,4 +82,38 @@ __all__ += [
     "Multiply",
     "Reshape",
     "Subtract",
+]
+
+# Day-two layers (issue 13): activations with arguments, preprocessing and augmentation,
+# noise, layer normalisation, cropping, Lambda.
+from fastconv.layers.activation import ELU, LeakyReLU, PReLU
+from fastconv.layers.cropping import Cropping2D
+from fastconv.layers.lambda_layer import Lambda
+from fastconv.layers.layer_normalization import LayerNormalization
+from fastconv.layers.preprocessing import Normalization, Rescaling
+from fastconv.layers.random_image import (
+    RandomContrast,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
+from fastconv.layers.regularization import GaussianNoise, SpatialDropout2D
+
+__all__ += [
+    "Cropping2D",
+    "ELU",
+    "GaussianNoise",
+    "Lambda",
+    "LayerNormalization",
+    "LeakyReLU",
+    "Normalization",
+    "PReLU",
+    "RandomContrast",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
+    "Rescaling",
+    "SpatialDropout2D",
 ]

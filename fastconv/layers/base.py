@@ -22,8 +22,6 @@ Design notes
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 import re
 from collections import defaultdict
@@ -180,47 +178,9 @@ def check_data_format(value) -> None:
         )
 
 
-def conv_output_length(length, k, padding, stride, dilation=1):
-    """Keras's ``compute_conv_output_shape`` for one axis (None stays None)."""
-    if length is None:
-        return None
-    k_eff = (k - 1) * dilation + 1
-    if padding == "same":
-        return (length + stride - 1) // stride
-    return (length - k_eff) // stride + 1 if length >= k_eff else length - k_eff + 1
-
-
-def deconv_output_length(length, k, padding, output_padding=None, stride=1, dilation=1):
-    """Keras's ``deconv_output_length`` for one axis (None stays None)."""
-    if length is None:
-        return None
-    k_eff = (k - 1) * dilation + 1
-    if output_padding is None:
-        if padding == "valid":
-            return length * stride + max(k_eff - stride, 0)
-        return length * stride
-    pad = k_eff // 2 if padding == "same" else 0
-    return (length - 1) * stride + k_eff - 2 * pad + output_padding
-
-
 def shape_str(shape) -> str:
     """``(None, 28, 28, 1)`` for a per-sample shape ``(28, 28, 1)``."""
     return str((None, *shape))
-
-
-@functools.cache
-def _accepts_keyword(fn, keyword: str) -> bool:
-    try:
-        return keyword in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def grad_kwargs(fn, need_dx: bool) -> dict:
-    """``{"need_dx": False}`` when dx is not needed and the op ``fn`` accepts that keyword."""
-    if not need_dx and _accepts_keyword(fn, "need_dx"):
-        return {"need_dx": False}
-    return {}
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +347,12 @@ class Layer:
         return self._cache
 
     def _store_grad(self, key, value) -> None:
-        """Overwrite ``grads[key]`` in place and add the regularizer's gradient."""
+        """Overwrite ``grads[key]`` in place and add the regularizer's gradient.
+
+        In place, not by replacing the array: ``trainable_pairs()`` hands out live references
+        (tests/test_layers.py test_trainable_pairs_are_live_references), which user code and
+        optimizers may hold across steps.  The copy costs one pass over a weight-sized array.
+        """
         g = self.grads[key]
         np.copyto(g, value, casting="same_kind")
         reg = self._regularizers.get(key)
@@ -404,6 +369,32 @@ class Layer:
                 f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}"
             )
         return self.forward(x, training=training)
+
+    # -- symbolic tensors of the first call (Keras's ``layer.input`` / ``layer.output``) ----------
+    def _first_node(self, what):
+        nodes = self.__dict__.get("_fc_nodes")
+        if not nodes:
+            raise AttributeError(
+                f"The layer {self.name} has never been called and thus has no defined {what}."
+            )
+        return nodes[0]
+
+    @property
+    def input(self):
+        """The symbolic input of the layer's *first* call (a list for a merge layer), as Keras 3:
+        later calls (a shared layer) do not change it. AttributeError before any call."""
+        node = self._first_node("input")
+        if node.is_input:  # an InputLayer: its input is its output
+            return node.outputs[0]
+        return list(node.inputs) if node.as_list else node.inputs[0]
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's *first* call (Keras 3's ``layer.output``), e.g. to
+        build a feature extractor ``Model(model.inputs, model.get_layer("conv2").output)``.
+        AttributeError before any call (a ``Sequential`` calls its layers once it knows its
+        input shape)."""
+        return self._first_node("output").outputs[0]
 
     # -- weights ---------------------------------------------------------------
     @property

@@ -24,12 +24,10 @@ from fastconv import activations as _activations
 from fastconv import initializers as _initializers
 from fastconv import ops
 from fastconv import regularizers as _regularizers
+from fastconv._shapes import effective_kernel, layer_output_size, layer_transpose_output_size
 from fastconv.layers.base import (
     Layer,
     check_data_format,
-    conv_output_length,
-    deconv_output_length,
-    grad_kwargs,
     normalize_padding,
     normalize_tuple,
     register_layer,
@@ -87,7 +85,7 @@ class _BaseConv(Layer):
     def _spatial_out(self, input_shape):
         h, w = input_shape[0], input_shape[1]
         out = [
-            conv_output_length(n, k, self.padding, s, d)
+            layer_output_size(n, k, self.padding, s, d)
             for n, k, s, d in zip((h, w), self.kernel_size, self.strides, self.dilation_rate)
         ]
         if any(o is not None and o <= 0 for o in out):
@@ -102,9 +100,10 @@ class _BaseConv(Layer):
     def _conv_kwargs(self):
         return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate}
 
-    # Single-op layers (Conv2D, DepthwiseConv2D, Conv2DTranspose) name their op pair and weight;
+    # Single-op layers (Conv2D, DepthwiseConv2D, Conv2DTranspose) hold their op pair and weight;
     # forward and backward are then the same here: op + bias, activation, op_grad.
-    _op_name = None
+    _forward_op = None
+    _grad_op = None
     _kernel_key = "kernel"
 
     def _op_kwargs(self, x):
@@ -112,7 +111,7 @@ class _BaseConv(Layer):
 
     def call(self, x, training=False):
         kw = self._op_kwargs(x)
-        y = getattr(ops, self._op_name)(x, self.params[self._kernel_key], self.params.get("bias"), **kw)
+        y = self._forward_op(x, self.params[self._kernel_key], self.params.get("bias"), **kw)
         y, y_cache = self._activate(y, training)
         if training:
             self._cache = (x, y_cache, kw)
@@ -123,9 +122,7 @@ class _BaseConv(Layer):
         if not (self.trainable or self.need_input_grad):
             return None
         dz = self._deactivate(dy, y)
-        op_grad = getattr(ops, self._op_name + "_grad")
-        dx, dw, db = op_grad(dz, x, self.params[self._kernel_key], **kw,
-                             **grad_kwargs(op_grad, self.need_input_grad))
+        dx, dw, db = self._grad_op(dz, x, self.params[self._kernel_key], **kw, need_dx=self.need_input_grad)
         if self.trainable:
             self._store_grad(self._kernel_key, dw)
             if self.use_bias:
@@ -164,7 +161,8 @@ class Conv2D(_BaseConv):
     ((26, 26, 32), 320)
     """
 
-    _op_name = "conv2d"
+    _forward_op = staticmethod(ops.conv2d)
+    _grad_op = staticmethod(ops.conv2d_grad)
 
     def __init__(
         self,
@@ -257,7 +255,8 @@ class DepthwiseConv2D(_BaseConv):
     Weights ``depthwise_kernel (KH, KW, C, M)`` and ``bias (C * M,)``.
     """
 
-    _op_name = "depthwise_conv2d"
+    _forward_op = staticmethod(ops.depthwise_conv2d)
+    _grad_op = staticmethod(ops.depthwise_conv2d_grad)
     _kernel_key = "depthwise_kernel"
 
     def __init__(
@@ -421,7 +420,7 @@ class SeparableConv2D(_BaseConv):
             x,
             self.params["depthwise_kernel"],
             **self._conv_kwargs(),
-            **grad_kwargs(ops.depthwise_conv2d_grad, self.need_input_grad),
+            need_dx=self.need_input_grad,
         )
         if self.trainable:
             self._store_grad("depthwise_kernel", ddw)
@@ -450,12 +449,14 @@ class Conv2DTranspose(_BaseConv):
     """Transposed 2-D convolution (Keras ``Conv2DTranspose``), NHWC.
 
     x ``(N, H, W, C)`` -> y ``(N, OH, OW, filters)``; kernel ``(KH, KW, filters // groups, C)``.
-    ``OH`` follows Keras's ``deconv_output_length``: "valid" ``H*s + max(KH_eff - s, 0)``,
+    ``OH`` follows Keras's ``deconv_output_length`` (``_shapes.layer_transpose_output_size``):
+    "valid" ``H*s + max(KH_eff - s, 0)``,
     "same" ``H*s``; with ``output_padding`` ``(H-1)*s + KH_eff - 2*pad + output_padding``
     (``pad = KH_eff // 2`` for "same", 0 for "valid"), aligned as TensorFlow does.
     """
 
-    _op_name = "conv_transpose2d"
+    _forward_op = staticmethod(ops.conv_transpose2d)
+    _grad_op = staticmethod(ops.conv_transpose2d_grad)
 
     def _op_kwargs(self, x):
         return self._transpose_kwargs(x.shape[1:3])
@@ -534,7 +535,7 @@ class Conv2DTranspose(_BaseConv):
         self._check_rank(input_shape)
         op = self.output_padding or (None, None)
         out = [
-            deconv_output_length(n, k, self.padding, p, s, d)
+            layer_transpose_output_size(n, k, self.padding, p, s, d)
             for n, k, p, s, d in zip(input_shape[:2], self.kernel_size, op, self.strides, self.dilation_rate)
         ]
         if any(o is not None and o <= 0 for o in out):
@@ -553,9 +554,8 @@ class Conv2DTranspose(_BaseConv):
             return kw
         crops, extra = [], []
         for n, k, p, s, d in zip(hw, self.kernel_size, self.output_padding, self.strides, self.dilation_rate):
-            k_eff = (k - 1) * d + 1
-            full = (n - 1) * s + k_eff
-            total = full - deconv_output_length(n, k, self.padding, p, s, d)
+            full = (n - 1) * s + effective_kernel(k, d)
+            total = full - layer_transpose_output_size(n, k, self.padding, p, s, d)
             if total >= 0:
                 crops.append((total // 2, total - total // 2))
                 extra.append(0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv.layers._symbolic import KerasTensor, Node, is_symbolic
+from fastconv.layers._symbolic import Node, is_symbolic
 from fastconv.layers.base import Layer, _shape_tuple, register_layer
 
 __all__ = ["Input", "InputLayer"]
@@ -46,10 +46,6 @@ class InputLayer(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    @property
-    def output(self) -> KerasTensor:
-        return self._fc_nodes[0].outputs[0]
 
     def get_config(self):
         return {

@@ -15,11 +15,12 @@ Design notes
 * Backward of the training mode, with ``xhat`` the normalised input:
   ``dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))``
   (fastconv.reference.batch_norm_train_grad is the plain NumPy version).
-* The work is done by the compiled kernels of ``fastconv._kernels.norm``: one
-  pass for the statistics (float64 partial sums in a fixed order, so the result
-  does not depend on the thread count), one to normalise; backward one pass for
-  the two sums and one for dx. Only per-channel coefficients are computed here.
-  The training cache holds the input (not a normalised copy) and the mean.
+* The work is done by the ops of ``fastconv.ops.norm`` (``batch_norm_train``,
+  ``batch_norm`` and their ``_grad``) on the compiled kernels: one pass for the
+  statistics (float64 partial sums in a fixed order, so the result does not
+  depend on the thread count), one to normalise; backward one pass for the two
+  sums and one for dx. The training cache holds the input (not a normalised
+  copy) and the batch statistics.
 * A ReLU or ReLU6 right after the layer can be fused into it
   (``fused_activation``, set by the training plan for the forward it runs): the
   output is then the activation's, and backward masks ``dy`` with it.
@@ -30,10 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastconv import _dispatch
 from fastconv import initializers as _initializers
+from fastconv import ops
 from fastconv import regularizers as _regularizers
-from fastconv._kernels import norm as _kn
 from fastconv.layers.base import Layer, register_layer
 
 __all__ = ["BatchNormalization"]
@@ -102,100 +102,81 @@ class BatchNormalization(Layer):
     def _check_input(self, x):
         self._check_channels(x)
 
-    def _gamma(self):
-        return self.params["gamma"] if self.scale else 1.0
-
-    def _beta(self):
-        return self.params["beta"] if self.center else 0.0
-
-    def _work(self, t):
-        """``t`` as a C-contiguous (M, C) array of the kernels' dtype (float32 or float64)."""
+    def _check_channels_fit(self, t):
         if t.shape[-1] > _INT32_MAX:  # the kernels keep the channel count in a C int
             raise ValueError(
                 f'Layer "{self.name}" supports at most 2**31 - 1 = {_INT32_MAX} channels (axis -1). '
                 f"Received input with shape {t.shape}"
             )
-        wd = np.float64 if self.dtype == np.float64 else np.float32
-        return np.ascontiguousarray(t.reshape(-1, t.shape[-1]), dtype=wd)
 
-    def _vec(self, v, c, dtype):
-        """A per-channel coefficient as a contiguous (C,) array of ``dtype``."""
-        if type(v) is np.ndarray:  # already (C,): one cast (a copy, so a kernel never sees a weight)
-            return v.astype(dtype)
-        return np.full(c, v, dtype=dtype)
+    def _work_dtype(self):
+        return np.float64 if self.dtype == np.float64 else np.float32
+
+    def _opt(self, key):
+        """gamma / beta, or None when ``scale`` / ``center`` dropped it (the op then uses 1 / 0)."""
+        return self.params.get(key)
 
     def call(self, x, training=False):
-        c = x.shape[-1]
-        x2 = self._work(x)
-        wd = x2.dtype
-        act = _kn.ACT_CODES[self.fused_activation]
-        isa = _dispatch.level_for("batch_norm", wd)
-        threads = _dispatch.threads_for(x2.size)
-        y2 = np.empty_like(x2)
+        self._check_channels_fit(x)
+        x = np.asarray(x, dtype=self._work_dtype())
+        act = self.fused_activation
         if training and self.trainable:
-            m = x2.shape[0]
-            mean = np.zeros(c)
-            var = np.ones(c)
-            if m:
-                _kn.bn_stats(x2, mean, var, isa, threads)
-            inv = 1.0 / np.sqrt(var + self.epsilon)
-            # the kernels subtract the mean rounded to the data's dtype; its rounding error (large
-            # means in float32) is folded into the float64 offset instead
-            mean_w = mean.astype(wd)
-            resid = mean - mean_w
-            a = self._gamma() * inv
-            _kn.bn_affine(x2, mean_w, self._vec(a, c, wd), self._vec(self._beta() - resid * a, c, wd),
-                          y2, act, isa, threads)
-            if m:  # an empty batch has no statistics to learn from
+            y, mean, var = ops.batch_norm_train(
+                x, self._opt("gamma"), self._opt("beta"), epsilon=self.epsilon, activation=act
+            )
+            if x.size:  # an empty batch has no statistics to learn from
                 mom = self.momentum
                 mm, mv = self.state["moving_mean"], self.state["moving_variance"]
                 mm[...] = mm * mom + (1.0 - mom) * mean
                 mv[...] = mv * mom + (1.0 - mom) * var
-            self._cache = ("train", x2, y2 if act else None, act, mean_w, (inv, resid))
+            self._cache = ("train", x, y if act else None, act, mean, var)
         else:
-            a = self._gamma() / np.sqrt(self.state["moving_variance"].astype(np.float64) + self.epsilon)
-            _kn.bn_affine(x2, self._vec(self.state["moving_mean"], c, wd), self._vec(a, c, wd),
-                          self._vec(self._beta(), c, wd), y2, act, isa, threads)
+            y = ops.batch_norm(
+                x,
+                self.state["moving_mean"],
+                self.state["moving_variance"],
+                self._opt("gamma"),
+                self._opt("beta"),
+                epsilon=self.epsilon,
+                activation=act,
+            )
             if training:
-                self._cache = ("frozen", None, y2 if act else None, act, None, a)
-        return y2.reshape(x.shape).astype(self.dtype, copy=False)
+                self._cache = ("frozen", None, y if act else None, act, None, None)
+        return y.astype(self.dtype, copy=False)
 
     def call_backward(self, dy):
-        mode, x2, y2, act, mean_w, u = self._need_cache()
-        c = dy.shape[-1]
-        dy2 = self._work(dy)
-        wd = dy2.dtype
-        isa = _dispatch.level_for("batch_norm", wd)
-        threads = _dispatch.threads_for(dy2.size)
+        mode, x, y, act, mean, var = self._need_cache()
+        self._check_channels_fit(dy)
+        dy = np.asarray(dy, dtype=self._work_dtype())
         if mode == "frozen":
             # Inference-mode normalisation (frozen layer): an affine map per channel.
-            if not self.need_input_grad:
-                return None
-            dx = np.empty_like(dy2)
-            _kn.bn_dx(dy2, None, y2, act, None, self._vec(u, c, wd), None, None, dx, isa, threads)
-            return dx.reshape(dy.shape).astype(self.dtype, copy=False)
-        inv, resid = u
-        m = x2.shape[0]
-        dbeta, s2 = np.empty(c), np.empty(c)
-        _kn.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, isa, threads)
-        s2 -= resid * dbeta  # sum g * (x - mean) from the sum around the rounded mean
-        dgamma = s2 * inv
-        if self.trainable:
-            if self.scale:
-                self._store_grad("gamma", dgamma)
-            if self.center:
-                self._store_grad("beta", dbeta)
-        if not self.need_input_grad:
-            return None
-        # dx = p * (g - dbeta / m - (x - mean) * inv^2 * s2 / m), p = gamma * inv, with the kernel's
-        # (x - mean_w) * gb + gc for (x - mean) * gb + (-p * dbeta / m)
-        p = self._gamma() * inv
-        mm = max(m, 1)
-        gb = -p * inv * inv * s2 / mm
-        dx = np.empty_like(dy2)
-        _kn.bn_dx(dy2, x2, y2, act, mean_w, self._vec(p, c, wd), self._vec(gb, c, wd),
-                  self._vec(-p * dbeta / mm - resid * gb, c, wd), dx, isa, threads)
-        return dx.reshape(dy.shape).astype(self.dtype, copy=False)
+            dx = ops.batch_norm_grad(
+                dy,
+                self.state["moving_variance"],
+                self._opt("gamma"),
+                epsilon=self.epsilon,
+                y=y,
+                activation=act,
+                need_dx=self.need_input_grad,
+            )
+        else:
+            dx, dgamma, dbeta = ops.batch_norm_train_grad(
+                dy,
+                x,
+                self._opt("gamma"),
+                epsilon=self.epsilon,
+                mean=mean,
+                var=var,
+                y=y,
+                activation=act,
+                need_dx=self.need_input_grad,
+            )
+            if self.trainable:
+                if self.scale:
+                    self._store_grad("gamma", dgamma)
+                if self.center:
+                    self._store_grad("beta", dbeta)
+        return None if dx is None else dx.astype(self.dtype, copy=False)
 
     def get_config(self):
         config = super().get_config()

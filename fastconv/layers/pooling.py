@@ -1,29 +1,40 @@
-"""Pooling layers: MaxPooling2D (alias MaxPool2D), AveragePooling2D, GlobalAveragePooling2D.
+"""Pooling layers: MaxPooling2D (alias MaxPool2D), AveragePooling2D (alias AvgPool2D),
+GlobalAveragePooling2D, GlobalMaxPooling2D.
 
-All pooling goes through :mod:`fastconv.ops`. Output sizes follow Keras:
-"valid" ``(H - pool) // stride + 1``, "same" ``ceil(H / stride)``; "same" max
-pooling pads with ``-inf`` and "same" average pooling divides by the number of
-real pixels in each window (TensorFlow's rule, ``count_include_pad=False``).
-The layers cache their input in training (the ops' backward takes x).
+All pooling goes through :mod:`fastconv.ops`. Output sizes follow Keras
+(``_shapes.layer_output_size``): "valid" ``(H - pool) // stride + 1``, "same"
+``ceil(H / stride)``; "same" max pooling pads with ``-inf`` and "same" average
+pooling divides by the number of real pixels in each window (TensorFlow's rule,
+``count_include_pad=False``). The layers cache their input in training (the ops'
+backward takes x).
 """
 
 from __future__ import annotations
 
 from fastconv import ops
+from fastconv._shapes import layer_output_size
 from fastconv.layers.base import (
     Layer,
     check_data_format,
-    conv_output_length,
     normalize_padding,
     normalize_tuple,
     register_layer,
 )
 
-__all__ = ["AveragePooling2D", "AvgPool2D", "GlobalAveragePooling2D", "MaxPool2D", "MaxPooling2D"]
+__all__ = [
+    "AveragePooling2D",
+    "AvgPool2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "MaxPool2D",
+    "MaxPooling2D",
+]
 
 
 class _Pooling2D(Layer):
     input_ndim = 4
+    _forward_op = None  # ops.max_pool2d / ops.avg_pool2d
+    _grad_op = None
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -35,7 +46,7 @@ class _Pooling2D(Layer):
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
         out = [
-            conv_output_length(n, k, self.padding, s)
+            layer_output_size(n, k, self.padding, s)
             for n, k, s in zip(input_shape[:2], self.pool_size, self.strides)
         ]
         if any(o is not None and o <= 0 for o in out):
@@ -56,9 +67,7 @@ class _Pooling2D(Layer):
 
     def call_backward(self, dy):
         x = self._need_cache()
-        if not self.need_input_grad:
-            return None
-        return self._backward_op(dy, x, self.pool_size, **self._kw())
+        return self._grad_op(dy, x, self.pool_size, **self._kw(), need_dx=self.need_input_grad)
 
     def get_config(self):
         config = super().get_config()
@@ -81,8 +90,8 @@ class MaxPooling2D(_Pooling2D):
     Gradient ties go to the first maximum of a window (row-major), as PyTorch.
     """
 
-    _forward_op = staticmethod(lambda *a, **k: ops.max_pool2d(*a, **k))
-    _backward_op = staticmethod(lambda *a, **k: ops.max_pool2d_grad(*a, **k))
+    _forward_op = staticmethod(ops.max_pool2d)
+    _grad_op = staticmethod(ops.max_pool2d_grad)
 
 
 @register_layer
@@ -90,20 +99,20 @@ class MaxPooling2D(_Pooling2D):
 class AveragePooling2D(_Pooling2D):
     """Average pooling (Keras ``AveragePooling2D``): x ``(N, H, W, C)`` -> ``(N, OH, OW, C)``."""
 
-    _forward_op = staticmethod(lambda *a, **k: ops.avg_pool2d(*a, **k))
-    _backward_op = staticmethod(lambda *a, **k: ops.avg_pool2d_grad(*a, **k))
+    _forward_op = staticmethod(ops.avg_pool2d)
+    _grad_op = staticmethod(ops.avg_pool2d_grad)
 
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 
-@register_layer
-class GlobalAveragePooling2D(Layer):
-    """Mean over H and W (Keras ``GlobalAveragePooling2D``): ``(N, H, W, C)`` -> ``(N, C)``
-    (or ``(N, 1, 1, C)`` with ``keepdims=True``)."""
+class _GlobalPooling2D(Layer):
+    """``(N, H, W, C)`` -> ``(N, C)`` (or ``(N, 1, 1, C)`` with ``keepdims=True``) by one op."""
 
     input_ndim = 4
+    _forward_op = None  # ops.global_avg_pool2d / ops.global_max_pool2d: (N, H, W, C) -> (N, C)
+    _grad_op = None
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
@@ -117,18 +126,36 @@ class GlobalAveragePooling2D(Layer):
     def call(self, x, training=False):
         if training:
             self._cache = x
-        y = ops.global_avg_pool2d(x)
+        y = self._forward_op(x)
         return y.reshape(y.shape[0], 1, 1, y.shape[1]) if self.keepdims else y
 
     def call_backward(self, dy):
         x = self._need_cache()
-        if not self.need_input_grad:
-            return None
-        if self.keepdims:
-            dy = dy.reshape(dy.shape[0], dy.shape[-1])
-        return ops.global_avg_pool2d_grad(dy, x)
+        dy = dy.reshape(dy.shape[0], dy.shape[-1])
+        return self._grad_op(dy, x, need_dx=self.need_input_grad)
 
     def get_config(self):
         config = super().get_config()
         config.update({"data_format": "channels_last", "keepdims": self.keepdims})
         return config
+
+
+@register_layer
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over H and W (Keras ``GlobalAveragePooling2D``): ``(N, H, W, C)`` -> ``(N, C)``
+    (or ``(N, 1, 1, C)`` with ``keepdims=True``)."""
+
+    _forward_op = staticmethod(ops.global_avg_pool2d)
+    _grad_op = staticmethod(ops.global_avg_pool2d_grad)
+
+
+@register_layer
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Maximum over H and W (Keras ``GlobalMaxPooling2D``): ``(N, H, W, C)`` -> ``(N, C)``
+    (or ``(N, 1, 1, C)`` with ``keepdims=True``). Gradient ties go to the first maximum."""
+
+    _forward_op = staticmethod(ops.global_max_pool2d)
+    _grad_op = staticmethod(ops.global_max_pool2d_grad)
+
+    def _check_input(self, x):
+        self._check_channels(x)

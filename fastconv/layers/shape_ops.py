@@ -1,8 +1,7 @@
-"""Shape layers: Reshape, GlobalMaxPooling2D, ChannelShuffle.
+"""Shape layers: Reshape, ChannelShuffle.
 
-Reshape and ChannelShuffle are views / transposes in NumPy (no arithmetic);
-GlobalMaxPooling2D is one ``ops.max_pool2d`` whose window is the whole image,
-so its gradient (ties to the first maximum, row-major) is ``ops.max_pool2d_grad``.
+Reshape and ChannelShuffle are views / transposes in NumPy (no arithmetic).
+(GlobalMaxPooling2D lives in layers/pooling.py beside GlobalAveragePooling2D.)
 """
 
 from __future__ import annotations
@@ -11,10 +10,9 @@ import math
 
 import numpy as np
 
-from fastconv import ops
-from fastconv.layers.base import Layer, check_data_format, register_layer, shape_str
+from fastconv.layers.base import Layer, register_layer, shape_str
 
-__all__ = ["ChannelShuffle", "GlobalMaxPooling2D", "Reshape"]
+__all__ = ["ChannelShuffle", "Reshape"]
 
 
 @register_layer
@@ -78,44 +76,6 @@ class Reshape(Layer):
     def get_config(self):
         config = super().get_config()
         config["target_shape"] = list(self.target_shape)
-        return config
-
-
-@register_layer
-class GlobalMaxPooling2D(Layer):
-    """Maximum over H and W (Keras ``GlobalMaxPooling2D``): ``(N, H, W, C)`` -> ``(N, C)``
-    (or ``(N, 1, 1, C)`` with ``keepdims=True``). Gradient ties go to the first maximum."""
-
-    input_ndim = 4
-
-    def __init__(self, data_format=None, keepdims=False, **kwargs):
-        super().__init__(**kwargs)
-        check_data_format(data_format)
-        self.keepdims = bool(keepdims)
-
-    def compute_output_shape(self, input_shape):
-        self._check_rank(input_shape)
-        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
-
-    def _check_input(self, x):
-        self._check_channels(x)
-
-    def call(self, x, training=False):
-        if training:
-            self._cache = x
-        y = ops.max_pool2d(x, x.shape[1:3])
-        return y if self.keepdims else y.reshape(y.shape[0], y.shape[3])
-
-    def call_backward(self, dy):
-        x = self._need_cache()
-        if not self.need_input_grad:
-            return None
-        dy = dy.reshape(dy.shape[0], 1, 1, dy.shape[-1])
-        return ops.max_pool2d_grad(dy, x, x.shape[1:3])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"data_format": "channels_last", "keepdims": self.keepdims})
         return config
 
 

@@ -13,6 +13,18 @@ from fastconv.ops.pool import (  # noqa: F401
     avg_pool2d_grad,
     global_avg_pool2d,
     global_avg_pool2d_grad,
+    global_max_pool2d,
+    global_max_pool2d_grad,
     max_pool2d,
     max_pool2d_grad,
+)
+from fastconv.ops.norm import (  # noqa: F401
+    batch_norm,
+    batch_norm_grad,
+    batch_norm_train,
+    batch_norm_train_grad,
+    relu,
+    relu6,
+    relu6_grad,
+    relu_grad,
 )

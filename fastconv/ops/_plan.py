@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-MAX_TAPS = 64  # kernel extent per axis that the C geometry holds
+from fastconv._kernels import conv as _kc
+
+MAX_TAPS = _kc.MAX_TAPS  # kernel extent per axis that the C geometry holds (FC_MAXT, src/conv_geom.h)
+RB = _kc.RB              # output pixels per register tile (FC_RB, src/conv_geom.h)
 
 # The kernels keep the geometry of a call in 32-bit ints (src/conv_geom.h: extents, positions, tap
 # offsets, channel counts, reduction lengths) and form every product of two of them in 64-bit
@@ -98,6 +101,106 @@ def input_grad_plans(in_hw, k_hw, stride, pad_tl, dilation) -> tuple[GatherPlan,
     return tuple(plans)
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """How the gather kernel walks one GatherPlan's output (src/conv_impl.h).
+
+    rowtiles: tiles of RB pixels aligned to output rows (else flattened over N*OH*OW);
+    mergex: the column taps are consecutive input columns in kernel order, merged into one
+    reduction per kernel row; rowseg: copy the input rows a whole output row reads (few input
+    channels), chunks are whole rows; path: "rowk" (rowseg with the constant-shape rows of
+    fc_rowk), "rowseg" or "tiles", None without pixels; ntiles: tiles of the plan; tb: tiles per
+    chunk of the dynamic schedule.
+    """
+    ntiles: int
+    tb: int
+    rowtiles: bool
+    mergex: bool
+    rowseg: bool
+    path: str | None
+
+
+# rowseg only for this few input channels per group, and rows at most this wide
+ROWSEG_MAX_CR = 16
+ROWSEG_MAX_OW = 1024
+TILE_L2_BYTES = 131072  # input a chunk of tiles reads, kept in L2 across the output-channel blocks
+TILE_MAX_TB = 8
+
+
+@lru_cache(maxsize=1024)
+def tile_plan(g: GatherPlan, N: int, KW: int, ICt: int, Cr: int, itemsize: int, threads: int) -> TilePlan:
+    """The tile layout of gather convolution `g` over N images of ICt input channels, Cr of them
+    reduced per group, for `threads` threads (was _tile_plan in src/conv.pyx)."""
+    OH, OW, _, _, _, _, _, ax = g.grid
+    nty, ntx = len(g.taps_y), len(g.taps_x)
+    mergex = (ntx == KW and ICt == Cr
+              and all(k == i and b == g.taps_x[0][0] + i for i, (b, k) in enumerate(g.taps_x)))
+    P = N * OH * OW
+    if P == 0:
+        return TilePlan(0, 1, False, mergex, False, None)
+    # row-aligned tiles on wide maps (only edge tiles need a gathered segment); flattened tiles on
+    # narrow ones, where a partial tile per row would waste too many register-tile slots
+    rowtiles = OW % RB == 0 or OW >= 4 * RB
+    tpr = -(-OW // RB)
+    ntiles = N * OH * tpr if rowtiles else -(-P // RB)
+    # tiles per chunk: the input they read stays within ~128 KiB (in L2) across the passes over the
+    # output-channel blocks, and one block of packed weights is reused across all of them
+    bspan = 1
+    if ntx:
+        bspan = max(b for b, _ in g.taps_x) - min(b for b, _ in g.taps_x) + 1
+    patch = nty * max(ntx * RB, (RB - 1) * ax + bspan) * Cr * itemsize
+    tb = max(1, min(TILE_MAX_TB, TILE_L2_BYTES // max(patch, 1)))
+    rows = N * OH
+    # few input channels: copying the rows a whole output row reads is cheap next to its arithmetic,
+    # and spares every tile its own edge handling (first layers)
+    rowseg = rowtiles and Cr <= ROWSEG_MAX_CR and OW <= ROWSEG_MAX_OW and rows >= 2 * threads
+    path = "tiles"
+    if rowseg:
+        # chunks of whole rows, about 16 per thread: a row is only a few microseconds of work, and
+        # taking one chunk from the shared counter per row cost ~10 % with two threads (tb is an
+        # int of the kernel: at most 2**20 rows per chunk)
+        tb = tpr * min(2**20, max(1, rows // (16 * threads)))
+        path = "rowseg"
+        # merged column taps on consecutive kernel rows: the constant-shape rows of fc_rowk
+        if (mergex and all(k == g.taps_y[0][1] + i for i, (_, k) in enumerate(g.taps_y))
+                and _kc.rowk_shape(ntx * Cr, ax * Cr)):
+            path = "rowk"
+    return TilePlan(ntiles, tb, rowtiles, mergex, rowseg, path)
+
+
+# Narrow-output kernel (src/conv_narrow_impl.h): for gather convs with at most this many output
+# channels per group it vectorises over the reduction channels instead of the outputs.
+NARROW_MAX_KO = _kc.NARROW_MAX_KO  # FC_NK_MAXKO, src/conv_narrow_impl.h
+
+
+def use_narrow(Cr: int, Ko: int, vlen: int) -> bool:
+    """Whether a gather conv reducing Cr channels into Ko outputs (per group) runs the narrow
+    kernel, whose vectors hold vlen reduction channels (narrow_vlen of the SIMD level and dtype)."""
+    return Ko <= NARROW_MAX_KO and Cr >= vlen
+
+
+@dataclass(frozen=True)
+class WgradPlan:
+    """Weight gradient of conv2d: rows (n, oh) of dy cut into nchunks chunks (each summed into its
+    own partial, added in chunk order), rblk rows per block inside a chunk."""
+    nchunks: int
+    threads: int
+    rblk: int
+
+
+WGRAD_BLOCK_BYTES = 262144  # a block's dy rows and padded x rows
+WGRAD_MIN_CHUNKS = 4        # up to this many threads give bit-identical results
+
+
+@lru_cache(maxsize=256)
+def wgrad_plan(rows: int, OW: int, K: int, C: int, KW: int, sw: int, dil_w: int, itemsize: int,
+               threads: int) -> WgradPlan:
+    row_bytes = (OW * K + ((OW - 1) * sw + (KW - 1) * dil_w + 1) * C) * itemsize
+    rblk = max(1, min(64, WGRAD_BLOCK_BYTES // max(row_bytes, 1)))
+    nchunks = max(1, min(rows, max(WGRAD_MIN_CHUNKS, threads)))
+    return WgradPlan(nchunks, max(1, min(threads, nchunks)), rblk)
+
+
 def forward_packing(KH, KW, Cg, K, G):
     """Packing arguments (Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko) of a (KH, KW, Cg, K) weight, forward."""
     Kg = K // G
@@ -108,3 +211,67 @@ def input_grad_packing(KH, KW, Cg, K, G):
     """Same weight packed for the input gradient: reduce over k, produce c."""
     Kg = K // G
     return Kg, Cg, KW * Cg * K, Cg * K, Kg, 1, K
+
+
+# ---------------------------------------------------------------------------------------------
+# The row split every wrapper runs (src/_parallel.pxd run_chunks): `units` cut into `nchunks`
+# contiguous chunks [units*j // nchunks, units*(j+1) // nchunks), run by `threads` threads.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    units: int     # rows (or elements) of the job
+    nchunks: int   # contiguous chunks; the schedule hands them out
+    threads: int   # threads of the parallel region (<= nchunks)
+    dynamic: bool  # dynamic schedule (chunks taken from a shared counter) or one static chunk per thread
+
+    def bounds(self, j: int) -> tuple[int, int]:
+        """Units [u0, u1) of chunk j (what run_chunks computes)."""
+        return self.units * j // self.nchunks, self.units * (j + 1) // self.nchunks
+
+
+def static_split(units: int, threads: int) -> RowSplit:
+    """One contiguous range of units per thread (depthwise, pooling: every unit costs the same)."""
+    threads = max(1, min(threads, units))
+    return RowSplit(units, threads, threads, False)
+
+
+# norm family (src/norm.pyx): elements per reduction chunk (a shape-only choice: it fixes the order
+# of the float64 sums, so the statistics do not depend on the thread count) and per element-wise
+# chunk; at most NORM_MAX_CHUNKS partials are kept.
+NORM_REDUCE_ELEMS = 32768
+NORM_PASS_ELEMS = 65536
+NORM_MAX_CHUNKS = 64
+
+
+@lru_cache(maxsize=256)
+def norm_plan(rows: int, row_elems: int, reduce: bool, threads: int) -> RowSplit:
+    """Chunks of whole rows of about NORM_REDUCE_ELEMS (reductions) or NORM_PASS_ELEMS
+    (element-wise passes) elements: 1 <= chunks <= min(rows, NORM_MAX_CHUNKS), dynamic schedule."""
+    per = NORM_REDUCE_ELEMS if reduce else NORM_PASS_ELEMS
+    n = max(1, min(rows * row_elems // per, NORM_MAX_CHUNKS, rows))
+    return RowSplit(rows, n, max(1, min(threads, n)), True)
+
+
+# ---- kernel variants the depthwise and pooling kernels pick inside C (reported, tests assert) ----
+
+GENERIC_VECTOR_BYTES = 16  # the generic level's vectors (fc_dw_vector_bytes / fc_pool_vector_bytes)
+
+
+def depthwise_variant(K: int, M: int, itemsize: int) -> str:
+    """The row code src/depthwise_impl.h runs for K = C*M output channels: "scalar" when K is
+    narrower than a generic vector, "multiplier" (input rows expanded to K channels) for M > 1,
+    else "vector"."""
+    if K * itemsize < GENERIC_VECTOR_BYTES:
+        return "scalar"
+    return "multiplier" if M > 1 else "vector"
+
+
+def pool_backward_variant(k_hw, stride, saved_argmax: bool) -> str:
+    """src/pool_impl.h's backward: "argmax" (a saved argmax scattered per dx row), "fused"
+    (non-overlapping windows, stride >= window: one pass over output rows owning their band of dx
+    rows) or "gather" (overlapping windows: a gather per dx row)."""
+    if saved_argmax:
+        return "argmax"
+    return "fused" if stride[0] >= k_hw[0] and stride[1] >= k_hw[1] else "gather"

@@ -5,7 +5,10 @@ import math
 
 import numpy as np
 
-STREAM_BYTES = 4 << 20  # outputs this large are 64-byte aligned so kernels may stream them (src/*.pyx)
+from fastconv._kernels import runtime as _rt
+
+# outputs this large are 64-byte aligned so kernels may stream them (STREAM_MIN_BYTES, src/_parallel.pxd)
+STREAM_BYTES = _rt.STREAM_BYTES
 
 _FLOATS = (np.float32, np.float64)
 

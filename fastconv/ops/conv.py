@@ -96,36 +96,35 @@ def _pack(w, packing, G, isa):
     return wp
 
 
-# Narrow-output kernel (src/conv_narrow_impl.h): for gather convs with at most this many output
-# channels per group it vectorises over the reduction channels instead of the outputs.
-_NARROW_MAX_KO = 4
-_force_narrow: bool | None = None  # tests: True/False forces the choice, None picks by shape
-
-
-def _use_narrow(Cr, Ko, isa, dtype) -> bool:
-    """Whether a gather conv reducing Cr channels into Ko outputs (per group) runs the narrow kernel."""
-    if _force_narrow is not None:
-        return _force_narrow
-    return Ko <= _NARROW_MAX_KO and Cr >= _k.narrow_vlen(isa, dtype)
+_force_narrow: bool | None = None  # tests: True/False forces the narrow choice, None picks by shape
 
 
 def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
     """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out."""
     KH, KW = w.shape[:2]
     Cr, Ko = packing[:2]
-    paths = []
-    if _use_narrow(Cr, Ko, isa, w.dtype):
+    N, ICt = inp.shape[0], inp.shape[3]
+    tiles = [_plan.tile_plan(plan, N, KW, ICt, Cr, w.dtype.itemsize, threads) for plan in plans]
+    narrow = _force_narrow
+    if narrow is None:
+        narrow = _plan.use_narrow(Cr, Ko, _k.narrow_vlen(isa, w.dtype))
+    if narrow:
         wn = aligned_empty((_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko),), w.dtype)
         _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)
-        for plan in plans:
-            paths.append(_k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, KH, KW, G, Cr, Ko,
-                                        relu, isa, threads))
+        for plan, t in zip(plans, tiles):
+            _k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, t.mergex, KH, KW, G, Cr,
+                           Ko, relu, isa, threads)
+        path = "narrow" if any(t.path for t in tiles) else None
     else:
         wp = _pack(w, packing, G, isa)
-        paths.append(_k.gather_conv(inp, wp, bias, out, [plan.as_tuple() for plan in plans], KH, KW, G, Cr, Ko,
-                                    relu, isa, threads))
-    # the path of the first phase that had pixels ("narrow", "rowk", "rowseg" or "tiles")
-    _dispatch.last_kernel[op] = next((p for p in paths if p), "none")
+        _k.gather_conv(inp, wp, bias, out,
+                       [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg)
+                        for plan, t in zip(plans, tiles)],
+                       KH, KW, G, Cr, Ko, relu, isa, threads)
+        # the path of the first phase that had pixels
+        path = next((t.path for t in tiles if t.path), None)
+    # "narrow", "rowk", "rowseg" or "tiles"; "none" when no plan had a pixel
+    _dispatch.last_kernel[op] = path or "none"
 
 
 def _pointwise(a: _ConvArgs) -> bool:
@@ -183,9 +182,12 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     dw = np.empty(a.w.shape, dtype=a.dtype)
     db = np.empty(a.w.shape[3], dtype=a.dtype)
     isa = _dispatch.level_for(op, a.dtype)
-    KH, KW, Cg, _ = a.w.shape
+    KH, KW, Cg, K = a.w.shape
+    N, OH, OW = dy.shape[:3]
+    wp = _plan.wgrad_plan(N * OH, OW, K, x.shape[3], KW, a.stride[1], a.dilation[1], x.dtype.itemsize,
+                          _dispatch.threads_for(dy.size * KH * KW * Cg))
     _k.weight_grad(x, dy, dw, db, a.stride[0], a.stride[1], a.pads[0][0], a.pads[1][0],
-                   a.dilation[0], a.dilation[1], a.groups, isa, _dispatch.threads_for(dy.size * KH * KW * Cg))
+                   a.dilation[0], a.dilation[1], a.groups, wp.nchunks, wp.rblk, isa, wp.threads)
     return dw, db
 
 
@@ -268,8 +270,12 @@ def conv_transpose2d(x, w, bias=None, *, stride=1, padding=0, output_padding=0, 
     return _input_grad(a, x, bias, op)
 
 
-def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
-    """Gradients of conv_transpose2d: dy (N, H_out, W_out, C_out) -> (dx, dw, db)."""
+def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                          need_dx=True):
+    """Gradients of conv_transpose2d: dy (N, H_out, W_out, C_out) -> (dx, dw, db).
+
+    need_dx=False skips the input gradient and returns dx=None.
+    """
     op = "conv_transpose2d_grad"
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
@@ -277,7 +283,7 @@ def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, di
     a = _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups)
     check_dy(op, dy, a.x_shape)
     # dx = conv2d(dy, w) on the conv problem whose input is dy's shape and output is x's shape
-    dx = _forward(a, dy, None, False, op)
+    dx = _forward(a, dy, None, False, op) if need_dx else None
     dw, _ = _weight_grad(a, dy, x, op)
     db = np.empty(a.x_shape[3], dtype=x.dtype)
     _k.channel_sum(dy.reshape(-1, a.x_shape[3]), db)

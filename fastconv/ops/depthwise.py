@@ -12,6 +12,7 @@ import numpy as np
 from fastconv import _dispatch
 from fastconv._kernels import depthwise as _k
 from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
+from fastconv.ops import _plan as _plans
 from fastconv.ops._validate import (
     as_float_array,
     check_bias,
@@ -117,6 +118,7 @@ def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, p.y_shape[3], w.shape)
     y = empty_output(p.y_shape, x.dtype)
+    _dispatch.last_kernel[op] = _plans.depthwise_variant(p.y_shape[3], w.shape[3], x.dtype.itemsize)
     if y.size:
         _k.forward(x, w, bias, y, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(y.size * p.taps))
     return y
@@ -138,5 +140,6 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=
     dx = empty_output(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, dtype=x.dtype)
     db = np.empty(p.y_shape[3], dtype=x.dtype)
+    _dispatch.last_kernel[op] = _plans.depthwise_variant(p.y_shape[3], w.shape[3], x.dtype.itemsize)
     _k.backward(x, dy, w, dx, dw, db, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(2 * dy.size * p.taps))
     return dx, dw, db

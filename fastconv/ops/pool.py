@@ -14,6 +14,7 @@ import numpy as np
 from fastconv import _dispatch
 from fastconv._kernels import pool as _k
 from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
+from fastconv.ops import _plan as _plans
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
 
 
@@ -116,18 +117,22 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
         _check_argmax_plane(op, p, "return_argmax")
     y = empty_output(p.y_shape, x.dtype)
     am = np.empty(p.y_shape, dtype=np.int32) if return_argmax else None
+    _dispatch.last_kernel[op] = "window"
     if y.size:
         _k.max_forward(x, y, am, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
     return (y, am) if return_argmax else y
 
 
-def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None):
+def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None, need_dx=True):
     """Gradient of max_pool2d with respect to x: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C).
 
     Each output's gradient goes to the first maximum of its window in row-major (kh, kw) order.
     argmax: optional int32 array from max_pool2d(..., return_argmax=True) for the same x.
+    need_dx=False returns None (the op family's common flag; pooling has no other gradient).
     """
     op = "max_pool2d_grad"
+    if not need_dx:
+        return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, pool_size, stride, padding)
@@ -140,6 +145,7 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None):
             raise ValueError(f"{op}: argmax must have the output's shape {p.y_shape}. "
                              f"Received: argmax.shape={argmax.shape}")
     dx = empty_output(x.shape, x.dtype)
+    _dispatch.last_kernel[op] = _plans.pool_backward_variant(p.k, p.stride, argmax is not None)
     if dx.size:
         _k.max_backward(x, dy, argmax, dx, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
     return dx
@@ -159,19 +165,24 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     x = as_float_array(op, "x", x)
     p = _plan(op, x, pool_size, stride, padding)
     y = empty_output(p.y_shape, x.dtype)
+    _dispatch.last_kernel[op] = "window"
     if y.size:
         _k.avg_forward(x, y, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
     return y
 
 
-def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
-    """Gradient of avg_pool2d: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C)."""
+def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, need_dx=True):
+    """Gradient of avg_pool2d: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C) (None when
+    need_dx=False)."""
     op = "avg_pool2d_grad"
+    if not need_dx:
+        return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
     p = _plan(op, x, pool_size, stride, padding)
     check_dy(op, dy, p.y_shape)
     dx = empty_output(x.shape, x.dtype)
+    _dispatch.last_kernel[op] = _plans.pool_backward_variant(p.k, p.stride, False)
     if dx.size:
         _k.avg_backward(dy, dx, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
     return dx
@@ -194,19 +205,49 @@ def global_avg_pool2d(x):
     x = as_float_array(op, "x", x)
     _check_pixels(op, x)
     y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
+    _dispatch.last_kernel[op] = "global"
     if y.size:
         _k.global_avg_forward(x, y, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return y
 
 
-def global_avg_pool2d_grad(dy, x):
-    """Gradient of global_avg_pool2d: dy (N, C), x (N, H, W, C) -> dx = dy / (H*W) on every pixel."""
+def global_avg_pool2d_grad(dy, x, *, need_dx=True):
+    """Gradient of global_avg_pool2d: dy (N, C), x (N, H, W, C) -> dx = dy / (H*W) on every pixel
+    (None when need_dx=False)."""
     op = "global_avg_pool2d_grad"
+    if not need_dx:
+        return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
     _check_pixels(op, x)
     check_dy(op, dy, (x.shape[0], x.shape[3]))
     dx = empty_output(x.shape, x.dtype)  # like every other dx: aligned for streamed stores
+    _dispatch.last_kernel[op] = "global"
     if dx.size:
         _k.global_avg_backward(dy, dx, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
     return dx
+
+
+def global_max_pool2d(x):
+    """Maximum over the spatial axes: x (N, H, W, C) -> y (N, C); max_pool2d with the whole image
+    as its window.
+
+    >>> global_max_pool2d(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+    array([[6., 7.]], dtype=float32)
+    """
+    x = as_float_array("global_max_pool2d", "x", x)
+    check_rank("global_max_pool2d", "x", x, 4, "NHWC (N, H, W, C)")
+    y = max_pool2d(x, x.shape[1:3])
+    return y.reshape(y.shape[0], y.shape[3])
+
+
+def global_max_pool2d_grad(dy, x, *, need_dx=True):
+    """Gradient of global_max_pool2d: dy (N, C), x (N, H, W, C) -> dx, dy at the first maximum of
+    each channel (row-major), 0 elsewhere (None when need_dx=False)."""
+    if not need_dx:
+        return None
+    x = as_float_array("global_max_pool2d_grad", "x", x)
+    check_rank("global_max_pool2d_grad", "x", x, 4, "NHWC (N, H, W, C)")
+    dy = np.asarray(dy)
+    check_dy("global_max_pool2d_grad", dy, (x.shape[0], x.shape[3]))
+    return max_pool2d_grad(dy.reshape(dy.shape[0], 1, 1, dy.shape[1]), x, x.shape[1:3])

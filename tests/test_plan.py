@@ -1,0 +1,135 @@
+"""The plan step (fastconv/ops/_plan.py) on its own: tile layout, row segments, the rowk choice,
+the narrow-kernel choice, tiles per chunk, thread splits and the int-geometry checks."""
+import pytest
+
+from fastconv._kernels import conv as _kc
+from fastconv.ops import _plan as P
+
+F32 = 4
+
+
+def _fwd(OH, OW, k=3, pad=1, dil=1, stride=1):
+    return P.forward_plan((OH, OW), (k, k), (stride, stride), (pad, pad), (dil, dil))
+
+
+def test_constants_come_from_the_c_geometry():
+    assert P.MAX_TAPS == _kc.MAX_TAPS == 64
+    assert P.RB == _kc.RB == 6
+    assert P.NARROW_MAX_KO == _kc.NARROW_MAX_KO == 4
+
+
+@pytest.mark.parametrize("OW, rowtiles", [(12, True), (6, True), (28, True), (24, True), (7, False),
+                                          (23, False), (1, False)])
+def test_tile_layout_rows_or_flat(OW, rowtiles):
+    t = P.tile_plan(_fwd(5, OW), 2, 3, 64, 64, F32, 1)
+    assert t.rowtiles == rowtiles
+    if rowtiles:
+        assert t.ntiles == 2 * 5 * -(-OW // 6)  # whole rows, a partial tile at each row's end
+    else:
+        assert t.ntiles == -(-2 * 5 * OW // 6)  # flattened over N*OH*OW
+    assert t.path == "tiles"  # 64 channels: no row segments
+
+
+def test_no_pixels_no_path():
+    t = P.tile_plan(_fwd(0, 12), 2, 3, 8, 8, F32, 1)
+    assert t.ntiles == 0 and t.path is None
+
+
+def test_rowseg_for_few_channels_and_enough_rows():
+    g = _fwd(28, 28)
+    t = P.tile_plan(g, 4, 3, 3, 3, F32, 2)
+    assert t.rowseg and t.mergex
+    assert t.path == ("rowk" if _kc.rowk_shape(3 * 3, 3) else "rowseg")
+    # chunks of whole rows, about 16 per thread
+    assert t.tb == 5 * max(1, (4 * 28) // (16 * 2))
+    # too few rows for the threads, too many channels, too wide a row, flat tiles: no row segments
+    assert not P.tile_plan(_fwd(1, 28), 1, 3, 3, 3, F32, 2).rowseg
+    assert not P.tile_plan(g, 4, 3, 17, 17, F32, 2).rowseg
+    assert P.tile_plan(g, 4, 3, 16, 16, F32, 2).rowseg
+    assert not P.tile_plan(_fwd(2, 1030), 4, 3, 3, 3, F32, 1).rowseg
+    assert not P.tile_plan(_fwd(28, 7), 4, 3, 3, 3, F32, 1).rowseg
+
+
+def test_rowk_needs_merged_consecutive_taps():
+    # dilation 2: the column taps are not consecutive input columns, so no merged rows, no rowk
+    t = P.tile_plan(_fwd(28, 28, dil=2, pad=2), 4, 3, 3, 3, F32, 1)
+    assert t.rowseg and not t.mergex and t.path == "rowseg"
+    # grouped input (ICt != Cr): the merged run would cross into another group's channels
+    t = P.tile_plan(_fwd(28, 28), 4, 3, 6, 3, F32, 1)
+    assert not t.mergex and t.path == "rowseg"
+
+
+def test_input_gradient_phases_flip_columns_and_merge():
+    plans = P.input_grad_plans((28, 28), (3, 3), (1, 1), (1, 1), (1, 1))
+    assert len(plans) == 1 and P.flips_columns((1, 1), (1, 1))
+    assert P.tile_plan(plans[0], 2, 3, 4, 4, F32, 1).mergex
+    plans = P.input_grad_plans((28, 28), (3, 3), (2, 2), (1, 1), (1, 1))
+    assert len(plans) == 4 and not P.flips_columns((2, 2), (1, 1))
+
+
+@pytest.mark.parametrize("Cr, itemsize, tb", [(64, 4, 8), (64, 8, 4), (512, 4, 1), (128, 4, 4)])
+def test_tiles_per_chunk_keep_the_input_in_l2(Cr, itemsize, tb):
+    # patch = taps_y * max(taps_x * RB, (RB - 1) * ax + span) * Cr * itemsize; tb = 128 KiB // patch
+    t = P.tile_plan(_fwd(14, 14), 8, 3, Cr, Cr, itemsize, 2)
+    assert t.tb == tb == max(1, min(8, 131072 // (3 * 18 * Cr * itemsize)))
+
+
+@pytest.mark.parametrize("Cr, Ko, vlen, narrow", [
+    (16, 4, 8, True),     # AVX2 float32: 8 channels per vector
+    (8, 4, 8, True),
+    (7, 4, 8, False),     # less than one vector of reduction channels
+    (16, 5, 8, False),    # too many outputs
+    (8, 1, 16, False),    # AVX-512 float32 needs 16
+    (16, 1, 16, True),
+    (4, 2, 4, True),      # generic float32
+    (2, 2, 2, True),      # generic float64
+])
+def test_narrow_choice_per_vector_length(Cr, Ko, vlen, narrow):
+    assert P.use_narrow(Cr, Ko, vlen) == narrow
+
+
+@pytest.mark.parametrize("rows, threads, nchunks, used", [(100, 1, 4, 1), (100, 2, 4, 2), (100, 8, 8, 8),
+                                                          (3, 2, 3, 2), (1, 4, 1, 1)])
+def test_weight_gradient_thread_split(rows, threads, nchunks, used):
+    w = P.wgrad_plan(rows, 28, 64, 64, 3, 1, 1, F32, threads)
+    assert (w.nchunks, w.threads) == (nchunks, used)
+    assert 1 <= w.rblk <= 64
+
+
+def test_norm_row_split():
+    s = P.norm_plan(9000, 17, True, 2)  # 153000 elements, 32768 per reduction chunk
+    assert (s.nchunks, s.threads, s.dynamic) == (4, 2, True)
+    assert P.norm_plan(9000, 17, False, 2).nchunks == 2
+    assert P.norm_plan(10**7, 64, True, 2).nchunks == P.NORM_MAX_CHUNKS
+    assert P.norm_plan(3, 10**6, True, 2).nchunks == 3  # at most one chunk per row
+    assert P.norm_plan(5, 3, False, 2) == P.RowSplit(5, 1, 1, True)
+    # the chunk count depends on the shape only (bit-identical sums for any thread count)
+    assert P.norm_plan(9000, 17, True, 1).nchunks == P.norm_plan(9000, 17, True, 7).nchunks
+
+
+@pytest.mark.parametrize("units, nchunks", [(10, 3), (7, 7), (2**33 + 5, 64)])
+def test_row_split_bounds_tile_the_units(units, nchunks):
+    s = P.RowSplit(units, nchunks, 2, True)
+    bounds = [s.bounds(j) for j in range(nchunks)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == units
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(lo < hi for lo, hi in bounds)
+    assert P.static_split(3, 8) == P.RowSplit(3, 3, 3, False)
+
+
+def test_int_geometry_checks():
+    P.check_int_geometry("op", [("input height", 2**30 - 1), ("batch size", 2**31 - 1)])
+    with pytest.raises(ValueError, match=r"input height must be below 2\*\*30.*input height=1073741824"):
+        P.check_int_geometry("op", [("input height", 2**30)])
+    with pytest.raises(ValueError, match=r"batch size must be below 2\*\*31"):
+        P.check_int_geometry("op", [("batch size", 2**31)], " (x.shape=...)")
+
+
+def test_depthwise_and_pool_variants():
+    assert P.depthwise_variant(3, 1, 4) == "scalar"
+    assert P.depthwise_variant(4, 1, 4) == "vector"
+    assert P.depthwise_variant(2, 1, 8) == "vector"
+    assert P.depthwise_variant(8, 2, 4) == "multiplier"
+    assert P.pool_backward_variant((2, 2), (2, 2), False) == "fused"
+    assert P.pool_backward_variant((3, 3), (2, 2), False) == "gather"
+    assert P.pool_backward_variant((2, 2), (2, 2), True) == "argmax"
