@@ -535,7 +535,7 @@ def test_new_activation_gradients(name):
 
 @pytest.mark.parametrize("name", ["swish", "hard_swish", "gelu", "relu6"])
 def test_fused_activation_in_conv_gradient(name):
-    from test_layers import fd_check  # tests/ is on sys.path under pytest
+    from layercheck import fd_check  # tests/ is on sys.path under pytest
 
     fd_check(L.Conv2D(3, 3, padding="same", activation=name, **F64), rand(2, 4, 4, 2), k=6)
 

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_layers import fd_check
+from layercheck import fd_check  # tests/layercheck.py
 
 from fastconv import layers as L
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_layers import fd_check
+from layercheck import fd_check  # tests/layercheck.py
 from test_layers_activation import roundtrip, x_img
 
 from fastconv import layers as L
