@@ -1,5 +1,6 @@
 """Layer checks shared by the layer tests (tests/ is on sys.path under pytest): finite-difference
-gradients, random inputs, a small ResNet block, and the shape / weight / config contracts each
+gradients, random inputs (``x_img()``: the image the Keras references were computed on), a small
+ResNet block, config round trips, and the shape / weight / config contracts each
 tests/test_layers_<module>.py runs over its own table of cases.
 
 Gradient checks use the scalar loss ``sum(forward(x) * R) + regularization_loss()``
@@ -101,6 +102,19 @@ def config_round_trip(layer, in_shape):
     assert clone.get_config() == layer.get_config()
     x = rand(2, *in_shape).astype(layer.dtype)
     np.testing.assert_array_equal(clone(x), layer(x))
+    return clone
+
+
+def x_img():
+    """The (2, 4, 5, 3) input the Keras references were computed on."""
+    return (np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3) % 7 - 3.0) * 0.7
+
+
+def roundtrip(layer):
+    """Config-only round trip (no weights, no build): the clone's config equals the layer's."""
+    clone = L.deserialize(L.serialize(layer))
+    assert type(clone) is type(layer)
+    assert clone.get_config() == layer.get_config()
     return clone
 
 

@@ -2,7 +2,7 @@
 (already in fastconv) checked against Keras's numbers.
 
 The reference values were computed offline with Keras 3.15.1 (JAX backend) on the inputs below
-and are stored as literals; the tests do not import Keras.
+and are stored as literals (``x_img()`` is in tests/layercheck.py); the tests do not import Keras.
 """
 
 from __future__ import annotations
@@ -11,23 +11,11 @@ import warnings
 
 import numpy as np
 import pytest
-from layercheck import fd_check  # tests/layercheck.py
+from layercheck import fd_check, roundtrip, x_img  # tests/layercheck.py
 
 from fastconv import layers as L
 
 X2 = np.array([[-2.0, -0.5, 0.0, 0.5, 3.0]])
-
-
-def x_img():
-    """The (2, 4, 5, 3) input the Keras references were computed on."""
-    return (np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3) % 7 - 3.0) * 0.7
-
-
-def roundtrip(layer):
-    clone = L.deserialize(L.serialize(layer))
-    assert type(clone) is type(layer)
-    assert clone.get_config() == layer.get_config()
-    return clone
 
 
 def test_leaky_relu_matches_keras_default_slope_03():

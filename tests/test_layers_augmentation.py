@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_layers_activation import roundtrip
+from layercheck import roundtrip  # tests/layercheck.py
 
 from fastconv import layers as L
 

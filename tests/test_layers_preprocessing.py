@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layercheck import fd_check  # tests/layercheck.py
-from test_layers_activation import roundtrip, x_img
+from layercheck import fd_check, roundtrip, x_img  # tests/layercheck.py
 
 from fastconv import layers as L
 
