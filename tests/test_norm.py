@@ -1,7 +1,11 @@
 """BatchNormalization's compiled kernels (fastconv._kernels.norm) and the layer on top: against the
 NumPy reference (fastconv.reference.batch_norm_train*), finite differences in float64, training,
 inference and frozen modes, moving statistics, every SIMD path, 1 vs 2 threads, odd channel counts,
-batch 1, large means, empty batches, fused ReLU / ReLU6 and fully written outputs."""
+batch 1, large means, empty batches, fused ReLU / ReLU6 and fully written outputs.
+
+This is the norm family's kernel test (like test_conv.py, test_depthwise.py, test_pool.py); the ops
+between kernel and layer (fastconv/ops/norm.py) are tested on their own in test_ops_norm.py, and the
+layer's contract (shapes, weights, config) in test_layers_normalization.py."""
 import numpy as np
 import pytest
 from gradcheck import numeric_grad

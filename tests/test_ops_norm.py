@@ -1,5 +1,8 @@
 """The norm family's ops (fastconv/ops/norm.py): BatchNorm forward / backward and relu / relu6
-against the NumPy reference, the kernel variant each reports, and the need_dx flag."""
+against the NumPy reference, the kernel variant each reports, and the need_dx flag.
+
+The kernels under these ops (every SIMD path, 1 vs 2 threads, odd shapes, fully written outputs) and
+the BatchNormalization layer's modes are tested in test_norm.py."""
 import numpy as np
 import pytest
 
