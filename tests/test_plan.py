@@ -147,7 +147,8 @@ def test_depthwise_forward_plan():
     assert p.block_rows == 0
     # output rows (n, oh), one contiguous range per thread, static
     assert p.split == P.RowSplit(18, 2, 2, False)
-    assert P.depthwise_plan(_dw_geo(N=1, OH=1, H=1, k=1, p=0), 4, False, 4).split == P.RowSplit(1, 1, 1, False)
+    one_row = _dw_geo(N=1, OH=1, H=1, k=1, p=0)
+    assert P.depthwise_plan(one_row, 4, False, 4).split == P.RowSplit(1, 1, 1, False)
     assert P.depthwise_plan(_dw_geo(C=3, M=2), 4, False, 1).variant == "multiplier"
 
 
@@ -203,7 +204,8 @@ def test_pool_backward_units_agree_with_the_kernel():
         am = np.zeros((2, O, O, 4), np.int32) if saved else None
         _kp.max_backward(x, dy, am, np.empty_like(x), geo, plan.split.args(), 0)  # refuses other units
         with pytest.raises(ValueError, match="split"):
-            _kp.max_backward(x, dy, am, np.empty_like(x), geo, P.static_split(plan.split.units + 1, 2).args(), 0)
+            other = P.static_split(plan.split.units + 1, 2).args()
+            _kp.max_backward(x, dy, am, np.empty_like(x), geo, other, 0)
 
 
 @pytest.mark.parametrize("N, OH, OW, threads", [(2, 5, 200, 2), (1, 1, 1, 2), (4, 33, 96, 1), (8, 64, 97, 2),

@@ -190,7 +190,8 @@ def test_threads_agree_and_outputs_fully_written(level):
         outs = []
         geo = (n, h, w, c, oh, ow, k, k, s, s, ph, pw)
         for nt in (1, 2, 3):
-            fwd, bwd = _plan.pool_plan(geo + (0,), False, False, nt), _plan.pool_plan(geo + (0,), True, False, nt)
+            fwd = _plan.pool_plan(geo + (0,), False, False, nt)
+            bwd = _plan.pool_plan(geo + (0,), True, False, nt)
             assert fwd.split.threads == min(nt, n * oh)
             y = np.full((n, oh, ow, c), np.nan, np.float32)
             am = np.full((n, oh, ow, c), -5, np.int32)
@@ -198,12 +199,14 @@ def test_threads_agree_and_outputs_fully_written(level):
             dxm = np.full(x.shape, np.nan, np.float32)
             _k.max_backward(x, dy, None, dxm, geo + (0,), bwd.split.args(), isa)
             dxs = np.full(x.shape, np.nan, np.float32)  # from the saved argmax
-            _k.max_backward(x, dy, am, dxs, geo + (0,), _plan.pool_plan(geo + (0,), True, True, nt).split.args(), isa)
+            saved = _plan.pool_plan(geo + (0,), True, True, nt).split.args()
+            _k.max_backward(x, dy, am, dxs, geo + (0,), saved, isa)
             np.testing.assert_array_equal(dxs, dxm)
             ya = np.full_like(y, np.nan)
             _k.avg_forward(x, ya, geo + (0,), fwd.split.args(), isa)
             dxa = np.full(x.shape, np.nan, np.float32)
-            _k.avg_backward(dy, dxa, geo + (1,), _plan.pool_plan(geo + (1,), True, False, nt).split.args(), isa)
+            inc = _plan.pool_plan(geo + (1,), True, False, nt).split.args()
+            _k.avg_backward(dy, dxa, geo + (1,), inc, isa)
             g = np.full((n, c), np.nan, np.float32)
             gp = _plan.global_pool_plan(x.shape, False, 4, nt)
             _k.global_avg_forward(x, g, gp.geometry, gp.split.args(), gp.scratch_bytes, isa)

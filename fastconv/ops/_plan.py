@@ -1,9 +1,11 @@
-"""The plan step of the convolution family: from validated shapes to kernel geometry.
+"""The plan step of every op family: from validated shapes to kernel geometry and thread split.
 
-A plan is plain Python data (tap offsets, output grids, packing strides), computed once per call and
-unit-tested on its own; the kernels in src/conv_impl.h trust it.
+A plan is plain Python data (tap offsets, output grids, packing strides, row splits, the variant),
+computed once per call and unit-tested on its own (tests/test_plan.py); the kernel wrappers fill
+their C struct from it and run the loop (src/_parallel.pxd run_chunks).  Convolution: GatherPlan,
+TilePlan, WgradPlan, narrow_plan; depthwise: DepthwisePlan; pooling: PoolPlan; norm: norm_plan.
 
-Every member of the family is a *gather convolution* (src/conv_geom.h): output grid pixel (oy, ox)
+Every member of the convolution family is a *gather convolution* (src/conv_geom.h): output grid pixel (oy, ox)
 reads input position (oy*ay + by[i], ox*ax + bx[j]) through tap (i, j) with kernel index (ky[i], kx[j]).
 """
 from __future__ import annotations

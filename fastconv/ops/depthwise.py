@@ -132,5 +132,6 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=
     dw = np.empty(w.shape, dtype=x.dtype)
     db = np.empty(p.out_shape[3], dtype=x.dtype)
     _dispatch.last_kernel[op] = p.variant
-    _k.backward(x, dy, w, dx, dw, db, p.geometry, p.block_rows, p.split.args(), _dispatch.level_for(op, x.dtype))
+    _k.backward(x, dy, w, dx, dw, db, p.geometry, p.block_rows, p.split.args(),
+                _dispatch.level_for(op, x.dtype))
     return dx, dw, db

@@ -200,7 +200,8 @@ def global_avg_pool2d(x):
     y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
     _dispatch.last_kernel[op] = p.variant
     if y.size:
-        _k.global_avg_forward(x, y, p.geometry, p.split.args(), p.scratch_bytes, _dispatch.level_for(op, x.dtype))
+        _k.global_avg_forward(x, y, p.geometry, p.split.args(), p.scratch_bytes,
+                              _dispatch.level_for(op, x.dtype))
     return y
 
 
