@@ -1,14 +1,18 @@
 """The Fashion-MNIST selu CNN (435,306 parameters) and its SeparableConv2D variant (184,234):
 a VGG-style stack of "same" 3x3 convolutions with selu and lecun_normal initialisation.
 
-Reads Fashion-MNIST's four IDX files from ``--data DIR``; without it, the bundled MNIST digits.
+Reads Fashion-MNIST's four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, from the folder data/fashion of
+https://github.com/zalandoresearch/fashion-mnist) from ``--data DIR``. Without it, the same
+networks train on the bundled MNIST digits as a stand-in, and the first line of output says so.
 
+    python examples/fashion_selu_cnn.py                       # bundled MNIST stand-in
     python examples/fashion_selu_cnn.py --data ~/fashion-mnist --epochs 5
 """
 
 import argparse
 
-from _common import mnist
+from _common import fashion_mnist
 
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, SeparableConv2D
 from fastconv import Sequential
@@ -36,13 +40,20 @@ def selu_cnn(separable=False):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--data", default=None, metavar="DIR", help="Fashion-MNIST IDX files (default: bundled MNIST)"
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="directory of Fashion-MNIST's four IDX files (default: the bundled MNIST digits as a stand-in)",
     )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images")
     args = p.parse_args(argv)
 
-    (x_train, y_train), (x_val, y_val) = mnist(args.limit, path=args.data)
+    try:
+        ((x_train, y_train), (x_val, y_val)), source = fashion_mnist(args.data, args.limit)
+    except (FileNotFoundError, ValueError) as e:  # one line and exit status 2, not a traceback
+        p.error(f"--data: {e}")
+    print(f"Training on {source}: {len(x_train):,} train / {len(x_val):,} validation images")
     results = {}
     for separable in (False, True):
         model = selu_cnn(separable)

@@ -1,10 +1,15 @@
-"""Training callbacks (Keras names and semantics): History, ModelCheckpoint, EarlyStopping, CSVLogger.
+"""Training callbacks (Keras names and semantics): History, ModelCheckpoint, EarlyStopping, CSVLogger,
+LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN, BackupAndRestore.
 
 A callback sees ``self.model`` (set by ``fit``) and ``self.params`` (``epochs``,
 ``steps``, ``verbose``) and gets ``logs`` dicts: per batch the running
 ``loss`` / ``accuracy`` of the epoch so far, per epoch also ``val_loss`` /
 ``val_accuracy``. Setting ``model.stop_training = True`` ends ``fit`` after the
-current epoch.
+current epoch (after the current batch when set in a batch hook, as in Keras 3).
+
+``LearningRateScheduler`` and ``ReduceLROnPlateau`` put the optimizer's
+``learning_rate`` into the epoch logs (so ``History`` and ``CSVLogger`` placed
+after them record it), exactly when Keras 3 does.
 
 Examples
 --------
@@ -15,19 +20,27 @@ Examples
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import shutil
+import tempfile
+import warnings
 
 import numpy as np
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "History",
     "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
 ]
 
 
@@ -340,3 +353,254 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at the start of every epoch to ``schedule(epoch, lr)``
+    (``epoch`` 0-based, ``lr`` the current rate; a one-argument ``schedule(epoch)`` works too).
+    Adds ``learning_rate`` to the epoch logs.
+
+    Examples
+    --------
+    >>> cb = LearningRateScheduler(lambda epoch, lr: lr if epoch < 10 else lr * 0.9)
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        opt = self.model.optimizer
+        try:
+            lr = self.schedule(epoch, float(opt.learning_rate))
+        except TypeError:  # the old one-argument API
+            lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, (float, int, np.floating, np.integer)):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {lr}")
+        opt.learning_rate = float(lr)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(lr)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience``
+    epochs (Keras 3 semantics). Adds ``learning_rate`` to the epoch logs.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+    factor : float, default 0.1
+        ``new_lr = max(lr * factor, min_lr)``; must be < 1.
+    patience : int, default 10
+    verbose : int, default 0
+    mode : {"auto", "min", "max"}
+    min_delta : float, default 1e-4
+        An improvement must exceed this.
+    cooldown : int, default 0
+        Epochs to wait after a reduction before counting again.
+    min_lr : float, default 0.0
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__()
+        if "epsilon" in kwargs:  # Keras 2's name for min_delta
+            min_delta = kwargs.pop("epsilon")
+            warnings.warn("ReduceLROnPlateau: `epsilon` is deprecated, use `min_delta`.", stacklevel=2)
+        if kwargs:
+            raise ValueError(f"Argument(s) not recognized: {kwargs}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _resolve_mode(mode, monitor, "ReduceLROnPlateau")
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+        self._reset()
+
+    def _reset(self):
+        self.best = None
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def _is_improvement(self, current) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return current + self.min_delta < self.best
+        return current - self.min_delta > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        opt = self.model.optimizer
+        logs["learning_rate"] = float(opt.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not available. "
+                f"Available metrics are: {','.join(logs)}.",
+                stacklevel=2,
+            )
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._is_improvement(current):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = float(opt.learning_rate)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    opt.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as the loss is NaN or infinite (after that batch); with
+    ``raise_error=True`` raise a ``RuntimeError`` instead."""
+
+    def __init__(self, raise_error=False):
+        super().__init__()
+        self.raise_error = bool(raise_error)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(
+                    f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. Terminating training "
+                    f"immediately."
+                )
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+def _atomic_write_text(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state at the end of every epoch (or every ``save_freq`` batches) and,
+    when ``fit`` is run again after an interruption, resume from the last backup (Keras 3 semantics).
+
+    The backup holds the model's weights and the optimizer's state (slots and step count) in a
+    weights file written atomically by ``model.save_weights``, and a small JSON naming that file and
+    the number of finished epochs, replaced atomically after the file is complete: a crash at any
+    moment leaves the previous consistent backup. ``fit`` then starts at the first unfinished epoch.
+
+    Parameters
+    ----------
+    backup_dir : str
+        Directory for the backup (created when needed). Use one per training run.
+    save_freq : "epoch" or int, default "epoch"
+        Back up at the end of every epoch, or every ``save_freq`` training batches.
+    double_checkpoint : bool, default False
+        Keep the previous backup too (fastconv always keeps a consistent one; accepted for Keras).
+    delete_checkpoint : bool, default True
+        Delete ``backup_dir`` when training finishes normally (not on Ctrl-C or an exception).
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("Empty `backup_dir` argument passed")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(
+                f"Invalid value for argument `save_freq`. Received: save_freq={save_freq}. "
+                f"Expected either 'epoch' or an integer value."
+            )
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._metadata_path = os.path.join(self.backup_dir, "training_metadata.json")
+        self._current_epoch = 0
+        self._batches_since_save = 0
+        self._saves = 0
+
+    def on_train_begin(self, logs=None):
+        self._batches_since_save = 0
+        if not os.path.exists(self._metadata_path):
+            return
+        if not self.model.built:
+            raise ValueError(
+                "To use the BackupAndRestore callback, your model must be built before you call `fit()`."
+            )
+        with open(self._metadata_path) as f:
+            meta = json.load(f)
+        self.model.load_weights(os.path.join(self.backup_dir, meta["weights"]))
+        self._current_epoch = int(meta["epoch"])
+        self._saves = int(meta.get("saves", 0))
+        self.model._initial_epoch = self._current_epoch
+
+    def _save(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        old = None
+        if os.path.exists(self._metadata_path):
+            with open(self._metadata_path) as f:
+                old = json.load(f).get("weights")
+        self._saves += 1
+        name = f"backup-{self._saves:06d}.weights.npz"
+        self.model.save_weights(os.path.join(self.backup_dir, name))
+        meta = {"epoch": self._current_epoch, "weights": name, "saves": self._saves}
+        _atomic_write_text(self._metadata_path, json.dumps(meta))
+        keep = {name, old} if self.double_checkpoint else {name}
+        for entry in os.listdir(self.backup_dir):
+            if entry.startswith("backup-") and entry.endswith(".weights.npz") and entry not in keep:
+                try:
+                    os.unlink(os.path.join(self.backup_dir, entry))
+                except OSError:  # pragma: no cover - best effort
+                    pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._batches_since_save = 0
+        if self.save_freq == "epoch":
+            self._save()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save()
+
+    def on_train_end(self, logs=None):
+        if getattr(self.model, "_fit_interrupted", False):
+            return
+        if self.delete_checkpoint and os.path.exists(self.backup_dir):
+            shutil.rmtree(self.backup_dir, ignore_errors=True)

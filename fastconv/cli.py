@@ -1,8 +1,7 @@
 """Command line: ``python -m fastconv {train,models,demo,info}``.
 
-``train`` trains a network of the model zoo (:mod:`fastconv.models`: the
-paper networks and the seeds' tutorial CNNs) on the MNIST bundled with fastconv (8,000 training /
-2,000 validation images) or on a data directory, shows the Keras-style progress
+``train`` trains a network of the model zoo (``fastconv.models``: the
+paper networks and the seeds' tutorial CNNs) on its data set, shows the Keras-style progress
 bar, prints the validation accuracy (``segnet_small``: per-pixel accuracy and
 mean IoU on the digit-segmentation task), and optionally saves the model and a
 learning-curve PNG::
@@ -12,25 +11,53 @@ learning-curve PNG::
     python -m fastconv train --model resnet_small --epochs 3
     python -m fastconv train --model segnet_small --epochs 3
     python -m fastconv train --model fashion-cnn --data ~/fashion-mnist --epochs 5
+    python -m fastconv train --model cifar-cnn --data ~/cifar-10-batches-bin --epochs 10
+    python -m fastconv train --model resnet_small --dataset cifar10 --data ~/cifar-10-batches-bin
 
-``models`` lists every network ``train`` accepts with its parameter count;
+The data set is the network's own (``DATASET_OF``): Fashion-MNIST for ``fashion-cnn`` and
+``separable-cnn``, CIFAR-10 for ``cifar-cnn``, MNIST for the others; ``--dataset`` picks
+another. Only MNIST is bundled (its 10,000 test images, split 8,000 train / 2,000 validation);
+Fashion-MNIST and CIFAR-10 are read from ``--data DIR`` and a missing directory is an error,
+never a silent switch to MNIST (``--dataset mnist`` asks for that switch: the digits are then
+zero-padded to 32x32 and copied to three channels for ``cifar-cnn``). A network whose default
+input is 28x28x1 is built for 32x32x3 when it trains on CIFAR-10.
+
+``models`` lists every network ``train`` accepts with its parameter count and data set;
 ``demo`` times the compiled kernels against the NumPy reference in a few
 seconds; ``info`` prints ``show_config()``.
 
-``cifar-cnn`` reads CIFAR-10's binary batches from ``--data``; without it, it
-trains on the bundled MNIST digits zero-padded to 32x32 and copied to three
-channels (so the same network runs offline).
+A mistake on the command line (a missing data directory, a data set that is not there, a
+``--save`` directory that does not exist) is one line on stderr and exit status 2, before any
+training starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DATASETS", "DATASET_OF", "build_parser", "main"]
+
+PROG = "python -m fastconv"
+
+#: ``--dataset`` choices -> the name a user reads.
+DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+#: The data set each network trains on when ``--dataset`` is not given (its tutorial's);
+#: every network not listed trains on MNIST.
+DATASET_OF = {"fashion-cnn": "fashion-mnist", "separable-cnn": "fashion-mnist", "cifar-cnn": "cifar10"}
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported as one line and exit status 2."""
+
+
+def _dataset_of(model: str) -> str:
+    return DATASET_OF.get(model, "mnist")
 
 
 def _positive_int(text: str) -> int:
@@ -41,6 +68,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a float > 0 (a learning rate or decay factor of 0 or less is a typo)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
@@ -76,7 +114,7 @@ def _resolve(name):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fastconv",
+        prog=PROG,
         description="fastconv: fast CPU convolutions and a Keras-like trainer.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,models,demo,info}")
@@ -85,11 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     names = _model_names()
     t = sub.add_parser(
         "train",
-        help="train a network of the model zoo (bundled MNIST by default)",
-        description="Train a network of fastconv.models on the bundled MNIST "
-        "(8,000 training images; 2,000 others validate) or on --data, with a progress bar; prints the "
-        "validation accuracy. segnet_small learns to segment each digit from the background (labels: "
-        "pixels brighter than --threshold) and reports per-pixel accuracy and mean IoU.",
+        help="train a network of the model zoo on its data set (MNIST is bundled)",
+        description="Train a network of fastconv.models on its data set with a progress bar and print "
+        "the validation accuracy. fashion-cnn and separable-cnn train on Fashion-MNIST, cifar-cnn on "
+        "CIFAR-10, every other network on MNIST; --dataset picks another. MNIST is bundled (8,000 "
+        "training images; 2,000 others validate); Fashion-MNIST and CIFAR-10 are read from --data. "
+        "segnet_small learns to segment each digit from the background (labels: pixels brighter than "
+        "--threshold) and reports per-pixel accuracy and mean IoU.",
     )
     t.add_argument(
         "--model",
@@ -97,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="lenet5",
         metavar="NAME",
         help="network to train (default: lenet5); one of: " + ", ".join(names),
+    )
+    t.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        default=None,
+        help="data set to train on (default: the network's own: fashion-mnist for fashion-cnn and "
+        "separable-cnn, cifar10 for cifar-cnn, mnist for the others); mnist without --data is the "
+        "bundled one",
     )
     t.add_argument("--epochs", type=_positive_int, default=2, help="number of epochs (default: 2)")
     t.add_argument(
@@ -106,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default=None,
         metavar="DIR",
-        help="directory with the four MNIST / Fashion-MNIST IDX files (CIFAR-10 binary batches for "
-        "cifar-cnn); default: the bundled MNIST",
+        help="directory holding the data set's files: the four IDX files of MNIST / Fashion-MNIST "
+        "(train-images-idx3-ubyte.gz, ...), or CIFAR-10's binary batches (data_batch_1.bin ... "
+        "test_batch.bin); needed for Fashion-MNIST and CIFAR-10, optional for MNIST (default: bundled)",
     )
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained model to PATH (.npz)")
     t.add_argument(
@@ -115,21 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--limit",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="train on the first N training images only (and validate on max(N // 4, 200))",
     )
     t.add_argument(
-        "--val-limit", type=int, default=None, metavar="N", help="validate on the first N test images"
+        "--val-limit",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="validate on the first N test images",
     )
     t.add_argument(
         "--optimizer", choices=["sgd", "adam"], default=None, help="optimizer (default: per model)"
     )
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
+    t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: per model)")
     t.add_argument(
         "--lr-decay",
-        type=float,
+        type=_positive_float,
         default=None,
         help="multiply the learning rate by this after every epoch (default: per model, 0.3 for "
         "resnet_small, else 1)",
@@ -155,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser(
         "models",
-        help="list every network `train` accepts with its parameter count",
+        help="list every network `train` accepts with its parameter count and data set",
         description="List the networks `train --model` accepts (the zoo of fastconv.models: paper "
-        "networks and the seeds' tutorial CNNs), with parameter counts and input shapes.",
+        "networks and the seeds' tutorial CNNs), with parameter counts, input shapes and the data set "
+        "each trains on.",
     )
     m.set_defaults(func=cmd_models)
 
@@ -169,10 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(median of a few runs; milliseconds and speed-up), checking that the results agree.",
     )
     d.add_argument(
-        "--repeats", type=int, default=5, help="timed runs per kernel (default: 5; the median is shown)"
+        "--repeats",
+        type=_positive_int,
+        default=5,
+        help="timed runs per kernel (default: 5; the median is shown)",
     )
     d.add_argument("--threads", type=_positive_int, default=None, help="number of threads for the kernels")
-    d.add_argument("--batch", type=int, default=8, help="images per batch in the timed shapes (default: 8)")
+    d.add_argument(
+        "--batch", type=_positive_int, default=8, help="images per batch in the timed shapes (default: 8)"
+    )
     d.add_argument(
         "--budget",
         type=float,
@@ -190,17 +249,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_data(args, input_shape, kind="classify"):
+_SHAPE_OF = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+
+
+def _count(n, total):
+    return f"{n:,}" if n == total else f"{n:,} of {total:,}"
+
+
+def _load_data(args, default_shape, kind="classify"):
+    """``(x, y, xv, yv, source, counts, input_shape)``: the data set ``--model`` / ``--dataset``
+    name, read from ``--data`` (MNIST: bundled without it), limited, shaped for the network.
+
+    Raises UsageError when the data set is not there; never substitutes another one."""
     from fastconv import datasets
 
-    if args.model == "cifar-cnn" and args.data is not None:
-        (x, y), (xv, yv) = datasets.load_cifar10(args.data)
-        source = f"CIFAR-10 from {args.data}"
-    else:
-        (x, y), (xv, yv) = datasets.load_mnist(args.data)
-        source = (
-            f"IDX files from {args.data}" if args.data else "bundled MNIST (8,000 train / 2,000 validation)"
+    dataset = args.dataset or _dataset_of(args.model)
+    name = DATASETS[dataset]
+    own = _dataset_of(args.model)
+    if kind == "segment" and _SHAPE_OF[dataset][2] != 1:
+        raise UsageError(
+            f"{args.model} segments grey images: --dataset {dataset} is not supported (use mnist)"
         )
+    if args.data is None and dataset != "mnist":
+        why = f"--dataset {dataset}: {name}" if args.dataset else f"{args.model} trains on {name}, which"
+        instead = (
+            "" if args.dataset else f", or --dataset mnist to train {args.model} on the bundled MNIST digits"
+        )
+        raise UsageError(
+            f"{why} is not bundled with fastconv: pass --data DIR, a directory holding "
+            f"{', '.join(datasets.FILES[name])} ({datasets.SOURCES[name]}){instead}"
+        )
+    loader = {
+        "mnist": datasets.load_mnist,
+        "fashion-mnist": datasets.load_fashion_mnist,
+        "cifar10": datasets.load_cifar10,
+    }[dataset]
+    try:
+        (x, y), (xv, yv) = loader(args.data)
+    except (OSError, ValueError) as e:  # a missing directory or file, or not the format expected
+        raise UsageError(f"--data: {e}") from None
+    if args.data is None:
+        source = "the bundled MNIST"
+    else:
+        source = f"{name} from {os.path.expanduser(args.data)}"
+    if dataset != own:
+        source += f" (instead of {args.model}'s {DATASETS[own]}: --dataset {dataset})"
+
+    n_train, n_val = len(x), len(xv)
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
     val_limit = args.val_limit
@@ -208,49 +303,70 @@ def _load_data(args, input_shape, kind="classify"):
         val_limit = max(args.limit // 4, 200)
     if val_limit is not None:
         xv, yv = xv[:val_limit], yv[:val_limit]
+    counts = f"{_count(len(x), n_train)} train / {_count(len(xv), n_val)} validation images"
+    if len(x) < n_train or len(xv) < n_val:
+        given = (("--limit", args.limit), ("--val-limit", args.val_limit))
+        flags = [f"{flag} {v}" for flag, v in given if v is not None]
+        counts += f" ({', '.join(flags)})"
+
+    data_shape = (*x.shape[1:3], x.shape[3] if x.ndim == 4 else 1)
+    input_shape = tuple(default_shape)
+    h, w, c = input_shape
+    if data_shape[0] > h or data_shape[1] > w or (data_shape[2] != c and data_shape[2] != 1):
+        input_shape = data_shape  # e.g. a 28x28x1 network on CIFAR-10: built for 32x32x3
+        source += f", network built for {'x'.join(map(str, input_shape))} input"
+    elif data_shape != input_shape:
+        source += (
+            f", images zero-padded to {h}x{w}" if data_shape[:2] != (h, w) else ""
+        ) + (f" and copied to {c} channels" if data_shape[2] != c else "")
     x, xv = _to_input(x, input_shape), _to_input(xv, input_shape)
     if kind == "segment":
         from fastconv.models import digit_masks
 
         y, yv = digit_masks(x, args.threshold), digit_masks(xv, args.threshold)
-        source += f", digit-vs-background masks (pixel > {args.threshold:g})"
-    return x, y, xv, yv, source
+        what = "digit" if dataset == "mnist" else "foreground"
+        source += f", {what}-vs-background masks (pixel > {args.threshold:g})"
+    return x, y, xv, yv, source, counts, input_shape
 
 
 def _to_input(x, input_shape):
     """uint8 images -> float32 in [0, 1] shaped ``(N, *input_shape)`` (padding / channel copies for
-    28x28 grey digits fed to a 32x32x3 network)."""
+    28x28 grey digits fed to a 32x32x3 network; the caller checked that they fit)."""
     x = np.asarray(x, dtype=np.float32) / 255.0
     if x.ndim == 3:
         x = x[..., None]
     h, w, c = input_shape
     if x.shape[1:3] != (h, w):
         ph, pw = h - x.shape[1], w - x.shape[2]
-        if ph < 0 or pw < 0:
-            raise SystemExit(f"error: images {x.shape[1:3]} are larger than the network input {(h, w)}")
         x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     if x.shape[-1] != c:
-        if x.shape[-1] != 1:
-            raise SystemExit(f"error: images have {x.shape[-1]} channels, the network expects {c}")
         x = np.repeat(x, c, axis=-1)
     return np.ascontiguousarray(x)
+
+
+def _check_output_paths(args):
+    """--save / --plot into a directory that does not exist would fail after training: say so now."""
+    for flag in ("save", "plot"):
+        path = getattr(args, flag)
+        if path:
+            path = os.path.expanduser(path)
+            setattr(args, flag, path)
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise UsageError(f"--{flag} {path}: directory {parent!r} does not exist")
 
 
 def cmd_train(args) -> int:
     from fastconv import initializers, optimizers
 
-    if args.epochs < 1:
-        raise SystemExit("error: --epochs must be >= 1")
+    _check_output_paths(args)
+    builder, default_shape, defaults, kind = _resolve(args.model)
+    x, y, xv, yv, source, counts, input_shape = _load_data(args, default_shape, kind)
     if args.threads is not None:
-        try:
-            from fastconv import set_num_threads
+        from fastconv import set_num_threads
 
-            set_num_threads(args.threads)
-        except ImportError:
-            print("note: --threads ignored (this build has no thread control)", file=sys.stderr)
-    builder, input_shape, defaults, kind = _resolve(args.model)
+        set_num_threads(args.threads)
     initializers.set_seed(args.seed)
-    x, y, xv, yv, source = _load_data(args, input_shape, kind)
     model = builder(input_shape=input_shape)
     opt_name = args.optimizer or defaults["optimizer"]
     lr = args.lr if args.lr is not None else (defaults["lr"] if opt_name == defaults["optimizer"] else None)
@@ -276,7 +392,7 @@ def cmd_train(args) -> int:
         schedule = f", learning rate x{decay:g} per epoch" if decay != 1.0 else ""
         print(
             f"Training {args.model} ({model.count_params():,} params) on {source}: "
-            f"{len(x):,} train / {len(xv):,} validation images, {opt!r}{schedule}, batch {batch_size}"
+            f"{counts}, {opt!r}{schedule}, batch {batch_size}"
         )
     t0 = time.perf_counter()
     history = model.fit(
@@ -325,19 +441,24 @@ def cmd_models(args) -> int:
     rows = []
     for name, fn in zoo.MODELS.items():
         builder, shape = _resolve(name)[:2]
-        rows.append((name, builder(shape), _design(fn.__doc__)))
+        rows.append((name, builder(shape), DATASETS[_dataset_of(name)], _design(fn.__doc__)))
     print(
         f"{len(rows)} networks of fastconv.models: small versions of the papers' CNNs (functional) and the "
-        "seeds' tutorial CNNs (Sequential, hyphenated names).\n`train --model NAME` takes each name.\n"
+        "seeds' tutorial CNNs (Sequential, hyphenated names).\n`train --model NAME` takes each name and "
+        "trains it on the data set shown (MNIST is bundled; the others need --data DIR; --dataset picks "
+        "another).\n"
     )
-    header = ("name", "params", "input", "output", "design")
+    header = ("name", "params", "input", "output", "data", "design")
     cells = [
-        (name, f"{m.count_params():,}", str(m.input_shape), str(m.output_shape), doc) for name, m, doc in rows
+        (name, f"{m.count_params():,}", str(m.input_shape), str(m.output_shape), data, doc)
+        for name, m, data, doc in rows
     ]
-    w = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(4)]
+    w = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(5)]
 
     def line(c):
-        return f"{c[0]:<{w[0]}}  {c[1]:>{w[1]}}  {c[2]:<{w[2]}}  {c[3]:<{w[3]}}  {c[4]}".rstrip()
+        return (
+            f"{c[0]:<{w[0]}}  {c[1]:>{w[1]}}  {c[2]:<{w[2]}}  {c[3]:<{w[3]}}  {c[4]:<{w[4]}}  {c[5]}".rstrip()
+        )
 
     print(line(header))
     for c in cells:
@@ -426,8 +547,6 @@ def cmd_demo(args) -> int:
 
     from fastconv import get_num_threads, set_num_threads, show_config
 
-    if args.repeats < 1 or args.batch < 1:
-        raise SystemExit("error: --repeats and --batch must be >= 1")
     if args.threads is not None:
         set_num_threads(args.threads)
     show_config()
@@ -490,9 +609,16 @@ def cmd_info(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the command line; a usage mistake found after parsing (a data set that is not there,
+    an output directory that does not exist) prints one line, ``python -m fastconv train: error:
+    ...``, and exits with status 2 as argparse does for the mistakes it finds."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,11 @@ Everything is read locally; nothing is downloaded.
 
 Shapes follow Keras's ``load_data``: images ``(N, 28, 28)`` uint8, labels ``(N,)`` uint8.
 
+Paths may start with ``~`` (expanded to the home directory). Only MNIST's test set is bundled:
+Fashion-MNIST, the full MNIST, MNIST-C and CIFAR-10 are read from a directory you download them
+to; a missing directory or file raises :class:`FileNotFoundError` naming the files expected and
+where they come from.
+
 Examples
 --------
 >>> (x_train, y_train), (x_test, y_test) = load_mnist()
@@ -34,6 +39,10 @@ import numpy as np
 
 __all__ = [
     "BUNDLED_SPLIT",
+    "CIFAR10_FILES",
+    "FILES",
+    "IDX_FILES",
+    "SOURCES",
     "bundled_data_dir",
     "load_cifar10",
     "load_fashion_mnist",
@@ -56,13 +65,51 @@ _IDX_DTYPES = {
 }
 
 
+#: The four IDX files of MNIST and Fashion-MNIST (each may also be gzip-compressed, ``.gz``).
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+#: CIFAR-10's binary batches (the folder ``cifar-10-batches-bin`` of the archive below).
+CIFAR10_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
+
+#: Per data set read from a directory: the files it needs and how to get them (for messages).
+FILES = {
+    "MNIST": tuple(f + "[.gz]" for f in IDX_FILES),
+    "Fashion-MNIST": tuple(f + "[.gz]" for f in IDX_FILES),
+    "CIFAR-10": CIFAR10_FILES,
+}
+SOURCES = {
+    "MNIST": "download them from https://yann.lecun.com/exdb/mnist/ (or a mirror)",
+    "Fashion-MNIST": (
+        "download them from the folder data/fashion of https://github.com/zalandoresearch/fashion-mnist"
+    ),
+    "CIFAR-10": "unpack https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+}
+
+
+def _where(name: str) -> str:
+    """The files a data set needs and where they come from, for error messages."""
+    return (
+        f"{name} needs a directory holding {', '.join(FILES[name])}: {SOURCES[name]} and pass that "
+        f"directory (fastconv downloads nothing)"
+    )
+
+
+def _expand(path) -> Path:
+    """``path`` as a Path with ``~`` expanded (``Path`` does not expand it on its own)."""
+    return Path(os.fspath(path)).expanduser()
+
+
 def bundled_data_dir() -> Path:
     """The directory of the MNIST files shipped with fastconv."""
     return Path(__file__).resolve().parent / "data"
 
 
 def _read_bytes(path) -> bytes:
-    path = os.fspath(path)
+    path = os.fspath(_expand(path))
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -96,7 +143,7 @@ def load_idx(path) -> np.ndarray:
         Bad magic number, unknown type code, or a size that does not match the header.
     """
     raw = _read_bytes(path)
-    name = os.fspath(path)
+    name = os.fspath(_expand(path))
     if len(raw) < 4:
         raise ValueError(f"{name!r} is not an IDX file: {len(raw)} bytes, too short for a header.")
     if raw[0] != 0 or raw[1] != 0:
@@ -162,14 +209,24 @@ def load_mnist(path=None):
     path : str or path-like, optional
         A directory with ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
         ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]`` (the dotted
-        spelling ``train-images.idx3-ubyte`` is accepted too). ``None`` uses the bundled
-        real MNIST test set: the first 8,000 images for training, the last 2,000 for testing.
+        spelling ``train-images.idx3-ubyte`` is accepted too; ``~`` is expanded). ``None`` uses
+        the bundled real MNIST test set: the first 8,000 images for training, the last 2,000
+        for testing.
 
     Returns
     -------
     (x_train, y_train), (x_test, y_test)
         uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a directory or lacks one of the four files (the message names them).
     """
+    return _load_idx_dir(path, "MNIST")
+
+
+def _load_idx_dir(path, name):
     if path is None:
         d = bundled_data_dir()
         xp, yp = _find(d, _STANDARD_NAMES["x_test"]), _find(d, _STANDARD_NAMES["y_test"])
@@ -182,18 +239,15 @@ def load_mnist(path=None):
         _check_pair(x, y, xp, yp)
         s = BUNDLED_SPLIT
         return (x[:s], y[:s]), (x[s:], y[s:])
-    d = Path(path)
+    d = _expand(path)
     if not d.is_dir():
-        raise FileNotFoundError(f"MNIST directory not found: {str(d)!r}")
+        what = "is a file, not a directory" if d.exists() else "does not exist"
+        raise FileNotFoundError(f"{name} directory {str(d)!r} {what}. {_where(name)}.")
     files = {}
     for key, stems in _STANDARD_NAMES.items():
         p = _find(d, stems)
         if p is None:
-            raise FileNotFoundError(
-                f"{str(d)!r} does not hold {stems[0]}[.gz]; expected the four standard MNIST files "
-                f"(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                f"t10k-labels-idx1-ubyte, each optionally .gz)."
-            )
+            raise FileNotFoundError(f"{str(d)!r} does not hold {stems[0]}[.gz]. {_where(name)}.")
         files[key] = p
     arrays = {k: load_idx(p) for k, p in files.items()}
     _check_pair(arrays["x_train"], arrays["y_train"], files["x_train"], files["y_train"])
@@ -201,11 +255,31 @@ def load_mnist(path=None):
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def load_fashion_mnist(path):
-    """Fashion-MNIST from a directory of its four IDX files (same format as :func:`load_mnist`)."""
+def load_fashion_mnist(path=None):
+    """Fashion-MNIST from a directory of its four IDX files (same format as :func:`load_mnist`).
+
+    Fashion-MNIST is not bundled and nothing is downloaded: put ``train-images-idx3-ubyte.gz``,
+    ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``
+    (from https://github.com/zalandoresearch/fashion-mnist, ``data/fashion/``) in a directory and
+    pass it; ``~`` is expanded.
+
+    Returns
+    -------
+    (x_train, y_train), (x_test, y_test)
+        uint8 images ``(60000, 28, 28)`` / ``(10000, 28, 28)`` and uint8 labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``path`` given, or the directory lacks one of the four files (the message names them).
+
+    Examples
+    --------
+    >>> (x_train, y_train), (x_test, y_test) = load_fashion_mnist("~/fashion-mnist")  # doctest: +SKIP
+    """
     if path is None:
-        raise ValueError("load_fashion_mnist needs a directory: Fashion-MNIST is not bundled.")
-    return load_mnist(path)
+        raise FileNotFoundError(f"Fashion-MNIST is not bundled with fastconv. {_where('Fashion-MNIST')}.")
+    return _load_idx_dir(path, "Fashion-MNIST")
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -227,7 +301,7 @@ def load_mnist_c(path, corruption="identity"):
     -------
     (x_train, y_train), (x_test, y_test)
     """
-    base = Path(path)
+    base = _expand(path)
     if not base.is_dir():
         raise FileNotFoundError(f"MNIST-C directory not found: {str(base)!r}")
     d = base / corruption
@@ -270,24 +344,37 @@ def _load_cifar_batch(path: Path):
     return x, y
 
 
-def load_cifar10(path):
+def load_cifar10(path=None):
     """CIFAR-10 (binary version) from a directory holding ``data_batch_1.bin`` ... ``data_batch_5.bin``
     and ``test_batch.bin`` (or a ``cifar-10-batches-bin`` subdirectory holding them).
+
+    CIFAR-10 is not bundled and nothing is downloaded: unpack
+    https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz and pass the directory; ``~`` is expanded.
 
     Returns
     -------
     (x_train, y_train), (x_test, y_test)
         uint8 images ``(N, 32, 32, 3)`` and uint8 labels ``(N,)``. Missing training
         batches are skipped (at least one is needed).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``path`` given, or the directory lacks the batches (the message names them).
     """
-    d = Path(path)
+    if path is None:
+        raise FileNotFoundError(f"CIFAR-10 is not bundled with fastconv. {_where('CIFAR-10')}.")
+    d = _expand(path)
     if (d / "cifar-10-batches-bin").is_dir():
         d = d / "cifar-10-batches-bin"
     if not d.is_dir():
-        raise FileNotFoundError(f"CIFAR-10 directory not found: {str(d)!r}")
-    train = [d / f"data_batch_{i}.bin" for i in range(1, 6) if (d / f"data_batch_{i}.bin").is_file()]
+        what = "is a file, not a directory" if d.exists() else "does not exist"
+        raise FileNotFoundError(f"CIFAR-10 directory {str(d)!r} {what}. {_where('CIFAR-10')}.")
+    train = [d / f for f in CIFAR10_FILES[:5] if (d / f).is_file()]
     if not train:
-        raise FileNotFoundError(f"{str(d)!r} holds no CIFAR-10 data_batch_N.bin file.")
+        raise FileNotFoundError(f"{str(d)!r} holds no data_batch_N.bin file. {_where('CIFAR-10')}.")
+    if not (d / "test_batch.bin").is_file():
+        raise FileNotFoundError(f"{str(d)!r} does not hold test_batch.bin. {_where('CIFAR-10')}.")
     parts = [_load_cifar_batch(p) for p in train]
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])

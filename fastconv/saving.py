@@ -13,6 +13,10 @@ A NumPy ``.npz`` (zip) archive holding
        "weights": [{"layer": "conv2d", "index": 0, "shape": [3, 3, 1, 32], "dtype": "float32"}, ...]}
 
 * ``weight_00000``, ``weight_00001``, ...: the arrays of ``model.get_weights()``.
+* ``optimizer_00000``, ...: the optimizer's slot arrays (moments, accumulators) when the model is
+  compiled (``save_model(include_optimizer=True)`` and ``save_weights``, as Keras 3 does); the JSON
+  document's ``"optimizer_state"`` names them (``{"class_name", "iterations", "slots": [[weight key,
+  slot name], ...], "scalars"}``). Loading restores them, so training resumes where it stopped.
 
 The model class is found by its name (``class_name``) in the registry that layers and models share
 (``fastconv.layers.register_layer``), so this module imports no model module.
@@ -138,11 +142,40 @@ def _atomic_write(path, arrays):
         pass
 
 
-def _pack(doc, weights):
+def _pack(doc, weights, optimizer=None, model=None):
+    opt_arrays = []
+    if optimizer is not None and hasattr(optimizer, "get_state"):
+        meta, opt_arrays = optimizer.get_state()
+        # Slots are keyed by "layer/weight"; the position among the trainable weights is stored too,
+        # so the state finds its weights in a rebuilt model whose layers got other automatic names.
+        position = {k: i for i, (k, _, _) in enumerate(model.trainable_pairs())} if model is not None else {}
+        meta["slots"] = [[key, name, position.get(key)] for key, name in meta["slots"]]
+        doc["optimizer_state"] = {"class_name": type(optimizer).__name__, **meta}
     arrays = {_META_KEY: np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(weights):
         arrays[f"weight_{i:05d}"] = np.asarray(w, order="C")  # keeps 0-d weights 0-d (Normalization)
+    for i, a in enumerate(opt_arrays):
+        arrays[f"optimizer_{i:05d}"] = np.ascontiguousarray(a)
     return arrays
+
+
+def _restore_optimizer(model, arc):
+    """Set the optimizer state stored in ``arc`` when ``model``'s optimizer is of the same class."""
+    meta = arc.doc.get("optimizer_state")
+    opt = getattr(model, "optimizer", None)
+    if not isinstance(meta, dict) or opt is None or meta.get("class_name") != type(opt).__name__:
+        return
+    slots = meta.get("slots", [])
+    arrays = [arc._read(f"optimizer_{i:05d}") for i in range(len(slots))]
+    pairs = model.trainable_pairs()
+    keyed = []
+    for entry, arr in zip(slots, arrays):
+        key, name = entry[0], entry[1]
+        pos = entry[2] if len(entry) > 2 else None
+        if pos is not None and 0 <= pos < len(pairs) and pairs[pos][1].shape == arr.shape:
+            key = pairs[pos][0]
+        keyed.append([key, name])
+    opt.set_state({**meta, "slots": keyed}, arrays)
 
 
 _FOREIGN_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -176,7 +209,8 @@ def save_model(model, filepath, include_optimizer=True):
         "compile_config": model._compile_config() if include_optimizer else None,
         "weights": _weights_meta(model),
     }
-    _atomic_write(filepath, _pack(doc, model.get_weights()))
+    optimizer = model.optimizer if include_optimizer and model.compiled else None
+    _atomic_write(filepath, _pack(doc, model.get_weights(), optimizer, model))
 
 
 def save_weights(model, filepath):
@@ -190,7 +224,7 @@ def save_weights(model, filepath):
         "class_name": type(model).__name__,
         "weights": _weights_meta(model),
     }
-    _atomic_write(filepath, _pack(doc, model.get_weights()))
+    _atomic_write(filepath, _pack(doc, model.get_weights(), model.optimizer if model.compiled else None, model))
 
 
 # ---------------------------------------------------------------------------
@@ -332,18 +366,19 @@ def load_model(filepath, compile=True):
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path!r}: cannot rebuild the architecture: {e}") from None
         weights, meta = arc.weights()
-    if not model.built:
-        raise ValueError(f"{path!r}: the saved model has no input shape, so it cannot be rebuilt.")
-    _assign(model, weights, meta, path)
-    _reserve_layer_names(model)
-    cc = doc.get("compile_config")
-    if compile and cc:
-        model.compile(
-            optimizer=optimizers.deserialize(cc["optimizer"]),
-            loss=cc["loss"],
-            metrics=cc.get("metrics"),
-            loss_weights=cc.get("loss_weights"),
-        )
+        if not model.built:
+            raise ValueError(f"{path!r}: the saved model has no input shape, so it cannot be rebuilt.")
+        _assign(model, weights, meta, path)
+        _reserve_layer_names(model)
+        cc = doc.get("compile_config")
+        if compile and cc:
+            model.compile(
+                optimizer=optimizers.deserialize(cc["optimizer"]),
+                loss=cc["loss"],
+                metrics=cc.get("metrics"),
+                loss_weights=cc.get("loss_weights"),
+            )
+            _restore_optimizer(model, arc)
     return model
 
 
@@ -374,9 +409,11 @@ def load_weights(model, filepath):
         if arc.doc.get("format") not in ("fastconv.weights", "fastconv.model"):
             raise ValueError(f"{path!r} is not a fastconv weights file (format {arc.doc.get('format')!r}).")
         weights, meta = arc.weights()
-    if not model.built:
-        raise ValueError(
-            f"Cannot load weights from {path!r} into an unbuilt model: build it first "
-            f"(model.build((None, H, W, C)) or input_shape on the first layer)."
-        )
-    _assign(model, weights, meta, path)
+        if not model.built:
+            raise ValueError(
+                f"Cannot load weights from {path!r} into an unbuilt model: build it first "
+                f"(model.build((None, H, W, C)) or input_shape on the first layer)."
+            )
+        _assign(model, weights, meta, path)
+        if model.compiled:
+            _restore_optimizer(model, arc)

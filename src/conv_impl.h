@@ -120,8 +120,9 @@ FN(fc_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, co
         }
     }
     if (store_direct) {
-/* max(v, 0) as a mask: vector ?: is C++ only */
-#define FC_RELU(v) ((V)((__typeof__((v) > z))(v) & ((v) > z)))
+/* v < 0 ? 0 : v as a mask (vector ?: is C++ only): NaN and -0.0 pass through, as in ops.relu and
+ * the scalar tails below, so the fused epilogue matches conv2d followed by relu bit for bit */
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))
         V b0 = z, b1 = z;
         if (bias) { b0 = LD(bias); b1 = LD(bias + FC_VLEN); }
 #define FC_OUT(q, lo, hi)                                                        \
@@ -327,7 +328,8 @@ static inline char *FN(fc_carve)(char **cur, size_t bytes)
  * fc_ukernel, for merged column taps, with the run length CR (= KW*Cr) and pixel stride PS (= ax*Cr)
  * compile-time constants.  Kernel row r reads x + r*rstride + p*PS + c and weights w + (r*CR + c)*VB,
  * so every address inside a kernel row is an immediate offset and the loop has no tap bookkeeping.
- * Full tiles without ReLU are stored straight from registers; otherwise the sums go to acc[]. */
+ * Full channel blocks are stored straight from registers (bias and ReLU applied there); the sums of
+ * a partial block go to acc[] for the caller's tail store. */
 static inline __attribute__((always_inline)) void
 FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
             const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int nv, int store_direct, FC_T *acc)
@@ -360,7 +362,7 @@ FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride
             a30 += b0; a31 += b1; a40 += b0; a41 += b1; a50 += b0; a51 += b1;
         }
         if (relu) {
-#define FC_RELU(v) ((V)((__typeof__((v) > z))(v) & ((v) > z)))
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
             a00 = FC_RELU(a00); a01 = FC_RELU(a01); a10 = FC_RELU(a10); a11 = FC_RELU(a11);
             a20 = FC_RELU(a20); a21 = FC_RELU(a21); a30 = FC_RELU(a30); a31 = FC_RELU(a31);
             a40 = FC_RELU(a40); a41 = FC_RELU(a41); a50 = FC_RELU(a50); a51 = FC_RELU(a51);

@@ -105,6 +105,8 @@ def test_cifar_cnn_runs_on_padded_mnist(capsys):
                 "train",
                 "--model",
                 "cifar-cnn",
+                "--dataset",
+                "mnist",  # asked for: without CIFAR-10 files, cifar-cnn refuses to fall back to MNIST
                 "--epochs",
                 "1",
                 "--limit",

@@ -58,8 +58,9 @@ def test_defaults_and_names():
     assert optimizers.get("adam").learning_rate == 0.001
     a = optimizers.Adam(0.1)
     assert optimizers.get(a) is a
+    assert type(optimizers.get("rmsprop")).__name__ == "RMSprop"  # Keras's default optimizer
     with pytest.raises(ValueError, match="Could not interpret optimizer"):
-        optimizers.get("rmsprop")
+        optimizers.get("rmsprop2")
     with pytest.raises(ValueError):
         optimizers.SGD(momentum=1.5)
 

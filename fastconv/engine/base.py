@@ -187,7 +187,9 @@ class BaseModel:
 
         Parameters
         ----------
-        optimizer : "sgd", "adam", an :class:`fastconv.optimizers.Optimizer` or its config dict
+        optimizer : str, an :class:`fastconv.optimizers.Optimizer` or its config dict, default "rmsprop"
+            Keras's string identifiers: "sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta",
+            "adamax", "nadam" (each with Keras's defaults).
         loss : a Keras loss name ("sparse_categorical_crossentropy", "categorical_crossentropy",
             "binary_crossentropy", "mse", "mae", "huber", "kld") or a :mod:`fastconv.losses` object
             such as ``CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)``
@@ -207,8 +209,6 @@ class BaseModel:
         loss_weights : list or dict, optional
             Per-output weights of the total loss (default 1.0 each).
         """
-        if isinstance(optimizer, str) and optimizer.lower() == "rmsprop":
-            raise ValueError('Only "sgd" and "adam" optimizers are available. Received: optimizer="rmsprop"')
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'.")
         n_out = self._num_outputs()
@@ -313,6 +313,8 @@ class BaseModel:
         validation_steps=None,
         validation_batch_size=None,
         seed=None,
+        sample_weight=None,
+        class_weight=None,
     ):
         """Train for ``epochs`` passes over ``x, y`` (arrays) or over a batch iterator.
 
@@ -330,13 +332,21 @@ class BaseModel:
         callbacks : list of :class:`fastconv.callbacks.Callback`
         validation_split : float
             The *last* fraction of ``x, y`` is held out (as Keras does, before shuffling).
-        validation_data : ``(x_val, y_val)`` or a batch iterator
+        validation_data : ``(x_val, y_val)``, ``(x_val, y_val, val_sample_weight)`` or a batch iterator
         shuffle : bool
             Reshuffle the training samples every epoch (``seed`` fixes the order).
         steps_per_epoch : int, optional
             Batches per epoch (needed for endless iterators without ``len``).
         seed : int, optional
             Seeds the shuffling.
+        sample_weight : array ``(N,)``, optional
+            Weights each sample's loss (Keras 3's rule: a batch's loss is ``sum(w_i * loss_i) /
+            batch_size``). Several outputs: one array for all, a list or a dict by output name.
+            A generator may yield ``(x, y, sample_weight)`` batches instead. Metrics are not weighted.
+        class_weight : dict, optional
+            ``{class index: weight}`` applied through the labels (the argmax of one-hot targets);
+            missing classes weigh 1. Single-output models; multiplies ``sample_weight`` if both are
+            given (Keras 3 refuses the pair).
 
         Returns
         -------
@@ -362,13 +372,18 @@ class BaseModel:
             validation_steps=validation_steps,
             validation_batch_size=validation_batch_size,
             seed=seed,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
         )
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=1, sample_weight=None, steps=None,
+                 return_dict=False):
         """``[loss, *metrics]`` (just ``loss`` without metrics; several outputs: ``[loss, *output
-        losses, *metrics]``) on ``x, y``, in batches; a dict with ``return_dict=True``."""
+        losses, *metrics]``) on ``x, y``, in batches; a dict with ``return_dict=True``.
+        ``sample_weight`` weights the loss as in :meth:`fit`."""
         return _trainer.evaluate(
-            self, x, y, batch_size=batch_size, verbose=verbose, steps=steps, return_dict=return_dict
+            self, x, y, batch_size=batch_size, verbose=verbose, steps=steps, return_dict=return_dict,
+            sample_weight=sample_weight,
         )
 
     def predict(self, x, batch_size=None, verbose=0):
@@ -376,11 +391,11 @@ class BaseModel:
         a list with one array per output for several outputs."""
         return _trainer.predict(self, x, batch_size=batch_size, verbose=verbose)
 
-    def train_on_batch(self, x, y):
-        return _trainer.train_on_batch(self, x, y)
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
+        return _trainer.train_on_batch(self, x, y, sample_weight=sample_weight, class_weight=class_weight)
 
-    def test_on_batch(self, x, y):
-        return _trainer.test_on_batch(self, x, y)
+    def test_on_batch(self, x, y, sample_weight=None):
+        return _trainer.test_on_batch(self, x, y, sample_weight=sample_weight)
 
     def predict_on_batch(self, x):
         return self._pack_outputs(self._predict_batch_list(x))

@@ -10,6 +10,11 @@ Design notes
 * The loops are lean: the data are converted to the model's dtype once, each
   shuffled batch is one ``np.take`` per array into reused buffers (views when
   not shuffling).
+* Sample weights ride along as a third list, one ``(N,)`` float array (or None)
+  per output: ``sample_weight`` as Keras takes it (one array for every output,
+  a list, or a dict by output name) times the weights ``class_weight`` maps each
+  sample's class to (Keras's rule: the argmax of one-hot targets, else the
+  rounded label; classes missing from the dict weigh 1).
 """
 
 from __future__ import annotations
@@ -47,6 +52,67 @@ def _arrays_xy(model, x, y, who):
     return xs, ys
 
 
+def _weight_vector(w, n, who, what="sample_weight"):
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(
+            f"{who}: {what} must hold one weight per sample, shape ({n},). Received: shape {w.shape}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{who}: {what} must be finite.")
+    return w
+
+
+def _class_weights(y, class_weight, who):
+    """Keras's ``class_weight`` -> per-sample weights: one-hot targets by their argmax, integer
+    labels (``(N,)`` or ``(N, 1)``) by their rounded value; a class missing from the dict weighs 1."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{who}: class_weight must be a dict {{class index: weight}}. Received: {class_weight!r}")
+    y = np.asarray(y)
+    if y.ndim > 1:
+        y = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{who}: class_weight needs one class per sample (labels (N,) or one-hot (N, K)). Received "
+            f"targets of shape {np.shape(y)}; pass per-sample weights as sample_weight instead."
+        )
+    classes = np.round(y).astype(np.int64)
+    table = {int(k): float(v) for k, v in class_weight.items()}
+    return np.array([table.get(int(c), 1.0) for c in classes], dtype=np.float64)
+
+
+def _sample_weights(model, sample_weight, class_weight, ys, n, who):
+    """One ``(n,)`` float64 array (or None) per output, or None when neither argument is given."""
+    if sample_weight is None and class_weight is None:
+        return None
+    k = len(ys)
+    sws = [None] * k
+    if sample_weight is not None:
+        if isinstance(sample_weight, dict):
+            names = model._output_names()
+            unknown = sorted(set(sample_weight) - set(names))
+            if unknown:
+                raise ValueError(f"{who}: unknown outputs {unknown} in sample_weight; the outputs are {names}.")
+            per = [sample_weight.get(name) for name in names]
+        elif isinstance(sample_weight, (list, tuple)) and k > 1:
+            if len(sample_weight) != k:
+                raise ValueError(
+                    f"{who}: sample_weight has {len(sample_weight)} entries but the model has {k} outputs."
+                )
+            per = list(sample_weight)
+        else:
+            per = [sample_weight] * k  # Keras: one per-sample array is used for every output
+        sws = [None if w is None else _weight_vector(w, n, who) for w in per]
+    if class_weight is not None:
+        if k > 1:
+            raise ValueError("`class_weight` is only supported for Models with a single output.")
+        cw = _class_weights(ys[0], class_weight, who)
+        sws[0] = cw if sws[0] is None else sws[0] * cw
+    return sws
+
+
 def _batch_size(value, who, name="batch_size", default=32):
     """``value`` as a positive int; None means ``default``.  The one check of every batch size the
     trainer accepts (0, negatives, floats and bools raise rather than being read as the default)."""
@@ -66,8 +132,9 @@ class _ArrayBatches:
     """Batches of arrays (lists: one per model input / output): views when not shuffling, one
     ``np.take`` per array into reused buffers when shuffling."""
 
-    def __init__(self, xs, ys, batch_size, shuffle, rng, steps=None):
+    def __init__(self, xs, ys, batch_size, shuffle, rng, steps=None, sws=None):
         self.xs, self.ys = list(xs), list(ys)
+        self.sws = None if sws is None else list(sws)
         self.n = len(self.xs[0])
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -94,10 +161,10 @@ class _ArrayBatches:
         return out
 
     def epoch(self):
-        """Yield this epoch's ``(xs, ys)`` batches."""
+        """Yield this epoch's ``(xs, ys, sws)`` batches (``sws`` None without sample weights)."""
         bs = self.batch_size
-        nx = len(self.xs)
-        arrays = self.xs + self.ys
+        nx, ny = len(self.xs), len(self.ys)
+        arrays = self.xs + self.ys + (self.sws or [])
         for _ in range(self.steps):
             if self._pos >= self.n:  # a new pass over the data (reshuffled)
                 self._perm = self.rng.permutation(self.n) if self.shuffle else None
@@ -105,7 +172,8 @@ class _ArrayBatches:
             start, stop = self._pos, min(self._pos + bs, self.n)
             self._pos = stop
             if self._perm is None:
-                yield _slice(self.xs, slice(start, stop)), _slice(self.ys, slice(start, stop))
+                out = _slice(arrays, slice(start, stop))
+                yield out[:nx], out[nx : nx + ny], (out[nx + ny :] if self.sws is not None else None)
                 continue
             idx = self._perm[start:stop]
             if len(idx) == bs:
@@ -117,11 +185,11 @@ class _ArrayBatches:
                 out = self._take(arrays, idx, self._bufs)
             else:
                 out = self._take(arrays, idx, [None] * len(arrays))
-            yield out[:nx], out[nx:]
+            yield out[:nx], out[nx : nx + ny], (out[nx + ny :] if self.sws is not None else None)
 
 
 class _GeneratorBatches:
-    """Batches from an iterator of ``(xb, yb)`` (e.g. ``ImageAugmenter.flow``)."""
+    """Batches from an iterator of ``(xb, yb)`` or ``(xb, yb, sample_weight_b)`` (e.g. ``ImageAugmenter.flow``)."""
 
     def __init__(self, data, steps, model):
         self.data = data
@@ -156,4 +224,8 @@ class _GeneratorBatches:
                     f"fit: a generator must yield (x_batch, y_batch) tuples. Received: {type(batch).__name__}"
                 )
             count += 1
-            yield _batch_xy(self.model, batch[0], batch[1], "fit")
+            xs, ys = _batch_xy(self.model, batch[0], batch[1], "fit")
+            sws = None
+            if len(batch) > 2 and batch[2] is not None:
+                sws = _sample_weights(self.model, batch[2], None, ys, len(xs[0]), "fit")
+            yield xs, ys, sws

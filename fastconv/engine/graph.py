@@ -15,15 +15,26 @@ Design notes
   node that has no trainable weight upstream (frozen leading layers cost no
   backward at all). ``need_input_grad`` is set per step from the *current*
   ``trainable`` flags, so freezing takes effect without recompiling.
+* Fusion is data: each layer declares what it can fuse (``fastconv.layers.base``:
+  ``fusable_epilogues``, ``final_activation``, ``epilogue_name``), the plan
+  decides from those declarations alone (it imports no layer class) and passes
+  its decision into the call, ``layer.forward(x, training, epilogue=name)``;
+  no attribute of a layer is set around a call. A fusion map is
+  ``{node index: mode}``, mode "skip" (the node passes its input through) or
+  the epilogue name the node's layer applies in place of its own activation.
 * Fused softmax + cross-entropy: when the loss is a cross-entropy and an output
   node ends in a softmax, the training forward produces logits instead
-  (a ``Softmax`` / ``Activation("softmax")`` output node is skipped; a layer
-  with ``activation="softmax"`` runs with a linear activation for that call),
-  the loss takes ``(loss, p - onehot)`` from the logits, and backward starts
-  from there. ``predict`` always returns probabilities. Only an output that
-  nothing else reads is fused (another node would need probabilities).
-* Fused BatchNormalization + ReLU / ReLU6: the normalisation runs with
-  ``fused_activation`` and the activation node passes its input through.
+  (a node whose layer *is* the softmax, ``epilogue_name == "softmax"``, is
+  skipped; a layer whose ``final_activation`` is softmax runs with
+  ``epilogue="linear"``), the loss takes ``(loss, p - onehot)`` from the
+  logits, and backward starts from there. ``predict`` always returns
+  probabilities. Only an output that nothing else reads is fused (another node
+  would need probabilities).
+* Fused activation layers: a node whose layer is an activation (its
+  ``epilogue_name``) right after a layer with a linear ``final_activation``
+  that lists that name in its ``fusable_epilogues`` (BatchNormalization: relu,
+  relu6; Conv2D, SeparableConv2D, Dense: relu, in the conv kernel's epilogue)
+  passes its input through, and the layer before applies the activation.
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
@@ -34,12 +45,6 @@ the compiled plan, over tensor ids rather than symbolic tensors.
 """
 
 from __future__ import annotations
-
-from fastconv import activations as _activations
-from fastconv.layers.blocks import ResidualBlock
-from fastconv.layers.conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from fastconv.layers.core import Activation, Dense, Softmax
-from fastconv.layers.normalization import BatchNormalization
 
 __all__ = ["ExecutionPlan", "PlanNode"]
 
@@ -58,24 +63,23 @@ class PlanNode:
         return f"PlanNode({self.layer.name}, inputs={self.inputs}, output={self.output})"
 
 
-# Layers that *are* a softmax ("skip") and layers that apply ``activation="softmax"`` last ("attr").
-_SOFTMAX_LAYERS = (Softmax,)
-_SOFTMAX_ATTR_LAYERS = (Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, ResidualBlock)
+# The declarations are read with getattr: a plan entry may be a shared layer's per-use proxy
+# (fastconv.engine.shared), which declares nothing and so is never fused.
+def _fusable(layer):
+    return getattr(layer, "fusable_epilogues", ())
 
 
-def _fusable_softmax_mode(layer):
-    """How the softmax at the end of ``layer`` can be folded into the loss: "skip", "attr" or None.
+def _softmax_mode(layer):
+    """How the softmax at the end of ``layer`` can be folded into the loss: "skip", "linear" or None.
 
-    "skip": the layer *is* the softmax (``Softmax``, ``Activation("softmax")``), so the training
-    forward stops before it. "attr": the layer applies ``activation="softmax"`` last (Dense, the
-    conv layers, ResidualBlock), so it runs once with a linear activation instead.
+    "skip": the layer *is* the softmax (``epilogue_name == "softmax"``), so the training forward
+    stops before it. "linear": the layer applies a softmax last (``final_activation``) and can
+    leave it out (``"linear"`` in its ``fusable_epilogues``), so it runs with ``epilogue="linear"``.
     """
-    if isinstance(layer, _SOFTMAX_LAYERS):
+    if getattr(layer, "epilogue_name", None) == "softmax":
         return "skip"
-    if isinstance(layer, Activation) and layer.activation is _activations.softmax:
-        return "skip"
-    if isinstance(layer, _SOFTMAX_ATTR_LAYERS) and getattr(layer, "activation", None) is _activations.softmax:
-        return "attr"
+    if getattr(layer, "final_activation", None) == "softmax" and "linear" in _fusable(layer):
+        return "linear"
     return None
 
 
@@ -154,34 +158,41 @@ class ExecutionPlan:
         idx = self._producer.get(t)
         if idx is None or t in self._last_use or self.outputs.count(t) > 1:
             return None
-        mode = _fusable_softmax_mode(self.nodes[idx].layer)
+        mode = _softmax_mode(self.nodes[idx].layer)
         return None if mode is None else (idx, mode)
 
     def activation_fusion(self):
-        """``{node index: mode}`` fusing each BatchNormalization with the ReLU / ReLU6 ``Activation``
-        right after it: the BatchNormalization node runs with ``fused_activation`` (mode "relu" or
-        "relu6") and the activation node passes its input through ("skip"). Only when the
-        normalised tensor feeds that activation alone, is no model output, and neither layer is
-        shared (a shared layer's proxy) nor casts to another dtype."""
+        """``{node index: mode}`` folding each activation layer into the layer before it.
+
+        A node whose layer is an activation (``epilogue_name``, e.g. "relu") right after a node
+        whose layer applies no activation (``final_activation == "linear"``) and lists that name
+        in its ``fusable_epilogues``: the first runs with ``epilogue=name`` (mode: the name) and
+        the activation node passes its input through ("skip"). Only when the first node's output
+        feeds that activation alone and is no model output, and both layers compute in the same
+        dtype. Shared layers (their per-use proxies declare nothing) are never fused.
+        """
         consumers = {}
         for j, node in enumerate(self.nodes):
             for t in node.inputs:
                 consumers.setdefault(t, []).append(j)
         fusion = {}
         for i, node in enumerate(self.nodes):
-            bn = node.layer
-            if type(bn) is not BatchNormalization or len(node.inputs) != 1 or node.output in self.outputs:
+            layer = node.layer
+            fusable = _fusable(layer)
+            if not fusable or getattr(layer, "final_activation", None) != "linear" or node.output in self.outputs:
                 continue
             users = consumers.get(node.output, [])
-            if len(users) != 1:
+            if len(users) != 1 or self.nodes[users[0]].inputs != (node.output,):
                 continue
             j = users[0]
             act = self.nodes[j].layer
-            name = getattr(getattr(act, "activation", None), "name", None)
-            if type(act) is Activation and name in ("relu", "relu6") and act.dtype == bn.dtype and \
-                    self.nodes[j].inputs == (node.output,):  # fmt: skip
-                fusion[i] = name
-                fusion[j] = "skip"
+            name = getattr(act, "epilogue_name", None)
+            if name in (None, "linear") or name not in fusable:
+                continue
+            if getattr(act, "dtype", None) != getattr(layer, "dtype", None):
+                continue
+            fusion[i] = name
+            fusion[j] = "skip"
         return fusion
 
     def softmax_fusion(self):
@@ -208,27 +219,15 @@ class ExecutionPlan:
         for i, node in enumerate(self.nodes):
             if i > stop:
                 break
-            layer = node.layer
             mode = fusion.get(i) if fusion else None
             if mode == "skip":  # softmax (its output is the logits) or an activation fused upstream
                 y = tensors[node.inputs[0]]
-            elif mode in ("relu", "relu6"):  # BatchNormalization with the activation after it
-                layer.fused_activation = mode
-                try:
-                    y = layer.forward(tensors[node.inputs[0]], training)
-                finally:
-                    layer.fused_activation = None
-            elif mode == "attr":
-                saved = layer.activation
-                layer.activation = _activations.linear
-                try:
-                    y = layer.forward(tensors[node.inputs[0]], training)
-                finally:
-                    layer.activation = saved
-            elif len(node.inputs) == 1:
-                y = layer.forward(tensors[node.inputs[0]], training)
             else:
-                y = layer.forward([tensors[t] for t in node.inputs], training)
+                x = tensors[node.inputs[0]] if len(node.inputs) == 1 else [tensors[t] for t in node.inputs]
+                if mode is None:
+                    y = node.layer.forward(x, training)
+                else:  # the layer applies this activation last, for this call ("linear": logits)
+                    y = node.layer.forward(x, training, epilogue=mode)
             tensors[node.output] = y
             if upto is None:
                 for t in node.inputs:
@@ -259,6 +258,7 @@ class ExecutionPlan:
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             dy = grads.pop(node.output, None)
+            # a fused layer's backward follows the epilogue its training forward ran (its cache)
             if fusion and fusion.get(i) == "skip":  # folded into the loss or into the layer before
                 t = node.inputs[0]
                 if dy is not None and self._tensor_needs(needs, t):

@@ -19,6 +19,15 @@ Design notes
   exact over the whole epoch. A metric is logged under the name it was given
   (``"acc"`` logs ``acc``, Keras's rule). On a fused output (logits), metrics
   that need probabilities get the softmax of the logits.
+* Sample weights (``fit(sample_weight=, class_weight=)``, ``evaluate(sample_weight=)``)
+  follow Keras 3's ``sum_over_batch_size`` reduction: a batch's loss is
+  ``sum_i(w_i * loss_i) / batch_size`` (per-pixel outputs: ``loss_i`` is the
+  sample's mean over its positions, as Keras broadcasts ``(N,)`` weights over
+  them). The gradient of each sample is its unweighted gradient times ``w_i``.
+  The value is computed from the loss's own mean contract, one call per distinct
+  weight in the batch (class weights: at most one per class), so every loss
+  object works unchanged. Metrics are not weighted (Keras's ``metrics=``; Keras's
+  ``weighted_metrics=`` has no fastconv counterpart yet).
 """
 
 from __future__ import annotations
@@ -26,6 +35,22 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import metrics as _metrics
+
+
+def _weighted_value(fn, fused, y, out, sw, value):
+    """``sum_i(sw_i * loss_i) / N`` from ``fn``'s mean over a subset, one call per distinct weight."""
+    uniq = np.unique(sw)
+    if len(uniq) == 1:
+        return float(uniq[0]) * value
+    call = fn.value_and_gradient_from_logits if fused else fn.value_and_gradient
+    n = len(sw)
+    total = 0.0
+    for u in uniq:
+        if u == 0:
+            continue
+        sel = sw == u
+        total += float(u) * call(y[sel], out[sel], need_grad=False)[0] * int(sel.sum())
+    return total / n
 
 
 def _softmax(z):
@@ -79,17 +104,24 @@ class _Objective:
             if ys[k] is None:
                 raise ValueError(f"{who}: no targets (y) for output {k}, which has metrics.")
 
-    def losses_and_grads(self, ys, outs, need_grad=True):
-        """``(weighted total, [loss per output with a loss], [dy per output or None])``."""
+    def losses_and_grads(self, ys, outs, need_grad=True, sws=None):
+        """``(weighted total, [loss per output with a loss], [dy per output or None])``;
+        ``sws``: per output, None or the batch's sample weights ``(N,)``."""
         total = 0.0
         per = []
         dys = [None] * self.n_out
         for k in self.loss_index:
             fn = self.losses[k]
-            if k in self.fused:
+            fused = k in self.fused
+            if fused:
                 value, dy = fn.value_and_gradient_from_logits(ys[k], outs[k], need_grad=need_grad)
             else:
                 value, dy = fn.value_and_gradient(ys[k], outs[k], need_grad=need_grad)
+            sw = None if sws is None else sws[k]
+            if sw is not None:
+                value = _weighted_value(fn, fused, ys[k], outs[k], sw, value)
+                if dy is not None:
+                    dy *= sw.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype, copy=False)
             w = self.weights[k]
             if w != 1.0 and dy is not None:
                 dy *= w

@@ -82,10 +82,6 @@ class _SharedUse:
     def activation(self):
         return getattr(self.layer, "activation", None)
 
-    @activation.setter
-    def activation(self, value):
-        self.layer.activation = value
-
     def trainable_pairs(self):
         return self.layer.trainable_pairs()
 

@@ -14,6 +14,16 @@ Design notes
 * ``verbose``: 0 silent, 1 a progress bar (``fastconv.engine.progbar``), 2 one
   line per epoch. Ctrl-C during ``fit`` ends it after the current step
   (``fastconv.engine.interrupt``); the History says ``interrupted``.
+* Sample weights (``sample_weight``, ``class_weight``, a third element of
+  ``validation_data`` or of a generator's batches) weight each sample's loss and
+  gradient (``fastconv.engine.objective``). With ``validation_split`` the user's
+  sample weights are split with the data; class weights apply to training only
+  (as in Keras).
+* Callbacks run in the order given, then the History (Keras's order), so what a
+  callback adds to the epoch logs (``learning_rate`` from ``ReduceLROnPlateau``
+  or ``LearningRateScheduler``) is recorded and shown on the epoch's bar.
+  A callback may set ``model._initial_epoch`` in ``on_train_begin`` to resume
+  (``BackupAndRestore``).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from fastconv.engine.data import (
     _batch_xy,
     _GeneratorBatches,
     _is_array_like,
+    _sample_weights,
     _slice,
 )
 from fastconv.engine.interrupt import _InterruptGuard
@@ -39,40 +50,42 @@ from fastconv.engine.progbar import Progbar, _format_value
 __all__ = ["evaluate", "fit", "predict", "test_on_batch", "train_on_batch"]
 
 
-def _train_step(model, plan, xs, ys, obj):
+def _train_step(model, plan, xs, ys, obj, sws=None):
     """One optimizer step on a batch; returns ``(loss, per-output losses, metric states)``."""
     outs = plan.forward(xs, training=True, fusion=obj.fusion)
-    loss, per, dys = obj.losses_and_grads(ys, outs)
+    loss, per, dys = obj.losses_and_grads(ys, outs, sws=sws)
     loss += _regularization_loss(plan.layers)
     plan.backward(dys, fusion=obj.fusion)
     model.optimizer.apply(model.trainable_pairs())
     return loss, per, obj.metric_states(ys, outs)
 
 
-def _test_step(model, plan, xs, ys, obj):
+def _test_step(model, plan, xs, ys, obj, sws=None):
     outs = plan.forward(xs, training=False, fusion=obj.fusion)
-    loss, per, _ = obj.losses_and_grads(ys, outs, need_grad=False)
+    loss, per, _ = obj.losses_and_grads(ys, outs, need_grad=False, sws=sws)
     return loss, per, obj.metric_states(ys, outs)
 
 
-def train_on_batch(model, x, y):
+def train_on_batch(model, x, y, sample_weight=None, class_weight=None):
     """One step on one batch; returns ``[loss, *metrics]`` for that batch (before the update's effect)."""
     model._require_compiled("train_on_batch")
     xs, ys = _batch_xy(model, x, y, "train_on_batch")
     obj = _Objective(model)
     obj.check_targets(ys, "train_on_batch")
+    sws = _sample_weights(model, sample_weight, class_weight, ys, len(xs[0]), "train_on_batch")
     run = _Running(obj)
-    run.add(len(xs[0]), *_train_step(model, obj.plan, xs, ys, obj))
+    run.add(len(xs[0]), *_train_step(model, obj.plan, xs, ys, obj, sws))
     return _pack(run.values())
 
 
-def test_on_batch(model, x, y):
+def test_on_batch(model, x, y, sample_weight=None):
     model._require_compiled("test_on_batch")
     xs, ys = _batch_xy(model, x, y, "test_on_batch")
     obj = _Objective(model)
     obj.check_targets(ys, "test_on_batch")
+    sws = _sample_weights(model, sample_weight, None, ys, len(xs[0]), "test_on_batch")
     run = _Running(obj)
-    run.add(len(xs[0]), *_test_step(model, obj.plan, xs, ys, obj))
+    run.add(len(xs[0]), *_test_step(model, obj.plan, xs, ys, obj, sws))
     return _pack(run.values(_regularization_loss(obj.plan.layers)))
 
 
@@ -97,6 +110,8 @@ def fit(
     validation_steps=None,
     validation_batch_size=None,
     seed=None,
+    sample_weight=None,
+    class_weight=None,
 ):
     """Train ``model`` (see :meth:`fastconv.engine.base.BaseModel.fit`). Returns a :class:`History`."""
     model._require_compiled("fit")
@@ -105,7 +120,8 @@ def fit(
     rng = np.random.default_rng(seed)
     batch_size = _batch_size(batch_size, "fit")
     val_bs = _batch_size(validation_batch_size, "fit", "validation_batch_size", default=batch_size)
-    val_lists = None  # (inputs, targets) held out by validation_split
+    val_lists = None  # (inputs, targets, sample weights) held out by validation_split
+    gen_class_weight = None
 
     # ---- training data
     if _is_array_like(x):
@@ -114,18 +130,27 @@ def fit(
             raise ValueError(
                 f"validation_split must be in [0, 1). Received: validation_split={validation_split}"
             )
+        sws = _sample_weights(model, sample_weight, None, ys, len(xs[0]), "fit")
         if validation_split and validation_data is None:
             split_at = int(len(xs[0]) * (1.0 - validation_split))
-            val_lists = (_slice(xs, slice(split_at, None)), _slice(ys, slice(split_at, None)))
-            xs, ys = _slice(xs, slice(None, split_at)), _slice(ys, slice(None, split_at))
+            tail, head = slice(split_at, None), slice(None, split_at)
+            val_lists = (_slice(xs, tail), _slice(ys, tail), None if sws is None else _slice(sws, tail))
+            xs, ys = _slice(xs, head), _slice(ys, head)
+            sws = None if sws is None else _slice(sws, head)
         if len(xs[0]) == 0:
             raise ValueError("fit: no training samples (x is empty after validation_split).")
+        if class_weight is not None:  # training samples only, as Keras does
+            cws = _sample_weights(model, None, class_weight, ys, len(xs[0]), "fit")
+            sws = cws if sws is None else [a if b is None else a * b for a, b in zip(cws, sws)]
         model._ensure_built(xs[0].shape)
         xs = model._cast_inputs(xs)
-        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch)
+        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch, sws=sws)
     elif x is not None and (hasattr(x, "__iter__") or hasattr(x, "__next__")):
         if validation_split:
             raise ValueError("validation_split is not supported when x is a generator; pass validation_data.")
+        if sample_weight is not None:
+            raise ValueError("fit: sample_weight is not supported when x is a generator; yield (x, y, sw) batches.")
+        gen_class_weight = class_weight
         train = _GeneratorBatches(x, steps_per_epoch, model)
     else:
         raise TypeError(
@@ -139,21 +164,26 @@ def fit(
     val = None
     if val_lists is not None:
         if len(val_lists[0][0]):
-            val = ("arrays", model._cast_inputs(val_lists[0]), val_lists[1])
+            val = ("arrays", model._cast_inputs(val_lists[0]), val_lists[1], val_lists[2])
     elif validation_data is not None:
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
             xv, yv = _arrays_xy(model, validation_data[0], validation_data[1], "fit(validation_data)")
             model._ensure_built(xv[0].shape)
             obj.check_targets(yv, "fit(validation_data)")
-            val = ("arrays", model._cast_inputs(xv), yv)
+            swv = validation_data[2] if len(validation_data) == 3 else None
+            swv = _sample_weights(model, swv, None, yv, len(xv[0]), "fit(validation_data)")
+            val = ("arrays", model._cast_inputs(xv), yv, swv)
         elif hasattr(validation_data, "__iter__") or hasattr(validation_data, "__next__"):
             val = ("gen", validation_data, validation_steps)
         else:
-            raise ValueError("validation_data must be a tuple (x_val, y_val) or an iterator of batches.")
+            raise ValueError(
+                "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight), "
+                "or an iterator of batches."
+            )
 
     history = History()
     cbs = CallbackList(
-        [history, *(callbacks or [])],
+        [*(callbacks or []), history],
         model=model,
         params={"epochs": epochs, "steps": len(train) or None, "verbose": verbose},
     )
@@ -163,7 +193,12 @@ def fit(
     epoch = initial_epoch
     step_in_epoch = 0
     interrupted = False
+    model._initial_epoch = None
+    completed = False
     cbs.on_train_begin()
+    if model._initial_epoch is not None:  # a callback resumes an interrupted fit (BackupAndRestore)
+        initial_epoch = max(initial_epoch, int(model._initial_epoch))
+    model._initial_epoch = None
     try:
         with _InterruptGuard() as guard:
             for epoch in range(initial_epoch, epochs):
@@ -174,10 +209,13 @@ def fit(
                 run = _Running(obj)
                 step_in_epoch = 0
                 batch_hooks = cbs.has_batch_hooks
-                for xb, yb in train.epoch():
+                for xb, yb, swb in train.epoch():
+                    if gen_class_weight is not None:
+                        cwb = _sample_weights(model, None, gen_class_weight, yb, len(xb[0]), "fit")
+                        swb = cwb if swb is None else [cwb[0] * swb[0]]
                     if batch_hooks:
                         cbs.on_train_batch_begin(step_in_epoch)
-                    run.add(len(xb[0]), *_train_step(model, plan, xb, yb, obj))
+                    run.add(len(xb[0]), *_train_step(model, plan, xb, yb, obj, swb))
                     step_in_epoch += 1
                     if verbose == 1 and bar.dynamic:
                         bar.update(step_in_epoch, run.values())
@@ -185,23 +223,26 @@ def fit(
                         cbs.on_train_batch_end(step_in_epoch - 1, dict(run.values()))
                     if guard.requested:
                         raise KeyboardInterrupt
+                    if model.stop_training:  # set by a batch hook (TerminateOnNaN): end the epoch now
+                        break
                 if step_in_epoch == 0:
                     warnings.warn("fit: the input ran out of data; stopping training.", stacklevel=2)
                     break
                 logs = dict(run.values())
                 if val is not None:
                     if val[0] == "arrays":
-                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs)
+                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs, sws=val[3])
                     else:
                         vres = _evaluate_generator(model, obj, val[1], val[2])
                     for k, v in vres.items():
                         logs["val_" + k] = v
-                bar.finish(step_in_epoch, list(logs.items()))
                 cbs.on_epoch_end(epoch, logs)
+                bar.finish(step_in_epoch, list(logs.items()))
                 if guard.requested:
                     raise KeyboardInterrupt
                 if model.stop_training:
                     break
+        completed = True
     except KeyboardInterrupt:
         interrupted = True
         history.interrupted = True
@@ -211,13 +252,15 @@ def fit(
                 f"the model keeps the weights of the last finished step."
             )
     finally:
+        model._fit_interrupted = not completed
         cbs.on_train_end(logs)
+        model._fit_interrupted = False
     history.interrupted = interrupted
     model.history = history
     return history
 
 
-def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None):
+def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None, sws=None):
     n = len(xs[0])
     if n == 0:
         raise ValueError("evaluate: no samples.")
@@ -226,7 +269,8 @@ def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None):
     for s in range(steps):
         sl = slice(s * batch_size, (s + 1) * batch_size)
         xb, yb = _slice(xs, sl), _slice(ys, sl)
-        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
+        swb = None if sws is None else _slice(sws, sl)
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj, swb))
         if bar is not None:
             bar.update(s + 1, run.values())
     return dict(run.values(_regularization_loss(obj.plan.layers)))
@@ -247,14 +291,17 @@ def _evaluate_generator(model, obj, data, steps):
         except StopIteration:
             break
         xb, yb = _batch_xy(model, batch[0], batch[1], "evaluate")
-        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj))
+        swb = None
+        if len(batch) > 2 and batch[2] is not None:
+            swb = _sample_weights(model, batch[2], None, yb, len(xb[0]), "evaluate")
+        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj, swb))
         k += 1
     if run.n == 0:
         raise ValueError("evaluate: the validation generator yielded no batches.")
     return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
-def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False):
+def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, sample_weight=None):
     """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`.
 
     Returns ``loss`` alone when there is nothing else to report, else the list ``[loss,
@@ -267,12 +314,15 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
         xs, ys = _arrays_xy(model, x, y, "evaluate")
         model._ensure_built(xs[0].shape)
         obj.check_targets(ys, "evaluate")
+        sws = _sample_weights(model, sample_weight, None, ys, len(xs[0]), "evaluate")
         xs = model._cast_inputs(xs)
         bar = Progbar(-(-len(xs[0]) // batch_size), verbose=verbose) if verbose else None
-        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar)
+        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar, sws=sws)
         if bar is not None:
             bar.finish(bar.target, list(res.items()))
     else:
+        if sample_weight is not None:
+            raise ValueError("evaluate: sample_weight is not supported when x is a generator; yield (x, y, sw).")
         res = _evaluate_generator(model, obj, x, steps)
         if verbose:
             print(" - ".join(f"{k}: {_format_value(v)}" for k, v in res.items()))

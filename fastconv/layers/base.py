@@ -14,6 +14,12 @@ Design notes
   already right); layers cache only in training; weights and grads are updated
   in place so references held by optimizers and savers stay valid; ``dy`` is
   never modified in place (residual blocks hand one ``dy`` to two paths).
+* Fusion is declared, never imposed: ``fusable_epilogues`` lists the
+  activations a layer can apply last in place of its own (``final_activation``),
+  and ``epilogue_name`` says that a layer is nothing but one activation. The
+  execution plan (``fastconv.engine.graph``) reads these and passes its choice
+  into the call, ``forward(x, training, epilogue="relu")``; no attribute of the
+  layer changes, and ``backward`` follows what that forward ran (its cache).
 * ``need_input_grad = False`` (set by the model on the first layer) makes
   ``backward`` return ``None`` and skip computing dx where the op allows it.
 * Shapes passed around exclude the batch dimension, e.g. ``(28, 28, 1)``;
@@ -209,6 +215,13 @@ class Layer:
     input_ndim: int | None = None
     min_ndim: int = 1
 
+    #: Activations, by name, that this layer can apply last in place of its ``final_activation``,
+    #: requested per call with ``forward(x, training, epilogue=name)`` (the execution plan's
+    #: fusion). "linear" leaves the activation out (logits for a fused softmax cross-entropy);
+    #: "relu" after a layer whose own activation is linear folds a following ReLU into it.
+    #: A layer that lists any must accept ``call(x, training, epilogue=None)``.
+    fusable_epilogues: tuple[str, ...] = ()
+
     def __init__(
         self, name=None, trainable=True, input_shape=None, dtype="float32", batch_input_shape=None, **kwargs
     ):
@@ -313,8 +326,32 @@ class Layer:
                 f"of input shape to have value {c}, but received input with shape {x.shape}"
             )
 
-    def forward(self, x, training=False):
-        """Forward pass on a batch ``x`` (caches what backward needs only when training)."""
+    # -- fusion declarations (read by fastconv.engine.graph) ------------------------------------
+    @property
+    def final_activation(self) -> str | None:
+        """Name of the element-wise activation this layer applies last as configured ("linear"
+        when none), or None when the layer does not declare one."""
+        return None
+
+    @property
+    def epilogue_name(self) -> str | None:
+        """For a layer that is nothing but an element-wise activation, its name ("relu",
+        "relu6", "softmax", ...): the plan may fold it into the layer before it, as that layer's
+        epilogue, or into a cross-entropy loss. None for every other layer."""
+        return None
+
+    def forward(self, x, training=False, epilogue=None):
+        """Forward pass on a batch ``x`` (caches what backward needs only when training).
+
+        ``epilogue`` (one of ``fusable_epilogues``, by name) is applied last in place of the
+        layer's own activation, for this call only; a training forward caches what it ran, so
+        the following ``backward`` takes the matching gradient.
+        """
+        if epilogue is not None and epilogue not in self.fusable_epilogues:
+            raise ValueError(
+                f'Layer "{self.name}" cannot apply the epilogue {epilogue!r}: it can apply '
+                f"{list(self.fusable_epilogues)}. Received: epilogue={epilogue!r}"
+            )
         x = np.asarray(x, dtype=self.dtype)
         if not self.built:
             self._check_rank(x.shape[1:])
@@ -322,7 +359,9 @@ class Layer:
         self._check_input(x)
         if not training:
             self._cache = None
-        return self.call(x, training)
+        if epilogue is None:
+            return self.call(x, training)
+        return self.call(x, training, epilogue=epilogue)
 
     def call(self, x, training=False):
         return x

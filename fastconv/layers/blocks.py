@@ -170,21 +170,29 @@ class ResidualBlock(_Block):
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def call(self, x, training=False):
+    #: the block can leave its activation out for one call (logits for a fused softmax cross-entropy)
+    fusable_epilogues = ("linear",)
+
+    @property
+    def final_activation(self):
+        return self.activation.name
+
+    def call(self, x, training=False, epilogue=None):
+        act = self.activation if epilogue is None else _activations.get(epilogue)
         h = _forward_path(self.layers, x, training)
         s = _forward_path(self.shortcut, x, training) if self.shortcut else x
         y = np.add(h, s)
-        act = None
-        if self.activation is not _activations.linear:
-            y = self.activation.forward(y, out=y)
-            act = y
+        y_cache = None
+        if act is not _activations.linear:
+            y = act.forward(y, out=y)
+            y_cache = y
         if training:
-            self._cache = (act,)
+            self._cache = (y_cache, act)
         return y
 
     def call_backward(self, dy):
-        (y,) = self._need_cache()
-        dz = dy if y is None else self.activation.backward(dy, y)
+        y, act = self._need_cache()
+        dz = dy if y is None else act.backward(dy, y)
         need = self.need_input_grad
         d_main = _backward_path(self.layers, dz, need)
         d_short = _backward_path(self.shortcut, dz, need) if self.shortcut else dz

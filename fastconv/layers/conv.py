@@ -16,6 +16,15 @@ and chain the forward / backward ops:
 A fused ``activation=`` is applied in place on the op's fresh output, and the
 activated output ``y`` is what backward needs (see fastconv.activations), so a
 layer caches ``x`` (and ``y`` when the activation is not linear) in training.
+Conv2D and SeparableConv2D with ``activation="relu"`` have the conv kernel apply
+it as it stores each output (``ops.conv2d(..., relu=True)``): one pass over ``y``
+instead of two; backward masks ``dy`` with ``y > 0`` in one pass before the
+conv gradient.
+
+Fusion (declared, see fastconv.layers.base): every conv layer can leave its
+activation out for one call (``epilogue="linear"``, logits for a fused softmax
+cross-entropy); Conv2D and SeparableConv2D can also apply ``"relu"`` (a ReLU
+layer after them, folded in by the execution plan).
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ class _BaseConv(Layer):
     """Shared argument handling and the activation / cache plumbing."""
 
     input_ndim = 4
+    fusable_epilogues = ("linear",)
+    #: The forward op applies relu in its kernel's epilogue (``relu=True``)
+    _kernel_relu = False
 
     def __init__(
         self,
@@ -72,15 +84,29 @@ class _BaseConv(Layer):
     def _check_input(self, x):
         self._check_channels(x)
 
-    def _activate(self, y, training):
-        """Apply the fused activation in place on the op's fresh output ``y``."""
-        if self.activation is not _activations.linear:
-            y = self.activation.forward(y, out=y)
+    @property
+    def final_activation(self):
+        return self.activation.name
+
+    def _activation_for(self, epilogue):
+        """The activation this call applies last: the layer's own, or the plan's ``epilogue``."""
+        return self.activation if epilogue is None else _activations.get(epilogue)
+
+    def _in_kernel(self, act):
+        """True when the op applies ``act`` in its kernel's epilogue (Conv2D's relu)."""
+        return self._kernel_relu and act.name == "relu"
+
+    @staticmethod
+    def _activate(y, training, act):
+        """Apply ``act`` in place on the op's fresh output ``y`` -> (y, what backward needs)."""
+        if act is not _activations.linear:
+            y = act.forward(y, out=y)
             return y, (y if training else None)
         return y, None
 
-    def _deactivate(self, dy, y):
-        return dy if y is None else self.activation.backward(dy, y)
+    @staticmethod
+    def _deactivate(dy, y, act):
+        return dy if y is None else act.backward(dy, y)
 
     def _spatial_out(self, input_shape):
         h, w = input_shape[0], input_shape[1]
@@ -109,19 +135,25 @@ class _BaseConv(Layer):
     def _op_kwargs(self, x):
         return self._conv_kwargs()
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, epilogue=None):
+        act = self._activation_for(epilogue)
         kw = self._op_kwargs(x)
-        y = self._forward_op(x, self.params[self._kernel_key], self.params.get("bias"), **kw)
-        y, y_cache = self._activate(y, training)
+        w, b = self.params[self._kernel_key], self.params.get("bias")
+        if self._in_kernel(act):
+            y = self._forward_op(x, w, b, **kw, relu=True)
+            y_cache = y if training else None
+        else:
+            y = self._forward_op(x, w, b, **kw)
+            y, y_cache = self._activate(y, training, act)
         if training:
-            self._cache = (x, y_cache, kw)
+            self._cache = (x, y_cache, kw, act)
         return y
 
     def call_backward(self, dy):
-        x, y, kw = self._need_cache()
+        x, y, kw, act = self._need_cache()
         if not (self.trainable or self.need_input_grad):
             return None
-        dz = self._deactivate(dy, y)
+        dz = self._deactivate(dy, y, act)
         dx, dw, db = self._grad_op(dz, x, self.params[self._kernel_key], **kw, need_dx=self.need_input_grad)
         if self.trainable:
             self._store_grad(self._kernel_key, dw)
@@ -163,6 +195,8 @@ class Conv2D(_BaseConv):
 
     _forward_op = staticmethod(ops.conv2d)
     _grad_op = staticmethod(ops.conv2d_grad)
+    fusable_epilogues = ("linear", "relu")
+    _kernel_relu = True
 
     def __init__(
         self,
@@ -337,6 +371,9 @@ class SeparableConv2D(_BaseConv):
     Params: ``KH*KW*C*M + C*M*filters + filters``.
     """
 
+    fusable_epilogues = ("linear", "relu")
+    _kernel_relu = True  # the pointwise conv2d's epilogue
+
     def __init__(
         self,
         filters,
@@ -401,19 +438,24 @@ class SeparableConv2D(_BaseConv):
         oh, ow = self._spatial_out(input_shape)
         return (oh, ow, self.filters)
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, epilogue=None):
+        act = self._activation_for(epilogue)
         t = ops.depthwise_conv2d(x, self.params["depthwise_kernel"], None, **self._conv_kwargs())
-        y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
-        y, y_cache = self._activate(y, training)
+        if self._in_kernel(act):
+            y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"), relu=True)
+            y_cache = y if training else None
+        else:
+            y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
+            y, y_cache = self._activate(y, training, act)
         if training:
-            self._cache = (x, t, y_cache)
+            self._cache = (x, t, y_cache, act)
         return y
 
     def call_backward(self, dy):
-        x, t, y = self._need_cache()
+        x, t, y, act = self._need_cache()
         if not (self.trainable or self.need_input_grad):
             return None
-        dz = self._deactivate(dy, y)
+        dz = self._deactivate(dy, y, act)
         dt, dpw, db = ops.conv2d_grad(dz, t, self.params["pointwise_kernel"])
         dx, ddw, _ = ops.depthwise_conv2d_grad(
             dt,

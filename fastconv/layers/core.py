@@ -5,6 +5,11 @@ Dense is ``x @ kernel + bias`` on the last axis through ``ops.dense`` (the conv 
 kernels); the element-wise
 layers are vectorised NumPy and never modify their input in place (the previous
 layer may have cached it).
+
+Fusion (declared, see fastconv.layers.base): Dense can leave its activation out
+(``epilogue="linear"``, logits) or apply ``"relu"`` in the kernel's epilogue;
+Activation, ReLU and Softmax say which activation they are (``epilogue_name``),
+so the execution plan can fold them into the layer before or into the loss.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Dense(Layer):
     """
 
     min_ndim = 2
+    fusable_epilogues = ("linear", "relu")
 
     def __init__(
         self,
@@ -76,21 +82,28 @@ class Dense(Layer):
     def _check_input(self, x):
         self._check_channels(x)
 
-    def call(self, x, training=False):
+    @property
+    def final_activation(self):
+        return self.activation.name
+
+    def call(self, x, training=False, epilogue=None):
+        act = self.activation if epilogue is None else _activations.get(epilogue)
         f = x.shape[-1]
-        y = ops.dense(x.reshape(-1, f), self.params["kernel"], self.params.get("bias"))
+        in_kernel = act.name == "relu"  # applied by the kernel as it stores y
+        y = ops.dense(x.reshape(-1, f), self.params["kernel"], self.params.get("bias"), relu=in_kernel)
         y = y.reshape(*x.shape[:-1], self.units)
-        act = None
-        if self.activation is not _activations.linear:
-            y = self.activation.forward(y, out=y)
-            act = y
+        y_cache = None
+        if act is not _activations.linear:
+            if not in_kernel:
+                y = act.forward(y, out=y)
+            y_cache = y
         if training:
-            self._cache = (x, act)
+            self._cache = (x, y_cache, act)
         return y
 
     def call_backward(self, dy):
-        x, y = self._need_cache()
-        dz = dy if y is None else self.activation.backward(dy, y)
+        x, y, act = self._need_cache()
+        dz = dy if y is None else act.backward(dy, y)
         f = x.shape[-1]
         x2 = x.reshape(-1, f)
         dz2 = dz.reshape(-1, self.units)
@@ -226,6 +239,10 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = _activations.get(activation)
 
+    @property
+    def epilogue_name(self):
+        return self.activation.name
+
     def call(self, x, training=False):
         y = self.activation.forward(x)
         if training:
@@ -262,6 +279,13 @@ class ReLU(Layer):
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
         self._plain = self.max_value is None and self.negative_slope == 0 and self.threshold == 0
+
+    @property
+    def epilogue_name(self):
+        """"relu" for the defaults, "relu6" for ``max_value=6`` alone, else None (no fusion)."""
+        if self.negative_slope != 0 or self.threshold != 0:
+            return None
+        return "relu" if self.max_value is None else "relu6" if self.max_value == 6 else None
 
     def call(self, x, training=False):
         if self._plain:
@@ -303,6 +327,10 @@ class Softmax(Layer):
         if axis != -1:
             raise ValueError(f"Softmax supports axis=-1 only. Received: axis={axis}")
         self.axis = -1
+
+    @property
+    def epilogue_name(self):
+        return "softmax"
 
     def call(self, x, training=False):
         y = _activations.softmax.forward(x)

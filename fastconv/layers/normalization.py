@@ -21,9 +21,11 @@ Design notes
   depend on the thread count), one to normalise; backward one pass for the two
   sums and one for dx. The training cache holds the input (not a normalised
   copy) and the batch statistics.
-* A ReLU or ReLU6 right after the layer can be fused into it
-  (``fused_activation``, set by the training plan for the forward it runs): the
-  output is then the activation's, and backward masks ``dy`` with it.
+* A ReLU or ReLU6 right after the layer can be fused into it: the layer
+  declares ``fusable_epilogues``, the execution plan calls
+  ``forward(x, training, epilogue="relu")``; the output is then the
+  activation's, applied in the normalisation pass, and backward masks ``dy``
+  with it (the training cache records which activation ran).
 * float16 layers compute in float32.
 """
 
@@ -50,8 +52,8 @@ class BatchNormalization(Layer):
     """
 
     min_ndim = 2
-    #: "relu" / "relu6" while the training plan runs this layer fused with the activation after it
-    fused_activation = None
+    fusable_epilogues = ("linear", "relu", "relu6")
+    final_activation = "linear"
 
     def __init__(
         self,
@@ -116,10 +118,10 @@ class BatchNormalization(Layer):
         """gamma / beta, or None when ``scale`` / ``center`` dropped it (the op then uses 1 / 0)."""
         return self.params.get(key)
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, epilogue=None):
         self._check_channels_fit(x)
         x = np.asarray(x, dtype=self._work_dtype())
-        act = self.fused_activation
+        act = None if epilogue in (None, "linear") else epilogue
         if training and self.trainable:
             y, mean, var = ops.batch_norm_train(
                 x, self._opt("gamma"), self._opt("beta"), epsilon=self.epsilon, activation=act

@@ -191,11 +191,14 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     return dw, db
 
 
-def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=False):
     """2-D convolution (cross-correlation) in NHWC.
 
     x (N, H, W, C), w (KH, KW, C // groups, K), bias (K,) or None -> y (N, OH, OW, K).
     padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
+    relu=True returns relu(conv + bias), applied by the kernel as it stores each output (no second
+    pass over y); NaN passes through as in ``ops.relu``. Its gradient: ``conv2d_grad`` of
+    ``relu_grad(dy, y)``.
 
     >>> y = conv2d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 2), np.float32), padding="same")
     >>> y.shape
@@ -208,7 +211,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, w.shape[3], w.shape)
-    return _forward(a, x, bias, False, op)
+    return _forward(a, x, bias, _check_relu(op, relu), op)
+
+
+def _check_relu(op, relu) -> bool:
+    if not isinstance(relu, (bool, np.bool_)):
+        raise TypeError(f"{op}: relu must be True or False. Received: relu={relu!r}")
+    return bool(relu)
 
 
 def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True):
@@ -290,8 +299,9 @@ def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, di
     return dx, dw, db
 
 
-def dense(x, w, bias=None):
-    """Fully connected layer on the conv kernel: x (N, C) @ w (C, K) + bias -> (N, K).
+def dense(x, w, bias=None, *, relu=False):
+    """Fully connected layer on the conv kernel: x (N, C) @ w (C, K) + bias -> (N, K);
+    relu=True applies relu in the kernel's epilogue (see conv2d).
 
     A 1x1 convolution over N one-pixel images; it keeps Dense layers off NumPy's multithreaded
     BLAS, whose threads would otherwise compete with the kernels' OpenMP threads for the cores.
@@ -306,7 +316,8 @@ def dense(x, w, bias=None):
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, w.shape[1], w.shape)
-    y = conv2d(x.reshape(x.shape[0], 1, 1, x.shape[1]), w.reshape(1, 1, *w.shape), bias)
+    y = conv2d(x.reshape(x.shape[0], 1, 1, x.shape[1]), w.reshape(1, 1, *w.shape), bias,
+               relu=_check_relu(op, relu))
     return y.reshape(x.shape[0], w.shape[1])
 
 

@@ -1,0 +1,343 @@
+"""Fusion as data: layers declare what they can fuse, the plan passes its choice into the call.
+
+* ops.conv2d(..., relu=True): the kernel's epilogue equals relu(conv2d(...)) bit for bit on every
+  path (tiles, rowk, rowseg, narrow, pointwise) and every SIMD level;
+* the layers' ``epilogue=`` gives the same values and gradients as the separate activation layer;
+* the execution plan decides from the declarations (a custom layer that declares an epilogue is
+  fused) and sets no attribute on a layer around a call.
+"""
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+from gradcheck import numeric_grad  # tests/gradcheck.py
+
+from fastconv import Input, Model, Sequential, _dispatch, ops
+from fastconv import layers as L
+from fastconv.engine.graph import ExecutionPlan
+from fastconv.layers.base import Layer
+
+LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
+F64 = np.float64
+
+
+@pytest.fixture
+def simd(request):
+    yield lambda level: _dispatch.set_simd(level)
+    _dispatch.set_simd(None)
+
+
+@pytest.fixture
+def nan_empty(monkeypatch):
+    """Outputs come pre-filled with NaN (all bytes 0xFF): an element the epilogue skips shows."""
+    real_empty = np.empty
+
+    def empty(shape, dtype=float, **kw):
+        a = real_empty(shape, dtype=dtype, **kw)
+        a.reshape(-1).view(np.uint8).fill(0xFF)
+        return a
+
+    monkeypatch.setattr(np, "empty", empty)
+
+
+# ---- the kernel epilogue -----------------------------------------------------------------------
+
+# (x shape, w shape, options, forward path)
+PATHS = [
+    ((2, 10, 9, 19), (3, 3, 19, 37), dict(padding="same", stride=(1, 2)), "tiles"),  # channel tail
+    ((2, 8, 9, 8), (3, 3, 8, 32), dict(padding=1), "tiles"),  # full channel blocks
+    ((2, 9, 11, 16), (3, 3, 16, 37), dict(padding="same", stride=(1, 2)), "rowseg"),
+    ((3, 9, 28, 3), (3, 3, 3, 13), dict(padding="same"), "rowk"),
+    ((2, 12, 30, 2), (3, 3, 2, 11), dict(padding=2, dilation=2), "rowseg"),
+    ((2, 5, 7, 24), (1, 1, 24, 19), {}, "tiles"),  # pointwise: one row of N*H*W pixels
+    ((2, 9, 27, 11), (3, 3, 11, 3), dict(padding="same"), "narrow"),  # forced below
+]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(PATHS)))
+def test_conv2d_relu_epilogue_equals_relu_after(case, dtype, level, simd, nan_empty, monkeypatch):
+    from fastconv.ops import conv as conv_ops
+
+    simd(level)
+    xs, ws, kw, path = PATHS[case]
+    monkeypatch.setattr(conv_ops, "_force_narrow", path == "narrow")
+    rng = np.random.default_rng(case)
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    x[0, 1, 2, 0] = np.nan  # NaN passes through the epilogue as through ops.relu
+    for b in (rng.standard_normal(ws[3]).astype(dtype), None):
+        want = ops.relu(ops.conv2d(x, w, b, **kw))
+        got = ops.conv2d(x, w, b, **kw, relu=True)
+        if path:
+            assert _dispatch.last_kernel["conv2d"] == path
+        assert np.isnan(got).any() and (got == 0).any() and (got > 0).any()
+        np.testing.assert_array_equal(got, want)
+
+
+def test_dense_relu_epilogue_and_argument_check():
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((7, 13)), rng.standard_normal((13, 21)), rng.standard_normal(21)
+    np.testing.assert_array_equal(ops.dense(x, w, b, relu=True), ops.relu(ops.dense(x, w, b)))
+    with pytest.raises(TypeError, match="relu must be True or False"):
+        ops.conv2d(x.reshape(7, 1, 1, 13), w.reshape(1, 1, 13, 21), relu="yes")
+
+
+# ---- layers: epilogue= against the separate activation layer ------------------------------------
+
+
+def _pair(make, shape, rng):
+    a, b = make(), make()
+    a.build(shape)
+    b.build(shape)
+    b.set_weights(a.get_weights())
+    return a, b
+
+
+LAYERS = {
+    "conv2d": (lambda act: L.Conv2D(6, 3, padding="same", activation=act, dtype=F64), (5, 6, 3)),
+    "separable": (lambda act: L.SeparableConv2D(5, 3, activation=act, dtype=F64), (6, 6, 4)),
+    "dense": (lambda act: L.Dense(7, activation=act, dtype=F64), (9,)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_layer_relu_epilogue_matches_separate_relu(kind):
+    """Three ways to get relu(layer(x)): activation="relu" (in the kernel), epilogue="relu" on the
+    linear layer (the plan's fusion) and the linear layer then a ReLU layer: equal values, and
+    gradients equal to each other and to finite differences (float64)."""
+    make, shape = LAYERS[kind]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, *shape))
+    own, _ = _pair(lambda: make("relu"), shape, rng)
+    lin, sep = _pair(lambda: make(None), shape, rng)
+    for layer in (lin, sep):
+        layer.set_weights(own.get_weights())
+    relu = L.ReLU(dtype=F64)
+    y_own = own.forward(x, training=True)
+    y_epi = lin.forward(x, training=True, epilogue="relu")
+    y_sep = relu.forward(sep.forward(x, training=True), training=True)
+    assert (y_sep == 0).any() and (y_sep > 0).any()
+    np.testing.assert_array_equal(y_own, y_sep)
+    np.testing.assert_array_equal(y_epi, y_sep)
+    dy = rng.standard_normal(y_sep.shape)
+    dxs = [own.backward(dy), lin.backward(dy), sep.backward(relu.backward(dy))]
+    for dx in dxs[:2]:
+        np.testing.assert_allclose(dx, dxs[2], rtol=1e-13, atol=1e-13)
+    for k in sep.grads:
+        np.testing.assert_allclose(own.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(lin.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+
+    def loss():
+        return float(np.vdot(own.forward(x, training=True), dy))
+
+    np.testing.assert_allclose(dxs[0], numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    # inference: the epilogue too, and no cache
+    np.testing.assert_array_equal(lin.forward(x, epilogue="relu"), relu.forward(sep.forward(x)))
+    assert lin._cache is None
+
+
+def test_linear_epilogue_leaves_the_activation_out_for_one_call():
+    rng = np.random.default_rng(3)
+    layer = L.Conv2D(4, 3, activation="softmax", dtype=F64)
+    x = rng.standard_normal((2, 5, 5, 2))
+    logits = layer.forward(x, training=True, epilogue="linear")
+    dy = rng.standard_normal(logits.shape)
+    dx_logits = layer.backward(dy)  # the gradient of the linear map the forward ran
+    dx_plain = L.Conv2D(4, 3, dtype=F64)
+    dx_plain.build((5, 5, 2))
+    dx_plain.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(logits, dx_plain.forward(x, training=True))
+    np.testing.assert_allclose(dx_logits, dx_plain.backward(dy), rtol=1e-14, atol=1e-14)
+    # the next plain call applies the layer's own softmax again
+    np.testing.assert_allclose(layer.forward(x).sum(axis=-1), 1.0, rtol=1e-12)
+
+
+def test_undeclared_epilogue_is_refused():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 5, 5, 3))
+    with pytest.raises(ValueError, match=r"cannot apply the epilogue 'relu6'.*Received: epilogue='relu6'"):
+        L.Conv2D(2, 3).forward(x, epilogue="relu6")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
+        L.Activation("tanh").forward(x, epilogue="relu")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
+        L.DepthwiseConv2D(3).forward(x, epilogue="relu")
+
+
+def test_declarations():
+    assert L.BatchNormalization().fusable_epilogues == ("linear", "relu", "relu6")
+    assert L.BatchNormalization().final_activation == "linear"
+    assert L.Conv2D(2, 3, activation="relu").final_activation == "relu"
+    assert "relu" in L.Conv2D(2, 3).fusable_epilogues
+    assert L.Activation("relu").epilogue_name == "relu"
+    assert L.Softmax().epilogue_name == "softmax"
+    assert L.ReLU().epilogue_name == "relu"
+    assert L.ReLU(max_value=6).epilogue_name == "relu6"
+    assert L.ReLU(negative_slope=0.1).epilogue_name is None
+    assert L.ReLU(max_value=4).epilogue_name is None
+    assert L.Dense(3).epilogue_name is None and L.Flatten().fusable_epilogues == ()
+
+
+# ---- the plan decides from the declarations ----------------------------------------------------
+
+
+def test_graph_imports_no_layer_class():
+    src = pathlib.Path(__file__).parents[1] / "fastconv" / "engine" / "graph.py"
+    for node in ast.walk(ast.parse(src.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("fastconv.layers"), node.module
+        if isinstance(node, ast.Import):
+            assert not any(a.name.startswith("fastconv.layers") for a in node.names)
+
+
+class _Scale(Layer):
+    """A layer unknown to the engine that declares a relu epilogue."""
+
+    fusable_epilogues = ("linear", "relu")
+    final_activation = "linear"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+
+    def call(self, x, training=False, epilogue=None):
+        self.seen.append(epilogue)
+        y = 2.0 * x
+        if epilogue == "relu":
+            y = np.maximum(y, 0)
+        if training:
+            self._cache = y if epilogue == "relu" else None
+        return y
+
+    def call_backward(self, dy):
+        y = self._need_cache()
+        return 2.0 * (dy if y is None else dy * (y > 0))
+
+
+class _MyRelu(Layer):
+    """An activation layer unknown to the engine that says it is a relu."""
+
+    epilogue_name = "relu"
+
+    def call(self, x, training=False):
+        return np.maximum(x, 0)
+
+
+def test_custom_layers_declaring_an_epilogue_are_fused():
+    plan = ExecutionPlan.chain([_Scale(), L.Activation("relu"), L.Dense(2), L.BatchNormalization(), _MyRelu(),
+                                L.Dense(3)])
+    assert plan.activation_fusion() == {0: "relu", 1: "skip", 3: "relu", 4: "skip"}
+    x = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
+    (fused,) = plan.forward([x], training=True, fusion=plan.activation_fusion())
+    assert plan.nodes[0].layer.seen == ["relu"]
+    (plain,) = plan.forward([x], training=True)
+    assert plan.nodes[0].layer.seen == ["relu", None]
+    np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_custom_softmax_declarations_fold_into_the_loss():
+    class _Probs(_Scale):
+        final_activation = "softmax"
+
+    class _MySoftmax(Layer):
+        epilogue_name = "softmax"
+
+    assert ExecutionPlan.chain([L.Dense(3), _MySoftmax()]).softmax_fusion() == (1, "skip")
+    assert ExecutionPlan.chain([L.Dense(3), _Probs()]).softmax_fusion() == (1, "linear")
+    assert ExecutionPlan.chain([L.Dense(3, activation="softmax")]).softmax_fusion() == (0, "linear")
+    assert ExecutionPlan.chain([L.Dense(3, activation="tanh")]).softmax_fusion() is None
+
+
+def test_no_fusion_across_a_dtype_change_a_fanout_or_a_model_output():
+    # the relu reads a float64 tensor: no fusion
+    assert ExecutionPlan.chain([L.Conv2D(2, 3), L.Activation("relu", dtype=F64)]).activation_fusion() == {}
+    # a conv that already applies an activation gets no second one
+    assert ExecutionPlan.chain([L.Conv2D(2, 3, activation="tanh"), L.ReLU()]).activation_fusion() == {}
+    inp = Input((6, 6, 2))
+    h = L.Conv2D(3, 3)(inp)
+    out = L.Add()([L.ReLU()(h), h])  # h feeds two nodes
+    assert Model(inp, out)._plan().activation_fusion() == {}
+    h = L.Conv2D(3, 3)(inp)
+    model = Model(inp, [h, L.ReLU()(h)])  # h is a model output
+    assert model._plan().activation_fusion() == {}
+
+
+def _net():
+    return Sequential([
+        L.Conv2D(4, 3, padding="same", dtype=F64, input_shape=(7, 7, 2)),
+        L.ReLU(dtype=F64),
+        L.Conv2D(5, 3, activation="relu", dtype=F64),
+        L.BatchNormalization(dtype=F64),
+        L.ReLU(max_value=6, dtype=F64),
+        L.SeparableConv2D(4, 3, dtype=F64),
+        L.Activation("relu", dtype=F64),
+        L.Flatten(dtype=F64),
+        L.Dense(3, activation="softmax", dtype=F64),
+    ])
+
+
+def test_fused_training_step_equals_unfused_and_sets_no_attribute(monkeypatch):
+    model = _net()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    plan = model._plan()
+    fusion = {**plan.activation_fusion(), **dict([plan.softmax_fusion()])}
+    assert fusion == {0: "relu", 1: "skip", 3: "relu6", 4: "skip", 5: "relu", 6: "skip", 8: "linear"}
+
+    # vars() of every layer, checked inside each call: nothing is set on a layer around a call
+    snapshots = {}
+
+    def snap(layer):
+        return {k: v for k, v in vars(layer).items() if k != "_cache"}
+
+    def watch(cls):
+        real = cls.call
+
+        def call(self, x, training=False, **kw):
+            now = snap(self)
+            assert now.keys() == snapshots[id(self)].keys()
+            assert all(now[k] is snapshots[id(self)][k] for k in now), self.name
+            return real(self, x, training, **kw)
+
+        monkeypatch.setattr(cls, "call", call)
+
+    for cls in {type(layer) for layer in plan.layers}:
+        watch(cls)
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 7, 7, 2))
+    y = np.array([0, 2, 1, 2, 0])
+    state0 = [s.copy() for layer in plan.layers for s in layer.state.values()]
+    runs = []
+    for fz in (None, fusion):
+        for s, s0 in zip([s for layer in plan.layers for s in layer.state.values()], state0):
+            s[...] = s0
+        snapshots.update({id(layer): snap(layer) for layer in plan.layers})
+        (out,) = plan.forward([x], training=True, fusion=fz)
+        if fz is None:
+            _, dy = model.loss.value_and_gradient(np.eye(3)[y], out)
+        else:
+            _, dy = model.loss.value_and_gradient_from_logits(y, out)
+        plan.backward([dy], fusion=fz)
+        after = {id(layer): snap(layer) for layer in plan.layers}
+        for layer in plan.layers:
+            assert after[id(layer)].keys() == snapshots[id(layer)].keys()
+            assert all(after[id(layer)][k] is v for k, v in snapshots[id(layer)].items()
+                       if k != "need_input_grad")
+        runs.append((out, [g.copy() for layer in plan.layers for g in layer.grads.values()]))
+    probs = np.exp(runs[1][0] - runs[1][0].max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(axis=1, keepdims=True), runs[0][0], rtol=1e-12, atol=1e-14)
+    for a, b in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fit_with_fused_conv_relu_learns():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((48, 7, 7, 2))
+    y = (x[..., 0].mean(axis=(1, 2)) > 0).astype(int) + (x[..., 1].mean(axis=(1, 2)) > 0).astype(int)
+    model = _net()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(x, y, batch_size=8, epochs=20, verbose=0)
+    assert hist.history["loss"][-1] < 0.8 * hist.history["loss"][0]
+    # predict: the layers' own activations (probabilities)
+    np.testing.assert_allclose(model.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-12)
