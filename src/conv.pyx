@@ -274,24 +274,19 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] bias,              # IN  (G*Ko,) or None
                 floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
                 tuple grid, tuple taps_y, tuple taps_x, bint mergex, int KH, int KW, int G, int Cr, int Ko,
-                bint relu, int isa, int nthreads, tuple split=None):
+                bint relu, int isa, tuple split):
     """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
 
     Work units (grid row, block of NARROW_BW columns) in the chunks of split (ops/_plan.py
     narrow_plan(N, OH, OW, nthreads).args()), dynamic schedule: each pixel's arithmetic is the same
-    whichever thread or chunk computes it.  split=None: the wrapper takes narrow_plan's cut itself
-    (fastconv/ops/conv.py does not pass the plan yet; then nthreads is the plan's thread count).
+    whichever thread or chunk computes it.
     """
     cdef fc_gconv p
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, False, mergex, False)
     if <Py_ssize_t>p.N * p.OH * p.OW == 0:
         return
-    cdef Py_ssize_t nunits = fc_nk_count(&p), per
-    if split is None:
-        # narrow_plan's cut, until ops/conv.py passes it: about 8 chunks per thread
-        per = max(1, nunits // (8 * max(nthreads, 1)))
-        split = (nunits, (nunits + per - 1) // per, nthreads, True)
-    elif split[0] != nunits:
+    cdef Py_ssize_t nunits = fc_nk_count(&p)
+    if split[0] != nunits:
         raise ValueError(f"narrow_conv: the plan's split {split} does not cut the kernel's {nunits} units")
     cdef _nk_job b
     b.p = &p

@@ -224,7 +224,7 @@ def test_narrow_plan_mirrors_fc_nk_count(N, OH, OW, threads):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_narrow_conv_runs_the_plans_split(threads):
-    """narrow_conv with narrow_plan's split writes what it writes with its own (ops/conv.py's call),
+    """narrow_conv writes the same with narrow_plan's split (what ops/conv.py passes) as with one unit per chunk,
     and refuses a split of other units."""
     import numpy as np
     from fastconv.ops._validate import aligned_empty
@@ -236,10 +236,12 @@ def test_narrow_conv_runs_the_plans_split(threads):
     wn = aligned_empty((_kc.narrow_weights_size(0, np.float32, 3, 3, 1, 16, 2),), np.float32)
     _kc.pack_narrow(w.reshape(-1), 3, 3, 1, *packing, wn, 0)
     outs = []
-    for split in (None, P.narrow_plan(2, 7, 200, threads).args()):
+    plan = P.narrow_plan(2, 7, 200, threads).args()
+    units = plan[0]
+    for split in ((units, units, threads, True), plan):  # one unit per chunk, and the plan's cut
         y = np.full((2, 7, 200, 2), np.nan, np.float32)
-        args = (x, wn, None, y, g.grid, g.taps_y, g.taps_x, False, 3, 3, 1, 16, 2, False, 0, threads)
-        _kc.narrow_conv(*args) if split is None else _kc.narrow_conv(*args, split)
+        args = (x, wn, None, y, g.grid, g.taps_y, g.taps_x, False, 3, 3, 1, 16, 2, False, 0)
+        _kc.narrow_conv(*args, split)
         outs.append(y)
     assert np.isfinite(outs[1]).all()
     np.testing.assert_array_equal(outs[0], outs[1])
