@@ -16,12 +16,11 @@ Design (see src/conv_impl.h for the register tile):
   own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
   results and more threads differ only by float rounding.
 """
-from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
 from _common cimport floating
-from _parallel cimport alloc_scratch, clamp_threads, run_chunks, run_split, scratch_base, sum_partials
+from _parallel cimport run_chunks, run_split, sum_partials
 import numpy as np
 
 cdef extern from "conv_kernels.h" nogil:
@@ -138,6 +137,36 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
     p.rowseg = rowseg
 
 
+# One gather_conv call: scheduled chunk c runs tiles of plan order[c] % np_ (run_chunks with one
+# unit per chunk, dynamic: a thread that shares its core with another process takes fewer chunks).
+ctypedef struct _gc_job:
+    const fc_gconv *ps
+    int np_, isa, f64
+    const Py_ssize_t *order
+    const Py_ssize_t *ntiles
+    const int *tbs
+    const void *inp
+    const void *wp
+    const void *bias
+    void *out
+
+
+cdef void _gc_chunk(const void *jp, Py_ssize_t c, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
+    cdef const _gc_job *b = <const _gc_job *>jp
+    cdef Py_ssize_t ci, t0, t1
+    cdef int j
+    for ci in range(u0, u1):
+        j = b.order[ci] % b.np_
+        t0 = (b.order[ci] // b.np_) * b.tbs[j]
+        t1 = min(b.ntiles[j], t0 + b.tbs[j])
+        if b.f64:
+            fc_gconv_tiles_f64(b.isa, &b.ps[j], <const double *>b.inp, <const double *>b.wp,
+                               <const double *>b.bias, <double *>b.out, t0, t1, b.tbs[j], s)
+        else:
+            fc_gconv_tiles_f32(b.isa, &b.ps[j], <const float *>b.inp, <const float *>b.wp,
+                               <const float *>b.bias, <float *>b.out, t0, t1, b.tbs[j], s)
+
+
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wp,                # IN  packed weights
                 const floating[::1] bias,              # IN  (G*Ko,) or None
@@ -163,7 +192,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         free(ps); free(first); free(ntiles); free(tbs)
         raise MemoryError()
     cdef size_t sb = 0, s
-    cdef char *scratch = NULL
+    cdef _gc_job b
     cdef Py_ssize_t *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
     cdef Py_ssize_t k, c
     try:
@@ -181,8 +210,6 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 sb = max(sb, s)
         if first[np_] == 0:
             return
-        nthreads = clamp_threads(nthreads, first[np_])
-        scratch = alloc_scratch(&sb, nthreads)
         order = <Py_ssize_t *>malloc(first[np_] * sizeof(Py_ssize_t))
         if order == NULL:
             raise MemoryError()
@@ -194,27 +221,20 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                     order[c] = k * np_ + i
                     c += 1
             k += 1
-        _run_gconv(&inp[0, 0, 0, 0], &wp[0], &bias[0] if bias is not None else NULL, &out[0, 0, 0, 0],
-                   ps, np_, order, first[np_], ntiles, tbs, isa, nthreads, scratch_base(scratch), sb)
+        b.ps = ps
+        b.np_ = np_
+        b.isa = isa
+        b.f64 = floating is double
+        b.order = order
+        b.ntiles = ntiles
+        b.tbs = tbs
+        b.inp = &inp[0, 0, 0, 0]
+        b.wp = &wp[0]
+        b.bias = &bias[0] if bias is not None else NULL
+        b.out = &out[0, 0, 0, 0]
+        run_chunks(_gc_chunk, &b, first[np_], first[np_], nthreads, True, sb)
     finally:
-        free(ps); free(first); free(ntiles); free(tbs); free(scratch); free(order)
-
-
-cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
-                     const fc_gconv *ps, int np_, const Py_ssize_t *order, Py_ssize_t nchunks, const Py_ssize_t *ntiles,
-                     const int *tbs, int isa, int nthreads, char *base, size_t sb) noexcept nogil:
-    cdef Py_ssize_t ci, t0, t1
-    cdef int j
-    # dynamic: a thread that shares its core with another process takes fewer chunks (each
-    # tile's arithmetic is the same whichever thread runs it)
-    for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-        j = order[ci] % np_
-        t0 = (order[ci] // np_) * tbs[j]
-        t1 = min(ntiles[j], t0 + tbs[j])
-        if floating is float:
-            fc_gconv_tiles_f32(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
-        else:
-            fc_gconv_tiles_f64(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
+        free(ps); free(first); free(ntiles); free(tbs); free(order)
 
 
 def narrow_vlen(int isa, dtype):
