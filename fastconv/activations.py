@@ -20,8 +20,8 @@ relu and relu6 are the ops ``fastconv.ops.relu`` / ``relu6`` (and their ``_grad`
 element-wise kernels of the norm family for C-contiguous float32 / float64 arrays, NumPy otherwise;
 the backward passes ``dy`` where the mask holds and writes 0 elsewhere.
 
-Activations whose derivative needs the input (issue 5)
--------------------------------------------------------
+Activations whose derivative needs the input
+--------------------------------------------
 relu6, leaky_relu and hard_sigmoid still follow the "derivative from ``y``" rule.
 swish (= silu), hard_swish (= hard_silu) and gelu cannot (they are not
 invertible), but the layers cache only ``y``. Their ``forward`` therefore

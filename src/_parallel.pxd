@@ -79,6 +79,16 @@ cdef inline int run_chunks(chunk_fn fn, const void *job, Py_ssize_t units, Py_ss
     return 0
 
 
+cdef inline int run_split(chunk_fn fn, const void *job, tuple split, size_t scratch_bytes) except -1:
+    """run_chunks with the plan's split (units, nchunks, threads, dynamic): fastconv/ops/_plan.py
+    RowSplit.args()."""
+    cdef Py_ssize_t units, nchunks
+    cdef int nthreads
+    cdef bint dynamic
+    units, nchunks, nthreads, dynamic = split
+    return run_chunks(fn, job, units, nchunks, nthreads, dynamic, scratch_bytes)
+
+
 cdef inline void sum_partials(const floating *partials, size_t stride, Py_ssize_t nparts, size_t n,
                               floating *out) noexcept nogil:
     """out[i] = partials[i] + partials[stride + i] + ... in part order, so the sum does not depend on

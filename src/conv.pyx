@@ -16,12 +16,11 @@ Design (see src/conv_impl.h for the register tile):
   own dw/db partial; the partials are added in chunk order, so up to 4 threads give bit-identical
   results and more threads differ only by float rounding.
 """
-from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
 from _common cimport floating
-from _parallel cimport alloc_scratch, clamp_threads, scratch_base, sum_partials
+from _parallel cimport run_chunks, run_split, sum_partials
 import numpy as np
 
 cdef extern from "conv_kernels.h" nogil:
@@ -69,6 +68,7 @@ cdef extern from "conv_kernels.h" nogil:
     void fc_wgrad_rows_f64(int isa, const fc_wgrad *p, const double *x, const double *dy, Py_ssize_t r0, Py_ssize_t r1,
                            int RBLK, double *dw, double *db, char *scratch)
     int FC_NK_MAXKO
+    int FC_NK_BW
     int fc_nk_vlen_f32(int isa)
     int fc_nk_vlen_f64(int isa)
     size_t fc_nk_wsize_f32(int isa, int KH, int KW, int G, int Cr, int Ko)
@@ -88,6 +88,7 @@ cdef extern from "conv_kernels.h" nogil:
 MAX_TAPS = FC_MAXT   # kernel extent per axis the geometry holds: the one definition (conv_geom.h)
 RB = FC_RB           # output pixels per register tile
 NARROW_MAX_KO = FC_NK_MAXKO  # output channels per group up to which the narrow kernel may run
+NARROW_BW = FC_NK_BW         # grid columns per work unit of the narrow kernel (ops/_plan.py narrow_plan)
 
 
 def rowk_shape(int cr, int ps):
@@ -136,6 +137,36 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
     p.rowseg = rowseg
 
 
+# One gather_conv call: scheduled chunk c runs tiles of plan order[c] % np_ (run_chunks with one
+# unit per chunk, dynamic: a thread that shares its core with another process takes fewer chunks).
+ctypedef struct _gc_job:
+    const fc_gconv *ps
+    int np_, isa, f64
+    const Py_ssize_t *order
+    const Py_ssize_t *ntiles
+    const int *tbs
+    const void *inp
+    const void *wp
+    const void *bias
+    void *out
+
+
+cdef void _gc_chunk(const void *jp, Py_ssize_t c, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
+    cdef const _gc_job *b = <const _gc_job *>jp
+    cdef Py_ssize_t ci, t0, t1
+    cdef int j
+    for ci in range(u0, u1):
+        j = b.order[ci] % b.np_
+        t0 = (b.order[ci] // b.np_) * b.tbs[j]
+        t1 = min(b.ntiles[j], t0 + b.tbs[j])
+        if b.f64:
+            fc_gconv_tiles_f64(b.isa, &b.ps[j], <const double *>b.inp, <const double *>b.wp,
+                               <const double *>b.bias, <double *>b.out, t0, t1, b.tbs[j], s)
+        else:
+            fc_gconv_tiles_f32(b.isa, &b.ps[j], <const float *>b.inp, <const float *>b.wp,
+                               <const float *>b.bias, <float *>b.out, t0, t1, b.tbs[j], s)
+
+
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wp,                # IN  packed weights
                 const floating[::1] bias,              # IN  (G*Ko,) or None
@@ -161,7 +192,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         free(ps); free(first); free(ntiles); free(tbs)
         raise MemoryError()
     cdef size_t sb = 0, s
-    cdef char *scratch = NULL
+    cdef _gc_job b
     cdef Py_ssize_t *order = NULL   # chunk k of plan j as k * np_ + j, in schedule order
     cdef Py_ssize_t k, c
     try:
@@ -179,8 +210,6 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 sb = max(sb, s)
         if first[np_] == 0:
             return
-        nthreads = clamp_threads(nthreads, first[np_])
-        scratch = alloc_scratch(&sb, nthreads)
         order = <Py_ssize_t *>malloc(first[np_] * sizeof(Py_ssize_t))
         if order == NULL:
             raise MemoryError()
@@ -192,27 +221,20 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                     order[c] = k * np_ + i
                     c += 1
             k += 1
-        _run_gconv(&inp[0, 0, 0, 0], &wp[0], &bias[0] if bias is not None else NULL, &out[0, 0, 0, 0],
-                   ps, np_, order, first[np_], ntiles, tbs, isa, nthreads, scratch_base(scratch), sb)
+        b.ps = ps
+        b.np_ = np_
+        b.isa = isa
+        b.f64 = floating is double
+        b.order = order
+        b.ntiles = ntiles
+        b.tbs = tbs
+        b.inp = &inp[0, 0, 0, 0]
+        b.wp = &wp[0]
+        b.bias = &bias[0] if bias is not None else NULL
+        b.out = &out[0, 0, 0, 0]
+        run_chunks(_gc_chunk, &b, first[np_], first[np_], nthreads, True, sb)
     finally:
-        free(ps); free(first); free(ntiles); free(tbs); free(scratch); free(order)
-
-
-cdef void _run_gconv(const floating *inp, const floating *wp, const floating *bias, floating *out,
-                     const fc_gconv *ps, int np_, const Py_ssize_t *order, Py_ssize_t nchunks, const Py_ssize_t *ntiles,
-                     const int *tbs, int isa, int nthreads, char *base, size_t sb) noexcept nogil:
-    cdef Py_ssize_t ci, t0, t1
-    cdef int j
-    # dynamic: a thread that shares its core with another process takes fewer chunks (each
-    # tile's arithmetic is the same whichever thread runs it)
-    for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-        j = order[ci] % np_
-        t0 = (order[ci] // np_) * tbs[j]
-        t1 = min(ntiles[j], t0 + tbs[j])
-        if floating is float:
-            fc_gconv_tiles_f32(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
-        else:
-            fc_gconv_tiles_f64(isa, &ps[j], inp, wp, bias, out, t0, t1, tbs[j], base + threadid() * sb)
+        free(ps); free(first); free(ntiles); free(tbs); free(order)
 
 
 def narrow_vlen(int isa, dtype):
@@ -238,46 +260,85 @@ def pack_narrow(const floating[::1] src, int KH, int KW, int G, int Cr, int Ko,
             fc_nk_pack_f64(isa, &src[0], KH, KW, G, Cr, Ko, s_kh, s_kw, s_g, s_cr, s_ko, &dst[0])
 
 
+# One narrow-conv call: chunk j runs work units [u0, u1) with the f32 or the f64 kernel.
+ctypedef struct _nk_job:
+    const fc_gconv *p
+    int isa, f64
+    const void *inp
+    const void *wn
+    const void *bias
+    void *out
+
+
+cdef void _nk_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
+    cdef const _nk_job *b = <const _nk_job *>jp
+    if b.f64:
+        fc_nk_run_f64(b.isa, b.p, <const double *>b.inp, <const double *>b.wn, <const double *>b.bias,
+                      <double *>b.out, u0, u1, s)
+    else:
+        fc_nk_run_f32(b.isa, b.p, <const float *>b.inp, <const float *>b.wn, <const float *>b.bias,
+                      <float *>b.out, u0, u1, s)
+
+
+def narrow_units(int N, int OH, int OW):
+    """fc_nk_count: the narrow kernel's work units for an N x OH x OW grid (tests check
+    ops/_plan.py narrow_plan against it)."""
+    cdef fc_gconv p
+    memset(&p, 0, sizeof(fc_gconv))
+    p.N = N; p.OH = OH; p.OW = OW
+    return fc_nk_count(&p)
+
+
 def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wn,                # IN  weights packed by pack_narrow
                 const floating[::1] bias,              # IN  (G*Ko,) or None
                 floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
                 tuple grid, tuple taps_y, tuple taps_x, bint mergex, int KH, int KW, int G, int Cr, int Ko,
-                bint relu, int isa, int nthreads):
+                bint relu, int isa, tuple split):
     """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
 
-    Work units (grid row, block of columns) are spread over threads in chunks, dynamically: each
-    pixel's arithmetic is the same whichever thread computes it.
+    Work units (grid row, block of NARROW_BW columns) in the chunks of split (ops/_plan.py
+    narrow_plan(N, OH, OW, nthreads).args()), dynamic schedule: each pixel's arithmetic is the same
+    whichever thread or chunk computes it.
     """
     cdef fc_gconv p
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, False, mergex, False)
     if <Py_ssize_t>p.N * p.OH * p.OW == 0:
         return
     cdef Py_ssize_t nunits = fc_nk_count(&p)
-    # about 8 chunks per thread, so a thread slowed by another process takes fewer
-    cdef Py_ssize_t per = max(1, nunits // (8 * max(nthreads, 1)))
-    cdef Py_ssize_t nchunks = (nunits + per - 1) // per
-    nthreads = clamp_threads(nthreads, nchunks)
-    cdef size_t sb
-    if floating is float:
-        sb = fc_nk_scratch_f32(isa, &p)
+    if split[0] != nunits:
+        raise ValueError(f"narrow_conv: the plan's split {split} does not cut the kernel's {nunits} units")
+    cdef _nk_job b
+    b.p = &p
+    b.isa = isa
+    b.f64 = floating is double
+    b.inp = &inp[0, 0, 0, 0]
+    b.wn = &wn[0]
+    b.bias = &bias[0] if bias is not None else NULL
+    b.out = &out[0, 0, 0, 0]
+    run_split(_nk_chunk, &b, split, fc_nk_scratch_f64(isa, &p) if b.f64 else fc_nk_scratch_f32(isa, &p))
+
+
+# One weight-gradient call: chunk j sums rows [r0, r1) of dy into its own dw/db partial.
+ctypedef struct _wg_job:
+    fc_wgrad p
+    int isa, f64, RBLK
+    const void *x
+    const void *dy
+    void *partials       # chunk j's dw then db at partials + j * part
+    size_t part, nw
+
+
+cdef void _wg_chunk(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *s) noexcept nogil:
+    cdef const _wg_job *b = <const _wg_job *>jp
+    cdef double *pd
+    cdef float *pf
+    if b.f64:
+        pd = <double *>b.partials + j * b.part
+        fc_wgrad_rows_f64(b.isa, &b.p, <const double *>b.x, <const double *>b.dy, r0, r1, b.RBLK, pd, pd + b.nw, s)
     else:
-        sb = fc_nk_scratch_f64(isa, &p)
-    cdef const floating *bptr = &bias[0] if bias is not None else NULL
-    cdef char *scratch = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(scratch)
-    cdef Py_ssize_t ci, u0, u1
-    with nogil:
-        for ci in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            u0 = ci * per
-            u1 = min(nunits, u0 + per)
-            if floating is float:
-                fc_nk_run_f32(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
-                              base + threadid() * sb)
-            else:
-                fc_nk_run_f64(isa, &p, &inp[0, 0, 0, 0], &wn[0], bptr, &out[0, 0, 0, 0], u0, u1,
-                              base + threadid() * sb)
-    free(scratch)
+        pf = <float *>b.partials + j * b.part
+        fc_wgrad_rows_f32(b.isa, &b.p, <const float *>b.x, <const float *>b.dy, r0, r1, b.RBLK, pf, pf + b.nw, s)
 
 
 def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
@@ -288,55 +349,45 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
                 int isa, int nthreads):
     """dw and db of conv2d, summed over all rows of dy (padding given as top/left), in the nchunks
     chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan."""
-    cdef fc_wgrad p
+    cdef _wg_job b
+    memset(&b, 0, sizeof(_wg_job))
+    cdef fc_wgrad *p = &b.p
     p.N = x.shape[0]; p.H = x.shape[1]; p.W = x.shape[2]; p.C = x.shape[3]
     p.OH = dy.shape[1]; p.OW = dy.shape[2]; p.K = dy.shape[3]
     p.KH = dw.shape[0]; p.KW = dw.shape[1]
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
     p.G = G; p.Cg = p.C // G; p.Kg = p.K // G
     cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
-    cdef size_t nw = <size_t>p.KH * p.KW * p.Cg * p.K
-    cdef Py_ssize_t t, r0, r1
     if R == 0 or p.OW == 0:
         dw[...] = 0
         if db is not None:
             db[...] = 0
         return
+    b.isa = isa
+    b.f64 = floating is double
+    b.RBLK = RBLK
+    b.x = &x[0, 0, 0, 0]
+    b.dy = &dy[0, 0, 0, 0]
+    b.nw = <size_t>p.KH * p.KW * p.Cg * p.K
+    b.part = (b.nw + p.K + 15) & ~(<size_t>15)
     # rows are cut into a fixed number of chunks, each summed into its own partial and the partials
     # added in chunk order: the result is the same whichever thread ran a chunk, and a thread slowed
-    # by another process takes fewer chunks
-    nthreads = clamp_threads(nthreads, nchunks)
-    cdef size_t sb
-    if floating is float:
-        sb = fc_wgrad_scratch_f32(isa, &p, RBLK)
-    else:
-        sb = fc_wgrad_scratch_f64(isa, &p, RBLK)
-    cdef char *scratch = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(scratch)
-    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    cdef floating *partials = <floating *>malloc(part * nchunks * sizeof(floating) + 64)
+    # by another process takes fewer chunks (dynamic schedule)
+    cdef floating *partials = <floating *>malloc(b.part * nchunks * sizeof(floating) + 64)
     if partials == NULL:
-        free(scratch)
         raise MemoryError()
-    cdef floating *pd
-    with nogil:
-        memset(partials, 0, part * nchunks * sizeof(floating))
-        for t in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            r0 = R * t // nchunks
-            r1 = R * (t + 1) // nchunks
-            pd = partials + t * part
-            if floating is float:
-                fc_wgrad_rows_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
-                                  base + threadid() * sb)
-            else:
-                fc_wgrad_rows_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], r0, r1, RBLK, pd, pd + nw,
-                                  base + threadid() * sb)
-        # fixed-order reduction of the per-chunk partials
-        sum_partials(partials, part, nchunks, nw, &dw[0, 0, 0, 0])
-        if db is not None:
-            sum_partials(partials + nw, part, nchunks, p.K, &db[0])
-    free(partials)
-    free(scratch)
+    b.partials = partials
+    try:
+        memset(partials, 0, b.part * nchunks * sizeof(floating))
+        run_chunks(_wg_chunk, &b, R, nchunks, nthreads, True,
+                   fc_wgrad_scratch_f64(isa, p, RBLK) if b.f64 else fc_wgrad_scratch_f32(isa, p, RBLK))
+        with nogil:
+            # fixed-order reduction of the per-chunk partials
+            sum_partials(partials, b.part, nchunks, b.nw, &dw[0, 0, 0, 0])
+            if db is not None:
+                sum_partials(partials + b.nw, b.part, nchunks, p.K, &db[0])
+    finally:
+        free(partials)
 
 
 def channel_sum(const floating[:, ::1] dy,   # IN  (P, K)

@@ -6,23 +6,22 @@ Design (the loops and register tiles are in src/depthwise_impl.h):
 - Forward and input gradient are row jobs vectorised over channels with a 6-pixel register tile;
   the input gradient gathers from dy per dx row and column phase (no zero-stuffing), so every dx
   row is written by exactly one thread.
-- Work is split into `nthreads` contiguous ranges of rows ((n, oh) for forward and weight gradient,
-  (n, ih) for the input gradient) run with a static OpenMP schedule; each thread has its own
-  scratch (row lists, tap lists and, for M > 1, a small cache of channel-expanded input rows).
-- Weight gradient: each thread sums its rows into its own dw/db partial; partials are added in
-  thread order, so results depend on the thread count only through float rounding.
-- backward() runs both gradients (or only dw, db when dx is None) in one parallel pass over blocks of ~96 KiB of dy rows: a block's
-  weight-gradient rows and the matching input-gradient rows run back to back on one thread, so dy
-  is read from memory once.
-Callers (fastconv/ops/depthwise.py) validate shapes and allocate outputs; nothing here raises
-except MemoryError.
+- The plan (fastconv/ops/_plan.py DepthwisePlan) gives the geometry, the backward's block rows and
+  the split: one contiguous range of units per thread, static schedule (run_split, _parallel.pxd);
+  each thread has its own scratch (row lists, tap lists and, for M > 1, a small cache of
+  channel-expanded input rows).  These wrappers fill fc_dwp and run the loop.
+- Weight gradient: each chunk (= thread) sums its rows into its own dw/db partial; partials are
+  added in chunk order, so results depend on the thread count only through float rounding.
+- backward() runs both gradients (or only dw, db when dx is None) in one parallel pass over blocks
+  of ~96 KiB of dy rows: a block's weight-gradient rows and the matching input-gradient rows run
+  back to back on one thread, so dy is read from memory once.
+Callers (fastconv/ops/depthwise.py) validate shapes, plan and allocate outputs; nothing here raises
+except MemoryError, and ValueError for a plan that does not match the arrays.
 """
-from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from _common cimport floating
-from _parallel cimport (alloc_scratch, clamp_threads, scratch_base, stream_ok,
-                        sum_partials)
+from _parallel cimport run_split, stream_ok, sum_partials
 
 cdef extern from "depthwise_kernels.h" nogil:
     ctypedef struct fc_dwp:
@@ -43,48 +42,87 @@ cdef extern from "depthwise_kernels.h" nogil:
                                    double *dx, Py_ssize_t b0, Py_ssize_t b1, int BR, double *dwp, double *dbp, char *scratch)
 
 
-cdef inline void _geometry(fc_dwp *p, int N, int H, int W, int C, int M, int OH, int OW, int KH, int KW,
-                           int sh, int sw, int ph, int pw, int dh, int dwl) noexcept nogil:
-    p.N = N; p.H = H; p.W = W; p.C = C; p.M = M; p.K = C * M
-    p.OH = OH; p.OW = OW; p.KH = KH; p.KW = KW
-    p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
+cdef int _geometry(fc_dwp *p, tuple g, Py_ssize_t *x_shape, Py_ssize_t *w_shape, Py_ssize_t *y_shape) except -1:
+    """fc_dwp from the plan's geometry, which must describe these arrays (the kernels trust it)."""
+    (p.N, p.H, p.W, p.C, p.M, p.OH, p.OW, p.KH, p.KW, p.sh, p.sw, p.ph, p.pw, p.dh, p.dw) = g
+    p.K = p.C * p.M
     p.stream = 0
+    if (x_shape[0] != p.N or x_shape[1] != p.H or x_shape[2] != p.W or x_shape[3] != p.C
+            or w_shape[0] != p.KH or w_shape[1] != p.KW or w_shape[2] != p.C or w_shape[3] != p.M
+            or y_shape[0] != p.N or y_shape[1] != p.OH or y_shape[2] != p.OW or y_shape[3] != p.K):
+        raise ValueError(f"depthwise: the plan's geometry {g} does not match the arrays")
+    return 0
 
 
 cdef inline int _stream(const void *out, size_t nbytes, int channels, size_t itemsize, int isa) noexcept nogil:
     return stream_ok(out, nbytes, channels, itemsize, fc_dw_vector_bytes(isa) if itemsize == 4 else 16)
 
 
+# One call of either kernel: chunk j of the plan's split runs units [u0, u1) (rows forward, blocks
+# backward) with the f32 or the f64 kernel (f64 says which type the pointers point to).
+ctypedef struct _job:
+    fc_dwp p
+    int isa, f64, BR
+    const void *x
+    const void *w
+    const void *bias     # forward, or NULL
+    const void *dy       # backward
+    void *out            # y, or dx (NULL: no input gradient)
+    void *partials       # backward: chunk j's dw then db at partials + j * part
+    size_t part, nw
+
+
+cdef void _forward(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *s) noexcept nogil:
+    cdef const _job *b = <const _job *>jp
+    if b.f64:
+        fc_dw_forward_f64(b.isa, &b.p, <const double *>b.x, <const double *>b.w, <const double *>b.bias,
+                          <double *>b.out, r0, r1, s)
+    else:
+        fc_dw_forward_f32(b.isa, &b.p, <const float *>b.x, <const float *>b.w, <const float *>b.bias,
+                          <float *>b.out, r0, r1, s)
+
+
+cdef void _backward(const void *jp, Py_ssize_t j, Py_ssize_t b0, Py_ssize_t b1, char *s) noexcept nogil:
+    cdef const _job *b = <const _job *>jp
+    cdef double *pd
+    cdef float *pf
+    if b.f64:
+        pd = <double *>b.partials + j * b.part
+        fc_dw_backward_blocks_f64(b.isa, &b.p, <const double *>b.x, <const double *>b.dy, <const double *>b.w,
+                                  <double *>b.out, b0, b1, b.BR, pd, pd + b.nw, s)
+    else:
+        pf = <float *>b.partials + j * b.part
+        fc_dw_backward_blocks_f32(b.isa, &b.p, <const float *>b.x, <const float *>b.dy, <const float *>b.w,
+                                  <float *>b.out, b0, b1, b.BR, pf, pf + b.nw, s)
+
+
+cdef inline size_t _scratch(int isa, const fc_dwp *p, bint f64) noexcept nogil:
+    return fc_dw_scratch_f64(isa, p) if f64 else fc_dw_scratch_f32(isa, p)
+
+
 def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
             const floating[:, :, :, ::1] w,     # IN  (KH, KW, C, M)
             const floating[::1] bias,           # IN  (C*M,) or None
             floating[:, :, :, ::1] y,           # OUT (N, OH, OW, C*M)
-            int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
-    """y = depthwise_conv2d(x, w, bias) with top/left padding (ph, pw); OH, OW come from y."""
-    cdef fc_dwp p
-    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[3], y.shape[1], y.shape[2],
-              w.shape[0], w.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
-    if R == 0 or p.OW == 0 or p.K == 0:
+            tuple geometry, tuple split, int isa):
+    """y = depthwise_conv2d(x, w, bias) as DepthwisePlan planned it (geometry, split = RowSplit.args())."""
+    cdef _job b
+    memset(&b, 0, sizeof(_job))
+    _geometry(&b.p, geometry, x.shape, w.shape, y.shape)
+    cdef Py_ssize_t R = <Py_ssize_t>b.p.N * b.p.OH
+    if split[0] != R:
+        raise ValueError(f"depthwise: the plan's split {split} is not the {R} output rows of {geometry}")
+    if R == 0 or b.p.OW == 0 or b.p.K == 0:
         return
-    nthreads = clamp_threads(nthreads, R)
-    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(mem)
-    cdef const floating *bp = &bias[0] if bias is not None else NULL
-    p.stream = _stream(&y[0, 0, 0, 0], <size_t>R * p.OW * p.K * sizeof(floating), p.K, sizeof(floating), isa)
-    cdef Py_ssize_t t, r0, r1
-    with nogil:
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            r0 = R * t // nthreads
-            r1 = R * (t + 1) // nthreads
-            if floating is float:
-                fc_dw_forward_f32(isa, &p, &x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], r0, r1,
-                                  base + threadid() * sb)
-            else:
-                fc_dw_forward_f64(isa, &p, &x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], r0, r1,
-                                  base + threadid() * sb)
-    free(mem)
+    b.isa = isa
+    b.f64 = floating is double
+    b.x = &x[0, 0, 0, 0]
+    b.w = &w[0, 0, 0, 0]
+    b.bias = &bias[0] if bias is not None else NULL
+    b.out = &y[0, 0, 0, 0]
+    b.p.stream = _stream(b.out, <size_t>R * b.p.OW * b.p.K * sizeof(floating), b.p.K, sizeof(floating),
+                         isa)
+    run_split(_forward, &b, split, _scratch(isa, &b.p, b.f64))
 
 
 def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
@@ -93,57 +131,52 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
              floating[:, :, :, ::1] dx,          # OUT (N, H, W, C), or None to skip it
              floating[:, :, :, ::1] dw,          # OUT (KH, KW, C, M)
              floating[::1] db,                   # OUT (C*M,)
-             int sh, int sw, int ph, int pw, int dh, int dwl, int isa, int nthreads):
-    """dx, dw and db of depthwise_conv2d in one parallel pass over blocks of dy rows.
+             tuple geometry, int block_rows, tuple split, int isa):
+    """dx, dw and db of depthwise_conv2d in one parallel pass over the plan's blocks of block_rows
+    dy rows (DepthwisePlan; split = RowSplit.args()).
 
     Each block's weight-gradient rows and input-gradient rows run back to back on one thread, so dy
-    comes from memory once; dw/db partials per thread are added in thread order.
+    comes from memory once; dw/db partials per chunk are added in chunk order.
     """
-    cdef fc_dwp p
-    _geometry(&p, x.shape[0], x.shape[1], x.shape[2], x.shape[3], dw.shape[3], dy.shape[1], dy.shape[2],
-              dw.shape[0], dw.shape[1], sh, sw, ph, pw, dh, dwl)
-    cdef size_t nw = <size_t>p.KH * p.KW * p.K
-    cdef size_t part = (nw + p.K + 15) & ~(<size_t>15)
-    if p.N == 0 or p.OH == 0 or p.OW == 0 or p.K == 0:
+    cdef _job b
+    memset(&b, 0, sizeof(_job))
+    _geometry(&b.p, geometry, x.shape, w.shape, dy.shape)
+    if dw.shape[0] != w.shape[0] or dw.shape[1] != w.shape[1] or dw.shape[2] != w.shape[2] or dw.shape[3] != w.shape[3]:
+        raise ValueError(f"depthwise: the plan's geometry {geometry} does not match dw")
+    if dx is not None and (dx.shape[0] != b.p.N or dx.shape[1] != b.p.H or dx.shape[2] != b.p.W
+                           or dx.shape[3] != b.p.C):
+        raise ValueError(f"depthwise: the plan's geometry {geometry} does not match dx")
+    if db.shape[0] != b.p.K:
+        raise ValueError(f"depthwise: the plan's geometry {geometry} does not match db")
+    if b.p.N == 0 or b.p.OH == 0 or b.p.OW == 0 or b.p.K == 0:
         dw[...] = 0
         db[...] = 0
         return
-    # dy rows per block: about 96 KiB of dy (the dx and x rows of a block are sh times that)
-    cdef Py_ssize_t row_bytes = <Py_ssize_t>p.OW * p.K * <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t BR = 98304 // row_bytes
-    if BR < 1:
-        BR = 1
-    if BR > p.OH:
-        BR = p.OH
-    cdef Py_ssize_t B = <Py_ssize_t>p.N * ((p.OH + BR - 1) // BR)
-    nthreads = clamp_threads(nthreads, B)
-    cdef floating *dxp = NULL
+    cdef Py_ssize_t nchunks = split[1]
+    if block_rows < 1 or split[0] != b.p.N * ((b.p.OH + block_rows - 1) // block_rows):
+        raise ValueError(f"depthwise: the plan's split {split} is not the blocks of {block_rows} rows of {geometry}")
+    b.isa = isa
+    b.f64 = floating is double
+    b.BR = block_rows
+    b.x = &x[0, 0, 0, 0]
+    b.dy = &dy[0, 0, 0, 0]
+    b.w = &w[0, 0, 0, 0]
     if dx is not None:
-        dxp = &dx[0, 0, 0, 0]
-        p.stream = _stream(dxp, <size_t>p.N * p.H * p.W * p.C * sizeof(floating), p.K, sizeof(floating), isa)
-    cdef size_t sb = fc_dw_scratch_f32(isa, &p) if floating is float else fc_dw_scratch_f64(isa, &p)
-    cdef char *mem = alloc_scratch(&sb, nthreads)
-    cdef char *base = scratch_base(mem)
-    cdef floating *partials = <floating *>malloc(part * nthreads * sizeof(floating))
+        b.out = &dx[0, 0, 0, 0]
+        b.p.stream = _stream(b.out, <size_t>b.p.N * b.p.H * b.p.W * b.p.C * sizeof(floating), b.p.K,
+                             sizeof(floating), isa)
+    b.nw = <size_t>b.p.KH * b.p.KW * b.p.K
+    b.part = (b.nw + b.p.K + 15) & ~(<size_t>15)
+    cdef floating *partials = <floating *>malloc(b.part * nchunks * sizeof(floating))
     if partials == NULL:
-        free(mem)
         raise MemoryError()
-    cdef floating *pd
-    cdef Py_ssize_t t, b0, b1
-    with nogil:
-        memset(partials, 0, part * nthreads * sizeof(floating))
-        for t in prange(nthreads, num_threads=nthreads, schedule='static'):
-            b0 = B * t // nthreads
-            b1 = B * (t + 1) // nthreads
-            pd = partials + t * part
-            if floating is float:
-                fc_dw_backward_blocks_f32(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], dxp, b0, b1,
-                                          <int>BR, pd, pd + nw, base + threadid() * sb)
-            else:
-                fc_dw_backward_blocks_f64(isa, &p, &x[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], dxp, b0, b1,
-                                          <int>BR, pd, pd + nw, base + threadid() * sb)
-        # fixed-order reduction of the per-thread partials
-        sum_partials(partials, part, nthreads, nw, &dw[0, 0, 0, 0])
-        sum_partials(partials + nw, part, nthreads, p.K, &db[0])
-    free(partials)
-    free(mem)
+    b.partials = partials
+    try:
+        memset(partials, 0, b.part * nchunks * sizeof(floating))
+        run_split(_backward, &b, split, _scratch(isa, &b.p, b.f64))
+        with nogil:
+            # fixed-order reduction of the per-chunk partials
+            sum_partials(partials, b.part, nchunks, b.nw, &dw[0, 0, 0, 0])
+            sum_partials(partials + b.nw, b.part, nchunks, b.p.K, &db[0])
+    finally:
+        free(partials)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import depthwise as _k
+from fastconv.ops import _plan
 from fastconv.ops._validate import STREAM_BYTES
 from fastconv.ops.depthwise import depthwise_conv2d, depthwise_conv2d_grad
 
@@ -143,24 +144,46 @@ def test_finite_differences_float64(cfg):
 
 
 def _raw(x, w, b, s, p, d, isa, nthreads):
-    """Call the kernels directly with NaN-filled outputs (every element must be written)."""
+    """Call the kernels directly, with the plan's split for nthreads threads, on NaN-filled outputs
+    (every element must be written)."""
     pads = ref.resolve_padding(p, x.shape[1:3], w.shape[:2], s, d)
     yshape = ref.depthwise_conv2d(x[:1], w, None, stride=s, padding=pads, dilation=d).shape[1:]
-    geo = (s[0], s[1], pads[0][0], pads[1][0], d[0], d[1])
+    geo = (*x.shape, w.shape[3], *yshape[:2], *w.shape[:2], *s, pads[0][0], pads[1][0], *d)
+    fwd = _plan.depthwise_plan(geo, x.dtype.itemsize, False, nthreads)
+    bwd = _plan.depthwise_plan(geo, x.dtype.itemsize, True, nthreads)
+    assert fwd.split.threads == min(nthreads, x.shape[0] * yshape[0])
     y = np.full((x.shape[0],) + yshape, np.nan, x.dtype)
-    _k.forward(x, w, b, y, *geo, isa, nthreads)
+    _k.forward(x, w, b, y, geo, fwd.split.args(), isa)
     dy = np.random.default_rng(5).standard_normal(y.shape).astype(x.dtype)
     dx = np.full(x.shape, np.nan, x.dtype)
     dw = np.full(w.shape, np.nan, x.dtype)
     db = np.full(b.shape, np.nan, x.dtype)
     # the one backward pass (blocks of dy rows, both gradients); without dx it writes the same dw, db
-    _k.backward(x, dy, w, dx, dw, db, *geo, isa, nthreads)
+    _k.backward(x, dy, w, dx, dw, db, geo, bwd.block_rows, bwd.split.args(), isa)
     dw2 = np.full(w.shape, np.nan, x.dtype)
     db2 = np.full(b.shape, np.nan, x.dtype)
-    _k.backward(x, dy, w, None, dw2, db2, *geo, isa, nthreads)
+    _k.backward(x, dy, w, None, dw2, db2, geo, bwd.block_rows, bwd.split.args(), isa)
     np.testing.assert_array_equal(dw2, dw)
     np.testing.assert_array_equal(db2, db)
     return y, dx, dw, db
+
+
+def test_a_plan_that_does_not_match_the_arrays_is_refused():
+    rng = np.random.default_rng(3)
+    x, wt, b = _data(rng, 2, 6, 6, 4, 1, 3, 3)
+    geo = (2, 6, 6, 4, 1, 4, 4, 3, 3, 1, 1, 0, 0, 1, 1)
+    y = np.empty((2, 4, 4, 4), np.float32)
+    good = _plan.depthwise_plan(geo, 4, False, 2)
+    _k.forward(x, wt, b, y, geo, good.split.args(), 0)
+    with pytest.raises(ValueError, match="geometry"):
+        _k.forward(x, wt, b, y, (3,) + geo[1:], good.split.args(), 0)
+    with pytest.raises(ValueError, match="split"):
+        _k.forward(x, wt, b, y, geo, (9, 2, 2, False), 0)
+    bwd = _plan.depthwise_plan(geo, 4, True, 2)
+    dw, db = np.empty_like(wt), np.empty_like(b)
+    with pytest.raises(ValueError, match="split"):
+        assert bwd.block_rows == 4  # the whole map in one block
+        _k.backward(x, y, wt, None, dw, db, geo, 1, bwd.split.args(), 0)
 
 
 @pytest.mark.parametrize("level", LEVELS)

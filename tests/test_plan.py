@@ -133,3 +133,117 @@ def test_depthwise_and_pool_variants():
     assert P.pool_backward_variant((2, 2), (2, 2), False) == "fused"
     assert P.pool_backward_variant((3, 3), (2, 2), False) == "gather"
     assert P.pool_backward_variant((2, 2), (2, 2), True) == "argmax"
+
+
+# ---- depthwise, pooling and the narrow conv: the splits the wrappers run ----
+
+def _dw_geo(N=2, H=9, W=10, C=8, M=1, OH=9, OW=10, k=3, s=1, p=1, d=1):
+    return (N, H, W, C, M, OH, OW, k, k, s, s, p, p, d, d)
+
+
+def test_depthwise_forward_plan():
+    p = P.depthwise_plan(_dw_geo(), 4, False, 2)
+    assert p.out_shape == (2, 9, 10, 8) and p.taps == 9 and p.variant == "vector"
+    assert p.block_rows == 0
+    # output rows (n, oh), one contiguous range per thread, static
+    assert p.split == P.RowSplit(18, 2, 2, False)
+    one_row = _dw_geo(N=1, OH=1, H=1, k=1, p=0)
+    assert P.depthwise_plan(one_row, 4, False, 4).split == P.RowSplit(1, 1, 1, False)
+    assert P.depthwise_plan(_dw_geo(C=3, M=2), 4, False, 1).variant == "multiplier"
+
+
+def test_depthwise_backward_blocks():
+    # a dy row of 10 px * 8 ch * 4 B = 320 B: 96 KiB holds 307 rows, so the whole map is one block
+    p = P.depthwise_plan(_dw_geo(), 4, True, 2)
+    assert p.block_rows == 9 and p.split == P.RowSplit(2, 2, 2, False)
+    # 512 px * 64 ch * 8 B = 256 KiB rows: one row per block
+    p = P.depthwise_plan(_dw_geo(N=3, H=40, W=512, C=64, OH=40, OW=512), 8, True, 2)
+    assert p.block_rows == 1 and p.split.units == 3 * 40
+    # 96 KiB / (100 * 16 * 4 B) = 15 rows per block: ceil(40 / 15) = 3 blocks per image
+    p = P.depthwise_plan(_dw_geo(N=5, H=40, W=100, C=16, OH=40, OW=100), 4, True, 4)
+    assert p.block_rows == 15 and p.split == P.RowSplit(15, 4, 4, False)
+    # the chunks are the threads (dw, db partials per chunk): one thread, one chunk
+    assert P.depthwise_plan(_dw_geo(N=5, H=40, W=100, C=16, OH=40, OW=100), 4, True, 1).split.nchunks == 1
+    # no pixels: nothing to split (the wrapper zero-fills dw, db)
+    assert P.depthwise_plan(_dw_geo(N=0), 4, True, 2).split.units == 0
+
+
+def _pool_geo(N=2, H=9, W=10, C=8, OH=5, OW=5, k=2, s=2, p=0, inc=0):
+    return (N, H, W, C, OH, OW, k, k, s, s, p, p, inc)
+
+
+def test_pool_plans():
+    f = P.pool_plan(_pool_geo(), False, False, 2)
+    assert f.variant == "window" and f.out_shape == (2, 5, 5, 8) and f.split == P.RowSplit(10, 2, 2, False)
+    # backward units: output rows for fused (non-overlapping) windows, dx rows otherwise
+    b = P.pool_plan(_pool_geo(), True, False, 2)
+    assert b.variant == "fused" and b.split.units == 2 * 5
+    b = P.pool_plan(_pool_geo(k=3, p=1), True, False, 2)
+    assert b.variant == "gather" and b.split.units == 2 * 9
+    b = P.pool_plan(_pool_geo(), True, True, 2)
+    assert b.variant == "argmax" and b.split.units == 2 * 9
+    assert P.pool_plan(_pool_geo(N=1, OH=1, H=2), False, False, 8).split.threads == 1
+    g = P.global_pool_plan((3, 7, 5, 20), False, 4, 2)
+    assert g.geometry == (3, 7, 5, 20, 1, 1, 7, 5, 1, 1, 0, 0, 0) and g.variant == "global"
+    assert g.split == P.RowSplit(3, 2, 2, False)
+    # channel sums (C + 16 in the input type and in float64): not the window gather lists
+    assert g.scratch_bytes == (20 + 16) * (4 + 8) + 128
+    assert P.global_pool_plan((3, 7, 5, 20), True, 4, 2).split.units == 3 * 7
+
+
+def test_pool_backward_units_agree_with_the_kernel():
+    from fastconv._kernels import pool as _kp
+    import numpy as np
+    for k, s, pad, saved in [(2, 2, 0, False), (3, 2, 1, False), (2, 2, 0, True), (3, 3, 1, False)]:
+        H = W = 9
+        O = (H + 2 * pad - k) // s + 1
+        geo = _pool_geo(N=2, H=H, W=W, C=4, OH=O, OW=O, k=k, s=s, p=pad)
+        plan = P.pool_plan(geo, True, saved, 2)
+        dy = np.ones((2, O, O, 4), np.float32)
+        x = np.zeros((2, H, W, 4), np.float32)
+        am = np.zeros((2, O, O, 4), np.int32) if saved else None
+        _kp.max_backward(x, dy, am, np.empty_like(x), geo, plan.split.args(), 0)  # refuses other units
+        with pytest.raises(ValueError, match="split"):
+            other = P.static_split(plan.split.units + 1, 2).args()
+            _kp.max_backward(x, dy, am, np.empty_like(x), geo, other, 0)
+
+
+@pytest.mark.parametrize("N, OH, OW, threads", [(2, 5, 200, 2), (1, 1, 1, 2), (4, 33, 96, 1), (8, 64, 97, 2),
+                                                (3, 7, 1000, 16), (0, 5, 5, 2)])
+def test_narrow_plan_mirrors_fc_nk_count(N, OH, OW, threads):
+    s = P.narrow_plan(N, OH, OW, threads)
+    assert P.NARROW_BW == _kc.NARROW_BW == 96
+    assert s.units == _kc.narrow_units(N, OH, OW)
+    assert s.dynamic
+    if s.units:
+        # about 8 chunks per thread (fewer when there are fewer units), each holding at least one unit
+        per = max(1, s.units // (8 * threads))
+        assert s.nchunks == -(-s.units // per) and s.nchunks <= s.units
+        assert s.threads == min(threads, s.nchunks)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_narrow_conv_runs_the_plans_split(threads):
+    """narrow_conv writes the same with narrow_plan's split (what ops/conv.py passes) as with one unit per chunk,
+    and refuses a split of other units."""
+    import numpy as np
+    from fastconv.ops._validate import aligned_empty
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 7, 200, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 2)).astype(np.float32)
+    g = _fwd(7, 200)
+    packing = P.forward_packing(3, 3, 16, 2, 1)
+    wn = aligned_empty((_kc.narrow_weights_size(0, np.float32, 3, 3, 1, 16, 2),), np.float32)
+    _kc.pack_narrow(w.reshape(-1), 3, 3, 1, *packing, wn, 0)
+    outs = []
+    plan = P.narrow_plan(2, 7, 200, threads).args()
+    units = plan[0]
+    for split in ((units, units, threads, True), plan):  # one unit per chunk, and the plan's cut
+        y = np.full((2, 7, 200, 2), np.nan, np.float32)
+        args = (x, wn, None, y, g.grid, g.taps_y, g.taps_x, False, 3, 3, 1, 16, 2, False, 0)
+        _kc.narrow_conv(*args, split)
+        outs.append(y)
+    assert np.isfinite(outs[1]).all()
+    np.testing.assert_array_equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="split"):
+        _kc.narrow_conv(*args, P.narrow_plan(2, 7, 300, threads).args())

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import pool as _k
+from fastconv.ops import _plan
 from fastconv.ops._validate import STREAM_BYTES
 from fastconv.ops.pool import (
     avg_pool2d,
@@ -187,20 +188,31 @@ def test_threads_agree_and_outputs_fully_written(level):
         oh, ow = (h + 2 * ph - k) // s + 1, (w + 2 * pw - k) // s + 1
         dy = rng.standard_normal((n, oh, ow, c)).astype(np.float32)
         outs = []
+        geo = (n, h, w, c, oh, ow, k, k, s, s, ph, pw)
         for nt in (1, 2, 3):
+            fwd = _plan.pool_plan(geo + (0,), False, False, nt)
+            bwd = _plan.pool_plan(geo + (0,), True, False, nt)
+            assert fwd.split.threads == min(nt, n * oh)
             y = np.full((n, oh, ow, c), np.nan, np.float32)
             am = np.full((n, oh, ow, c), -5, np.int32)
-            _k.max_forward(x, y, am, k, k, s, s, ph, pw, isa, nt)
+            _k.max_forward(x, y, am, geo + (0,), fwd.split.args(), isa)
             dxm = np.full(x.shape, np.nan, np.float32)
-            _k.max_backward(x, dy, None, dxm, k, k, s, s, ph, pw, isa, nt)
+            _k.max_backward(x, dy, None, dxm, geo + (0,), bwd.split.args(), isa)
+            dxs = np.full(x.shape, np.nan, np.float32)  # from the saved argmax
+            saved = _plan.pool_plan(geo + (0,), True, True, nt).split.args()
+            _k.max_backward(x, dy, am, dxs, geo + (0,), saved, isa)
+            np.testing.assert_array_equal(dxs, dxm)
             ya = np.full_like(y, np.nan)
-            _k.avg_forward(x, ya, k, k, s, s, ph, pw, False, isa, nt)
+            _k.avg_forward(x, ya, geo + (0,), fwd.split.args(), isa)
             dxa = np.full(x.shape, np.nan, np.float32)
-            _k.avg_backward(dy, dxa, k, k, s, s, ph, pw, True, isa, nt)
+            inc = _plan.pool_plan(geo + (1,), True, False, nt).split.args()
+            _k.avg_backward(dy, dxa, geo + (1,), inc, isa)
             g = np.full((n, c), np.nan, np.float32)
-            _k.global_avg_forward(x, g, isa, nt)
+            gp = _plan.global_pool_plan(x.shape, False, 4, nt)
+            _k.global_avg_forward(x, g, gp.geometry, gp.split.args(), gp.scratch_bytes, isa)
             dxg = np.full(x.shape, np.nan, np.float32)
-            _k.global_avg_backward(g, dxg, isa, nt)
+            gb = _plan.global_pool_plan(x.shape, True, 4, nt)
+            _k.global_avg_backward(g, dxg, gb.geometry, gb.split.args(), isa)
             res = (y, am, dxm, ya, dxa, g, dxg)
             for a in res:
                 assert np.isfinite(a).all() if a.dtype != np.int32 else (a >= 0).all()
@@ -208,6 +220,52 @@ def test_threads_agree_and_outputs_fully_written(level):
         for other in outs[1:]:
             for a, b in zip(outs[0], other):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_a_plan_that_does_not_match_the_arrays_is_refused():
+    x = np.zeros((2, 6, 6, 3), np.float32)
+    y = np.empty((2, 3, 3, 3), np.float32)
+    geo = (2, 6, 6, 3, 3, 3, 2, 2, 2, 2, 0, 0, 0)
+    split = _plan.pool_plan(geo, False, False, 2).split.args()
+    _k.max_forward(x, y, None, geo, split, 0)
+    with pytest.raises(ValueError, match="geometry"):
+        _k.max_forward(x, y, None, (2, 6, 6, 4) + geo[4:], split, 0)
+    with pytest.raises(ValueError, match="split"):
+        _k.avg_forward(x, y, geo, (5, 2, 2, False), 0)
+    # the backward's units are the kernel's own count (fused windows: output rows, not dx rows)
+    with pytest.raises(ValueError, match="split"):
+        _k.avg_backward(y, np.empty_like(x), geo, _plan.static_split(12, 2).args(), 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ops_bit_identical_at_1_and_2_threads(dtype):
+    """Every element has one owner thread: the ops give the same bits at 1 and 2 threads."""
+    rng = np.random.default_rng(9)
+    x = _tied(rng, (4, 65, 63, 24), dtype)
+    cases = [(3, 2, 1), (2, 2, 0), (3, 1, 1)]  # overlapping, fused and stride-1 windows
+    old = _dispatch.get_num_threads()
+    runs = []
+    try:
+        for nt in (1, 2):
+            _dispatch.set_num_threads(nt)
+            outs = []
+            for k, s, pad in cases:
+                y, am = max_pool2d(x, k, stride=s, padding=pad, return_argmax=True)
+                dy = rng.standard_normal(y.shape).astype(dtype) if nt == 1 else runs[0][len(outs)][0]
+                ya = avg_pool2d(x, k, stride=s, padding=pad)
+                outs.append((dy, y, am, max_pool2d_grad(dy, x, k, stride=s, padding=pad),
+                             max_pool2d_grad(dy, x, k, stride=s, padding=pad, argmax=am), ya,
+                             avg_pool2d_grad(dy, x, k, stride=s, padding=pad, count_include_pad=True)))
+            g = global_avg_pool2d(x)
+            outs.append((g, global_avg_pool2d_grad(g, x)))
+            runs.append(outs)
+        # large enough that the 2-thread runs split the rows
+        assert _dispatch.threads_for(runs[0][0][1].size * 9) == 2
+    finally:
+        _dispatch.set_num_threads(old)
+    for a, b in zip(runs[0], runs[1]):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
 
 
 def test_empty_batch_and_dtypes():

@@ -1,5 +1,5 @@
 """The file format is a contract: models saved by earlier fastconv versions still load and compute the
-same. ``tests/data/saved_v1/`` holds files written by fastconv before the engine/ split (issue 11; made
+same. ``tests/data/saved_v1/`` holds files written by fastconv before the engine/ split (made
 by ``make_fixtures.py`` there): a Sequential model with BatchNormalization, an L2 regularizer and Adam,
 its weights-only file, and a two-input two-output graph model with a shared layer and loss weights."""
 

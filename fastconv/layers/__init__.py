@@ -84,7 +84,7 @@ __all__ += [
     "Subtract",
 ]
 
-# Day-two layers (issue 13): activations with arguments, preprocessing and augmentation,
+# Day-two layers of a Keras user: activations with arguments, preprocessing and augmentation,
 # noise, layer normalisation, cropping, Lambda.
 from fastconv.layers.activation import ELU, LeakyReLU, PReLU
 from fastconv.layers.cropping import Cropping2D

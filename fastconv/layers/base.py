@@ -2,7 +2,7 @@
 
 Design notes
 ------------
-* The interface is the internal contract in ``notes/layer_contract.md``:
+* The interface every layer keeps (ARCHITECTURE.md):
   ``params`` / ``grads`` (same keys, trainable weights), ``state`` (non-trainable
   weights), ``sublayers`` (composite blocks), ``forward`` / ``backward`` pairs.
 * Subclasses implement three hooks and inherit the rest:

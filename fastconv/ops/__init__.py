@@ -1,4 +1,4 @@
-"""Functional ops (API.md "Functional ops"): stateless forward / backward pairs on NHWC arrays."""
+"""Functional ops: stateless forward / backward pairs on NHWC arrays, one file per family."""
 from fastconv.ops.conv import (  # noqa: F401
     conv2d,
     conv2d_grad,

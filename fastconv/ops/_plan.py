@@ -1,9 +1,11 @@
-"""The plan step of the convolution family: from validated shapes to kernel geometry.
+"""The plan step of every op family: from validated shapes to kernel geometry and thread split.
 
-A plan is plain Python data (tap offsets, output grids, packing strides), computed once per call and
-unit-tested on its own; the kernels in src/conv_impl.h trust it.
+A plan is plain Python data (tap offsets, output grids, packing strides, row splits, the variant),
+computed once per call and unit-tested on its own (tests/test_plan.py); the kernel wrappers fill
+their C struct from it and run the loop (src/_parallel.pxd run_chunks).  Convolution: GatherPlan,
+TilePlan, WgradPlan, narrow_plan; depthwise: DepthwisePlan; pooling: PoolPlan; norm: norm_plan.
 
-Every member of the family is a *gather convolution* (src/conv_geom.h): output grid pixel (oy, ox)
+Every member of the convolution family is a *gather convolution* (src/conv_geom.h): output grid pixel (oy, ox)
 reads input position (oy*ay + by[i], ox*ax + bx[j]) through tap (i, j) with kernel index (ky[i], kx[j]).
 """
 from __future__ import annotations
@@ -226,6 +228,10 @@ class RowSplit:
     threads: int   # threads of the parallel region (<= nchunks)
     dynamic: bool  # dynamic schedule (chunks taken from a shared counter) or one static chunk per thread
 
+    def args(self) -> tuple:
+        """(units, nchunks, threads, dynamic): the form the kernel wrappers take (run_split)."""
+        return self.units, self.nchunks, self.threads, self.dynamic
+
     def bounds(self, j: int) -> tuple[int, int]:
         """Units [u0, u1) of chunk j (what run_chunks computes)."""
         return self.units * j // self.nchunks, self.units * (j + 1) // self.nchunks
@@ -275,3 +281,115 @@ def pool_backward_variant(k_hw, stride, saved_argmax: bool) -> str:
     if saved_argmax:
         return "argmax"
     return "fused" if stride[0] >= k_hw[0] and stride[1] >= k_hw[1] else "gather"
+
+
+# ---- narrow-output conv (src/conv.pyx narrow_conv) ----
+
+NARROW_BW = _kc.NARROW_BW       # grid columns per work unit (FC_NK_BW, src/conv_narrow_impl.h)
+NARROW_CHUNKS_PER_THREAD = 8    # dynamic chunks per thread: one slowed by another process takes fewer
+
+
+@lru_cache(maxsize=256)
+def narrow_plan(N: int, OH: int, OW: int, threads: int) -> RowSplit:
+    """Work units (grid row, block of NARROW_BW columns) of the narrow kernel (fc_nk_count's count),
+    in chunks of about units // (8 * threads) units, dynamic schedule.  Every unit's arithmetic is
+    the same whichever chunk holds it, so the cut does not change the result."""
+    units = N * OH * -(-OW // NARROW_BW)
+    per = max(1, units // (NARROW_CHUNKS_PER_THREAD * max(threads, 1)))
+    nchunks = -(-units // per)
+    return RowSplit(units, nchunks, max(1, min(threads, nchunks)), True)
+
+
+# ---- depthwise family (src/depthwise.pyx) ----
+
+DW_BLOCK_BYTES = 98304  # dy a backward block reads (its dx and x rows are about stride times that)
+
+
+@dataclass(frozen=True)
+class DepthwisePlan:
+    """One depthwise call as the kernels run it.
+
+    geometry: the fc_dwp fields (N, H, W, C, M, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw), padding
+    top/left; variant: the row code src/depthwise_impl.h runs (depthwise_variant); block_rows: dy
+    rows per block of the backward (each block's weight-gradient and input-gradient rows run back
+    to back, so dy is read once), 0 for the forward; split: the units (output rows (n, oh) forward,
+    blocks of block_rows rows of one image backward) as one contiguous range per thread, static
+    schedule.  The backward sums chunk j's dw, db into partial j and adds the partials in chunk
+    order (the chunks are the threads: dw, db depend on the thread count by float rounding).
+    """
+    geometry: tuple
+    variant: str
+    block_rows: int
+    split: RowSplit
+
+    @property
+    def out_shape(self) -> tuple:
+        N, _, _, C, M, OH, OW = self.geometry[:7]
+        return N, OH, OW, C * M
+
+    @property
+    def taps(self) -> int:
+        return self.geometry[7] * self.geometry[8]
+
+
+@lru_cache(maxsize=256)
+def depthwise_plan(geometry: tuple, itemsize: int, backward: bool, threads: int) -> DepthwisePlan:
+    N, _, _, C, M, OH, OW = geometry[:7]
+    K = C * M
+    variant = depthwise_variant(K, M, itemsize)
+    if not backward:
+        return DepthwisePlan(geometry, variant, 0, static_split(N * OH, threads))
+    if N * OH * OW * K == 0:
+        return DepthwisePlan(geometry, variant, 1, static_split(0, threads))
+    block_rows = max(1, min(OH, DW_BLOCK_BYTES // (OW * K * itemsize)))
+    return DepthwisePlan(geometry, variant, block_rows, static_split(N * -(-OH // block_rows), threads))
+
+
+# ---- pooling family (src/pool.pyx) ----
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """One pooling call as the kernels run it.
+
+    geometry: the fc_poolp fields (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad), padding
+    top/left (global pooling: the whole image as one window); variant: "window" (forward),
+    pool_backward_variant's "argmax" / "fused" / "gather", or "global"; split: the units (output rows
+    (n, oh) forward and fused backward, dx rows (n, ih) for the gather and argmax backward, images
+    for the global forward, dx rows for its backward) as one contiguous range per thread, static
+    schedule (every element is written by one thread: results do not depend on the thread count);
+    scratch_bytes: per-thread scratch the plan sizes (the global forward's channel sums), 0 when the
+    kernel sizes its own (fc_pool_scratch_*) or needs none.
+    """
+    geometry: tuple
+    variant: str
+    split: RowSplit
+    scratch_bytes: int = 0
+
+    @property
+    def out_shape(self) -> tuple:
+        N, _, _, C, OH, OW = self.geometry[:6]
+        return N, OH, OW, C
+
+
+@lru_cache(maxsize=256)
+def pool_plan(geometry: tuple, backward: bool, saved_argmax: bool, threads: int) -> PoolPlan:
+    """Max or average pooling over windows; backward: the units src/pool_impl.h's
+    fc_pool_backward_units counts (the wrapper checks that they agree)."""
+    N, H, _, _, OH, _, KH, KW, sh, sw = geometry[:10]
+    if not backward:
+        return PoolPlan(geometry, "window", static_split(N * OH, threads))
+    variant = pool_backward_variant((KH, KW), (sh, sw), saved_argmax)
+    return PoolPlan(geometry, variant, static_split(N * (OH if variant == "fused" else H), threads))
+
+
+@lru_cache(maxsize=256)
+def global_pool_plan(x_shape: tuple, backward: bool, itemsize: int, threads: int) -> PoolPlan:
+    """Global average pooling: forward over images, each thread summing C + 16 channels of a pixel
+    block in the input type and in float64 (pool_impl.h; fc_pool_scratch_* would size an H x W
+    window's gather lists instead, ~40*H*W bytes), backward over dx rows."""
+    N, H, W, C = x_shape
+    geometry = (N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 0)
+    if backward:
+        return PoolPlan(geometry, "global", static_split(N * H, threads))
+    return PoolPlan(geometry, "global", static_split(N, threads), (C + 16) * (itemsize + 8) + 128)

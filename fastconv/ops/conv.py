@@ -112,8 +112,9 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
         wn = aligned_empty((_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko),), w.dtype)
         _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)
         for plan, t in zip(plans, tiles):
+            split = _plan.narrow_plan(N, plan.grid[0], plan.grid[1], threads).args()
             _k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, t.mergex, KH, KW, G, Cr,
-                           Ko, relu, isa, threads)
+                           Ko, relu, isa, split)
         path = "narrow" if any(t.path for t in tiles) else None
     else:
         wp = _pack(w, packing, G, isa)

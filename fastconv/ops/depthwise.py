@@ -2,10 +2,13 @@
 
 x (N, H, W, C), w (KH, KW, C, M) (output channel c*M + m), y (N, OH, OW, C*M).  All arithmetic runs
 in fastconv._kernels.depthwise (src/depthwise_impl.h) with the GIL released; this module only checks
-arguments, resolves the padding (the kernels take top/left, the output size implies bottom/right)
-and allocates the outputs.
+arguments, resolves the padding (the kernels take top/left, the output size implies bottom/right),
+plans the call (fastconv/ops/_plan.py depthwise_plan: block rows, thread split, variant) and
+allocates the outputs.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -60,24 +63,8 @@ def _check_int_geometry(op, x_shape, w_shape, stride, dilation, pads, out_hw):
         raise ValueError(f"{op}: dilation must be at most {limit}. {got}")
 
 
-class _DwPlan:
-    """Validated geometry of one depthwise problem."""
-
-    __slots__ = ("dilation", "pads", "stride", "taps", "w_shape", "x_shape", "y_shape")
-
-    def __init__(self, x_shape, w_shape, stride, dilation, pads, out_hw):
-        self.x_shape, self.w_shape = x_shape, w_shape
-        self.stride, self.dilation, self.pads = stride, dilation, pads
-        self.y_shape = (x_shape[0], out_hw[0], out_hw[1], w_shape[2] * w_shape[3])
-        self.taps = w_shape[0] * w_shape[1]
-
-    def args(self):
-        """Kernel geometry arguments: stride, top/left padding, dilation."""
-        return (self.stride[0], self.stride[1], self.pads[0][0], self.pads[1][0],
-                self.dilation[0], self.dilation[1])
-
-
-def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
+def _geometry(op, x, w, stride, padding, dilation) -> tuple:
+    """The checked fc_dwp geometry (N, H, W, C, M, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw) of a call."""
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
     check_rank(op, "w", w, 4, "(KH, KW, C, M)")
     if w.shape[2] != x.shape[3]:
@@ -96,7 +83,7 @@ def _plan(op, x, w, stride, padding, dilation) -> _DwPlan:
     # such stride keeps the kernels' scratch (sized by the stride) and int positions small
     stride = tuple(kernel_stride(x.shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
     _check_int_geometry(op, x.shape, w.shape, stride, dilation, pads, out_hw)
-    return _DwPlan(x.shape, w.shape, stride, dilation, pads, out_hw)
+    return (*x.shape, w.shape[3], *out_hw, *k_hw, *stride, pads[0][0], pads[1][0], *dilation)
 
 
 def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
@@ -113,14 +100,17 @@ def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
     op = "depthwise_conv2d"
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
-    p = _plan(op, x, w, stride, padding, dilation)
+    g = _geometry(op, x, w, stride, padding, dilation)
+    y_shape = (g[0], g[5], g[6], g[3] * g[4])
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
-        check_bias(op, bias, p.y_shape[3], w.shape)
-    y = empty_output(p.y_shape, x.dtype)
-    _dispatch.last_kernel[op] = _plans.depthwise_variant(p.y_shape[3], w.shape[3], x.dtype.itemsize)
+        check_bias(op, bias, y_shape[3], w.shape)
+    threads = _dispatch.threads_for(math.prod(y_shape) * g[7] * g[8])
+    p = _plans.depthwise_plan(g, x.dtype.itemsize, False, threads)
+    y = empty_output(p.out_shape, x.dtype)
+    _dispatch.last_kernel[op] = p.variant
     if y.size:
-        _k.forward(x, w, bias, y, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(y.size * p.taps))
+        _k.forward(x, w, bias, y, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return y
 
 
@@ -135,11 +125,13 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    p = _plan(op, x, w, stride, padding, dilation)
-    check_dy(op, dy, p.y_shape)
+    g = _geometry(op, x, w, stride, padding, dilation)
+    check_dy(op, dy, (g[0], g[5], g[6], g[3] * g[4]))
+    p = _plans.depthwise_plan(g, x.dtype.itemsize, True, _dispatch.threads_for(2 * dy.size * g[7] * g[8]))
     dx = empty_output(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, dtype=x.dtype)
-    db = np.empty(p.y_shape[3], dtype=x.dtype)
-    _dispatch.last_kernel[op] = _plans.depthwise_variant(p.y_shape[3], w.shape[3], x.dtype.itemsize)
-    _k.backward(x, dy, w, dx, dw, db, *p.args(), _dispatch.level_for(op, x.dtype), _dispatch.threads_for(2 * dy.size * p.taps))
+    db = np.empty(p.out_shape[3], dtype=x.dtype)
+    _dispatch.last_kernel[op] = p.variant
+    _k.backward(x, dy, w, dx, dw, db, p.geometry, p.block_rows, p.split.args(),
+                _dispatch.level_for(op, x.dtype))
     return dx, dw, db

@@ -4,7 +4,8 @@ x (N, H, W, C) -> y (N, OH, OW, C).  Max pooling pads with -inf and sends each o
 to the first maximum of its window in row-major order (PyTorch's rule; a NaN counts as a
 maximum); max_pool2d_grad recomputes the argmax from x inside the kernel, so the op keeps no
 state (a layer may save the argmax with return_argmax=True and pass it back).  Average pooling
-divides by the real pixel count, or by KH*KW with count_include_pad=True.  All arithmetic runs in
+divides by the real pixel count, or by KH*KW with count_include_pad=True.  The plan (geometry, thread
+split, variant) is fastconv/ops/_plan.py pool_plan / global_pool_plan.  All arithmetic runs in
 fastconv._kernels.pool (src/pool_impl.h) with the GIL released.
 """
 from __future__ import annotations
@@ -41,21 +42,8 @@ def _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding) -> 
                 f"Received: pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x_shape}")
 
 
-class _PoolPlan:
-    """Validated geometry of one pooling problem."""
-
-    __slots__ = ("k", "pads", "stride", "x_shape", "y_shape")
-
-    def __init__(self, x_shape, k, stride, pads, out_hw):
-        self.x_shape, self.k, self.stride, self.pads = x_shape, k, stride, pads
-        self.y_shape = (x_shape[0], out_hw[0], out_hw[1], x_shape[3])
-
-    def args(self):
-        """Kernel geometry arguments: window, stride, top/left padding."""
-        return (self.k[0], self.k[1], self.stride[0], self.stride[1], self.pads[0][0], self.pads[1][0])
-
-
-def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
+def _geometry(op, x, pool_size, stride, padding, count_include_pad=False) -> tuple:
+    """The checked fc_poolp geometry (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad)."""
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
     _check_dims(op, x)
     k = positive_pair("pool_size", pool_size, op)
@@ -72,27 +60,29 @@ def _plan(op, x, pool_size, stride, padding) -> _PoolPlan:
     # one window along an axis: any stride past the input gives that answer, the smallest is passed
     s = tuple(kernel_stride(x.shape[1 + a], k[a], s[a], 1, *pads[a]) for a in range(2))
     _check_int_geometry(op, x.shape, k, s, pads, pool_size, stride, padding)
-    return _PoolPlan(x.shape, k, s, pads, out_hw)
+    return (*x.shape, *out_hw, *k, *s, pads[0][0], pads[1][0], int(bool(count_include_pad)))
 
 
-def _check_max_window(op, p: _PoolPlan, pool_size) -> None:
+def _check_max_window(op, g: tuple, pool_size) -> None:
     """Max pooling tracks the first maximum as the tap kh*KW + kw in int32 lanes."""
-    if p.k[0] * p.k[1] > _INT32_MAX:
+    if g[6] * g[7] > _INT32_MAX:
         raise ValueError(f"{op}: a max pooling window may hold at most 2**31 - 1 = {_INT32_MAX} taps "
-                         f"(KH*KW = {p.k[0] * p.k[1]}). Received: pool_size={pool_size!r}, x.shape={p.x_shape}")
+                         f"(KH*KW = {g[6] * g[7]}). Received: pool_size={pool_size!r}, x.shape={g[:4]}")
 
 
-def _check_argmax_plane(op, p: _PoolPlan, name) -> None:
+def _check_argmax_plane(op, g: tuple, name) -> None:
     """A saved argmax is the int32 input-plane index ih*W + iw."""
-    h, w = p.x_shape[1], p.x_shape[2]
+    h, w = g[1], g[2]
     if h * w > _INT32_MAX:
         raise ValueError(f"{op}: the int32 argmax cannot index an input plane of H*W = {h * w} > 2**31 - 1 "
                          f"pixels; leave {name} out (the gradient then recomputes the argmax from x). "
-                         f"Received: x.shape={p.x_shape}")
+                         f"Received: x.shape={g[:4]}")
 
 
-def _threads(p: _PoolPlan, n_out: int) -> int:
-    return _dispatch.threads_for(n_out * p.k[0] * p.k[1])
+def _plan(g: tuple, backward: bool, saved_argmax: bool = False) -> _plans.PoolPlan:
+    """The plan of a window pooling call: threads by the window's reads of every output."""
+    n_out = g[0] * g[4] * g[5] * g[3]
+    return _plans.pool_plan(g, backward, saved_argmax, _dispatch.threads_for(n_out * g[6] * g[7]))
 
 
 def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
@@ -111,15 +101,16 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     """
     op = "max_pool2d"
     x = as_float_array(op, "x", x)
-    p = _plan(op, x, pool_size, stride, padding)
-    _check_max_window(op, p, pool_size)
+    g = _geometry(op, x, pool_size, stride, padding)
+    _check_max_window(op, g, pool_size)
     if return_argmax:
-        _check_argmax_plane(op, p, "return_argmax")
-    y = empty_output(p.y_shape, x.dtype)
-    am = np.empty(p.y_shape, dtype=np.int32) if return_argmax else None
-    _dispatch.last_kernel[op] = "window"
+        _check_argmax_plane(op, g, "return_argmax")
+    p = _plan(g, False)
+    y = empty_output(p.out_shape, x.dtype)
+    am = np.empty(p.out_shape, dtype=np.int32) if return_argmax else None
+    _dispatch.last_kernel[op] = p.variant
     if y.size:
-        _k.max_forward(x, y, am, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
+        _k.max_forward(x, y, am, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return (y, am) if return_argmax else y
 
 
@@ -135,19 +126,20 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None, 
         return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    p = _plan(op, x, pool_size, stride, padding)
-    check_dy(op, dy, p.y_shape)
-    _check_max_window(op, p, pool_size)
+    g = _geometry(op, x, pool_size, stride, padding)
+    p = _plan(g, True, argmax is not None)
+    check_dy(op, dy, p.out_shape)
+    _check_max_window(op, g, pool_size)
     if argmax is not None:
-        _check_argmax_plane(op, p, "argmax")
+        _check_argmax_plane(op, g, "argmax")
         argmax = np.ascontiguousarray(argmax, dtype=np.int32)
-        if argmax.shape != p.y_shape:
-            raise ValueError(f"{op}: argmax must have the output's shape {p.y_shape}. "
+        if argmax.shape != p.out_shape:
+            raise ValueError(f"{op}: argmax must have the output's shape {p.out_shape}. "
                              f"Received: argmax.shape={argmax.shape}")
     dx = empty_output(x.shape, x.dtype)
-    _dispatch.last_kernel[op] = _plans.pool_backward_variant(p.k, p.stride, argmax is not None)
+    _dispatch.last_kernel[op] = p.variant
     if dx.size:
-        _k.max_backward(x, dy, argmax, dx, *p.args(), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
+        _k.max_backward(x, dy, argmax, dx, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return dx
 
 
@@ -163,11 +155,11 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     """
     op = "avg_pool2d"
     x = as_float_array(op, "x", x)
-    p = _plan(op, x, pool_size, stride, padding)
-    y = empty_output(p.y_shape, x.dtype)
-    _dispatch.last_kernel[op] = "window"
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad), False)
+    y = empty_output(p.out_shape, x.dtype)
+    _dispatch.last_kernel[op] = p.variant
     if y.size:
-        _k.avg_forward(x, y, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, y.size))
+        _k.avg_forward(x, y, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return y
 
 
@@ -179,12 +171,12 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
         return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    p = _plan(op, x, pool_size, stride, padding)
-    check_dy(op, dy, p.y_shape)
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad), True)
+    check_dy(op, dy, p.out_shape)
     dx = empty_output(x.shape, x.dtype)
-    _dispatch.last_kernel[op] = _plans.pool_backward_variant(p.k, p.stride, False)
+    _dispatch.last_kernel[op] = p.variant
     if dx.size:
-        _k.avg_backward(dy, dx, *p.args(), bool(count_include_pad), _dispatch.level_for(op, x.dtype), _threads(p, dy.size))
+        _k.avg_backward(dy, dx, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return dx
 
 
@@ -204,10 +196,12 @@ def global_avg_pool2d(x):
     op = "global_avg_pool2d"
     x = as_float_array(op, "x", x)
     _check_pixels(op, x)
+    p = _plans.global_pool_plan(x.shape, False, x.dtype.itemsize, _dispatch.threads_for(x.size))
     y = np.empty((x.shape[0], x.shape[3]), dtype=x.dtype)
-    _dispatch.last_kernel[op] = "global"
+    _dispatch.last_kernel[op] = p.variant
     if y.size:
-        _k.global_avg_forward(x, y, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
+        _k.global_avg_forward(x, y, p.geometry, p.split.args(), p.scratch_bytes,
+                              _dispatch.level_for(op, x.dtype))
     return y
 
 
@@ -221,10 +215,11 @@ def global_avg_pool2d_grad(dy, x, *, need_dx=True):
     dy = as_float_array(op, "dy", dy, x.dtype)
     _check_pixels(op, x)
     check_dy(op, dy, (x.shape[0], x.shape[3]))
+    p = _plans.global_pool_plan(x.shape, True, x.dtype.itemsize, _dispatch.threads_for(x.size))
     dx = empty_output(x.shape, x.dtype)  # like every other dx: aligned for streamed stores
-    _dispatch.last_kernel[op] = "global"
+    _dispatch.last_kernel[op] = p.variant
     if dx.size:
-        _k.global_avg_backward(dy, dx, _dispatch.level_for(op, x.dtype), _dispatch.threads_for(x.size))
+        _k.global_avg_backward(dy, dx, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
     return dx
 
 
