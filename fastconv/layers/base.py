@@ -389,7 +389,7 @@ class Layer:
         """Overwrite ``grads[key]`` in place and add the regularizer's gradient.
 
         In place, not by replacing the array: ``trainable_pairs()`` hands out live references
-        (tests/test_layers.py test_trainable_pairs_are_live_references), which user code and
+        (tests/test_layers_base.py test_trainable_pairs_are_live_references), which user code and
         optimizers may hold across steps.  The copy costs one pass over a weight-sized array.
         """
         g = self.grads[key]
