@@ -27,6 +27,24 @@ INT_GEOMETRY_LIMIT = 2**30
 BATCH_LIMIT = 2**31
 
 
+_GEOMETRY_CACHE: dict = {}
+
+
+def cached_geometry(fn, *args):
+    """fn(*args) for a pure geometry function of shapes and arguments, remembered per argument tuple
+    (its checks and arithmetic cost more than a small kernel call).  The key is the arguments' repr,
+    so 1, True, 1.0 and np.int64(1) stay apart (the checks refuse some of them) and lists work.
+    Errors are not remembered: they raise each time."""
+    key = (fn, repr(args))
+    value = _GEOMETRY_CACHE.get(key)
+    if value is None:
+        value = fn(*args)
+        if len(_GEOMETRY_CACHE) >= 1024:
+            _GEOMETRY_CACHE.clear()
+        _GEOMETRY_CACHE[key] = value
+    return value
+
+
 def check_int_geometry(op: str, quantities, context: str = "") -> None:
     """Refuse, before any kernel runs, a call whose geometry the kernels' int fields cannot hold.
 

@@ -6,6 +6,8 @@ swapped.  All arithmetic runs in fastconv._kernels.conv with the GIL released.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from fastconv import _dispatch
@@ -38,21 +40,27 @@ class _ConvArgs:
 
 def _check_geometry(op, a: _ConvArgs) -> None:
     """Every size of the problem fits the kernels' 32-bit geometry (ops/_plan.py)."""
-    N, H, W, C = a.x_shape
-    KH, KW, Cg, K = a.w.shape
-    (pt, pb), (pl, pr) = a.pads
+    _check_geometry_of(op, tuple(a.x_shape), tuple(a.w.shape), a.stride, a.dilation, a.pads, a.out_hw, a.groups)
+
+
+@lru_cache(maxsize=512)
+def _check_geometry_of(op, x_shape, w_shape, stride, dilation, pads, out_hw, groups) -> None:
+    # cached per shape: the check is pure, and building it cost ~7 us of a small conv's ~20 us
+    N, H, W, C = x_shape
+    KH, KW, Cg, K = w_shape
+    (pt, pb), (pl, pr) = pads
     quantities = [("batch size", N), ("input height", H), ("input width", W), ("input channels", C),
                   ("output channels", K), ("padded height", H + pt + pb), ("padded width", W + pl + pr),
-                  ("output height", a.out_hw[0]), ("output width", a.out_hw[1]),
-                  ("dilated kernel height", (KH - 1) * a.dilation[0] + 1),
-                  ("dilated kernel width", (KW - 1) * a.dilation[1] + 1),
-                  ("strided output height", (a.out_hw[0] - 1) * a.stride[0] + 1),
-                  ("strided output width", (a.out_hw[1] - 1) * a.stride[1] + 1),
+                  ("output height", out_hw[0]), ("output width", out_hw[1]),
+                  ("dilated kernel height", (KH - 1) * dilation[0] + 1),
+                  ("dilated kernel width", (KW - 1) * dilation[1] + 1),
+                  ("strided output height", (out_hw[0] - 1) * stride[0] + 1),
+                  ("strided output width", (out_hw[1] - 1) * stride[1] + 1),
                   # a tap row's reduction (KW merged taps of Cr channels), forward and input gradient
                   ("reduction length KH*KW*C_in//groups", KH * KW * Cg),
-                  ("reduction length KH*KW*C_out//groups", KH * KW * (K // a.groups))]
-    _plan.check_int_geometry(op, quantities, f" (x.shape={tuple(a.x_shape)}, w.shape={tuple(a.w.shape)}, "
-                                             f"stride={a.stride}, padding={a.pads}, dilation={a.dilation})")
+                  ("reduction length KH*KW*C_out//groups", KH * KW * (K // groups))]
+    _plan.check_int_geometry(op, quantities, f" (x.shape={x_shape}, w.shape={w_shape}, "
+                                             f"stride={stride}, padding={pads}, dilation={dilation})")
 
 
 def _check_groups(op, groups, c_in, w, w_name="w", layout="(KH, KW, C_in // groups, C_out)"):

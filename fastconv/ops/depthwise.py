@@ -16,6 +16,7 @@ from fastconv import _dispatch
 from fastconv._kernels import depthwise as _k
 from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
 from fastconv.ops import _plan as _plans
+from fastconv.ops._plan import cached_geometry as _cached_geometry
 from fastconv.ops._validate import (
     as_float_array,
     check_bias,
@@ -67,23 +68,27 @@ def _geometry(op, x, w, stride, padding, dilation) -> tuple:
     """The checked fc_dwp geometry (N, H, W, C, M, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw) of a call."""
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
     check_rank(op, "w", w, 4, "(KH, KW, C, M)")
-    if w.shape[2] != x.shape[3]:
-        raise ValueError(f"{op}: x has {x.shape[3]} channels but w expects {w.shape[2]} "
-                         f"(w layout (KH, KW, C, M)). Received: x.shape={x.shape}, w.shape={w.shape}")
-    if min(w.shape) < 1:
-        raise ValueError(f"{op}: w must not be empty. Received: w.shape={w.shape}")
+    return _cached_geometry(_geometry_of, op, x.shape, w.shape, stride, padding, dilation)
+
+
+def _geometry_of(op, x_shape, w_shape, stride, padding, dilation) -> tuple:
+    if w_shape[2] != x_shape[3]:
+        raise ValueError(f"{op}: x has {x_shape[3]} channels but w expects {w_shape[2]} "
+                         f"(w layout (KH, KW, C, M)). Received: x.shape={x_shape}, w.shape={w_shape}")
+    if min(w_shape) < 1:
+        raise ValueError(f"{op}: w must not be empty. Received: w.shape={w_shape}")
     stride = positive_pair("stride", stride, op)
     dilation = positive_pair("dilation", dilation, op)
-    k_hw = w.shape[:2]
-    pads = resolve_padding(padding, x.shape[1:3], k_hw, stride, dilation, op)
-    out_hw = (window_output_size(x.shape[1], k_hw[0], stride[0], dilation[0], *pads[0]),
-              window_output_size(x.shape[2], k_hw[1], stride[1], dilation[1], *pads[1]))
-    check_output(op, out_hw, x.shape, k_hw)
+    k_hw = w_shape[:2]
+    pads = resolve_padding(padding, x_shape[1:3], k_hw, stride, dilation, op)
+    out_hw = (window_output_size(x_shape[1], k_hw[0], stride[0], dilation[0], *pads[0]),
+              window_output_size(x_shape[2], k_hw[1], stride[1], dilation[1], *pads[1]))
+    check_output(op, out_hw, x_shape, k_hw)
     # an axis with one output gives the same answer for every stride past the input: the smallest
     # such stride keeps the kernels' scratch (sized by the stride) and int positions small
-    stride = tuple(kernel_stride(x.shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
-    _check_int_geometry(op, x.shape, w.shape, stride, dilation, pads, out_hw)
-    return (*x.shape, w.shape[3], *out_hw, *k_hw, *stride, pads[0][0], pads[1][0], *dilation)
+    stride = tuple(kernel_stride(x_shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
+    _check_int_geometry(op, x_shape, w_shape, stride, dilation, pads, out_hw)
+    return (*x_shape, w_shape[3], *out_hw, *k_hw, *stride, pads[0][0], pads[1][0], *dilation)
 
 
 def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):

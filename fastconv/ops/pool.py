@@ -16,6 +16,7 @@ from fastconv import _dispatch
 from fastconv._kernels import pool as _k
 from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
 from fastconv.ops import _plan as _plans
+from fastconv.ops._plan import cached_geometry as _cached_geometry
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
 
 
@@ -24,11 +25,11 @@ from fastconv.ops._validate import as_float_array, check_dy, check_output, check
 _INT32_MAX = 2**31 - 1
 
 
-def _check_dims(op, x) -> None:
+def _check_dims(op, x_shape) -> None:
     """Every dimension of x fits the kernels' int geometry."""
-    if max(x.shape) > _INT32_MAX:
+    if max(x_shape) > _INT32_MAX:
         raise ValueError(f"{op}: every dimension of x must be at most 2**31 - 1 = {_INT32_MAX}. "
-                         f"Received: x.shape={x.shape}")
+                         f"Received: x.shape={x_shape}")
 
 
 def _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding) -> None:
@@ -45,22 +46,26 @@ def _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding) -> 
 def _geometry(op, x, pool_size, stride, padding, count_include_pad=False) -> tuple:
     """The checked fc_poolp geometry (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad)."""
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
-    _check_dims(op, x)
+    return _cached_geometry(_geometry_of, op, x.shape, pool_size, stride, padding, count_include_pad)
+
+
+def _geometry_of(op, x_shape, pool_size, stride, padding, count_include_pad) -> tuple:
+    _check_dims(op, x_shape)
     k = positive_pair("pool_size", pool_size, op)
     s = k if stride is None else positive_pair("stride", stride, op)
-    pads = resolve_padding(padding, x.shape[1:3], k, s, (1, 1), op)
-    out_hw = (window_output_size(x.shape[1], k[0], s[0], 1, *pads[0]),
-              window_output_size(x.shape[2], k[1], s[1], 1, *pads[1]))
-    check_output(op, out_hw, x.shape, k, "pool window")
+    pads = resolve_padding(padding, x_shape[1:3], k, s, (1, 1), op)
+    out_hw = (window_output_size(x_shape[1], k[0], s[0], 1, *pads[0]),
+              window_output_size(x_shape[2], k[1], s[1], 1, *pads[1]))
+    check_output(op, out_hw, x_shape, k, "pool window")
     # Only the first and the last window of an axis can lie entirely in the padding.
-    if (pads[0][0] >= k[0] or pads[1][0] >= k[1] or (out_hw[0] - 1) * s[0] - pads[0][0] >= x.shape[1]
-            or (out_hw[1] - 1) * s[1] - pads[1][0] >= x.shape[2]):
+    if (pads[0][0] >= k[0] or pads[1][0] >= k[1] or (out_hw[0] - 1) * s[0] - pads[0][0] >= x_shape[1]
+            or (out_hw[1] - 1) * s[1] - pads[1][0] >= x_shape[2]):
         raise ValueError(f"{op}: some pooling windows lie entirely in the padding. Received: "
-                         f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x.shape}")
+                         f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x_shape}")
     # one window along an axis: any stride past the input gives that answer, the smallest is passed
-    s = tuple(kernel_stride(x.shape[1 + a], k[a], s[a], 1, *pads[a]) for a in range(2))
-    _check_int_geometry(op, x.shape, k, s, pads, pool_size, stride, padding)
-    return (*x.shape, *out_hw, *k, *s, pads[0][0], pads[1][0], int(bool(count_include_pad)))
+    s = tuple(kernel_stride(x_shape[1 + a], k[a], s[a], 1, *pads[a]) for a in range(2))
+    _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding)
+    return (*x_shape, *out_hw, *k, *s, pads[0][0], pads[1][0], int(bool(count_include_pad)))
 
 
 def _check_max_window(op, g: tuple, pool_size) -> None:
@@ -182,7 +187,7 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
 
 def _check_pixels(op, x):
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
-    _check_dims(op, x)
+    _check_dims(op, x.shape)
     if x.shape[1] * x.shape[2] == 0:
         raise ValueError(f"{op}: x has no pixels to average. Received: x.shape={x.shape}")
 
