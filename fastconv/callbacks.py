@@ -24,10 +24,11 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 
 import numpy as np
+
+from fastconv.utils import atomic_write
 
 __all__ = [
     "BackupAndRestore",
@@ -495,23 +496,6 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
-def _atomic_write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class BackupAndRestore(Callback):
     """Back up the training state at the end of every epoch (or every ``save_freq`` batches) and,
     when ``fit`` is run again after an interruption, resume from the last backup (Keras 3 semantics).
@@ -576,7 +560,7 @@ class BackupAndRestore(Callback):
         name = f"backup-{self._saves:06d}.weights.npz"
         self.model.save_weights(os.path.join(self.backup_dir, name))
         meta = {"epoch": self._current_epoch, "weights": name, "saves": self._saves}
-        _atomic_write_text(self._metadata_path, json.dumps(meta))
+        atomic_write(self._metadata_path, lambda f: f.write(json.dumps(meta)), mode="w")
         keep = {name, old} if self.double_checkpoint else {name}
         for entry in os.listdir(self.backup_dir):
             if entry.startswith("backup-") and entry.endswith(".weights.npz") and entry not in keep:

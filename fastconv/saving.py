@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
@@ -42,6 +41,7 @@ import numpy as np
 
 from fastconv import optimizers
 from fastconv.layers.base import Layer, register_layer, registered_classes, reserve_name
+from fastconv.utils import atomic_write
 
 __all__ = [
     "load_model",
@@ -103,43 +103,8 @@ def _write_npz(fileobj, arrays):
     np.savez(fileobj, **arrays)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path, arrays):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save to {path!r}: directory {directory!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
-            os.chmod(tmp, mode)
-        except OSError:  # pragma: no cover - exotic file systems
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - not possible on some platforms
-        pass
+    atomic_write(path, lambda f: _write_npz(f, arrays), what="save to")
 
 
 def _pack(doc, weights, optimizer=None, model=None):

@@ -10,9 +10,57 @@ array([[1., 0., 0.],
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
-__all__ = ["to_categorical"]
+__all__ = ["atomic_write", "to_categorical"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write, mode: str = "wb", what: str = "write") -> None:
+    """Write a file so that readers see the old file or the whole new one, never a half-written one.
+
+    ``write(fileobj)`` fills a temporary file in the same directory, which is flushed to disk, given
+    the old file's permissions (or the umask's), and renamed over ``path``; the rename is made
+    durable too.  On any error the temporary file is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot {what} {path!r}: directory {directory!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            perms = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+            os.chmod(tmp, perms)
+        except OSError:  # pragma: no cover - exotic file systems
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - not possible on some platforms
+        pass
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
