@@ -20,8 +20,11 @@ def _idx_bytes(arr, code=0x08):
     return header + arr.astype(dt).tobytes()
 
 
-def test_bundled_mnist_split():
-    (x, y), (xt, yt) = datasets.load_mnist()
+def test_bundled_mnist_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache: no mnist.npz to prefer
+    data = datasets.load_mnist()
+    assert data.source == str(datasets.bundled_data_dir())
+    (x, y), (xt, yt) = data
     assert x.shape == (8000, 28, 28) and xt.shape == (2000, 28, 28)
     assert x.dtype == np.uint8 and y.dtype == np.uint8
     assert y.shape == (8000,) and yt.shape == (2000,)

@@ -74,7 +74,8 @@ def test_tilde_is_expanded_by_every_loader(home):
         (datasets.load_cifar10, "CIFAR-10", datasets.CIFAR10_FILES),
     ],
 )
-def test_no_path_says_what_to_download_and_where_it_goes(loader, name, files):
+def test_no_path_says_what_to_download_and_where_it_goes(loader, name, files, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache (see test_datasets_keras.py)
     with pytest.raises(FileNotFoundError) as e:
         loader()  # was: TypeError, missing a positional argument
     msg = str(e.value)
