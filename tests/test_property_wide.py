@@ -36,6 +36,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
 
@@ -712,10 +713,15 @@ def test_huge_geometry(past_int32, data, op, seed):
 def test_huge_geometry_in_a_child_process(past_int32):
     """test_huge_geometry in a child process, so that a crash fails this test, not the whole run;
     the child's last stderr line names the call that crashed it."""
-    env = dict(os.environ, FASTCONV_HUGE_CHILD="1")
+    # the child imports the fastconv this process imported (installed, or an in-place build), and
+    # starts outside the source tree, whose unbuilt fastconv/ would shadow an installed package
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env = dict(os.environ, FASTCONV_HUGE_CHILD="1",
+               PYTHONPATH=package_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s",
            f"{__file__}::test_huge_geometry[{past_int32}]"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory() as cwd:
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
     out = [ln for ln in r.stdout.splitlines() if not ln.startswith(("conv2d(", "depthwise_conv2d("))]
     last = (r.stderr.strip().splitlines() or [""])[-1]
     assert r.returncode == 0, (f"child exit code {r.returncode}; its last call: {last}\n"
