@@ -285,11 +285,14 @@ def _load_data(args, default_shape, kind="classify"):
         "cifar10": datasets.load_cifar10,
     }[dataset]
     try:
-        (x, y), (xv, yv) = loader(args.data)
+        loaded = loader(args.data)
+        (x, y), (xv, yv) = loaded
     except (OSError, ValueError) as e:  # a missing directory or file, or not the format expected
         raise UsageError(f"--data: {e}") from None
-    if args.data is None:
-        source = "the bundled MNIST"
+    if args.data is None:  # the bundled MNIST, or Keras's download when there is one
+        loaded_from = getattr(loaded, "source", None)
+        bundled = loaded_from is None or loaded_from == str(datasets.bundled_data_dir())
+        source = "the bundled MNIST" if bundled else f"{name} from {loaded_from}"
     else:
         source = f"{name} from {os.path.expanduser(args.data)}"
     if dataset != own:

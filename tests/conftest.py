@@ -1,4 +1,4 @@
-"""Hypothesis settings profiles for the test suite (issue 10, item 4: property tests at wide ranges).
+"""Shared test settings: hypothesis profiles, and a Keras cache of its own for every test.
 
 - "ci" (the default): derandomized, no example database, no deadline. Every run draws the same
   examples, so a red CI run is reproduced by running the same test locally, and no run turns red
@@ -12,6 +12,7 @@ tests that set their own max_examples keep it under either profile.
 """
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -21,3 +22,10 @@ settings.register_profile("ci", max_examples=350, derandomize=True, database=Non
 settings.register_profile("wide", max_examples=3500, deadline=None, print_blob=True,
                           suppress_health_check=_SLOW)
 settings.load_profile(os.environ.get("FASTCONV_HYPOTHESIS", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _empty_keras_cache(tmp_path_factory, monkeypatch):
+    """The dataset loaders read Keras's downloads (KERAS_HOME, ~/.keras) when no path is given: each
+    test starts from an empty cache, so a developer's own downloads never change what a test reads."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
