@@ -283,7 +283,9 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
             PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
             PFN(pl_band)(ow, p->sw, p->pw, OW, W, &bw0, &bw1);
             const FC_T *xw = xn + (ptrdiff_t)ih0 * rs + (ptrdiff_t)iw0 * C;
-            const int t0 = (ih0 - h0) * KW + (iw0 - w0), nh = ih1 - ih0, nw = iw1 - iw0;
+            /* the local argmax offset only for max pooling, whose window the op keeps below 2^31
+             * taps (an average window may be larger: UBSan caught 65535 * 65536 here) */
+            const int t0 = MAX ? (ih0 - h0) * KW + (iw0 - w0) : 0, nh = ih1 - ih0, nw = iw1 - iw0;
             const int full = nh == 2 && nw == 2 && KH == 2 && KW == 2 && bh1 - bh0 == 2 && bw1 - bw0 == 2;
             FC_T inv = 0;
             /* pixel counts in 64 bits: a window may hold more than 2^31 pixels (only the local
