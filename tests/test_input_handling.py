@@ -200,7 +200,8 @@ def test_conv2d_and_grad_large_stride_match_reference(stride, pad):
 
 
 # 'valid' gives H * stride output rows: only the moderate strides ('valid' with TOP would be a real
-# 2**31-pixel output; 100 rather than 1000 keeps the float64 reference at a second, not 40).  Strides beyond 1000 run on a one-pixel input, whose output is the kernel.
+# 2**31-pixel output; 100 rather than 1000 keeps the float64 reference at a second, not 40).
+# Strides beyond 1000 run on a one-pixel input, whose output is the kernel.
 @pytest.mark.parametrize("stride,pad", [(s, p) for s in (10, 100, TOP, (1, TOP), (TOP, 2))
                                         for p in (0, 1, "valid", ((1, 0), (0, 1)))
                                         if p != "valid" or max(_row_stride(s), _col_stride(s)) <= 1000],
