@@ -381,3 +381,53 @@ def check_against(problem: Problem, lib, other) -> list[str]:
     if dw is not None:
         problems.append(compare(dw, rdw, "dw", atol_frac=1e-3))
     return [p for p in problems if p]
+
+
+# -- ONNX Runtime (optional): the same PyTorch forward exported to ONNX ------------------------------
+def ort_available() -> str | None:
+    """onnxruntime's version when it and the exporter's `onnx` dependency import; else None."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+def ort_forward(problem: Problem, threads: int):
+    """A callable running the case's forward in an ONNX Runtime session (NCHW, `threads` intra-op).
+
+    The model is PyTorch's own forward (same op and arguments as torch_forward) exported with
+    torch.onnx.export (TorchScript exporter, opset 17), weights as initializers."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    x_t, w_t, _ = problem._torch_arrays("nchw")
+    op = problem._torch_op()
+
+    class Forward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            if w_t is not None:
+                self.register_buffer("w", w_t.contiguous())
+            else:
+                self.w = None
+
+        def forward(self, x):
+            return op(x, self.w)
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Forward().eval(), (x_t.contiguous(),), buf, dynamo=False, opset_version=17)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    feed = {name: np.ascontiguousarray(x_t.numpy())}
+    return lambda: sess.run(None, feed)

@@ -8,7 +8,17 @@ Method (the machines are noisy and shared):
 * every implementation of one shape runs interleaved in one process, in rotating order, after a warm-up;
 * a sample is enough back-to-back calls to last >= 2 ms; the number of samples is chosen so a measurement
   takes ~0.5 s (0.15 s with --quick), or is fixed with --repeat; the time reported is the median sample;
+* one round = one sample of each implementation (fastconv, PyTorch NCHW, PyTorch channels_last, ONNX
+  Runtime when installed, the reference while its samples last), in an order that rotates each round;
+  fastconv, PyTorch and ONNX Runtime get the same number of rounds;
+* a speed ratio is taken per round (PyTorch: the better of its two layouts in that round, divided by
+  fastconv's sample of the same round) and the median of the per-round ratios is reported, with their
+  interquartile range: a load spike hits both sides of one round, not one side of a ratio of medians;
 * PyTorch runs with torch.set_num_threads(same threads), in NCHW and channels_last; the better is reported;
+* ONNX Runtime (forward only, when `onnxruntime` and `onnx` import): PyTorch's forward exported by
+  torch.onnx.export, run by an InferenceSession with intra_op_num_threads = the same threads;
+* the float32 FMA peak of the machine is measured at start (bench/fma_peak.py: a compiled loop of
+  independent FMAs, 1 and N threads); each row's GFLOP/s is also shown as a share of it;
 * forward+backward is op + op_grad for fastconv and the reference, autograd forward + backward for PyTorch
   (x and w requiring grad), so every implementation computes y, dx and dw;
 * the reference's idle OpenBLAS threads sleep instead of spinning (OPENBLAS_THREAD_TIMEOUT=4), so they do
@@ -58,7 +68,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_cases import CASES, SCALING_CASE, Problem, check_against
+from bench_cases import CASES, SCALING_CASE, Problem, check_against, ort_available, ort_forward
 
 REF_SLOW_S = 3.0  # a reference run longer than this is measured once; its fwd+bwd is skipped
 MIN_SAMPLE_S = 2e-3  # back-to-back calls per sample until a sample lasts this long
@@ -121,11 +131,17 @@ def _time_once(fn, inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def measure(fns: dict, target_s: float, repeat: int | None, slow_ok: set | None = None) -> dict:
+def measure(
+    fns: dict, target_s: float, repeat: int | None, slow_ok: set | None = None, per_round: dict | None = None
+) -> dict:
     """Median seconds per call of each zero-argument callable, interleaved in rotating order.
 
     fns: name -> callable.  Names in ``slow_ok`` (the reference) that take > REF_SLOW_S per call are
-    measured by their warm-up call alone.  Returns name -> (median seconds, samples, calls per sample).
+    measured by their warm-up call alone.  Names not in ``slow_ok`` all run the same number of rounds
+    (the smallest any of them asked for, at least 5), so their samples pair up round by round.
+    Returns name -> (median seconds, samples, calls per sample); when ``per_round`` is a dict, it is
+    filled with name -> list of per-call seconds, one per round in round order (empty for a slow
+    reference measured by its warm-up alone).
     """
     slow_ok = slow_ok or set()
     est, plan, samples = {}, {}, {}
@@ -152,6 +168,11 @@ def measure(fns: dict, target_s: float, repeat: int | None, slow_ok: set | None 
                 runs = max(1, min(runs, int(REF_SLOW_S / (t * inner)) or 1))
         plan[name] = (runs, inner)
         samples[name] = []
+    paired = [n for n in fns if n not in slow_ok]
+    if paired and not repeat:
+        common = min(plan[n][0] for n in paired)
+        for n in paired:
+            plan[n] = (common, plan[n][1])
     names = list(fns)
     rounds = max(r for r, _ in plan.values())
     for r in range(rounds):
@@ -160,7 +181,40 @@ def measure(fns: dict, target_s: float, repeat: int | None, slow_ok: set | None 
             runs, inner = plan[name]
             if r < runs:
                 samples[name].append(_time_once(fns[name], inner))
+    if per_round is not None:
+        per_round.update({n: (samples[n] if plan[n][0] else []) for n in names})
     return {n: (statistics.median(samples[n]), len(samples[n]), plan[n][1]) for n in names}
+
+
+def round_ratios(num: list, den: list) -> list[float]:
+    """Per-round speed ratios: num[r] / den[r] for every round both sides have.
+
+    ``num`` is a list of per-round times, or a list of such lists (several layouts of one library):
+    then the best (smallest) of them in each round is used.  A ratio > 1 means ``den`` was faster."""
+    if num and isinstance(num[0], (list, tuple)):
+        num = [min(ts) for ts in zip(*num)]
+    return [a / b for a, b in zip(num, den) if b > 0]
+
+
+def ratio_stats(ratios: list) -> dict | None:
+    """The median of per-round ratios and its spread: quartiles (q1, q3), min, max and n rounds."""
+    if not ratios:
+        return None
+    xs = sorted(ratios)
+    if len(xs) >= 2:
+        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    else:
+        q1 = q3 = xs[0]
+    return {"median": statistics.median(xs), "q1": q1, "q3": q3, "min": xs[0], "max": xs[-1], "n": len(xs)}
+
+
+def ratio_cell(st: dict | None, fallback: float | None = None) -> str:
+    """'1.23x [1.10-1.31]': median of per-round ratios [interquartile range]; '-' when not measured."""
+    if st is None:
+        return "-" if fallback is None else f"{fallback:.2f}x"
+    if st["n"] < 3:
+        return f"{st['median']:.2f}x (n={st['n']})"
+    return f"{st['median']:.2f}x [{st['q1']:.2f}-{st['q3']:.2f}]"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,10 +341,19 @@ def environment(fastconv, torch, threads: int, argv) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # One shape
 # ---------------------------------------------------------------------------------------------------
-def run_case(case, ops, ref, torch, args, target_s) -> tuple[list[dict], list[str]]:
-    """Time one case forward and forward+backward; returns table rows and warnings."""
+def run_case(case, ops, ref, torch, args, target_s, ort_threads=None) -> tuple[list[dict], list[str]]:
+    """Time one case forward and forward+backward; returns table rows and warnings.
+
+    ort_threads: run ONNX Runtime's forward beside the others with that many threads (None: not)."""
     p = Problem(case)
     warnings = []
+    ort_fn, ort_note = None, "n/a"
+    if ort_threads and torch is not None:
+        try:
+            ort_fn = ort_forward(p, ort_threads)
+        except Exception as exc:  # noqa: BLE001  (an export ONNX refuses must not end the benchmark)
+            ort_note = "export failed"
+            warnings.append(f"{case.name}: ONNX Runtime not measured: {type(exc).__name__}: {str(exc)[:120]}")
     other = "torch" if torch is not None else ref
     try:
         warnings += [
@@ -311,24 +374,38 @@ def run_case(case, ops, ref, torch, args, target_s) -> tuple[list[dict], list[st
             ref_note = f"skipped (forward alone {ref_fwd_s:.1f} s)"
         else:
             fns["ref"] = p.np_forward(ref) if mode == "fwd" else p.np_fwdbwd(ref)
-        res = measure(fns, target_s, args.repeat, slow_ok={"ref"})
+        if mode == "fwd" and ort_fn is not None:
+            fns["ort"] = ort_fn
+        per = {}
+        res = measure(fns, target_s, args.repeat, slow_ok={"ref"}, per_round=per)
+        fc_rounds = per["fastconv"]
         row = {"case": case, "mode": mode, "fc": res["fastconv"][0], "fc_n": res["fastconv"][1]}
+        row["ort_note"] = ort_note if mode == "fwd" else "-"
+        if "ort" in res:
+            row["ort"] = res["ort"][0]
+            row["ort_stats"] = ratio_stats(round_ratios(per["ort"], fc_rounds))
         if torch is not None:
             fmt = min(("nchw", "cl"), key=lambda f: res[f"torch-{f}"][0])
             row.update(
                 torch=res[f"torch-{fmt}"][0],
                 torch_fmt="CL" if fmt == "cl" else "NCHW",
                 torch_other=res[f"torch-{'nchw' if fmt == 'cl' else 'cl'}"][0],
+                torch_stats=ratio_stats(round_ratios([per["torch-nchw"], per["torch-cl"]], fc_rounds)),
             )
+            row["torch_ratio"] = row["torch_stats"]["median"] if row["torch_stats"] else None
         if "ref" in res:
             row["ref"], row["ref_n"] = res["ref"][0], res["ref"][1]
+            row["ref_stats"] = ratio_stats(round_ratios(per["ref"], fc_rounds))
+            if row["ref_stats"]:
+                row["ref_ratio"] = row["ref_stats"]["median"]
             if mode == "fwd":
                 ref_fwd_s = res["ref"][0]
         row["ref_note"] = ref_note
         if case.family in ("maxpool", "avgpool"):
             row["rate"] = f"{case.bytes_moved(mode == 'fwdbwd') / row['fc'] / 1e9:.1f} GB/s"
         else:
-            row["rate"] = f"{case.flops * (3 if mode == 'fwdbwd' else 1) / row['fc'] / 1e9:.1f}"
+            row["gflops"] = case.flops * (3 if mode == "fwdbwd" else 1) / row["fc"] / 1e9
+            row["rate"] = f"{row['gflops']:.1f}"
         rows.append(row)
     return rows, warnings
 
@@ -379,8 +456,11 @@ HEADER = [
     "pass",
     "fastconv ms",
     "GFLOP/s",
+    "% peak",
     "torch ms (fmt)",
-    "torch/fc",
+    "torch/fc [IQR]",
+    "ort ms",
+    "ort/fc [IQR]",
     "numpy-ref ms",
     "ref/fc",
 ]
@@ -394,7 +474,8 @@ def _ms(s) -> str:
     )
 
 
-def table_rows(rows, ref_backed_ops: set) -> list[list[str]]:
+def table_rows(rows, ref_backed_ops: set, peak_gflops: float | None = None) -> list[list[str]]:
+    """Table cells; ratios are medians of per-round ratios [interquartile range] (> 1: fastconv faster)."""
     out = []
     for r in rows:
         c = r["case"]
@@ -412,10 +493,13 @@ def table_rows(rows, ref_backed_ops: set) -> list[list[str]]:
                 "fwd" if r["mode"] == "fwd" else "fwd+bwd",
                 _ms(r["fc"]),
                 r["rate"],
+                "-" if not (peak_gflops and r.get("gflops")) else f"{100 * r['gflops'] / peak_gflops:.0f}%",
                 torch_cell,
-                "-" if t is None else f"{t / r['fc']:.2f}x",
+                "-" if t is None else ratio_cell(r.get("torch_stats"), t / r["fc"]),
+                _ms(r["ort"]) if r.get("ort") is not None else r.get("ort_note", "n/a"),
+                ratio_cell(r.get("ort_stats")) if r.get("ort") is not None else "-",
                 ref_cell,
-                "-" if ref is None else f"{ref / r['fc']:.1f}x",
+                "-" if ref is None else f"{r.get('ref_ratio', ref / r['fc']):.1f}x",
             ]
         )
     return out
@@ -474,7 +558,9 @@ def summary(rows, scal, train, has_torch, threads, ref_backed_ops) -> list[str]:
         if not sel:
             lines.append(f"n/a      {text}: no matching shapes run")
             continue
-        measured = [(r[impl] / r["fc"], r) for r in sel if r.get(impl) is not None]
+        measured = [
+            (r.get(impl + "_ratio") or r[impl] / r["fc"], r) for r in sel if r.get(impl) is not None
+        ]
         missing = [r for r in sel if r.get(impl) is None]
         if not measured:
             lines.append(f"n/a      {text}: not measured")
@@ -540,12 +626,15 @@ def write_markdown(path: Path, env, body, scal_lines, summ, warnings, train_line
     text = f"""# fastconv benchmark results
 
 Written by `bench/bench_ops.py`: fastconv vs the NumPy reference (`fastconv.reference`) and PyTorch on the CPU,
-interleaved in one process, median of repeated runs after a warm-up.
+interleaved round by round in one process after a warm-up; times are median samples, ratios the median of
+per-round ratios [interquartile range].
 
 | | |
 |---|---|
 | machine | {env["cpu"]}, {env["cores"]} cores |
 | SIMD path | {env["simd"]} |
+| float32 FMA peak (measured) | {env.get("peak", "not measured")} |
+| ONNX Runtime | {env.get("ort", "not measured")} |
 | date | {env["date"]} |
 | commit | {env["commit"]} |
 | Python / NumPy / PyTorch | {env["python"]} / {env["numpy"]} / {env["torch"]} |
@@ -560,8 +649,9 @@ interleaved in one process, median of repeated runs after a warm-up.
 ```
 {ref_note}{("**Warning: " + env["busy"] + ".**" + chr(10)) if env.get("busy") else ""}
 GFLOP/s = 2·N·OH·OW·K·KH·KW·C/groups per forward (x3 for fwd+bwd) at fastconv's time; pooling shows GB/s
-(float32 bytes of x and y, plus dy, dx and the argmax for backward). torch/fc and ref/fc > 1 mean fastconv
-is faster. PyTorch: better of NCHW and channels_last (CL), forward under `no_grad`, fwd+bwd by autograd with x and
+(float32 bytes of x and y, plus dy, dx and the argmax for backward); % peak = GFLOP/s / the FMA peak above.
+torch/fc, ort/fc and ref/fc > 1 mean fastconv is faster: each is the median over rounds of (the other's
+sample / fastconv's sample in the same round), with the interquartile range of those per-round ratios. PyTorch: better of NCHW and channels_last (CL), forward under `no_grad`, fwd+bwd by autograd with x and
 w requiring grad. fastconv fwd+bwd = op + op_grad (max pooling passes the forward's argmax to the grad op).
 Padding is symmetric (PyTorch style); "(same)"/"(valid)" give the Keras reading.
 
@@ -637,12 +727,29 @@ def main(argv=None) -> int:
     env = environment(fastconv, torch, threads, argv)
     env["openmp"] = _openmp_runtimes()
     ref_backed = set(env["ref_backed"])
+    from fma_peak import peak as fma_peak
+
+    pk = fma_peak(threads)
+    peak_gflops = pk["gflops"].get(threads) or max(pk["gflops"].values())
+    env["peak"] = (
+        f"{peak_gflops:.0f} GFLOP/s on {threads} thread(s) ("
+        + ", ".join(f"{n} thread(s) {g:.0f}" for n, g in sorted(pk["gflops"].items()))
+        + f"; {pk['method']})"
+    )
+    ort_version = ort_available() if torch is not None else None
+    env["ort"] = (
+        f"onnxruntime {ort_version}, forward only, intra_op_num_threads={threads}"
+        if ort_version
+        else "not measured (onnxruntime / onnx not importable, or no PyTorch to export from)"
+    )
 
     print(
         f"fastconv benchmark: {env['cpu']}, {env['cores']} cores, SIMD {env['simd']}, {threads} threads, "
         f"torch {env['torch']}, commit {env['commit']}, load {env['load_start']}"
     )
     busy = _busy_note(env["cores"])
+    print(f"FMA peak (float32, measured now): {env['peak']}")
+    print(f"ONNX Runtime: {env['ort']}")
     if busy:
         print("WARNING: " + busy)
     env["busy"] = busy
@@ -660,7 +767,7 @@ def main(argv=None) -> int:
     for case in cases:
         print(f"  {case.name:26s} {case.label()}", end="", flush=True)
         t0 = time.perf_counter()
-        r, w = run_case(case, ops, ref, torch, args, target_s)
+        r, w = run_case(case, ops, ref, torch, args, target_s, threads if ort_version else None)
         rows += r
         warnings += w
         print(
@@ -679,7 +786,7 @@ def main(argv=None) -> int:
         train, train_lines = run_training(fastconv, torch, threads, args)
 
     env["load_end"] = _load()
-    body = table_rows(rows, ref_backed)
+    body = table_rows(rows, ref_backed, peak_gflops)
     print()
     print(text_table(HEADER, body))
     scal_lines = scaling_lines(scal)
