@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch_twins import torch_twin
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -51,99 +52,6 @@ def load_images(fastconv) -> tuple[np.ndarray, np.ndarray, str]:
     if x.ndim == 3:
         x = x[..., None]
     return x, np.asarray(y).reshape(-1).astype(np.int64), source
-
-
-def _act(name, last, nn):
-    name = name if isinstance(name, str) else (name or {}).get("class_name", "linear")
-    name = (name or "linear").lower()
-    if name in ("linear", "none") or (name == "softmax" and last):
-        return None  # the final softmax lives in the cross-entropy
-    table = {
-        "relu": nn.ReLU,
-        "tanh": nn.Tanh,
-        "sigmoid": nn.Sigmoid,
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-        "softmax": lambda: nn.Softmax(dim=1),
-    }
-    if name not in table:
-        raise NotImplementedError(f"activation {name!r}")
-    return table[name]()
-
-
-def _pads(padding, size, k, s, d=1):
-    """PyTorch ZeroPad2d-style (before, after) for a Keras padding word."""
-    if padding == "valid":
-        return 0, 0
-    out = -(-size // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def torch_model(model, input_hwc, nn):
-    """nn.Sequential equivalent to a fastconv Sequential of conv/pool/dropout/flatten/dense layers."""
-    h, w, c = input_hwc
-    flat = None
-    mods = []
-    layers = list(model.layers)
-    for i, layer in enumerate(layers):
-        kind = type(layer).__name__
-        cfg = layer.get_config()
-        last = i == len(layers) - 1
-        if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
-            k = cfg["kernel_size"] if kind == "Conv2D" else cfg["pool_size"]
-            s = cfg["strides"]
-            d = cfg.get("dilation_rate", [1, 1])
-            ph, pw = _pads(cfg["padding"], h, k[0], s[0], d[0]), _pads(cfg["padding"], w, k[1], s[1], d[1])
-            # symmetric conv padding goes into the conv; asymmetric ("same" with even kernels) is a ZeroPad2d
-            conv_pad = (ph[0], pw[0]) if kind == "Conv2D" and ph[0] == ph[1] and pw[0] == pw[1] else None
-            if any(ph + pw) and conv_pad is None:
-                mods.append(nn.ZeroPad2d((pw[0], pw[1], ph[0], ph[1])))
-            hp, wp = h + sum(ph), w + sum(pw)
-            h = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1
-            w = (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
-            if kind == "Conv2D":
-                mods.append(
-                    nn.Conv2d(
-                        c,
-                        cfg["filters"],
-                        tuple(k),
-                        tuple(s),
-                        conv_pad or 0,
-                        tuple(d),
-                        cfg.get("groups", 1),
-                        bias=cfg.get("use_bias", True),
-                    )
-                )
-                c = cfg["filters"]
-                a = _act(cfg.get("activation"), last, nn)
-                if a is not None:
-                    mods.append(a)
-            else:
-                pool = nn.MaxPool2d if kind == "MaxPooling2D" else nn.AvgPool2d
-                mods.append(pool(tuple(k), tuple(s)))
-        elif kind == "Dropout":
-            mods.append(nn.Dropout(cfg["rate"]))
-        elif kind == "Flatten":
-            mods.append(nn.Flatten())
-            flat = h * w * c
-        elif kind == "Dense":
-            if flat is None:
-                raise NotImplementedError("Dense on a 4-D input")
-            mods.append(nn.Linear(flat, cfg["units"], bias=cfg.get("use_bias", True)))
-            flat = cfg["units"]
-            a = _act(cfg.get("activation"), last, nn)
-            if a is not None:
-                mods.append(a)
-        elif kind in ("Activation", "ReLU", "Softmax"):
-            a = _act(cfg.get("activation", "relu" if kind == "ReLU" else "softmax"), last, nn)
-            if a is not None:
-                mods.append(a)
-        elif kind == "BatchNormalization":
-            mods.append(nn.BatchNorm2d(c) if flat is None else nn.BatchNorm1d(flat))
-        else:
-            raise NotImplementedError(f"layer {kind}")
-    return nn.Sequential(*mods)
 
 
 def _torch_epoch(torch, net, opt, xt, yt, mf, batch=32):
@@ -201,7 +109,7 @@ def run_training(fastconv, torch, threads, args):
     lines = [head]
     if torch is not None:
         try:
-            net0 = torch_model(model, x.shape[1:], torch.nn)
+            net0 = torch_twin(model, torch)
         except NotImplementedError as exc:
             lines.append(f"PyTorch translation not available: {exc}")
             net0 = None
@@ -212,7 +120,7 @@ def run_training(fastconv, torch, threads, args):
             xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
             yt = torch.from_numpy(y)
             for fmt, mf in (("NCHW", torch.contiguous_format), ("CL", torch.channels_last)):
-                net = torch_model(model, x.shape[1:], torch.nn).to(memory_format=mf)
+                net = torch_twin(model, torch).to(memory_format=mf)
                 opt = torch.optim.SGD(net.parameters(), lr=0.01)
                 _torch_epoch(torch, net, opt, xt[:256], yt[:256], mf)  # warm-up
                 fns[f"torch-{fmt}"] = lambda net=net, opt=opt, mf=mf: _torch_epoch(

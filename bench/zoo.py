@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from torch_twins import torch_twin
+
 import fastconv
 from fastconv import datasets, initializers, models, optimizers
 
@@ -144,152 +146,6 @@ def train_fastconv(name, data, epochs, seed=0, verbose=0, batch_size=None, rival
 # ---------------------------------------------------------------------------
 
 
-def _torch_act(name, nn):
-    table = {
-        "relu": nn.ReLU,
-        "relu6": nn.ReLU6,
-        "tanh": nn.Tanh,
-        "sigmoid": nn.Sigmoid,
-        "swish": nn.SiLU,
-        "silu": nn.SiLU,
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-        "gelu": nn.GELU,
-        "hard_swish": nn.Hardswish,
-    }
-    if name in (None, "linear"):
-        return None
-    if name not in table:
-        raise NotImplementedError(f"activation {name!r}")
-    return table[name]()
-
-
-def _same_pad(k, what):
-    """Symmetric PyTorch padding with the output size of Keras's "same" (odd k)."""
-    if k % 2 == 0:
-        raise NotImplementedError(f"{what}: even kernel with padding='same'")
-    return k // 2
-
-
-def torch_graph(model, torch):
-    """An ``nn.Module`` running the fastconv functional ``model``'s graph in PyTorch (NCHW)."""
-    nn = torch.nn
-    plan = model._plan()
-    shapes = {}  # tensor id -> per-sample NHWC shape
-    for tid, t in zip(plan.inputs, model.inputs):
-        shapes[tid] = t.sample_shape
-    steps = []
-    mods = nn.ModuleDict()
-    for pnode, gnode in zip(plan.nodes, model.nodes):
-        layer = gnode.layer
-        cfg = layer.get_config()
-        kind = type(layer).__name__
-        in_shapes = [shapes[t] for t in pnode.inputs]
-        out_shape = gnode.outputs[0].sample_shape
-        shapes[pnode.output] = out_shape
-        last = pnode.output in plan.outputs
-        mod = None
-        op = "module"
-        if kind in ("Conv2D", "DepthwiseConv2D"):
-            c_in = in_shapes[0][-1]
-            kh, kw = cfg["kernel_size"]
-            s = tuple(cfg["strides"])
-            if cfg["padding"] == "same":
-                pad = (_same_pad(kh, layer.name), _same_pad(kw, layer.name))
-            else:
-                pad = (0, 0)
-            if kind == "Conv2D":
-                c_out, groups = cfg["filters"], cfg.get("groups", 1)
-            else:
-                c_out, groups = c_in * cfg.get("depth_multiplier", 1), c_in
-            conv = nn.Conv2d(
-                c_in, c_out, (kh, kw), s, pad, tuple(cfg.get("dilation_rate", (1, 1))), groups,
-                bias=cfg.get("use_bias", True),
-            )  # fmt: skip
-            act = cfg.get("activation")
-            if act == "softmax" and last:
-                act = None
-            a = _torch_act(act, nn)
-            mod = conv if a is None else nn.Sequential(conv, a)
-        elif kind == "BatchNormalization":
-            c = in_shapes[0][-1]
-            bn_cls = nn.BatchNorm2d if len(in_shapes[0]) == 3 else nn.BatchNorm1d
-            mod = bn_cls(c, eps=cfg["epsilon"], momentum=1.0 - cfg["momentum"])
-        elif kind in ("Activation", "ReLU"):
-            act = cfg.get("activation", "relu")
-            if act == "softmax":
-                if not last:
-                    raise NotImplementedError("inner softmax")
-                op = "identity"
-            else:
-                mod = _torch_act(act, nn)
-        elif kind == "Dense":
-            a = _torch_act(None if cfg.get("activation") == "softmax" and last else cfg.get("activation"), nn)
-            lin = nn.Linear(in_shapes[0][-1], cfg["units"], bias=cfg.get("use_bias", True))
-            mod = lin if a is None else nn.Sequential(lin, a)
-        elif kind == "Dropout":
-            mod = nn.Dropout(cfg["rate"])
-        elif kind == "GlobalAveragePooling2D":
-            op = "gap"
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            k, s = tuple(cfg["pool_size"]), tuple(cfg["strides"])
-            pad = (k[0] // 2, k[1] // 2) if cfg["padding"] == "same" else (0, 0)
-            if kind == "MaxPooling2D":
-                mod = nn.MaxPool2d(k, s, pad)
-            else:
-                mod = nn.AvgPool2d(k, s, pad, count_include_pad=False)
-        elif kind == "Flatten":
-            op = "flatten"
-        elif kind == "Add":
-            op = "add"
-        elif kind == "Multiply":
-            op = "mul"
-        elif kind == "Concatenate":
-            op = "cat"
-        elif kind == "Reshape":
-            op = "reshape"
-        else:
-            raise NotImplementedError(f"layer {kind}")
-        key = f"m{len(steps)}"
-        if mod is not None:
-            mods[key] = mod
-        steps.append((op, key, tuple(pnode.inputs), pnode.output, out_shape))
-
-    class Graph(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.mods = mods
-
-        def forward(self, x):
-            t = {plan.inputs[0]: x}
-            for op, key, ins, out, shape in steps:
-                a = [t[i] for i in ins]
-                if op == "module":
-                    y = self.mods[key](a[0])
-                elif op == "identity":
-                    y = a[0]
-                elif op == "gap":
-                    y = a[0].mean(dim=(2, 3))
-                elif op == "flatten":
-                    y = torch.flatten(a[0], 1)
-                elif op == "add":
-                    y = a[0]
-                    for b in a[1:]:
-                        y = y + b
-                elif op == "mul":
-                    y = a[0]
-                    for b in a[1:]:
-                        y = y * b
-                elif op == "cat":
-                    y = torch.cat(a, dim=1)
-                else:  # reshape to NHWC shape -> NCHW
-                    y = a[0].reshape(a[0].shape[0], *shape).permute(0, 3, 1, 2) if len(shape) == 3 else a[0]
-                t[out] = y
-            return t[plan.outputs[0]]
-
-    return Graph()
-
-
 def _torch_epoch(torch, net, opt, xt, yt, mf, batch):
     net.train()
     lossf = torch.nn.functional.cross_entropy
@@ -325,7 +181,7 @@ class TorchRival:
         bs = recipe["batch_size"]
         for fmt in self.LAYOUTS:
             mf = torch.contiguous_format if fmt == "NCHW" else torch.channels_last
-            net = torch_graph(model, torch).to(memory_format=mf)
+            net = torch_twin(model, torch).to(memory_format=mf)
             self.params = sum(p.numel() for p in net.parameters())
             if recipe["optimizer"] == "sgd":
                 opt = torch.optim.SGD(net.parameters(), lr=recipe["lr"], momentum=recipe.get("momentum", 0.9))
