@@ -49,6 +49,7 @@ cdef extern from "conv_kernels.h" nogil:
         int OH, OW, K
         int KH, KW, sh, sw, ph, pw, dh, dw
         int G, Cg, Kg
+        int planar
     int fc_block_f32(int isa)
     int fc_block_f64(int isa)
     void fc_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
@@ -346,9 +347,9 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
                 floating[:, :, :, ::1] dw,             # OUT (KH, KW, C // G, K)
                 floating[::1] db,                      # OUT (K,) or None
                 int sh, int sw, int ph, int pw, int dh, int dwl, int G, Py_ssize_t nchunks, int RBLK,
-                int isa, int nthreads):
+                int isa, int nthreads, bint planar=False):
     """dw and db of conv2d, summed over all rows of dy (padding given as top/left), in the nchunks
-    chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan."""
+    chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan (planar: the few-channel kernel)."""
     cdef _wg_job b
     memset(&b, 0, sizeof(_wg_job))
     cdef fc_wgrad *p = &b.p
@@ -357,6 +358,7 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     p.KH = dw.shape[0]; p.KW = dw.shape[1]
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
     p.G = G; p.Cg = p.C // G; p.Kg = p.K // G
+    p.planar = planar
     cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     if R == 0 or p.OW == 0:
         dw[...] = 0

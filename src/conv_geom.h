@@ -56,6 +56,7 @@ typedef struct {
     int OH, OW, K;
     int KH, KW, sh, sw, ph, pw, dh, dw;
     int G, Cg, Kg;
+    int planar;                   /* 1: conv_wgrad_planar_impl.h's column-vectorised kernel (few channels) */
 } fc_wgrad;
 
 #endif

@@ -23,7 +23,8 @@
  * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
  *
  * Weight-gradient tile (fc_wgrad): 6 reduction rows x 2 vectors of output channels, reduced over
- * output pixels: per pixel two dy vectors are loaded and six x values broadcast.
+ * output pixels: per pixel two dy vectors are loaded and six x values broadcast. For few channels
+ * (p->planar) conv_wgrad_planar_impl.h vectorises along output columns instead.
  */
 #define FC_CAT_(a, b) a##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
@@ -675,8 +676,11 @@ static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t x
 /* Width of a zero-padded x row: every tap of every output column falls inside it. */
 static inline int FN(fc_wg_padw)(const fc_wgrad *p) { return (p->OW - 1) * p->sw + (p->KW - 1) * p->dw + 1; }
 
+#include "conv_wgrad_planar_impl.h"
+
 static size_t FN(fc_wgrad_scratch_bytes)(const fc_wgrad *p, int RBLK)
 {
+    if (p->planar) return FN(fc_wgp_scratch_bytes)(p, RBLK);
     return (size_t)RBLK * FN(fc_wg_padw)(p) * p->C * sizeof(FC_T) + (size_t)RBLK + 128;
 }
 
@@ -691,6 +695,10 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
     const ptrdiff_t dyrow = (ptrdiff_t)p->OW * K;
     const int flat = (p->G == 1 && p->dw == 1);   /* (kw, c) contiguous in the padded row */
     const int sub = p->OW >= FC_WG_PIXELS ? 1 : FC_WG_PIXELS / p->OW;
+    if (p->planar) {
+        FN(fc_wgp_rows)(p, x, dy, r0, r1, RBLK, dw, db, scratch);
+        return;
+    }
 
     for (ptrdiff_t ra = r0; ra < r1; ra += RBLK) {
         const int nr = (int)((r1 - ra) < RBLK ? (r1 - ra) : RBLK);

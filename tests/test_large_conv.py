@@ -95,8 +95,12 @@ def test_forward_tiles_read_past_2_31_elements():
         close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w)[:, 0])
 
 
-def test_weight_gradient_reads_past_2_31_elements():
-    """The weight gradient reduces over x rows at element offsets past 2**31 (same input)."""
+@pytest.mark.parametrize("planar", [True, False], ids=["planar", "tiles"])
+def test_weight_gradient_reads_past_2_31_elements(monkeypatch, planar):
+    """The weight gradient reduces over x rows at element offsets past 2**31 (same input), on both
+    of its kernels."""
+    from fastconv.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "_force_planar_wgrad", planar)
     x = lazy_zeros((1, 16400, 16384, 8))
     for r0 in (0, 8192, 16384):
         x[0, r0:r0 + 3] = rand((3, 16384, 8))

@@ -202,23 +202,41 @@ def use_narrow(Cr: int, Ko: int, vlen: int) -> bool:
 @dataclass(frozen=True)
 class WgradPlan:
     """Weight gradient of conv2d: rows (n, oh) of dy cut into nchunks chunks (each summed into its
-    own partial, added in chunk order), rblk rows per block inside a chunk."""
+    own partial, added in chunk order), rblk rows per block inside a chunk; planar: the few-channel
+    kernel (src/conv_wgrad_planar_impl.h, vectorised along output columns) instead of the channel tile."""
     nchunks: int
     threads: int
     rblk: int
+    planar: bool = False
 
 
 WGRAD_BLOCK_BYTES = 262144  # a block's dy rows and padded x rows
 WGRAD_MIN_CHUNKS = 4        # up to this many threads give bit-identical results
 
 
+def use_planar_wgrad(Kg: int, vlen: int) -> bool:
+    """Whether the weight gradient runs the column-vectorised kernel.
+
+    The channel tile (6 reduction values (kw, c) x 2 vectors of output channels) falls back to a
+    scalar-width tile when a group has fewer than 2 * vlen output channels; the column kernel runs
+    full vectors along the rows of a block whatever the channels. With 2 * vlen channels or more the
+    channel tile won every measured shape, a kernel row of few (kw, c) values included (1-3 input
+    channels, 3x3: the column kernel then spends more on transposing dy than on FMAs).
+    """
+    return Kg < 2 * vlen
+
+
 @lru_cache(maxsize=256)
 def wgrad_plan(rows: int, OW: int, K: int, C: int, KW: int, sw: int, dil_w: int, itemsize: int,
-               threads: int) -> WgradPlan:
-    row_bytes = (OW * K + ((OW - 1) * sw + (KW - 1) * dil_w + 1) * C) * itemsize
-    rblk = max(1, min(64, WGRAD_BLOCK_BYTES // max(row_bytes, 1)))
+               threads: int, planar: bool = False, vlen: int = 16) -> WgradPlan:
+    if planar:
+        row_bytes = (K + 6 + C * sw) * (OW + (KW - 1) * dil_w // sw) * itemsize  # the planes' rows
+    else:
+        row_bytes = (OW * K + ((OW - 1) * sw + (KW - 1) * dil_w + 1) * C) * itemsize
+    # the column kernel sums each tile's lanes once per block: longer blocks amortise that
+    rblk = max(1, min(256 if planar else 64, WGRAD_BLOCK_BYTES // max(row_bytes, 1)))
     nchunks = max(1, min(rows, max(WGRAD_MIN_CHUNKS, threads)))
-    return WgradPlan(nchunks, max(1, min(threads, nchunks)), rblk)
+    return WgradPlan(nchunks, max(1, min(threads, nchunks)), rblk, planar)
 
 
 def forward_packing(KH, KW, Cg, K, G):

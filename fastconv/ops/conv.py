@@ -187,16 +187,24 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     return dx
 
 
+_force_planar_wgrad: bool | None = None  # tests: True/False forces the weight-gradient kernel
+
+
 def _weight_grad(a: _ConvArgs, x, dy, op):
     dw = np.empty(a.w.shape, dtype=a.dtype)
     db = np.empty(a.w.shape[3], dtype=a.dtype)
     isa = _dispatch.level_for(op, a.dtype)
     KH, KW, Cg, K = a.w.shape
     N, OH, OW = dy.shape[:3]
+    vlen = _k.narrow_vlen(isa, a.dtype)
+    planar = _force_planar_wgrad
+    if planar is None:
+        planar = _plan.use_planar_wgrad(K // a.groups, vlen)
     wp = _plan.wgrad_plan(N * OH, OW, K, x.shape[3], KW, a.stride[1], a.dilation[1], x.dtype.itemsize,
-                          _dispatch.threads_for(dy.size * KH * KW * Cg))
+                          _dispatch.threads_for(dy.size * KH * KW * Cg), planar, vlen)
     _k.weight_grad(x, dy, dw, db, a.stride[0], a.stride[1], a.pads[0][0], a.pads[1][0],
-                   a.dilation[0], a.dilation[1], a.groups, wp.nchunks, wp.rblk, isa, wp.threads)
+                   a.dilation[0], a.dilation[1], a.groups, wp.nchunks, wp.rblk, isa, wp.threads, wp.planar)
+    _dispatch.last_kernel[op + ":weight"] = "planar" if wp.planar else "tiles"
     return dw, db
 
 
