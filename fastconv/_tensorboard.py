@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -46,7 +47,7 @@ class EventWriter:
         self._writer = EventFileWriter(logdir)
 
     def _add(self, summary, step: int):
-        self._writer.add_event(event_pb2.Event(summary=summary, step=int(step)))
+        self._writer.add_event(event_pb2.Event(wall_time=time.time(), summary=summary, step=int(step)))
 
     def scalar(self, tag: str, value, step: int):
         meta = scalar_metadata.create_summary_metadata(display_name=tag, description="")
@@ -71,7 +72,7 @@ class EventWriter:
     def graph(self, config: dict, model_json: str):
         """The model as a ``GraphDef`` (the Graphs tab's op graph) and its Keras JSON (the tab's
         conceptual graph, tag ``keras``, as ``tf.keras`` wrote it)."""
-        self._writer.add_event(event_pb2.Event(graph_def=graph_def(config).SerializeToString()))
+        self._writer.add_event(event_pb2.Event(wall_time=time.time(), graph_def=graph_def(config).SerializeToString()))
         meta = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(
                 plugin_name=graph_metadata.PLUGIN_NAME_KERAS_MODEL, content=b"1"

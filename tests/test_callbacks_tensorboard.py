@@ -53,6 +53,10 @@ class Logs:
     def runs(self):
         return sorted(self.mux.Runs())
 
+    def wall_times(self, run):
+        got = self.dp.read_scalars(RequestContext(), experiment_id="", plugin_name="scalars", downsample=10**6)
+        return [d.wall_time for data in got[run].values() for d in data]
+
     def scalars(self, run):
         """{tag: [(step, value), ...]} of the scalars plugin."""
         got = self.dp.read_scalars(RequestContext(), experiment_id="", plugin_name="scalars", downsample=10**6)
@@ -84,6 +88,8 @@ def test_the_fashion_mnist_tutorial_line_logs_train_and_validation_scalars_equal
         # 3 batches per epoch (10 samples, batch 4): the validation value against the batches so far
         assert val[f"evaluation_{name}_vs_iterations"] == list(zip([3, 6, 9], f32(h.history["val_" + name])))
     assert train["epoch_learning_rate"] == [(e, float(np.float32(0.001))) for e in range(3)]
+    start = os.path.getmtime(tmp_path) - 3600
+    assert all(t > start for run in ("train", "validation") for t in logs.wall_times(run))  # real clock times
     assert "learning_rate" not in h.history  # TensorBoard reads the rate, it does not add it to the logs
     assert logs.tensors("train", "histograms") == {}
     assert not any(t.startswith("batch_") for t in train)
