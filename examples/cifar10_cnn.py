@@ -8,6 +8,10 @@ channels, and the output says so on its first line (its accuracy is MNIST's, not
 
     python examples/cifar10_cnn.py                                   # stand-in, 2 epochs
     python examples/cifar10_cnn.py --data ~/cifar-10-batches-bin     # CIFAR-10, 10 epochs
+    python examples/cifar10_cnn.py --logdir logs/fit && tensorboard --logdir logs/fit
+
+``--logdir DIR`` writes TensorBoard logs as the tutorial does (``TensorBoard(log_dir=log_dir,
+histogram_freq=1)``; needs ``pip install 'fastconv[tensorboard]'``).
 """
 
 import argparse
@@ -16,6 +20,7 @@ import os
 import numpy as np
 
 from fastconv import datasets
+from fastconv.callbacks import TensorBoard
 from fastconv.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from fastconv import Sequential
 
@@ -64,6 +69,7 @@ def main(argv=None):
     )
     p.add_argument("--epochs", type=int, default=None, help="default: 10 on CIFAR-10, 2 on the stand-in")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--logdir", default=None, metavar="DIR", help="write TensorBoard logs there (default: none)")
     args = p.parse_args(argv)
 
     try:
@@ -81,7 +87,13 @@ def main(argv=None):
     model = cifar_cnn()
     model.summary()
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=64, epochs=epochs, validation_data=(x_test, y_test), verbose=2)
+    callbacks = []
+    if args.logdir:
+        log_dir = args.logdir
+        tensorboard_callback = TensorBoard(log_dir=log_dir, histogram_freq=1)
+        callbacks.append(tensorboard_callback)
+    model.fit(x_train, y_train, batch_size=64, epochs=epochs, validation_data=(x_test, y_test), verbose=2,
+              callbacks=callbacks)  # fmt: skip
     _, acc = model.evaluate(x_test, y_test, verbose=0)
     guess = model.predict(x_test[:8]).argmax(axis=-1)
     what = "test accuracy" if args.data else "test accuracy on the MNIST stand-in"

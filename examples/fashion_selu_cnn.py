@@ -8,12 +8,18 @@ networks train on the bundled MNIST digits as a stand-in, and the first line of 
 
     python examples/fashion_selu_cnn.py                       # bundled MNIST stand-in
     python examples/fashion_selu_cnn.py --data ~/fashion-mnist --epochs 5
+    python examples/fashion_selu_cnn.py --logdir runs && tensorboard --logdir runs
+
+``--logdir DIR`` writes TensorBoard logs as the tutorial does (``TensorBoard(logdir)``, one run
+per network: ``DIR/selu_cnn`` and ``DIR/separable_cnn``; needs ``pip install 'fastconv[tensorboard]'``).
 """
 
 import argparse
+import os
 
 from _common import fashion_mnist
 
+from fastconv.callbacks import TensorBoard
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, SeparableConv2D
 from fastconv import Sequential
 
@@ -47,6 +53,7 @@ def main(argv=None):
     )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images")
+    p.add_argument("--logdir", default=None, metavar="DIR", help="write TensorBoard logs there (default: none)")
     args = p.parse_args(argv)
 
     try:
@@ -59,8 +66,12 @@ def main(argv=None):
         model = selu_cnn(separable)
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         print(f"{model.name}: {model.count_params():,} parameters")
+        callbacks = []
+        if args.logdir:
+            logdir = os.path.join(args.logdir, model.name)
+            callbacks.append(TensorBoard(logdir))
         history = model.fit(x_train, y_train, batch_size=32, epochs=args.epochs,
-                            validation_data=(x_val, y_val), verbose=2)  # fmt: skip
+                            validation_data=(x_val, y_val), verbose=2, callbacks=callbacks)  # fmt: skip
         results[model.name] = (model.count_params(), history.history["val_accuracy"][-1])
     for name, (params, acc) in results.items():
         print(f"{name:14s} {params:>9,} params   validation accuracy {acc:.4f}")

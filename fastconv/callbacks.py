@@ -1,5 +1,5 @@
 """Training callbacks (Keras names and semantics): History, ModelCheckpoint, EarlyStopping, CSVLogger,
-LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN, BackupAndRestore.
+LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN, BackupAndRestore, TensorBoard.
 
 A callback sees ``self.model`` (set by ``fit``) and ``self.params`` (``epochs``,
 ``steps``, ``verbose``) and gets ``logs`` dicts: per batch the running
@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
 ]
 
@@ -588,3 +590,186 @@ class BackupAndRestore(Callback):
             return
         if self.delete_checkpoint and os.path.exists(self.backup_dir):
             shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+_TENSORBOARD_MISSING = (
+    "TensorBoard needs the `tensorboard` package (TensorBoard's own event writer; no TensorFlow): "
+    "pip install 'fastconv[tensorboard]'"
+)
+
+
+class TensorBoard(Callback):
+    """Write TensorBoard logs as Keras does: ``tensorboard --logdir LOG_DIR`` shows them.
+
+    Event files (TensorBoard's own writer and protos, no TensorFlow; needs the optional
+    ``tensorboard`` package, ``pip install 'fastconv[tensorboard]'``) go to ``log_dir/train`` and
+    ``log_dir/validation``, with Keras's tags:
+
+    * at every epoch end, step = the epoch (0-based): ``epoch_<name>`` for every training log
+      (``epoch_loss``, ``epoch_accuracy``, ...) and ``epoch_learning_rate`` (the optimizer's
+      current rate) in ``train``; the ``val_`` logs without their prefix (``epoch_loss``, ...)
+      and ``evaluation_<name>_vs_iterations`` (step = training batches so far) in ``validation``;
+    * with ``update_freq="batch"`` or an int N: ``batch_<name>`` (the epoch's running values, as
+      in the progress bar) every N batches, step = the count of training batches since the
+      callback was made (1-based), written for the batches whose 0-based index in the epoch is a
+      multiple of N;
+    * every ``histogram_freq`` epochs: a histogram of every weight, tag
+      ``<layer>/<weight>/histogram`` (e.g. ``conv2d/kernel/histogram``), and with
+      ``write_images`` a picture of every conv kernel, tag ``<layer>/kernel/image`` (each
+      output filter a column of its input slices; min black, max white);
+    * with ``write_graph``: the model as a graph of its layers (the Graphs tab) and its Keras
+      JSON (tag ``keras``) at the start of training.
+
+    Parameters
+    ----------
+    log_dir : str or os.PathLike, default "logs"
+    histogram_freq : int, default 0
+        Epochs between weight histograms (0: none).
+    write_graph : bool, default True
+    write_images : bool, default False
+        Kernel pictures, with the histograms.
+    write_steps_per_second : bool, default False
+        Also ``epoch_steps_per_second`` in ``train``.
+    update_freq : "epoch", "batch" or int, default "epoch"
+    profile_batch, embeddings_freq, embeddings_metadata
+        Accepted for Keras; fastconv has no profiler hook and no ``Embedding`` layer, so a
+        non-zero value only warns.
+
+    Examples
+    --------
+    >>> tb = TensorBoard(log_dir="logs/fit", histogram_freq=1)  # doctest: +SKIP
+    >>> # model.fit(x, y, validation_data=(x_val, y_val), callbacks=[tb])
+    """
+
+    root_only = True  # under data-parallel training only rank 0 writes
+
+    def __init__(
+        self,
+        log_dir="logs",
+        histogram_freq=0,
+        write_graph=True,
+        write_images=False,
+        write_steps_per_second=False,
+        update_freq="epoch",
+        profile_batch=0,
+        embeddings_freq=0,
+        embeddings_metadata=None,
+    ):
+        super().__init__()
+        try:
+            from fastconv import _tensorboard
+        except ImportError as e:
+            raise ImportError(_TENSORBOARD_MISSING) from e
+        self._tb = _tensorboard
+        if log_dir is None or (isinstance(log_dir, str) and not log_dir):
+            raise ValueError(f"TensorBoard: log_dir must be a directory path. Received: log_dir={log_dir!r}")
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"TensorBoard: log_dir must be a str or os.PathLike. Received: log_dir={log_dir!r}")
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, (int, np.integer)) or histogram_freq < 0:
+            raise ValueError(
+                f"TensorBoard: histogram_freq must be an int >= 0 (epochs between histograms; 0 for none). "
+                f"Received: histogram_freq={histogram_freq!r}"
+            )
+        if update_freq == "batch":
+            update_freq = 1
+        elif update_freq != "epoch" and (
+            isinstance(update_freq, bool) or not isinstance(update_freq, (int, np.integer)) or update_freq < 1
+        ):
+            raise ValueError(
+                f'TensorBoard: update_freq must be "epoch", "batch" or an int >= 1 (batches between writes). '
+                f"Received: update_freq={update_freq!r}"
+            )
+        for name, value in (("profile_batch", profile_batch), ("embeddings_freq", embeddings_freq)):
+            if value not in (0, None, (0, 0), [0, 0]):
+                warnings.warn(
+                    f"TensorBoard: {name}={value!r} is accepted for Keras but does nothing in fastconv "
+                    f"(no profiler hook, no Embedding layer).",
+                    stacklevel=2,
+                )
+        self.log_dir = os.fspath(log_dir)
+        self.histogram_freq = int(histogram_freq)
+        self.write_graph = bool(write_graph)
+        self.write_images = bool(write_images)
+        self.write_steps_per_second = bool(write_steps_per_second)
+        self.update_freq = update_freq if update_freq == "epoch" else int(update_freq)
+        self.profile_batch = profile_batch
+        self.embeddings_freq = embeddings_freq
+        self.embeddings_metadata = embeddings_metadata
+        self._train_dir = os.path.join(self.log_dir, "train")
+        self._val_dir = os.path.join(self.log_dir, "validation")
+        self._writers = {}
+        self._global_train_batch = 0
+
+    def _writer(self, which):
+        if which not in self._writers:
+            self._writers[which] = self._tb.EventWriter(self._train_dir if which == "train" else self._val_dir)
+        return self._writers[which]
+
+    def _close_writers(self):
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
+
+    def on_train_begin(self, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_batches = 0
+        if self.write_graph:
+            w = self._writer("train")
+            model_json = self.model.to_json()
+            w.graph(json.loads(model_json), model_json)
+            w.flush()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_batches = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._global_train_batch += 1
+        self._epoch_batches += 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch" or not logs or batch % self.update_freq:
+            return
+        w = self._writer("train")
+        for name, value in logs.items():
+            w.scalar("batch_" + name, value, self._global_train_batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
+        opt = getattr(self.model, "optimizer", None)
+        if opt is not None and hasattr(opt, "learning_rate"):
+            train["learning_rate"] = float(opt.learning_rate)
+        if self.write_steps_per_second:
+            elapsed = time.perf_counter() - self._epoch_start
+            train["steps_per_second"] = self._epoch_batches / elapsed if elapsed > 0 else 0.0
+        w = self._writer("train")
+        for name, value in train.items():
+            w.scalar("epoch_" + name, value, epoch)
+        if val:
+            v = self._writer("validation")
+            for name, value in val.items():
+                v.scalar("epoch_" + name, value, epoch)
+                v.scalar(f"evaluation_{name}_vs_iterations", value, self._global_train_batch)
+            v.flush()
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._log_weights(w, epoch)
+        w.flush()
+
+    def _log_weights(self, w, epoch):
+        for tag, array in _named_weights(self.model.layers):
+            w.histogram(tag + "/histogram", array, epoch)
+            if self.write_images and array.ndim == 4:
+                w.image(tag + "/image", self._tb.kernel_grid(array), epoch)
+
+    def on_train_end(self, logs=None):
+        self._close_writers()
+
+
+def _named_weights(layers, prefix=""):
+    """``(layer/weight, array)`` for every weight of ``layers``, sublayers under their parent's name."""
+    for layer in layers:
+        for key, array in [*layer.params.items(), *layer.state.items()]:
+            yield f"{prefix}{layer.name}/{key}", array
+        yield from _named_weights(layer.sublayers, f"{prefix}{layer.name}/")

@@ -55,10 +55,13 @@ def test_mnist_cnn_finetune(example, capsys, tmp_path):
     assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
 
 
-def test_fashion_selu_cnn(example):
-    results = example("fashion_selu_cnn").main(["--limit", "64", "--epochs", "1"])
+def test_fashion_selu_cnn(example, tmp_path):
+    results = example("fashion_selu_cnn").main(["--limit", "64", "--epochs", "1", "--logdir", "runs"])
     assert results["selu_cnn"][0] == 435_306
     assert results["separable_cnn"][0] == 184_234
+    for name in ("selu_cnn", "separable_cnn"):  # TensorBoard(logdir), one run per network
+        for run in ("train", "validation"):
+            assert any(f.name.startswith("events.out.tfevents") for f in (tmp_path / "runs" / name / run).iterdir())
 
 
 def _write_cifar_batch(path, n, seed):
@@ -73,8 +76,10 @@ def test_cifar10_cnn(example, tmp_path):
     data.mkdir()
     _write_cifar_batch(data / "data_batch_1.bin", 96, 0)
     _write_cifar_batch(data / "test_batch.bin", 40, 1)
-    acc = example("cifar10_cnn").main(["--data", str(tmp_path), "--epochs", "1"])
+    acc = example("cifar10_cnn").main(["--data", str(tmp_path), "--epochs", "1", "--logdir", "logs"])
     assert 0.0 <= acc <= 1.0
+    for run in ("train", "validation"):  # TensorBoard(log_dir=log_dir, histogram_freq=1)
+        assert any(f.name.startswith("events.out.tfevents") for f in (tmp_path / "logs" / run).iterdir())
 
 
 def test_edge_filters(example, tmp_path):
