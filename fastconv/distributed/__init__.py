@@ -143,17 +143,14 @@ def _set_threads(threads):
 
 
 def _install_excepthook():
-    previous = sys.excepthook
-
     def hook(kind, value, tb):
         text = "".join(traceback.format_exception(kind, value, tb))
-        sys.stderr.write(f"[fastconv rank {_state['rank']}/{_state['size']}] uncaught exception, "
-                         f"aborting the MPI job:\n{text}")
+        sys.stderr.write(f"[fastconv rank {_state['rank']} of {_state['size']}] uncaught exception; "
+                         f"aborting the MPI job (MPI_Abort) so that no rank waits for this one:\n{text}")
         sys.stderr.flush()
-        try:
-            abort(1)
-        finally:
-            previous(kind, value, tb)
+        sys.stdout.flush()
+        _state["comm"].Abort(1)
+        os._exit(1)  # pragma: no cover - MPI_Abort does not return
 
     sys.excepthook = hook
 
