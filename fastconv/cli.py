@@ -373,7 +373,7 @@ def cmd_train(args) -> int:
         distributed.init(threads=args.threads if args.threads is not None else "auto")
         jobs = f", {distributed.size()} processes (global batch split between them)"
     root = distributed.is_root()
-    print = builtins.print if root else _silent  # noqa: A001 - the other ranks say nothing
+    print = builtins.print if root else _silent
     _check_output_paths(args)
     builder, default_shape, defaults, kind = _resolve(args.model)
     x, y, xv, yv, source, counts, input_shape = _load_data(args, default_shape, kind)
