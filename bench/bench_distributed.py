@@ -2,6 +2,7 @@
 """Data-parallel training on one machine: 1 process x 2 threads against 2 MPI ranks x 1 thread.
 
     PYTHONPATH=. python bench/bench_distributed.py [--rounds R] [--steps N] [--models lenet5,resnet_small]
+    PYTHONPATH=. python bench/bench_distributed.py --per-sample fashion-cnn   # docs/distributed.md's input
 
 Method (the machine is shared and noisy):
 * a worker (``--worker``) trains ``--steps`` optimizer steps of the zoo model on random MNIST-shaped
@@ -61,6 +62,31 @@ def worker(model_name, steps):
                           "ranks": distributed.size()}))
 
 
+def per_sample(model_name, steps):
+    import numpy as np
+
+    import fastconv
+
+    fastconv.initializers.set_seed(0)
+    model = fastconv.models.MODELS[model_name]()
+    model.compile(fastconv.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy")
+    shape = model.input_shape[1:]
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH * steps, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH * steps)
+    model.fit(x[: 2 * BATCH], y[: 2 * BATCH], batch_size=BATCH, verbose=0)  # warm-up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, verbose=0, shuffle=False)
+        times.append((time.perf_counter() - t0) / (BATCH * steps))
+    n = sum(w.size for w in model.trainable_weights)
+    print(f"{model_name}: {n:,} trainable params ({4 * n:,} gradient bytes in float32); training step "
+          f"(forward + backward + SGD update) at batch {BATCH}, {fastconv.get_num_threads()} threads: "
+          f"{1e3 * statistics.median(times):.3f} ms/sample (median of 5 runs of {steps} steps; "
+          f"range {1e3 * min(times):.3f}-{1e3 * max(times):.3f})")
+
+
 def _run(cmd, threads):
     env = dict(os.environ, PYTHONPATH=str(ROOT), FASTCONV_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=ROOT).stdout
@@ -73,9 +99,14 @@ def main():
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", default="lenet5,resnet_small")
+    ap.add_argument("--per-sample", default=None, metavar="MODEL",
+                    help="one process, all cores: compute time per sample of a training step (median of 5)")
     args = ap.parse_args()
     if args.worker:
         worker(args.worker, args.steps)
+        return
+    if args.per_sample:
+        per_sample(args.per_sample, args.steps or 10)
         return
     mpirun = str(pathlib.Path(sys.executable).parent / "mpirun")
     me = str(pathlib.Path(__file__).resolve())
