@@ -31,8 +31,14 @@ def data(n=41, shape=(8, 8, 3), classes=5, seed=1):
     return x, y
 
 
+def _seed(seed):
+    """Each rank builds its model differently on purpose (a different seed on every rank but 0):
+    the replicas must still train rank 0's model, whose seed is the one-process reference's."""
+    initializers.set_seed(seed + 1000 * distributed.rank())
+
+
 def cnn(sync=True):
-    initializers.set_seed(7)
+    _seed(7)
     model = fastconv.Sequential([
         layers.Conv2D(6, 3, use_bias=False, input_shape=(8, 8, 3)),  # a bias before BN has only noise for a gradient
         layers.BatchNormalization(synchronized=sync),
@@ -47,7 +53,7 @@ def cnn(sync=True):
 
 
 def resnet():
-    initializers.set_seed(11)
+    _seed(11)
     inp = fastconv.Input((8, 8, 3))
     x = layers.RandomFlip("horizontal")(inp)
     h = layers.Conv2D(4, 3, padding="same")(x)
@@ -88,6 +94,18 @@ def run_resnet(bs):
     return model, hist, ev
 
 
+def run_augmented(bs):
+    """A Sequential built by its first batch, fed by ImageAugmenter.flow (random rotations and flips)."""
+    x, y = data(n=30, seed=6)
+    _seed(13)
+    model = fastconv.Sequential([layers.Conv2D(4, 3, activation="relu"), layers.Flatten(),
+                                 layers.Dense(5, activation="softmax")])
+    model.compile(optimizer=optimizers.SGD(0.05), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    flow = fastconv.ImageAugmenter(rotation_range=20, horizontal_flip=True, seed=5).flow(x, y, batch_size=bs, seed=8)
+    hist = model.fit(flow, epochs=2, verbose=0)
+    return model, hist, model.evaluate(x, y, batch_size=bs, verbose=0)
+
+
 def _save(outdir, name, model, hist, ev, pred=None):
     path = os.path.join(outdir, f"{name}_rank{distributed.rank()}.npz")
     extra = {} if pred is None else {"pred": pred}
@@ -100,6 +118,8 @@ def scenario_train(outdir):
     _save(outdir, "cnn", model, hist, ev, pred)
     model, hist, ev = run_resnet(2 * B)
     _save(outdir, "resnet", model, hist, ev)
+    model, hist, ev = run_augmented(2 * B)
+    _save(outdir, "augmented", model, hist, ev)
     # per-replica BatchNormalization: the replicas still end the epoch with the same weights
     x, y = data()
     model = cnn(sync=False)

@@ -83,6 +83,17 @@ def test_functional_resnet_block_from_a_generator_equals_one_process(trained):
         _same(d["ev"], ev)
 
 
+def test_augmenter_flow_into_a_model_built_by_its_first_batch_equals_one_process(trained):
+    model, hist, ev = S.run_augmented(2 * S.B)
+    for r in (0, 1):
+        ws, d = _load(trained / f"augmented_rank{r}.npz")
+        for got, want in zip(ws, model.get_weights()):
+            _same(got, want)
+        for k, v in hist.history.items():
+            _same(json.loads(str(d["history"]))[k], v)
+        _same(d["ev"], ev)
+
+
 def test_per_replica_batch_norm_replicas_agree_after_the_epoch(trained):
     a, _ = _load(trained / "perreplica_rank0.npz")
     b, _ = _load(trained / "perreplica_rank1.npz")

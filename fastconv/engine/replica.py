@@ -49,6 +49,9 @@ class _Single:
     def start_fit(self, model, seed, initial_epoch):
         return seed, initial_epoch
 
+    def sync_model(self, model):
+        pass
+
     def shard(self, n):
         return 0, n
 
@@ -143,16 +146,25 @@ class _Replica:
 
     # ---- start of fit
     def start_fit(self, model, seed, initial_epoch):
+        """Rank 0's shuffle seed (a fresh one when ``seed`` is None) and first epoch, on every rank;
+        and rank 0's model state when the model is built (else :meth:`sync_model` at the first batch)."""
+        if self.is_root and seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        seed, initial_epoch = _dist.broadcast((seed, initial_epoch) if self.is_root else None)
+        if model.built:
+            self.sync_model(model)
+        return seed, initial_epoch
+
+    def sync_model(self, model):
+        """Rank 0's weights, optimizer state and the layers' random generators on every rank."""
         state = None
         if self.is_root:
             opt = model.optimizer
-            rngs = [getattr(layer, "_rng", None) for layer in _all_layers(model)]
             state = {
                 "weights": model.get_weights(),
                 "optimizer": opt.get_state() if opt is not None else None,
-                "rngs": [None if g is None else g.bit_generator.state for g in rngs],
-                "seed": seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0]),
-                "initial_epoch": initial_epoch,
+                "rngs": [None if g is None else g.bit_generator.state
+                         for g in (getattr(layer, "_rng", None) for layer in _all_layers(model))],
             }
         state = _dist.broadcast(state)
         if not self.is_root:
@@ -162,7 +174,6 @@ class _Replica:
             for layer, st in zip(_all_layers(model), state["rngs"]):
                 if st is not None and getattr(layer, "_rng", None) is not None:
                     layer._rng.bit_generator.state = st
-        return state["seed"], state["initial_epoch"]
 
     # ---- batches
     def shard(self, n):

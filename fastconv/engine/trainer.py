@@ -212,8 +212,10 @@ def fit(
     if model._initial_epoch is not None:  # a callback resumes an interrupted fit (BackupAndRestore)
         initial_epoch = max(initial_epoch, int(model._initial_epoch))
     model._initial_epoch = None
+    unsynced = False
     if rep.active:  # rank 0's weights, optimizer state, generators, shuffle seed and first epoch
         seed, initial_epoch = rep.start_fit(model, seed, initial_epoch)
+        unsynced = not model.built  # a model built by its first batch (from a generator) syncs then
         if isinstance(train, _ArrayBatches):
             train.rng = np.random.default_rng(seed)
     try:
@@ -233,6 +235,10 @@ def fit(
                     if batch_hooks:
                         cbs.on_train_batch_begin(step_in_epoch)
                     nb = len(xb[0])
+                    if unsynced:
+                        model._ensure_built(xb[0].shape)
+                        rep.sync_model(model)
+                        unsynced = False
                     lo, _, total = getattr(train, "shard_info", None) or (0, nb, nb)
                     with rep.batch(lo, nb, total):
                         step = _train_step(model, plan, xb, yb, obj, swb, rep)
