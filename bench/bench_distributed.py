@@ -110,8 +110,8 @@ def main():
         return
     mpirun = str(pathlib.Path(sys.executable).parent / "mpirun")
     me = str(pathlib.Path(__file__).resolve())
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               "unknown CPU")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs (shared with other jobs while measured)")
     print("| model | params | 1 proc x 2 threads img/s | 2 ranks x 1 thread img/s | speed-up (median, range) "
           "| allreduce share of step time (2 ranks) |")

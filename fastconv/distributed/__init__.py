@@ -29,8 +29,6 @@ import os
 import sys
 import traceback
 
-import numpy as np
-
 from fastconv import _dispatch
 
 __all__ = [
@@ -47,6 +45,8 @@ __all__ = [
     "local_rank",
     "local_size",
     "rank",
+    "sample_fraction",
+    "scatter",
     "shard_bounds",
     "shard_rows",
     "size",
@@ -260,12 +260,6 @@ def _batch(lo, total, fraction):
         yield
     finally:
         _shard.update(saved)
-
-
-def _sum_array(values, dtype=np.float64):
-    """Sum of small arrays / scalars over the ranks (a copy)."""
-    buf = np.ascontiguousarray(np.array(values, dtype=dtype))
-    return allreduce(buf)
 
 
 def draw_rows(n, draw):
