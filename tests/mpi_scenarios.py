@@ -138,6 +138,9 @@ def scenario_train(outdir):
     steps = model.optimizer.iterations
     with open(os.path.join(outdir, f"stop_rank{r}.json"), "w") as f:
         json.dump({"early": len(h1.epoch), "stopped": len(h2.epoch), "iterations": int(steps)}, f)
+    with open(os.path.join(outdir, f"threads_rank{r}.json"), "w") as f:
+        json.dump({"threads": fastconv.get_num_threads(), "local_size": distributed.local_size(),
+                   "local_rank": distributed.local_rank(), "size": distributed.size()}, f)
 
 
 def scenario_error(outdir):

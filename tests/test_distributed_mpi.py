@@ -118,6 +118,14 @@ def test_early_stopping_and_a_stop_on_one_rank_are_agreed(trained):
     assert stops[0] == {"early": 2, "stopped": 1, "iterations": 15}
 
 
+def test_threads_per_rank_default_to_the_cores_of_the_node_over_its_ranks(trained):
+    from fastconv._kernels import runtime
+
+    for r in (0, 1):
+        got = json.loads((trained / f"threads_rank{r}.json").read_text())
+        assert got == {"threads": max(1, runtime.num_procs() // 2), "local_size": 2, "local_rank": r, "size": 2}
+
+
 def test_an_exception_on_one_rank_ends_the_job_with_the_error(tmp_path):
     res = _launch([str(SCRIPT), "error", str(tmp_path)], timeout=60)
     out = res.stdout + res.stderr

@@ -268,7 +268,8 @@ class BatchNormalization(Layer):
                 "moving_variance_initializer": ser(self.moving_variance_initializer),
                 "beta_regularizer": _regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
-                "synchronized": self.synchronized,
             }
         )
+        if self.synchronized:  # only when set, so the files of earlier versions keep their header
+            config["synchronized"] = True
         return config
