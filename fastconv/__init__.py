@@ -3,6 +3,7 @@ from fastconv import (  # noqa: F401  (sub-modules of the public API)
     augment, callbacks, datasets, filters, layers, losses, metrics, optimizers, plot, regularizers, utils,
 )
 from fastconv import models  # noqa: F401  (the model zoo, floor 7: after everything it builds on)
+from fastconv import distributed  # noqa: F401  (data-parallel training on MPI; mpi4py loads on init())
 from fastconv._config import __version__, show_config
 from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
 from fastconv.augment import ImageAugmenter
@@ -25,4 +26,5 @@ __all__ = [
     "Sequential", "Model", "Input", "load_model", "model_from_json", "ImageAugmenter", "to_categorical",
     "augment", "callbacks", "datasets", "filters", "layers", "losses", "metrics", "models", "optimizers", "plot",
     "regularizers", "utils",
+    "distributed",
 ]

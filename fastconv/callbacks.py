@@ -48,7 +48,14 @@ __all__ = [
 
 
 class Callback:
-    """Base class; override the hooks you need."""
+    """Base class; override the hooks you need.
+
+    ``root_only``: in data-parallel training (``fastconv.distributed``) the callback runs on
+    rank 0 only (True for the ones that write files); the others run on every rank and see the
+    same logs there (losses and metrics over every rank's samples).
+    """
+
+    root_only = False
 
     def __init__(self):
         self.model = None
@@ -177,6 +184,8 @@ class ModelCheckpoint(Callback):
         "auto" maximises metrics named like accuracy, minimises the rest.
     verbose : int
     """
+
+    root_only = True  # writes files: rank 0 only in data-parallel training
 
     def __init__(
         self,
@@ -321,6 +330,8 @@ class EarlyStopping(Callback):
 
 class CSVLogger(Callback):
     """Append one CSV row per epoch (``epoch`` then the log keys, sorted) to ``filename``."""
+
+    root_only = True  # writes files: rank 0 only in data-parallel training
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -518,6 +529,8 @@ class BackupAndRestore(Callback):
     delete_checkpoint : bool, default True
         Delete ``backup_dir`` when training finishes normally (not on Ctrl-C or an exception).
     """
+
+    root_only = True  # writes files: rank 0 only in data-parallel training
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
         super().__init__()

@@ -34,6 +34,7 @@ training starts.
 from __future__ import annotations
 
 import argparse
+import builtins
 import os
 import sys
 import time
@@ -359,9 +360,20 @@ def _check_output_paths(args):
                 raise UsageError(f"--{flag} {path}: directory {parent!r} does not exist")
 
 
-def cmd_train(args) -> int:
-    from fastconv import initializers, optimizers
+def _silent(*args, **kwargs):
+    pass
 
+
+def cmd_train(args) -> int:
+    from fastconv import distributed, initializers, optimizers
+
+    # Under mpirun / mpiexec / srun: one data-parallel replica per process, rank 0 prints and saves.
+    jobs = ""
+    if distributed.launched():
+        distributed.init(threads=args.threads if args.threads is not None else "auto")
+        jobs = f", {distributed.size()} processes (global batch split between them)"
+    root = distributed.is_root()
+    print = builtins.print if root else _silent
     _check_output_paths(args)
     builder, default_shape, defaults, kind = _resolve(args.model)
     x, y, xv, yv, source, counts, input_shape = _load_data(args, default_shape, kind)
@@ -395,7 +407,7 @@ def cmd_train(args) -> int:
         schedule = f", learning rate x{decay:g} per epoch" if decay != 1.0 else ""
         print(
             f"Training {args.model} ({model.count_params():,} params) on {source}: "
-            f"{counts}, {opt!r}{schedule}, batch {batch_size}"
+            f"{counts}, {opt!r}{schedule}, batch {batch_size}{jobs}"
         )
     t0 = time.perf_counter()
     history = model.fit(
@@ -423,10 +435,10 @@ def cmd_train(args) -> int:
         print(f"Validation per-pixel accuracy: {val_acc:.4f}, mean IoU: {iou:.4f} {timing}")
     else:
         print(f"Validation accuracy: {val_acc:.4f} {timing}")
-    if args.save:
+    if args.save and root:
         model.save(args.save)
         print(f"Saved model to {args.save}")
-    if args.plot:
+    if args.plot and root:
         try:
             import matplotlib  # noqa: F401
         except ImportError:

@@ -132,8 +132,10 @@ class _ArrayBatches:
     """Batches of arrays (lists: one per model input / output): views when not shuffling, one
     ``np.take`` per array into reused buffers when shuffling."""
 
-    def __init__(self, xs, ys, batch_size, shuffle, rng, steps=None, sws=None):
+    def __init__(self, xs, ys, batch_size, shuffle, rng, steps=None, sws=None, shard=None):
         self.xs, self.ys = list(xs), list(ys)
+        self.shard = shard  # data-parallel: n -> rows [lo, hi) of a global batch this rank takes
+        self.shard_info = (0, 0, 0)  # (lo, hi, global rows) of the last batch
         self.sws = None if sws is None else list(sws)
         self.n = len(self.xs[0])
         self.batch_size = batch_size
@@ -171,15 +173,19 @@ class _ArrayBatches:
                 self._pos = 0
             start, stop = self._pos, min(self._pos + bs, self.n)
             self._pos = stop
+            total = stop - start
+            lo, hi = (0, total) if self.shard is None else self.shard(total)
+            self.shard_info = (lo, hi, total)
+            start, stop = start + lo, start + hi
             if self._perm is None:
                 out = _slice(arrays, slice(start, stop))
                 yield out[:nx], out[nx : nx + ny], (out[nx + ny :] if self.sws is not None else None)
                 continue
             idx = self._perm[start:stop]
-            if len(idx) == bs:
+            if total == bs:  # a full batch (its shard has the same rows every time)
                 if self._bufs is None:
                     self._bufs = [
-                        None if a is None else np.empty((bs, *a.shape[1:]), a.dtype) for a in arrays
+                        None if a is None else np.empty((len(idx), *a.shape[1:]), a.dtype) for a in arrays
                     ]
                 # The buffers are reused: a layer's training cache only lives until this step's backward.
                 out = self._take(arrays, idx, self._bufs)

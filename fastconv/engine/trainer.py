@@ -24,6 +24,11 @@ Design notes
   or ``LearningRateScheduler``) is recorded and shown on the epoch's bar.
   A callback may set ``model._initial_epoch`` in ``on_train_begin`` to resume
   (``BackupAndRestore``).
+* Data-parallel training (``fastconv.distributed``): the loops call the hooks
+  of ``fastconv.engine.replica`` at fixed points (start of fit, the shard of
+  each batch, the gradients before the optimizer step, the epoch's sums, the
+  stop flags); on one process they do nothing. Only rank 0 prints and runs the
+  callbacks marked ``root_only`` (the ones that write files).
 """
 
 from __future__ import annotations
@@ -46,17 +51,20 @@ from fastconv.engine.data import (
 from fastconv.engine.interrupt import _InterruptGuard
 from fastconv.engine.objective import _Objective, _regularization_loss, _Running
 from fastconv.engine.progbar import Progbar, _format_value
+from fastconv.engine.replica import SINGLE, replica_for
 
 __all__ = ["evaluate", "fit", "predict", "test_on_batch", "train_on_batch"]
 
 
-def _train_step(model, plan, xs, ys, obj, sws=None):
+def _train_step(model, plan, xs, ys, obj, sws=None, rep=SINGLE):
     """One optimizer step on a batch; returns ``(loss, per-output losses, metric states)``."""
     outs = plan.forward(xs, training=True, fusion=obj.fusion)
     loss, per, dys = obj.losses_and_grads(ys, outs, sws=sws)
     loss += _regularization_loss(plan.layers)
     plan.backward(dys, fusion=obj.fusion)
-    model.optimizer.apply(model.trainable_pairs())
+    pairs = model.trainable_pairs()
+    rep.reduce_gradients(pairs)  # data-parallel: the global batch's gradient on every rank
+    model.optimizer.apply(pairs)
     return loss, per, obj.metric_states(ys, outs)
 
 
@@ -117,6 +125,9 @@ def fit(
     model._require_compiled("fit")
     if verbose == "auto":
         verbose = 1
+    rep = replica_for(model)
+    if not rep.is_root:
+        verbose = 0
     rng = np.random.default_rng(seed)
     batch_size = _batch_size(batch_size, "fit")
     val_bs = _batch_size(validation_batch_size, "fit", "validation_batch_size", default=batch_size)
@@ -144,14 +155,15 @@ def fit(
             sws = cws if sws is None else [a if b is None else a * b for a, b in zip(cws, sws)]
         model._ensure_built(xs[0].shape)
         xs = model._cast_inputs(xs)
-        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch, sws=sws)
+        train = _ArrayBatches(xs, ys, batch_size, shuffle, rng, steps_per_epoch, sws=sws,
+                              shard=rep.shard if rep.active else None)
     elif x is not None and (hasattr(x, "__iter__") or hasattr(x, "__next__")):
         if validation_split:
             raise ValueError("validation_split is not supported when x is a generator; pass validation_data.")
         if sample_weight is not None:
             raise ValueError("fit: sample_weight is not supported when x is a generator; yield (x, y, sw) batches.")
         gen_class_weight = class_weight
-        train = _GeneratorBatches(x, steps_per_epoch, model)
+        train = rep.batches(_GeneratorBatches(x, steps_per_epoch, model))
     else:
         raise TypeError(
             f"fit: x must be an array or an iterator of (x, y) batches. Received: {type(x).__name__}"
@@ -182,8 +194,9 @@ def fit(
             )
 
     history = History()
+    callbacks = [cb for cb in callbacks or [] if rep.is_root or not getattr(cb, "root_only", False)]
     cbs = CallbackList(
-        [*(callbacks or []), history],
+        [*callbacks, history],
         model=model,
         params={"epochs": epochs, "steps": len(train) or None, "verbose": verbose},
     )
@@ -199,6 +212,12 @@ def fit(
     if model._initial_epoch is not None:  # a callback resumes an interrupted fit (BackupAndRestore)
         initial_epoch = max(initial_epoch, int(model._initial_epoch))
     model._initial_epoch = None
+    unsynced = False
+    if rep.active:  # rank 0's weights, optimizer state, generators, shuffle seed and first epoch
+        seed, initial_epoch = rep.start_fit(model, seed, initial_epoch)
+        unsynced = not model.built  # a model built by its first batch (from a generator) syncs then
+        if isinstance(train, _ArrayBatches):
+            train.rng = np.random.default_rng(seed)
     try:
         with _InterruptGuard() as guard:
             for epoch in range(initial_epoch, epochs):
@@ -215,12 +234,23 @@ def fit(
                         swb = cwb if swb is None else [cwb[0] * swb[0]]
                     if batch_hooks:
                         cbs.on_train_batch_begin(step_in_epoch)
-                    run.add(len(xb[0]), *_train_step(model, plan, xb, yb, obj, swb))
+                    nb = len(xb[0])
+                    if unsynced:
+                        model._ensure_built(xb[0].shape)
+                        rep.sync_model(model)
+                        unsynced = False
+                    lo, _, total = getattr(train, "shard_info", None) or (0, nb, nb)
+                    with rep.batch(lo, nb, total):
+                        step = _train_step(model, plan, xb, yb, obj, swb, rep)
+                    if rep.counts(nb, total):
+                        run.add(nb, *step)
                     step_in_epoch += 1
                     if verbose == 1 and bar.dynamic:
                         bar.update(step_in_epoch, run.values())
                     if batch_hooks:
                         cbs.on_train_batch_end(step_in_epoch - 1, dict(run.values()))
+                    if rep.active:  # every rank stops (or is interrupted) when one does
+                        model.stop_training, guard.requested = rep.agree(model.stop_training, guard.requested)
                     if guard.requested:
                         raise KeyboardInterrupt
                     if model.stop_training:  # set by a batch hook (TerminateOnNaN): end the epoch now
@@ -228,16 +258,20 @@ def fit(
                 if step_in_epoch == 0:
                     warnings.warn("fit: the input ran out of data; stopping training.", stacklevel=2)
                     break
+                rep.reduce_running(run)  # every rank's samples
+                rep.sync_state(model)  # the moving statistics averaged over the replicas
                 logs = dict(run.values())
                 if val is not None:
                     if val[0] == "arrays":
-                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs, sws=val[3])
+                        vres = _evaluate_arrays(model, obj, val[1], val[2], val_bs, sws=val[3], rep=rep)
                     else:
-                        vres = _evaluate_generator(model, obj, val[1], val[2])
+                        vres = _evaluate_generator(model, obj, val[1], val[2], rep=rep)
                     for k, v in vres.items():
                         logs["val_" + k] = v
                 cbs.on_epoch_end(epoch, logs)
                 bar.finish(step_in_epoch, list(logs.items()))
+                if rep.active:
+                    model.stop_training, guard.requested = rep.agree(model.stop_training, guard.requested)
                 if guard.requested:
                     raise KeyboardInterrupt
                 if model.stop_training:
@@ -260,42 +294,68 @@ def fit(
     return history
 
 
-def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None, sws=None):
+def _evaluate_arrays(model, obj, xs, ys, batch_size, bar=None, sws=None, rep=SINGLE):
     n = len(xs[0])
     if n == 0:
         raise ValueError("evaluate: no samples.")
     run = _Running(obj)
     steps = -(-n // batch_size)
     for s in range(steps):
-        sl = slice(s * batch_size, (s + 1) * batch_size)
+        start = s * batch_size
+        total = min(n, start + batch_size) - start
+        lo, hi = rep.shard(total)  # data-parallel: this rank's rows of the batch
+        sl = slice(start + lo, start + hi)
         xb, yb = _slice(xs, sl), _slice(ys, sl)
         swb = None if sws is None else _slice(sws, sl)
-        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj, swb))
+        step = _test_step(model, obj.plan, xb, yb, obj, swb)
+        if rep.counts(hi - lo, total):
+            run.add(hi - lo, *step)
         if bar is not None:
             bar.update(s + 1, run.values())
+    rep.reduce_running(run)
     return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
-def _evaluate_generator(model, obj, data, steps):
-    if steps is None:
-        try:
-            steps = len(data)
-        except TypeError:
-            steps = None
-    it = iter(data)
+class _EvalBatches:
+    """``(xs, ys, sws)`` batches of an evaluation iterator, at most ``steps`` of them."""
+
+    def __init__(self, model, data, steps):
+        if steps is None:
+            try:
+                steps = len(data)
+            except TypeError:
+                steps = None
+        self.model, self.data, self.steps = model, data, steps
+
+    def __len__(self):
+        return self.steps or 0
+
+    def epoch(self):
+        it = iter(self.data)
+        k = 0
+        while self.steps is None or k < self.steps:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            xb, yb = _batch_xy(self.model, batch[0], batch[1], "evaluate")
+            swb = None
+            if len(batch) > 2 and batch[2] is not None:
+                swb = _sample_weights(self.model, batch[2], None, yb, len(xb[0]), "evaluate")
+            k += 1
+            yield xb, yb, swb
+
+
+def _evaluate_generator(model, obj, data, steps, rep=SINGLE):
+    batches = rep.batches(_EvalBatches(model, data, steps))  # data-parallel: rank 0 reads, sends shards
     run = _Running(obj)
-    k = 0
-    while steps is None or k < steps:
-        try:
-            batch = next(it)
-        except StopIteration:
-            break
-        xb, yb = _batch_xy(model, batch[0], batch[1], "evaluate")
-        swb = None
-        if len(batch) > 2 and batch[2] is not None:
-            swb = _sample_weights(model, batch[2], None, yb, len(xb[0]), "evaluate")
-        run.add(len(xb[0]), *_test_step(model, obj.plan, xb, yb, obj, swb))
-        k += 1
+    for xb, yb, swb in batches.epoch():
+        nb = len(xb[0])
+        _, _, total = getattr(batches, "shard_info", None) or (0, nb, nb)
+        step = _test_step(model, obj.plan, xb, yb, obj, swb)
+        if rep.counts(nb, total):
+            run.add(nb, *step)
+    rep.reduce_running(run)
     if run.n == 0:
         raise ValueError("evaluate: the validation generator yielded no batches.")
     return dict(run.values(_regularization_loss(obj.plan.layers)))
@@ -309,6 +369,9 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     """
     model._require_compiled("evaluate")
     batch_size = _batch_size(batch_size, "evaluate")
+    rep = replica_for(model)
+    if not rep.is_root:
+        verbose = 0
     obj = _Objective(model)
     if _is_array_like(x):
         xs, ys = _arrays_xy(model, x, y, "evaluate")
@@ -317,13 +380,13 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
         sws = _sample_weights(model, sample_weight, None, ys, len(xs[0]), "evaluate")
         xs = model._cast_inputs(xs)
         bar = Progbar(-(-len(xs[0]) // batch_size), verbose=verbose) if verbose else None
-        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar, sws=sws)
+        res = _evaluate_arrays(model, obj, xs, ys, batch_size, bar=bar, sws=sws, rep=rep)
         if bar is not None:
             bar.finish(bar.target, list(res.items()))
     else:
         if sample_weight is not None:
             raise ValueError("evaluate: sample_weight is not supported when x is a generator; yield (x, y, sw).")
-        res = _evaluate_generator(model, obj, x, steps)
+        res = _evaluate_generator(model, obj, x, steps, rep=rep)
         if verbose:
             print(" - ".join(f"{k}: {_format_value(v)}" for k, v in res.items()))
     if return_dict:
@@ -334,8 +397,14 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
 
 def predict(model, x, batch_size=None, verbose=0):
     """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
-    one array per output for several outputs."""
+    one array per output for several outputs.
+
+    Data-parallel (arrays): each rank computes its contiguous share of the rows and every rank
+    returns all of them, in order. An iterator is run whole on every rank."""
     batch_size = _batch_size(batch_size, "predict")
+    rep = replica_for(model)
+    if not rep.is_root:
+        verbose = 0
     if not _is_array_like(x):
         chunks = [model._predict_batch_list(b[0] if isinstance(b, tuple) else b) for b in x]
         if not chunks:
@@ -346,6 +415,11 @@ def predict(model, x, batch_size=None, verbose=0):
     xs = model._cast_inputs(xs)
     plan = model._plan()
     n = len(xs[0])
+    shared = rep.active and n >= rep.size
+    if shared:  # this rank's rows; gathered below
+        lo, hi = rep.shard(n)
+        xs = _slice(xs, slice(lo, hi))
+        n = hi - lo
     steps = -(-n // batch_size)
     bar = Progbar(steps, verbose=verbose) if verbose else None
     outs = None
@@ -363,4 +437,6 @@ def predict(model, x, batch_size=None, verbose=0):
     if outs is None:
         shapes = model.output_shape if model._num_outputs() > 1 else [model.output_shape]
         outs = [np.empty((0, *tuple(sh)[1:]), model.dtype) for sh in shapes]
+    if shared:
+        outs = rep.gather_rows(outs)
     return model._pack_outputs(outs)

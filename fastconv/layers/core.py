@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import activations as _activations
+from fastconv import distributed as _dist
 from fastconv import ops
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
@@ -201,7 +202,11 @@ class Dropout(Layer):
                 self._cache = (np.zeros(self._mask_shape(x.shape), bool), 0.0)
             return np.zeros_like(x)
         rdt = np.float32 if x.dtype == np.float32 else np.float64
-        mask = self._rng.random(self._mask_shape(x.shape), dtype=rdt) >= self.rate
+        shape = self._mask_shape(x.shape)
+        if shape[0] == x.shape[0]:  # one mask row per sample: the rows of the global batch's draw
+            mask = _dist.draw_rows(shape[0], lambda k: self._rng.random((k, *shape[1:]), dtype=rdt)) >= self.rate
+        else:
+            mask = self._rng.random(shape, dtype=rdt) >= self.rate
         scale = 1.0 / (1.0 - self.rate)
         y = x * mask
         y *= scale

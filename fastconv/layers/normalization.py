@@ -27,12 +27,20 @@ Design notes
   activation's, applied in the normalisation pass, and backward masks ``dy``
   with it (the training cache records which activation ran).
 * float16 layers compute in float32.
+* ``synchronized=True`` (Keras's argument): in data-parallel training
+  (``fastconv.distributed``) the batch statistics are those of the global
+  batch: the per-channel sums (forward: sum, then sum of squared deviations;
+  backward: the sums of ``dy`` and ``dy * xhat``, each weighted by the rank's
+  share of the batch) are summed over the ranks. On one process it computes
+  what the default does (in NumPy, float64 sums). Default False: per-replica
+  statistics, as Horovod and PyTorch's DDP.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastconv import distributed as _dist
 from fastconv import initializers as _initializers
 from fastconv import ops
 from fastconv import regularizers as _regularizers
@@ -68,6 +76,7 @@ class BatchNormalization(Layer):
         moving_variance_initializer="ones",
         beta_regularizer=None,
         gamma_regularizer=None,
+        synchronized=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -86,6 +95,9 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = _initializers.get(moving_variance_initializer)
         self.beta_regularizer = _regularizers.get(beta_regularizer)
         self.gamma_regularizer = _regularizers.get(gamma_regularizer)
+        if not isinstance(synchronized, (bool, np.bool_)):
+            raise TypeError(f"BatchNormalization: synchronized must be a bool. Received: {synchronized!r}")
+        self.synchronized = bool(synchronized)
 
     def _build_weights(self, input_shape):
         c = input_shape[-1]
@@ -122,6 +134,8 @@ class BatchNormalization(Layer):
         self._check_channels_fit(x)
         x = np.asarray(x, dtype=self._work_dtype())
         act = None if epilogue in (None, "linear") else epilogue
+        if training and self.trainable and self.synchronized:
+            return self._call_synchronized(x, act)
         if training and self.trainable:
             y, mean, var = ops.batch_norm_train(
                 x, self._opt("gamma"), self._opt("beta"), epsilon=self.epsilon, activation=act
@@ -146,8 +160,66 @@ class BatchNormalization(Layer):
                 self._cache = ("frozen", None, y if act else None, act, None, None)
         return y.astype(self.dtype, copy=False)
 
+    def _call_synchronized(self, x, act):
+        """Training step with the global batch's statistics (sums over every rank)."""
+        c = x.shape[-1]
+        x2 = x.reshape(-1, c)
+        sums = np.empty(c + 1)
+        sums[:c] = x2.sum(axis=0, dtype=np.float64)
+        sums[c] = x2.shape[0]
+        _dist.allreduce(sums)
+        count = sums[c]
+        if count == 0:
+            raise ValueError(f'Layer "{self.name}": synchronized BatchNormalization on an empty batch.')
+        mean = sums[:c] / count
+        dev = np.empty(c)
+        dev[:] = ((x2 - mean) ** 2).sum(axis=0)
+        var = _dist.allreduce(dev) / count
+        wd = self._work_dtype()
+        mean_w, var_w = mean.astype(wd), var.astype(wd)
+        y = ops.batch_norm(x, mean_w, var_w, self._opt("gamma"), self._opt("beta"), epsilon=self.epsilon,
+                           activation=act)
+        mom = self.momentum
+        mm, mv = self.state["moving_mean"], self.state["moving_variance"]
+        mm[...] = mm * mom + (1.0 - mom) * mean
+        mv[...] = mv * mom + (1.0 - mom) * var
+        self._cache = ("sync", x, y if act else None, act, mean, var, count)
+        return y.astype(self.dtype, copy=False)
+
+    def _backward_synchronized(self, dy, x, y, act, mean, var, count):
+        c = x.shape[-1]
+        if act == "relu":
+            dy = dy * (y > 0)
+        elif act == "relu6":
+            dy = dy * ((y > 0) & (y < 6))
+        inv_std = 1.0 / np.sqrt(var + self.epsilon)
+        dy2 = dy.reshape(-1, c)
+        xhat = (x.reshape(-1, c) - mean) * inv_std
+        local = np.empty(2 * c)
+        local[:c] = dy2.sum(axis=0, dtype=np.float64)
+        local[c:] = (dy2 * xhat).sum(axis=0)
+        if self.trainable:
+            if self.scale:
+                self._store_grad("gamma", local[c:])
+            if self.center:
+                self._store_grad("beta", local[:c])
+        if not self.need_input_grad:
+            return None
+        # This rank's dy is the gradient of its own mean loss; the global sums weigh each rank's
+        # by its share w of the batch, and dx comes back in this rank's scale (1 / w).
+        w = _dist.sample_fraction()
+        glob = _dist.allreduce(local * w) / (w * count)
+        gamma = self._opt("gamma")
+        g = inv_std if gamma is None else gamma * inv_std
+        dx = g * (dy2 - glob[:c] - xhat * glob[c:])
+        return dx.reshape(x.shape).astype(self.dtype, copy=False)
+
     def call_backward(self, dy):
-        mode, x, y, act, mean, var = self._need_cache()
+        cache = self._need_cache()
+        if cache[0] == "sync":
+            self._check_channels_fit(dy)
+            return self._backward_synchronized(np.asarray(dy, dtype=self._work_dtype()), *cache[1:])
+        mode, x, y, act, mean, var = cache
         self._check_channels_fit(dy)
         dy = np.asarray(dy, dtype=self._work_dtype())
         if mode == "frozen":
@@ -198,4 +270,6 @@ class BatchNormalization(Layer):
                 "gamma_regularizer": _regularizers.serialize(self.gamma_regularizer),
             }
         )
+        if self.synchronized:  # only when set, so the files of earlier versions keep their header
+            config["synchronized"] = True
         return config

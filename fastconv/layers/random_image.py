@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from fastconv import distributed as _dist
 from fastconv import initializers as _initializers
 from fastconv.layers.base import Layer, check_data_format, register_layer
 
@@ -277,7 +278,7 @@ class RandomFlip(_RandomImageLayer):
         return y
 
     def _augment(self, x):
-        flips = self._rng.random(x.shape[0]) <= 0.5
+        flips = _dist.draw_rows(x.shape[0], self._rng.random) <= 0.5
         self._cache = flips
         return self.flip(x, flips)
 
@@ -311,7 +312,7 @@ class RandomRotation(_AffineLayer):
         self._factor_arg = _config_factor(factor)
 
     def _matrices(self, n, h, w):
-        deg = self._rng.uniform(self.factor[0] * 360.0, self.factor[1] * 360.0, n)
+        deg = _dist.draw_rows(n, lambda k: self._rng.uniform(self.factor[0] * 360.0, self.factor[1] * 360.0, k))
         return _center_matrices(n, h, w, angle=deg * (math.pi / 180.0))
 
     def get_config(self):
@@ -346,8 +347,8 @@ class RandomTranslation(_AffineLayer):
         self.width_factor = _config_factor(width_factor)
 
     def _matrices(self, n, h, w):
-        ty = self._rng.uniform(self.height_lower, self.height_upper, n) * h
-        tx = self._rng.uniform(self.width_lower, self.width_upper, n) * w
+        ty = _dist.draw_rows(n, lambda k: self._rng.uniform(self.height_lower, self.height_upper, k)) * h
+        tx = _dist.draw_rows(n, lambda k: self._rng.uniform(self.width_lower, self.width_upper, k)) * w
         return np.stack([np.ones(n), np.zeros(n), -tx, np.zeros(n), np.ones(n), -ty], axis=1)
 
     def get_config(self):
@@ -388,11 +389,11 @@ class RandomZoom(_AffineLayer):
             )
 
     def _matrices(self, n, h, w):
-        zy = self._rng.uniform(1.0 + self.height_lower, 1.0 + self.height_upper, n)
+        zy = _dist.draw_rows(n, lambda k: self._rng.uniform(1.0 + self.height_lower, 1.0 + self.height_upper, k))
         if self.width_factor is None:
             zx = zy
         else:
-            zx = self._rng.uniform(1.0 + self.width_lower, 1.0 + self.width_upper, n)
+            zx = _dist.draw_rows(n, lambda k: self._rng.uniform(1.0 + self.width_lower, 1.0 + self.width_upper, k))
         return _center_matrices(n, h, w, zx=zx, zy=zy)
 
     def get_config(self):
@@ -440,7 +441,7 @@ class RandomContrast(_RandomImageLayer):
         return np.clip(z, lo, hi).astype(x.dtype, copy=False), inside
 
     def _augment(self, x):
-        factors = self._rng.uniform(1.0 - self.lower, 1.0 + self.upper, x.shape[0])
+        factors = _dist.draw_rows(x.shape[0], lambda k: self._rng.uniform(1.0 - self.lower, 1.0 + self.upper, k))
         y, inside = self.adjust(x, factors)
         self._cache = (factors, inside)
         return y

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastconv import distributed as _dist
 from fastconv import initializers as _initializers
 from fastconv.layers.base import Layer, check_data_format, register_layer
 
@@ -53,7 +54,7 @@ class SpatialDropout2D(_Seeded):
         if self.rate >= 1.0:
             scale = np.zeros((n, 1, 1, c), x.dtype)
         else:
-            keep = self._rng.random((n, 1, 1, c)) >= self.rate
+            keep = _dist.draw_rows(n, lambda k: self._rng.random((k, 1, 1, c))) >= self.rate
             scale = (keep / (1.0 - self.rate)).astype(x.dtype)
         self._cache = (scale,)
         return x * scale
@@ -90,7 +91,7 @@ class GaussianNoise(_Seeded):
             self._cache = True
             if self.stddev > 0:
                 rdt = np.float32 if x.dtype == np.float32 else np.float64
-                noise = self._rng.standard_normal(x.shape, dtype=rdt)
+                noise = _dist.draw_rows(x.shape[0], lambda k: self._rng.standard_normal((k, *x.shape[1:]), dtype=rdt))
                 noise *= self.stddev
                 return x + noise.astype(x.dtype, copy=False)
         return x
