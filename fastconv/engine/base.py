@@ -577,6 +577,17 @@ class BaseModel:
         formats) raises ValueError naming the path and the suffix to use."""
         _saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
+    def export(self, filepath, format="onnx", opset=17):
+        """Export the model for inference elsewhere (Keras 3's ``model.export``): ``format="onnx"``
+        writes an ONNX file (NHWC in and out, float32, the batch size free) that ONNX Runtime runs,
+        atomically; needs the ``onnx`` package (``pip install 'fastconv[onnx]'``). Returns the path.
+        See :func:`fastconv.onnx.to_onnx`."""
+        if format != "onnx":
+            raise ValueError(f'fastconv exports format="onnx" only. Received: format={format!r}')
+        from fastconv.engine import onnx_export  # imports onnx: only when an export runs
+
+        return onnx_export.export(self, filepath, opset=opset)
+
     def save_weights(self, filepath):
         """Write the weights only (``.npz``), atomically."""
         _saving.save_weights(self, filepath)
