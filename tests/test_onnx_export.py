@@ -398,3 +398,74 @@ def test_refusals_name_the_layer_and_leave_the_file_alone(tmp_path):
 def test_the_public_names():
     assert fastconv.onnx.to_onnx is fc_onnx.to_onnx and callable(fc_onnx.export)
     assert fc_onnx.DEFAULT_OPSET == 17
+
+
+# ---- PyTorch's pooling options (ceil_mode, dilation_rate), read by the exporter with getattr ---------
+
+
+def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
+    """A pooling layer with PyTorch's options: the layer's own arguments once it takes them, else
+    set on an instance whose output size follows PyTorch's rule (what the layers will compute)."""
+    try:
+        return cls(**kw, ceil_mode=ceil_mode, dilation_rate=dilation_rate)
+    except TypeError:
+        layer = cls(**kw)
+    layer.ceil_mode, layer.dilation_rate = ceil_mode, tuple(dilation_rate)
+
+    def size(n, k, s, d):
+        keff = (k - 1) * d + 1
+        if layer.padding == "same":
+            return -(-n // s)
+        out = (-(-(n - keff) // s) if ceil_mode else (n - keff) // s) + 1
+        return out - 1 if ceil_mode and (out - 1) * s >= n else out
+
+    layer.compute_output_shape = lambda shape: (
+        *(size(n, k, s, d) for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, layer.dilation_rate)),
+        shape[2],
+    )
+    return layer
+
+
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        (L.MaxPooling2D, dict(pool_size=3, strides=2, ceil_mode=True)),
+        (L.MaxPooling2D, dict(pool_size=2, strides=(2, 3), ceil_mode=True, dilation_rate=(2, 1))),
+        (L.MaxPooling2D, dict(pool_size=3, strides=1, dilation_rate=2, padding="same")),
+        (L.AveragePooling2D, dict(pool_size=3, strides=2, ceil_mode=True)),
+        (L.AveragePooling2D, dict(pool_size=(2, 3), strides=(3, 2), ceil_mode=True)),
+    ],
+)
+def test_pool_ceil_mode_and_dilation_as_pytorch(cls, kw):
+    torch = pytest.importorskip("torch")  # not in the test extra: PyTorch is the oracle here
+    kw = dict(kw)
+    if isinstance(kw.get("dilation_rate"), int):
+        kw["dilation_rate"] = (kw["dilation_rate"],) * 2
+    layer = _pool_layer(cls, **kw)
+    x = np.random.default_rng(4).normal(size=(2, 10, 9, 3)).astype(np.float32)
+    proto = fc_onnx.to_onnx(seq((10, 9, 3), layer))
+    got = run_onnx(proto, [x])[0]
+    t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    k, s, d = layer.pool_size, layer.strides, layer.dilation_rate
+    if layer.padding == "same":  # TensorFlow's split, padded with -inf by hand
+        pads = []
+        for n, kk, ss, dd in zip((10, 9), k, s, d):
+            total = max((-(-n // ss) - 1) * ss + (kk - 1) * dd + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        t = torch.nn.functional.pad(t, (*pads[1], *pads[0]), value=-np.inf)
+    if cls is L.MaxPooling2D:
+        want = torch.nn.functional.max_pool2d(t, k, s, dilation=d, ceil_mode=layer.ceil_mode)
+    else:
+        want = torch.nn.functional.avg_pool2d(t, k, s, ceil_mode=layer.ceil_mode, count_include_pad=False)
+    assert_close(got, want.numpy().transpose(0, 2, 3, 1), f"{cls.__name__} {kw}")
+
+
+def test_average_pool_dilation_needs_opset_19():
+    layer = _pool_layer(L.AveragePooling2D, pool_size=2, strides=1, dilation_rate=(2, 2))
+    model = seq((6, 5, 2), layer)
+    with pytest.raises(ValueError, match=r"AveragePooling2D.*opset >= 19"):
+        fc_onnx.to_onnx(model)
+    x = np.random.default_rng(5).normal(size=(2, 6, 5, 2)).astype(np.float32)
+    got = run_onnx(fc_onnx.to_onnx(model, opset=19), [x])[0]
+    want = (x[:, :-2, :-2] + x[:, 2:, :-2] + x[:, :-2, 2:] + x[:, 2:, 2:]) / 4
+    assert_close(got, want, "dilated average")
