@@ -3,6 +3,7 @@ from fastconv import (  # noqa: F401  (sub-modules of the public API)
     augment, callbacks, datasets, filters, layers, losses, metrics, optimizers, plot, regularizers, utils,
 )
 from fastconv import models  # noqa: F401  (the model zoo, floor 7: after everything it builds on)
+from fastconv import onnx  # noqa: F401  (ONNX export, floor 7; the onnx package loads only when an export runs)
 from fastconv._config import __version__, show_config
 from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
 from fastconv.augment import ImageAugmenter
@@ -26,3 +27,4 @@ __all__ = [
     "augment", "callbacks", "datasets", "filters", "layers", "losses", "metrics", "models", "optimizers", "plot",
     "regularizers", "utils",
 ]
+__all__ += ["onnx"]

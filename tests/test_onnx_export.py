@@ -10,6 +10,8 @@ softmax would hide an error in everything before it)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -395,9 +397,16 @@ def test_refusals_name_the_layer_and_leave_the_file_alone(tmp_path):
         models.lenet5().export(path, format="tf_saved_model")
 
 
-def test_the_public_names():
+def test_the_public_names_and_a_lazy_onnx_import():
     assert fastconv.onnx.to_onnx is fc_onnx.to_onnx and callable(fc_onnx.export)
-    assert fc_onnx.DEFAULT_OPSET == 17
+    assert fc_onnx.DEFAULT_OPSET == 17 and "onnx" in fastconv.__all__
+    code = "import sys, fastconv; print('onnx' in sys.modules, callable(fastconv.onnx.export))"
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=os.sep,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True"]  # import fastconv does not load the onnx package
 
 
 # ---- PyTorch's pooling options (ceil_mode, dilation_rate), read by the exporter with getattr ---------

@@ -777,11 +777,11 @@ _IR_FOR_OPSET = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 
 def _version():
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("fastconv")
-    except Exception:  # pragma: no cover - not installed (run from a source tree)
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
         return ""
 
 
