@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import activations, models
+from fastconv import Model, Sequential, activations, models
 from fastconv import layers as L
-from fastconv import Model, Sequential
 from fastconv.layers.input_layer import Input
 
 onnx = pytest.importorskip("onnx")  # both are in the test extra; skipped only outside it
@@ -222,6 +221,32 @@ def test_batchnorm_after_conv_dense_and_without_scale_or_center():
     check(seq((6, 6, 3), L.Conv2D(4, 3, use_bias=False), L.BatchNormalization(), L.ReLU()))
     check(seq((6, 6, 3), L.BatchNormalization(center=False, scale=False, epsilon=0.1)))  # native NHWC
     check(seq((7,), L.Dense(5), L.BatchNormalization(), L.Activation("selu")))
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        lambda: L.Conv2D(4, 3, groups=2, padding="same"),
+        lambda: L.Conv2D(4, 1, use_bias=False),
+        lambda: L.DepthwiseConv2D(3, depth_multiplier=2),
+        lambda: L.SeparableConv2D(3, 3, strides=2),
+        lambda: L.Conv2DTranspose(6, 3, strides=2, groups=2),
+        lambda: L.Conv2DTranspose(3, 2, padding="same", use_bias=False),
+    ],
+)
+def test_batchnorm_folds_into_the_conv_before_it(conv):
+    proto = check(seq((5, 6, 4), conv(), L.BatchNormalization(), L.Activation("relu")))
+    types = op_types(proto)
+    assert "Mul" not in types and "Add" not in types, types
+
+
+def test_batchnorm_stays_where_the_conv_output_is_read_twice():
+    x = Input((5, 5, 2))
+    y = L.Conv2D(3, 3)(x)
+    proto = check(Model(x, [L.BatchNormalization()(y), y]))
+    assert {"Mul", "Add"} <= set(op_types(proto))
+    proto = check(seq((5, 5, 2), L.Conv2D(3, 3, activation="relu"), L.BatchNormalization()))
+    assert {"Mul", "Add"} <= set(op_types(proto))
 
 
 def test_flatten_keeps_fastconvs_nhwc_order():

@@ -21,6 +21,9 @@ Design notes
   ``dilation_rate`` and ``ceil_mode`` with ``getattr`` (defaults 1 / False); a ceil-mode output is
   reached by extra bottom/right padding that no window counts (max pads with -inf; average pooling
   excludes pads, and with ``count_include_pad`` the counted padding is an explicit zero ``Pad``).
+* BatchNormalization is one scale and shift per channel (``Mul``, ``Add``); right after a
+  convolution whose output nothing else reads it is folded into the convolution's weights and
+  bias (:func:`_fold_batchnorm`), as inference runtimes do.
 * Weights and inputs are float32 (ONNX Runtime's fast path) whatever the model's dtype.
 * A layer without a converter is refused with a ``ValueError`` naming the layer and its class:
   the converters are keyed by exact class, so a user's subclass (which may change ``call``) is
@@ -762,6 +765,7 @@ def to_onnx(model, opset=DEFAULT_OPSET):
             name = g.fresh(name)
         g.nodes.append(helper.make_node("Identity", [v.name], [name], name=f"{name}_output"))
         graph_outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", *v.shape]))
+    _fold_batchnorm(g)
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, initializer=g.initializers)
     proto = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", int(opset))], producer_name="fastconv",
@@ -770,6 +774,66 @@ def to_onnx(model, opset=DEFAULT_OPSET):
     proto.ir_version = min(proto.ir_version, _IR_FOR_OPSET.get(int(opset), proto.ir_version))
     onnx.checker.check_model(proto)
     return proto
+
+
+def _fold_batchnorm(g):
+    """Fold each BatchNormalization that directly follows a convolution into it: ``Conv -> Mul(a)
+    -> Add(shift)`` (the pattern :func:`_export_batchnorm` writes on NCHW values) becomes one
+    ``Conv`` (or ``ConvTranspose``) with weights ``W * a`` (per output channel) and bias
+    ``B * a + shift``, computed in float64. Only when the conv's output feeds nothing else and no
+    other node uses its weights (a shared layer keeps its BatchNormalization as Mul and Add)."""
+    nh = g.onnx.numpy_helper
+    inits = {t.name: t for t in g.initializers}
+    consumers, producer = {}, {}
+    for node in g.nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producer[name] = node
+
+    def channel_const(name, c):
+        t = inits.get(name)
+        a = None if t is None else nh.to_array(t)
+        return a.reshape(-1).astype(np.float64) if a is not None and a.shape == (c, 1, 1) else None
+
+    folded, dropped = {}, set()
+    for mul in g.nodes:
+        if mul.op_type != "Mul":
+            continue
+        conv = producer.get(mul.input[0])
+        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or len(consumers[conv.output[0]]) != 1:
+            continue
+        adds = consumers.get(mul.output[0], [])
+        if len(adds) != 1 or adds[0].op_type != "Add" or adds[0].input[0] != mul.output[0]:
+            continue
+        add = adds[0]
+        if any(len(consumers[name]) != 1 or name not in inits for name in conv.input[1:]):
+            continue
+        w = nh.to_array(inits[conv.input[1]]).astype(np.float64)
+        groups = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        # Conv: (C_out, C_in / groups, KH, KW); ConvTranspose: (C_in, C_out / groups, KH, KW) with
+        # output channel group * (C_out / groups) + j
+        c_out = w.shape[0] if conv.op_type == "Conv" else w.shape[1] * groups
+        scale = channel_const(mul.input[1], c_out)
+        shift = channel_const(add.input[1], c_out)
+        if scale is None or shift is None:
+            continue
+        if conv.op_type == "Conv":
+            w = w * scale[:, None, None, None]
+        else:
+            cin, cg = w.shape[0] // groups, w.shape[1]
+            w = (w.reshape(groups, cin, cg, *w.shape[2:]) * scale.reshape(groups, 1, cg, 1, 1)).reshape(w.shape)
+        bias = nh.to_array(inits[conv.input[2]]).astype(np.float64) if len(conv.input) > 2 else 0.0
+        inputs = [conv.input[0], g.const(w, f"{conv.name}_W_bn"), g.const(bias * scale + shift, f"{conv.name}_B_bn")]
+        node = g.helper.make_node(conv.op_type, inputs, [add.output[0]], name=conv.name)
+        node.attribute.extend(conv.attribute)
+        folded[id(conv)] = node
+        dropped.update((id(mul), id(add)))
+    if not folded:
+        return
+    g.nodes = [folded.get(id(n), n) for n in g.nodes if id(n) not in dropped]
+    used = {name for n in g.nodes for name in n.input}
+    g.initializers = [t for t in g.initializers if t.name in used]
 
 
 # The IR version each opset came with (so a file of an older opset loads in older runtimes).
