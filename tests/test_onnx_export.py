@@ -374,6 +374,16 @@ def test_blocks_multiple_inputs_outputs_and_shared_layers():
     assert len([i for i in proto.graph.initializer if i.name.startswith("shared_W")]) == 1
 
 
+def test_a_float64_model_exports_in_float32_and_sequential_input_names():
+    model = seq((5, 5, 2), L.Conv2D(3, 3, dtype="float64"), L.Flatten(dtype="float64"), name="f64")
+    assert model.dtype == np.float64
+    proto = check(model)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    plain = Sequential([L.Conv2D(2, 1, input_shape=(3, 3, 1)), L.Flatten()])
+    names = [i.name for i in check(plain).graph.input]
+    assert names == [plain.inputs[0].node.layer.name]
+
+
 def test_model_export_writes_a_checked_file_atomically(tmp_path):
     model = randomize(models.lenet5())
     path = tmp_path / "lenet.onnx"
