@@ -138,12 +138,12 @@ def test_export_keeps_nhwc_at_the_edges_and_the_batch_free():
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(filters=4, kernel_size=3),
-        dict(filters=5, kernel_size=(3, 2), strides=2, padding="same"),  # asymmetric "same" pads
-        dict(filters=4, kernel_size=4, strides=(2, 3), padding="same"),
-        dict(filters=3, kernel_size=3, dilation_rate=2, padding="same"),
-        dict(filters=6, kernel_size=3, groups=2, padding="same", activation="relu"),
-        dict(filters=4, kernel_size=1, use_bias=False, activation="tanh"),
+        {"filters": 4, "kernel_size": 3},
+        {"filters": 5, "kernel_size": (3, 2), "strides": 2, "padding": "same"},  # asymmetric "same" pads
+        {"filters": 4, "kernel_size": 4, "strides": (2, 3), "padding": "same"},
+        {"filters": 3, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+        {"filters": 6, "kernel_size": 3, "groups": 2, "padding": "same", "activation": "relu"},
+        {"filters": 4, "kernel_size": 1, "use_bias": False, "activation": "tanh"},
     ],
 )
 def test_conv2d_options(kw):
@@ -153,9 +153,9 @@ def test_conv2d_options(kw):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(kernel_size=3),
-        dict(kernel_size=3, depth_multiplier=2, strides=2, padding="same"),
-        dict(kernel_size=(2, 3), dilation_rate=2, padding="same", activation="relu6"),
+        {"kernel_size": 3},
+        {"kernel_size": 3, "depth_multiplier": 2, "strides": 2, "padding": "same"},
+        {"kernel_size": (2, 3), "dilation_rate": 2, "padding": "same", "activation": "relu6"},
     ],
 )
 def test_depthwise_options(kw):
@@ -165,9 +165,16 @@ def test_depthwise_options(kw):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(filters=5, kernel_size=3),
-        dict(filters=4, kernel_size=3, depth_multiplier=2, strides=2, padding="same", activation="relu"),
-        dict(filters=4, kernel_size=3, dilation_rate=2, use_bias=False),
+        {"filters": 5, "kernel_size": 3},
+        {
+            "filters": 4,
+            "kernel_size": 3,
+            "depth_multiplier": 2,
+            "strides": 2,
+            "padding": "same",
+            "activation": "relu",
+        },
+        {"filters": 4, "kernel_size": 3, "dilation_rate": 2, "use_bias": False},
     ],
 )
 def test_separable_options(kw):
@@ -177,14 +184,14 @@ def test_separable_options(kw):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(filters=3, kernel_size=3),
-        dict(filters=3, kernel_size=3, strides=2, padding="same"),
-        dict(filters=2, kernel_size=1, strides=3),  # kernel smaller than the stride
-        dict(filters=2, kernel_size=2, strides=3, padding="same"),
-        dict(filters=3, kernel_size=3, strides=2, padding="same", output_padding=1),
-        dict(filters=3, kernel_size=4, strides=3, output_padding=2),
-        dict(filters=2, kernel_size=3, dilation_rate=2, padding="same"),
-        dict(filters=4, kernel_size=3, strides=2, groups=2, activation="sigmoid"),
+        {"filters": 3, "kernel_size": 3},
+        {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"},
+        {"filters": 2, "kernel_size": 1, "strides": 3},  # kernel smaller than the stride
+        {"filters": 2, "kernel_size": 2, "strides": 3, "padding": "same"},
+        {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "output_padding": 1},
+        {"filters": 3, "kernel_size": 4, "strides": 3, "output_padding": 2},
+        {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"},
+        {"filters": 4, "kernel_size": 3, "strides": 2, "groups": 2, "activation": "sigmoid"},
     ],
 )
 def test_conv_transpose_options(kw):
@@ -198,10 +205,10 @@ def test_conv_transpose_options(kw):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(pool_size=2),
-        dict(pool_size=3, strides=2),
-        dict(pool_size=3, strides=2, padding="same"),  # TensorFlow's rule: pads not counted
-        dict(pool_size=(2, 3), strides=(1, 2), padding="same"),
+        {"pool_size": 2},
+        {"pool_size": 3, "strides": 2},
+        {"pool_size": 3, "strides": 2, "padding": "same"},  # TensorFlow's rule: pads not counted
+        {"pool_size": (2, 3), "strides": (1, 2), "padding": "same"},
     ],
 )
 def test_pools(cls, kw):
@@ -360,7 +367,9 @@ def test_blocks_multiple_inputs_outputs_and_shared_layers():
             (6, 6, 3),
             L.ResidualBlock([L.Conv2D(3, 3, padding="same"), L.BatchNormalization()], activation="relu"),
             L.ResidualBlock([L.Conv2D(5, 3, strides=2, padding="same")], projection_batchnorm=True),
-            L.Branches([[], [L.Conv2D(2, 1)], [L.MaxPooling2D(3, strides=1, padding="same"), L.Conv2D(2, 1)]]),
+            L.Branches(
+                [[], [L.Conv2D(2, 1)], [L.MaxPooling2D(3, strides=1, padding="same"), L.Conv2D(2, 1)]]
+            ),
             L.Flatten(),
             L.ResidualBlock([L.Dense(4)], activation="relu"),
         )
@@ -438,8 +447,15 @@ def test_the_public_names_and_a_lazy_onnx_import():
     code = "import sys, fastconv; print('onnx' in sys.modules, callable(fastconv.onnx.export))"
     parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
     env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=os.sep,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=os.sep,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "True"]  # import fastconv does not load the onnx package
 
@@ -464,7 +480,10 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
         return out - 1 if ceil_mode and (out - 1) * s >= n else out
 
     layer.compute_output_shape = lambda shape: (
-        *(size(n, k, s, d) for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, layer.dilation_rate)),
+        *(
+            size(n, k, s, d)
+            for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, layer.dilation_rate)
+        ),
         shape[2],
     )
     return layer
@@ -473,11 +492,11 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
 @pytest.mark.parametrize(
     "cls, kw",
     [
-        (L.MaxPooling2D, dict(pool_size=3, strides=2, ceil_mode=True)),
-        (L.MaxPooling2D, dict(pool_size=2, strides=(2, 3), ceil_mode=True, dilation_rate=(2, 1))),
-        (L.MaxPooling2D, dict(pool_size=3, strides=1, dilation_rate=2, padding="same")),
-        (L.AveragePooling2D, dict(pool_size=3, strides=2, ceil_mode=True)),
-        (L.AveragePooling2D, dict(pool_size=(2, 3), strides=(3, 2), ceil_mode=True)),
+        (L.MaxPooling2D, {"pool_size": 3, "strides": 2, "ceil_mode": True}),
+        (L.MaxPooling2D, {"pool_size": 2, "strides": (2, 3), "ceil_mode": True, "dilation_rate": (2, 1)}),
+        (L.MaxPooling2D, {"pool_size": 3, "strides": 1, "dilation_rate": 2, "padding": "same"}),
+        (L.AveragePooling2D, {"pool_size": 3, "strides": 2, "ceil_mode": True}),
+        (L.AveragePooling2D, {"pool_size": (2, 3), "strides": (3, 2), "ceil_mode": True}),
     ],
 )
 def test_pool_ceil_mode_and_dilation_as_pytorch(cls, kw):

@@ -141,7 +141,9 @@ class _Graph:
     def _transposed(self, v, layout, perm):
         key = (v.name, layout)
         if key not in self._other:
-            name = self.op("Transpose", [v.name], f"{v.name}_{'nchw' if layout == _NCHW else 'nhwc'}", perm=list(perm))
+            name = self.op(
+                "Transpose", [v.name], f"{v.name}_{'nchw' if layout == _NCHW else 'nhwc'}", perm=list(perm)
+            )
             self._other[key] = _Value(name, v.shape, layout)
         return self._other[key]
 
@@ -180,9 +182,7 @@ class _Graph:
 
 
 def _refuse(layer, why):
-    raise ValueError(
-        f'ONNX export: layer "{layer.name}" ({type(layer).__name__}) cannot be exported: {why}'
-    )
+    raise ValueError(f'ONNX export: layer "{layer.name}" ({type(layer).__name__}) cannot be exported: {why}')
 
 
 # ---- activations ----------------------------------------------------------------------------------
@@ -205,7 +205,9 @@ def _activation(g, v, act, hint, layer):
     elif name == "elu":
         out = g.op("Elu", [x], hint, alpha=float(act.alpha))
     elif name == "selu":
-        out = g.op("Selu", [x], hint, alpha=float(_activations._SELU_ALPHA), gamma=float(_activations._SELU_SCALE))
+        out = g.op(
+            "Selu", [x], hint, alpha=float(_activations._SELU_ALPHA), gamma=float(_activations._SELU_SCALE)
+        )
     elif name == "softmax":
         out = g.op("Softmax", [x], hint, axis=g.channel_axis(v))
     elif name == "leaky_relu":
@@ -217,7 +219,11 @@ def _activation(g, v, act, hint, layer):
     elif name == "hard_swish":
         out = g.op("Mul", [x, g.op("HardSigmoid", [x], f"{hint}_hsig", alpha=1.0 / 6.0, beta=0.5)], hint)
     elif name == "gelu":  # exact: 0.5 x (1 + erf(x / sqrt 2)); ONNX's Gelu op needs opset 20
-        e = g.op("Erf", [g.op("Mul", [x, g.const(math.sqrt(0.5), f"{hint}_rsqrt2")], f"{hint}_scaled")], f"{hint}_erf")
+        e = g.op(
+            "Erf",
+            [g.op("Mul", [x, g.const(math.sqrt(0.5), f"{hint}_rsqrt2")], f"{hint}_scaled")],
+            f"{hint}_erf",
+        )
         h = g.op("Mul", [x, g.op("Add", [e, g.const(1.0, f"{hint}_one")], f"{hint}_1perf")], f"{hint}_xp")
         out = g.op("Mul", [h, g.const(0.5, f"{hint}_half")], hint)
     else:  # pragma: no cover - every class in _ACT_TYPES is handled above
@@ -259,8 +265,17 @@ def _export_conv2d(g, layer, ins, out_shape):
     x = g.nchw(ins[0])
     w = layer.params["kernel"]
     y = _conv_node(
-        g, x, w.transpose(3, 2, 0, 1), layer.params.get("bias"), layer, ins[0], out_shape, layer.name,
-        group=layer.groups, pads=_conv_pads(layer, ins[0]), key=id(w),
+        g,
+        x,
+        w.transpose(3, 2, 0, 1),
+        layer.params.get("bias"),
+        layer,
+        ins[0],
+        out_shape,
+        layer.name,
+        group=layer.groups,
+        pads=_conv_pads(layer, ins[0]),
+        key=id(w),
     )
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
@@ -275,8 +290,17 @@ def _export_depthwise(g, layer, ins, out_shape):
     x = g.nchw(ins[0])
     w = layer.params["depthwise_kernel"]
     y = _conv_node(
-        g, x, _depthwise_weight(w), layer.params.get("bias"), layer, ins[0], out_shape, layer.name,
-        group=w.shape[2], pads=_conv_pads(layer, ins[0]), key=id(w),
+        g,
+        x,
+        _depthwise_weight(w),
+        layer.params.get("bias"),
+        layer,
+        ins[0],
+        out_shape,
+        layer.name,
+        group=w.shape[2],
+        pads=_conv_pads(layer, ins[0]),
+        key=id(w),
     )
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
@@ -286,12 +310,28 @@ def _export_separable(g, layer, ins, out_shape):
     dw, pw = layer.params["depthwise_kernel"], layer.params["pointwise_kernel"]
     mid = (*out_shape[:2], dw.shape[2] * dw.shape[3])
     t = _conv_node(
-        g, x, _depthwise_weight(dw), None, layer, ins[0], mid, f"{layer.name}_depthwise",
-        group=dw.shape[2], pads=_conv_pads(layer, ins[0]), key=id(dw),
+        g,
+        x,
+        _depthwise_weight(dw),
+        None,
+        layer,
+        ins[0],
+        mid,
+        f"{layer.name}_depthwise",
+        group=dw.shape[2],
+        pads=_conv_pads(layer, ins[0]),
+        key=id(dw),
     )
     y = _conv_node(
-        g, t, pw.transpose(3, 2, 0, 1), layer.params.get("bias"), layer, mid, out_shape,
-        f"{layer.name}_pointwise", key=id(pw),
+        g,
+        t,
+        pw.transpose(3, 2, 0, 1),
+        layer.params.get("bias"),
+        layer,
+        mid,
+        out_shape,
+        f"{layer.name}_pointwise",
+        key=id(pw),
     )
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
@@ -305,11 +345,18 @@ def _export_conv_transpose(g, layer, ins, out_shape):
     x = g.nchw(v)
     kw = layer._transpose_kwargs(v.shape[:2])
     (oh, ow), tops = transpose_geometry(
-        kw["padding"], v.shape[:2], layer.kernel_size, kw["stride"], kw["dilation"],
-        kw.get("output_padding", (0, 0)), layer.name,
+        kw["padding"],
+        v.shape[:2],
+        layer.kernel_size,
+        kw["stride"],
+        kw["dilation"],
+        kw.get("output_padding", (0, 0)),
+        layer.name,
     )
     begin, end, extra = [], [], []
-    for n, k, s, d, o, top in zip(v.shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate, (oh, ow), tops):
+    for n, k, s, d, o, top in zip(
+        v.shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate, (oh, ow), tops
+    ):
         full = (n - 1) * s + effective_kernel(k, d)
         delta = o - (full - top)  # rows past the full output (> 0) or cropped at the end (< 0)
         begin.append(top)
@@ -366,8 +413,12 @@ def _export_pool(g, layer, ins, out_shape):
             name = g.op("Pad", [name, pads], f"{layer.name}_pad", mode="constant")
             t = b = l = r = 0
         out = g.op(
-            "AveragePool", [name], layer.name, pads=[t, l, b + extra[0], r + extra[1]],
-            count_include_pad=0, **attrs,
+            "AveragePool",
+            [name],
+            layer.name,
+            pads=[t, l, b + extra[0], r + extra[1]],
+            count_include_pad=0,
+            **attrs,
         )
     return _Value(out, out_shape, _NCHW)
 
@@ -428,8 +479,17 @@ def _export_relu(g, layer, ins, out_shape):
         y = g.op("Relu", [x], f"{layer.name}_relu")
     else:
         th = g.const(layer.threshold, f"{layer.name}_threshold")
-        low = g.op("Mul", [g.op("Sub", [x, th], f"{layer.name}_shift"), g.const(layer.negative_slope, f"{layer.name}_slope")], f"{layer.name}_low")
-        y = g.op("Where", [g.op("GreaterOrEqual", [x, th], f"{layer.name}_ge"), x, low], f"{layer.name}_where")
+        low = g.op(
+            "Mul",
+            [
+                g.op("Sub", [x, th], f"{layer.name}_shift"),
+                g.const(layer.negative_slope, f"{layer.name}_slope"),
+            ],
+            f"{layer.name}_low",
+        )
+        y = g.op(
+            "Where", [g.op("GreaterOrEqual", [x, th], f"{layer.name}_ge"), x, low], f"{layer.name}_where"
+        )
     if layer.max_value is not None:
         y = g.op("Min", [y, g.const(layer.max_value, f"{layer.name}_max")], f"{layer.name}_min")
     return g.like(v, g.op("Identity", [y], layer.name))
@@ -569,7 +629,10 @@ def _aligned(g, ins, hint):
         v = g.native(v)
         missing = rank - len(v.shape)
         if missing:
-            v = _Value(g.unsqueeze(v.name, list(range(1, missing + 1)), f"{hint}_expand{i}"), (1,) * missing + v.shape)
+            v = _Value(
+                g.unsqueeze(v.name, list(range(1, missing + 1)), f"{hint}_expand{i}"),
+                (1,) * missing + v.shape,
+            )
         out.append(v)
     return out, _NATIVE
 
@@ -694,7 +757,10 @@ def _export_layer(g, layer, ins):
     shapes = [v.shape for v in ins]
     out_shape = tuple(layer.compute_output_shape(shapes if len(ins) > 1 else shapes[0]))
     if len(ins) == 1 and len(ins[0].shape) == 3 and any(d is None for d in ins[0].shape[:2]):
-        _refuse(layer, f"its input size {(None, *ins[0].shape)} is not fixed; export a model built for fixed H and W")
+        _refuse(
+            layer,
+            f"its input size {(None, *ins[0].shape)} is not fixed; export a model built for fixed H and W",
+        )
     return convert(g, layer, ins, out_shape)
 
 
@@ -734,8 +800,15 @@ def to_onnx(model, opset=DEFAULT_OPSET):
     """
     onnx = _require_onnx()
     newest = onnx.defs.onnx_opset_version()
-    if not isinstance(opset, (int, np.integer)) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"opset must be an int from {MIN_OPSET} to {newest} (the installed onnx). Received: opset={opset!r}")
+    if (
+        not isinstance(opset, (int, np.integer))
+        or isinstance(opset, bool)
+        or not MIN_OPSET <= opset <= newest
+    ):
+        raise ValueError(
+            f"opset must be an int from {MIN_OPSET} to {newest} (the installed onnx). "
+            f"Received: opset={opset!r}"
+        )
     if not getattr(model, "built", False) or not hasattr(model, "_plan"):
         raise ValueError(
             f"to_onnx needs a built fastconv model (give the first layer input_shape, or call "
@@ -768,7 +841,9 @@ def to_onnx(model, opset=DEFAULT_OPSET):
     _fold_batchnorm(g)
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, initializer=g.initializers)
     proto = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", int(opset))], producer_name="fastconv",
+        graph,
+        opset_imports=[helper.make_opsetid("", int(opset))],
+        producer_name="fastconv",
         producer_version=_version(),
     )
     proto.ir_version = min(proto.ir_version, _IR_FOR_OPSET.get(int(opset), proto.ir_version))
@@ -801,7 +876,11 @@ def _fold_batchnorm(g):
         if mul.op_type != "Mul":
             continue
         conv = producer.get(mul.input[0])
-        if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or len(consumers[conv.output[0]]) != 1:
+        if (
+            conv is None
+            or conv.op_type not in ("Conv", "ConvTranspose")
+            or len(consumers[conv.output[0]]) != 1
+        ):
             continue
         adds = consumers.get(mul.output[0], [])
         if len(adds) != 1 or adds[0].op_type != "Add" or adds[0].input[0] != mul.output[0]:
@@ -822,9 +901,15 @@ def _fold_batchnorm(g):
             w = w * scale[:, None, None, None]
         else:
             cin, cg = w.shape[0] // groups, w.shape[1]
-            w = (w.reshape(groups, cin, cg, *w.shape[2:]) * scale.reshape(groups, 1, cg, 1, 1)).reshape(w.shape)
+            w = (w.reshape(groups, cin, cg, *w.shape[2:]) * scale.reshape(groups, 1, cg, 1, 1)).reshape(
+                w.shape
+            )
         bias = nh.to_array(inits[conv.input[2]]).astype(np.float64) if len(conv.input) > 2 else 0.0
-        inputs = [conv.input[0], g.const(w, f"{conv.name}_W_bn"), g.const(bias * scale + shift, f"{conv.name}_B_bn")]
+        inputs = [
+            conv.input[0],
+            g.const(w, f"{conv.name}_W_bn"),
+            g.const(bias * scale + shift, f"{conv.name}_B_bn"),
+        ]
         node = g.helper.make_node(conv.op_type, inputs, [add.output[0]], name=conv.name)
         node.attribute.extend(conv.attribute)
         folded[id(conv)] = node
