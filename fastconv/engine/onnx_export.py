@@ -161,19 +161,9 @@ class _Graph:
     def channel_axis(self, v):
         return 1 if v.layout == _NCHW else len(v.shape)
 
-    def sample_axis(self, v, axis):
-        """ONNX axis of fastconv's axis ``axis`` (batch axis 0, negatives from the end) in ``v``."""
-        rank = len(v.shape) + 1
-        a = axis % rank
-        if v.layout == _NCHW:
-            a = _TO_NCHW.index(a)
-        return a
-
     # -- pieces several layers use ---------------------------------------------------------------
     def unsqueeze(self, name, axes, hint):
-        if self.opset >= 13:
-            return self.op("Unsqueeze", [name, self.ints(axes, f"{hint}_axes")], hint)
-        return self.op("Unsqueeze", [name], hint, axes=list(axes))  # pragma: no cover - opset < 13
+        return self.op("Unsqueeze", [name, self.ints(axes, f"{hint}_axes")], hint)  # axes: an input (13+)
 
     def reduce_mean(self, name, axes, hint):
         if self.opset >= 18:
@@ -237,46 +227,29 @@ _ACT_TYPES = {type(a) for a in _activations.ACTIVATIONS.values()}
 # ---- convolutions ---------------------------------------------------------------------------------
 
 
-def _conv_pads(layer, v):
-    (t, b), (l, r) = resolve_padding(
-        layer.padding, v.shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate, layer.name
-    )
-    return [t, l, b, r]
-
-
-def _conv_node(g, x, w_onnx, bias, layer, v, out_shape, hint, group=1, pads=None, key=None):
+def _conv_node(g, x, w_onnx, bias, out_shape, hint, *, layer=None, group=1, key=None):
+    """An ONNX ``Conv`` on the NCHW value ``x`` (weights already in ONNX's layout). With ``layer``:
+    its strides, dilation and padding (resolved for ``x``'s size); without: a 1x1 pointwise conv."""
     inputs = [x.name, g.const(w_onnx, f"{hint}_W", key=key)]
     if bias is not None:
         inputs.append(g.const(bias, f"{hint}_B", key=None if key is None else (key, "bias")))
-    out = g.op(
-        "Conv",
-        inputs,
-        hint,
-        kernel_shape=list(w_onnx.shape[2:]),
-        strides=list(layer.strides) if pads is not None else [1, 1],
-        dilations=list(layer.dilation_rate) if pads is not None else [1, 1],
-        pads=pads if pads is not None else [0, 0, 0, 0],
-        group=int(group),
-    )
+    window = {"strides": [1, 1], "dilations": [1, 1], "pads": [0, 0, 0, 0]}
+    if layer is not None:
+        (t, b), (l, r) = resolve_padding(
+            layer.padding, x.shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate, layer.name
+        )
+        window = {"strides": list(layer.strides), "dilations": list(layer.dilation_rate)}
+        window["pads"] = [t, l, b, r]
+    out = g.op("Conv", inputs, hint, kernel_shape=list(w_onnx.shape[2:]), group=int(group), **window)
     return _Value(out, out_shape, _NCHW)
 
 
 def _export_conv2d(g, layer, ins, out_shape):
-    x = g.nchw(ins[0])
     w = layer.params["kernel"]
     y = _conv_node(
-        g,
-        x,
-        w.transpose(3, 2, 0, 1),
-        layer.params.get("bias"),
-        layer,
-        ins[0],
-        out_shape,
-        layer.name,
-        group=layer.groups,
-        pads=_conv_pads(layer, ins[0]),
-        key=id(w),
-    )
+        g, g.nchw(ins[0]), w.transpose(3, 2, 0, 1), layer.params.get("bias"), out_shape, layer.name,
+        layer=layer, group=layer.groups, key=id(w),
+    )  # fmt: skip
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
 
@@ -287,52 +260,23 @@ def _depthwise_weight(w):
 
 
 def _export_depthwise(g, layer, ins, out_shape):
-    x = g.nchw(ins[0])
     w = layer.params["depthwise_kernel"]
     y = _conv_node(
-        g,
-        x,
-        _depthwise_weight(w),
-        layer.params.get("bias"),
-        layer,
-        ins[0],
-        out_shape,
-        layer.name,
-        group=w.shape[2],
-        pads=_conv_pads(layer, ins[0]),
-        key=id(w),
-    )
+        g, g.nchw(ins[0]), _depthwise_weight(w), layer.params.get("bias"), out_shape, layer.name,
+        layer=layer, group=w.shape[2], key=id(w),
+    )  # fmt: skip
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
 
 def _export_separable(g, layer, ins, out_shape):
-    x = g.nchw(ins[0])
     dw, pw = layer.params["depthwise_kernel"], layer.params["pointwise_kernel"]
     mid = (*out_shape[:2], dw.shape[2] * dw.shape[3])
     t = _conv_node(
-        g,
-        x,
-        _depthwise_weight(dw),
-        None,
-        layer,
-        ins[0],
-        mid,
-        f"{layer.name}_depthwise",
-        group=dw.shape[2],
-        pads=_conv_pads(layer, ins[0]),
-        key=id(dw),
-    )
-    y = _conv_node(
-        g,
-        t,
-        pw.transpose(3, 2, 0, 1),
-        layer.params.get("bias"),
-        layer,
-        mid,
-        out_shape,
-        f"{layer.name}_pointwise",
-        key=id(pw),
-    )
+        g, g.nchw(ins[0]), _depthwise_weight(dw), None, mid, f"{layer.name}_depthwise",
+        layer=layer, group=dw.shape[2], key=id(dw),
+    )  # fmt: skip
+    pw_onnx = pw.transpose(3, 2, 0, 1)
+    y = _conv_node(g, t, pw_onnx, layer.params.get("bias"), out_shape, f"{layer.name}_pointwise", key=id(pw))
     return _activation(g, y, layer.activation, f"{layer.name}_act", layer)
 
 
