@@ -470,7 +470,8 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
         return cls(**kw, ceil_mode=ceil_mode, dilation_rate=dilation_rate)
     except TypeError:
         layer = cls(**kw)
-    layer.ceil_mode, layer.dilation_rate = ceil_mode, tuple(dilation_rate)
+    layer.ceil_mode, layer.dilation_rate = ceil_mode, dilation_rate  # an int or a pair
+    dil = (dilation_rate,) * 2 if isinstance(dilation_rate, int) else tuple(dilation_rate)
 
     def size(n, k, s, d):
         keff = (k - 1) * d + 1
@@ -482,7 +483,7 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
     layer.compute_output_shape = lambda shape: (
         *(
             size(n, k, s, d)
-            for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, layer.dilation_rate)
+            for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, dil)
         ),
         shape[2],
     )
@@ -502,14 +503,13 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
 def test_pool_ceil_mode_and_dilation_as_pytorch(cls, kw):
     torch = pytest.importorskip("torch")  # not in the test extra: PyTorch is the oracle here
     kw = dict(kw)
-    if isinstance(kw.get("dilation_rate"), int):
-        kw["dilation_rate"] = (kw["dilation_rate"],) * 2
     layer = _pool_layer(cls, **kw)
     x = np.random.default_rng(4).normal(size=(2, 10, 9, 3)).astype(np.float32)
     proto = fc_onnx.to_onnx(seq((10, 9, 3), layer))
     got = run_onnx(proto, [x])[0]
     t = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     k, s, d = layer.pool_size, layer.strides, layer.dilation_rate
+    d = (d, d) if isinstance(d, int) else tuple(d)
     if layer.padding == "same":  # TensorFlow's split, padded with -inf by hand
         pads = []
         for n, kk, ss, dd in zip((10, 9), k, s, d):

@@ -336,8 +336,8 @@ def _export_pool(g, layer, ins, out_shape):
     x = g.nchw(v)
     is_max = isinstance(layer, _pool.MaxPooling2D)
     k, s = tuple(layer.pool_size), tuple(layer.strides)
-    d = tuple(getattr(layer, "dilation_rate", (1, 1)) or (1, 1))
-    d = (d, d) if isinstance(d, int) else d
+    d = getattr(layer, "dilation_rate", 1)
+    d = (int(d), int(d)) if isinstance(d, (int, np.integer)) else tuple(int(i) for i in d)
     include_pad = bool(getattr(layer, "count_include_pad", False))
     (t, b), (l, r) = resolve_padding(layer.padding, v.shape[:2], k, s, d, layer.name)
     extra = []
