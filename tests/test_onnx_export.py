@@ -441,6 +441,15 @@ def test_refusals_name_the_layer_and_leave_the_file_alone(tmp_path):
         models.lenet5().export(path, format="tf_saved_model")
 
 
+def test_every_registered_layer_class_has_a_converter():
+    """A new layer class fails here until it gets a converter (or a reason to be refused)."""
+    from fastconv.engine import onnx_export
+    from fastconv.layers.base import registered_classes
+
+    missing = {n for n, c in registered_classes().items() if c not in onnx_export._CONVERTERS}
+    assert missing == {"InputLayer", "Lambda", "Sequential", "Model", "Functional"}, missing
+
+
 def test_the_public_names_and_a_lazy_onnx_import():
     assert fastconv.onnx.to_onnx is fc_onnx.to_onnx and callable(fc_onnx.export)
     assert fc_onnx.DEFAULT_OPSET == 17 and "onnx" in fastconv.__all__
