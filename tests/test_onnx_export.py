@@ -393,7 +393,7 @@ def test_a_float64_model_exports_in_float32_and_sequential_input_names():
     assert names == [plain.inputs[0].node.layer.name]
 
 
-def test_model_export_writes_a_checked_file_atomically(tmp_path):
+def test_model_export_writes_a_checked_file_atomically(tmp_path, capsys):
     model = randomize(models.lenet5())
     path = tmp_path / "lenet.onnx"
     path.write_bytes(b"old")
@@ -403,6 +403,9 @@ def test_model_export_writes_a_checked_file_atomically(tmp_path):
     assert_close(run_onnx(onnx.load(str(path)), [x])[0], model.predict(x, verbose=0), "file")
     assert sorted(os.listdir(tmp_path)) == ["lenet.onnx"]  # no temporary file left behind
     assert fc_onnx.export(model, tmp_path / "again.onnx", opset=13).endswith("again.onnx")
+    model.export(tmp_path / "keras.onnx", format="onnx", verbose=True, opset_version=18)
+    assert "keras.onnx" in capsys.readouterr().out
+    assert onnx.load(str(tmp_path / "keras.onnx")).opset_import[0].version == 18
     assert onnx.load(str(tmp_path / "again.onnx")).opset_import[0].version == 13
 
 
@@ -439,6 +442,8 @@ def test_refusals_name_the_layer_and_leave_the_file_alone(tmp_path):
         fc_onnx.to_onnx(models.lenet5(), opset=9)
     with pytest.raises(ValueError, match="format"):
         models.lenet5().export(path, format="tf_saved_model")
+    with pytest.raises(ValueError, match="input_signature"):
+        models.lenet5().export(path, format="onnx", input_signature=[(None, 32, 32, 1)])
 
 
 def test_every_registered_layer_class_has_a_converter():
