@@ -495,10 +495,7 @@ def _pool_layer(cls, ceil_mode=False, dilation_rate=(1, 1), **kw):
         return out - 1 if ceil_mode and (out - 1) * s >= n else out
 
     layer.compute_output_shape = lambda shape: (
-        *(
-            size(n, k, s, d)
-            for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, dil)
-        ),
+        *(size(n, k, s, d) for n, k, s, d in zip(shape[:2], layer.pool_size, layer.strides, dil)),
         shape[2],
     )
     return layer
