@@ -383,6 +383,24 @@ def test_blocks_multiple_inputs_outputs_and_shared_layers():
     assert len([i for i in proto.graph.initializer if i.name.startswith("shared_W")]) == 1
 
 
+@pytest.mark.parametrize("opset", [13, 19, "newest"])
+def test_other_opsets(opset):
+    opset = onnx.defs.onnx_opset_version() if opset == "newest" else opset
+    model = seq(
+        (6, 5, 3),
+        L.Conv2D(4, 3, padding="same", activation="gelu"),
+        L.AveragePooling2D(2, padding="same"),
+        L.UpSampling2D(2, interpolation="bilinear"),
+        L.LayerNormalization(axis=[1, 2, 3]),
+        L.SeparableConv2D(3, 3, activation="hard_swish"),
+        L.BatchNormalization(),
+        L.GlobalMaxPooling2D(),
+        L.Dense(3, activation="softmax"),
+    )
+    proto = check(model, opset=opset)
+    assert proto.opset_import[0].version == opset
+
+
 def test_a_float64_model_exports_in_float32_and_sequential_input_names():
     model = seq((5, 5, 2), L.Conv2D(3, 3, dtype="float64"), L.Flatten(dtype="float64"), name="f64")
     assert model.dtype == np.float64
