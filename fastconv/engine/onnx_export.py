@@ -38,7 +38,7 @@ import os
 import numpy as np
 
 from fastconv import activations as _activations
-from fastconv._shapes import effective_kernel, resolve_padding
+from fastconv._shapes import effective_kernel, resolve_padding, transpose_geometry
 from fastconv.layers import activation as _act_layers
 from fastconv.layers import blocks as _blocks
 from fastconv.layers import conv as _conv
@@ -283,8 +283,6 @@ def _export_separable(g, layer, ins, out_shape):
 def _export_conv_transpose(g, layer, ins, out_shape):
     """ONNX ``ConvTranspose`` computes the full ``(H - 1) * stride + k_eff`` rows, minus ``pads``,
     plus ``output_padding`` at the end; the layer's crop (its op arguments) is mapped onto those."""
-    from fastconv._shapes import transpose_geometry
-
     v = ins[0]
     x = g.nchw(v)
     kw = layer._transpose_kwargs(v.shape[:2])
