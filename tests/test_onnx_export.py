@@ -469,7 +469,8 @@ def test_every_registered_layer_class_has_a_converter():
     from fastconv.engine import onnx_export
     from fastconv.layers.base import registered_classes
 
-    missing = {n for n, c in registered_classes().items() if c not in onnx_export._CONVERTERS}
+    ours = {n: c for n, c in registered_classes().items() if c.__module__.startswith("fastconv.")}
+    missing = {n for n, c in ours.items() if c not in onnx_export._CONVERTERS}  # other tests register too
     assert missing == {"InputLayer", "Lambda", "Sequential", "Model", "Functional"}, missing
 
 
