@@ -4,6 +4,7 @@ from fastconv import (  # noqa: F401  (sub-modules of the public API)
 )
 from fastconv import models  # noqa: F401  (the model zoo, floor 7: after everything it builds on)
 from fastconv import distributed  # noqa: F401  (data-parallel training on MPI; mpi4py loads on init())
+from fastconv import onnx  # noqa: F401  (ONNX export, floor 7; the onnx package loads only when an export runs)
 from fastconv._config import __version__, show_config
 from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
 from fastconv.augment import ImageAugmenter
@@ -28,3 +29,4 @@ __all__ = [
     "regularizers", "utils",
     "distributed",
 ]
+__all__ += ["onnx"]

@@ -13,6 +13,7 @@ Layering (each module imports only modules listed below it, and none imports thi
     progbar.py      the Keras progress bar
     interrupt.py    Ctrl-C during fit
     shared.py       per-use proxies of a layer a graph calls at several nodes
+    onnx_export.py  a model's plan as an ONNX graph (``model.export``; loads onnx when it runs)
     graph.py        ExecutionPlan and PlanNode: forward / backward over tensor ids, and the fusions
 
 Below the engine: ``fastconv.layers`` (with ``layers/_symbolic.py``, the symbolic tensors and graph

@@ -577,6 +577,28 @@ class BaseModel:
         formats) raises ValueError naming the path and the suffix to use."""
         _saving.save_model(self, filepath, include_optimizer=include_optimizer)
 
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None, opset_version=None):
+        """Export the model for inference elsewhere, with Keras 3's arguments: ``format="onnx"``
+        writes an ONNX file (NHWC in and out, float32, the batch size free, the input sizes the
+        model was built for) that ONNX Runtime runs, atomically. ``opset_version``: the ONNX opset
+        (default 17); ``verbose=True`` prints where the file went; ``input_signature`` must be
+        None (the model's own input shapes are used). Needs the ``onnx`` package
+        (``pip install 'fastconv[onnx]'``). Returns the path. See :func:`fastconv.onnx.to_onnx`."""
+        if format != "onnx":
+            raise ValueError(f'fastconv exports format="onnx" only. Received: format={format!r}')
+        if input_signature is not None:
+            raise ValueError(
+                "fastconv exports the input shapes the model was built for; build the model for other "
+                f"sizes instead of passing input_signature. Received: input_signature={input_signature!r}"
+            )
+        from fastconv.engine import onnx_export  # imports onnx: only when an export runs
+
+        opset = onnx_export.DEFAULT_OPSET if opset_version is None else opset_version
+        path = onnx_export.export(self, filepath, opset=opset)
+        if verbose:
+            print(f"Saved artifact at '{path}' (ONNX, opset {opset}).")
+        return path
+
     def save_weights(self, filepath):
         """Write the weights only (``.npz``), atomically."""
         _saving.save_weights(self, filepath)
