@@ -17,7 +17,7 @@ from fastconv import _dispatch
 from fastconv._kernels import pool as _k
 import math
 
-from fastconv._shapes import kernel_stride, pool_output_size, positive_pair, resolve_padding
+from fastconv._shapes import effective_kernel, kernel_stride, pool_output_size, positive_pair, resolve_padding
 from fastconv.ops import _plan as _plans
 from fastconv.ops._plan import cached_geometry as _cached_geometry
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
@@ -82,7 +82,8 @@ def _geometry_of(op, x_shape, pool_size, stride, padding, count_include_pad, dil
     d = positive_pair("dilation", dilation, op)
     pads = resolve_padding(padding, x_shape[1:3], k, s, d, op)
     out_hw = tuple(pool_output_size(x_shape[1 + a], k[a], s[a], d[a], *pads[a], ceil_mode) for a in range(2))
-    check_output(op, out_hw, x_shape, k, "pool window")
+    keff = tuple(effective_kernel(k[a], d[a]) for a in range(2))
+    check_output(op, out_hw, x_shape, keff, "pool window" if d == (1, 1) else "dilated pool window")
     if any(_empty_window(x_shape[1 + a], k[a], s[a], d[a], pads[a][0], out_hw[a]) for a in range(2)):
         raise ValueError(f"{op}: some pooling windows lie entirely in the padding (no tap on the input). "
                          f"Received: pool_size={pool_size!r}, stride={stride!r}, dilation={dilation!r}, "
