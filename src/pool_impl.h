@@ -4,9 +4,12 @@
  * the lane type of a comparison mask), FC_VLEN and FC_SFX defined.  GCC vector extensions.
  *
  * Layout NHWC: x (N, H, W, C), y (N, OH, OW, C); every loop is vectorised over C.  A window
- * (oh, ow) covers input rows oh*sh - ph + [0, KH) and columns ow*sw - pw + [0, KW), clipped to
- * the input (max pooling pads with -inf, average pooling with zeros; the caller guarantees that
- * no window lies entirely in the padding).
+ * (oh, ow) has the taps rows oh*sh - ph + i*dh, i in [0, KH), and columns ow*sw - pw + j*dw,
+ * j in [0, KW), clipped to the input (max pooling pads with -inf, average pooling with zeros;
+ * the caller guarantees that every window has a tap on the input).  Ceil mode only changes OH/OW
+ * (the op's) and the include_pad divisor: the taps before the extended ends eh = H + bottom,
+ * ew = W + right padding (PyTorch's rule; all KH*KW unless ceil mode's last window passes them).
+ * A dilated window reads rows dh*W*C and pixels dw*C apart: the same reductions with wider steps.
  *
  * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
  * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
@@ -16,8 +19,8 @@
  *   non-overlapping windows (stride >= pool size): one fused pass over output rows; each window
  *        recomputes its max (or takes dy / count) and writes its dx pixels and the gaps of its
  *        band (zeros) directly;
- *   overlapping windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows covering
- *        (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
+ *   overlapping or dilated windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows
+ *        with a tap on (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
  *        is recomputed from x into a per-thread ring of ceil(KH/sh) rows, or read from a saved
  *        argmax) or of dy / count (average); up to 4 covering windows run branch-free.
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
