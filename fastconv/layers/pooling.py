@@ -14,9 +14,9 @@ training (the ops' backward takes x).
 
 from __future__ import annotations
 
-from fastconv import ops
 import numpy as np
 
+from fastconv import ops
 from fastconv._shapes import layer_output_size, pool_output_size
 from fastconv.layers.base import (
     Layer,
