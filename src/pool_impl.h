@@ -481,7 +481,7 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
         for (int oh = oh_lo; oh <= oh_hi; oh++) {
             /* the window of row oh has a tap on ih only when ih - start is a multiple of dh */
             const int off = ih + p->ph - oh * p->sh;
-            if (off % dh) continue;
+            if (dh != 1 && off % dh) continue;
             const int i = nrow++;
             const long tag = (long)n * OH + oh;
             int h0, a, c, lo;
@@ -491,7 +491,7 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             if (!MAX) continue;
             /* int is enough for max pooling only: the op checks H*W <= INT32_MAX for a saved argmax
              * and KH*KW <= INT32_MAX always; average windows may be larger */
-            th[i] = saved ? ih * W : off / dh * KW;
+            th[i] = saved ? ih * W : (dh == 1 ? off : off / dh) * KW;
             if (saved) {
                 arows[i] = saved + tag * rl;
             } else {
@@ -510,11 +510,11 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             for (int i = 0; i < nrow; i++)
                 for (int j = 0; j < ccnt[iw]; j++) {
                     const int ow = clo[iw] + j, offw = iw + p->pw - ow * p->sw;
-                    if (offw % dw) continue;
+                    if (dw != 1 && offw % dw) continue; /* no division in the undilated case */
                     gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
                     if (MAX) {
                         gam[ng] = arows[i] + (ptrdiff_t)ow * C;
-                        gt[ng] = th[i] + (saved ? iw : offw / dw);
+                        gt[ng] = th[i] + (saved ? iw : dw == 1 ? offw : offw / dw);
                     } else {
                         gw[ng] = invh[i] * invw[ow];
                     }
