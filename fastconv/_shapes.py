@@ -113,6 +113,23 @@ def window_output_size(size: int, k: int, stride: int, dilation: int, before: in
     return (size + before + after - effective_kernel(k, dilation)) // stride + 1
 
 
+def pool_output_size(size: int, k: int, stride: int, dilation: int = 1, before: int = 0, after: int = 0,
+                     ceil_mode: bool = False) -> int:
+    """Output length of a pooling axis (may be <= 0 when the window does not fit).
+
+    Floor mode is window_output_size.  ceil_mode follows PyTorch: the division rounds up, and a
+    last window that would start inside the after-padding (at or past size + before in padded
+    coordinates) is dropped, so every window starts inside the padded input before its end.
+    """
+    span = size + before + after - effective_kernel(k, dilation)
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + before:
+        out -= 1
+    return out
+
+
 def kernel_stride(size: int, k: int, stride: int, dilation: int, before: int, after: int) -> int:
     """The stride to hand a kernel for one axis: `stride` itself, except that when the axis has a
     single output (stride beyond the padded input) any stride from size + before + after - k_eff + 1

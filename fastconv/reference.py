@@ -41,6 +41,8 @@ __all__ = [
     "avg_pool2d_grad",
     "global_avg_pool2d",
     "global_avg_pool2d_grad",
+    "global_max_pool2d",
+    "global_max_pool2d_grad",
     "batch_norm_train",
     "batch_norm_train_grad",
     "resolve_padding",
@@ -598,29 +600,64 @@ def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, di
 # ---------------------------------------------------------------------------
 
 
-def _pool_plan(x, pool_size, stride, padding, what):
+def _pool_out_size(n, k, s, d, lo, hi, ceil_mode, what, x_shape):
+    """Output length of a pooling axis; ceil_mode as PyTorch: round up, then drop a last window
+    that would start at or past n + lo (inside the after-padding)."""
+    if not ceil_mode:
+        return _out_size(n, k, s, d, lo, hi, what, x_shape)
+    k_eff = (k - 1) * d + 1
+    out = -(-(n + lo + hi - k_eff) // s) + 1
+    if (out - 1) * s >= n + lo:
+        out -= 1
+    if out < 1:
+        raise ValueError(
+            f"{what}: the (dilated) window of size {k_eff} does not fit the padded input "
+            f"of size {n + lo + hi}. Received: x.shape={x_shape}"
+        )
+    return out
+
+
+def _pool_plan(x, pool_size, stride, padding, what, dilation=1, ceil_mode=False):
+    """Window geometry of a pooling call.
+
+    Returns k, s, d, pads, the output shape, the real-pixel count of every window, the
+    include-pad count of every window (taps before the bottom/right padding's end) and the
+    extended pads: pads plus the rows/columns past the padding that ceil mode's last window
+    reaches (those count for nothing).
+    """
     _check_ndim(x, 4, "x", what)
     k = _positive_pair(pool_size, "pool_size")
     s = k if stride is None else _positive_pair(stride, "stride")
+    d = _positive_pair(dilation, "dilation")
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise ValueError(f"{what}: ceil_mode must be True or False. Received: ceil_mode={ceil_mode!r}")
     n, h, wd, c = x.shape
-    pads = resolve_padding(padding, (h, wd), k, s)
-    oh = _out_size(h, k[0], s[0], 1, *pads[0], what, x.shape)
-    ow = _out_size(wd, k[1], s[1], 1, *pads[1], what, x.shape)
-    # Number of real (non-padding) input pixels in each window.
-    ones = _pad(np.ones((1, h, wd, 1)), pads)
+    pads = resolve_padding(padding, (h, wd), k, s, d)
+    oh = _pool_out_size(h, k[0], s[0], d[0], *pads[0], ceil_mode, what, x.shape)
+    ow = _pool_out_size(wd, k[1], s[1], d[1], *pads[1], ceil_mode, what, x.shape)
+    # rows / columns past the padding that the last window reaches (ceil mode only)
+    extra = [max(0, (o - 1) * st + (kk - 1) * dd + 1 - (m + lo + hi))
+             for o, st, kk, dd, m, (lo, hi) in zip((oh, ow), s, k, d, (h, wd), pads)]
+    ext = ((pads[0][0], pads[0][1] + extra[0]), (pads[1][0], pads[1][1] + extra[1]))
+    real = _pad(np.ones((1, h, wd, 1)), ext)
+    padded = np.pad(np.ones((1, h + sum(pads[0]), wd + sum(pads[1]), 1)),
+                    ((0, 0), (0, extra[0]), (0, extra[1]), (0, 0)))
     count = np.zeros((1, oh, ow, 1))
+    count_pad = np.zeros((1, oh, ow, 1))
     for kh in range(k[0]):
         for kw in range(k[1]):
-            count += ones[_window(oh, ow, kh, kw, s, (1, 1))]
+            win = _window(oh, ow, kh, kw, s, d)
+            count += real[win]
+            count_pad += padded[win]
     if count.min() < 1:
         raise ValueError(
             f"{what}: some pooling windows lie entirely in the padding. "
             f"Received: pool_size={pool_size!r}, padding={padding!r}, x.shape={x.shape}"
         )
-    return k, s, pads, (n, oh, ow, c), count
+    return k, s, d, ext, (n, oh, ow, c), count, count_pad
 
 
-def max_pool2d(x, pool_size=2, *, stride=None, padding=0):
+def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max pooling, NHWC; padding is filled with ``-inf``.
 
     Parameters
@@ -628,23 +665,26 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0):
     x : array (N, H, W, C)
     pool_size, stride : int or (h, w); stride None means pool_size
     padding : int, pair, pair of pairs, "valid" or "same" (TF rule)
+    dilation : int or (h, w); the window's taps are start + i * dilation
+    ceil_mode : bool; PyTorch's rule (round the output size up, drop a last window that would
+        start inside the bottom / right padding)
 
     Returns
     -------
     y : array (N, OH, OW, C)
     """
     (x,), compute, result = _prepare(x)
-    k, s, pads, yshape, _ = _pool_plan(x, pool_size, stride, padding, "max_pool2d")
+    k, s, d, ext, yshape, _, _ = _pool_plan(x, pool_size, stride, padding, "max_pool2d", dilation, ceil_mode)
     _, oh, ow, _ = yshape
-    xp = _pad(x, pads, -np.inf)
+    xp = _pad(x, ext, -np.inf)
     y = np.full(yshape, -np.inf, compute)
     for kh in range(k[0]):
         for kw in range(k[1]):
-            np.maximum(y, xp[_window(oh, ow, kh, kw, s, (1, 1))], out=y)
+            np.maximum(y, xp[_window(oh, ow, kh, kw, s, d)], out=y)
     return y.astype(result, copy=False)
 
 
-def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0):
+def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Gradient of :func:`max_pool2d` with respect to x.
 
     Each output's gradient goes to the first maximum of its window in row-major
@@ -660,16 +700,17 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0):
     dx : array (N, H, W, C)
     """
     (dy, x), compute, result = _prepare(dy, x)
-    k, s, pads, yshape, _ = _pool_plan(x, pool_size, stride, padding, "max_pool2d_grad")
+    k, s, d, ext, yshape, _, _ = _pool_plan(x, pool_size, stride, padding, "max_pool2d_grad", dilation,
+                                            ceil_mode)
     _check_dy(dy, yshape, "max_pool2d_grad")
     _, oh, ow, _ = yshape
     h, wd = x.shape[1:3]
-    xp = _pad(x, pads, -np.inf)
+    xp = _pad(x, ext, -np.inf)
     best = np.full(yshape, -np.inf, compute)
     arg = np.full(yshape, -1, np.int64)  # window offset index kh * KW + kw
     for kh in range(k[0]):
         for kw in range(k[1]):
-            v = xp[_window(oh, ow, kh, kw, s, (1, 1))]
+            v = xp[_window(oh, ow, kh, kw, s, d)]
             # Strictly greater keeps the first maximum; `arg < 0` takes the first
             # offset even if x is -inf there.
             take = (v > best) | (arg < 0)
@@ -678,13 +719,14 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0):
     dxp = np.zeros_like(xp)
     for kh in range(k[0]):
         for kw in range(k[1]):
-            dxp[_window(oh, ow, kh, kw, s, (1, 1))] += np.where(arg == kh * k[1] + kw, dy, 0.0)
-    (top, _), (left, _) = pads
+            dxp[_window(oh, ow, kh, kw, s, d)] += np.where(arg == kh * k[1] + kw, dy, 0.0)
+    (top, _), (left, _) = ext
     dx = dxp[:, top : top + h, left : left + wd]
     return dx.astype(result, copy=False)
 
 
-def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
+def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, dilation=1,
+               ceil_mode=False):
     """Average pooling, NHWC.
 
     Parameters
@@ -693,26 +735,30 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     pool_size, stride : int or (h, w); stride None means pool_size
     padding : int, pair, pair of pairs, "valid" or "same" (TF rule)
     count_include_pad : bool
-        True divides by ``KH * KW`` (padding zeros count); False divides by the
+        True divides by the window's taps inside the padded input (``KH * KW`` unless ceil
+        mode's last window reaches past the padding: PyTorch's rule); False divides by the
         number of real input pixels in the window.
+    dilation, ceil_mode : as in :func:`max_pool2d`
 
     Returns
     -------
     y : array (N, OH, OW, C)
     """
     (x,), compute, result = _prepare(x)
-    k, s, pads, yshape, count = _pool_plan(x, pool_size, stride, padding, "avg_pool2d")
+    k, s, d, ext, yshape, count, count_pad = _pool_plan(x, pool_size, stride, padding, "avg_pool2d",
+                                                        dilation, ceil_mode)
     _, oh, ow, _ = yshape
-    xp = _pad(x, pads)
+    xp = _pad(x, ext)
     y = np.zeros(yshape, compute)
     for kh in range(k[0]):
         for kw in range(k[1]):
-            y += xp[_window(oh, ow, kh, kw, s, (1, 1))]
-    div = float(k[0] * k[1]) if count_include_pad else count.astype(compute)
+            y += xp[_window(oh, ow, kh, kw, s, d)]
+    div = (count_pad if count_include_pad else count).astype(compute)
     return (y / div).astype(result, copy=False)
 
 
-def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
+def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, dilation=1,
+                    ceil_mode=False):
     """Gradient of :func:`avg_pool2d` with respect to x.
 
     Parameters
@@ -725,17 +771,17 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
     dx : array (N, H, W, C)
     """
     (dy, x), compute, result = _prepare(dy, x)
-    k, s, pads, yshape, count = _pool_plan(x, pool_size, stride, padding, "avg_pool2d_grad")
+    k, s, d, ext, yshape, count, count_pad = _pool_plan(x, pool_size, stride, padding, "avg_pool2d_grad",
+                                                        dilation, ceil_mode)
     _check_dy(dy, yshape, "avg_pool2d_grad")
     _, oh, ow, _ = yshape
     h, wd = x.shape[1:3]
-    div = float(k[0] * k[1]) if count_include_pad else count.astype(compute)
-    g = dy / div
-    dxp = np.zeros(_pad(x, pads).shape, compute)
+    g = dy / (count_pad if count_include_pad else count).astype(compute)
+    dxp = np.zeros(_pad(x, ext).shape, compute)
     for kh in range(k[0]):
         for kw in range(k[1]):
-            dxp[_window(oh, ow, kh, kw, s, (1, 1))] += g
-    (top, _), (left, _) = pads
+            dxp[_window(oh, ow, kh, kw, s, d)] += g
+    (top, _), (left, _) = ext
     dx = dxp[:, top : top + h, left : left + wd]
     return dx.astype(result, copy=False)
 
@@ -778,6 +824,30 @@ def global_avg_pool2d_grad(dy, x):
     _check_dy(dy, (n, c), "global_avg_pool2d_grad")
     dx = np.broadcast_to(dy[:, None, None, :] / (h * wd), x.shape).copy()
     return dx.astype(result, copy=False)
+
+
+def global_max_pool2d(x):
+    """Maximum over the spatial axes: x (N, H, W, C) -> y (N, C)."""
+    (x,), compute, result = _prepare(x)
+    _check_ndim(x, 4, "x", "global_max_pool2d")
+    if x.shape[1] * x.shape[2] == 0:
+        raise ValueError(f"global_max_pool2d: x has no pixels. Received: x.shape={x.shape}")
+    return x.max(axis=(1, 2)).astype(result, copy=False)
+
+
+def global_max_pool2d_grad(dy, x):
+    """Gradient of :func:`global_max_pool2d`: dy at the first maximum (row-major) of each image
+    and channel, 0 elsewhere."""
+    (dy, x), compute, result = _prepare(dy, x)
+    _check_ndim(x, 4, "x", "global_max_pool2d_grad")
+    n, h, wd, c = x.shape
+    if h * wd == 0:
+        raise ValueError(f"global_max_pool2d_grad: x has no pixels. Received: x.shape={x.shape}")
+    _check_dy(dy, (n, c), "global_max_pool2d_grad")
+    first = x.reshape(n, h * wd, c).argmax(axis=1)  # argmax returns the first maximum
+    dx = np.zeros((n, h * wd, c), compute)
+    np.put_along_axis(dx, first[:, None, :], dy[:, None, :], axis=1)
+    return dx.reshape(x.shape).astype(result, copy=False)
 
 
 # ---------------------------------------------------------------------------

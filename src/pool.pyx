@@ -14,6 +14,9 @@ Design (loops in src/pool_impl.h):
   max pooling recomputes the argmax of the covering output rows from x into a per-thread ring
   (or reads an argmax saved by the forward: the input-plane index ih*W + iw, int32; the op
   refuses a saved argmax when H*W > INT32_MAX).
+- Dilation (dh, dw: taps start + i*d) and ceil mode (the op's output size; eh, ew = H + bottom,
+  W + right padding bound the include_pad divisor, PyTorch's rule) run in the same loops; the
+  fused backward is for undilated non-overlapping windows only.
 - Sizes: the geometry (fc_poolp) is int; fastconv/ops/pool.py checks every dimension, padded
   extent and window against INT32_MAX before calling (see pool_impl.h); offsets are 64-bit.
 - Global average pooling: forward parallel over images, backward over dx rows.
@@ -31,6 +34,8 @@ cdef extern from "pool_kernels.h" nogil:
         int OH, OW, KH, KW
         int sh, sw, ph, pw
         int include_pad
+        int dh, dw
+        int eh, ew
         int stream
     int fc_pool_vector_bytes(int isa)
     long fc_pool_backward_units(const fc_poolp *p, int saved_argmax)
@@ -122,7 +127,10 @@ cdef int _init(_job *b, tuple g, Py_ssize_t *x_shape, Py_ssize_t *y_shape, int y
     y (N, OH, OW, C), or (N, C) for global pooling (the kernels trust it)."""
     memset(b, 0, sizeof(_job))
     cdef fc_poolp *p = &b.p
-    (p.N, p.H, p.W, p.C, p.OH, p.OW, p.KH, p.KW, p.sh, p.sw, p.ph, p.pw, p.include_pad) = g
+    (p.N, p.H, p.W, p.C, p.OH, p.OW, p.KH, p.KW, p.sh, p.sw, p.ph, p.pw, p.include_pad,
+     p.dh, p.dw, p.eh, p.ew) = g
+    if p.dh < 1 or p.dw < 1 or p.sh < 1 or p.sw < 1 or p.KH < 1 or p.KW < 1:
+        raise ValueError(f"pool: the plan's geometry {g} has a window, stride or dilation below 1")
     if (x_shape[0] != p.N or x_shape[1] != p.H or x_shape[2] != p.W or x_shape[3] != p.C or y_shape[0] != p.N
             or (y_ndim == 4 and (y_shape[1] != p.OH or y_shape[2] != p.OW or y_shape[3] != p.C))
             or (y_ndim == 2 and (y_shape[1] != p.C or p.OH != 1 or p.OW != 1))):

@@ -4,9 +4,12 @@
  * the lane type of a comparison mask), FC_VLEN and FC_SFX defined.  GCC vector extensions.
  *
  * Layout NHWC: x (N, H, W, C), y (N, OH, OW, C); every loop is vectorised over C.  A window
- * (oh, ow) covers input rows oh*sh - ph + [0, KH) and columns ow*sw - pw + [0, KW), clipped to
- * the input (max pooling pads with -inf, average pooling with zeros; the caller guarantees that
- * no window lies entirely in the padding).
+ * (oh, ow) has the taps rows oh*sh - ph + i*dh, i in [0, KH), and columns ow*sw - pw + j*dw,
+ * j in [0, KW), clipped to the input (max pooling pads with -inf, average pooling with zeros;
+ * the caller guarantees that every window has a tap on the input).  Ceil mode only changes OH/OW
+ * (the op's) and the include_pad divisor: the taps before the extended ends eh = H + bottom,
+ * ew = W + right padding (PyTorch's rule; all KH*KW unless ceil mode's last window passes them).
+ * A dilated window reads rows dh*W*C and pixels dw*C apart: the same reductions with wider steps.
  *
  * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
  * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
@@ -16,8 +19,8 @@
  *   non-overlapping windows (stride >= pool size): one fused pass over output rows; each window
  *        recomputes its max (or takes dy / count) and writes its dx pixels and the gaps of its
  *        band (zeros) directly;
- *   overlapping windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows covering
- *        (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
+ *   overlapping or dilated windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows
+ *        with a tap on (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
  *        is recomputed from x into a per-thread ring of ceil(KH/sh) rows, or read from a saved
  *        argmax) or of dy / count (average); up to 4 covering windows run branch-free.
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
@@ -69,9 +72,18 @@ static inline char *PFN(pl_carve)(char **cur, size_t bytes)
     return r;
 }
 
+/* Output rows (columns) whose windows can cover one input row (column): the effective window
+ * (K - 1)*d + 1 over the stride, at most the outputs (64-bit: (K - 1)*d may pass INT32_MAX). */
+static inline int PFN(pl_span)(int k, int d, int s, int nout)
+{
+    const long long c = ((long long)(k - 1) * d) / s + 1;
+    return (int)(c < nout ? c : (nout > 0 ? nout : 1));
+}
+
 static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
 {
-    const size_t cap = (size_t)((p->KH - 1) / p->sh + 1), capw = (size_t)((p->KW - 1) / p->sw + 1);
+    const size_t cap = (size_t)PFN(pl_span)(p->KH, p->dh, p->sh, p->OH);
+    const size_t capw = (size_t)PFN(pl_span)(p->KW, p->dw, p->sw, p->OW);
     size_t b = 6 * ((cap * sizeof(void *) + 63) & ~(size_t)63);           /* tags, row lists */
     b += cap * (((size_t)p->OW * p->C * sizeof(int32_t) + 63) & ~(size_t)63); /* argmax ring */
     /* W + OW in size_t: each may be near INT32_MAX (the op bounds them one by one) */
@@ -146,20 +158,43 @@ PFN(pl_sum_win)(const int NH, const int NW, const FC_T *xw, int nh, int nw, ptrd
     return s0 + s1;
 }
 
-/* Window geometry along one axis for output o: clipped [lo, hi) of start o*s - pad, extent k. */
-static inline void PFN(pl_win)(int o, int s, int pad, int k, int n, int *start, int *lo, int *hi)
+/* Window geometry along one axis for output o: start o*s - pad, taps start + i*d for i in [0, k);
+ * the real ones (inside [0, n)) are i in [*a, *a + *cnt), the first at pixel *lo = start + *a * d.
+ * Ints suffice: the op keeps o*s below the padded extent, and start + i*d of a real tap is < n;
+ * the last tap index is computed from n - 1 - start (<= the padded extent), never from start + k*d. */
+static inline void PFN(pl_win)(int o, int s, int pad, int k, int d, int n, int *start, int *a, int *cnt,
+                               int *lo)
 {
-    *start = o * s - pad;
-    *lo = fc_max(*start, 0);
-    *hi = fc_min(*start + k, n);
+    const int st = o * s - pad;
+    const int first = st < 0 ? fc_ceildiv(-st, d) : 0;
+    const int last = st < n ? fc_min(k, (n - 1 - st) / d + 1) : 0; /* one past the last real tap */
+    *start = st;
+    *a = first;
+    *cnt = last > first ? last - first : 0;
+    *lo = st + (*cnt ? first * d : 0);
 }
 
-/* Output columns [*a, *b) whose windows lie inside the row. */
-static inline void PFN(pl_interior)(int s, int pad, int k, int n, int nout, int *a, int *b)
+/* The include_pad divisor along one axis: the taps of the window at start before the extended end
+ * e = n + after-padding (all k of them unless ceil mode's last window passes e; PyTorch's rule). */
+static inline int PFN(pl_padcnt)(int start, int k, int d, int e)
+{
+    return fc_min(k, fc_ceildiv(e - start, d));
+}
+
+/* Output columns [*a, *b) whose windows (effective extent keff) lie inside the row. */
+static inline void PFN(pl_interior)(int s, int pad, int keff, int n, int nout, int *a, int *b)
 {
     *a = fc_min(nout, fc_ceildiv(pad, s));
-    *b = fc_min(nout, fc_floordiv(n - k + pad, s) + 1);
+    *b = fc_min(nout, fc_floordiv(n - keff + pad, s) + 1);
     if (*b < *a) *b = *a;
+}
+
+/* Effective window (k - 1)*d + 1, or INT32_MAX when it does not fit an int (then no window is
+ * interior: pl_interior's n - keff + pad stays > INT32_MIN because n + pad <= INT32_MAX). */
+static inline int PFN(pl_keff)(int k, int d)
+{
+    const long long e = (long long)(k - 1) * d + 1;
+    return e > 2147483647LL ? 2147483647 : (int)e;
 }
 
 /* One output row (n, oh) of max pooling: y row (yrow) and/or the local argmax (trow, kh*KW + kw of
@@ -170,13 +205,13 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
     const int C = p->C, W = p->W, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const int stream = yrow && p->stream && C % FC_VLEN == 0;
     (void)stream;
-    const ptrdiff_t rs = (ptrdiff_t)W * C;
-    int h0, ih0, ih1;
-    PFN(pl_win)(oh, p->sh, p->ph, p->KH, p->H, &h0, &ih0, &ih1);
+    const ptrdiff_t rs = (ptrdiff_t)W * C, rsd = rs * p->dh, csd = (ptrdiff_t)C * p->dw;
+    int h0, ah, nh, ih0;
+    PFN(pl_win)(oh, p->sh, p->ph, p->KH, p->dh, p->H, &h0, &ah, &nh, &ih0);
     const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
     int oa, ob;
-    PFN(pl_interior)(p->sw, p->pw, KW, W, p->OW, &oa, &ob);
-    const int fullrows = (ih1 - ih0) == p->KH, want_am = trow || arow;
+    PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, p->dw), W, p->OW, &oa, &ob);
+    const int fullrows = nh == p->KH, want_am = trow || arow;
     if (!fullrows || arow || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
     for (int ow = 0; ow < p->OW; ow++) {
         if (ow == oa && oa < ob) {
@@ -188,11 +223,11 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
                     PV m;
                     PVI t;
                     if (KW == 2) {
-                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
-                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
+                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
                     } else {
-                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rs, C, 0, 3, &m, &t);
-                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rs, C, 0, 3, &m, &t);
+                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
+                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
                     }
                     if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
                     if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
@@ -201,15 +236,15 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
             ow--;
             continue;
         }
-        int w0, iw0, iw1;
-        PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
+        int w0, aw, nw, iw0;
+        PFN(pl_win)(ow, p->sw, p->pw, KW, p->dw, W, &w0, &aw, &nw, &iw0);
         const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
-        const int t0 = (ih0 - h0) * KW + (iw0 - w0);
+        const int t0 = ah * KW + aw;
         for (int kb = 0; kb < nkb; kb++) {
             const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
             PV m;
             PVI t;
-            PFN(pl_max_win)(0, 0, 1, xw + k0, ih1 - ih0, iw1 - iw0, rs, C, t0, KW, &m, &t);
+            PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, KW, &m, &t);
             if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
             if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
             if (arow) {
@@ -218,7 +253,7 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
                 int32_t tl[FC_VLEN];
                 PSTI(tl, t);
                 for (int v = 0; v < FC_VLEN; v++)
-                    arow[(ptrdiff_t)ow * C + k0 + v] = (h0 + tl[v] / KW) * W + w0 + tl[v] % KW;
+                    arow[(ptrdiff_t)ow * C + k0 + v] = (h0 + tl[v] / KW * p->dh) * W + w0 + tl[v] % KW * p->dw;
             }
         }
     }
@@ -245,7 +280,10 @@ static void PFN(fc_maxpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
 
 /* Backward work units: output rows (N*OH) when windows do not overlap (fused single pass: each
  * output row owns the band of dx rows up to the next window), else dx rows (N*H, gather). */
-static inline int PFN(pl_fused)(const fc_poolp *p) { return p->sh >= p->KH && p->sw >= p->KW; }
+static inline int PFN(pl_fused)(const fc_poolp *p)
+{
+    return p->dh == 1 && p->dw == 1 && p->sh >= p->KH && p->sw >= p->KW;
+}
 static long PFN(fc_pool_backward_units)(const fc_poolp *p)
 {
     return PFN(pl_fused)(p) ? (long)p->N * p->OH : (long)p->N * p->H;
@@ -272,25 +310,30 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
     const PV z = {0};
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
-        int h0, ih0, ih1, bh0, bh1;
-        PFN(pl_win)(oh, p->sh, p->ph, KH, H, &h0, &ih0, &ih1);
+        int h0, ah, nh, ih0, bh0, bh1;
+        PFN(pl_win)(oh, p->sh, p->ph, KH, 1, H, &h0, &ah, &nh, &ih0);
+        const int ih1 = ih0 + nh;
         PFN(pl_band)(oh, p->sh, p->ph, p->OH, H, &bh0, &bh1);
         const FC_T *xn = x + (ptrdiff_t)n * H * rs;
         FC_T *dxn = dx + (ptrdiff_t)n * H * rs;
         const FC_T *dyr = dy + r * (ptrdiff_t)OW * C;
         for (int ow = 0; ow < OW; ow++) {
-            int w0, iw0, iw1, bw0, bw1;
-            PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
+            int w0, aw, nw, iw0, bw0, bw1;
+            PFN(pl_win)(ow, p->sw, p->pw, KW, 1, W, &w0, &aw, &nw, &iw0);
+            const int iw1 = iw0 + nw;
             PFN(pl_band)(ow, p->sw, p->pw, OW, W, &bw0, &bw1);
             const FC_T *xw = xn + (ptrdiff_t)ih0 * rs + (ptrdiff_t)iw0 * C;
             /* the local argmax offset only for max pooling, whose window the op keeps below 2^31
              * taps (an average window may be larger: UBSan caught 65535 * 65536 here) */
-            const int t0 = MAX ? (ih0 - h0) * KW + (iw0 - w0) : 0, nh = ih1 - ih0, nw = iw1 - iw0;
+            const int t0 = MAX ? ah * KW + aw : 0;
             const int full = nh == 2 && nw == 2 && KH == 2 && KW == 2 && bh1 - bh0 == 2 && bw1 - bw0 == 2;
             FC_T inv = 0;
             /* pixel counts in 64 bits: a window may hold more than 2^31 pixels (only the local
              * argmax of max pooling needs KH*KW <= INT32_MAX, and the op checks that) */
-            if (!MAX) inv = (FC_T)1 / (FC_T)(p->include_pad ? (ptrdiff_t)KH * KW : (ptrdiff_t)nh * nw);
+            if (!MAX)
+                inv = (FC_T)1 / (FC_T)(p->include_pad ? (ptrdiff_t)PFN(pl_padcnt)(h0, KH, 1, p->eh)
+                                                            * PFN(pl_padcnt)(w0, KW, 1, p->ew)
+                                                      : (ptrdiff_t)nh * nw);
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                 const PV d = PLD(dyr + (ptrdiff_t)ow * C + k0);
@@ -337,8 +380,10 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
 /* Per-column cover tables of the gather backward: output columns [lo[iw], lo[iw] + cnt[iw]). */
 static void PFN(pl_cover_cols)(const fc_poolp *p, int *lo, int *cnt)
 {
+    const int keff = PFN(pl_keff)(p->KW, p->dw);
     for (int iw = 0; iw < p->W; iw++) {
-        const int a = fc_max(0, fc_ceildiv(iw + p->pw - p->KW + 1, p->sw));
+        /* iw + pw <= the padded extent; minus keff stays above INT32_MIN */
+        const int a = fc_max(0, fc_ceildiv(iw + p->pw - keff + 1, p->sw));
         const int b = fc_min(p->OW - 1, fc_floordiv(iw + p->pw, p->sw));
         lo[iw] = a;
         cnt[iw] = b >= a ? b - a + 1 : 0;
@@ -399,7 +444,8 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     const int H = p->H, W = p->W, C = p->C, OH = p->OH, OW = p->OW, KW = p->KW;
     const int nkb = (C + FC_VLEN - 1) / FC_VLEN, stream = p->stream && C % FC_VLEN == 0;
     (void)stream;
-    const int cap = (p->KH - 1) / p->sh + 1, capw = (KW - 1) / p->sw + 1;
+    const int cap = PFN(pl_span)(p->KH, p->dh, p->sh, OH), capw = PFN(pl_span)(KW, p->dw, p->sw, OW);
+    const int dh = p->dh, dw = p->dw, keffh = PFN(pl_keff)(p->KH, dh);
     const ptrdiff_t rl = (ptrdiff_t)OW * C;
     const ptrdiff_t rls = ((size_t)rl * sizeof(int32_t) + 63) / sizeof(int32_t) / 16 * 16;
     char *cur = scratch;
@@ -422,27 +468,30 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     for (int i = 0; i < cap; i++) tags[i] = -1;
     PFN(pl_cover_cols)(p, clo, ccnt);
     for (int ow = 0; ow < OW; ow++) {
-        int w0, a, b;
-        PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &a, &b);
-        invw[ow] = p->include_pad ? (FC_T)1 / (FC_T)KW : (FC_T)1 / (FC_T)(b - a);
+        int w0, a, c, lo;
+        PFN(pl_win)(ow, p->sw, p->pw, KW, dw, W, &w0, &a, &c, &lo);
+        invw[ow] = (FC_T)1 / (FC_T)(p->include_pad ? PFN(pl_padcnt)(w0, KW, dw, p->ew) : c);
     }
     const PV z = {0};
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / H), ih = (int)(r - (long)n * H);
-        const int oh_lo = fc_max(0, fc_ceildiv(ih + p->ph - p->KH + 1, p->sh));
+        const int oh_lo = fc_max(0, fc_ceildiv(ih + p->ph - keffh + 1, p->sh));
         const int oh_hi = fc_min(OH - 1, fc_floordiv(ih + p->ph, p->sh));
-        const int nrow = oh_hi >= oh_lo ? oh_hi - oh_lo + 1 : 0;
-        for (int i = 0; i < nrow; i++) {
-            const int oh = oh_lo + i;
+        int nrow = 0;
+        for (int oh = oh_lo; oh <= oh_hi; oh++) {
+            /* the window of row oh has a tap on ih only when ih - start is a multiple of dh */
+            const int off = ih + p->ph - oh * p->sh;
+            if (dh != 1 && off % dh) continue;
+            const int i = nrow++;
             const long tag = (long)n * OH + oh;
-            int h0, a, b;
-            PFN(pl_win)(oh, p->sh, p->ph, p->KH, H, &h0, &a, &b);
-            invh[i] = p->include_pad ? (FC_T)1 / (FC_T)p->KH : (FC_T)1 / (FC_T)(b - a);
+            int h0, a, c, lo;
+            PFN(pl_win)(oh, p->sh, p->ph, p->KH, dh, H, &h0, &a, &c, &lo);
+            invh[i] = (FC_T)1 / (FC_T)(p->include_pad ? PFN(pl_padcnt)(h0, p->KH, dh, p->eh) : c);
             dyrows[i] = dy + tag * rl;
             if (!MAX) continue;
             /* int is enough for max pooling only: the op checks H*W <= INT32_MAX for a saved argmax
              * and KH*KW <= INT32_MAX always; average windows may be larger */
-            th[i] = saved ? ih * W : (ih - h0) * KW;
+            th[i] = saved ? ih * W : (dh == 1 ? off : off / dh) * KW;
             if (saved) {
                 arows[i] = saved + tag * rl;
             } else {
@@ -460,11 +509,12 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             int ng = 0;
             for (int i = 0; i < nrow; i++)
                 for (int j = 0; j < ccnt[iw]; j++) {
-                    const int ow = clo[iw] + j;
+                    const int ow = clo[iw] + j, offw = iw + p->pw - ow * p->sw;
+                    if (dw != 1 && offw % dw) continue; /* no division in the undilated case */
                     gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
                     if (MAX) {
                         gam[ng] = arows[i] + (ptrdiff_t)ow * C;
-                        gt[ng] = th[i] + (saved ? iw : iw + p->pw - ow * p->sw);
+                        gt[ng] = th[i] + (saved ? iw : dw == 1 ? offw : offw / dw);
                     } else {
                         gw[ng] = invh[i] * invw[ow];
                     }
@@ -528,17 +578,18 @@ static void PFN(fc_avgpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
     const int W = p->W, C = p->C, KH = p->KH, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const int stream = p->stream && C % FC_VLEN == 0;
     (void)stream;
-    const ptrdiff_t rs = (ptrdiff_t)W * C;
+    const ptrdiff_t rs = (ptrdiff_t)W * C, rsd = rs * p->dh, csd = (ptrdiff_t)C * p->dw;
     int oa0, ob0;
-    PFN(pl_interior)(p->sw, p->pw, KW, W, p->OW, &oa0, &ob0);
+    PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, p->dw), W, p->OW, &oa0, &ob0);
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
-        int h0, ih0, ih1;
-        PFN(pl_win)(oh, p->sh, p->ph, KH, p->H, &h0, &ih0, &ih1);
+        int h0, ah, nh, ih0;
+        PFN(pl_win)(oh, p->sh, p->ph, KH, p->dh, p->H, &h0, &ah, &nh, &ih0);
         const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
         FC_T *yrow = y + r * (ptrdiff_t)p->OW * C;
         int oa = oa0, ob = ob0;
-        if (ih1 - ih0 != KH || KH != KW || (KW != 2 && KW != 3)) oa = ob = 0;
+        if (nh != KH || KH != KW || (KW != 2 && KW != 3)) oa = ob = 0;
+        const ptrdiff_t padh = p->include_pad ? PFN(pl_padcnt)(h0, KH, p->dh, p->eh) : 0;
         const FC_T inv_full = (FC_T)1 / (FC_T)((ptrdiff_t)KH * KW); /* may pass 2^31 (huge padding) */
         for (int ow = 0; ow < p->OW; ow++) {
             if (ow == oa && oa < ob) {
@@ -546,22 +597,22 @@ static void PFN(fc_avgpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
                     const FC_T *xw = xr + (ptrdiff_t)(ow * p->sw - p->pw) * C;
                     for (int kb = 0; kb < nkb; kb++) {
                         const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                        const PV s = KW == 2 ? PFN(pl_sum_win)(2, 2, xw + k0, 2, 2, rs, C)
-                                             : PFN(pl_sum_win)(3, 3, xw + k0, 3, 3, rs, C);
+                        const PV s = KW == 2 ? PFN(pl_sum_win)(2, 2, xw + k0, 2, 2, rsd, csd)
+                                             : PFN(pl_sum_win)(3, 3, xw + k0, 3, 3, rsd, csd);
                         PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, s * inv_full);
                     }
                 }
                 ow--;
                 continue;
             }
-            int w0, iw0, iw1;
-            PFN(pl_win)(ow, p->sw, p->pw, KW, W, &w0, &iw0, &iw1);
-            const ptrdiff_t cnt = p->include_pad ? (ptrdiff_t)KH * KW : (ptrdiff_t)(ih1 - ih0) * (iw1 - iw0);
+            int w0, aw, nw, iw0;
+            PFN(pl_win)(ow, p->sw, p->pw, KW, p->dw, W, &w0, &aw, &nw, &iw0);
+            const ptrdiff_t cnt = p->include_pad ? padh * PFN(pl_padcnt)(w0, KW, p->dw, p->ew) : (ptrdiff_t)nh * nw;
             const FC_T inv = (FC_T)1 / (FC_T)cnt;
             const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                const PV s = PFN(pl_sum_win)(0, 0, xw + k0, ih1 - ih0, iw1 - iw0, rs, C);
+                const PV s = PFN(pl_sum_win)(0, 0, xw + k0, nh, nw, rsd, csd);
                 PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, s * inv);
             }
         }

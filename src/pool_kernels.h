@@ -14,6 +14,9 @@ typedef struct {
     int OH, OW, KH, KW;
     int sh, sw, ph, pw;   /* stride, top/left padding */
     int include_pad;      /* average pooling: divide by KH*KW instead of the real pixel count */
+    int dh, dw;           /* dilation: the taps of a window are start + i*d, i in [0, K) */
+    int eh, ew;           /* extended ends H + bottom, W + right padding: include_pad counts the taps
+                           * of a window before them (ceil mode's last window may pass them) */
     int stream;           /* write dx with non-temporal stores (large, vector-aligned outputs) */
 } fc_poolp;
 

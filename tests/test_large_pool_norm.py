@@ -286,6 +286,64 @@ def test_max_pool_argmax_refused_past_int32_plane():
         P.max_pool2d_grad(y, x, 2, stride=(65536, 8192), argmax=np.zeros(y.shape, np.int32))
 
 
+# ---- pooling with dilation and ceil_mode (issue 15) ----------------------------------------------
+
+# On BIG: windows of 2 x 2 taps, 8000 rows / 3 columns apart, every 8192 rows / 8190 columns; ceil
+# mode gives a third output row (its second tap, row 24384, is past the input) and column (taps
+# 16380 and 16383, both inside), which floor mode would drop.
+_DIL = {"stride": (8192, 8190), "dilation": (8000, 3), "ceil_mode": True}
+
+
+def _dilated_taps(o, s, d, n):
+    return [o * s + i * d for i in range(2) if o * s + i * d < n]
+
+
+def _dilated_max(x, oh, ow):
+    """(value, input-plane index) of the first maximum of window (oh, ow) per channel."""
+    rows, cols = _dilated_taps(oh, 8192, 8000, BIG[1]), _dilated_taps(ow, 8190, 3, BIG[2])
+    taps = [(r, c) for r in rows for c in cols]
+    vals = np.stack([x[0, r, c] for r, c in taps])  # (taps, C)
+    first = vals.argmax(axis=0)                       # argmax returns the first maximum
+    return vals.max(axis=0), np.array([taps[t][0] * BIG[2] + taps[t][1] for t in first])
+
+
+@pytest.mark.large
+def test_dilated_ceil_max_pool_forward_past_2_31():
+    """max_pool2d with dilation and ceil_mode: the last output row's window starts at input row
+    16384 (offsets past 2**31) and its second tap is past the input; values and int32 argmax."""
+    x = _big_x(np.random.default_rng(5))
+    y, am = P.max_pool2d(x, 2, return_argmax=True, **_DIL)
+    assert y.shape == (1, 3, 3, 8)
+    for oh in range(3):
+        for ow in range(3):
+            v, a = _dilated_max(x, oh, ow)
+            np.testing.assert_array_equal(y[0, oh, ow], v)
+            np.testing.assert_array_equal(am[0, oh, ow], a)
+    assert am[0, 2].min() >= LAST * BIG[2]
+
+
+@pytest.mark.large
+def test_dilated_ceil_max_pool_backward_past_2_31(dx_tail_mapped):
+    """max_pool2d_grad with dilation and ceil_mode (the gather per dx row, argmax recomputed): dx
+    has 2.15e9 elements; only the last output row's dy is non-zero, and it lands at dx offsets
+    past 2**31, on the first maximum of each window."""
+    rng = np.random.default_rng(6)
+    x = _big_x(rng)
+    dy = np.zeros((1, 3, 3, 8), F32)
+    dy[:, 2] = rng.standard_normal((1, 3, 8))
+    dx_tail_mapped["tail"] = (BIG[1] - LAST) * BIG[2] * BIG[3]
+    dx = P.max_pool2d_grad(dy, x, 2, **_DIL)
+    h = dx_tail_mapped["h"]
+    assert h <= LAST * BIG[2] * BIG[3] and dx.size > INT32_MAX
+    want = np.zeros((BIG[1] - LAST, BIG[2], BIG[3]), F32)
+    for ow in range(3):
+        _, a = _dilated_max(x, 2, ow)
+        want[a // BIG[2] - LAST, a % BIG[2], np.arange(8)] += dy[0, 2, ow]
+    np.testing.assert_array_equal(dx[0, LAST:], want)
+    assert (dx.reshape(-1)[h:LAST * BIG[2] * BIG[3]] == 0).all()
+    assert dx.reshape(-1)[:h:1 << 20].max() == 0
+
+
 # ---- BatchNormalization and relu ----------------------------------------------------------------
 
 # (M, C) = (2**25 + 2**16, 64): 2**31 + 2**22 elements; the tail is exactly the elements past 2**31.

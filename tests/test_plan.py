@@ -169,7 +169,7 @@ def test_depthwise_backward_blocks():
 
 
 def _pool_geo(N=2, H=9, W=10, C=8, OH=5, OW=5, k=2, s=2, p=0, inc=0):
-    return (N, H, W, C, OH, OW, k, k, s, s, p, p, inc)
+    return (N, H, W, C, OH, OW, k, k, s, s, p, p, inc, 1, 1, H + p, W + p)
 
 
 def test_pool_plans():
@@ -184,7 +184,7 @@ def test_pool_plans():
     assert b.variant == "argmax" and b.split.units == 2 * 9
     assert P.pool_plan(_pool_geo(N=1, OH=1, H=2), False, False, 8).split.threads == 1
     g = P.global_pool_plan((3, 7, 5, 20), False, 4, 2)
-    assert g.geometry == (3, 7, 5, 20, 1, 1, 7, 5, 1, 1, 0, 0, 0) and g.variant == "global"
+    assert g.geometry == (3, 7, 5, 20, 1, 1, 7, 5, 1, 1, 0, 0, 0, 1, 1, 7, 5) and g.variant == "global"
     assert g.split == P.RowSplit(3, 2, 2, False)
     # channel sums (C + 16 in the input type and in float64): not the window gather lists
     assert g.scratch_bytes == (20 + 16) * (4 + 8) + 128

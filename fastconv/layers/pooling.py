@@ -5,14 +5,19 @@ All pooling goes through :mod:`fastconv.ops`. Output sizes follow Keras
 (``_shapes.layer_output_size``): "valid" ``(H - pool) // stride + 1``, "same"
 ``ceil(H / stride)``; "same" max pooling pads with ``-inf`` and "same" average
 pooling divides by the number of real pixels in each window (TensorFlow's rule,
-``count_include_pad=False``). The layers cache their input in training (the ops'
-backward takes x).
+``count_include_pad=False``). Two of PyTorch's options are extra arguments:
+``dilation_rate`` (the window's taps are ``dilation_rate`` pixels apart) and
+``ceil_mode`` (round the "valid" output size up, dropping a last window that would
+start past the input: ``_shapes.pool_output_size``). The layers cache their input in
+training (the ops' backward takes x).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from fastconv import ops
-from fastconv._shapes import layer_output_size
+from fastconv._shapes import layer_output_size, pool_output_size
 from fastconv.layers.base import (
     Layer,
     check_data_format,
@@ -36,29 +41,40 @@ class _Pooling2D(Layer):
     _forward_op = None  # ops.max_pool2d / ops.avg_pool2d
     _grad_op = None
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, ceil_mode=False,
+                 dilation_rate=1, **kwargs):
         super().__init__(**kwargs)
         check_data_format(data_format)
         self.pool_size = normalize_tuple(pool_size, 2, "pool_size")
         self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides")
         self.padding = normalize_padding(padding)
+        if not isinstance(ceil_mode, (bool, np.bool_)):
+            raise ValueError(f"The `ceil_mode` argument must be True or False. Received: ceil_mode={ceil_mode!r}")
+        self.ceil_mode = bool(ceil_mode)
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate")
+
+    def _output_size(self, n, k, s, d):
+        if n is None or self.padding == "same":  # "same": ceil(n / s) in either mode
+            return layer_output_size(n, k, self.padding, s, d)
+        return pool_output_size(n, k, s, d, 0, 0, self.ceil_mode)
 
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
         out = [
-            layer_output_size(n, k, self.padding, s)
-            for n, k, s in zip(input_shape[:2], self.pool_size, self.strides)
+            self._output_size(n, k, s, d)
+            for n, k, s, d in zip(input_shape[:2], self.pool_size, self.strides, self.dilation_rate)
         ]
         if any(o is not None and o <= 0 for o in out):
             raise ValueError(
                 f'Computed output size would be negative for layer "{self.name}". Received: '
                 f"input_shape={(None, *input_shape)}, pool_size={self.pool_size}, "
-                f"strides={self.strides}, padding={self.padding}."
+                f"strides={self.strides}, padding={self.padding}, dilation_rate={self.dilation_rate}."
             )
         return (out[0], out[1], input_shape[2])
 
     def _kw(self):
-        return {"stride": self.strides, "padding": self.padding}
+        return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate,
+                "ceil_mode": self.ceil_mode}
 
     def call(self, x, training=False):
         if training:
@@ -79,6 +95,12 @@ class _Pooling2D(Layer):
                 "data_format": "channels_last",
             }
         )
+        # PyTorch's options only when set: a default layer's config stays Keras's (Keras refuses
+        # unknown arguments, and files saved before these options are written back unchanged)
+        if self.ceil_mode:
+            config["ceil_mode"] = True
+        if self.dilation_rate != (1, 1):
+            config["dilation_rate"] = list(self.dilation_rate)
         return config
 
 

@@ -310,12 +310,14 @@ def depthwise_variant(K: int, M: int, itemsize: int) -> str:
     return "multiplier" if M > 1 else "vector"
 
 
-def pool_backward_variant(k_hw, stride, saved_argmax: bool) -> str:
+def pool_backward_variant(k_hw, stride, saved_argmax: bool, dilation=(1, 1)) -> str:
     """src/pool_impl.h's backward: "argmax" (a saved argmax scattered per dx row), "fused"
-    (non-overlapping windows, stride >= window: one pass over output rows owning their band of dx
-    rows) or "gather" (overlapping windows: a gather per dx row)."""
+    (undilated non-overlapping windows, stride >= window: one pass over output rows owning their
+    band of dx rows) or "gather" (overlapping or dilated windows: a gather per dx row)."""
     if saved_argmax:
         return "argmax"
+    if tuple(dilation) != (1, 1):
+        return "gather"
     return "fused" if stride[0] >= k_hw[0] and stride[1] >= k_hw[1] else "gather"
 
 
@@ -388,8 +390,8 @@ def depthwise_plan(geometry: tuple, itemsize: int, backward: bool, threads: int)
 class PoolPlan:
     """One pooling call as the kernels run it.
 
-    geometry: the fc_poolp fields (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad), padding
-    top/left (global pooling: the whole image as one window); variant: "window" (forward),
+    geometry: the fc_poolp fields (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad, dh, dw,
+    eh, ew): padding top/left, dilation, and eh, ew = H + bottom, W + right padding (global pooling: the whole image as one window); variant: "window" (forward),
     pool_backward_variant's "argmax" / "fused" / "gather", or "global"; split: the units (output rows
     (n, oh) forward and fused backward, dx rows (n, ih) for the gather and argmax backward, images
     for the global forward, dx rows for its backward) as one contiguous range per thread, static
@@ -415,7 +417,7 @@ def pool_plan(geometry: tuple, backward: bool, saved_argmax: bool, threads: int)
     N, H, _, _, OH, _, KH, KW, sh, sw = geometry[:10]
     if not backward:
         return PoolPlan(geometry, "window", static_split(N * OH, threads))
-    variant = pool_backward_variant((KH, KW), (sh, sw), saved_argmax)
+    variant = pool_backward_variant((KH, KW), (sh, sw), saved_argmax, geometry[13:15])
     return PoolPlan(geometry, variant, static_split(N * (OH if variant == "fused" else H), threads))
 
 
@@ -425,7 +427,7 @@ def global_pool_plan(x_shape: tuple, backward: bool, itemsize: int, threads: int
     block in the input type and in float64 (pool_impl.h; fc_pool_scratch_* would size an H x W
     window's gather lists instead, ~40*H*W bytes), backward over dx rows."""
     N, H, W, C = x_shape
-    geometry = (N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 0)
+    geometry = (N, H, W, C, 1, 1, H, W, 1, 1, 0, 0, 0, 1, 1, H, W)
     if backward:
         return PoolPlan(geometry, "global", static_split(N * H, threads))
     return PoolPlan(geometry, "global", static_split(N, threads), (C + 16) * (itemsize + 8) + 128)

@@ -1,6 +1,7 @@
 """Pooling ops, forward and backward: validate -> plan -> allocate -> kernel.
 
-x (N, H, W, C) -> y (N, OH, OW, C).  Max pooling pads with -inf and sends each output's gradient
+x (N, H, W, C) -> y (N, OH, OW, C).  Windows may be dilated (taps start + i*dilation) and
+ceil_mode=True sizes the output as PyTorch does (fastconv._shapes.pool_output_size).  Max pooling pads with -inf and sends each output's gradient
 to the first maximum of its window in row-major order (PyTorch's rule; a NaN counts as a
 maximum); max_pool2d_grad recomputes the argmax from x inside the kernel, so the op keeps no
 state (a layer may save the argmax with return_argmax=True and pass it back).  Average pooling
@@ -14,7 +15,9 @@ import numpy as np
 
 from fastconv import _dispatch
 from fastconv._kernels import pool as _k
-from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, window_output_size
+import math
+
+from fastconv._shapes import effective_kernel, kernel_stride, pool_output_size, positive_pair, resolve_padding
 from fastconv.ops import _plan as _plans
 from fastconv.ops._plan import cached_geometry as _cached_geometry
 from fastconv.ops._validate import as_float_array, check_dy, check_output, check_rank, empty_output
@@ -43,29 +46,54 @@ def _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding) -> 
                 f"Received: pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x_shape}")
 
 
-def _geometry(op, x, pool_size, stride, padding, count_include_pad=False) -> tuple:
-    """The checked fc_poolp geometry (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad)."""
+def _geometry(op, x, pool_size, stride, padding, count_include_pad=False, dilation=1, ceil_mode=False) -> tuple:
+    """The checked fc_poolp geometry (N, H, W, C, OH, OW, KH, KW, sh, sw, ph, pw, include_pad, dh, dw,
+    eh, ew)."""
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
-    return _cached_geometry(_geometry_of, op, x.shape, pool_size, stride, padding, count_include_pad)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise ValueError(f"{op}: ceil_mode must be True or False. Received: ceil_mode={ceil_mode!r}")
+    return _cached_geometry(_geometry_of, op, x.shape, pool_size, stride, padding, count_include_pad,
+                            dilation, bool(ceil_mode))
 
 
-def _geometry_of(op, x_shape, pool_size, stride, padding, count_include_pad) -> tuple:
+def _empty_window(n: int, k: int, s: int, d: int, lo: int, out: int) -> bool:
+    """Whether some window of an axis (n pixels, window k, stride s, dilation d, before-padding lo,
+    out windows) has no tap inside the input.  A window starting in [0, n) has one (its first);
+    windows starting at or past n are last, so the last one is checked; a window starting at
+    st < 0 has its first real tap at index ceil(-st / d), pixel st mod d: empty when that index
+    is k or more (worst for the first window) or that pixel is n or more (only when n < d; the
+    pixel repeats with period d / gcd(s, d) in the window index, so at most that many are checked)."""
+    if (out - 1) * s - lo >= n or -(-lo // d) >= k:
+        return True
+    if n >= d:
+        return False
+    c = min(out, -(-lo // s), d // math.gcd(s, d))  # windows starting before 0, one period at most
+    for o0 in range(0, c, 1 << 20):
+        o = np.arange(o0, min(c, o0 + (1 << 20)), dtype=np.int64)
+        if (np.mod(o * s - lo, d) >= n).any():
+            return True
+    return False
+
+
+def _geometry_of(op, x_shape, pool_size, stride, padding, count_include_pad, dilation, ceil_mode) -> tuple:
     _check_dims(op, x_shape)
     k = positive_pair("pool_size", pool_size, op)
     s = k if stride is None else positive_pair("stride", stride, op)
-    pads = resolve_padding(padding, x_shape[1:3], k, s, (1, 1), op)
-    out_hw = (window_output_size(x_shape[1], k[0], s[0], 1, *pads[0]),
-              window_output_size(x_shape[2], k[1], s[1], 1, *pads[1]))
-    check_output(op, out_hw, x_shape, k, "pool window")
-    # Only the first and the last window of an axis can lie entirely in the padding.
-    if (pads[0][0] >= k[0] or pads[1][0] >= k[1] or (out_hw[0] - 1) * s[0] - pads[0][0] >= x_shape[1]
-            or (out_hw[1] - 1) * s[1] - pads[1][0] >= x_shape[2]):
-        raise ValueError(f"{op}: some pooling windows lie entirely in the padding. Received: "
-                         f"pool_size={pool_size!r}, stride={stride!r}, padding={padding!r}, x.shape={x_shape}")
+    d = positive_pair("dilation", dilation, op)
+    pads = resolve_padding(padding, x_shape[1:3], k, s, d, op)
+    out_hw = tuple(pool_output_size(x_shape[1 + a], k[a], s[a], d[a], *pads[a], ceil_mode) for a in range(2))
+    keff = tuple(effective_kernel(k[a], d[a]) for a in range(2))
+    check_output(op, out_hw, x_shape, keff, "pool window" if d == (1, 1) else "dilated pool window")
+    if any(_empty_window(x_shape[1 + a], k[a], s[a], d[a], pads[a][0], out_hw[a]) for a in range(2)):
+        raise ValueError(f"{op}: some pooling windows lie entirely in the padding (no tap on the input). "
+                         f"Received: pool_size={pool_size!r}, stride={stride!r}, dilation={dilation!r}, "
+                         f"padding={padding!r}, ceil_mode={ceil_mode!r}, x.shape={x_shape}")
     # one window along an axis: any stride past the input gives that answer, the smallest is passed
-    s = tuple(kernel_stride(x_shape[1 + a], k[a], s[a], 1, *pads[a]) for a in range(2))
+    s = tuple(kernel_stride(x_shape[1 + a], k[a], s[a], d[a], *pads[a]) if out_hw[a] == 1 else s[a]
+              for a in range(2))
     _check_int_geometry(op, x_shape, k, s, pads, pool_size, stride, padding)
-    return (*x_shape, *out_hw, *k, *s, pads[0][0], pads[1][0], int(bool(count_include_pad)))
+    return (*x_shape, *out_hw, *k, *s, pads[0][0], pads[1][0], int(bool(count_include_pad)), *d,
+            x_shape[1] + pads[0][1], x_shape[2] + pads[1][1])
 
 
 def _check_max_window(op, g: tuple, pool_size) -> None:
@@ -90,11 +118,14 @@ def _plan(g: tuple, backward: bool, saved_argmax: bool = False) -> _plans.PoolPl
     return _plans.pool_plan(g, backward, saved_argmax, _dispatch.threads_for(n_out * g[6] * g[7]))
 
 
-def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
+def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, return_argmax=False):
     """Max pooling in NHWC; padding is filled with -inf.
 
     x (N, H, W, C) -> y (N, OH, OW, C).  pool_size, stride: int or (h, w) (stride None = pool_size);
     padding: int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same" (TensorFlow's rule).
+    dilation: int or (h, w), the window's taps are start + i*dilation (PyTorch's dilation).
+    ceil_mode: size the output with ceil instead of floor, dropping a last window that would start
+    inside the bottom/right padding (PyTorch's rule, fastconv._shapes.pool_output_size).
     return_argmax=True also returns the int32 input-plane index ih*W + iw of each output's first
     maximum, which max_pool2d_grad(..., argmax=...) accepts instead of recomputing it (refused
     when H*W > 2**31 - 1, where int32 cannot hold it).  Every dimension, padded extent and window
@@ -106,7 +137,7 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     """
     op = "max_pool2d"
     x = as_float_array(op, "x", x)
-    g = _geometry(op, x, pool_size, stride, padding)
+    g = _geometry(op, x, pool_size, stride, padding, False, dilation, ceil_mode)
     _check_max_window(op, g, pool_size)
     if return_argmax:
         _check_argmax_plane(op, g, "return_argmax")
@@ -119,7 +150,8 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, return_argmax=False):
     return (y, am) if return_argmax else y
 
 
-def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None, need_dx=True):
+def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, argmax=None,
+                    need_dx=True):
     """Gradient of max_pool2d with respect to x: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C).
 
     Each output's gradient goes to the first maximum of its window in row-major (kh, kw) order.
@@ -131,7 +163,7 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None, 
         return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    g = _geometry(op, x, pool_size, stride, padding)
+    g = _geometry(op, x, pool_size, stride, padding, False, dilation, ceil_mode)
     p = _plan(g, True, argmax is not None)
     check_dy(op, dy, p.out_shape)
     _check_max_window(op, g, pool_size)
@@ -148,11 +180,13 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, argmax=None, 
     return dx
 
 
-def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=False):
+def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, dilation=1, ceil_mode=False):
     """Average pooling in NHWC: x (N, H, W, C) -> y (N, OH, OW, C).
 
     count_include_pad=False divides by the number of real input pixels in each window, True by
-    KH*KW (padding zeros count).
+    KH*KW (padding zeros count); with ceil_mode a last window passing the bottom/right padding
+    counts only its taps up to the padding's end (PyTorch's divisor).  dilation and ceil_mode as
+    in max_pool2d.
 
     >>> avg_pool2d(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
     array([[ 2.5,  4.5],
@@ -160,7 +194,7 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     """
     op = "avg_pool2d"
     x = as_float_array(op, "x", x)
-    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad), False)
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), False)
     y = empty_output(p.out_shape, x.dtype)
     _dispatch.last_kernel[op] = p.variant
     if y.size:
@@ -168,7 +202,8 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     return y
 
 
-def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, need_dx=True):
+def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include_pad=False, dilation=1,
+                    ceil_mode=False, need_dx=True):
     """Gradient of avg_pool2d: dy (N, OH, OW, C), x (N, H, W, C) -> dx (N, H, W, C) (None when
     need_dx=False)."""
     op = "avg_pool2d_grad"
@@ -176,7 +211,7 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
         return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad), True)
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), True)
     check_dy(op, dy, p.out_shape)
     dx = empty_output(x.shape, x.dtype)
     _dispatch.last_kernel[op] = p.variant
