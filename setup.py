@@ -25,6 +25,7 @@ import warnings
 from setuptools import Extension, setup
 
 MODULES = ["runtime", "conv", "depthwise", "pool", "norm"]
+MODULES += ["winograd"]  # issue 12: Winograd F(4x4 / 2x2, 3x3) convolution (src/winograd.pyx)
 
 
 def openmp_flags():

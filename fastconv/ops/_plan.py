@@ -411,3 +411,33 @@ def global_pool_plan(x_shape: tuple, backward: bool, itemsize: int, threads: int
     if backward:
         return PoolPlan(geometry, "global", static_split(N * H, threads))
     return PoolPlan(geometry, "global", static_split(N, threads), (C + 16) * (itemsize + 8) + 128)
+
+
+# ---- Winograd F(m x m, 3x3) (src/winograd.pyx, fastconv/ops/winograd.py) ----
+
+WINO_BLOCK_BYTES = 196608  # a block's transformed input and products (V and M), kept in L2
+WINO_MAX_TB = 48           # tiles per block at most (a multiple of the register tile's 6 rows)
+WINO_BLOCKS_PER_THREAD = 4  # blocks per thread at least, while blocks can shrink (dynamic schedule)
+
+
+@dataclass(frozen=True)
+class WinoPlan:
+    """One Winograd call: m x m output tiles (ntiles = N * ceil(OH/m) * ceil(OW/m)), tb tiles per
+    block (a multiple of 6), one block per chunk of a dynamic schedule over `threads` threads.
+    Every tile's arithmetic is the same in any block, so the result does not depend on the split."""
+    m: int
+    tb: int
+    ntiles: int
+    nchunks: int
+    threads: int
+
+
+@lru_cache(maxsize=256)
+def wino_plan(N: int, OH: int, OW: int, m: int, tile_bytes: int, threads: int) -> WinoPlan:
+    """tile_bytes: scratch one tile of a block takes (alpha^2 rows of V and of M)."""
+    ntiles = N * -(-OH // m) * -(-OW // m)
+    tb = max(6, min(WINO_MAX_TB, WINO_BLOCK_BYTES // max(1, 6 * tile_bytes) * 6))
+    while tb > 6 and -(-ntiles // tb) < WINO_BLOCKS_PER_THREAD * threads:
+        tb -= 6
+    nchunks = max(1, -(-ntiles // tb))
+    return WinoPlan(m, tb, ntiles, nchunks, max(1, min(threads, nchunks)))

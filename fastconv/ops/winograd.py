@@ -1,0 +1,85 @@
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3) for 3x3 stride-1 dilation-1 convs with groups=1.
+
+The transforms of Lavin and Gray (arXiv 1509.09308): y = A^T [(G g G^T) . (B^T d B)] A per output
+tile of m x m pixels, alpha = m + 2.  The weight transform U = G g G^T runs here in float64 (once
+per call: the weight changes at every training step) and is packed as the kernel reads it,
+U[pos][kb][c][VB] with VB output channels per block (zero past K); src/winograd_impl.h does the
+input transform, the alpha^2 GEMMs and the output transform (bias, ReLU) per block of tiles.
+
+The input gradient of a 3x3 stride-1 conv with padding (pt, pl) is the same computation on dy with
+the weight rotated by 180 degrees and transposed in (C, K), padding (2 - pt, 2 - pl), whose output
+is x's shape ("full" padding, clipped to x).
+
+This module runs a validated problem; fastconv/ops/conv.py decides whether it runs at all
+(eligible(), the algorithm choice in _plan.conv_algo) and records the variant in _dispatch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv._kernels import winograd as _k
+from fastconv.ops import _plan
+from fastconv.ops._validate import aligned_empty
+
+# transform matrices: B^T (alpha x alpha), G (alpha x 3), A^T (m x alpha)
+_G = {
+    4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
+    2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64),
+}
+BT = {
+    4: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
+    2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+}
+AT = {
+    4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                np.float64),
+    2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64),
+}
+G = _G
+
+
+def eligible(k_hw, stride, dilation, groups) -> bool:
+    """Whether a conv (or the stride-1 input gradient of one) can run as Winograd: 3x3, stride 1,
+    dilation 1, one group."""
+    return tuple(k_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+
+
+def transform_weight(w: np.ndarray, m: int, vb: int) -> np.ndarray:
+    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K; w (3, 3, C, K)."""
+    C, K = w.shape[2:]
+    g = _G[m]
+    al = m + 2
+    # (alpha, alpha, C, K) in float64, then cast: the transform adds no error of its own
+    u = np.einsum("ai,ijck->ajck", g, w.astype(np.float64, copy=False), optimize=True)
+    u = np.einsum("bj,ajck->abck", g, u, optimize=True)
+    nkb = -(-K // vb)
+    out = aligned_empty((al * al * nkb * C * vb,), w.dtype)
+    view = out.reshape(al * al, nkb, C, vb)
+    if nkb * vb != K:
+        view[:, -1] = 0
+    ur = u.reshape(al * al, C, K)
+    for kb in range(nkb):
+        k0, k1 = kb * vb, min(K, kb * vb + vb)
+        view[:, kb, :, : k1 - k0] = ur[:, :, k0:k1]
+    return out
+
+
+def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, relu: bool, isa: int,
+        threads: int) -> None:
+    """out (N, OH, OW, K) = 3x3 conv of inp (N, IH, IW, C) with w (3, 3, C, K), output pixel (oy, ox)
+    reading inp rows oy - pt + i, columns ox - pl + j (zeros outside), + bias, optional ReLU."""
+    N, OH, OW, K = out.shape
+    C = inp.shape[3]
+    vb = _k.block_size(isa, w.dtype)
+    U = transform_weight(w, m, vb)
+    tile_bytes = (_k.scratch_bytes(isa, w.dtype, C, K, m, 12) - _k.scratch_bytes(isa, w.dtype, C, K, m, 6)) // 6
+    plan = _plan.wino_plan(N, OH, OW, m, tile_bytes, threads)
+    _k.wino_conv(inp, U, bias, out, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, bool(relu), isa,
+                 plan.nchunks, plan.threads)
+
+
+def input_grad_weight(w: np.ndarray) -> np.ndarray:
+    """The weight of the input gradient's conv: w rotated 180 degrees in (kh, kw), (C, K) swapped."""
+    return np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
