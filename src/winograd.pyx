@@ -20,6 +20,8 @@ cdef extern from "winograd_kernels.h" nogil:
         int m
         int th, tw
         int relu
+    void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out)
+    void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out)
     int fc_wino_block_f32(int isa)
     int fc_wino_block_f64(int isa)
     size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB)
@@ -114,3 +116,26 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
     else:
         sb = fc_wino_scratch_f32(isa, &b.p, TB)
     run_chunks(_wn_chunk, &b, nblocks, min(nchunks, nblocks), nthreads, True, sb)
+
+
+
+def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out):
+    """out[pos][kb][c][v] = (G g G^T)[pos] for g = w[:, :, c, kb*vb + v] (3 x 3), zero past K, in
+    float64 arithmetic; flip=True transforms the input gradient's weight instead: g[i][j] =
+    w[2 - i, 2 - j, kb*vb + v, c] (rotated 180 degrees, C and K swapped)."""
+    cdef int C = w.shape[3] if flip else w.shape[2]
+    cdef int K = w.shape[2] if flip else w.shape[3]
+    cdef int al = m + 2
+    if m != 2 and m != 4:
+        raise ValueError(f"transform_weight: m must be 2 or 4. Received: m={m}")
+    if w.shape[0] != 3 or w.shape[1] != 3:
+        raise ValueError(f"transform_weight: w must be 3x3. Received: {tuple(w.shape)}")
+    if vb < 1 or vb > 32:
+        raise ValueError(f"transform_weight: vb must be in 1..32. Received: vb={vb}")
+    if out.shape[0] < <Py_ssize_t>al * al * ((K + vb - 1) // vb) * C * vb:
+        raise ValueError(f"transform_weight: out holds {out.shape[0]} elements, too few")
+    with nogil:
+        if floating is float:
+            fc_wino_transform_f32(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0])
+        else:
+            fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0])

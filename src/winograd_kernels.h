@@ -23,6 +23,61 @@ typedef struct {
 #define FC_IMPL "winograd_impl.h"
 #include "fc_instantiate.h"
 
+/* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]
+ * (w is (3, 3, C, K)), zero past K, in double arithmetic; flip: of the input gradient's weight
+ * g[i][j] = w[2 - i, 2 - j, kb*vb + v, c] (w is (3, 3, K, C) then).  C, K: the transformed conv's. */
+static const double fc_wino_g4[6][3] = {{1 / 4., 0, 0}, {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                        {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+static const double fc_wino_g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+
+/* vb output channels at a time (v innermost, so the compiler vectorises over them), the alpha x 3
+ * intermediate rows in double; AL (6 or 4) a constant so every loop unrolls. */
+#define FC_WINO_TRANSFORM(NAME, T, AL, GM)                                                                  \
+static void NAME(const T *w, int C, int K, int vb, int flip, T *out)                                        \
+{                                                                                                           \
+    enum { A2 = AL * AL, VMAX = 32 };                                                                       \
+    const int nkb = (K + vb - 1) / vb;                                                                      \
+    const ptrdiff_t ps = (ptrdiff_t)nkb * C * vb, tap = (ptrdiff_t)C * K;                                   \
+    for (int kb = 0; kb < nkb; kb++)                                                                        \
+        for (int c = 0; c < C; c++) {                                                                       \
+            double g[3][3][VMAX], t[AL][3][VMAX];                                                           \
+            const int nv = K - kb * vb < vb ? K - kb * vb : vb;                                             \
+            for (int i = 0; i < 3; i++)                                                                     \
+                for (int j = 0; j < 3; j++) {                                                               \
+                    for (int v = 0; v < nv; v++) {                                                          \
+                        const int k = kb * vb + v;                                                          \
+                        g[i][j][v] = flip ? w[(2 - i) * 3 * tap + (2 - j) * tap + (ptrdiff_t)k * C + c]     \
+                                          : w[i * 3 * tap + j * tap + (ptrdiff_t)c * K + k];                \
+                    }                                                                                       \
+                    for (int v = nv; v < vb; v++)                                                           \
+                        g[i][j][v] = 0;                                                                     \
+                }                                                                                           \
+            for (int a = 0; a < AL; a++)                                                                    \
+                for (int j = 0; j < 3; j++)                                                                 \
+                    for (int v = 0; v < vb; v++)                                                            \
+                        t[a][j][v] = GM[a][0] * g[0][j][v] + GM[a][1] * g[1][j][v] + GM[a][2] * g[2][j][v];  \
+            T *o = out + ((ptrdiff_t)kb * C + c) * vb;                                                      \
+            for (int a = 0; a < AL; a++)                                                                    \
+                for (int b = 0; b < AL; b++)                                                                \
+                    for (int v = 0; v < vb; v++)                                                            \
+                        o[(a * AL + b) * ps + v] =                                                          \
+                            (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);     \
+        }                                                                                                   \
+}
+FC_WINO_TRANSFORM(fc_wino_transform4_f32, float, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(fc_wino_transform2_f32, float, 4, fc_wino_g2)
+FC_WINO_TRANSFORM(fc_wino_transform4_f64, double, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(fc_wino_transform2_f64, double, 4, fc_wino_g2)
+static void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out)
+{
+    (m == 4 ? fc_wino_transform4_f32 : fc_wino_transform2_f32)(w, C, K, vb, flip, out);
+}
+static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out)
+{
+    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out);
+}
+#undef FC_WINO_TRANSFORM
+
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static int fc_wino_block_f32(int isa) { return FC_PICK(isa, fc_wino_block); }
 static size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB) { return FC_PICK(isa, fc_wino_scratch_bytes, p, TB); }

@@ -441,3 +441,14 @@ def wino_plan(N: int, OH: int, OW: int, m: int, tile_bytes: int, threads: int) -
         tb -= 6
     nchunks = max(1, -(-ntiles // tb))
     return WinoPlan(m, tb, ntiles, nchunks, max(1, min(threads, nchunks)))
+
+
+def wino_tile(OH: int, OW: int) -> str:
+    """The Winograd tile for an OH x OW output map: F(4x4) unless the map is small, where 4x4 tiles
+    would compute too many pixels past its edge (a 7x7 map: 64 computed per 49), then F(2x2)."""
+    return "winograd4" if min(OH, OW) >= 8 else "winograd2"
+
+
+def conv_algo(N: int, OH: int, OW: int, C: int, K: int, itemsize: int) -> str:
+    """FASTCONV_CONV_ALGO=auto's choice for an eligible 3x3 conv (placeholder: measured below)."""
+    return "direct"

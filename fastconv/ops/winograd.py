@@ -46,34 +46,25 @@ def eligible(k_hw, stride, dilation, groups) -> bool:
     return tuple(k_hw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
 
 
-def transform_weight(w: np.ndarray, m: int, vb: int) -> np.ndarray:
-    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K; w (3, 3, C, K)."""
-    C, K = w.shape[2:]
-    g = _G[m]
+def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False) -> np.ndarray:
+    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (float64
+    arithmetic, in the kernel module); flip=True: of input_grad_weight(w) without forming it."""
+    C, K = (w.shape[3], w.shape[2]) if flip else w.shape[2:]
     al = m + 2
-    # (alpha, alpha, C, K) in float64, then cast: the transform adds no error of its own
-    u = np.einsum("ai,ijck->ajck", g, w.astype(np.float64, copy=False), optimize=True)
-    u = np.einsum("bj,ajck->abck", g, u, optimize=True)
-    nkb = -(-K // vb)
-    out = aligned_empty((al * al * nkb * C * vb,), w.dtype)
-    view = out.reshape(al * al, nkb, C, vb)
-    if nkb * vb != K:
-        view[:, -1] = 0
-    ur = u.reshape(al * al, C, K)
-    for kb in range(nkb):
-        k0, k1 = kb * vb, min(K, kb * vb + vb)
-        view[:, kb, :, : k1 - k0] = ur[:, :, k0:k1]
+    out = aligned_empty((al * al * -(-K // vb) * C * vb,), w.dtype)
+    _k.transform_weight(w, m, vb, flip, out)
     return out
 
 
 def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, relu: bool, isa: int,
-        threads: int) -> None:
-    """out (N, OH, OW, K) = 3x3 conv of inp (N, IH, IW, C) with w (3, 3, C, K), output pixel (oy, ox)
-    reading inp rows oy - pt + i, columns ox - pl + j (zeros outside), + bias, optional ReLU."""
+        threads: int, flip: bool = False) -> None:
+    """out (N, OH, OW, K) = 3x3 conv of inp (N, IH, IW, C) with w (3, 3, C, K) (flip=True: with
+    input_grad_weight(w)), output pixel (oy, ox) reading inp rows oy - pt + i, columns ox - pl + j
+    (zeros outside), + bias, optional ReLU."""
     N, OH, OW, K = out.shape
     C = inp.shape[3]
     vb = _k.block_size(isa, w.dtype)
-    U = transform_weight(w, m, vb)
+    U = transform_weight(w, m, vb, flip)
     tile_bytes = (_k.scratch_bytes(isa, w.dtype, C, K, m, 12) - _k.scratch_bytes(isa, w.dtype, C, K, m, 6)) // 6
     plan = _plan.wino_plan(N, OH, OW, m, tile_bytes, threads)
     _k.wino_conv(inp, U, bias, out, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, bool(relu), isa,
