@@ -154,9 +154,10 @@ def _pixel_row(t: np.ndarray) -> np.ndarray:
 _WINO_EPILOGUES = (False, True, None, "none", "relu")
 
 
-def _conv_algo(a: _ConvArgs, conv_hw, epilogue=False) -> str:
+def _conv_algo(a: _ConvArgs, conv_hw, epilogue=False, transposed=False) -> str:
     """"direct", "winograd4" or "winograd2" for this problem (conv_hw: the output extent of the
-    convolution that runs: y for the forward, x for the input gradient); see _dispatch.set_conv_algo."""
+    convolution that runs: y for the forward, x for the input gradient, whose channels are swapped:
+    transposed=True); see _dispatch.set_conv_algo."""
     want = _dispatch.get_conv_algo()
     if want == "direct" or not _wino.eligible(a.k_hw, a.stride, a.dilation, a.groups):
         return "direct"
@@ -167,7 +168,10 @@ def _conv_algo(a: _ConvArgs, conv_hw, epilogue=False) -> str:
         return want
     if want == "winograd":
         return _plan.wino_tile(*conv_hw)
-    return _plan.conv_algo(a.x_shape[0], conv_hw[0], conv_hw[1], a.x_shape[3], a.w.shape[3], a.dtype.itemsize)
+    c_in, c_out = a.x_shape[3], a.w.shape[3]
+    if transposed:
+        c_in, c_out = c_out, c_in
+    return _plan.conv_algo(a.x_shape[0], conv_hw[0], conv_hw[1], c_in, c_out, a.dtype.itemsize)
 
 
 def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False):
@@ -206,7 +210,7 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     if dx.size == 0:
         return dx
     isa = _dispatch.level_for(op, a.dtype)
-    algo = _conv_algo(a, a.x_shape[1:3])
+    algo = _conv_algo(a, a.x_shape[1:3], transposed=True)
     if algo != "direct":
         # dx = the 3x3 conv of dy with the rotated, transposed weight, "full" padding 2 - p
         _winograd(op, algo, dy, a.w, bias, dx, (2 - a.pads[0][0], 2 - a.pads[1][0]), False, isa, flip=True)
