@@ -9,7 +9,7 @@ is the same whichever thread runs it: the result does not depend on the thread c
 """
 from libc.limits cimport INT_MAX
 from _common cimport floating
-from _parallel cimport run_chunks
+from _parallel cimport run_chunks, sum_partials
 import numpy as np
 
 cdef extern from "winograd_kernels.h" nogil:
@@ -22,6 +22,16 @@ cdef extern from "winograd_kernels.h" nogil:
         int relu
     void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out)
     void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out)
+    size_t fc_wino_wgrad_scratch_f32(int isa, const fc_wino *p, int TB)
+    size_t fc_wino_wgrad_scratch_f64(int isa, const fc_wino *p, int TB)
+    Py_ssize_t fc_wino_wgrad_partial_f32(int isa, const fc_wino *p)
+    Py_ssize_t fc_wino_wgrad_partial_f64(int isa, const fc_wino *p)
+    void fc_wino_wgrad_tiles_f32(int isa, const fc_wino *p, const float *inp, const float *dy, Py_ssize_t t0,
+                                 Py_ssize_t t1, int TB, float *S, char *scratch)
+    void fc_wino_wgrad_tiles_f64(int isa, const fc_wino *p, const double *inp, const double *dy, Py_ssize_t t0,
+                                 Py_ssize_t t1, int TB, double *S, char *scratch)
+    void fc_wino_wgrad_finish_f32(const float *S, int m, int C, int K, int sc, int kp, double *acc, float *dw)
+    void fc_wino_wgrad_finish_f64(const double *S, int m, int C, int K, int sc, int kp, double *acc, double *dw)
     int fc_wino_block_f32(int isa)
     int fc_wino_block_f64(int isa)
     size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB)
@@ -139,3 +149,87 @@ def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, f
             fc_wino_transform_f32(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0])
         else:
             fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0])
+
+
+ctypedef struct _wg_job:
+    fc_wino p
+    int isa, f64, TB
+    Py_ssize_t ntiles, nblocks, psize
+    const void *inp
+    const void *dy
+    void *parts
+
+
+cdef void _wg_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
+    cdef const _wg_job *b = <const _wg_job *>jp
+    cdef Py_ssize_t t0 = u0 * b.TB, t1 = min(b.ntiles, u1 * b.TB)
+    if b.f64:
+        fc_wino_wgrad_tiles_f64(b.isa, &b.p, <const double *>b.inp, <const double *>b.dy, t0, t1, b.TB,
+                                <double *>b.parts + j * b.psize, s)
+    else:
+        fc_wino_wgrad_tiles_f32(b.isa, &b.p, <const float *>b.inp, <const float *>b.dy, t0, t1, b.TB,
+                                <float *>b.parts + j * b.psize, s)
+
+
+def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
+               const floating[:, :, :, ::1] dy,    # IN  (N, OH, OW, K)
+               floating[:, :, :, ::1] dw,          # OUT (3, 3, C, K)
+               floating[::1] db,                   # OUT (K,) the bias gradient
+               int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads):
+    """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
+    oy - pt + i): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
+    added in chunk order (the result depends on nchunks, not on the thread count)."""
+    cdef _wg_job b
+    cdef int i
+    for i in range(4):
+        if inp.shape[i] > INT_MAX or dy.shape[i] > INT_MAX:
+            raise ValueError(f"wino_wgrad: tensor extents exceed the kernels' 32-bit geometry")
+    if m != 2 and m != 4:
+        raise ValueError(f"wino_wgrad: m must be 2 or 4. Received: m={m}")
+    if TB < 1:
+        raise ValueError(f"wino_wgrad: TB must be positive. Received: TB={TB}")
+    if (inp.shape[0] != dy.shape[0] or dw.shape[0] != 3 or dw.shape[1] != 3 or dw.shape[2] != inp.shape[3]
+            or dw.shape[3] != dy.shape[3] or db.shape[0] != dy.shape[3]):
+        raise ValueError(f"wino_wgrad: shapes disagree: x {tuple(inp.shape)}, dy {tuple(dy.shape)}, "
+                         f"dw {tuple(dw.shape)}")
+    b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
+    b.p.OH = dy.shape[1]; b.p.OW = dy.shape[2]; b.p.K = dy.shape[3]
+    b.p.pt = pt; b.p.pl = pl; b.p.m = m
+    b.p.th = (b.p.OH + m - 1) // m
+    b.p.tw = (b.p.OW + m - 1) // m
+    b.p.relu = 0
+    b.ntiles = <Py_ssize_t>b.p.N * b.p.th * b.p.tw
+    cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
+    cdef int kp = (b.p.K + vb - 1) // vb * vb, sc = (b.p.C + 5) // 6 * 6
+    if b.ntiles == 0:
+        dw[...] = 0
+        db[...] = 0
+        return
+    b.nblocks = (b.ntiles + TB - 1) // TB
+    nchunks = max(1, min(nchunks, b.nblocks))
+    cdef size_t sb
+    if floating is double:
+        b.psize = fc_wino_wgrad_partial_f64(isa, &b.p)
+        sb = fc_wino_wgrad_scratch_f64(isa, &b.p, TB)
+    else:
+        b.psize = fc_wino_wgrad_partial_f32(isa, &b.p)
+        sb = fc_wino_wgrad_scratch_f32(isa, &b.p, TB)
+    parts_arr = np.empty(b.psize * nchunks, dtype=np.float64 if floating is double else np.float32)
+    cdef floating[::1] parts = parts_arr
+    acc_arr = np.empty(9 * b.p.K, dtype=np.float64)
+    cdef double[::1] acc = acc_arr
+    b.isa = isa
+    b.f64 = floating is double
+    b.TB = TB
+    b.inp = &inp[0, 0, 0, 0]
+    b.dy = &dy[0, 0, 0, 0]
+    b.parts = &parts[0]
+    run_chunks(_wg_chunk, &b, b.nblocks, nchunks, nthreads, False, sb)
+    with nogil:
+        sum_partials(&parts[0], b.psize, nchunks, b.psize, &parts[0])
+        if floating is double:
+            fc_wino_wgrad_finish_f64(&parts[0], m, b.p.C, b.p.K, sc, kp, &acc[0], &dw[0, 0, 0, 0])
+        else:
+            fc_wino_wgrad_finish_f32(&parts[0], m, b.p.C, b.p.K, sc, kp, &acc[0], &dw[0, 0, 0, 0])
+        for i in range(b.p.K):
+            db[i] = parts[b.psize - kp + i]

@@ -295,6 +295,161 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
     }
 }
 
+/* ---- weight gradient: dw = G^T [ sum over tiles of (B^T d B) (x) (A dY A^T) ] G ----
+ * The adjoint of the forward's per-tile formula y = A^T [U (x) V] A with respect to U, then U = G g G^T
+ * with respect to g.  Per block of TB tiles: V (the input transform of x, as the forward) and
+ * D[pos][t][k] = (A dY A^T)[pos] of each tile's m x m dy (zeros past the output's edge); then
+ * S[pos] (C x Kp) += V[pos]^T D[pos], a reduction over the block's tiles in a 6-channel x 2-vector
+ * register tile.  S is the chunk's own partial (the op sums the partials in chunk order and applies
+ * G^T . G: fc_wino_wgrad_finish). */
+
+/* dY tile transform (A . A^T), one dimension: m outputs to alpha values. */
+#define WD4(d0, d1, d2, d3, t0, t1, t2, t3, t4, t5)                                                   \
+    do {                                                                                            \
+        const V q2 = BC((FC_T)2), q4 = BC((FC_T)4), q8 = BC((FC_T)8);                                 \
+        const V e = d0 + d2, o = d1 + d3, e4 = d0 + q4 * d2, o2 = q2 * d1 + q8 * d3;                 \
+        t0 = d0; t1 = e + o; t2 = e - o; t3 = e4 + o2; t4 = e4 - o2; t5 = d3;                        \
+    } while (0)
+#define WD2(d0, d1, t0, t1, t2, t3)                                                                   \
+    do { t0 = d0; t1 = d0 + d1; t2 = d0 - d1; t3 = -d1; } while (0)
+
+static void FN(fc_wino_dtrans)(int m, const FC_T *const *yp, int K, int kp, FC_T *dt, ptrdiff_t ps)
+{
+    for (int k0 = 0; k0 < kp; k0 += FC_VLEN) {
+        if (m == 4) {
+            V t[6][4];
+            for (int j = 0; j < 4; j++) {
+                const V d0 = FN(fc_wino_ld)(yp[0 * 4 + j], k0, K), d1 = FN(fc_wino_ld)(yp[1 * 4 + j], k0, K);
+                const V d2 = FN(fc_wino_ld)(yp[2 * 4 + j], k0, K), d3 = FN(fc_wino_ld)(yp[3 * 4 + j], k0, K);
+                WD4(d0, d1, d2, d3, t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+            }
+            for (int i = 0; i < 6; i++) {
+                V u0, u1, u2, u3, u4, u5;
+                WD4(t[i][0], t[i][1], t[i][2], t[i][3], u0, u1, u2, u3, u4, u5);
+                FC_T *o = dt + (ptrdiff_t)(i * 6) * ps + k0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3); ST(o + 4 * ps, u4);
+                ST(o + 5 * ps, u5);
+            }
+        } else {
+            V t[4][2];
+            for (int j = 0; j < 2; j++) {
+                const V d0 = FN(fc_wino_ld)(yp[0 * 2 + j], k0, K), d1 = FN(fc_wino_ld)(yp[1 * 2 + j], k0, K);
+                WD2(d0, d1, t[0][j], t[1][j], t[2][j], t[3][j]);
+            }
+            for (int i = 0; i < 4; i++) {
+                V u0, u1, u2, u3;
+                WD2(t[i][0], t[i][1], u0, u1, u2, u3);
+                FC_T *o = dt + (ptrdiff_t)(i * 4) * ps + k0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3);
+            }
+        }
+    }
+}
+
+/* Rows of S: C rounded up to the register tile's 6 channels. */
+static inline int FN(fc_wino_sc)(int C) { return (C + 5) / 6 * 6; }
+
+static size_t FN(fc_wino_wgrad_scratch_bytes)(const fc_wino *p, int TB)
+{
+    const size_t a2 = (size_t)(p->m + 2) * (p->m + 2);
+    const size_t cs = (size_t)FN(fc_wino_cs)(p->C), kp = (size_t)FN(fc_wino_kp)(p->K);
+    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row */
+    return (a2 * TB * (cs + kp) + 8 + cs + kp) * sizeof(FC_T) + 32 * sizeof(FC_T *) + 6 * 64;
+}
+
+/* Elements of one partial: S (alpha^2 x Sc x Kp), then the bias gradient's Kp sums. */
+static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
+{
+    return ((ptrdiff_t)(p->m + 2) * (p->m + 2) * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
+}
+
+static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T *dy, ptrdiff_t t0, ptrdiff_t t1,
+                                    int TB, FC_T *S, char *scratch)
+{
+    const int m = p->m, al = m + 2, a2 = al * al, C = p->C, K = p->K;
+    const int cs = FN(fc_wino_cs)(C), kp = FN(fc_wino_kp)(K), sc = FN(fc_wino_sc)(C), nkb = kp / VB;
+    const ptrdiff_t vps = (ptrdiff_t)TB * cs, dps = (ptrdiff_t)TB * kp, sps = (ptrdiff_t)sc * kp;
+    char *q = FN(fc_wino_align)(scratch);
+    FC_T *Vb = (FC_T *)q;
+    q = FN(fc_wino_align)(q + ((size_t)a2 * vps + 8) * sizeof(FC_T));
+    FC_T *Db = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * dps * sizeof(FC_T));
+    FC_T *zrow = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)(cs > kp ? cs : kp) * sizeof(FC_T));
+    const FC_T **xp = (const FC_T **)q;
+    for (int c = 0; c < (cs > kp ? cs : kp); c++)
+        zrow[c] = 0;
+    for (int e = 0; e < 8; e++)
+        Vb[(ptrdiff_t)a2 * vps + e] = 0;
+    FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
+    for (ptrdiff_t e = 0; e < (ptrdiff_t)a2 * sps + kp; e++)
+        S[e] = 0;
+    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
+    for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
+        const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
+        for (int t = 0; t < nt; t++) {
+            const ptrdiff_t g = b0 + t;
+            const ptrdiff_t n = g / per_img, r = g - n * per_img;
+            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+            const int iy0 = ty * m - p->pt, ix0 = tx * m - p->pl;
+            const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
+            for (int i = 0; i < al; i++)
+                for (int j = 0; j < al; j++) {
+                    const int iy = iy0 + i, ix = ix0 + j;
+                    xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
+                                         ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
+                }
+            FN(fc_wino_itrans)(m, xp, C, cs, Vb + (ptrdiff_t)t * cs, vps);
+            for (int a = 0; a < m; a++)
+                for (int c = 0; c < m; c++) {
+                    const int oy = ty * m + a, ox = tx * m + c;
+                    xp[a * m + c] = (oy < p->OH && ox < p->OW)
+                                        ? dy + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : zrow;
+                }
+            FN(fc_wino_dtrans)(m, xp, K, kp, Db + (ptrdiff_t)t * kp, dps);
+            for (int e = 0; e < m * m; e++)
+                if (xp[e] != zrow)
+                    for (int k0 = 0; k0 < kp; k0 += FC_VLEN)
+                        ST(dbp + k0, LD(dbp + k0) + FN(fc_wino_ld)(xp[e], k0, K));
+        }
+        /* S[pos][c..c+6)[kb] += sum_t V[pos][t][c..c+6) (x) D[pos][t][kb] */
+        for (int pos = 0; pos < a2; pos++) {
+            const FC_T *vpos = Vb + pos * vps, *dpos = Db + pos * dps;
+            FC_T *spos = S + pos * sps;
+            for (int c = 0; c < sc; c += 6)
+                for (int kb = 0; kb < nkb; kb++) {
+                    FC_T *so = spos + (ptrdiff_t)c * kp + kb * VB;
+                    V a00 = LD(so), a01 = LD(so + FC_VLEN);
+                    V a10 = LD(so + kp), a11 = LD(so + kp + FC_VLEN);
+                    V a20 = LD(so + 2 * kp), a21 = LD(so + 2 * kp + FC_VLEN);
+                    V a30 = LD(so + 3 * kp), a31 = LD(so + 3 * kp + FC_VLEN);
+                    V a40 = LD(so + 4 * kp), a41 = LD(so + 4 * kp + FC_VLEN);
+                    V a50 = LD(so + 5 * kp), a51 = LD(so + 5 * kp + FC_VLEN);
+                    const FC_T *v = vpos + c, *d = dpos + kb * VB;
+#pragma GCC unroll 2
+                    for (int t = 0; t < nt; t++, v += cs, d += kp) {
+                        const V w0 = LD(d), w1 = LD(d + FC_VLEN);
+                        V b;
+                        b = BC(v[0]); a00 += b * w0; a01 += b * w1;
+                        b = BC(v[1]); a10 += b * w0; a11 += b * w1;
+                        b = BC(v[2]); a20 += b * w0; a21 += b * w1;
+                        b = BC(v[3]); a30 += b * w0; a31 += b * w1;
+                        b = BC(v[4]); a40 += b * w0; a41 += b * w1;
+                        b = BC(v[5]); a50 += b * w0; a51 += b * w1;
+                    }
+                    ST(so, a00); ST(so + FC_VLEN, a01);
+                    ST(so + kp, a10); ST(so + kp + FC_VLEN, a11);
+                    ST(so + 2 * kp, a20); ST(so + 2 * kp + FC_VLEN, a21);
+                    ST(so + 3 * kp, a30); ST(so + 3 * kp + FC_VLEN, a31);
+                    ST(so + 4 * kp, a40); ST(so + 4 * kp + FC_VLEN, a41);
+                    ST(so + 5 * kp, a50); ST(so + 5 * kp + FC_VLEN, a51);
+                }
+        }
+    }
+}
+
+#undef WD4
+#undef WD2
 #undef FC_WRELU
 #undef WI6
 #undef WI4

@@ -78,6 +78,39 @@ static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, 
 }
 #undef FC_WINO_TRANSFORM
 
+/* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j] (S: alpha^2 x sc x kp, the summed
+ * partials of fc_wino_wgrad_tiles), accumulated in double in acc (9 * K doubles). */
+#define FC_WINO_FINISH(NAME, T)                                                                             \
+static void NAME(const T *S, int m, int C, int K, int sc, int kp, double *acc, T *dw)                        \
+{                                                                                                           \
+    const int al = m + 2;                                                                                   \
+    const double (*G)[3] = m == 4 ? fc_wino_g4 : fc_wino_g2;                                                \
+    const ptrdiff_t sps = (ptrdiff_t)sc * kp, tap = (ptrdiff_t)C * K;                                       \
+    for (int c = 0; c < C; c++) {                                                                           \
+        for (ptrdiff_t e = 0; e < 9 * (ptrdiff_t)K; e++)                                                    \
+            acc[e] = 0;                                                                                     \
+        for (int a = 0; a < al; a++)                                                                        \
+            for (int b = 0; b < al; b++) {                                                                  \
+                const T *srow = S + (a * al + b) * sps + (ptrdiff_t)c * kp;                                 \
+                for (int i = 0; i < 3; i++)                                                                 \
+                    for (int j = 0; j < 3; j++) {                                                           \
+                        const double f = G[a][i] * G[b][j];                                                 \
+                        if (f == 0)                                                                         \
+                            continue;                                                                       \
+                        double *ar = acc + (i * 3 + j) * (ptrdiff_t)K;                                      \
+                        for (int k = 0; k < K; k++)                                                         \
+                            ar[k] += f * (double)srow[k];                                                   \
+                    }                                                                                       \
+            }                                                                                               \
+        for (int ij = 0; ij < 9; ij++)                                                                      \
+            for (int k = 0; k < K; k++)                                                                     \
+                dw[ij * tap + (ptrdiff_t)c * K + k] = (T)acc[ij * (ptrdiff_t)K + k];                        \
+    }                                                                                                       \
+}
+FC_WINO_FINISH(fc_wino_wgrad_finish_f32, float)
+FC_WINO_FINISH(fc_wino_wgrad_finish_f64, double)
+#undef FC_WINO_FINISH
+
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static int fc_wino_block_f32(int isa) { return FC_PICK(isa, fc_wino_block); }
 static size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB) { return FC_PICK(isa, fc_wino_scratch_bytes, p, TB); }
@@ -87,7 +120,23 @@ static void fc_wino_tiles_f32(int isa, const fc_wino *p, const float *in, const 
     FC_PICK(isa, fc_wino_tiles, p, in, U, bias, out, t0, t1, TB, scratch);
 }
 
+static size_t fc_wino_wgrad_scratch_f32(int isa, const fc_wino *p, int TB) { return FC_PICK(isa, fc_wino_wgrad_scratch_bytes, p, TB); }
+static ptrdiff_t fc_wino_wgrad_partial_f32(int isa, const fc_wino *p) { return FC_PICK(isa, fc_wino_wgrad_partial, p); }
+static void fc_wino_wgrad_tiles_f32(int isa, const fc_wino *p, const float *in, const float *dy, ptrdiff_t t0,
+                                    ptrdiff_t t1, int TB, float *S, char *scratch)
+{
+    FC_PICK(isa, fc_wino_wgrad_tiles, p, in, dy, t0, t1, TB, S, scratch);
+}
+
 /* ---- float64 (isa ignored) ---- */
+static size_t fc_wino_wgrad_scratch_f64(int isa, const fc_wino *p, int TB) { (void)isa; return fc_wino_wgrad_scratch_bytes_f64_generic(p, TB); }
+static ptrdiff_t fc_wino_wgrad_partial_f64(int isa, const fc_wino *p) { (void)isa; return fc_wino_wgrad_partial_f64_generic(p); }
+static void fc_wino_wgrad_tiles_f64(int isa, const fc_wino *p, const double *in, const double *dy, ptrdiff_t t0,
+                                    ptrdiff_t t1, int TB, double *S, char *scratch)
+{
+    (void)isa;
+    fc_wino_wgrad_tiles_f64_generic(p, in, dy, t0, t1, TB, S, scratch);
+}
 static int fc_wino_block_f64(int isa) { (void)isa; return fc_wino_block_f64_generic(); }
 static size_t fc_wino_scratch_f64(int isa, const fc_wino *p, int TB) { (void)isa; return fc_wino_scratch_bytes_f64_generic(p, TB); }
 static void fc_wino_tiles_f64(int isa, const fc_wino *p, const double *in, const double *U, const double *bias,

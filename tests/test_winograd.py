@@ -5,6 +5,7 @@ SIMD levels, odd shapes, every output written, and the algorithm choice (FASTCON
 Float32 error Winograd adds (max |got - ref| / max |ref| against the float64 reference, measured on
 the shapes below): F(2x2) ~2e-7, like direct; F(4x4) 1.5e-6 to 3e-6 (its transforms multiply by up
 to 8 and 1/24), 10-20x direct's but inside the tolerance every conv test uses (2e-4 of the scale).
+The weight gradient (F(4x4): 1e-6 to 2e-6, F(2x2): 1.5e-7 to 3e-7) is checked by the same tests.
 test_float32_error_inside_tolerance asserts that bound per shape with margin.
 """
 import numpy as np
@@ -56,6 +57,7 @@ def check(N, H, W, C, K, padding, dtype, algo, bias=True, relu=False):
     dy = rand(y.shape, dtype)
     dx, dw, db = ops.conv2d_grad(dy, x, w, padding=padding)
     assert _dispatch.last_kernel["conv2d_grad"] == algo
+    assert _dispatch.last_kernel["conv2d_grad:dw"] == algo
     rdx, rdw, rdb = ref.conv2d_grad(dy, x, w, padding=padding)
     for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
         assert got.dtype == dtype
@@ -115,6 +117,21 @@ def test_input_gradient_by_finite_differences(algo):
 
 
 @pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_weight_and_bias_gradient_by_finite_differences(algo):
+    x, w, b = rand((2, 7, 6, 3), np.float64), rand((3, 3, 3, 4), np.float64), rand((4,), np.float64)
+    y = ops.conv2d(x, w, b, padding=((2, 0), (1, 1)))
+    dy = rand(y.shape, np.float64)
+
+    def loss():
+        return float(np.vdot(ops.conv2d(x, w, b, padding=((2, 0), (1, 1))), dy))
+
+    _, dw, db = ops.conv2d_grad(dy, x, w, padding=((2, 0), (1, 1)))
+    assert _dispatch.last_kernel["conv2d_grad:dw"] == algo
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
 @pytest.mark.parametrize("padding", ["same", "valid", 2])
 def test_adjoint(algo, padding):
     """<conv(x), dy> = <x, dx(dy)>: the input gradient is the forward's adjoint."""
@@ -132,13 +149,15 @@ def test_one_and_two_threads_agree_bit_for_bit(algo):
     before = fastconv.get_num_threads()
     try:
         fastconv.set_num_threads(1)
-        one = [ops.conv2d(x, w, b, padding=1), ops.conv2d_grad(dy, x, w, padding=1)[0]]
+        one = [ops.conv2d(x, w, b, padding=1), *ops.conv2d_grad(dy, x, w, padding=1)]
         fastconv.set_num_threads(2)
-        two = [ops.conv2d(x, w, b, padding=1), ops.conv2d_grad(dy, x, w, padding=1)[0]]
+        two = [ops.conv2d(x, w, b, padding=1), *ops.conv2d_grad(dy, x, w, padding=1)]
     finally:
         fastconv.set_num_threads(before)
     for a, c in zip(one, two):
-        np.testing.assert_array_equal(a, c)  # each tile's arithmetic does not depend on its block
+        # y, dx: each tile's arithmetic does not depend on its block; dw, db: max(4, threads)
+        # chunks of tiles summed in chunk order, whichever thread ran them
+        np.testing.assert_array_equal(a, c)
     close(one[0], ref.conv2d(x, w, b, padding=1), np.float32)
 
 
@@ -352,4 +371,6 @@ def test_tiles_past_2_16_and_thousands_of_rows(algo):
     y = ops.conv2d(x, w, b, padding="same")
     close(y, ref.conv2d(x, w, b, padding="same"), np.float32)
     dy = rand(y.shape)
-    close(ops.conv2d_grad(dy, x, w, padding="same")[0], ref.conv2d_grad(dy, x, w, padding="same")[0], np.float32)
+    for got, want in zip(ops.conv2d_grad(dy, x, w, padding="same"), ref.conv2d_grad(dy, x, w, padding="same")):
+        close(got, want, np.float32)
+    assert _dispatch.last_kernel["conv2d_grad:dw"] == algo

@@ -443,6 +443,21 @@ def wino_plan(N: int, OH: int, OW: int, m: int, tile_bytes: int, threads: int) -
     return WinoPlan(m, tb, ntiles, nchunks, max(1, min(threads, nchunks)))
 
 
+# Winograd weight gradient: blocks of WINO_WGRAD_TB tiles (best of 12/24/48/96 measured on the shapes
+# below, within the noise of 24 and 48), cut into max(WINO_WGRAD_MIN_CHUNKS, threads) chunks, each
+# summed into its own partial and added in chunk order: up to 4 threads give bit-identical results.
+WINO_WGRAD_TB = 24
+WINO_WGRAD_MIN_CHUNKS = 4
+
+
+@lru_cache(maxsize=256)
+def wino_wgrad_plan(N: int, OH: int, OW: int, m: int, threads: int) -> WinoPlan:
+    ntiles = N * -(-OH // m) * -(-OW // m)
+    blocks = max(1, -(-ntiles // WINO_WGRAD_TB))
+    nchunks = min(blocks, max(WINO_WGRAD_MIN_CHUNKS, threads))
+    return WinoPlan(m, WINO_WGRAD_TB, ntiles, nchunks, max(1, min(threads, nchunks)))
+
+
 # FASTCONV_CONV_ALGO=auto's rule, from interleaved timings (best of 9, 2 threads, float32) on the
 # 2-core AMD EPYC (Zen 4, AVX-512) of the development host, effective GFLOP/s (direct FLOP count)
 # direct / winograd4 / winograd2, forward and input gradient:
@@ -456,6 +471,9 @@ def wino_plan(N: int, OH: int, OW: int, m: int, tile_bytes: int, threads: int) -
 #   32 28 28   8  16   103 / 92 / 60       56 / 112 / 70
 #   32 28 28  16  32   236 / 418 / 271     120 / 277 / 179
 #   32 14 14  32  32   229 / 381 / 319     229 / 402 / 330
+# weight gradient (F(4x4) blocks of 24 tiles vs the direct kernel):
+#   32 28 28  32  64   90 / 332      32 14 14  64  64   226 / 361     32 7 7 128 128   108 / 176
+#    8 56 56  64  64   91 / 155      32 28 28  16  32   200 / 390    128 28 28 32 32    89 / 145
 # (the host is shared with other jobs: absolute figures swing by 2x; the ratios decided the rule).
 # F(4x4) beat direct and F(2x2) wherever the conv had 16+ input and output channels, down to 4x4
 # maps; with 8 channels it lost the forward.  A table, not a timing at run time: deterministic.

@@ -232,6 +232,13 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     dw = np.empty(a.w.shape, dtype=a.dtype)
     db = np.empty(a.w.shape[3], dtype=a.dtype)
     isa = _dispatch.level_for(op, a.dtype)
+    algo = _conv_algo(a, a.out_hw)
+    if algo != "direct" and dy.size:
+        _wino.weight_grad(x, dy, dw, db, (a.pads[0][0], a.pads[1][0]), 4 if algo == "winograd4" else 2, isa,
+                          _dispatch.threads_for(dy.size * 9 * a.w.shape[2]))
+        _dispatch.last_kernel[op + ":dw"] = algo
+        return dw, db
+    _dispatch.last_kernel[op + ":dw"] = "direct"
     KH, KW, Cg, K = a.w.shape
     N, OH, OW = dy.shape[:3]
     wp = _plan.wgrad_plan(N * OH, OW, K, x.shape[3], KW, a.stride[1], a.dilation[1], x.dtype.itemsize,

@@ -74,3 +74,13 @@ def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, 
 def input_grad_weight(w: np.ndarray) -> np.ndarray:
     """The weight of the input gradient's conv: w rotated 180 degrees in (kh, kw), (C, K) swapped."""
     return np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def weight_grad(x: np.ndarray, dy: np.ndarray, dw: np.ndarray, db: np.ndarray, pads_tl, m: int, isa: int,
+                threads: int) -> None:
+    """dw (3, 3, C, K) and db (K,) of the 3x3 conv of x (N, H, W, C) whose output gradient is dy (N, OH, OW, K),
+    output pixel (oy, ox) reading x rows oy - pt + i: dw = G^T [sum over tiles of (B^T d B) (x)
+    (A dY A^T)] G (src/winograd_impl.h), chunks of tiles summed in a fixed order."""
+    N, OH, OW, _ = dy.shape
+    plan = _plan.wino_wgrad_plan(N, OH, OW, m, threads)
+    _k.wino_wgrad(x, dy, dw, db, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, isa, plan.nchunks, plan.threads)
