@@ -242,6 +242,8 @@ def test_auto_rule_and_recorded_variant():
         assert _plan.conv_algo(2, 16, 16, 8, 32, 4) == "direct"
         assert _plan.conv_algo(2, 16, 16, 16, 32, 8) == "direct"
         assert _plan.conv_algo(2, 3, 3, 64, 64, 4) == "direct"
+        assert _plan.conv_algo(2, 14, 14, 256, 256, 4) == "winograd4"
+        assert _plan.conv_algo(2, 14, 14, 512, 512, 4) == "direct"
         for kwargs, wshape in ((dict(stride=2), (3, 3, 16, 32)), (dict(dilation=2), (3, 3, 16, 32)),
                                (dict(groups=2), (3, 3, 8, 32)), ({}, (5, 5, 16, 32))):
             ops.conv2d(x, rand(wshape), padding="same", **kwargs)

@@ -475,9 +475,15 @@ def wino_wgrad_plan(N: int, OH: int, OW: int, m: int, threads: int) -> WinoPlan:
 #   32 28 28  32  64   90 / 332      32 14 14  64  64   226 / 361     32 7 7 128 128   108 / 176
 #    8 56 56  64  64   91 / 155      32 28 28  16  32   200 / 390    128 28 28 32 32    89 / 145
 # (the host is shared with other jobs: absolute figures swing by 2x; the ratios decided the rule).
+#   16 28 28 128 128   42 / 90 / 71        41 / 84 / 76
+#    8 14 14 256 256   58 / 93 / 135       51 / 77 / 136
+#    8  7  7 512 512   46 / 17 / 27        33 / 17 / 26
 # F(4x4) beat direct and F(2x2) wherever the conv had 16+ input and output channels, down to 4x4
-# maps; with 8 channels it lost the forward.  A table, not a timing at run time: deterministic.
+# maps; with 8 channels it lost the forward; at 512 x 512 channels it lost 2.7x (each block of tiles
+# streams the whole 36 x C x K transformed weight, 37 MB, from memory).  A table, not a timing at run
+# time: deterministic.
 WINO_MIN_CHANNELS = 16
+WINO_MAX_CHANNEL_PRODUCT = 256 * 256
 WINO_MIN_MAP = 4
 
 
@@ -490,7 +496,9 @@ def wino_tile(OH: int, OW: int) -> str:
 def conv_algo(N: int, OH: int, OW: int, C: int, K: int, itemsize: int) -> str:
     """FASTCONV_CONV_ALGO=auto's choice for an eligible 3x3 conv from C to K channels with an OH x OW
     output: Winograd (wino_tile) in float32 with C, K >= WINO_MIN_CHANNELS on maps of at least
-    WINO_MIN_MAP; direct otherwise (float64 serves gradient checks: the direct path, exact to rounding)."""
-    if itemsize != 4 or min(C, K) < WINO_MIN_CHANNELS or min(OH, OW) < WINO_MIN_MAP or N * OH * OW == 0:
+    WINO_MIN_MAP and C * K <= WINO_MAX_CHANNEL_PRODUCT; direct otherwise (float64 serves gradient
+    checks: the direct path, exact to rounding)."""
+    if (itemsize != 4 or min(C, K) < WINO_MIN_CHANNELS or C * K > WINO_MAX_CHANNEL_PRODUCT
+            or min(OH, OW) < WINO_MIN_MAP or N * OH * OW == 0):
         return "direct"
     return wino_tile(OH, OW)
