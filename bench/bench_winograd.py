@@ -21,8 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_cases import WINOGRAD_CASES, Problem  # noqa: E402
-from bench_ops import measure, ratio_cell, ratio_stats, round_ratios  # noqa: E402
+from bench_cases import WINOGRAD_CASES, Problem
+from bench_ops import measure, ratio_cell, ratio_stats, round_ratios
 
 ALGOS = ("direct", "winograd", "auto")
 
@@ -42,12 +42,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, metavar="SUBSTR")
     args = ap.parse_args(argv)
 
+    import torch
     from fma_peak import peak as fma_peak
 
     import fastconv
     from fastconv import _dispatch, ops
-
-    import torch
 
     threads = args.threads or _dispatch.get_num_threads()
     fastconv.set_num_threads(threads)

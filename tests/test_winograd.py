@@ -20,7 +20,7 @@ from fastconv.ops import conv as conv_op
 from fastconv.ops import winograd as wino
 
 RNG = np.random.default_rng(2024)
-TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+TOL = {np.float32: {"rtol": 2e-4, "atol": 2e-4}, np.float64: {"rtol": 1e-10, "atol": 1e-10}}
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
 WINO = ["winograd4", "winograd2"]
 
@@ -244,8 +244,8 @@ def test_auto_rule_and_recorded_variant():
         assert _plan.conv_algo(2, 3, 3, 64, 64, 4) == "direct"
         assert _plan.conv_algo(2, 14, 14, 256, 256, 4) == "winograd4"
         assert _plan.conv_algo(2, 14, 14, 512, 512, 4) == "direct"
-        for kwargs, wshape in ((dict(stride=2), (3, 3, 16, 32)), (dict(dilation=2), (3, 3, 16, 32)),
-                               (dict(groups=2), (3, 3, 8, 32)), ({}, (5, 5, 16, 32))):
+        for kwargs, wshape in (({"stride": 2}, (3, 3, 16, 32)), ({"dilation": 2}, (3, 3, 16, 32)),
+                               ({"groups": 2}, (3, 3, 8, 32)), ({}, (5, 5, 16, 32))):
             ops.conv2d(x, rand(wshape), padding="same", **kwargs)
             assert _dispatch.last_kernel["conv2d"] not in WINO
         ops.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
