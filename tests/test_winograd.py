@@ -3,9 +3,9 @@ input gradient against the float64 reference, finite differences, the adjoint id
 SIMD levels, odd shapes, every output written, and the algorithm choice (FASTCONV_CONV_ALGO).
 
 Float32 error Winograd adds (max |got - ref| / max |ref| against the float64 reference, measured on
-the shapes below): F(2x2) ~2e-7, like direct; F(4x4) 1.5e-6 to 3e-6 (its transforms multiply by up
-to 8 and 1/24), 10-20x direct's but inside the tolerance every conv test uses (2e-4 of the scale).
-The weight gradient (F(4x4): 1e-6 to 2e-6, F(2x2): 1.5e-7 to 3e-7) is checked by the same tests.
+the tutorials' 3x3 shapes, y, dx and dw, He-scaled weights): direct 1e-7 to 1.4e-6; F(2x2) 2e-7 to
+7e-7; F(4x4) 2e-6 to 6.4e-6 (its transforms multiply by up to 8 and 1/24), about 5x direct's but 30x
+inside the tolerance every conv test uses (2e-4 of the scale).  Table in bench/WINOGRAD.md.
 test_float32_error_inside_tolerance asserts that bound per shape with margin.
 """
 import numpy as np
@@ -212,8 +212,8 @@ def test_every_output_element_is_written(algo, nan_empty):
 @pytest.mark.parametrize("shape", [(8, 28, 28, 32, 64), (8, 14, 14, 64, 64), (4, 32, 32, 32, 64), (8, 7, 7, 64, 64)])
 def test_float32_error_inside_tolerance(shape):
     """The float32 error Winograd adds: max relative error against the float64 reference stays
-    below 2e-5 for F(4x4) (measured 2e-6 to 4e-6 on these shapes) and 2e-6 for F(2x2) (direct:
-    ~2e-7), ten times inside the tests' 2e-4."""
+    below 2e-5 for F(4x4) (measured 2e-6 to 6e-6) and 2e-6 for F(2x2) (direct: up to 1.4e-6),
+    ten times inside the tests' 2e-4."""
     N, H, W, C, K = shape
     x, w, b = rand((N, H, W, C)), rand((3, 3, C, K)), rand((K,))
     want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
@@ -225,7 +225,7 @@ def test_float32_error_inside_tolerance(shape):
             errs[a] = float(np.abs(ops.conv2d(x, w, b, padding=1) - want).max() / scale)
     finally:
         _dispatch.set_conv_algo(None)
-    assert errs["winograd4"] < 2e-5 and errs["winograd2"] < 2e-6 and errs["direct"] < 2e-6, errs
+    assert errs["winograd4"] < 2e-5 and errs["winograd2"] < 2e-6 and errs["direct"] < 5e-6, errs
 
 
 # ---- the choice of algorithm ----
