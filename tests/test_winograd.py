@@ -204,9 +204,9 @@ def test_every_output_element_is_written(algo, nan_empty):
         x, w = rand((N, H, W, C)), rand((3, 3, C, K))
         y = ops.conv2d(x, w, padding=padding)
         assert np.isfinite(y).all()
-        dx, _, _ = ops.conv2d_grad(np.ones_like(y), x, w, padding=padding)
-        assert np.isfinite(dx).all()
-        assert _dispatch.last_kernel["conv2d"] == algo
+        dx, dw, db = ops.conv2d_grad(np.ones_like(y), x, w, padding=padding)
+        assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
+        assert _dispatch.last_kernel["conv2d"] == _dispatch.last_kernel["conv2d_grad:dw"] == algo
 
 
 @pytest.mark.parametrize("shape", [(8, 28, 28, 32, 64), (8, 14, 14, 64, 64), (4, 32, 32, 32, 64), (8, 7, 7, 64, 64)])
