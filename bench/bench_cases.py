@@ -431,3 +431,18 @@ def ort_forward(problem: Problem, threads: int):
     name = sess.get_inputs()[0].name
     feed = {name: np.ascontiguousarray(x_t.numpy())}
     return lambda: sess.run(None, feed)
+
+
+# ---- issue 12: the 3x3 stride-1 convs of the tutorials' CNNs, for bench/bench_winograd.py ----
+# (LeNet-like MNIST CNN at 28 and 14, the Fashion-MNIST CNN's 32/64-channel layers at batch 32 and
+# 128, a CIFAR CNN's 32x32 layer; padding 1 = "same")
+WINOGRAD_CASES: list[Case] = [
+    _conv("mnist 3x3 32->64 @28 b32", "dense", 32, 28, 32, 64, 3, padding=1, pad_note="same"),
+    _conv("mnist 3x3 32->64 @28 b128", "dense", 128, 28, 32, 64, 3, padding=1, pad_note="same"),
+    _conv("mnist 3x3 32->32 @28 b32", "dense", 32, 28, 32, 32, 3, padding=1, pad_note="same"),
+    _conv("mnist 3x3 64->64 @14 b32", "dense", 32, 14, 64, 64, 3, padding=1, pad_note="same"),
+    _conv("mnist 3x3 64->64 @14 b128", "dense", 128, 14, 64, 64, 3, padding=1, pad_note="same"),
+    _conv("cifar 3x3 32->64 @32 b32", "dense", 32, 32, 32, 64, 3, padding=1, pad_note="same"),
+    _conv("conv3x3 128->128 @7 b32", "dense", 32, 7, 128, 128, 3, padding=1, pad_note="same"),
+    _conv("conv3x3 64->64 @56 b8", "dense", 8, 56, 64, 64, 3, padding=1, pad_note="same"),
+]

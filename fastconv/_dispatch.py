@@ -19,10 +19,12 @@ LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 _MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread costs more than it saves
 
-_state = {"isa": None, "threads": None}
+_state = {"isa": None, "threads": None, "algo": None}
 last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
 # op name -> kernel variant of the last call's main pass (tests assert on it): conv "rowk" / "rowseg" /
-# "tiles" / "narrow"; depthwise "vector" / "multiplier" / "scalar"; pooling "window" (forward),
+# "tiles" / "narrow" / "winograd4" / "winograd2" (conv2d_grad's weight gradient under
+# "conv2d_grad:weight": "tiles" / "planar" / "winograd4" / "winograd2"); depthwise "vector" /
+# "multiplier" / "scalar"; pooling "window" (forward),
 # "fused" / "gather" / "argmax" (backward), "global"; norm "stats+affine", "affine", "dsums+dx", "dsums",
 # "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"
 last_kernel: dict[str, str] = {}
@@ -109,3 +111,35 @@ def threads_for(work: float) -> int:
     if not _rt.have_openmp():
         return 1
     return max(1, min(n, int(work // _MIN_WORK_PER_THREAD) or 1))
+
+
+# ---- convolution algorithm (issue 12): FASTCONV_CONV_ALGO or set_conv_algo ----
+# "auto": Winograd where ops/_plan.py conv_algo's rule says it beats the direct kernel, else direct;
+# "direct": never Winograd; "winograd": Winograd on every eligible conv (3x3, stride 1, dilation 1,
+# groups 1, epilogue none or ReLU), the tile by map size; "winograd4" / "winograd2": that tile.
+CONV_ALGOS = ("auto", "direct", "winograd", "winograd4", "winograd2")
+
+
+def set_conv_algo(name: str | None) -> str:
+    """Force the 3x3 convolution algorithm (one of CONV_ALGOS); None returns to FASTCONV_CONV_ALGO,
+    else "auto".  Returns the setting now in force.  Ineligible convs always run direct."""
+    if name is None:
+        _state["algo"] = None
+        return get_conv_algo()
+    key = str(name).lower()
+    if key not in CONV_ALGOS:
+        raise ValueError(f"conv algorithm must be one of {list(CONV_ALGOS)}. Received: {name!r}")
+    _state["algo"] = key
+    return key
+
+
+def get_conv_algo() -> str:
+    """The 3x3 convolution algorithm setting in force (set_conv_algo, else FASTCONV_CONV_ALGO, else "auto")."""
+    if _state["algo"] is None:
+        env = os.environ.get("FASTCONV_CONV_ALGO", "").strip().lower()
+        if env and env not in CONV_ALGOS:
+            warnings.warn(f"fastconv: ignoring FASTCONV_CONV_ALGO={env!r}: it must be one of {list(CONV_ALGOS)}; "
+                          f"using 'auto'", RuntimeWarning, stacklevel=3)
+            env = ""
+        return env or "auto"
+    return _state["algo"]

@@ -15,6 +15,14 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
 
 
+@pytest.fixture(autouse=True)
+def _direct_algorithm():
+    """This file tests the direct kernels: Winograd (tests/test_winograd.py) stays off."""
+    _dispatch.set_conv_algo("direct")
+    yield
+    _dispatch.set_conv_algo(None)
+
+
 def rand(shape, dtype=np.float32):
     return RNG.standard_normal(shape).astype(dtype)
 

@@ -36,6 +36,14 @@ def rand(shape, dtype):
     return RNG.standard_normal(shape).astype(dtype)
 
 
+@pytest.fixture(autouse=True)
+def _direct_algorithm():
+    """The direct kernels: Winograd's weight gradient (tests/test_winograd.py) stays off."""
+    _dispatch.set_conv_algo("direct")
+    yield
+    _dispatch.set_conv_algo(None)
+
+
 @pytest.fixture(params=["planar", "tiles"])
 def kernel(request, monkeypatch):
     monkeypatch.setattr(conv_ops, "_force_planar_wgrad", request.param == "planar")

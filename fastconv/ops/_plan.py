@@ -431,3 +431,94 @@ def global_pool_plan(x_shape: tuple, backward: bool, itemsize: int, threads: int
     if backward:
         return PoolPlan(geometry, "global", static_split(N * H, threads))
     return PoolPlan(geometry, "global", static_split(N, threads), (C + 16) * (itemsize + 8) + 128)
+
+
+# ---- Winograd F(m x m, 3x3) (src/winograd.pyx, fastconv/ops/winograd.py) ----
+
+WINO_BLOCK_BYTES = 196608  # a block's transformed input and products (V and M), kept in L2
+WINO_MAX_TB = 48           # tiles per block at most (a multiple of the register tile's 6 rows)
+WINO_BLOCKS_PER_THREAD = 4  # blocks per thread at least, while blocks can shrink (dynamic schedule)
+
+
+@dataclass(frozen=True)
+class WinoPlan:
+    """One Winograd call: m x m output tiles (ntiles = N * ceil(OH/m) * ceil(OW/m)), tb tiles per
+    block (a multiple of 6), one block per chunk of a dynamic schedule over `threads` threads.
+    Every tile's arithmetic is the same in any block, so the result does not depend on the split."""
+    m: int
+    tb: int
+    ntiles: int
+    nchunks: int
+    threads: int
+
+
+@lru_cache(maxsize=256)
+def wino_plan(N: int, OH: int, OW: int, m: int, tile_bytes: int, threads: int) -> WinoPlan:
+    """tile_bytes: scratch one tile of a block takes (alpha^2 rows of V and of M)."""
+    ntiles = N * -(-OH // m) * -(-OW // m)
+    tb = max(6, min(WINO_MAX_TB, WINO_BLOCK_BYTES // max(1, 6 * tile_bytes) * 6))
+    while tb > 6 and -(-ntiles // tb) < WINO_BLOCKS_PER_THREAD * threads:
+        tb -= 6
+    nchunks = max(1, -(-ntiles // tb))
+    return WinoPlan(m, tb, ntiles, nchunks, max(1, min(threads, nchunks)))
+
+
+# Winograd weight gradient: blocks of WINO_WGRAD_TB tiles (best of 12/24/48/96 measured on the shapes
+# below, within the noise of 24 and 48), cut into max(WINO_WGRAD_MIN_CHUNKS, threads) chunks, each
+# summed into its own partial and added in chunk order: up to 4 threads give bit-identical results.
+WINO_WGRAD_TB = 24
+WINO_WGRAD_MIN_CHUNKS = 4
+
+
+@lru_cache(maxsize=256)
+def wino_wgrad_plan(N: int, OH: int, OW: int, m: int, threads: int) -> WinoPlan:
+    ntiles = N * -(-OH // m) * -(-OW // m)
+    blocks = max(1, -(-ntiles // WINO_WGRAD_TB))
+    nchunks = min(blocks, max(WINO_WGRAD_MIN_CHUNKS, threads))
+    return WinoPlan(m, WINO_WGRAD_TB, ntiles, nchunks, max(1, min(threads, nchunks)))
+
+
+# FASTCONV_CONV_ALGO=auto's rule, from interleaved timings (best of 9, 2 threads, float32) on the
+# 2-core AMD EPYC (Zen 4, AVX-512) of the development host, effective GFLOP/s (direct FLOP count)
+# direct / winograd4 / winograd2, forward and input gradient:
+#   N  H  W   C   K    forward             input gradient
+#   32 28 28  32  64   116 / 235 / 77      76 / 503 / 366
+#   32 14 14  64  64   116 / 591 / 72      116 / 274 / 241
+#  128 28 28  32  32   57 / 95 / 66        58 / 125 / 77
+#   32  8  8 128 128   269 / 592 / 438     265 / 547 / 418
+#   32  7  7  64  64   248 / 398 / 301     244 / 399 / 299
+#   32  4  4 128 128   244 / 318 / 312     230 / 289 / 283
+#   32 28 28   8  16   103 / 92 / 60       56 / 112 / 70
+#   32 28 28  16  32   236 / 418 / 271     120 / 277 / 179
+#   32 14 14  32  32   229 / 381 / 319     229 / 402 / 330
+# weight gradient (F(4x4) blocks of 24 tiles vs the direct kernel):
+#   32 28 28  32  64   90 / 332      32 14 14  64  64   226 / 361     32 7 7 128 128   108 / 176
+#    8 56 56  64  64   91 / 155      32 28 28  16  32   200 / 390    128 28 28 32 32    89 / 145
+# (the host is shared with other jobs: absolute figures swing by 2x; the ratios decided the rule).
+#   16 28 28 128 128   42 / 90 / 71        41 / 84 / 76
+#    8 14 14 256 256   58 / 93 / 135       51 / 77 / 136
+#    8  7  7 512 512   46 / 17 / 27        33 / 17 / 26
+# F(4x4) beat direct and F(2x2) wherever the conv had 16+ input and output channels, down to 4x4
+# maps; with 8 channels it lost the forward; at 512 x 512 channels it lost 2.7x (each block of tiles
+# streams the whole 36 x C x K transformed weight, 37 MB, from memory).  A table, not a timing at run
+# time: deterministic.
+WINO_MIN_CHANNELS = 16
+WINO_MAX_CHANNEL_PRODUCT = 256 * 256
+WINO_MIN_MAP = 4
+
+
+def wino_tile(OH: int, OW: int) -> str:
+    """The Winograd tile for an OH x OW output map: F(4x4) down to 4x4 maps (measured above: even
+    7x7 maps, 64 computed pixels per 49, ran faster than with F(2x2)), F(2x2) below."""
+    return "winograd4" if min(OH, OW) >= WINO_MIN_MAP else "winograd2"
+
+
+def conv_algo(N: int, OH: int, OW: int, C: int, K: int, itemsize: int) -> str:
+    """FASTCONV_CONV_ALGO=auto's choice for an eligible 3x3 conv from C to K channels with an OH x OW
+    output: Winograd (wino_tile) in float32 with C, K >= WINO_MIN_CHANNELS on maps of at least
+    WINO_MIN_MAP and C * K <= WINO_MAX_CHANNEL_PRODUCT; direct otherwise (float64 serves gradient
+    checks: the direct path, exact to rounding)."""
+    if (itemsize != 4 or min(C, K) < WINO_MIN_CHANNELS or C * K > WINO_MAX_CHANNEL_PRODUCT
+            or min(OH, OW) < WINO_MIN_MAP or N * OH * OW == 0):
+        return "direct"
+    return wino_tile(OH, OW)

@@ -14,6 +14,7 @@ from fastconv import _dispatch
 from fastconv._kernels import conv as _k
 from fastconv._shapes import pair, positive_pair, resolve_padding, transpose_geometry, window_output_size
 from fastconv.ops import _plan
+from fastconv.ops import winograd as _wino
 from fastconv.ops._validate import aligned_empty, as_float_array, check_bias, check_dy, check_output, check_rank
 
 
@@ -149,12 +150,47 @@ def _pixel_row(t: np.ndarray) -> np.ndarray:
     return t.reshape(1, 1, -1, t.shape[3])
 
 
+# Epilogues the Winograd kernel applies (none, ReLU): any other one runs the direct kernel.
+_WINO_EPILOGUES = (False, True, None, "none", "relu")
+
+
+def _conv_algo(a: _ConvArgs, conv_hw, epilogue=False, transposed=False) -> str:
+    """"direct", "winograd4" or "winograd2" for this problem (conv_hw: the output extent of the
+    convolution that runs: y for the forward, x for the input gradient, whose channels are swapped:
+    transposed=True); see _dispatch.set_conv_algo."""
+    want = _dispatch.get_conv_algo()
+    if want == "direct" or not _wino.eligible(a.k_hw, a.stride, a.dilation, a.groups):
+        return "direct"
+    if isinstance(epilogue, np.ndarray) or not any(epilogue is e or (type(epilogue) is type(e) and epilogue == e)
+                                                   for e in _WINO_EPILOGUES):
+        return "direct"
+    if want in ("winograd4", "winograd2"):
+        return want
+    if want == "winograd":
+        return _plan.wino_tile(*conv_hw)
+    c_in, c_out = a.x_shape[3], a.w.shape[3]
+    if transposed:
+        c_in, c_out = c_out, c_in
+    return _plan.conv_algo(a.x_shape[0], conv_hw[0], conv_hw[1], c_in, c_out, a.dtype.itemsize)
+
+
+def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False):
+    work = out.size * 9 * inp.shape[3]
+    _wino.run(inp, w, bias, out, pads_tl, 4 if algo == "winograd4" else 2, relu, isa, _dispatch.threads_for(work),
+              flip)
+    _dispatch.last_kernel[op] = algo
+
+
 def _forward(a: _ConvArgs, x, bias, relu, op):
     """y = conv2d(x, w) + bias for validated arguments (x C-contiguous, a.dtype)."""
     y = aligned_empty(a.y_shape, a.dtype)
     if y.size == 0:
         return y
     isa = _dispatch.level_for(op, a.dtype)
+    algo = _conv_algo(a, a.out_hw, relu)
+    if algo != "direct":
+        _winograd(op, algo, x, a.w, bias, y, (a.pads[0][0], a.pads[1][0]), bool(relu), isa)
+        return y
     KH, KW, Cg, K = a.w.shape
     if _pointwise(a):
         x, y_out = _pixel_row(x), _pixel_row(y)
@@ -174,6 +210,11 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     if dx.size == 0:
         return dx
     isa = _dispatch.level_for(op, a.dtype)
+    algo = _conv_algo(a, a.x_shape[1:3], transposed=True)
+    if algo != "direct":
+        # dx = the 3x3 conv of dy with the rotated, transposed weight, "full" padding 2 - p
+        _winograd(op, algo, dy, a.w, bias, dx, (2 - a.pads[0][0], 2 - a.pads[1][0]), False, isa, flip=True)
+        return dx
     KH, KW, Cg, K = a.w.shape
     w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
     threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
@@ -194,6 +235,12 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     dw = np.empty(a.w.shape, dtype=a.dtype)
     db = np.empty(a.w.shape[3], dtype=a.dtype)
     isa = _dispatch.level_for(op, a.dtype)
+    algo = _conv_algo(a, a.out_hw)
+    if algo != "direct" and dy.size:
+        _wino.weight_grad(x, dy, dw, db, (a.pads[0][0], a.pads[1][0]), 4 if algo == "winograd4" else 2, isa,
+                          _dispatch.threads_for(dy.size * 9 * a.w.shape[2]))
+        _dispatch.last_kernel[op + ":weight"] = algo
+        return dw, db
     KH, KW, Cg, K = a.w.shape
     N, OH, OW = dy.shape[:3]
     vlen = _k.narrow_vlen(isa, a.dtype)

@@ -1,0 +1,464 @@
+/* winograd_impl.h: Winograd F(m x m, 3x3) convolution for ONE element type and ONE SIMD level.
+ *
+ * Included by winograd_kernels.h through fc_instantiate.h (FC_T, FC_VLEN, FC_SFX as in conv_impl.h),
+ * written with GCC vector extensions.  One call computes, for output tiles [t0, t1) of m x m pixels,
+ *
+ *     out[n, oy, ox, k] = sum_{i, j < 3, c < C} in[n, oy - pt + i, ox - pl + j, c] * w[i, j, c, k] (+ bias)
+ *
+ * (zeros outside `in`), by Lavin and Gray's algorithm (arXiv 1509.09308): m = 4 (alpha = 6 input
+ * tile, 36 products per 16 outputs instead of 144) or m = 2 (alpha = 4, 16 per 4 instead of 36).
+ * The input gradient of a 3x3 stride-1 conv is this same computation on dy with the weight rotated
+ * by 180 degrees and transposed in (C, K), padding 2 - p (fastconv/ops/winograd.py).
+ *
+ * Per block of TB tiles (TB a multiple of FC_WINO_RB, the register tile's rows), in the thread's scratch:
+ *   1. input transform  V[pos][t][c] = (B^T d B)[pos] of each tile's alpha x alpha input patch,
+ *      vectorised over channels (NHWC: C innermost), zeros outside the input;
+ *   2. alpha^2 independent GEMMs  M[pos] (TB x Kp) = V[pos] (TB x C) . U[pos] (C x Kp), in the
+ *      6-row x 2-vector register tile of the direct kernel (broadcast V, two vectors of U);
+ *   3. output transform  y = A^T M A per tile, vectorised over output channels, + bias, optional
+ *      ReLU (NaN passes, as in conv_impl.h), stored for the pixels that exist.
+ * U (packed by the op): U[pos][kb][c][VB], the transformed weight in blocks of VB = 2*FC_VLEN output
+ * channels, zero past K.  TB is chosen (ops/_plan.py wino_plan) so that V and M stay in L2.
+ *
+ * Index discipline (docs/kernels.md): geometry is int (checked by the op), tile indices, element
+ * offsets and scratch sizes are ptrdiff_t / size_t.
+ */
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+#define FN(name) FC_CAT(name, FC_SFX)
+#define V FN(fc_wvec)
+#define VU FN(fc_wvecu)
+#define VB (2 * FC_VLEN)
+#define LD(p) (*(const VU *)(p))
+#define ST(p, v) (*(VU *)(p) = (v))
+
+typedef FC_T V __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
+typedef FC_T VU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
+
+#if FC_VLEN == 2
+#define BC(s) ((V){(s), (s)})
+#elif FC_VLEN == 4
+#define BC(s) ((V){(s), (s), (s), (s)})
+#elif FC_VLEN == 8
+#define BC(s) ((V){(s), (s), (s), (s), (s), (s), (s), (s)})
+#elif FC_VLEN == 16
+#define BC(s) ((V){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
+#endif
+
+static int FN(fc_wino_block)(void) { return VB; }
+
+static inline int FN(fc_wino_cs)(int C) { return (C + FC_VLEN - 1) / FC_VLEN * FC_VLEN; }
+static inline int FN(fc_wino_kp)(int K) { return (K + VB - 1) / VB * VB; }
+
+/* Scratch of one thread: V, M (alpha^2 * TB rows each), the zero row, the padded bias, tile pointers. */
+static size_t FN(fc_wino_scratch_bytes)(const fc_wino *p, int TB)
+{
+    const size_t a2 = (size_t)(p->m + 2) * (p->m + 2);
+    const size_t cs = (size_t)FN(fc_wino_cs)(p->C), kp = (size_t)FN(fc_wino_kp)(p->K);
+    return (a2 * TB * (cs + kp) + cs + kp) * sizeof(FC_T) + a2 * sizeof(FC_T *) + 6 * 64;
+}
+
+static inline char *FN(fc_wino_align)(char *q) { return (char *)(((size_t)q + 63) & ~(size_t)63); }
+
+/* One-dimensional transforms, on named vectors (the compiler keeps them in registers). */
+#define WI6(d0, d1, d2, d3, d4, d5, t0, t1, t2, t3, t4, t5)                                             \
+    do {                                                                                                \
+        const V q4 = BC((FC_T)4), q5 = BC((FC_T)5), q2 = BC((FC_T)2);                                   \
+        const V s1 = d4 - q4 * d2, s2 = d3 - q4 * d1, s3 = d4 - d2, s4 = q2 * (d3 - d1);                \
+        t0 = q4 * d0 - q5 * d2 + d4;                                                                    \
+        t1 = s1 + s2; t2 = s1 - s2;                                                                     \
+        t3 = s3 + s4; t4 = s3 - s4;                                                                     \
+        t5 = q4 * d1 - q5 * d3 + d5;                                                                    \
+    } while (0)
+#define WI4(d0, d1, d2, d3, t0, t1, t2, t3)                                                             \
+    do { t0 = d0 - d2; t1 = d1 + d2; t2 = d2 - d1; t3 = d1 - d3; } while (0)
+#define WO6(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                                     \
+    do {                                                                                                \
+        const V q2 = BC((FC_T)2), q4 = BC((FC_T)4), q8 = BC((FC_T)8);                                   \
+        const V a = m1 + m2, b = m1 - m2, c = m3 + m4, e = m3 - m4;                                     \
+        y0 = m0 + a + c; y1 = b + q2 * e; y2 = a + q4 * c; y3 = b + q8 * e + m5;                        \
+    } while (0)
+#define WO4(m0, m1, m2, m3, y0, y1)                                                                     \
+    do { y0 = m0 + m1 + m2; y1 = m1 - m2 - m3; } while (0)
+
+/* Load VLEN channels from c0 of pixel pointer q, zeros past C (the last, partial block). */
+static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
+{
+    if (c0 + FC_VLEN <= C)
+        return LD(q + c0);
+    V v = {0};
+    for (int l = 0; c0 + l < C; l++)
+        v[l] = q[c0 + l];
+    return v;
+}
+
+/* Input transform of one tile: xp[alpha*alpha] pixel pointers (the zero row outside the input);
+ * V rows of this tile at vt (position stride ps elements). */
+static void FN(fc_wino_itrans)(int m, const FC_T *const *xp, int C, int cs, FC_T *vt, ptrdiff_t ps)
+{
+    if (m == 4) {
+        for (int c0 = 0; c0 < cs; c0 += FC_VLEN) {
+            V t[6][6];
+            for (int j = 0; j < 6; j++) {
+                const V d0 = FN(fc_wino_ld)(xp[0 * 6 + j], c0, C), d1 = FN(fc_wino_ld)(xp[1 * 6 + j], c0, C);
+                const V d2 = FN(fc_wino_ld)(xp[2 * 6 + j], c0, C), d3 = FN(fc_wino_ld)(xp[3 * 6 + j], c0, C);
+                const V d4 = FN(fc_wino_ld)(xp[4 * 6 + j], c0, C), d5 = FN(fc_wino_ld)(xp[5 * 6 + j], c0, C);
+                WI6(d0, d1, d2, d3, d4, d5, t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+            }
+            for (int i = 0; i < 6; i++) {
+                V u0, u1, u2, u3, u4, u5;
+                WI6(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], u0, u1, u2, u3, u4, u5);
+                FC_T *o = vt + (ptrdiff_t)(i * 6) * ps + c0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3); ST(o + 4 * ps, u4);
+                ST(o + 5 * ps, u5);
+            }
+        }
+    } else {
+        for (int c0 = 0; c0 < cs; c0 += FC_VLEN) {
+            V t[4][4];
+            for (int j = 0; j < 4; j++) {
+                const V d0 = FN(fc_wino_ld)(xp[0 * 4 + j], c0, C), d1 = FN(fc_wino_ld)(xp[1 * 4 + j], c0, C);
+                const V d2 = FN(fc_wino_ld)(xp[2 * 4 + j], c0, C), d3 = FN(fc_wino_ld)(xp[3 * 4 + j], c0, C);
+                WI4(d0, d1, d2, d3, t[0][j], t[1][j], t[2][j], t[3][j]);
+            }
+            for (int i = 0; i < 4; i++) {
+                V u0, u1, u2, u3;
+                WI4(t[i][0], t[i][1], t[i][2], t[i][3], u0, u1, u2, u3);
+                FC_T *o = vt + (ptrdiff_t)(i * 4) * ps + c0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3);
+            }
+        }
+    }
+}
+
+/* FC_WINO_RB rows of V (stride cs) times one VB-wide block of U (C x VB) into FC_WINO_RB rows of M (stride kp). */
+static inline __attribute__((always_inline)) void
+FN(fc_wino_ukernel)(const FC_T *v, int cs, int C, const FC_T *u, FC_T *mo, int kp)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    const FC_T *x0 = v, *x1 = v + cs, *x2 = v + 2 * (ptrdiff_t)cs, *x3 = v + 3 * (ptrdiff_t)cs;
+    const FC_T *x4 = v + 4 * (ptrdiff_t)cs, *x5 = v + 5 * (ptrdiff_t)cs;
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+        const V w0 = LD(u), w1 = LD(u + FC_VLEN);
+        V b;
+        b = BC(x0[c]); a00 += b * w0; a01 += b * w1;
+        b = BC(x1[c]); a10 += b * w0; a11 += b * w1;
+        b = BC(x2[c]); a20 += b * w0; a21 += b * w1;
+        b = BC(x3[c]); a30 += b * w0; a31 += b * w1;
+        b = BC(x4[c]); a40 += b * w0; a41 += b * w1;
+        b = BC(x5[c]); a50 += b * w0; a51 += b * w1;
+        u += VB;
+    }
+    ST(mo, a00); ST(mo + FC_VLEN, a01); mo += kp;
+    ST(mo, a10); ST(mo + FC_VLEN, a11); mo += kp;
+    ST(mo, a20); ST(mo + FC_VLEN, a21); mo += kp;
+    ST(mo, a30); ST(mo + FC_VLEN, a31); mo += kp;
+    ST(mo, a40); ST(mo + FC_VLEN, a41); mo += kp;
+    ST(mo, a50); ST(mo + FC_VLEN, a51);
+}
+
+#define FC_WRELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))
+
+/* Store VLEN output channels from k0 of one pixel, only the first K - k0 when the block is partial. */
+static inline void FN(fc_wino_st)(FC_T *q, int k0, int K, V v)
+{
+    if (k0 + FC_VLEN <= K) {
+        ST(q + k0, v);
+        return;
+    }
+    for (int l = 0; k0 + l < K; l++)
+        q[k0 + l] = v[l];
+}
+
+/* Output transform of one tile: M rows of this tile at mt (position stride ps elements); out pixel
+ * (r, s) of the tile at op[r*m + s] (NULL when past the output's edge). */
+static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int kp, const FC_T *bias, int relu,
+                               FC_T *const *op)
+{
+    const V z = {0};
+    for (int k0 = 0; k0 < kp && k0 < K; k0 += FC_VLEN) {
+        const V bv = LD(bias + k0);
+        if (m == 4) {
+            V s[4][6];
+            for (int j = 0; j < 6; j++) {
+                const FC_T *q = mt + (ptrdiff_t)j * ps + k0;
+                WO6(LD(q), LD(q + 6 * ps), LD(q + 12 * ps), LD(q + 18 * ps), LD(q + 24 * ps), LD(q + 30 * ps),
+                    s[0][j], s[1][j], s[2][j], s[3][j]);
+            }
+            for (int r = 0; r < 4; r++) {
+                V y[4];
+                WO6(s[r][0], s[r][1], s[r][2], s[r][3], s[r][4], s[r][5], y[0], y[1], y[2], y[3]);
+                for (int c = 0; c < 4; c++) {
+                    if (!op[r * 4 + c])
+                        continue;
+                    V v = y[c] + bv;
+                    if (relu)
+                        v = FC_WRELU(v);
+                    FN(fc_wino_st)(op[r * 4 + c], k0, K, v);
+                }
+            }
+        } else {
+            V s[2][4];
+            for (int j = 0; j < 4; j++) {
+                const FC_T *q = mt + (ptrdiff_t)j * ps + k0;
+                WO4(LD(q), LD(q + 4 * ps), LD(q + 8 * ps), LD(q + 12 * ps), s[0][j], s[1][j]);
+            }
+            for (int r = 0; r < 2; r++) {
+                V y[2];
+                WO4(s[r][0], s[r][1], s[r][2], s[r][3], y[0], y[1]);
+                for (int c = 0; c < 2; c++) {
+                    if (!op[r * 2 + c])
+                        continue;
+                    V v = y[c] + bv;
+                    if (relu)
+                        v = FC_WRELU(v);
+                    FN(fc_wino_st)(op[r * 2 + c], k0, K, v);
+                }
+            }
+        }
+    }
+}
+
+/* Tiles [t0, t1) in blocks of TB (a multiple of FC_WINO_RB).  Tile t is (n, ty, tx) with
+ * t = (n*th + ty)*tw + tx; its output pixels are rows ty*m.., columns tx*m.. of image n. */
+static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, const FC_T *bias, FC_T *out,
+                              ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    const int m = p->m, al = m + 2, a2 = al * al, C = p->C, K = p->K;
+    const int cs = FN(fc_wino_cs)(C), kp = FN(fc_wino_kp)(K), nkb = kp / VB;
+    const ptrdiff_t vps = (ptrdiff_t)TB * cs, mps = (ptrdiff_t)TB * kp;  /* position strides of V and M */
+    char *q = FN(fc_wino_align)(scratch);
+    FC_T *Vb = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * vps * sizeof(FC_T));
+    FC_T *Mb = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * mps * sizeof(FC_T));
+    FC_T *zrow = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)cs * sizeof(FC_T));
+    FC_T *bp = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)kp * sizeof(FC_T));
+    const FC_T **xp = (const FC_T **)q;
+    for (int c = 0; c < cs; c++)
+        zrow[c] = 0;
+    for (int k = 0; k < kp; k++)
+        bp[k] = (bias && k < K) ? bias[k] : (FC_T)0;
+    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
+    for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
+        const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
+        const int ntr = (nt + FC_WINO_RB - 1) / FC_WINO_RB * FC_WINO_RB;  /* rows the register tile runs over */
+        /* 1. input transform */
+        for (int t = 0; t < nt; t++) {
+            const ptrdiff_t g = b0 + t;
+            const ptrdiff_t n = g / per_img, r = g - n * per_img;
+            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+            const int iy0 = ty * m - p->pt, ix0 = tx * m - p->pl;
+            const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
+            for (int i = 0; i < al; i++) {
+                const int iy = iy0 + i;
+                for (int j = 0; j < al; j++) {
+                    const int ix = ix0 + j;
+                    xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
+                                         ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
+                }
+            }
+            FN(fc_wino_itrans)(m, xp, C, cs, Vb + (ptrdiff_t)t * cs, vps);
+        }
+        for (int t = nt; t < ntr; t++)  /* the register tile's unused rows: zeros */
+            for (int pos = 0; pos < a2; pos++)
+                memset(Vb + pos * vps + (ptrdiff_t)t * cs, 0, (size_t)cs * sizeof(FC_T));
+        /* 2. alpha^2 GEMMs: each VB-wide block of U (C x VB) is reused over the block's tiles */
+        for (int pos = 0; pos < a2; pos++) {
+            const FC_T *vpos = Vb + pos * vps;
+            FC_T *mpos = Mb + pos * mps;
+            for (int kb = 0; kb < nkb; kb++) {
+                const FC_T *u = U + ((ptrdiff_t)pos * nkb + kb) * C * VB;
+                for (int t = 0; t < ntr; t += FC_WINO_RB)
+                    FN(fc_wino_ukernel)(vpos + (ptrdiff_t)t * cs, cs, C, u, mpos + (ptrdiff_t)t * kp + kb * VB, kp);
+            }
+        }
+        /* 3. output transform */
+        for (int t = 0; t < nt; t++) {
+            const ptrdiff_t g = b0 + t;
+            const ptrdiff_t n = g / per_img, r = g - n * per_img;
+            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+            FC_T *op[16];
+            for (int a = 0; a < m; a++)
+                for (int c = 0; c < m; c++) {
+                    const int oy = ty * m + a, ox = tx * m + c;
+                    op[a * m + c] = (oy < p->OH && ox < p->OW)
+                                        ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : NULL;
+                }
+            FN(fc_wino_otrans)(m, Mb + (ptrdiff_t)t * kp, mps, K, kp, bp, p->relu, op);
+        }
+    }
+}
+
+/* ---- weight gradient: dw = G^T [ sum over tiles of (B^T d B) (x) (A dY A^T) ] G ----
+ * The adjoint of the forward's per-tile formula y = A^T [U (x) V] A with respect to U, then U = G g G^T
+ * with respect to g.  Per block of TB tiles: V (the input transform of x, as the forward) and
+ * D[pos][t][k] = (A dY A^T)[pos] of each tile's m x m dy (zeros past the output's edge); then
+ * S[pos] (C x Kp) += V[pos]^T D[pos], a reduction over the block's tiles in a 6-channel x 2-vector
+ * register tile.  S is the chunk's own partial (the op sums the partials in chunk order and applies
+ * G^T . G: fc_wino_wgrad_finish). */
+
+/* dY tile transform (A . A^T), one dimension: m outputs to alpha values. */
+#define WD4(d0, d1, d2, d3, t0, t1, t2, t3, t4, t5)                                                   \
+    do {                                                                                            \
+        const V q2 = BC((FC_T)2), q4 = BC((FC_T)4), q8 = BC((FC_T)8);                                 \
+        const V e = d0 + d2, o = d1 + d3, e4 = d0 + q4 * d2, o2 = q2 * d1 + q8 * d3;                 \
+        t0 = d0; t1 = e + o; t2 = e - o; t3 = e4 + o2; t4 = e4 - o2; t5 = d3;                        \
+    } while (0)
+#define WD2(d0, d1, t0, t1, t2, t3)                                                                   \
+    do { t0 = d0; t1 = d0 + d1; t2 = d0 - d1; t3 = -d1; } while (0)
+
+static void FN(fc_wino_dtrans)(int m, const FC_T *const *yp, int K, int kp, FC_T *dt, ptrdiff_t ps)
+{
+    for (int k0 = 0; k0 < kp; k0 += FC_VLEN) {
+        if (m == 4) {
+            V t[6][4];
+            for (int j = 0; j < 4; j++) {
+                const V d0 = FN(fc_wino_ld)(yp[0 * 4 + j], k0, K), d1 = FN(fc_wino_ld)(yp[1 * 4 + j], k0, K);
+                const V d2 = FN(fc_wino_ld)(yp[2 * 4 + j], k0, K), d3 = FN(fc_wino_ld)(yp[3 * 4 + j], k0, K);
+                WD4(d0, d1, d2, d3, t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
+            }
+            for (int i = 0; i < 6; i++) {
+                V u0, u1, u2, u3, u4, u5;
+                WD4(t[i][0], t[i][1], t[i][2], t[i][3], u0, u1, u2, u3, u4, u5);
+                FC_T *o = dt + (ptrdiff_t)(i * 6) * ps + k0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3); ST(o + 4 * ps, u4);
+                ST(o + 5 * ps, u5);
+            }
+        } else {
+            V t[4][2];
+            for (int j = 0; j < 2; j++) {
+                const V d0 = FN(fc_wino_ld)(yp[0 * 2 + j], k0, K), d1 = FN(fc_wino_ld)(yp[1 * 2 + j], k0, K);
+                WD2(d0, d1, t[0][j], t[1][j], t[2][j], t[3][j]);
+            }
+            for (int i = 0; i < 4; i++) {
+                V u0, u1, u2, u3;
+                WD2(t[i][0], t[i][1], u0, u1, u2, u3);
+                FC_T *o = dt + (ptrdiff_t)(i * 4) * ps + k0;
+                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3);
+            }
+        }
+    }
+}
+
+/* Rows of S: C rounded up to the register tile's 6 channels. */
+static inline int FN(fc_wino_sc)(int C) { return (C + 5) / 6 * 6; }
+
+static size_t FN(fc_wino_wgrad_scratch_bytes)(const fc_wino *p, int TB)
+{
+    const size_t a2 = (size_t)(p->m + 2) * (p->m + 2);
+    const size_t cs = (size_t)FN(fc_wino_cs)(p->C), kp = (size_t)FN(fc_wino_kp)(p->K);
+    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row */
+    return (a2 * TB * (cs + kp) + 8 + cs + kp) * sizeof(FC_T) + 32 * sizeof(FC_T *) + 6 * 64;
+}
+
+/* Elements of one partial: S (alpha^2 x Sc x Kp), then the bias gradient's Kp sums. */
+static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
+{
+    return ((ptrdiff_t)(p->m + 2) * (p->m + 2) * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
+}
+
+static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T *dy, ptrdiff_t t0, ptrdiff_t t1,
+                                    int TB, FC_T *S, char *scratch)
+{
+    const int m = p->m, al = m + 2, a2 = al * al, C = p->C, K = p->K;
+    const int cs = FN(fc_wino_cs)(C), kp = FN(fc_wino_kp)(K), sc = FN(fc_wino_sc)(C), nkb = kp / VB;
+    const ptrdiff_t vps = (ptrdiff_t)TB * cs, dps = (ptrdiff_t)TB * kp, sps = (ptrdiff_t)sc * kp;
+    char *q = FN(fc_wino_align)(scratch);
+    FC_T *Vb = (FC_T *)q;
+    q = FN(fc_wino_align)(q + ((size_t)a2 * vps + 8) * sizeof(FC_T));
+    FC_T *Db = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * dps * sizeof(FC_T));
+    FC_T *zrow = (FC_T *)q;
+    q = FN(fc_wino_align)(q + (size_t)(cs > kp ? cs : kp) * sizeof(FC_T));
+    const FC_T **xp = (const FC_T **)q;
+    for (int c = 0; c < (cs > kp ? cs : kp); c++)
+        zrow[c] = 0;
+    for (int e = 0; e < 8; e++)
+        Vb[(ptrdiff_t)a2 * vps + e] = 0;
+    FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
+    for (ptrdiff_t e = 0; e < (ptrdiff_t)a2 * sps + kp; e++)
+        S[e] = 0;
+    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
+    for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
+        const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
+        for (int t = 0; t < nt; t++) {
+            const ptrdiff_t g = b0 + t;
+            const ptrdiff_t n = g / per_img, r = g - n * per_img;
+            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+            const int iy0 = ty * m - p->pt, ix0 = tx * m - p->pl;
+            const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
+            for (int i = 0; i < al; i++)
+                for (int j = 0; j < al; j++) {
+                    const int iy = iy0 + i, ix = ix0 + j;
+                    xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
+                                         ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
+                }
+            FN(fc_wino_itrans)(m, xp, C, cs, Vb + (ptrdiff_t)t * cs, vps);
+            for (int a = 0; a < m; a++)
+                for (int c = 0; c < m; c++) {
+                    const int oy = ty * m + a, ox = tx * m + c;
+                    xp[a * m + c] = (oy < p->OH && ox < p->OW)
+                                        ? dy + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : zrow;
+                }
+            FN(fc_wino_dtrans)(m, xp, K, kp, Db + (ptrdiff_t)t * kp, dps);
+            for (int e = 0; e < m * m; e++)
+                if (xp[e] != zrow)
+                    for (int k0 = 0; k0 < kp; k0 += FC_VLEN)
+                        ST(dbp + k0, LD(dbp + k0) + FN(fc_wino_ld)(xp[e], k0, K));
+        }
+        /* S[pos][c..c+6)[kb] += sum_t V[pos][t][c..c+6) (x) D[pos][t][kb] */
+        for (int pos = 0; pos < a2; pos++) {
+            const FC_T *vpos = Vb + pos * vps, *dpos = Db + pos * dps;
+            FC_T *spos = S + pos * sps;
+            for (int c = 0; c < sc; c += 6)
+                for (int kb = 0; kb < nkb; kb++) {
+                    FC_T *so = spos + (ptrdiff_t)c * kp + kb * VB;
+                    V a00 = LD(so), a01 = LD(so + FC_VLEN);
+                    V a10 = LD(so + kp), a11 = LD(so + kp + FC_VLEN);
+                    V a20 = LD(so + 2 * kp), a21 = LD(so + 2 * kp + FC_VLEN);
+                    V a30 = LD(so + 3 * kp), a31 = LD(so + 3 * kp + FC_VLEN);
+                    V a40 = LD(so + 4 * kp), a41 = LD(so + 4 * kp + FC_VLEN);
+                    V a50 = LD(so + 5 * kp), a51 = LD(so + 5 * kp + FC_VLEN);
+                    const FC_T *v = vpos + c, *d = dpos + kb * VB;
+#pragma GCC unroll 2
+                    for (int t = 0; t < nt; t++, v += cs, d += kp) {
+                        const V w0 = LD(d), w1 = LD(d + FC_VLEN);
+                        V b;
+                        b = BC(v[0]); a00 += b * w0; a01 += b * w1;
+                        b = BC(v[1]); a10 += b * w0; a11 += b * w1;
+                        b = BC(v[2]); a20 += b * w0; a21 += b * w1;
+                        b = BC(v[3]); a30 += b * w0; a31 += b * w1;
+                        b = BC(v[4]); a40 += b * w0; a41 += b * w1;
+                        b = BC(v[5]); a50 += b * w0; a51 += b * w1;
+                    }
+                    ST(so, a00); ST(so + FC_VLEN, a01);
+                    ST(so + kp, a10); ST(so + kp + FC_VLEN, a11);
+                    ST(so + 2 * kp, a20); ST(so + 2 * kp + FC_VLEN, a21);
+                    ST(so + 3 * kp, a30); ST(so + 3 * kp + FC_VLEN, a31);
+                    ST(so + 4 * kp, a40); ST(so + 4 * kp + FC_VLEN, a41);
+                    ST(so + 5 * kp, a50); ST(so + 5 * kp + FC_VLEN, a51);
+                }
+        }
+    }
+}
+
+#undef WD4
+#undef WD2
+#undef FC_WRELU
+#undef WI6
+#undef WI4
+#undef WO6
+#undef WO4
+#undef V
+#undef VU
+#undef VB
+#undef LD
+#undef ST
+#undef BC
+#undef FN

@@ -1,0 +1,149 @@
+/* winograd_kernels.h: instantiates winograd_impl.h at every element type and SIMD level
+ * (fc_instantiate.h) and exposes one entry per operation taking the SIMD level (chosen in Python).
+ */
+#ifndef FC_WINOGRAD_KERNELS_H
+#define FC_WINOGRAD_KERNELS_H
+
+#include "fc_common.h"
+
+#define FC_WINO_RB 6  /* tile rows of the GEMM register tile (6 rows x 2 vectors, as conv_impl.h) */
+
+/* One Winograd F(m x m, 3x3) convolution (winograd_impl.h): input (N, IH, IW, C), output
+ * (N, OH, OW, K), input row of output row oy at oy - pt (columns: ox - pl); th x tw tiles of m x m
+ * output pixels per image.  Every field is checked against the int geometry by the op. */
+typedef struct {
+    int N, IH, IW, C;
+    int OH, OW, K;
+    int pt, pl;
+    int m;          /* 4: F(4x4, 3x3), 2: F(2x2, 3x3) */
+    int th, tw;     /* tiles per image column and row: ceil(OH / m), ceil(OW / m) */
+    int relu;
+} fc_wino;
+
+#define FC_IMPL "winograd_impl.h"
+#include "fc_instantiate.h"
+
+/* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]
+ * (w is (3, 3, C, K)), zero past K, in double arithmetic; flip: of the input gradient's weight
+ * g[i][j] = w[2 - i, 2 - j, kb*vb + v, c] (w is (3, 3, K, C) then).  C, K: the transformed conv's. */
+static const double fc_wino_g4[6][3] = {{1 / 4., 0, 0}, {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                        {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+static const double fc_wino_g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+
+/* vb output channels at a time (v innermost, so the compiler vectorises over them), the alpha x 3
+ * intermediate rows in double; AL (6 or 4) a constant so every loop unrolls. */
+#define FC_WINO_TRANSFORM(NAME, T, AL, GM)                                                                  \
+static void NAME(const T *w, int C, int K, int vb, int flip, T *out)                                        \
+{                                                                                                           \
+    enum { A2 = AL * AL, VMAX = 32 };                                                                       \
+    const int nkb = (K + vb - 1) / vb;                                                                      \
+    const ptrdiff_t ps = (ptrdiff_t)nkb * C * vb, tap = (ptrdiff_t)C * K;                                   \
+    for (int kb = 0; kb < nkb; kb++)                                                                        \
+        for (int c = 0; c < C; c++) {                                                                       \
+            double g[3][3][VMAX], t[AL][3][VMAX];                                                           \
+            const int nv = K - kb * vb < vb ? K - kb * vb : vb;                                             \
+            for (int i = 0; i < 3; i++)                                                                     \
+                for (int j = 0; j < 3; j++) {                                                               \
+                    for (int v = 0; v < nv; v++) {                                                          \
+                        const int k = kb * vb + v;                                                          \
+                        g[i][j][v] = flip ? w[(2 - i) * 3 * tap + (2 - j) * tap + (ptrdiff_t)k * C + c]     \
+                                          : w[i * 3 * tap + j * tap + (ptrdiff_t)c * K + k];                \
+                    }                                                                                       \
+                    for (int v = nv; v < vb; v++)                                                           \
+                        g[i][j][v] = 0;                                                                     \
+                }                                                                                           \
+            for (int a = 0; a < AL; a++)                                                                    \
+                for (int j = 0; j < 3; j++)                                                                 \
+                    for (int v = 0; v < vb; v++)                                                            \
+                        t[a][j][v] = GM[a][0] * g[0][j][v] + GM[a][1] * g[1][j][v] + GM[a][2] * g[2][j][v];  \
+            T *o = out + ((ptrdiff_t)kb * C + c) * vb;                                                      \
+            for (int a = 0; a < AL; a++)                                                                    \
+                for (int b = 0; b < AL; b++)                                                                \
+                    for (int v = 0; v < vb; v++)                                                            \
+                        o[(a * AL + b) * ps + v] =                                                          \
+                            (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);     \
+        }                                                                                                   \
+}
+FC_WINO_TRANSFORM(fc_wino_transform4_f32, float, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(fc_wino_transform2_f32, float, 4, fc_wino_g2)
+FC_WINO_TRANSFORM(fc_wino_transform4_f64, double, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(fc_wino_transform2_f64, double, 4, fc_wino_g2)
+static void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out)
+{
+    (m == 4 ? fc_wino_transform4_f32 : fc_wino_transform2_f32)(w, C, K, vb, flip, out);
+}
+static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out)
+{
+    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out);
+}
+#undef FC_WINO_TRANSFORM
+
+/* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j] (S: alpha^2 x sc x kp, the summed
+ * partials of fc_wino_wgrad_tiles), accumulated in double in acc (9 * K doubles). */
+#define FC_WINO_FINISH(NAME, T)                                                                             \
+static void NAME(const T *S, int m, int C, int K, int sc, int kp, double *acc, T *dw)                        \
+{                                                                                                           \
+    const int al = m + 2;                                                                                   \
+    const double (*G)[3] = m == 4 ? fc_wino_g4 : fc_wino_g2;                                                \
+    const ptrdiff_t sps = (ptrdiff_t)sc * kp, tap = (ptrdiff_t)C * K;                                       \
+    for (int c = 0; c < C; c++) {                                                                           \
+        for (ptrdiff_t e = 0; e < 9 * (ptrdiff_t)K; e++)                                                    \
+            acc[e] = 0;                                                                                     \
+        for (int a = 0; a < al; a++)                                                                        \
+            for (int b = 0; b < al; b++) {                                                                  \
+                const T *srow = S + (a * al + b) * sps + (ptrdiff_t)c * kp;                                 \
+                for (int i = 0; i < 3; i++)                                                                 \
+                    for (int j = 0; j < 3; j++) {                                                           \
+                        const double f = G[a][i] * G[b][j];                                                 \
+                        if (f == 0)                                                                         \
+                            continue;                                                                       \
+                        double *ar = acc + (i * 3 + j) * (ptrdiff_t)K;                                      \
+                        for (int k = 0; k < K; k++)                                                         \
+                            ar[k] += f * (double)srow[k];                                                   \
+                    }                                                                                       \
+            }                                                                                               \
+        for (int ij = 0; ij < 9; ij++)                                                                      \
+            for (int k = 0; k < K; k++)                                                                     \
+                dw[ij * tap + (ptrdiff_t)c * K + k] = (T)acc[ij * (ptrdiff_t)K + k];                        \
+    }                                                                                                       \
+}
+FC_WINO_FINISH(fc_wino_wgrad_finish_f32, float)
+FC_WINO_FINISH(fc_wino_wgrad_finish_f64, double)
+#undef FC_WINO_FINISH
+
+/* ---- float32, SIMD level chosen by `isa` ---- */
+static int fc_wino_block_f32(int isa) { return FC_PICK(isa, fc_wino_block); }
+static size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB) { return FC_PICK(isa, fc_wino_scratch_bytes, p, TB); }
+static void fc_wino_tiles_f32(int isa, const fc_wino *p, const float *in, const float *U, const float *bias,
+                              float *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    FC_PICK(isa, fc_wino_tiles, p, in, U, bias, out, t0, t1, TB, scratch);
+}
+
+static size_t fc_wino_wgrad_scratch_f32(int isa, const fc_wino *p, int TB) { return FC_PICK(isa, fc_wino_wgrad_scratch_bytes, p, TB); }
+static ptrdiff_t fc_wino_wgrad_partial_f32(int isa, const fc_wino *p) { return FC_PICK(isa, fc_wino_wgrad_partial, p); }
+static void fc_wino_wgrad_tiles_f32(int isa, const fc_wino *p, const float *in, const float *dy, ptrdiff_t t0,
+                                    ptrdiff_t t1, int TB, float *S, char *scratch)
+{
+    FC_PICK(isa, fc_wino_wgrad_tiles, p, in, dy, t0, t1, TB, S, scratch);
+}
+
+/* ---- float64 (isa ignored) ---- */
+static size_t fc_wino_wgrad_scratch_f64(int isa, const fc_wino *p, int TB) { (void)isa; return fc_wino_wgrad_scratch_bytes_f64_generic(p, TB); }
+static ptrdiff_t fc_wino_wgrad_partial_f64(int isa, const fc_wino *p) { (void)isa; return fc_wino_wgrad_partial_f64_generic(p); }
+static void fc_wino_wgrad_tiles_f64(int isa, const fc_wino *p, const double *in, const double *dy, ptrdiff_t t0,
+                                    ptrdiff_t t1, int TB, double *S, char *scratch)
+{
+    (void)isa;
+    fc_wino_wgrad_tiles_f64_generic(p, in, dy, t0, t1, TB, S, scratch);
+}
+static int fc_wino_block_f64(int isa) { (void)isa; return fc_wino_block_f64_generic(); }
+static size_t fc_wino_scratch_f64(int isa, const fc_wino *p, int TB) { (void)isa; return fc_wino_scratch_bytes_f64_generic(p, TB); }
+static void fc_wino_tiles_f64(int isa, const fc_wino *p, const double *in, const double *U, const double *bias,
+                              double *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    (void)isa;
+    fc_wino_tiles_f64_generic(p, in, U, bias, out, t0, t1, TB, scratch);
+}
+
+#endif
