@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 
 from fastconv import _dispatch
@@ -149,6 +150,9 @@ def _install_excepthook():
                          f"aborting the MPI job (MPI_Abort) so that no rank waits for this one:\n{text}")
         sys.stderr.flush()
         sys.stdout.flush()
+        # the launcher forwards a rank's output through its own process, which MPI_Abort tears down:
+        # a moment for the message to pass (on a loaded machine it was lost without this)
+        time.sleep(1.0)
         _state["comm"].Abort(1)
         os._exit(1)  # pragma: no cover - MPI_Abort does not return
 
