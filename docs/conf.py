@@ -2,9 +2,10 @@
 
     sphinx-build -W --keep-going -b html docs docs/_build/html
 
-Why Sphinx + autodoc + numpydoc (and not MkDocs + mkdocstrings): fastconv's public docstrings are
-written in the NumPy style (``Parameters`` / ``Returns`` sections with shapes, STYLE.md asks for it),
-which numpydoc parses as written; autodoc imports the built package, so the compiled ops are
+Why Sphinx + autodoc + numpydoc (and not MkDocs + mkdocstrings): fastconv's docstrings are in the
+NumPy style (STYLE.md asks for it: ``Parameters`` / ``Returns`` sections in 19 modules, none in the
+Google style, the rest short paragraphs opening with the array shapes), which numpydoc parses as
+written; autodoc imports the built package, so the compiled ops are
 documented from the same objects users call; and ``-W`` turns every broken reference or malformed
 docstring into a build failure that CI catches. MyST lets the narrative pages (and the existing
 ``docs/kernels.md``) stay Markdown, like the README; furo gives a searchable, readable theme.
@@ -246,6 +247,16 @@ def design_notes_source() -> str:
     return "\n".join(out)
 
 
+def _picture_command(name: str) -> str:
+    """The command line docs/make_pictures.py runs for example `name` (its shortened arguments)."""
+    sys.path.insert(0, str(DOCS))
+    try:
+        import make_pictures
+    finally:
+        sys.path.remove(str(DOCS))
+    return " ".join([f"python examples/{name}.py", *make_pictures.PICTURES.get(name, [])])
+
+
 def examples_source() -> str:
     """reST: one section per example program, its docstring, picture and source."""
     out = [_title("Worked examples"),
@@ -261,7 +272,8 @@ def examples_source() -> str:
         out.append(doc + "\n")
         png = DOCS / "examples" / f"{path.stem}.png"
         if png.exists():
-            out.append(f".. image:: ../examples/{png.name}\n   :alt: output of {path.name}\n   :width: 90%\n")
+            out.append(f".. figure:: ../examples/{png.name}\n   :alt: output of {path.name}\n   :width: 90%\n\n"
+                       f"   Drawn by ``{_picture_command(path.stem)}`` (``docs/make_pictures.py``).\n")
         out.append(f".. literalinclude:: ../../examples/{path.name}\n   :language: python\n"
                    f"   :caption: examples/{path.name}\n")
     return "\n".join(out)
