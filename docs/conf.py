@@ -23,6 +23,7 @@ that they cannot drift from the code:
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import re
@@ -31,7 +32,11 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-sys.path.insert(0, str(ROOT))
+# autodoc documents the fastconv that imports: the installed one (CI: `pip install .`), else this
+# checkout when it is built in place. The checkout is not put first: unbuilt, it would shadow the
+# installed package.
+if importlib.util.find_spec("fastconv") is None:
+    sys.path.insert(0, str(ROOT))
 
 # -- the API reference: one line per public module ---------------------------------------------------
 # (module, what the page is about).  A public module is every module of fastconv whose dotted name
