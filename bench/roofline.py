@@ -39,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_cases import CASES, Case, Problem  # noqa: E402
+from bench_cases import CASES, Case, Problem
 
 ITEMSIZE = 4  # float32
 
@@ -87,7 +87,9 @@ def measure_bandwidth(threads: int, mib: int = 256, repeats: int = 7) -> dict:
     Two arrays of `mib` MiB; each of `threads` threads copies its share with np.copyto (which releases
     the GIL). GB/s = 2 * bytes / seconds (one read + one write per element), best of `repeats`."""
     if threads < 1 or mib < 1:
-        raise ValueError(f"measure_bandwidth: threads and mib must be >= 1. Received: threads={threads}, mib={mib}")
+        raise ValueError(
+            f"measure_bandwidth: threads and mib must be >= 1. Received: threads={threads}, mib={mib}"
+        )
     n = mib * 2**20 // 8
     src = np.ones(n, dtype=np.float64)
     dst = np.empty_like(src)
@@ -100,8 +102,12 @@ def measure_bandwidth(threads: int, mib: int = 256, repeats: int = 7) -> dict:
             t0 = time.perf_counter()
             list(pool.map(lambda p: np.copyto(*p), parts))
             best = min(best, time.perf_counter() - t0)
-    return {"gbs": 2.0 * src.nbytes / best / 1e9, "threads": threads, "mib": mib,
-            "method": f"copy of {mib} MiB, {threads} thread{'s' if threads > 1 else ''}, best of {repeats}"}
+    return {
+        "gbs": 2.0 * src.nbytes / best / 1e9,
+        "threads": threads,
+        "mib": mib,
+        "method": f"copy of {mib} MiB, {threads} thread{'s' if threads > 1 else ''}, best of {repeats}",
+    }
 
 
 def measure_peak(threads: int) -> dict:
@@ -119,8 +125,9 @@ def measure_peak(threads: int) -> dict:
 # ---------------------------------------------------------------------------------------------------
 def measure_points(cases, threads: int, target_s: float, torch=None) -> list[dict]:
     """One dict per case: name, kind, intensity, fastconv GFLOP/s and (with torch) PyTorch's."""
-    import fastconv.ops as ops
     from bench_ops import measure
+
+    from fastconv import ops
 
     points = []
     for case in cases:
@@ -130,8 +137,13 @@ def measure_points(cases, threads: int, target_s: float, torch=None) -> list[dic
             fns["torch-nchw"] = p.torch_forward("nchw")
             fns["torch-cl"] = p.torch_forward("cl")
         res = measure(fns, target_s, None)
-        pt = {"case": case.name, "kind": case.kind, "intensity": intensity(case), "work": work(case),
-              "fastconv": work(case) / res["fastconv"][0] / 1e9}
+        pt = {
+            "case": case.name,
+            "kind": case.kind,
+            "intensity": intensity(case),
+            "work": work(case),
+            "fastconv": work(case) / res["fastconv"][0] / 1e9,
+        }
         if torch is not None:
             fmt = min(("torch-nchw", "torch-cl"), key=lambda k: res[k][0])
             pt["torch"] = work(case) / res[fmt][0] / 1e9
@@ -147,8 +159,13 @@ def measure_points(cases, threads: int, target_s: float, torch=None) -> list[dic
 # ---------------------------------------------------------------------------------------------------
 # The picture
 # ---------------------------------------------------------------------------------------------------
-KIND_COLORS = {"dense": "#4C72B0", "first": "#8172B3", "depthwise": "#55A868", "transposed": "#C44E52",
-               "pool": "#937860"}
+KIND_COLORS = {
+    "dense": "#4C72B0",
+    "first": "#8172B3",
+    "depthwise": "#55A868",
+    "transposed": "#C44E52",
+    "pool": "#937860",
+}
 
 
 def draw(points: list[dict], peak: dict, bandwidth: dict, out: Path, title: str = "") -> Path:
@@ -177,8 +194,15 @@ def draw(points: list[dict], peak: dict, bandwidth: dict, out: Path, title: str 
         if "torch" in pt:
             ax.scatter([x], [pt["torch"]], s=46, facecolors="none", edgecolors=color, lw=1.5, zorder=3)
             ax.plot([x, x], [pt["fastconv"], pt["torch"]], color=color, lw=0.8, alpha=0.6)
-        ax.annotate(str(i + 1), (x, pt["fastconv"]), xytext=(4, 2), textcoords="offset points",
-                    fontsize=7.5, color=color, weight="bold")
+        ax.annotate(
+            str(i + 1),
+            (x, pt["fastconv"]),
+            xytext=(4, 2),
+            textcoords="offset points",
+            fontsize=7.5,
+            color=color,
+            weight="bold",
+        )
     # the numbers' key, beside the plot (names would overlap where shapes share an intensity)
     key = "\n".join(f"{i + 1:2d}  {pt['case']}" for i, pt in enumerate(points))
     ax.text(1.02, 1.0, key, transform=ax.transAxes, va="top", ha="left", fontsize=7.5, family="monospace")
@@ -189,10 +213,15 @@ def draw(points: list[dict], peak: dict, bandwidth: dict, out: Path, title: str 
     ax.set_ylim(min(ys) / 2, P * 2)
     ax.set_xlabel("arithmetic intensity (FLOPs per byte of minimal float32 traffic)")
     ax.set_ylabel("GFLOP/s (pooling: window elements / s)")
-    handles = [Line2D([], [], marker="o", ls="", color="gray", label="fastconv"),
-               Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray", label="PyTorch")]
-    handles += [Line2D([], [], marker="s", ls="", color=c, label=k) for k, c in KIND_COLORS.items()
-                if any(pt["kind"] == k for pt in points)]
+    handles = [
+        Line2D([], [], marker="o", ls="", color="gray", label="fastconv"),
+        Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray", label="PyTorch"),
+    ]
+    handles += [
+        Line2D([], [], marker="s", ls="", color=c, label=k)
+        for k, c in KIND_COLORS.items()
+        if any(pt["kind"] == k for pt in points)
+    ]
     ax.legend(handles=handles, loc="lower right", fontsize=8)
     ax.grid(True, which="both", alpha=0.2)
     ax.set_title(title or "roofline", fontsize=10)
@@ -210,11 +239,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=HERE.parent / "docs" / "roofline.png")
     ap.add_argument("--only", default=None, help="cases whose name contains this")
-    ap.add_argument("--batch", type=int, default=None, help="batch size instead of each case's (smaller: quicker)")
+    ap.add_argument(
+        "--batch", type=int, default=None, help="batch size instead of each case's (smaller: quicker)"
+    )
     ap.add_argument("--target-s", type=float, default=0.3, help="seconds of timing per case (default 0.3)")
     ap.add_argument("--no-torch", action="store_true", help="fastconv alone")
     ap.add_argument("--peak", type=float, default=None, help="FMA peak in GFLOP/s instead of measuring it")
-    ap.add_argument("--bandwidth", type=float, default=None, help="memory bandwidth in GB/s instead of measuring it")
+    ap.add_argument(
+        "--bandwidth", type=float, default=None, help="memory bandwidth in GB/s instead of measuring it"
+    )
     ap.add_argument("--stream-mib", type=int, default=256, help="MiB per array of the bandwidth copy")
     args = ap.parse_args(argv)
     if args.threads < 1:
@@ -248,10 +281,16 @@ def _run(args, ap, fastconv, torch) -> int:
     if args.batch:
         cases = [c.with_batch(args.batch) for c in cases]
 
-    peak = ({"gflops": args.peak, "method": "given (--peak)", "cpu": "?"} if args.peak
-            else measure_peak(args.threads))
-    bw = ({"gbs": args.bandwidth, "method": "given (--bandwidth)"} if args.bandwidth
-          else measure_bandwidth(args.threads, args.stream_mib))
+    peak = (
+        {"gflops": args.peak, "method": "given (--peak)", "cpu": "?"}
+        if args.peak
+        else measure_peak(args.threads)
+    )
+    bw = (
+        {"gbs": args.bandwidth, "method": "given (--bandwidth)"}
+        if args.bandwidth
+        else measure_bandwidth(args.threads, args.stream_mib)
+    )
     print(f"FMA peak: {peak['gflops']:.1f} GFLOP/s ({peak['method']})")
     print(f"memory bandwidth: {bw['gbs']:.1f} GB/s ({bw['method']})")
     print(f"ridge point: {ridge(peak['gflops'], bw['gbs']):.1f} FLOPs/byte")
@@ -259,11 +298,13 @@ def _run(args, ap, fastconv, torch) -> int:
     cpu = peak.get("cpu", "?")
     if cpu == "?":
         cpu = platform.processor() or platform.machine()
-    title = (f"{cpu}, {args.threads} thread{'s' if args.threads > 1 else ''}, float32 forward, "
-             f"fastconv {fastconv.__version__} (SIMD {fastconv._dispatch.LEVEL_NAMES[fastconv._dispatch.simd_level()]})"
-             + (f", PyTorch {torch.__version__}" if torch is not None else "")
-             + f", {time.strftime('%Y-%m-%d')}\n"
-             f"peak: {peak['method']}; bandwidth: {bw['method']}")
+    title = (
+        f"{cpu}, {args.threads} thread{'s' if args.threads > 1 else ''}, float32 forward, "
+        f"fastconv {fastconv.__version__} (SIMD {fastconv._dispatch.LEVEL_NAMES[fastconv._dispatch.simd_level()]})"
+        + (f", PyTorch {torch.__version__}" if torch is not None else "")
+        + f", {time.strftime('%Y-%m-%d')}\n"
+        f"peak: {peak['method']}; bandwidth: {bw['method']}"
+    )
     path = draw(points, peak, bw, args.out, title)
     print(f"wrote {path}")
     return 0

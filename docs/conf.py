@@ -100,7 +100,7 @@ API_PAGES = [
 # -- project -------------------------------------------------------------------------------------------
 project = "fastconv"
 author = "the fastconv authors"
-copyright = "the fastconv authors"  # noqa: A001  (Sphinx's name)
+copyright = "the fastconv authors"
 try:
     import fastconv
 
@@ -162,8 +162,13 @@ def _title(text: str, char: str = "=") -> str:
 def api_sources() -> dict[str, str]:
     """{relative path: reST text}: the API index and one page per module of API_PAGES."""
     pages = {}
-    lines = [_title("API reference"), "One page per public module, generated from its docstrings.\n",
-             ".. toctree::", "   :maxdepth: 1", ""]
+    lines = [
+        _title("API reference"),
+        "One page per public module, generated from its docstrings.\n",
+        ".. toctree::",
+        "   :maxdepth: 1",
+        "",
+    ]
     for mod, about in API_PAGES:
         lines.append(f"   {about} <{mod}>")
         body = _title(f"``{mod}``") + f"\n.. automodule:: {mod}\n" + _reexports(mod)
@@ -210,21 +215,32 @@ def _first_line(obj) -> str:
 
 def tables_source() -> str:
     """The op and layer tables (Markdown), read from the packages so they list what exists."""
-    import fastconv.layers as layers
-    import fastconv.ops as ops
-    import fastconv.reference as reference
+    from fastconv import layers, ops, reference
 
     out = ["| op | gradient | NumPy reference | module | what it computes |", "|---|---|---|---|---|"]
-    names = [n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))
-             and not n.endswith("_grad") and not inspect.isclass(getattr(ops, n))]
+    names = [
+        n
+        for n in dir(ops)
+        if not n.startswith("_")
+        and callable(getattr(ops, n))
+        and not n.endswith("_grad")
+        and not inspect.isclass(getattr(ops, n))
+    ]
     for n in sorted(names, key=lambda n: (getattr(ops, n).__module__, n)):
         fn = getattr(ops, n)
         mod = fn.__module__
         grad = f"`{n}_grad`" if hasattr(ops, f"{n}_grad") else ""
         ref = "yes" if hasattr(reference, n) else ""
         out.append(f"| {{py:func}}`{n} <{mod}.{n}>` | {grad} | {ref} | `{mod}` | {_first_line(fn)} |")
-    out += ["", "## Layers", "", "Generated from `fastconv.layers`; arguments and weight orders are Keras's.", "",
-            "| layer | module | what it is |", "|---|---|---|"]
+    out += [
+        "",
+        "## Layers",
+        "",
+        "Generated from `fastconv.layers`; arguments and weight orders are Keras's.",
+        "",
+        "| layer | module | what it is |",
+        "|---|---|---|",
+    ]
     seen = set()
     for n in sorted(getattr(layers, "__all__", dir(layers))):
         cls = getattr(layers, n, None)
@@ -232,12 +248,14 @@ def tables_source() -> str:
             continue
         seen.add(cls)
         alias = "" if cls.__name__ == n else f" (alias {n})"
-        out.append(f"| {{py:class}}`{cls.__name__} <{cls.__module__}.{cls.__name__}>`{alias} "
-                   f"| `{cls.__module__}` | {_first_line(cls)} |")
+        out.append(
+            f"| {{py:class}}`{cls.__name__} <{cls.__module__}.{cls.__name__}>`{alias} "
+            f"| `{cls.__module__}` | {_first_line(cls)} |"
+        )
     return "\n".join(out) + "\n"
 
 
-_HEADER_COMMENT = re.compile(r"\A\s*/\*(.*?)\*/", re.S)
+_HEADER_COMMENT = re.compile(r"\A\s*/\*(.*?)\*/", re.DOTALL)
 
 
 def design_notes_source() -> str:
@@ -264,9 +282,13 @@ def _picture_command(name: str) -> str:
 
 def examples_source() -> str:
     """reST: one section per example program, its docstring, picture and source."""
-    out = [_title("Worked examples"),
-           "The tutorials' programs in ``examples/``, each runnable as shown on the bundled MNIST. "
-           "Pictures are drawn by ``python docs/make_pictures.py`` (short runs of the programs).\n"]
+    out = [
+        _title("Worked examples"),
+        (
+            "The tutorials' programs in ``examples/``, each runnable as shown on the bundled MNIST. "
+            "Pictures are drawn by ``python docs/make_pictures.py`` (short runs of the programs).\n"
+        ),
+    ]
     for path in sorted((ROOT / "examples").glob("*.py")):
         if path.stem.startswith("_"):
             continue
@@ -277,10 +299,14 @@ def examples_source() -> str:
         out.append(doc + "\n")
         png = DOCS / "examples" / f"{path.stem}.png"
         if png.exists():
-            out.append(f".. figure:: ../examples/{png.name}\n   :alt: output of {path.name}\n   :width: 90%\n\n"
-                       f"   Drawn by ``{_picture_command(path.stem)}`` (``docs/make_pictures.py``).\n")
-        out.append(f".. literalinclude:: ../../examples/{path.name}\n   :language: python\n"
-                   f"   :caption: examples/{path.name}\n")
+            out.append(
+                f".. figure:: ../examples/{png.name}\n   :alt: output of {path.name}\n   :width: 90%\n\n"
+                f"   Drawn by ``{_picture_command(path.stem)}`` (``docs/make_pictures.py``).\n"
+            )
+        out.append(
+            f".. literalinclude:: ../../examples/{path.name}\n   :language: python\n"
+            f"   :caption: examples/{path.name}\n"
+        )
     return "\n".join(out)
 
 

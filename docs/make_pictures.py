@@ -32,8 +32,13 @@ def command(name: str, out: Path, full: bool = False) -> list[str]:
     """The command line that draws example `name` into `out`."""
     if name not in PICTURES:
         raise ValueError(f"no picture is drawn by {name!r}; known: {sorted(PICTURES)}")
-    return [sys.executable, str(ROOT / "examples" / f"{name}.py"), *([] if full else PICTURES[name]),
-            "--out", str(out)]
+    return [
+        sys.executable,
+        str(ROOT / "examples" / f"{name}.py"),
+        *([] if full else PICTURES[name]),
+        "--out",
+        str(out),
+    ]
 
 
 def main(argv=None) -> int:

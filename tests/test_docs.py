@@ -60,7 +60,7 @@ def test_api_pages_automodule_their_module(conf):
 
 def test_package_page_documents_names_defined_in_private_modules(conf):
     text = conf.api_sources()["api/fastconv.rst"]
-    assert ".. autofunction:: fastconv.show_config" in text      # defined in fastconv._config
+    assert ".. autofunction:: fastconv.show_config" in text  # defined in fastconv._config
     assert ":py:obj:`conv2d <fastconv.ops.conv.conv2d>`" in text  # documented on its own page
 
 

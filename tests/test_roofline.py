@@ -28,8 +28,8 @@ def rl():
 
 
 def test_conv_work_bytes_intensity_by_hand(rl):
-    case = rl.Case("c", "dense", "conv", 1, 4, 4, 2, 3, 3, padding=1)      # 1x4x4x2 -> 4x4x3, 3x3
-    assert rl.work(case) == 2 * (4 * 4 * 3) * (3 * 3 * 2)                   # 1728 FLOPs
+    case = rl.Case("c", "dense", "conv", 1, 4, 4, 2, 3, 3, padding=1)  # 1x4x4x2 -> 4x4x3, 3x3
+    assert rl.work(case) == 2 * (4 * 4 * 3) * (3 * 3 * 2)  # 1728 FLOPs
     assert rl.min_bytes(case) == 4 * (4 * 4 * 2 + 4 * 4 * 3 + 3 * 3 * 2 * 3)  # x + y + w floats
     assert rl.intensity(case) == pytest.approx(1728 / 536)
     assert rl.min_bytes(case, itemsize=8) == 2 * rl.min_bytes(case)
@@ -49,9 +49,9 @@ def test_grouped_strided_depthwise_and_transposed_by_hand(rl):
 
 
 def test_pooling_counts_one_op_per_window_element(rl):
-    case = rl.Case("p", "pool", "maxpool", 1, 4, 4, 2, 0, 2, stride=2)     # 4x4x2 -> 2x2x2
+    case = rl.Case("p", "pool", "maxpool", 1, 4, 4, 2, 0, 2, stride=2)  # 4x4x2 -> 2x2x2
     assert rl.work(case) == 2 * 2 * 2 * 4
-    assert rl.min_bytes(case) == 4 * (4 * 4 * 2 + 2 * 2 * 2)                # no weights
+    assert rl.min_bytes(case) == 4 * (4 * 4 * 2 + 2 * 2 * 2)  # no weights
     assert rl.intensity(case) == pytest.approx(32 / 160)
 
 
@@ -83,8 +83,10 @@ def test_measure_bandwidth_contract(rl):
 
 
 def test_draw_writes_a_png_atomically(rl, tmp_path):
-    points = [{"case": "a", "kind": "dense", "intensity": 40.0, "fastconv": 80.0, "torch": 70.0},
-              {"case": "b", "kind": "pool", "intensity": 0.2, "fastconv": 3.0}]
+    points = [
+        {"case": "a", "kind": "dense", "intensity": 40.0, "fastconv": 80.0, "torch": 70.0},
+        {"case": "b", "kind": "pool", "intensity": 0.2, "fastconv": 3.0},
+    ]
     out = rl.draw(points, {"gflops": 200.0}, {"gbs": 20.0}, tmp_path / "sub" / "r.png", "t")
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert [p.name for p in out.parent.iterdir()] == ["r.png"]
@@ -92,8 +94,23 @@ def test_draw_writes_a_png_atomically(rl, tmp_path):
 
 def test_tiny_run_writes_a_png(rl, tmp_path, capsys):
     out = tmp_path / "roof.png"
-    argv = ["--only", "first 3x3 1->32", "--batch", "1", "--target-s", "0.01", "--no-torch",
-            "--peak", "100", "--bandwidth", "10", "--threads", "1", "--out", str(out)]
+    argv = [
+        "--only",
+        "first 3x3 1->32",
+        "--batch",
+        "1",
+        "--target-s",
+        "0.01",
+        "--no-torch",
+        "--peak",
+        "100",
+        "--bandwidth",
+        "10",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert rl.main(argv) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
     text = capsys.readouterr().out
@@ -105,8 +122,22 @@ def test_tiny_run_writes_a_png(rl, tmp_path, capsys):
 def test_tiny_run_with_pytorch(rl, tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "roof.png"
-    argv = ["--only", "maxpool2x2", "--batch", "1", "--target-s", "0.01", "--peak", "100",
-            "--bandwidth", "10", "--threads", "1", "--out", str(out)]
+    argv = [
+        "--only",
+        "maxpool2x2",
+        "--batch",
+        "1",
+        "--target-s",
+        "0.01",
+        "--peak",
+        "100",
+        "--bandwidth",
+        "10",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert rl.main(argv) == 0
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert "PyTorch (" in capsys.readouterr().out
@@ -114,4 +145,6 @@ def test_tiny_run_with_pytorch(rl, tmp_path, capsys):
 
 def test_only_matching_nothing_is_refused(rl, tmp_path):
     with pytest.raises(SystemExit):
-        rl.main(["--only", "no such case", "--peak", "1", "--bandwidth", "1", "--out", str(tmp_path / "x.png")])
+        rl.main(
+            ["--only", "no such case", "--peak", "1", "--bandwidth", "1", "--out", str(tmp_path / "x.png")]
+        )
