@@ -102,3 +102,33 @@ def test_generate_writes_atomically_and_removes_stale_pages(conf, tmp_path):
     assert (tmp_path / "api" / "fastconv.ops.conv.rst").exists()
     assert (tmp_path / "_generated" / "tables.md").read_text() == conf.tables_source()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def diagrams():
+    spec = importlib.util.spec_from_file_location("fastconv_docs_diagrams", ROOT / "docs" / "diagrams.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_register_tile_geometry_is_the_kernels(diagrams):
+    from fastconv._kernels import conv as kc
+    from fastconv.ops import _plan
+
+    # float32 lanes per vector: 128-bit generic vectors, 256-bit AVX2, 512-bit AVX-512
+    for level, vlen in (("generic", 4), ("avx2", 8), ("avx512", 16)):
+        g = diagrams.tile_geometry(level)
+        assert g["rb"] == _plan.RB == kc.RB
+        assert (g["vlen"], g["vb"]) == (vlen, 2 * vlen)
+        assert g["accumulators"] == 2 * g["rb"] and g["registers"] == g["accumulators"] + 3
+    # float64 has its own instantiation (src/fc_instantiate.h), read from the kernels too
+    assert diagrams.tile_geometry("avx2", "float64")["vb"] == kc.block_size(1, "float64")
+    with pytest.raises(ValueError, match="level='sse9'"):
+        diagrams.tile_geometry("sse9")
+
+
+def test_register_tile_picture_is_written(diagrams, tmp_path):
+    out = diagrams.draw_register_tile(tmp_path / "tile.png", "avx512")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["tile.png"]
