@@ -217,7 +217,10 @@ def tables_source() -> str:
     """The op and layer tables (Markdown), read from the packages so they list what exists."""
     from fastconv import layers, ops, reference
 
-    out = ["| op | gradient | NumPy reference | module | what it computes |", "|---|---|---|---|---|"]
+    out = [
+        "| op | gradient | twin in `fastconv.reference` | module | what it computes |",
+        "|---|---|---|---|---|",
+    ]
     names = [
         n
         for n in dir(ops)
