@@ -185,8 +185,8 @@ def draw(points: list[dict], peak: dict, bandwidth: dict, out: Path, title: str 
     fig, ax = plt.subplots(figsize=(11, 6.2))
     ax.plot(grid, roof(grid, P, B), color="black", lw=2)
     ax.text(hi, P * 1.06, f"FMA peak {P:.0f} GFLOP/s", ha="right", va="bottom", fontsize=9)
-    x_text = ridge(P, B) / 40
-    ax.text(x_text, x_text * B * 1.5, f"memory {B:.1f} GB/s", fontsize=9, va="bottom", ha="right")
+    x_text = lo * 1.4  # above the memory line, clear of the y axis
+    ax.text(x_text, x_text * B * 3.2, f"memory {B:.1f} GB/s", fontsize=9, va="bottom", ha="left")
     for i, pt in enumerate(points):
         color = KIND_COLORS.get(pt["kind"], "gray")
         x = pt["intensity"]
@@ -213,10 +213,11 @@ def draw(points: list[dict], peak: dict, bandwidth: dict, out: Path, title: str 
     ax.set_ylim(min(ys) / 2, P * 2)
     ax.set_xlabel("arithmetic intensity (FLOPs per byte of minimal float32 traffic)")
     ax.set_ylabel("GFLOP/s (pooling: window elements / s)")
-    handles = [
-        Line2D([], [], marker="o", ls="", color="gray", label="fastconv"),
-        Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray", label="PyTorch"),
-    ]
+    handles = [Line2D([], [], marker="o", ls="", color="gray", label="fastconv")]
+    if any("torch" in pt for pt in points):
+        handles.append(
+            Line2D([], [], marker="o", ls="", markerfacecolor="none", color="gray", label="PyTorch")
+        )
     handles += [
         Line2D([], [], marker="s", ls="", color=c, label=k)
         for k, c in KIND_COLORS.items()
