@@ -244,13 +244,14 @@ def tables_source() -> str:
         "| layer | module | what it is |",
         "|---|---|---|",
     ]
-    seen = set()
+    names_of: dict = {}  # layer class -> the names fastconv.layers gives it (aliases such as MaxPool2D)
     for n in sorted(getattr(layers, "__all__", dir(layers))):
         cls = getattr(layers, n, None)
-        if not (inspect.isclass(cls) and issubclass(cls, layers.Layer)) or cls in seen:
-            continue
-        seen.add(cls)
-        alias = "" if cls.__name__ == n else f" (alias {n})"
+        if inspect.isclass(cls) and issubclass(cls, layers.Layer):
+            names_of.setdefault(cls, []).append(n)
+    for cls in sorted(names_of, key=lambda c: c.__name__):
+        also = [n for n in names_of[cls] if n != cls.__name__]
+        alias = f" (also {', '.join(also)})" if also else ""
         out.append(
             f"| {{py:class}}`{cls.__name__} <{cls.__module__}.{cls.__name__}>`{alias} "
             f"| `{cls.__module__}` | {_first_line(cls)} |"

@@ -75,7 +75,8 @@ def test_tables_list_every_op_and_layer(conf):
     for name in ("Conv2D", "SeparableConv2D", "BatchNormalization", "Dense"):
         cls = getattr(fastconv.layers, name)
         assert f"{{py:class}}`{name} <{cls.__module__}.{name}>`" in text
-    assert "(alias MaxPool2D)" in text
+    assert "`MaxPooling2D <fastconv.layers.pooling.MaxPooling2D>` (also MaxPool2D)" in text
+    assert "(also AvgPool2D)" in text
 
 
 def test_design_notes_hold_every_kernel_header(conf):
