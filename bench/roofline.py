@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import os
 import platform
 import sys
@@ -250,7 +251,19 @@ def main(argv=None) -> int:
         "--bandwidth", type=float, default=None, help="memory bandwidth in GB/s instead of measuring it"
     )
     ap.add_argument("--stream-mib", type=int, default=256, help="MiB per array of the bandwidth copy")
+    ap.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="redraw --out from the numbers a run saved (its .json) instead of measuring",
+    )
     args = ap.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    if args.replot is not None:
+        data = json.loads(args.replot.read_text())
+        print(f"wrote {draw(data['points'], data['peak'], data['bandwidth'], args.out, data['title'])}")
+        return 0
     if args.threads < 1:
         ap.error(f"--threads must be >= 1. Received: {args.threads}")
 
@@ -295,7 +308,9 @@ def _run(args, ap, fastconv, torch) -> int:
     print(f"FMA peak: {peak['gflops']:.1f} GFLOP/s ({peak['method']})")
     print(f"memory bandwidth: {bw['gbs']:.1f} GB/s ({bw['method']})")
     print(f"ridge point: {ridge(peak['gflops'], bw['gbs']):.1f} FLOPs/byte")
+    load_start = _load()
     points = measure_points(cases, args.threads, args.target_s, torch)
+    load_end = _load()
     cpu = peak.get("cpu", "?")
     if cpu == "?":
         cpu = platform.processor() or platform.machine()
@@ -304,11 +319,32 @@ def _run(args, ap, fastconv, torch) -> int:
         f"fastconv {fastconv.__version__} (SIMD {fastconv._dispatch.LEVEL_NAMES[fastconv._dispatch.simd_level()]})"
         + (f", PyTorch {torch.__version__}" if torch is not None else "")
         + f", {time.strftime('%Y-%m-%d')}\n"
-        f"peak: {peak['method']}; bandwidth: {bw['method']}"
+        f"peak: {peak['method']}; bandwidth: {bw['method']}; load {load_start} -> {load_end}"
     )
     path = draw(points, peak, bw, args.out, title)
-    print(f"wrote {path}")
+    data = {
+        "title": title,
+        "peak": peak,
+        "bandwidth": bw,
+        "points": points,
+        "threads": args.threads,
+        "load": [load_start, load_end],
+        "argv": list(argv) if argv is not None else sys.argv[1:],
+    }
+    js = path.with_suffix(".json")
+    tmp = js.with_name(f".{js.stem}.tmp{os.getpid()}.json")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, js)
+    print(f"wrote {path} and {js} (the numbers; --replot {js} redraws the picture)")
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average, for the record (a shared machine slows every point)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (OSError, AttributeError):
+        return "?"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ PNG. Nothing timed is asserted."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -117,6 +118,14 @@ def test_tiny_run_writes_a_png(rl, tmp_path, capsys):
     assert "FMA peak: 100.0 GFLOP/s (given (--peak))" in text
     assert "ridge point: 10.0 FLOPs/byte" in text
     assert "first 3x3 1->32 @28" in text and "fastconv" in text
+    data = json.loads(out.with_suffix(".json").read_text())
+    (pt,) = data["points"]
+    case = next(c for c in rl.CASES if c.name == "first 3x3 1->32 @28").with_batch(1)
+    assert pt["intensity"] == pytest.approx(rl.intensity(case)) and pt["fastconv"] > 0
+    assert data["peak"]["gflops"] == 100 and data["bandwidth"]["gbs"] == 10
+    replot = tmp_path / "again.png"
+    assert rl.main(["--replot", str(out.with_suffix(".json")), "--out", str(replot)]) == 0
+    assert replot.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_tiny_run_with_pytorch(rl, tmp_path, capsys):
