@@ -329,7 +329,7 @@ def _run(args, ap, fastconv, torch) -> int:
         "points": points,
         "threads": args.threads,
         "load": [load_start, load_end],
-        "argv": list(argv) if argv is not None else sys.argv[1:],
+        "argv": args.argv,
     }
     js = path.with_suffix(".json")
     tmp = js.with_name(f".{js.stem}.tmp{os.getpid()}.json")
