@@ -1,7 +1,7 @@
 """The model engine: the model classes and what runs them, one concern per module.
 
 Layering (each module imports only modules listed below it, and none imports this package's
-``__init__``, which holds nothing but this note):
+``__init__``, which holds nothing but this note)::
 
     functional.py   Model(inputs, outputs): the graph model (and its Functional half: graph walk,
                     plan compilation, summary rows, config)
