@@ -25,6 +25,7 @@ import warnings
 from setuptools import Extension, setup
 
 MODULES = ["runtime", "conv", "depthwise", "pool", "norm"]
+MODULES += ["elementwise"]  # issue 12: compiled element-wise activations
 
 
 def openmp_flags():
