@@ -21,6 +21,7 @@ from fastconv import ops
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, prod_or_none, register_layer
+from fastconv.layers.conv import kernel_forward
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU", "Softmax"]
 
@@ -38,7 +39,7 @@ class Dense(Layer):
     """
 
     min_ndim = 2
-    fusable_epilogues = ("linear", "relu")
+    fusable_epilogues = ("linear", *_activations.KERNEL_EPILOGUES)
 
     def __init__(
         self,
@@ -89,14 +90,17 @@ class Dense(Layer):
     def call(self, x, training=False, epilogue=None):
         act = self.activation if epilogue is None else _activations.get(epilogue)
         f = x.shape[-1]
-        in_kernel = act.name == "relu"  # applied by the kernel as it stores y
-        y = ops.dense(x.reshape(-1, f), self.params["kernel"], self.params.get("bias"), relu=in_kernel)
-        y = y.reshape(*x.shape[:-1], self.units)
+        x2 = x.reshape(-1, f)
         y_cache = None
-        if act is not _activations.linear:
-            if not in_kernel:
+        if act.name in _activations.KERNEL_EPILOGUES:  # applied by the kernel to each tile it stores
+            y, y_cache = kernel_forward(ops.dense, act, training, (*x.shape[:-1], self.units), x2.dtype, x2,
+                                        self.params["kernel"], self.params.get("bias"), flat=True)
+        else:
+            y = ops.dense(x2, self.params["kernel"], self.params.get("bias"))
+            y = y.reshape(*x.shape[:-1], self.units)
+            if act is not _activations.linear:
                 y = act.forward(y, out=y)
-            y_cache = y
+                y_cache = y
         if training:
             self._cache = (x, y_cache, act)
         return y

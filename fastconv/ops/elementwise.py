@@ -94,6 +94,14 @@ def activation_grad(dy, t, name: str, *, alpha=None, out=None) -> np.ndarray:
     return dx
 
 
+def apply_code(y: np.ndarray, code: int, alpha: float, isa: int, threads: int) -> None:
+    """y = f(y) in place for a kernel code, at a SIMD level chosen by the caller (the conv epilogue's
+    second pass after a kernel that cannot apply it per tile)."""
+    split = _plan.norm_plan(y.size, 1, False, threads)
+    _k.forward(y.reshape(-1), y.reshape(-1), code, alpha, split.nchunks, isa if y.dtype.itemsize == 4 else 0,
+               split.threads)
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1]) if a.ndim >= 1 else a.reshape(1, 1)
 
