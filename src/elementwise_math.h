@@ -13,8 +13,9 @@
  *   where it matters), so small |x| keeps full relative precision (elu, selu, tanh).
  * log1p(u) for 0 <= u <= 1 (softplus): log(1 + u) by s = f / (2 + f), log = 2 atanh(s), with the
  *   rounding of 1 + u added back.
- * erfc(z) for z >= 0: the Chebyshev fit of Numerical Recipes (3rd ed., Erf::erfccheb, the one
- *   fastconv/activations.py used in NumPy), evaluated by Clenshaw's recurrence.
+ * erfc(a / sqrt 2) for a >= 0: the Chebyshev fit of Numerical Recipes (3rd ed., Erf::erfccheb,
+ *   the one fastconv/activations.py used in NumPy), evaluated by Clenshaw's recurrence, its
+ *   Gaussian factor from a^2 split in two parts (gelu's tail keeps its relative precision).
  * NaN passes through every function; +-inf give the limits; -0.0 keeps its sign where the
  *   function is odd (tanh, elu, selu, leaky_relu, gelu's x * Phi(x)).
  */
@@ -200,9 +201,12 @@ static const double EWF(ew_erfc_cof)[28] = {
     8.94487e-13, 3.13092e-13, -1.12708e-13, 3.81e-16, 7.106e-15, -1.523e-15, -9.4e-17, 1.21e-16,
     -2.8e-17};
 
-/* erfc(z) for z >= 0 (NaN passes) */
-static inline EWV EWF(ew_erfc_pos)(EWV z)
+/* erfc(a / sqrt 2) for a >= 0 (NaN passes).  The Gaussian factor exp(-a^2 / 2) takes a^2 split in
+ * two (Dekker: a = ah + al with ah's square exact), exp(-ah^2 / 2) * exp(the rest): one rounding of
+ * a^2 would otherwise cost a relative error of a^2 ulp in the tail. */
+static inline EWV EWF(ew_erfc_scaled)(EWV a)
 {
+    const EWV z = a * (FC_T)0.70710678118654752440;
     const EWV t = (FC_T)2 / (z + (FC_T)2);
     const EWV ty = t * (FC_T)4 - (FC_T)2;
     EWV d = {0}, dd = {0};
@@ -213,7 +217,12 @@ static inline EWV EWF(ew_erfc_pos)(EWV z)
         d = ty * d - dd + (FC_T)EWF(ew_erfc_cof)[j];
         dd = tmp;
     }
-    return t * EWF(ew_exp)(-z * z + (FC_T)0.5 * ((FC_T)EWF(ew_erfc_cof)[0] + ty * d) - dd);
+    const EWI lowbits = (EWI)EWF(ew_splat)(0) + (FC_IT)(FC_IS_F32 ? 0xFFF : 0x7FFFFFF);
+    const EWV zero = {0};
+    const EWV as = EWF(ew_sel)(a == (FC_T)__builtin_inf(), zero, a); /* erfc(inf) = 0 comes from t = 0 */
+    const EWV ah = (EWV)((EWI)as & ~lowbits), al = as - ah;
+    const EWV rest = (FC_T)-0.5 * (al * (ah + ah + al)) + (FC_T)0.5 * ((FC_T)EWF(ew_erfc_cof)[0] + ty * d) - dd;
+    return t * EWF(ew_exp)((FC_T)-0.5 * (ah * ah)) * EWF(ew_exp)(rest);
 }
 
 /* sigmoid(x) = 1 / (1 + exp(-x)), from e = exp(-|x|) so nothing overflows */
@@ -236,7 +245,7 @@ static inline __attribute__((always_inline)) EWV EWF(ew_tanh)(EWV x)
 static inline __attribute__((always_inline)) EWV EWF(ew_phi)(EWV x)
 {
     const EWV zero = {0};
-    const EWV h = (FC_T)0.5 * EWF(ew_erfc_pos)(EWF(ew_abs)(x) * (FC_T)0.70710678118654752440);
+    const EWV h = (FC_T)0.5 * EWF(ew_erfc_scaled)(EWF(ew_abs)(x));
     return EWF(ew_sel)(x >= zero, (FC_T)1 - h, h);
 }
 

@@ -13,6 +13,8 @@ Each op records its variant in fastconv._dispatch.last_kernel[op]: the activatio
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fastconv import _dispatch
@@ -70,7 +72,7 @@ def activation(x, name: str, *, alpha=None, out=None) -> np.ndarray:
     """
     op = "activation"
     code, a = check_activation(op, name, alpha)
-    x = as_float_array(op, "x", x)
+    x = as_float_array(op, "x", x).reshape(np.shape(x))  # (a 0-d x stays 0-d)
     y = _out(op, out, x)
     split = _split(x.size, _COST[name])
     _k.forward(x.reshape(-1), y.reshape(-1), code, a, split.nchunks, _dispatch.level_for(op, x.dtype), split.threads)
@@ -83,8 +85,8 @@ def activation_grad(dy, t, name: str, *, alpha=None, out=None) -> np.ndarray:
     for the names in GRAD_FROM_INPUT (swish, gelu, gelu_tanh)."""
     op = "activation_grad"
     code, a = check_activation(op, name, alpha)
-    dy = as_float_array(op, "dy", dy)
-    t = as_float_array(op, "t", t, dy.dtype)
+    dy = as_float_array(op, "dy", dy).reshape(np.shape(dy))
+    t = as_float_array(op, "t", t, dy.dtype).reshape(np.shape(t))
     check_dy(op, dy, t.shape)
     dx = _out(op, out, dy)
     split = _split(dy.size, _COST[name])
@@ -103,7 +105,7 @@ def apply_code(y: np.ndarray, code: int, alpha: float, isa: int, threads: int) -
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1, a.shape[-1]) if a.ndim >= 1 else a.reshape(1, 1)
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def softmax(x, *, out=None) -> np.ndarray:
@@ -114,6 +116,8 @@ def softmax(x, *, out=None) -> np.ndarray:
     array([[0.5, 0.5]])
     """
     op = "softmax"
+    if np.ndim(x) < 1:
+        raise ValueError(f"{op}: x must have at least one axis. Received: x.shape={np.shape(x)}")
     x = as_float_array(op, "x", x)
     if x.ndim < 1:
         raise ValueError(f"{op}: x must have at least one axis. Received: x.shape={x.shape}")
@@ -128,11 +132,11 @@ def softmax(x, *, out=None) -> np.ndarray:
 def softmax_grad(dy, y, *, out=None) -> np.ndarray:
     """dx = y * (dy - sum(dy * y, axis=-1)): the gradient of softmax over the last axis from its output."""
     op = "softmax_grad"
+    if np.ndim(dy) < 1:
+        raise ValueError(f"{op}: dy must have at least one axis. Received: dy.shape={np.shape(dy)}")
     dy = as_float_array(op, "dy", dy)
     y = as_float_array(op, "y", y, dy.dtype)
     check_dy(op, dy, y.shape)
-    if dy.ndim < 1:
-        raise ValueError(f"{op}: dy must have at least one axis. Received: dy.shape={dy.shape}")
     dx = _out(op, out, dy)
     rows = _rows(dy)
     split = _plan.norm_plan(rows.shape[0], rows.shape[1], False, _dispatch.threads_for(dy.size * 3))
