@@ -54,8 +54,8 @@ from fastconv.ops import norm as _norm_ops
 
 __all__ = [
     "ACTIVATIONS",
-    "Activation",
     "KERNEL_EPILOGUES",
+    "Activation",
     "elu",
     "gelu",
     "get",

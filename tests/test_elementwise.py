@@ -2,10 +2,12 @@
 against the float64 reference: every activation and its gradient, softmax and its gradient, at
 every SIMD level, 1 and 2 threads, extreme inputs, odd sizes, non-contiguous inputs, finite
 differences; the reference itself checked by finite differences."""
+import os
+
 import numpy as np
 import pytest
 from gradcheck import numeric_grad
-from large import INT32_MAX
+from large import INT32_MAX, lazy_zeros
 
 from fastconv import _dispatch, reference
 from fastconv.ops import elementwise as ew
@@ -196,7 +198,7 @@ def test_softmax_matches_reference(L, dtype, level):
     with np.errstate(invalid="ignore"):
         cond = np.abs(x.astype(np.float64) - x.max(axis=-1, keepdims=True))
     _check(y, ref, dtype, np.where(np.isfinite(cond), cond, 0.0) + L)
-    tol = dict(rtol=2e-6, atol=1e-30) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-300)
+    tol = {"rtol": 2e-6, "atol": 1e-30} if dtype == np.float32 else {"rtol": 1e-14, "atol": 1e-300}
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5 if dtype == np.float32 else 1e-14)
     dy = rng.standard_normal(x.shape).astype(dtype)
     np.testing.assert_allclose(ew.softmax_grad(dy, y), reference.softmax_grad(dy, y),
@@ -252,16 +254,18 @@ def test_empty():
 
 
 @pytest.mark.large
+@pytest.mark.skipif(not os.environ.get("FASTCONV_TEST_HUGE"),
+                    reason="writes 8.6 GB (40-70 s of page faults on a shared 2-core host); "
+                           "set FASTCONV_TEST_HUGE=1 to run it")
 def test_past_32_bit_element_count():
-    """One flat array of more than 2**31 elements (8.6 GB float32 in place): the chunk bounds and
-    the span lengths are 64-bit; elements on both sides of 2**31 are checked."""
+    """One flat array of more than 2**31 elements (8.6 GB float32, in place; an element-wise op
+    has no way to leave most of it untouched): the chunk offsets and span lengths are 64-bit;
+    elements on both sides of 2**31 are checked."""
     n = INT32_MAX + 1 + 1000
-    try:
-        x = np.full(n, -1.0, np.float32)
-    except MemoryError as err:
-        pytest.skip(f"no room for {n * 4 / 2**30:.1f} GiB: {err}")
+    x = lazy_zeros((n,))
     x[INT32_MAX - 5:INT32_MAX + 5] = np.arange(10, dtype=np.float32) - 5
+    x[-1] = -1.0
     ew.activation(x, "selu", out=x)
     ref = reference.activation(np.arange(10) - 5.0, "selu")
     np.testing.assert_allclose(x[INT32_MAX - 5:INT32_MAX + 5], ref, rtol=2e-6)
-    np.testing.assert_allclose(x[[0, -1]], reference.activation(np.array([-1.0, -1.0]), "selu"), rtol=2e-6)
+    np.testing.assert_allclose(x[[0, -1]], reference.activation(np.array([0.0, -1.0]), "selu"), rtol=2e-6)
