@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import activations as _activations
-from fastconv import initializers as _initializers
 from fastconv import ops
+from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, prod_or_none, register_layer
 from fastconv.layers.conv import kernel_forward

@@ -15,14 +15,7 @@ from fastconv._kernels import conv as _k
 from fastconv._shapes import pair, positive_pair, resolve_padding, transpose_geometry, window_output_size
 from fastconv.ops import _plan
 from fastconv.ops import elementwise as _ew
-from fastconv.ops._validate import (
-    aligned_empty,
-    as_float_array,
-    check_bias,
-    check_dy,
-    check_output,
-    check_rank,
-)
+from fastconv.ops._validate import aligned_empty, as_float_array, check_bias, check_dy, check_output, check_rank
 
 
 class _ConvArgs:
