@@ -14,9 +14,11 @@ import pytest
 from gradcheck import numeric_grad  # tests/gradcheck.py
 
 from fastconv import Input, Model, Sequential, _dispatch, ops
+from fastconv import activations as _activations
 from fastconv import layers as L
 from fastconv.engine.graph import ExecutionPlan
 from fastconv.layers.base import Layer
+from fastconv.ops import elementwise
 
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
 F64 = np.float64
@@ -342,3 +344,114 @@ def test_fit_with_fused_conv_relu_learns():
     assert hist.history["loss"][-1] < 0.8 * hist.history["loss"][0]
     # predict: the layers' own activations (probabilities)
     np.testing.assert_allclose(model.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-12)
+
+
+# ---- issue 12: every element-wise activation in the conv / Dense epilogue ------------------------
+
+KERNEL_ACTS = sorted(n for n in _activations.KERNEL_EPILOGUES if n != "relu")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("case", range(len(PATHS)))
+def test_conv2d_activation_epilogue_equals_activation_after(case, level, simd, nan_empty, monkeypatch):
+    """ops.conv2d(activation=name) == ops.elementwise.activation(ops.conv2d(...)) bit for bit on every
+    path and level (float32; float64 below), the place recorded ("tile", or "pass" after the
+    narrow kernel)."""
+    from fastconv.ops import conv as conv_ops
+
+    simd(level)
+    xs, ws, kw, path = PATHS[case]
+    monkeypatch.setattr(conv_ops, "_force_narrow", path == "narrow")
+    rng = np.random.default_rng(case)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    x[0, 1, 2, 0] = np.nan
+    for name in KERNEL_ACTS:
+        kname, alpha = _activations.KERNEL_EPILOGUES[name]
+        want = elementwise.activation(ops.conv2d(x, w, b, **kw), kname, alpha=alpha)
+        got = ops.conv2d(x, w, b, **kw, activation=kname, alpha=alpha)
+        assert _dispatch.last_kernel["conv2d_epilogue"] == ("pass" if path == "narrow" else "tile")
+        assert np.isnan(got).any() and np.isfinite(got).any()
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", KERNEL_ACTS)
+def test_conv2d_and_dense_activation_epilogue_float64(name):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 7, 8, 5)), rng.standard_normal((3, 3, 5, 9)), rng.standard_normal(9)
+    kname, alpha = _activations.KERNEL_EPILOGUES[name]
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, padding="same", activation=kname, alpha=alpha),
+                                  elementwise.activation(ops.conv2d(x, w, b, padding="same"), kname, alpha=alpha))
+    x2, w2 = rng.standard_normal((6, 11)), rng.standard_normal((11, 17))
+    np.testing.assert_array_equal(ops.dense(x2, w2, b[:1].repeat(17), activation=kname, alpha=alpha),
+                                  elementwise.activation(ops.dense(x2, w2, b[:1].repeat(17)), kname, alpha=alpha))
+
+
+def test_activation_epilogue_arguments():
+    x, w = np.ones((1, 3, 3, 2)), np.ones((1, 1, 2, 3))
+    with pytest.raises(ValueError, match="conv2d: activation must be one of .*Received: activation='mish'"):
+        ops.conv2d(x, w, activation="mish")
+    with pytest.raises(ValueError, match="give relu=True or activation, not both"):
+        ops.conv2d(x, w, relu=True, activation="selu")
+    with pytest.raises(TypeError, match="dense: alpha must be a real number"):
+        ops.dense(np.ones((2, 3)), np.ones((3, 4)), activation="elu", alpha=[1, 2])
+    with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous float64 array of shape \(1, 3, 3, 3\)"):
+        ops.conv2d(x, w, out=np.zeros((1, 3, 3, 2)))
+    # relu by name is the in-register relu; linear is no activation
+    np.testing.assert_array_equal(ops.conv2d(x - 5, w, activation="relu"), ops.conv2d(x - 5, w, relu=True))
+    assert _dispatch.last_kernel["conv2d_epilogue"] == "register"
+    np.testing.assert_array_equal(ops.conv2d(x - 5, w, activation="linear"), ops.conv2d(x - 5, w))
+    assert _dispatch.last_kernel["conv2d_epilogue"] == "none"
+    out = np.full((1, 3, 3, 3), np.nan)
+    assert ops.conv2d(x, w, activation="tanh", out=out) is out
+    np.testing.assert_allclose(out, np.tanh(np.full((1, 3, 3, 3), 2.0)), rtol=1e-15)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("name", KERNEL_ACTS)
+def test_layer_activation_epilogue_matches_separate_activation(kind, name):
+    """activation=name (in the kernel epilogue), epilogue=name on the linear layer (the plan's
+    fusion of an Activation layer) and the linear layer then Activation(name): equal values and
+    gradients (float64), the fused layer's input gradient checked by finite differences."""
+    make, shape = LAYERS[kind]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, *shape))
+    own, _ = _pair(lambda: make(name), shape, rng)
+    lin, sep = _pair(lambda: make(None), shape, rng)
+    for layer in (lin, sep):
+        layer.set_weights(own.get_weights())
+    act = L.Activation(name, dtype=F64)
+    y_own = own.forward(x, training=True)
+    y_epi = lin.forward(x, training=True, epilogue=name)
+    y_sep = act.forward(sep.forward(x, training=True), training=True)
+    np.testing.assert_array_equal(y_own, y_sep)
+    np.testing.assert_array_equal(y_epi, y_sep)
+    dy = rng.standard_normal(y_sep.shape)
+    dxs = [own.backward(dy), lin.backward(dy), sep.backward(act.backward(dy))]
+    for dx in dxs[:2]:
+        np.testing.assert_allclose(dx, dxs[2], rtol=1e-13, atol=1e-13)
+    for k in sep.grads:
+        np.testing.assert_allclose(own.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(lin.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+
+    def loss():
+        return float(np.vdot(own.forward(x, training=True), dy))
+
+    np.testing.assert_allclose(dxs[0], numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    # inference: the same values, nothing cached
+    np.testing.assert_array_equal(lin.forward(x, epilogue=name), act.forward(sep.forward(x)))
+    assert lin._cache is None
+
+
+def test_plan_fuses_a_selu_activation_layer_into_the_conv():
+    model = Sequential([Input((6, 6, 2)), L.Conv2D(4, 3, dtype=F64), L.Activation("selu", dtype=F64),
+                        L.Flatten(dtype=F64), L.Dense(3, dtype=F64), L.Activation("gelu", dtype=F64),
+                        L.Dense(2, activation="softmax", dtype=F64)])
+    model.compile("sgd", "mse")
+    plan = model._plan()
+    fusion = plan.activation_fusion()
+    assert fusion[0] == "selu" and fusion[1] == "skip" and fusion[3] == "gelu" and fusion[4] == "skip"
+    x = np.random.default_rng(5).standard_normal((4, 6, 6, 2))
+    (fused,) = plan.forward([x], training=False, fusion=fusion)
+    (plain,) = plan.forward([x], training=False, fusion=None)
+    np.testing.assert_allclose(fused, plain, rtol=1e-14)
