@@ -455,3 +455,99 @@ def test_plan_fuses_a_selu_activation_layer_into_the_conv():
     (fused,) = plan.forward([x], training=False, fusion=fusion)
     (plain,) = plan.forward([x], training=False, fusion=None)
     np.testing.assert_allclose(fused, plain, rtol=1e-14)
+
+
+# ---- issue 12: BatchNormalization folded into the layer before it in predict / evaluate ----------
+
+
+def _bn_net(dtype="float32"):
+    return Sequential([
+        Input((9, 9, 3)),
+        L.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("selu", dtype=dtype),
+        L.SeparableConv2D(6, 3, dtype=dtype), L.BatchNormalization(dtype=dtype), L.ReLU(dtype=dtype),
+        L.Conv2D(5, 1, dtype=dtype), L.BatchNormalization(scale=False, center=False, dtype=dtype),
+        L.Flatten(dtype=dtype), L.Dense(4, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("softmax", dtype=dtype),
+    ])
+
+
+def _perturb_bn(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.state["moving_mean"].shape[0]
+            layer.state["moving_mean"][...] = rng.standard_normal(c)
+            layer.state["moving_variance"][...] = rng.uniform(0.2, 3.0, c)
+            for k in ("gamma", "beta"):
+                if k in layer.params:
+                    layer.params[k][...] = rng.standard_normal(c)
+
+
+def test_plan_folds_batchnorm_and_its_activation():
+    model = _bn_net()
+    model.build((None, 9, 9, 3))
+    plan = model._plan()
+    fusion = plan.inference_fusion(plan.activation_fusion())
+    folds = {i: (m.source.name, m.epilogue) for i, m in fusion.items() if not isinstance(m, str)}
+    names = [n.layer.name for n in plan.nodes]
+    assert folds == {0: (names[1], "selu"), 3: (names[4], "relu"), 6: (names[7], None), 9: (names[10], None)}
+    assert all(fusion[j] == "skip" for j in (1, 2, 4, 5, 7, 10))
+    assert 11 not in fusion  # softmax: not an epilogue the Dense kernel applies
+    # no fold across a fan-out, into a layer with its own activation, or in another dtype
+    x = Input((4,))
+    h = L.Dense(3)(x)
+    m = Model(x, [L.BatchNormalization()(h), h])
+    assert not any(not isinstance(v, str) for v in m._plan().inference_fusion().values())
+    m = Sequential([Input((4,)), L.Dense(3, activation="tanh"), L.BatchNormalization()])
+    assert m._plan().inference_fusion() == {}
+    m = Sequential([Input((4,)), L.Dense(3), L.BatchNormalization(dtype="float64")])
+    assert m._plan().inference_fusion() == {}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_folded_predict_and_evaluate_equal_unfolded(dtype):
+    rng = np.random.default_rng(9)
+    model = _bn_net(dtype)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.standard_normal((37, 9, 9, 3)).astype(dtype)
+    y = rng.integers(0, 4, 37)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    _perturb_bn(model, rng)
+    weights = [w.copy() for w in model.get_weights()]
+    plan = model._plan()
+    plain = plan.forward([x], training=False)[0]
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), plain, **tol)
+    np.testing.assert_allclose(model.predict_on_batch(x), plain, **tol)
+    loss = model.loss(np.eye(4, dtype=dtype)[y], plain)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0], loss, rtol=1e-5 if dtype == "float32" else 1e-12)
+    for a, b in zip(model.get_weights(), weights):  # the layers' weights are never modified
+        np.testing.assert_array_equal(a, b)
+    # a change of the weights shows at the next predict (the fold is read per call, nothing stale)
+    _perturb_bn(model, rng)
+    model.layers[0].params["kernel"][...] *= 1.5
+    np.testing.assert_allclose(model.predict(x, verbose=0), plan.forward([x], training=False)[0], **tol)
+
+
+def test_training_is_unaffected_by_folding():
+    """fit never folds: the batch statistics are used and the step equals the unfused plan's."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((16, 9, 9, 3))
+    y = rng.integers(0, 4, 16)
+    models = [_bn_net("float64") for _ in range(2)]
+    for m in models:
+        m.compile("sgd", "sparse_categorical_crossentropy")
+        m.build((None, 9, 9, 3))
+    models[1].set_weights(models[0].get_weights())
+    models[0].train_on_batch(x, y)
+    plan = models[1]._plan()
+    (out,) = plan.forward([x], training=True)
+    _, dy = models[1].loss.value_and_gradient(np.eye(4)[y], out)
+    plan.backward([dy])
+    models[1].optimizer.apply(models[1].trainable_pairs())
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot fold an affine map into its weights in a training call"):
+        models[0].layers[0].forward(x, training=True, affine=(np.ones(8), np.zeros(8)))
+    with pytest.raises(ValueError, match="cannot fold an affine map into its weights"):
+        L.MaxPooling2D().forward(x, affine=(np.ones(3), np.zeros(3)))

@@ -62,6 +62,15 @@ def _ser_init(init):
 KERNEL_FUSABLE = ("linear", *_activations.KERNEL_EPILOGUES)
 
 
+def fold_affine(w, bias, affine):
+    """``(w * a, bias * a + b)`` over the output channels (``w``'s last axis) in ``w``'s dtype: the
+    weights of ``y * a + b`` for a layer computing ``y`` (a folded BatchNormalization)."""
+    a, b = affine
+    wf = (w * a).astype(w.dtype, copy=False)
+    bf = (b if bias is None else bias * a + b).astype(w.dtype, copy=False)
+    return wf, bf
+
+
 def kernel_forward(op, act, training, shape, dtype, *args, flat=False, **kwargs):
     """``act(op(*args, **kwargs))`` with ``act`` in the op's kernel epilogue -> (y of ``shape``, what
     backward needs). ``op`` takes ``activation=``, ``alpha=`` and ``out=`` (ops.conv2d, ops.dense;
@@ -163,10 +172,12 @@ class _BaseConv(Layer):
     def _op_kwargs(self, x):
         return self._conv_kwargs()
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self._activation_for(epilogue)
         kw = self._op_kwargs(x)
         w, b = self.params[self._kernel_key], self.params.get("bias")
+        if affine is not None:
+            w, b = fold_affine(w, b, affine)
         if self._in_kernel(act):
             shape = (x.shape[0], *self.compute_output_shape(x.shape[1:]))
             y, y_cache = kernel_forward(self._forward_op, act, training, shape, x.dtype, x, w, b, **kw)
@@ -225,6 +236,7 @@ class Conv2D(_BaseConv):
     _grad_op = staticmethod(ops.conv2d_grad)
     fusable_epilogues = KERNEL_FUSABLE
     _kernel_relu = True
+    accepts_affine = True
 
     def __init__(
         self,
@@ -401,6 +413,7 @@ class SeparableConv2D(_BaseConv):
 
     fusable_epilogues = KERNEL_FUSABLE
     _kernel_relu = True  # the pointwise conv2d's epilogue
+    accepts_affine = True  # into the pointwise kernel
 
     def __init__(
         self,
@@ -466,15 +479,17 @@ class SeparableConv2D(_BaseConv):
         oh, ow = self._spatial_out(input_shape)
         return (oh, ow, self.filters)
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self._activation_for(epilogue)
         t = ops.depthwise_conv2d(x, self.params["depthwise_kernel"], None, **self._conv_kwargs())
+        pw, bias = self.params["pointwise_kernel"], self.params.get("bias")
+        if affine is not None:
+            pw, bias = fold_affine(pw, bias, affine)
         if self._in_kernel(act):
             shape = (*t.shape[:3], self.filters)
-            y, y_cache = kernel_forward(ops.conv2d, act, training, shape, t.dtype, t, self.params["pointwise_kernel"],
-                                        self.params.get("bias"))
+            y, y_cache = kernel_forward(ops.conv2d, act, training, shape, t.dtype, t, pw, bias)
         else:
-            y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
+            y = ops.conv2d(t, pw, bias)
             y, y_cache = self._activate(y, training, act)
         if training:
             self._cache = (x, t, y_cache, act)

@@ -21,7 +21,7 @@ from fastconv import ops
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, prod_or_none, register_layer
-from fastconv.layers.conv import kernel_forward
+from fastconv.layers.conv import fold_affine, kernel_forward
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU", "Softmax"]
 
@@ -40,6 +40,7 @@ class Dense(Layer):
 
     min_ndim = 2
     fusable_epilogues = ("linear", *_activations.KERNEL_EPILOGUES)
+    accepts_affine = True
 
     def __init__(
         self,
@@ -87,16 +88,19 @@ class Dense(Layer):
     def final_activation(self):
         return self.activation.name
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self.activation if epilogue is None else _activations.get(epilogue)
         f = x.shape[-1]
         x2 = x.reshape(-1, f)
         y_cache = None
+        w, b = self.params["kernel"], self.params.get("bias")
+        if affine is not None:
+            w, b = fold_affine(w, b, affine)
         if act.name in _activations.KERNEL_EPILOGUES:  # applied by the kernel to each tile it stores
-            y, y_cache = kernel_forward(ops.dense, act, training, (*x.shape[:-1], self.units), x2.dtype, x2,
-                                        self.params["kernel"], self.params.get("bias"), flat=True)
+            y, y_cache = kernel_forward(ops.dense, act, training, (*x.shape[:-1], self.units), x2.dtype, x2, w, b,
+                                        flat=True)
         else:
-            y = ops.dense(x2, self.params["kernel"], self.params.get("bias"))
+            y = ops.dense(x2, w, b)
             y = y.reshape(*x.shape[:-1], self.units)
             if act is not _activations.linear:
                 y = act.forward(y, out=y)
