@@ -24,7 +24,9 @@ last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (t
 # op name -> kernel variant of the last call's main pass (tests assert on it): conv "rowk" / "rowseg" /
 # "tiles" / "narrow"; depthwise "vector" / "multiplier" / "scalar"; pooling "window" (forward),
 # "fused" / "gather" / "argmax" (backward), "global"; norm "stats+affine", "affine", "dsums+dx", "dsums",
-# "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"
+# "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"; activation / activation_grad: the
+# activation's name, softmax / softmax_grad "softmax"; conv2d_epilogue: where conv2d applied its
+# activation ("register" relu, "tile" after each tile, "pass" after the narrow kernel, "none")
 last_kernel: dict[str, str] = {}
 
 
