@@ -533,7 +533,7 @@ static void FN(fc_gconv_act_row)(const fc_gconv *p, FC_T *out, ptrdiff_t row)
     FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
     if (p->out_ax == 1) {
         FN(fc_ew_span)(p->act, (FC_T)p->alpha, orow + (ptrdiff_t)p->ox0 * p->OCt,
-                   orow + (ptrdiff_t)p->ox0 * p->OCt, (long)p->OW * p->OCt);
+                   orow + (ptrdiff_t)p->ox0 * p->OCt, (ptrdiff_t)p->OW * p->OCt);
         return;
     }
     for (int ox = 0; ox < p->OW; ox++) {

@@ -2,7 +2,8 @@
 """Element-wise activation kernels and softmax (float32 and float64), forward and backward.
 
 Design (loops in src/elementwise_impl.h, math in src/elementwise_math.h):
-- The element-wise ops see a flat C-contiguous array of n elements (64-bit count), cut into the
+- The element-wise ops see a flat C-contiguous array of n elements (Py_ssize_t / ptrdiff_t count,
+  never `long`: docs/kernels.md), cut into the
   chunks of the plan (fastconv/ops/_plan.py norm_plan over n rows of one element), dynamic
   schedule; every element's arithmetic is the same whichever chunk or thread computes it.
 - Softmax sees (M, L) rows, L contiguous (the last axis), chunks of whole rows.
@@ -17,14 +18,14 @@ from _parallel cimport run_chunks
 cdef extern from "elementwise_kernels.h" nogil:
     int FC_EW_NCODES
     int fc_ew_grad_from_input(int code)
-    void fc_ew_f32(int isa, int code, float alpha, const float *x, float *y, long n)
-    void fc_ew_f64(int isa, int code, double alpha, const double *x, double *y, long n)
-    void fc_ew_grad_f32(int isa, int code, float alpha, const float *dy, const float *t, float *dx, long n)
-    void fc_ew_grad_f64(int isa, int code, double alpha, const double *dy, const double *t, double *dx, long n)
-    void fc_softmax_f32(int isa, const float *x, float *y, long L, long r0, long r1)
-    void fc_softmax_f64(int isa, const double *x, double *y, long L, long r0, long r1)
-    void fc_softmax_grad_f32(int isa, const float *dy, const float *y, float *dx, long L, long r0, long r1)
-    void fc_softmax_grad_f64(int isa, const double *dy, const double *y, double *dx, long L, long r0, long r1)
+    void fc_ew_f32(int isa, int code, float alpha, const float *x, float *y, Py_ssize_t n)
+    void fc_ew_f64(int isa, int code, double alpha, const double *x, double *y, Py_ssize_t n)
+    void fc_ew_grad_f32(int isa, int code, float alpha, const float *dy, const float *t, float *dx, Py_ssize_t n)
+    void fc_ew_grad_f64(int isa, int code, double alpha, const double *dy, const double *t, double *dx, Py_ssize_t n)
+    void fc_softmax_f32(int isa, const float *x, float *y, Py_ssize_t L, Py_ssize_t r0, Py_ssize_t r1)
+    void fc_softmax_f64(int isa, const double *x, double *y, Py_ssize_t L, Py_ssize_t r0, Py_ssize_t r1)
+    void fc_softmax_grad_f32(int isa, const float *dy, const float *y, float *dx, Py_ssize_t L, Py_ssize_t r0, Py_ssize_t r1)
+    void fc_softmax_grad_f64(int isa, const double *dy, const double *y, double *dx, Py_ssize_t L, Py_ssize_t r0, Py_ssize_t r1)
 
 #: activation name -> kernel code (the order of the C enum FC_EW_*)
 CODES = {"linear": 0, "relu": 1, "relu6": 2, "elu": 3, "selu": 4, "sigmoid": 5, "tanh": 6, "swish": 7,
@@ -37,7 +38,7 @@ assert len(CODES) == FC_EW_NCODES
 ctypedef struct _job:
     int f64, isa, code
     double alpha
-    long L
+    Py_ssize_t L
     const void *a       # x, or dy
     const void *b       # t (y or x), or y
     void *out
@@ -79,9 +80,9 @@ cdef void _smax_grad(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1,
 
 def forward(const floating[::1] x,      # IN  (n,) flat
             floating[::1] y,            # OUT (n,), may be x's buffer
-            int code, double alpha, long nchunks, int isa, int nthreads):
+            int code, double alpha, Py_ssize_t nchunks, int isa, int nthreads):
     """y = f(x) element-wise for the activation `code`."""
-    cdef long n = x.shape[0]
+    cdef Py_ssize_t n = x.shape[0]
     if n == 0:
         return
     cdef _job b
@@ -93,9 +94,9 @@ def forward(const floating[::1] x,      # IN  (n,) flat
 def backward(const floating[::1] dy,    # IN  (n,) flat
              const floating[::1] t,     # IN  (n,) the forward's output y, or its input x (GRAD_FROM_INPUT)
              floating[::1] dx,          # OUT (n,), may be dy's buffer
-             int code, double alpha, long nchunks, int isa, int nthreads):
+             int code, double alpha, Py_ssize_t nchunks, int isa, int nthreads):
     """dx = dy * f'(x) element-wise, f' written from t."""
-    cdef long n = dy.shape[0]
+    cdef Py_ssize_t n = dy.shape[0]
     if n == 0:
         return
     cdef _job b
@@ -106,9 +107,9 @@ def backward(const floating[::1] dy,    # IN  (n,) flat
 
 def softmax(const floating[:, ::1] x,   # IN  (M, L)
             floating[:, ::1] y,         # OUT (M, L), may be x's buffer
-            long nchunks, int isa, int nthreads):
+            Py_ssize_t nchunks, int isa, int nthreads):
     """y = softmax over each row of x (numerically stable)."""
-    cdef long M = x.shape[0]
+    cdef Py_ssize_t M = x.shape[0]
     if M == 0 or x.shape[1] == 0:
         return
     cdef _job b
@@ -120,9 +121,9 @@ def softmax(const floating[:, ::1] x,   # IN  (M, L)
 def softmax_grad(const floating[:, ::1] dy,   # IN  (M, L)
                  const floating[:, ::1] y,    # IN  (M, L) the forward's output
                  floating[:, ::1] dx,         # OUT (M, L), may be dy's buffer
-                 long nchunks, int isa, int nthreads):
+                 Py_ssize_t nchunks, int isa, int nthreads):
     """dx = y * (dy - sum(dy * y)) per row."""
-    cdef long M = dy.shape[0]
+    cdef Py_ssize_t M = dy.shape[0]
     if M == 0 or dy.shape[1] == 0:
         return
     cdef _job b

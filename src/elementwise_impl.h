@@ -9,14 +9,14 @@
  * - fc_softmax_rows / fc_softmax_grad_rows: rows [r0, r1) of an (M, L) array, L contiguous.
  * The last n % FC_VLEN elements go through the same vector code in a padded local vector, so every
  * element's result is the same wherever it sits: a fused epilogue equals the separate pass bit for
- * bit.  Element counts and offsets are 64-bit (long).
+ * bit.  Element counts and offsets are 64-bit (ptrdiff_t).
  */
 #include "elementwise_math.h"
 
 /* y = f(x) on n elements, the code's switch once per span */
-static void EWF(fc_ew_span)(int code, FC_T alpha, const FC_T *x, FC_T *y, long n)
+static void EWF(fc_ew_span)(int code, FC_T alpha, const FC_T *x, FC_T *y, ptrdiff_t n)
 {
-    long i = 0;
+    ptrdiff_t i = 0;
 #define EW_CASE(c)                                                                  \
     case c:                                                                         \
         for (; i + FC_VLEN <= n; i += FC_VLEN)                                      \
@@ -34,20 +34,20 @@ static void EWF(fc_ew_span)(int code, FC_T alpha, const FC_T *x, FC_T *y, long n
 #undef EW_CASE
     if (i < n) {
         FC_T buf[FC_VLEN] = {0};
-        for (long j = i; j < n; j++)
+        for (ptrdiff_t j = i; j < n; j++)
             buf[j - i] = x[j];
         EWV v = EW_LD(buf);
         v = EWF(ew_fwd)(code, v, alpha);
         EW_ST(buf, v);
-        for (long j = i; j < n; j++)
+        for (ptrdiff_t j = i; j < n; j++)
             y[j] = buf[j - i];
     }
 }
 
 /* dx = dy * f'(t) on n elements (dx may be dy) */
-static void EWF(fc_ew_span_grad)(int code, FC_T alpha, const FC_T *dy, const FC_T *t, FC_T *dx, long n)
+static void EWF(fc_ew_span_grad)(int code, FC_T alpha, const FC_T *dy, const FC_T *t, FC_T *dx, ptrdiff_t n)
 {
-    long i = 0;
+    ptrdiff_t i = 0;
 #define EW_CASE(c)                                                                  \
     case c:                                                                         \
         for (; i + FC_VLEN <= n; i += FC_VLEN)                                      \
@@ -65,13 +65,13 @@ static void EWF(fc_ew_span_grad)(int code, FC_T alpha, const FC_T *dy, const FC_
 #undef EW_CASE
     if (i < n) {
         FC_T bd[FC_VLEN] = {0}, bt[FC_VLEN] = {0};
-        for (long j = i; j < n; j++) {
+        for (ptrdiff_t j = i; j < n; j++) {
             bd[j - i] = dy[j];
             bt[j - i] = t[j];
         }
         EWV v = EWF(ew_bwd)(code, EW_LD(bd), EW_LD(bt), alpha);
         EW_ST(bd, v);
-        for (long j = i; j < n; j++)
+        for (ptrdiff_t j = i; j < n; j++)
             dx[j] = bd[j - i];
     }
 }
@@ -86,27 +86,27 @@ static inline FC_T EWF(ew_hsum)(EWV v)
 }
 
 /* y = softmax(x) over each row of L elements, rows [r0, r1); stable: exp(x - max) / sum */
-static void EWF(fc_softmax_rows)(const FC_T *x, FC_T *y, long L, long r0, long r1)
+static void EWF(fc_softmax_rows)(const FC_T *x, FC_T *y, ptrdiff_t L, ptrdiff_t r0, ptrdiff_t r1)
 {
-    const long LV = L - L % FC_VLEN;
-    for (long r = r0; r < r1; r++) {
+    const ptrdiff_t LV = L - L % FC_VLEN;
+    for (ptrdiff_t r = r0; r < r1; r++) {
         const FC_T *xr = x + r * L;
         FC_T *yr = y + r * L;
         /* the max, NaN-ignoring (a NaN makes the row NaN through its exp below) */
         FC_T m = -(FC_T)__builtin_inf();
         if (LV) {
             EWV mv = EW_LD(xr);
-            for (long i = FC_VLEN; i < LV; i += FC_VLEN) {
+            for (ptrdiff_t i = FC_VLEN; i < LV; i += FC_VLEN) {
                 const EWV v = EW_LD(xr + i);
                 mv = EWF(ew_sel)(v > mv, v, mv);
             }
             for (int k = 0; k < FC_VLEN; k++)
                 m = mv[k] > m ? mv[k] : m;
         }
-        for (long i = LV; i < L; i++)
+        for (ptrdiff_t i = LV; i < L; i++)
             m = xr[i] > m ? xr[i] : m;
         EWV sv = {0};
-        long i = 0;
+        ptrdiff_t i = 0;
         for (; i < LV; i += FC_VLEN) {
             const EWV e = EWF(ew_exp)(EW_LD(xr + i) - m);
             EW_ST(yr + i, e);
@@ -119,7 +119,7 @@ static void EWF(fc_softmax_rows)(const FC_T *x, FC_T *y, long L, long r0, long r
             const EWV e = EWF(ew_exp)(EW_LD(buf));
             sv += e;
             EW_ST(buf, e);
-            for (long j = i; j < L; j++)
+            for (ptrdiff_t j = i; j < L; j++)
                 yr[j] = buf[j - i];
         }
         const FC_T inv = (FC_T)1 / EWF(ew_hsum)(sv);
@@ -131,14 +131,14 @@ static void EWF(fc_softmax_rows)(const FC_T *x, FC_T *y, long L, long r0, long r
 }
 
 /* dx = y * (dy - sum(dy * y)) per row of L, rows [r0, r1) (dx may be dy) */
-static void EWF(fc_softmax_grad_rows)(const FC_T *dy, const FC_T *y, FC_T *dx, long L, long r0, long r1)
+static void EWF(fc_softmax_grad_rows)(const FC_T *dy, const FC_T *y, FC_T *dx, ptrdiff_t L, ptrdiff_t r0, ptrdiff_t r1)
 {
-    const long LV = L - L % FC_VLEN;
-    for (long r = r0; r < r1; r++) {
+    const ptrdiff_t LV = L - L % FC_VLEN;
+    for (ptrdiff_t r = r0; r < r1; r++) {
         const FC_T *dr = dy + r * L, *yr = y + r * L;
         FC_T *xr = dx + r * L;
         EWV sv = {0};
-        long i = 0;
+        ptrdiff_t i = 0;
         for (; i < LV; i += FC_VLEN)
             sv += EW_LD(dr + i) * EW_LD(yr + i);
         FC_T s = EWF(ew_hsum)(sv);
