@@ -29,22 +29,22 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "avg_pool2d",
-    "avg_pool2d_grad",
-    "batch_norm_train",
-    "batch_norm_train_grad",
     "conv2d",
     "conv2d_grad",
-    "conv_transpose2d",
-    "conv_transpose2d_grad",
-    "conv_transpose_padding",
     "depthwise_conv2d",
     "depthwise_conv2d_grad",
-    "global_avg_pool2d",
-    "global_avg_pool2d_grad",
+    "conv_transpose2d",
+    "conv_transpose2d_grad",
     "max_pool2d",
     "max_pool2d_grad",
+    "avg_pool2d",
+    "avg_pool2d_grad",
+    "global_avg_pool2d",
+    "global_avg_pool2d_grad",
+    "batch_norm_train",
+    "batch_norm_train_grad",
     "resolve_padding",
+    "conv_transpose_padding",
 ]
 
 
@@ -284,7 +284,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     (x, w, bias), compute, result = _prepare(x, w, bias)
     s, d, pads, yshape = _conv_plan(x, w, stride, padding, dilation, groups, "conv2d")
     _check_bias(bias, yshape[3], "conv2d")
-    _, oh, ow, _c_out = yshape
+    _, oh, ow, c_out = yshape
     xp = _pad(x, pads)
     y = np.zeros(yshape, compute)
     for kh in range(w.shape[0]):
@@ -311,12 +311,12 @@ def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1):
     dw : array (KH, KW, C_in // groups, C_out)
     db : array (C_out,), the sum of dy over N, OH, OW
     """
-    (dy, x, w), _compute, result = _prepare(dy, x, w)
+    (dy, x, w), compute, result = _prepare(dy, x, w)
     s, d, pads, yshape = _conv_plan(x, w, stride, padding, dilation, groups, "conv2d_grad")
     _check_dy(dy, yshape, "conv2d_grad")
     _, oh, ow, _ = yshape
     (top, _), (left, _) = pads
-    _n, h, wd, _ = x.shape
+    n, h, wd, _ = x.shape
     xp = _pad(x, pads)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(w)
@@ -401,7 +401,7 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1):
     dw : array (KH, KW, C, M)
     db : array (C * M,)
     """
-    (dy, x, w), _compute, result = _prepare(dy, x, w)
+    (dy, x, w), compute, result = _prepare(dy, x, w)
     s, d, pads, yshape = _depthwise_plan(x, w, stride, padding, dilation, "depthwise_conv2d_grad")
     _check_dy(dy, yshape, "depthwise_conv2d_grad")
     n, oh, ow, _ = yshape
@@ -751,7 +751,7 @@ def global_avg_pool2d(x):
     -------
     y : array (N, C)
     """
-    (x,), _compute, result = _prepare(x)
+    (x,), compute, result = _prepare(x)
     _check_ndim(x, 4, "x", "global_avg_pool2d")
     if x.shape[1] * x.shape[2] == 0:
         raise ValueError(f"global_avg_pool2d: x has no pixels. Received: x.shape={x.shape}")
@@ -770,7 +770,7 @@ def global_avg_pool2d_grad(dy, x):
     -------
     dx : array (N, H, W, C), ``dy / (H * W)`` broadcast over the pixels
     """
-    (dy, x), _compute, result = _prepare(dy, x)
+    (dy, x), compute, result = _prepare(dy, x)
     _check_ndim(x, 4, "x", "global_avg_pool2d_grad")
     n, h, wd, c = x.shape
     if h * wd == 0:
