@@ -2,12 +2,12 @@
 against the float64 reference: every activation and its gradient, softmax and its gradient, at
 every SIMD level, 1 and 2 threads, extreme inputs, odd sizes, non-contiguous inputs, finite
 differences; the reference itself checked by finite differences."""
-import os
+import sys
 
 import numpy as np
 import pytest
 from gradcheck import numeric_grad
-from large import INT32_MAX, lazy_zeros
+from large import INT32_MAX, tail_mapped
 
 from fastconv import _dispatch, reference
 from fastconv.ops import elementwise as ew
@@ -254,18 +254,31 @@ def test_empty():
 
 
 @pytest.mark.large
-@pytest.mark.skipif(not os.environ.get("FASTCONV_TEST_HUGE"),
-                    reason="writes 8.6 GB (40-70 s of page faults on a shared 2-core host); "
-                           "set FASTCONV_TEST_HUGE=1 to run it")
+@pytest.mark.skipif(sys.maxsize <= 2**32, reason="needs a 64-bit address space")
 def test_past_32_bit_element_count():
-    """One flat array of more than 2**31 elements (8.6 GB float32, in place; an element-wise op
-    has no way to leave most of it untouched): the chunk offsets and span lengths are 64-bit;
-    elements on both sides of 2**31 are checked."""
-    n = INT32_MAX + 1 + 1000
-    x = lazy_zeros((n,))
-    x[INT32_MAX - 5:INT32_MAX + 5] = np.arange(10, dtype=np.float32) - 5
-    x[-1] = -1.0
-    ew.activation(x, "selu", out=x)
-    ref = reference.activation(np.arange(10) - 5.0, "selu")
-    np.testing.assert_allclose(x[INT32_MAX - 5:INT32_MAX + 5], ref, rtol=2e-6)
-    np.testing.assert_allclose(x[[0, -1]], reference.activation(np.array([0.0, -1.0]), "selu"), rtol=2e-6)
+    """An activation, its gradient and a softmax over 2**31 + 2**22 elements (tests/large.py
+    tail_mapped: the head aliases one small zeroed block, the tail past 2**31 is memory of its
+    own): the chunk offsets and span lengths pass 2**31; the tails match the reference."""
+    M, C = 2**25 + 2**16, 64
+    tail = M * C - 2**31
+    x, h = tail_mapped((M, C), np.float32, tail_elems=tail, populate=True)
+    assert x.size > INT32_MAX and h <= 2**31  # the tail holds every offset past 2**31
+    rng = np.random.default_rng(9)
+    xt = rng.standard_normal(x.size - h).astype(np.float32) * 3
+    x.reshape(-1)[h:] = xt
+    y, _ = tail_mapped((M, C), np.float32, tail_elems=tail, fill=np.nan, populate=True)
+    assert ew.activation(x, "selu", out=y) is y
+    _check(y.reshape(-1)[h:], reference.activation(xt, "selu"), np.float32,
+           _cond(lambda v: reference.activation(v, "selu"), xt))
+    assert (y.reshape(-1)[:h:1 << 20] == 0).all()  # selu(0) in the head
+    # the gradient in place in x's buffer (dx may alias dy), from y
+    dyt = rng.standard_normal(xt.size).astype(np.float32)
+    x.reshape(-1)[h:] = dyt
+    ew.activation_grad(x, y, "selu", out=x)
+    _check(x.reshape(-1)[h:], reference.activation_grad(dyt, xt, "selu"), np.float32,
+           _cond(lambda v: reference.activation_grad(np.ones(xt.shape), v, "selu"), xt), 16 * EPS[np.float32] * np.abs(dyt))
+    # softmax rows past 2**31 (row r of 64 starts at r * 64)
+    x.reshape(-1)[h:] = xt
+    ew.softmax(x, out=y)
+    r0 = -(-h // C)
+    np.testing.assert_allclose(y[r0:], reference.softmax(x[r0:]), rtol=2e-5, atol=1e-30)

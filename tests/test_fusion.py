@@ -516,7 +516,7 @@ def test_folded_predict_and_evaluate_equal_unfolded(dtype):
     weights = [w.copy() for w in model.get_weights()]
     plan = model._plan()
     plain = plan.forward([x], training=False)[0]
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-14)
+    tol = {"rtol": 2e-5, "atol": 2e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-14}
     np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), plain, **tol)
     np.testing.assert_allclose(model.predict_on_batch(x), plain, **tol)
     loss = model.loss(np.eye(4, dtype=dtype)[y], plain)
