@@ -24,7 +24,7 @@ import warnings
 
 from setuptools import Extension, setup
 
-MODULES = ["runtime", "conv", "depthwise", "pool", "norm", "winograd"]
+MODULES = ["runtime", "conv", "depthwise", "pool", "norm", "winograd", "elementwise"]
 
 
 def openmp_flags():

@@ -50,6 +50,7 @@ API_PAGES = [
     ("fastconv.ops.pool", "pooling"),
     ("fastconv.ops.norm", "batch normalization and ReLU"),
     ("fastconv.ops.winograd", "Winograd 3x3 convolution"),
+    ("fastconv.ops.elementwise", "compiled element-wise activations and softmax"),
     ("fastconv.reference", "the NumPy reference"),
     ("fastconv.activations", "activations"),
     ("fastconv.filters", "classic image filters"),

@@ -26,7 +26,9 @@ last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (t
 # "conv2d_grad:weight": "tiles" / "planar" / "winograd4" / "winograd2"); depthwise "vector" /
 # "multiplier" / "scalar"; pooling "window" (forward),
 # "fused" / "gather" / "argmax" (backward), "global"; norm "stats+affine", "affine", "dsums+dx", "dsums",
-# "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"
+# "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"; activation / activation_grad: the
+# activation's name, softmax / softmax_grad "softmax"; conv2d_epilogue: where conv2d applied its
+# activation ("register" relu, "tile" after each tile, "pass" after the narrow kernel, "none")
 last_kernel: dict[str, str] = {}
 
 

@@ -20,6 +20,12 @@ relu and relu6 are the ops ``fastconv.ops.relu`` / ``relu6`` (and their ``_grad`
 element-wise kernels of the norm family for C-contiguous float32 / float64 arrays, NumPy otherwise;
 the backward passes ``dy`` where the mask holds and writes 0 elsewhere.
 
+selu, elu, sigmoid, tanh, swish, gelu (exact and ``gelu_tanh``), softplus, leaky_relu and softmax
+run on the compiled kernels of ``fastconv.ops.elementwise`` (a vector exp, OpenMP over chunks);
+float16 and integer inputs are computed in float32. ``KERNEL_EPILOGUES`` lists the activations
+the conv and Dense kernels can apply in their epilogue (``ops.conv2d(activation=...)``), with the
+kernel name and alpha of each: the one table a kernel path reads to know what it may fuse.
+
 Activations whose derivative needs the input
 --------------------------------------------
 relu6, leaky_relu and hard_sigmoid still follow the "derivative from ``y``" rule.
@@ -43,10 +49,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastconv.ops import elementwise as _ew
 from fastconv.ops import norm as _norm_ops
 
 __all__ = [
     "ACTIVATIONS",
+    "KERNEL_EPILOGUES",
     "Activation",
     "elu",
     "gelu",
@@ -63,6 +71,7 @@ __all__ = [
     "sigmoid",
     "silu",
     "softmax",
+    "softplus",
     "swish",
     "tanh",
 ]
@@ -75,6 +84,10 @@ class Activation:
     """An element-wise activation: ``forward(x, out=None) -> y``, ``backward(dy, y) -> dx``."""
 
     name = "linear"
+    #: the name of the compiled kernel (ops.elementwise.CODES) computing it, or None
+    kernel_name = None
+    #: the kernel's alpha (elu's alpha, leaky_relu's slope); None for the kernel's default
+    kernel_alpha = None
 
     def forward(self, x, out=None):
         return x
@@ -95,6 +108,7 @@ class _Linear(Activation):
 
 class _ReLU(Activation):
     name = "relu"
+    kernel_name = "relu"
 
     def forward(self, x, out=None):
         return _norm_ops.relu(x, out)
@@ -103,97 +117,82 @@ class _ReLU(Activation):
         return _norm_ops.relu_grad(dy, y)
 
 
-class _Sigmoid(Activation):
+def _usable_out(out, x):
+    """``out`` when the kernel can write the activation of ``x`` there, else None (a fresh array)."""
+    if (type(out) is np.ndarray and type(x) is np.ndarray and out.shape == x.shape and out.dtype == x.dtype
+            and out.dtype in (np.float32, np.float64) and out.flags.c_contiguous and out.flags.writeable):
+        return out
+    return None
+
+
+class _Compiled(Activation):
+    """An activation on the compiled kernels of ops.elementwise; its derivative from ``y``."""
+
+    def forward(self, x, out=None):
+        return _ew.activation(x, self.kernel_name, alpha=self.kernel_alpha, out=_usable_out(out, x))
+
+    def backward(self, dy, y):
+        return _ew.activation_grad(dy, y, self.kernel_name, alpha=self.kernel_alpha)
+
+
+class _Sigmoid(_Compiled):
+    """``1 / (1 + exp(-x))``, stable for any input (computed from ``exp(-|x|)``)."""
+
     name = "sigmoid"
-
-    def forward(self, x, out=None):
-        # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) for x < 0,
-        # written as one expression on e = exp(-|x|) so nothing overflows.
-        e = np.exp(-np.abs(x))
-        num = np.where(x >= 0, 1.0, e).astype(e.dtype, copy=False)
-        return np.divide(num, 1.0 + e, out=out)
-
-    def backward(self, dy, y):
-        return dy * (y * (1.0 - y))
+    kernel_name = "sigmoid"
 
 
-class _Tanh(Activation):
+class _Tanh(_Compiled):
     name = "tanh"
-
-    def forward(self, x, out=None):
-        return np.tanh(x, out=out)
-
-    def backward(self, dy, y):
-        return dy * (1.0 - y * y)
+    kernel_name = "tanh"
 
 
-def _exp_linear(x, scale, scaled_alpha):
-    """scale * x for x > 0, scaled_alpha * (exp(x) - 1) otherwise (elu, selu), without branches.
+class _Softplus(_Compiled):
+    """``log(1 + exp(x))``, stable for any input; its derivative ``sigmoid(x) = 1 - exp(-y)``."""
 
-    NumPy's float32 exp is SIMD-vectorised, expm1 is not (about 8x slower on a feature map);
-    exp(x) - 1 loses only absolute precision near 0, far below float32 training noise.
-    """
-    neg = np.minimum(x, 0)
-    np.exp(neg, out=neg)
-    neg -= 1
-    neg *= scaled_alpha
-    pos = np.maximum(x, 0)
-    pos *= scale
-    pos += neg
-    return pos
+    name = "softplus"
+    kernel_name = "softplus"
 
 
-def _exp_linear_grad(dy, y, scale, scaled_alpha):
-    """d/dx of _exp_linear from its output: scale for y > 0, y + scaled_alpha otherwise."""
-    g = np.minimum(y, 0)
-    g += scaled_alpha
-    g += np.multiply(y > 0, scale - scaled_alpha, dtype=g.dtype)
-    g *= dy
-    return g
+class _ELU(_Compiled):
+    """``x`` for ``x > 0`` else ``alpha * expm1(x)``; derivative ``y + alpha`` on the negative side
+    (alpha > 0)."""
 
-
-class _ELU(Activation):
     name = "elu"
+    kernel_name = "elu"
 
     def __init__(self, alpha=1.0):
         self.alpha = alpha
 
-    def forward(self, x, out=None):
-        return _exp_linear(x, 1.0, self.alpha)
-
-    def backward(self, dy, y):
-        return _exp_linear_grad(dy, y, 1.0, self.alpha)
+    @property
+    def kernel_alpha(self):
+        return self.alpha
 
 
-class _SELU(Activation):
+class _SELU(_Compiled):
+    """``scale * elu(x, alpha)`` with Klambauer et al.'s constants."""
+
     name = "selu"
-
-    def forward(self, x, out=None):
-        return _exp_linear(x, _SELU_SCALE, _SELU_SCALE * _SELU_ALPHA)
-
-    def backward(self, dy, y):
-        return _exp_linear_grad(dy, y, _SELU_SCALE, _SELU_SCALE * _SELU_ALPHA)
+    kernel_name = "selu"
 
 
 class _Softmax(Activation):
-    """Softmax over the last axis (Keras's default axis=-1)."""
+    """Softmax over the last axis (Keras's default axis=-1), on the compiled row kernel."""
 
     name = "softmax"
 
     def forward(self, x, out=None):
-        z = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
-        np.exp(z, out=z)
-        z /= z.sum(axis=-1, keepdims=True)
-        return z
+        return _ew.softmax(x, out=_usable_out(out, x))
 
     def backward(self, dy, y):
-        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+        return _ew.softmax_grad(dy, y)
 
 
 class _ReLU6(Activation):
     """``min(max(x, 0), 6)`` (MobileNet's ReLU6)."""
 
     name = "relu6"
+    kernel_name = "relu6"
 
     def forward(self, x, out=None):
         return _norm_ops.relu6(x, out)
@@ -202,19 +201,18 @@ class _ReLU6(Activation):
         return _norm_ops.relu6_grad(dy, y)
 
 
-class _LeakyReLU(Activation):
+class _LeakyReLU(_Compiled):
     """``x`` for ``x > 0`` else ``negative_slope * x`` (Keras 3 default slope 0.2)."""
 
     name = "leaky_relu"
+    kernel_name = "leaky_relu"
 
     def __init__(self, negative_slope=0.2):
         self.negative_slope = negative_slope
 
-    def forward(self, x, out=None):
-        return np.where(x > 0, x, self.negative_slope * x).astype(x.dtype, copy=False)
-
-    def backward(self, dy, y):
-        return np.where(y > 0, dy, self.negative_slope * dy).astype(dy.dtype, copy=False)
+    @property
+    def kernel_alpha(self):
+        return self.negative_slope
 
 
 class _HardSigmoid(Activation):
@@ -232,6 +230,18 @@ class _HardSigmoid(Activation):
         return np.where((y > 0) & (y < 1), dy * (1.0 / 6.0), 0).astype(dy.dtype, copy=False)
 
 
+def input_buffer(x) -> np.ndarray:
+    """A fresh ``(2, *x.shape)`` buffer whose ``[1]`` holds ``x`` (floating: float16 and integers in
+    float32), for an activation whose derivative needs ``x``: write ``y`` into ``[0]`` and return
+    it; its ``backward`` reads ``x`` back from ``y.base``. Layers that compute the pre-activation
+    themselves (a conv into ``buf[1]``) use it too."""
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+    buf = np.empty((2, *x.shape), dtype=dtype)
+    buf[1] = x
+    return buf
+
+
 class _NeedsInput(Activation):
     """Base of activations whose derivative needs ``x``: ``y`` is ``buf[0]``, ``x`` is ``buf[1]``."""
 
@@ -242,13 +252,18 @@ class _NeedsInput(Activation):
         raise NotImplementedError
 
     def forward(self, x, out=None):
-        x = np.asarray(x)
-        buf = np.empty((2, *x.shape), dtype=x.dtype)
-        buf[1] = x
-        buf[0] = self._value(buf[1])
+        buf = input_buffer(x)
+        self.forward_into(buf)
         return buf[0]
 
-    def backward(self, dy, y):
+    def forward_into(self, buf):
+        """buf[0] = f(buf[1]) (buf from input_buffer)."""
+        if self.kernel_name is not None:
+            _ew.activation(buf[1], self.kernel_name, alpha=self.kernel_alpha, out=buf[0])
+        else:
+            buf[0] = self._value(buf[1])
+
+    def _x_of(self, y):
         buf = y.base
         if (
             buf is None
@@ -259,20 +274,20 @@ class _NeedsInput(Activation):
                 f"{self.name}.backward(dy, y) needs the array its forward returned (it carries x); "
                 f"received an array of shape {y.shape} without it."
             )
-        return (dy * self._derivative(buf[1])).astype(dy.dtype, copy=False)
+        return buf[1]
+
+    def backward(self, dy, y):
+        x = self._x_of(y)
+        if self.kernel_name is not None:
+            return _ew.activation_grad(dy, x, self.kernel_name, alpha=self.kernel_alpha)
+        return (dy * self._derivative(x)).astype(dy.dtype, copy=False)
 
 
 class _Swish(_NeedsInput):
-    """``x * sigmoid(x)`` (swish / SiLU; EfficientNet)."""
+    """``x * sigmoid(x)`` (swish / SiLU; EfficientNet), on the compiled kernel."""
 
     name = "swish"
-
-    def _value(self, x):
-        return x * sigmoid.forward(x)
-
-    def _derivative(self, x):
-        s = sigmoid.forward(x)
-        return s * (1.0 + x * (1.0 - s))
+    kernel_name = "swish"
 
 
 class _HardSwish(_NeedsInput):
@@ -316,17 +331,13 @@ def erf(x):
 
 
 class _GELU(_NeedsInput):
-    """``x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))`` (exact, Keras's default ``approximate=False``)."""
+    """``x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))`` (exact, Keras's default ``approximate=False``);
+    ``approximate=True`` (name ``gelu_tanh``, PyTorch's ``approximate="tanh"``) is
+    ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``. Both on the compiled kernel."""
 
-    name = "gelu"
-
-    def _value(self, x):
-        return 0.5 * x * (1.0 + erf(x * np.sqrt(0.5)))
-
-    def _derivative(self, x):
-        cdf = 0.5 * (1.0 + erf(x * np.sqrt(0.5)))
-        pdf = np.exp(-0.5 * x * x) * (1.0 / np.sqrt(2.0 * np.pi))
-        return cdf + x * pdf
+    def __init__(self, approximate=False):
+        self.approximate = bool(approximate)
+        self.name = self.kernel_name = "gelu_tanh" if self.approximate else "gelu"
 
 
 relu = _ReLU()
@@ -344,15 +355,26 @@ silu = swish
 hard_swish = _HardSwish()
 hard_silu = hard_swish
 gelu = _GELU()
+gelu_tanh = _GELU(approximate=True)
+softplus = _Softplus()
 
 #: Activations known by name (aliases ``silu`` -> swish, ``hard_silu`` -> hard_swish).
 ACTIVATIONS = {
     a.name: a
     for a in (relu, selu, elu, sigmoid, tanh, softmax, linear, relu6, leaky_relu, hard_sigmoid, swish,
-              hard_swish, gelu)
+              hard_swish, gelu, gelu_tanh, softplus)
 }  # fmt: skip
 ACTIVATIONS["silu"] = swish
 ACTIVATIONS["hard_silu"] = hard_swish
+
+#: activation name -> (kernel name, alpha): what the conv / Dense kernels can apply in their epilogue
+#: (``ops.conv2d(activation=kernel name, alpha=alpha)``). The one table of fusable activations;
+#: a kernel path that fuses fewer (Winograd: relu only) checks the kernel name against its own set.
+KERNEL_EPILOGUES = {
+    name: (act.kernel_name, act.kernel_alpha)
+    for name, act in ACTIVATIONS.items()
+    if act.kernel_name is not None and act.kernel_name in _ew.CODES
+}
 
 
 def get(identifier):

@@ -879,3 +879,125 @@ def batch_norm_train_grad(dy, x, gamma, epsilon):
     dgamma = (dy2 * xhat).sum(axis=0)
     dx = gamma * inv * (dy2 - dbeta / len(x2) - xhat * dgamma / len(x2))
     return dx.reshape(x.shape).astype(dy.dtype, copy=False), dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------
+# Element-wise activations and softmax (float64; the limits at +-inf, NaN passing)
+# ---------------------------------------------------------------------------
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_GELU_C = 0.044715
+_SQRT_2_OVER_PI = 0.79788456080286535588
+
+
+def _phi(x):
+    """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2, to a few ulp also in the far tail:
+    the rounding of -x / sqrt 2 (a relative error of x^2 ulp there) is corrected to first order,
+    the exact quotient taken in long double."""
+    import math
+
+    z = -x / np.sqrt(2.0)
+    with np.errstate(invalid="ignore"):
+        dz = (-np.asarray(x, np.longdouble) / np.sqrt(np.longdouble(2)) - z).astype(np.float64)
+        dz = np.where(np.isfinite(dz), dz, 0.0)
+    e = np.frompyfunc(math.erfc, 1, 1)(z).astype(np.float64)
+    return 0.5 * (e - dz * (2.0 / np.sqrt(np.pi)) * np.exp(-z * z))
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _x_times(x, g):
+    """x * g with the limit 0 where g vanishes (x * g(x) at +-inf)."""
+    return np.where(g == 0, 0.0, x * g)
+
+
+def activation(x, name, alpha=None):
+    """``f(x)`` in float64 for the activations of ``fastconv.ops.elementwise.CODES``: relu, relu6,
+    elu (alpha, default 1), selu, sigmoid, tanh, swish, gelu (exact), gelu_tanh (the tanh
+    approximation), softplus, leaky_relu (alpha = negative slope, default 0.2), linear."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if name == "linear":
+            return x.copy()
+        if name == "relu":
+            return np.where(x < 0, 0.0, x)
+        if name == "relu6":
+            return np.where(x < 0, 0.0, np.where(x > 6, 6.0, x))
+        if name == "elu":
+            return np.where(x > 0, x, (1.0 if alpha is None else alpha) * np.expm1(x))
+        if name == "selu":
+            return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(x))
+        if name == "sigmoid":
+            return _sigmoid(x)
+        if name == "tanh":
+            return np.tanh(x)
+        if name == "swish":
+            return _x_times(x, _sigmoid(x))
+        if name == "gelu":
+            return _x_times(x, _phi(x))
+        if name == "gelu_tanh":
+            u = _SQRT_2_OVER_PI * (x + _GELU_C * x**3)
+            return _x_times(x, _sigmoid(2.0 * u))  # = 0.5 (1 + tanh(u)), without its cancellation
+        if name == "softplus":
+            return np.logaddexp(0.0, x)
+        if name == "leaky_relu":
+            return np.where(x > 0, x, (0.2 if alpha is None else alpha) * x)
+    raise ValueError(f"reference.activation: unknown activation {name!r}")
+
+
+def activation_grad(dy, x, name, alpha=None):
+    """``dy * f'(x)`` in float64 for :func:`activation` (limits at +-inf)."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if name == "linear":
+            d = np.ones_like(x)
+        elif name == "relu":
+            d = (x > 0).astype(np.float64)
+        elif name == "relu6":
+            d = ((x > 0) & (x < 6)).astype(np.float64)
+        elif name == "elu":
+            d = np.where(x > 0, 1.0, (1.0 if alpha is None else alpha) * np.exp(x))
+        elif name == "selu":
+            d = _SELU_SCALE * np.where(x > 0, 1.0, _SELU_ALPHA * np.exp(x))
+        elif name == "sigmoid":
+            d = _sigmoid(x) * _sigmoid(-x)  # s (1 - s) without 1 - s's cancellation
+        elif name == "tanh":
+            d = 1.0 - np.tanh(x) ** 2
+        elif name == "swish":
+            d = _sigmoid(x) + _x_times(x, _sigmoid(x) * _sigmoid(-x))
+        elif name == "gelu":
+            pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+            d = _phi(x) + _x_times(x, pdf)
+        elif name == "gelu_tanh":
+            # x sigmoid(2u): sigmoid(2u) + x 2 sigmoid(2u) sigmoid(-2u) u'
+            u = _SQRT_2_OVER_PI * (x + _GELU_C * x**3)
+            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x * x)
+            g = np.where(np.abs(x) > 1e4, 0.0, 2.0 * _sigmoid(2.0 * u) * _sigmoid(-2.0 * u) * du)
+            d = _sigmoid(2.0 * u) + _x_times(x, g)
+        elif name == "softplus":
+            d = _sigmoid(x)
+        elif name == "leaky_relu":
+            d = np.where(x > 0, 1.0, 0.2 if alpha is None else alpha)
+        else:
+            raise ValueError(f"reference.activation_grad: unknown activation {name!r}")
+        return dy * d
+
+
+def softmax(x):
+    """Softmax over the last axis in float64: ``exp(x - max) / sum``."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_grad(dy, y):
+    """``y * (dy - sum(dy * y))`` over the last axis, from the forward's output ``y``."""
+    dy = np.asarray(dy, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))

@@ -43,6 +43,8 @@ cdef extern from "conv_kernels.h" nogil:
         int rowtiles
         int mergex
         int rowseg
+        int act
+        double alpha
     int fc_rowk_shape(int cr, int ps)
     ctypedef struct fc_wgrad:
         int N, H, W, C
@@ -136,6 +138,8 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
     p.mergex = mergex
     p.rowtiles = rowtiles
     p.rowseg = rowseg
+    p.act = 0
+    p.alpha = 0
 
 
 # One gather_conv call: scheduled chunk c runs tiles of plan order[c] % np_ (run_chunks with one
@@ -172,12 +176,14 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wp,                # IN  packed weights
                 const floating[::1] bias,              # IN  (G*Ko,) or None
                 floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
-                list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads):
+                list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads,
+                int act=0, double alpha=0):
     """Run the gather convolutions of `plans` (see conv_geom.h) in one parallel region.
 
     Each plan is (grid, taps_y, taps_x, ntiles, tb, rowtiles, mergex, rowseg): the GatherPlan, with
     grid = (OH, OW, oy0, ox0, out_ay, out_ax, ay, ax) and taps = ((b, k), ...), then its TilePlan
-    (fastconv/ops/_plan.py; tb tiles per chunk).  The plans of an input gradient (one per stride phase) write disjoint
+    (fastconv/ops/_plan.py; tb tiles per chunk).  act / alpha: an element-wise activation
+    (elementwise CODES) applied to each output pixel right after its tile (relu goes by `relu`).  The plans of an input gradient (one per stride phase) write disjoint
     pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
     The schedule takes chunk k of every plan before chunk k + 1 of any: the stride phases of one
     band of rows read the same input rows, which are then still in cache for the next phase.
@@ -202,6 +208,8 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
             grid, taps_y, taps_x, ntiles[i], tbs[i], rowtiles, mergex, rowseg = plans[i]
             _fill_geometry(&ps[i], inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu,
                            rowtiles, mergex, rowseg)
+            ps[i].act = act
+            ps[i].alpha = alpha
             first[i + 1] = first[i] + (ntiles[i] + tbs[i] - 1) // tbs[i]
             if ntiles[i]:
                 if floating is float:

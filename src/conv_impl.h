@@ -25,7 +25,13 @@
  * Weight-gradient tile (fc_wgrad): 6 reduction rows x 2 vectors of output channels, reduced over
  * output pixels: per pixel two dy vectors are loaded and six x values broadcast. For few channels
  * (p->planar) conv_wgrad_planar_impl.h vectorises along output columns instead.
+ *
+ * Activation epilogue (p->act): relu is applied in the register tile (p->relu); any other
+ * element-wise activation runs over each output pixel's OCt channels right after the tile batch
+ * (or the output row) that wrote it, while those lines are still in L1, with the loops of
+ * elementwise_impl.h: the result equals conv2d followed by ops.elementwise.activation bit for bit.
  */
+#include "elementwise_impl.h"
 #define FC_CAT_(a, b) a##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
 #define FN(name) FC_CAT(name, FC_SFX)
@@ -521,6 +527,22 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
     }
 }
 
+/* The activation epilogue over the OW pixels of one output grid row (grid row `row` = n * OH + oy). */
+static void FN(fc_gconv_act_row)(const fc_gconv *p, FC_T *out, ptrdiff_t row)
+{
+    const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
+    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
+    if (p->out_ax == 1) {
+        FN(fc_ew_span)(p->act, (FC_T)p->alpha, orow + (ptrdiff_t)p->ox0 * p->OCt,
+                   orow + (ptrdiff_t)p->ox0 * p->OCt, (ptrdiff_t)p->OW * p->OCt);
+        return;
+    }
+    for (int ox = 0; ox < p->OW; ox++) {
+        FC_T *px = orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
+        FN(fc_ew_span)(p->act, (FC_T)p->alpha, px, px, p->OCt);
+    }
+}
+
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
@@ -528,8 +550,11 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
 {
     if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
         const ptrdiff_t tpr = (p->OW + FC_RB - 1) / FC_RB;
-        for (ptrdiff_t t = t0; t < t1; t += tpr)
+        for (ptrdiff_t t = t0; t < t1; t += tpr) {
             FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
+            if (p->act)
+                FN(fc_gconv_act_row)(p, out, t / tpr);
+        }
         return;
     }
     const int nkb = (p->Ko + VB - 1) / VB;
@@ -581,6 +606,11 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                 }
             }
         }
+        if (p->act) /* the tiles just stored, pixel by pixel (tiles may wrap rows) */
+            for (int i = 0; i < nt; i++)
+                for (int q = 0; q < FC_RB; q++)
+                    if (tiles[i].outp[q])
+                        FN(fc_ew_span)(p->act, (FC_T)p->alpha, tiles[i].outp[q], tiles[i].outp[q], p->OCt);
     }
 }
 

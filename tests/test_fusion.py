@@ -14,9 +14,11 @@ import pytest
 from gradcheck import numeric_grad  # tests/gradcheck.py
 
 from fastconv import Input, Model, Sequential, _dispatch, ops
+from fastconv import activations as _activations
 from fastconv import layers as L
 from fastconv.engine.graph import ExecutionPlan
 from fastconv.layers.base import Layer
+from fastconv.ops import elementwise
 
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
 F64 = np.float64
@@ -157,8 +159,9 @@ def test_linear_epilogue_leaves_the_activation_out_for_one_call():
 def test_undeclared_epilogue_is_refused():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 5, 5, 3))
-    with pytest.raises(ValueError, match=r"cannot apply the epilogue 'relu6'.*Received: epilogue='relu6'"):
-        L.Conv2D(2, 3).forward(x, epilogue="relu6")
+    # hard_sigmoid has no kernel (activations.KERNEL_EPILOGUES), so no conv applies it
+    with pytest.raises(ValueError, match=r"cannot apply the epilogue 'hard_sigmoid'.*Received: epilogue='hard_sigmoid'"):
+        L.Conv2D(2, 3).forward(x, epilogue="hard_sigmoid")
     with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
         L.Activation("tanh").forward(x, epilogue="relu")
     with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
@@ -341,3 +344,226 @@ def test_fit_with_fused_conv_relu_learns():
     assert hist.history["loss"][-1] < 0.8 * hist.history["loss"][0]
     # predict: the layers' own activations (probabilities)
     np.testing.assert_allclose(model.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-12)
+
+
+# ---- issue 12: every element-wise activation in the conv / Dense epilogue ------------------------
+
+KERNEL_ACTS = sorted(n for n in _activations.KERNEL_EPILOGUES if n != "relu")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("case", range(len(PATHS)))
+def test_conv2d_activation_epilogue_equals_activation_after(case, level, simd, nan_empty, monkeypatch):
+    """ops.conv2d(activation=name) == ops.elementwise.activation(ops.conv2d(...)) bit for bit on every
+    path and level (float32; float64 below), the place recorded ("tile", or "pass" after the
+    narrow kernel)."""
+    from fastconv.ops import conv as conv_ops
+
+    simd(level)
+    xs, ws, kw, path = PATHS[case]
+    monkeypatch.setattr(conv_ops, "_force_narrow", path == "narrow")
+    rng = np.random.default_rng(case)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    x[0, 1, 2, 0] = np.nan
+    for name in KERNEL_ACTS:
+        kname, alpha = _activations.KERNEL_EPILOGUES[name]
+        want = elementwise.activation(ops.conv2d(x, w, b, **kw), kname, alpha=alpha)
+        got = ops.conv2d(x, w, b, **kw, activation=kname, alpha=alpha)
+        assert _dispatch.last_kernel["conv2d_epilogue"] == ("pass" if path == "narrow" else "tile")
+        assert np.isnan(got).any() and np.isfinite(got).any()
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", KERNEL_ACTS)
+def test_conv2d_and_dense_activation_epilogue_float64(name):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 7, 8, 5)), rng.standard_normal((3, 3, 5, 9)), rng.standard_normal(9)
+    kname, alpha = _activations.KERNEL_EPILOGUES[name]
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, padding="same", activation=kname, alpha=alpha),
+                                  elementwise.activation(ops.conv2d(x, w, b, padding="same"), kname, alpha=alpha))
+    x2, w2 = rng.standard_normal((6, 11)), rng.standard_normal((11, 17))
+    np.testing.assert_array_equal(ops.dense(x2, w2, b[:1].repeat(17), activation=kname, alpha=alpha),
+                                  elementwise.activation(ops.dense(x2, w2, b[:1].repeat(17)), kname, alpha=alpha))
+
+
+def test_activation_epilogue_arguments():
+    x, w = np.ones((1, 3, 3, 2)), np.ones((1, 1, 2, 3))
+    with pytest.raises(ValueError, match="conv2d: activation must be one of .*Received: activation='mish'"):
+        ops.conv2d(x, w, activation="mish")
+    with pytest.raises(ValueError, match="give relu=True or activation, not both"):
+        ops.conv2d(x, w, relu=True, activation="selu")
+    with pytest.raises(TypeError, match="dense: alpha must be a real number"):
+        ops.dense(np.ones((2, 3)), np.ones((3, 4)), activation="elu", alpha=[1, 2])
+    with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous float64 array of shape \(1, 3, 3, 3\)"):
+        ops.conv2d(x, w, out=np.zeros((1, 3, 3, 2)))
+    # relu by name is the in-register relu; linear is no activation
+    np.testing.assert_array_equal(ops.conv2d(x - 5, w, activation="relu"), ops.conv2d(x - 5, w, relu=True))
+    assert _dispatch.last_kernel["conv2d_epilogue"] == "register"
+    np.testing.assert_array_equal(ops.conv2d(x - 5, w, activation="linear"), ops.conv2d(x - 5, w))
+    assert _dispatch.last_kernel["conv2d_epilogue"] == "none"
+    out = np.full((1, 3, 3, 3), np.nan)
+    assert ops.conv2d(x, w, activation="tanh", out=out) is out
+    np.testing.assert_allclose(out, np.tanh(np.full((1, 3, 3, 3), 2.0)), rtol=1e-15)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("name", KERNEL_ACTS)
+def test_layer_activation_epilogue_matches_separate_activation(kind, name):
+    """activation=name (in the kernel epilogue), epilogue=name on the linear layer (the plan's
+    fusion of an Activation layer) and the linear layer then Activation(name): equal values and
+    gradients (float64), the fused layer's input gradient checked by finite differences."""
+    make, shape = LAYERS[kind]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, *shape))
+    own, _ = _pair(lambda: make(name), shape, rng)
+    lin, sep = _pair(lambda: make(None), shape, rng)
+    for layer in (lin, sep):
+        layer.set_weights(own.get_weights())
+    act = L.Activation(name, dtype=F64)
+    y_own = own.forward(x, training=True)
+    y_epi = lin.forward(x, training=True, epilogue=name)
+    y_sep = act.forward(sep.forward(x, training=True), training=True)
+    np.testing.assert_array_equal(y_own, y_sep)
+    np.testing.assert_array_equal(y_epi, y_sep)
+    dy = rng.standard_normal(y_sep.shape)
+    dxs = [own.backward(dy), lin.backward(dy), sep.backward(act.backward(dy))]
+    for dx in dxs[:2]:
+        np.testing.assert_allclose(dx, dxs[2], rtol=1e-13, atol=1e-13)
+    for k in sep.grads:
+        np.testing.assert_allclose(own.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(lin.grads[k], sep.grads[k], rtol=1e-13, atol=1e-13)
+
+    def loss():
+        return float(np.vdot(own.forward(x, training=True), dy))
+
+    np.testing.assert_allclose(dxs[0], numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    # inference: the same values, nothing cached
+    np.testing.assert_array_equal(lin.forward(x, epilogue=name), act.forward(sep.forward(x)))
+    assert lin._cache is None
+
+
+def test_plan_fuses_a_selu_activation_layer_into_the_conv():
+    model = Sequential([Input((6, 6, 2)), L.Conv2D(4, 3, dtype=F64), L.Activation("selu", dtype=F64),
+                        L.Flatten(dtype=F64), L.Dense(3, dtype=F64), L.Activation("gelu", dtype=F64),
+                        L.Dense(2, activation="softmax", dtype=F64)])
+    model.compile("sgd", "mse")
+    plan = model._plan()
+    fusion = plan.activation_fusion()
+    assert fusion[0] == "selu" and fusion[1] == "skip" and fusion[3] == "gelu" and fusion[4] == "skip"
+    x = np.random.default_rng(5).standard_normal((4, 6, 6, 2))
+    (fused,) = plan.forward([x], training=False, fusion=fusion)
+    (plain,) = plan.forward([x], training=False, fusion=None)
+    np.testing.assert_allclose(fused, plain, rtol=1e-14)
+
+
+# ---- issue 12: BatchNormalization folded into the layer before it in predict / evaluate ----------
+
+
+def _bn_net(dtype="float32"):
+    return Sequential([
+        Input((9, 9, 3)),
+        L.Conv2D(8, 3, padding="same", use_bias=False, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("selu", dtype=dtype),
+        L.SeparableConv2D(6, 3, dtype=dtype), L.BatchNormalization(dtype=dtype), L.ReLU(dtype=dtype),
+        L.Conv2D(5, 1, dtype=dtype), L.BatchNormalization(scale=False, center=False, dtype=dtype),
+        L.Flatten(dtype=dtype), L.Dense(4, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("softmax", dtype=dtype),
+    ])
+
+
+def _perturb_bn(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            c = layer.state["moving_mean"].shape[0]
+            layer.state["moving_mean"][...] = rng.standard_normal(c)
+            layer.state["moving_variance"][...] = rng.uniform(0.2, 3.0, c)
+            for k in ("gamma", "beta"):
+                if k in layer.params:
+                    layer.params[k][...] = rng.standard_normal(c)
+
+
+def test_plan_folds_batchnorm_and_its_activation():
+    model = _bn_net()
+    model.build((None, 9, 9, 3))
+    plan = model._plan()
+    fusion = plan.inference_fusion(plan.activation_fusion())
+    folds = {i: (m.source.name, m.epilogue) for i, m in fusion.items() if not isinstance(m, str)}
+    names = [n.layer.name for n in plan.nodes]
+    assert folds == {0: (names[1], "selu"), 3: (names[4], "relu"), 6: (names[7], None), 9: (names[10], None)}
+    assert all(fusion[j] == "skip" for j in (1, 2, 4, 5, 7, 10))
+    assert 11 not in fusion  # softmax: not an epilogue the Dense kernel applies
+    # no fold across a fan-out, into a layer with its own activation, or in another dtype
+    x = Input((4,))
+    h = L.Dense(3)(x)
+    m = Model(x, [L.BatchNormalization()(h), h])
+    assert not any(not isinstance(v, str) for v in m._plan().inference_fusion().values())
+    m = Sequential([Input((4,)), L.Dense(3, activation="tanh"), L.BatchNormalization()])
+    assert m._plan().inference_fusion() == {}
+    m = Sequential([Input((4,)), L.Dense(3), L.BatchNormalization(dtype="float64")])
+    assert m._plan().inference_fusion() == {}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_folded_predict_and_evaluate_equal_unfolded(dtype):
+    rng = np.random.default_rng(9)
+    model = _bn_net(dtype)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.standard_normal((37, 9, 9, 3)).astype(dtype)
+    y = rng.integers(0, 4, 37)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    _perturb_bn(model, rng)
+    weights = [w.copy() for w in model.get_weights()]
+    plan = model._plan()
+    plain = plan.forward([x], training=False)[0]
+    tol = {"rtol": 2e-5, "atol": 2e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-14}
+    np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), plain, **tol)
+    np.testing.assert_allclose(model.predict_on_batch(x), plain, **tol)
+    loss = model.loss(np.eye(4, dtype=dtype)[y], plain)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0)[0], loss, rtol=1e-5 if dtype == "float32" else 1e-12)
+    for a, b in zip(model.get_weights(), weights):  # the layers' weights are never modified
+        np.testing.assert_array_equal(a, b)
+    # a change of the weights shows at the next predict (the fold is read per call, nothing stale)
+    _perturb_bn(model, rng)
+    model.layers[0].params["kernel"][...] *= 1.5
+    np.testing.assert_allclose(model.predict(x, verbose=0), plan.forward([x], training=False)[0], **tol)
+
+
+def test_training_is_unaffected_by_folding():
+    """fit never folds: the batch statistics are used and the step equals the unfused plan's."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((16, 9, 9, 3))
+    y = rng.integers(0, 4, 16)
+    models = [_bn_net("float64") for _ in range(2)]
+    for m in models:
+        m.compile("sgd", "sparse_categorical_crossentropy")
+        m.build((None, 9, 9, 3))
+    models[1].set_weights(models[0].get_weights())
+    models[0].train_on_batch(x, y)
+    plan = models[1]._plan()
+    (out,) = plan.forward([x], training=True)
+    _, dy = models[1].loss.value_and_gradient(np.eye(4)[y], out)
+    plan.backward([dy])
+    models[1].optimizer.apply(models[1].trainable_pairs())
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cannot fold an affine map into its weights in a training call"):
+        models[0].layers[0].forward(x, training=True, affine=(np.ones(8), np.zeros(8)))
+    with pytest.raises(ValueError, match="cannot fold an affine map into its weights"):
+        L.MaxPooling2D().forward(x, affine=(np.ones(3), np.zeros(3)))
+
+
+def test_an_activation_with_its_own_parameters_is_not_fused_by_name():
+    """Activation(ELU(alpha=0.3)) after a conv: fusing it by its name "elu" ran alpha 1.0 in the
+    conv epilogue, so predict must keep it a layer of its own."""
+    from fastconv import Sequential, activations
+    from fastconv import layers as L
+
+    act = activations._ELU(alpha=0.3)
+    model = Sequential([L.Input((4, 5, 3)), L.Conv2D(3, 1), L.Activation(act)])
+    x = np.random.default_rng(3).standard_normal((2, 4, 5, 3)).astype(np.float32)
+    conv = model.layers[0]
+    kernel, bias = conv.get_weights()
+    want = act.forward(ops.conv2d(x, kernel, bias))
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)
+    assert model.layers[1].epilogue_name is None and L.Activation("elu").epilogue_name == "elu"

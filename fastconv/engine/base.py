@@ -403,7 +403,8 @@ class BaseModel:
     def _predict_batch_list(self, x):
         xs = self._split_inputs(x)
         self._ensure_built(xs[0].shape)
-        return self._plan().forward(self._cast_inputs(xs), training=False)
+        plan = self._plan()
+        return plan.forward(self._cast_inputs(xs), training=False, fusion=plan.inference_fusion(plan.activation_fusion()))
 
     def _pack_outputs(self, outs):
         """The plan's list of outputs as the user sees it: one array, or the list for several."""

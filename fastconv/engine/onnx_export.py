@@ -216,6 +216,15 @@ def _activation(g, v, act, hint, layer):
         )
         h = g.op("Mul", [x, g.op("Add", [e, g.const(1.0, f"{hint}_one")], f"{hint}_1perf")], f"{hint}_xp")
         out = g.op("Mul", [h, g.const(0.5, f"{hint}_half")], hint)
+    elif name == "gelu_tanh":  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+        x3 = g.op("Mul", [x, g.op("Mul", [x, x], f"{hint}_x2")], f"{hint}_x3")
+        inner = g.op("Add", [x, g.op("Mul", [x3, g.const(0.044715, f"{hint}_c3")], f"{hint}_cx3")], f"{hint}_in")
+        t = g.op("Tanh", [g.op("Mul", [inner, g.const(math.sqrt(2.0 / math.pi), f"{hint}_k")], f"{hint}_arg")],
+                 f"{hint}_tanh")
+        h = g.op("Mul", [x, g.op("Add", [t, g.const(1.0, f"{hint}_one")], f"{hint}_1pt")], f"{hint}_xp")
+        out = g.op("Mul", [h, g.const(0.5, f"{hint}_half")], hint)
+    elif name == "softplus":
+        out = g.op("Softplus", [x], hint)
     else:  # pragma: no cover - every class in _ACT_TYPES is handled above
         _refuse(layer, f"activation {name!r} has no ONNX form")
     return g.like(v, out)

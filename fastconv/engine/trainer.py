@@ -69,7 +69,7 @@ def _train_step(model, plan, xs, ys, obj, sws=None, rep=SINGLE):
 
 
 def _test_step(model, plan, xs, ys, obj, sws=None):
-    outs = plan.forward(xs, training=False, fusion=obj.fusion)
+    outs = plan.forward(xs, training=False, fusion=plan.inference_fusion(obj.fusion))
     loss, per, _ = obj.losses_and_grads(ys, outs, need_grad=False, sws=sws)
     return loss, per, obj.metric_states(ys, outs)
 
@@ -423,9 +423,10 @@ def predict(model, x, batch_size=None, verbose=0):
     steps = -(-n // batch_size)
     bar = Progbar(steps, verbose=verbose) if verbose else None
     outs = None
+    fusion = plan.inference_fusion(plan.activation_fusion())  # folded BatchNorm, fused activations
     for s in range(steps):
         sl = slice(s * batch_size, min((s + 1) * batch_size, n))
-        ybs = plan.forward(_slice(xs, sl), training=False)
+        ybs = plan.forward(_slice(xs, sl), training=False, fusion=fusion)
         if outs is None:
             outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
         for out, yb in zip(outs, ybs):

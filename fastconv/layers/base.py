@@ -221,6 +221,11 @@ class Layer:
     #: "relu" after a layer whose own activation is linear folds a following ReLU into it.
     #: A layer that lists any must accept ``call(x, training, epilogue=None)``.
     fusable_epilogues: tuple[str, ...] = ()
+    #: True for a layer whose output channel k can absorb a per-channel affine map
+    #: ``y[..., k] * a[k] + b[k]`` into its weights for one inference call,
+    #: ``forward(x, affine=(a, b))`` (the plan folds a following BatchNormalization in predict /
+    #: evaluate; the layer's own weights are never modified). Such a layer's ``call`` takes ``affine=``.
+    accepts_affine: bool = False
 
     def __init__(
         self, name=None, trainable=True, input_shape=None, dtype="float32", batch_input_shape=None, **kwargs
@@ -340,17 +345,25 @@ class Layer:
         epilogue, or into a cross-entropy loss. None for every other layer."""
         return None
 
-    def forward(self, x, training=False, epilogue=None):
+    def forward(self, x, training=False, epilogue=None, affine=None):
         """Forward pass on a batch ``x`` (caches what backward needs only when training).
 
         ``epilogue`` (one of ``fusable_epilogues``, by name) is applied last in place of the
         layer's own activation, for this call only; a training forward caches what it ran, so
-        the following ``backward`` takes the matching gradient.
+        the following ``backward`` takes the matching gradient. ``affine`` ``(a, b)`` (inference
+        only, layers with ``accepts_affine``): the output channels become ``y * a + b`` before
+        the epilogue, folded into the weights for this call.
         """
         if epilogue is not None and epilogue not in self.fusable_epilogues:
             raise ValueError(
                 f'Layer "{self.name}" cannot apply the epilogue {epilogue!r}: it can apply '
                 f"{list(self.fusable_epilogues)}. Received: epilogue={epilogue!r}"
+            )
+        if affine is not None and (training or not self.accepts_affine):
+            raise ValueError(
+                f'Layer "{self.name}" cannot fold an affine map into its weights'
+                + (" in a training call" if self.accepts_affine else "")
+                + f". Received: affine of {len(affine)} arrays, training={training}"
             )
         x = np.asarray(x, dtype=self.dtype)
         if not self.built:
@@ -359,6 +372,8 @@ class Layer:
         self._check_input(x)
         if not training:
             self._cache = None
+        if affine is not None:
+            return self.call(x, training, epilogue=epilogue, affine=affine)
         if epilogue is None:
             return self.call(x, training)
         return self.call(x, training, epilogue=epilogue)

@@ -19,15 +19,24 @@ layer caches ``x`` (and ``y`` when the activation is not linear) in training.
 Conv2D and SeparableConv2D with ``activation="relu"`` have the conv kernel apply
 it as it stores each output (``ops.conv2d(..., relu=True)``): one pass over ``y``
 instead of two; backward masks ``dy`` with ``y > 0`` in one pass before the
-conv gradient.
+conv gradient. Every other activation of ``activations.KERNEL_EPILOGUES`` (selu,
+elu, sigmoid, tanh, swish, gelu, softplus, leaky_relu, relu6) is applied by the
+conv kernel to each output tile right after storing it
+(``ops.conv2d(..., activation=name, alpha=...)``); the backward's first pass is
+the compiled ``act.backward``. Activations whose derivative needs the
+pre-activation (swish, gelu) keep it: in training the conv writes it into
+``buf[1]`` of the activation's buffer and the activation fills ``buf[0]``.
 
 Fusion (declared, see fastconv.layers.base): every conv layer can leave its
 activation out for one call (``epilogue="linear"``, logits for a fused softmax
-cross-entropy); Conv2D and SeparableConv2D can also apply ``"relu"`` (a ReLU
-layer after them, folded in by the execution plan).
+cross-entropy); Conv2D and SeparableConv2D can also apply ``"relu"`` and every
+activation of ``activations.KERNEL_EPILOGUES`` (an activation layer after them,
+folded in by the execution plan).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from fastconv import activations as _activations
 from fastconv import initializers as _initializers
@@ -47,6 +56,34 @@ __all__ = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"]
 
 def _ser_init(init):
     return _initializers.serialize(init)
+
+
+#: the epilogues a layer whose forward op takes ``activation=`` can apply (Conv2D, SeparableConv2D, Dense)
+KERNEL_FUSABLE = ("linear", *_activations.KERNEL_EPILOGUES)
+
+
+def fold_affine(w, bias, affine):
+    """``(w * a, bias * a + b)`` over the output channels (``w``'s last axis) in ``w``'s dtype: the
+    weights of ``y * a + b`` for a layer computing ``y`` (a folded BatchNormalization)."""
+    a, b = affine
+    wf = (w * a).astype(w.dtype, copy=False)
+    bf = (b if bias is None else bias * a + b).astype(w.dtype, copy=False)
+    return wf, bf
+
+
+def kernel_forward(op, act, training, shape, dtype, *args, flat=False, **kwargs):
+    """``act(op(*args, **kwargs))`` with ``act`` in the op's kernel epilogue -> (y of ``shape``, what
+    backward needs). ``op`` takes ``activation=``, ``alpha=`` and ``out=`` (ops.conv2d, ops.dense;
+    ``flat``: the op's output is ``shape`` flattened to 2-D, Dense on (N, ..., F)). An activation
+    whose derivative needs its input keeps it in training (the op writes the pre-activation into
+    ``buf[1]``, the activation fills ``buf[0]``)."""
+    if training and isinstance(act, _activations._NeedsInput):
+        buf = np.empty((2, *shape), dtype=dtype)
+        op(*args, **kwargs, out=buf[1].reshape(-1, shape[-1]) if flat else buf[1])
+        act.forward_into(buf)
+        return buf[0], buf[0]
+    y = op(*args, **kwargs, activation=act.kernel_name, alpha=act.kernel_alpha).reshape(shape)
+    return y, (y if training else None)
 
 
 class _BaseConv(Layer):
@@ -93,8 +130,8 @@ class _BaseConv(Layer):
         return self.activation if epilogue is None else _activations.get(epilogue)
 
     def _in_kernel(self, act):
-        """True when the op applies ``act`` in its kernel's epilogue (Conv2D's relu)."""
-        return self._kernel_relu and act.name == "relu"
+        """True when the op applies ``act`` in its kernel's epilogue (Conv2D's relu, selu, ...)."""
+        return self._kernel_relu and act.name in _activations.KERNEL_EPILOGUES
 
     @staticmethod
     def _activate(y, training, act):
@@ -135,13 +172,15 @@ class _BaseConv(Layer):
     def _op_kwargs(self, x):
         return self._conv_kwargs()
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self._activation_for(epilogue)
         kw = self._op_kwargs(x)
         w, b = self.params[self._kernel_key], self.params.get("bias")
+        if affine is not None:
+            w, b = fold_affine(w, b, affine)
         if self._in_kernel(act):
-            y = self._forward_op(x, w, b, **kw, relu=True)
-            y_cache = y if training else None
+            shape = (x.shape[0], *self.compute_output_shape(x.shape[1:]))
+            y, y_cache = kernel_forward(self._forward_op, act, training, shape, x.dtype, x, w, b, **kw)
         else:
             y = self._forward_op(x, w, b, **kw)
             y, y_cache = self._activate(y, training, act)
@@ -195,8 +234,9 @@ class Conv2D(_BaseConv):
 
     _forward_op = staticmethod(ops.conv2d)
     _grad_op = staticmethod(ops.conv2d_grad)
-    fusable_epilogues = ("linear", "relu")
+    fusable_epilogues = KERNEL_FUSABLE
     _kernel_relu = True
+    accepts_affine = True
 
     def __init__(
         self,
@@ -371,8 +411,9 @@ class SeparableConv2D(_BaseConv):
     Params: ``KH*KW*C*M + C*M*filters + filters``.
     """
 
-    fusable_epilogues = ("linear", "relu")
+    fusable_epilogues = KERNEL_FUSABLE
     _kernel_relu = True  # the pointwise conv2d's epilogue
+    accepts_affine = True  # into the pointwise kernel
 
     def __init__(
         self,
@@ -438,14 +479,17 @@ class SeparableConv2D(_BaseConv):
         oh, ow = self._spatial_out(input_shape)
         return (oh, ow, self.filters)
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self._activation_for(epilogue)
         t = ops.depthwise_conv2d(x, self.params["depthwise_kernel"], None, **self._conv_kwargs())
+        pw, bias = self.params["pointwise_kernel"], self.params.get("bias")
+        if affine is not None:
+            pw, bias = fold_affine(pw, bias, affine)
         if self._in_kernel(act):
-            y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"), relu=True)
-            y_cache = y if training else None
+            shape = (*t.shape[:3], self.filters)
+            y, y_cache = kernel_forward(ops.conv2d, act, training, shape, t.dtype, t, pw, bias)
         else:
-            y = ops.conv2d(t, self.params["pointwise_kernel"], self.params.get("bias"))
+            y = ops.conv2d(t, pw, bias)
             y, y_cache = self._activate(y, training, act)
         if training:
             self._cache = (x, t, y_cache, act)

@@ -22,6 +22,7 @@ from fastconv import ops
 from fastconv import initializers as _initializers
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, prod_or_none, register_layer
+from fastconv.layers.conv import fold_affine, kernel_forward
 
 __all__ = ["Activation", "Dense", "Dropout", "Flatten", "ReLU", "Softmax"]
 
@@ -39,7 +40,8 @@ class Dense(Layer):
     """
 
     min_ndim = 2
-    fusable_epilogues = ("linear", "relu")
+    fusable_epilogues = ("linear", *_activations.KERNEL_EPILOGUES)
+    accepts_affine = True
 
     def __init__(
         self,
@@ -87,17 +89,23 @@ class Dense(Layer):
     def final_activation(self):
         return self.activation.name
 
-    def call(self, x, training=False, epilogue=None):
+    def call(self, x, training=False, epilogue=None, affine=None):
         act = self.activation if epilogue is None else _activations.get(epilogue)
         f = x.shape[-1]
-        in_kernel = act.name == "relu"  # applied by the kernel as it stores y
-        y = ops.dense(x.reshape(-1, f), self.params["kernel"], self.params.get("bias"), relu=in_kernel)
-        y = y.reshape(*x.shape[:-1], self.units)
+        x2 = x.reshape(-1, f)
         y_cache = None
-        if act is not _activations.linear:
-            if not in_kernel:
+        w, b = self.params["kernel"], self.params.get("bias")
+        if affine is not None:
+            w, b = fold_affine(w, b, affine)
+        if act.name in _activations.KERNEL_EPILOGUES:  # applied by the kernel to each tile it stores
+            y, y_cache = kernel_forward(ops.dense, act, training, (*x.shape[:-1], self.units), x2.dtype, x2, w, b,
+                                        flat=True)
+        else:
+            y = ops.dense(x2, w, b)
+            y = y.reshape(*x.shape[:-1], self.units)
+            if act is not _activations.linear:
                 y = act.forward(y, out=y)
-            y_cache = y
+                y_cache = y
         if training:
             self._cache = (x, y_cache, act)
         return y
@@ -246,7 +254,11 @@ class Activation(Layer):
 
     @property
     def epilogue_name(self):
-        return self.activation.name
+        """The activation's name when it is the registered one of that name; None for a variant
+        with its own parameters (an ELU with another alpha), which a fused epilogue, given the
+        name alone, would compute with the default ones."""
+        name = self.activation.name
+        return name if _activations.ACTIVATIONS.get(name) is self.activation else None
 
     def call(self, x, training=False):
         y = self.activation.forward(x)

@@ -116,6 +116,22 @@ class BatchNormalization(Layer):
     def _check_input(self, x):
         self._check_channels(x)
 
+    def inference_affine(self):
+        """``(a, b)``, float64 per channel, with inference-mode output ``x * a + b``
+        (``a = gamma / sqrt(moving_variance + epsilon)``, ``b = beta - moving_mean * a``), read
+        from the current weights; None before the layer is built. The execution plan folds it
+        into the layer before (``accepts_affine``) in predict / evaluate."""
+        if not self.built:
+            return None
+        var = self.state["moving_variance"].astype(np.float64)
+        a = 1.0 / np.sqrt(var + self.epsilon)
+        if self.scale:
+            a = a * self.params["gamma"]
+        b = -self.state["moving_mean"] * a
+        if self.center:
+            b = b + self.params["beta"]
+        return a, b
+
     def _check_channels_fit(self, t):
         if t.shape[-1] > _INT32_MAX:  # the kernels keep the channel count in a C int
             raise ValueError(

@@ -8,6 +8,7 @@ from fastconv.ops.conv import (  # noqa: F401
     dense_grad,
 )
 from fastconv.ops.depthwise import depthwise_conv2d, depthwise_conv2d_grad  # noqa: F401
+from fastconv.ops.elementwise import activation, activation_grad, softmax, softmax_grad  # noqa: F401
 from fastconv.ops.pool import (  # noqa: F401
     avg_pool2d,
     avg_pool2d_grad,

@@ -14,6 +14,7 @@ from fastconv import _dispatch
 from fastconv._kernels import conv as _k
 from fastconv._shapes import pair, positive_pair, resolve_padding, transpose_geometry, window_output_size
 from fastconv.ops import _plan
+from fastconv.ops import elementwise as _ew
 from fastconv.ops import winograd as _wino
 from fastconv.ops._validate import aligned_empty, as_float_array, check_bias, check_dy, check_output, check_rank
 
@@ -108,8 +109,12 @@ def _pack(w, packing, G, isa):
 _force_narrow: bool | None = None  # tests: True/False forces the narrow choice, None picks by shape
 
 
-def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
-    """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out."""
+def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0, 0.0)):
+    """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out.
+
+    act: (code, alpha) of an element-wise activation (ops.elementwise.CODES, not relu: that one is
+    `relu`) applied after each tile by the tile kernel, or in a second pass after the narrow kernel;
+    the place is recorded in _dispatch.last_kernel[op + "_epilogue"] ("tile" or "pass")."""
     KH, KW = w.shape[:2]
     Cr, Ko = packing[:2]
     N, ICt = inp.shape[0], inp.shape[3]
@@ -125,12 +130,17 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads):
             _k.narrow_conv(inp, wn, bias, out, plan.grid, plan.taps_y, plan.taps_x, t.mergex, KH, KW, G, Cr,
                            Ko, relu, isa, split)
         path = "narrow" if any(t.path for t in tiles) else None
+        _dispatch.last_kernel[op + "_epilogue"] = "register" if relu else "none"
+        if act[0]:
+            _ew.apply_code(out, act[0], act[1], isa, threads)
+            _dispatch.last_kernel[op + "_epilogue"] = "pass"
     else:
         wp = _pack(w, packing, G, isa)
         _k.gather_conv(inp, wp, bias, out,
                        [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg)
                         for plan, t in zip(plans, tiles)],
-                       KH, KW, G, Cr, Ko, relu, isa, threads)
+                       KH, KW, G, Cr, Ko, relu, isa, threads, act[0], act[1])
+        _dispatch.last_kernel[op + "_epilogue"] = "tile" if act[0] else "register" if relu else "none"
         # the path of the first phase that had pixels
         path = next((t.path for t in tiles if t.path), None)
     # "narrow", "rowk", "rowseg" or "tiles"; "none" when no plan had a pixel
@@ -150,7 +160,8 @@ def _pixel_row(t: np.ndarray) -> np.ndarray:
     return t.reshape(1, 1, -1, t.shape[3])
 
 
-# Epilogues the Winograd kernel applies (none, ReLU): any other one runs the direct kernel.
+# Epilogues the Winograd kernel applies (none, ReLU): any other one runs the direct kernel
+# (activations.KERNEL_EPILOGUES beyond relu arrive as `act` and are checked in _forward).
 _WINO_EPILOGUES = (False, True, None, "none", "relu")
 
 
@@ -181,15 +192,18 @@ def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False):
     _dispatch.last_kernel[op] = algo
 
 
-def _forward(a: _ConvArgs, x, bias, relu, op):
-    """y = conv2d(x, w) + bias for validated arguments (x C-contiguous, a.dtype)."""
-    y = aligned_empty(a.y_shape, a.dtype)
+def _forward(a: _ConvArgs, x, bias, relu, op, act=(0, 0.0), out=None):
+    """y = act(conv2d(x, w) + bias) for validated arguments (x C-contiguous, a.dtype); into `out`
+    (C-contiguous, a.y_shape, a.dtype) when given."""
+    y = aligned_empty(a.y_shape, a.dtype) if out is None else out
     if y.size == 0:
         return y
     isa = _dispatch.level_for(op, a.dtype)
-    algo = _conv_algo(a, a.out_hw, relu)
+    # Winograd applies bias and ReLU in its output transform; any other activation runs direct
+    algo = _conv_algo(a, a.out_hw, relu) if not act[0] else "direct"
     if algo != "direct":
         _winograd(op, algo, x, a.w, bias, y, (a.pads[0][0], a.pads[1][0]), bool(relu), isa)
+        _dispatch.last_kernel[op + "_epilogue"] = "register" if relu else "none"
         return y
     KH, KW, Cg, K = a.w.shape
     if _pointwise(a):
@@ -200,7 +214,7 @@ def _forward(a: _ConvArgs, x, bias, relu, op):
         plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
     work = y.size * KH * KW * Cg
     _gather(op, x, a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), bias, y_out, [plan], a.groups, relu, isa,
-            _dispatch.threads_for(work))
+            _dispatch.threads_for(work), act)
     return y
 
 
@@ -255,7 +269,8 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     return dw, db
 
 
-def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=False):
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=False, activation=None,
+           alpha=None, out=None):
     """2-D convolution (cross-correlation) in NHWC.
 
     x (N, H, W, C), w (KH, KW, C // groups, K), bias (K,) or None -> y (N, OH, OW, K).
@@ -263,6 +278,12 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
     relu=True returns relu(conv + bias), applied by the kernel as it stores each output (no second
     pass over y); NaN passes through as in ``ops.relu``. Its gradient: ``conv2d_grad`` of
     ``relu_grad(dy, y)``.
+    activation: None or a name of ``ops.elementwise.CODES`` ("selu", "elu", "swish", "gelu", ...),
+    alpha its parameter (elu's alpha, leaky_relu's slope): act(conv + bias), applied to each output
+    tile right after the kernel stores it (relu in registers); equal to ``ops.elementwise.
+    activation`` of the plain conv bit for bit. Its gradient: ``conv2d_grad`` of
+    ``activation_grad(dy, y or pre-activation, activation)``.
+    out: a C-contiguous array of y's shape and dtype to write y into (None: a fresh one).
 
     >>> y = conv2d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 2), np.float32), padding="same")
     >>> y.shape
@@ -275,13 +296,38 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, w.shape[3], w.shape)
-    return _forward(a, x, bias, _check_relu(op, relu), op)
+    relu, act = _epilogue(op, relu, activation, alpha)
+    if out is not None:
+        _check_out(op, out, a.y_shape, a.dtype)
+    return _forward(a, x, bias, relu, op, act, out)
 
 
 def _check_relu(op, relu) -> bool:
     if not isinstance(relu, (bool, np.bool_)):
         raise TypeError(f"{op}: relu must be True or False. Received: relu={relu!r}")
     return bool(relu)
+
+
+def _epilogue(op, relu, activation, alpha) -> tuple[bool, tuple[int, float]]:
+    """(relu in the register tile, (code, alpha) of another activation after the tile)."""
+    relu = _check_relu(op, relu)
+    if activation is None or activation == "linear":
+        return relu, (0, 0.0)
+    code, alpha = _ew.check_activation(op, activation, alpha)
+    if relu:
+        raise ValueError(f"{op}: give relu=True or activation, not both. Received: relu=True, "
+                         f"activation={activation!r}")
+    if code == _ew.CODES["relu"]:
+        return True, (0, 0.0)
+    return False, (code, alpha)
+
+
+def _check_out(op, out, shape, dtype) -> None:
+    if (type(out) is not np.ndarray or out.shape != tuple(shape) or out.dtype != dtype
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"{op}: out must be a writeable C-contiguous {np.dtype(dtype)} array of shape "
+                         f"{tuple(shape)}. Received: {got}")
 
 
 def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True):
@@ -363,9 +409,10 @@ def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, di
     return dx, dw, db
 
 
-def dense(x, w, bias=None, *, relu=False):
+def dense(x, w, bias=None, *, relu=False, activation=None, alpha=None, out=None):
     """Fully connected layer on the conv kernel: x (N, C) @ w (C, K) + bias -> (N, K);
-    relu=True applies relu in the kernel's epilogue (see conv2d).
+    relu=True applies relu in the kernel's epilogue, activation= / alpha= any element-wise
+    activation after each tile, out= an (N, K) array to write into (see conv2d).
 
     A 1x1 convolution over N one-pixel images; it keeps Dense layers off NumPy's multithreaded
     BLAS, whose threads would otherwise compete with the kernels' OpenMP threads for the cores.
@@ -380,8 +427,12 @@ def dense(x, w, bias=None, *, relu=False):
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, w.shape[1], w.shape)
+    _epilogue(op, relu, activation, alpha)  # errors name dense
+    if out is not None:
+        _check_out(op, out, (x.shape[0], w.shape[1]), x.dtype)
+        out = out.reshape(x.shape[0], 1, 1, w.shape[1])
     y = conv2d(x.reshape(x.shape[0], 1, 1, x.shape[1]), w.reshape(1, 1, *w.shape), bias,
-               relu=_check_relu(op, relu))
+               relu=_check_relu(op, relu), activation=activation, alpha=alpha, out=out)
     return y.reshape(x.shape[0], w.shape[1])
 
 
