@@ -54,6 +54,20 @@ LAYOUTS = ("NCHW", "channels_last")
 PREDICT_BATCH = 256
 
 
+def cpu_detail():
+    """'family F model M, <best ISA>' from /proc/cpuinfo (the model name alone can be just 'AMD EPYC')."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "unknown"
+    flags = fields.get("flags", "").split()
+    isa = "avx512f" if "avx512f" in flags else "avx2+fma" if "avx2" in flags else "no avx2"
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {isa}"
+
+
 def input_shape(name):
     return (32, 32, 3) if name.startswith("cifar") else (28, 28, 1)
 
@@ -326,7 +340,7 @@ def main(argv=None):
             "median of per-round ratios, PyTorch's better layout, random inputs).",
             "",
             "| | |", "|---|---|",
-            f"| machine | {facts['cpu']} |",
+            f"| machine | {facts['cpu']} ({cpu_detail()}) |",
             f"| date | {started:%Y-%m-%d %H:%M} UTC |",
             f"| commit | {facts['commit']} |",
             f"| Python / NumPy / PyTorch | {facts['versions']} |",
