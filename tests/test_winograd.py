@@ -376,3 +376,23 @@ def test_tiles_past_2_16_and_thousands_of_rows(algo):
     for got, want in zip(ops.conv2d_grad(dy, x, w, padding="same"), ref.conv2d_grad(dy, x, w, padding="same")):
         close(got, want, np.float32)
     assert _dispatch.last_kernel["conv2d_grad:weight"] == algo
+
+
+def test_auto_weight_gradient_needs_enough_tiles():
+    """auto runs the weight gradient with Winograd only from WINO_WGRAD_MIN_TILES output tiles in the
+    batch (few tiles do not repay its fixed work per channel pair); a forced algorithm still runs."""
+    assert _plan.wino_wgrad_pays(32, 14, 14) and not _plan.wino_wgrad_pays(32, 7, 7)
+    x, w = rand((2, 8, 8, 16)), rand((3, 3, 16, 16))  # 2 x 2x2 tiles
+    dy = rand((2, 8, 8, 16))
+    _dispatch.set_conv_algo("auto")
+    try:
+        _, dw, db = ops.conv2d_grad(dy, x, w, padding=1)
+        assert _dispatch.last_kernel["conv2d_grad:weight"] in ("tiles", "planar")
+        assert _dispatch.last_kernel["conv2d_grad"] == "winograd4"  # the input gradient still does
+        _dispatch.set_conv_algo("winograd4")
+        _, dw4, db4 = ops.conv2d_grad(dy, x, w, padding=1)
+        assert _dispatch.last_kernel["conv2d_grad:weight"] == "winograd4"
+    finally:
+        _dispatch.set_conv_algo(None)
+    np.testing.assert_allclose(dw4, dw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db4, db, rtol=1e-5, atol=1e-5)

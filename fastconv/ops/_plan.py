@@ -507,6 +507,19 @@ WINO_MAX_CHANNEL_PRODUCT = 256 * 256
 WINO_MIN_MAP = 4
 
 
+#: the weight gradient runs Winograd (auto) from this many output tiles in the batch: each call adds
+#: fixed work per (C, K) pair (zeroed per-chunk partials of 36 C K sums, the dw transform), which a
+#: batch of few tiles does not repay. Measured (2 threads, AVX-512 EPYC, dw only): 32 x 7x7 maps
+#: (128 tiles) 128->128 channels direct 1.15 ms vs Winograd 2.42; 32 x 14x14 (512 tiles) 64->64
+#: 1.08 vs 0.95; 256 x 7x7 (1024 tiles) 128->128 Winograd ahead.
+WINO_WGRAD_MIN_TILES = 512
+
+
+def wino_wgrad_pays(N: int, OH: int, OW: int) -> bool:
+    """Whether auto runs the weight gradient of an eligible conv with Winograd F(4x4) (see above)."""
+    return N * -(-OH // 4) * -(-OW // 4) >= WINO_WGRAD_MIN_TILES
+
+
 def wino_tile(OH: int, OW: int) -> str:
     """The Winograd tile for an OH x OW output map: F(4x4) down to 4x4 maps (measured above: even
     7x7 maps, 64 computed pixels per 49, ran faster than with F(2x2)), F(2x2) below."""

@@ -250,6 +250,9 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     db = np.empty(a.w.shape[3], dtype=a.dtype)
     isa = _dispatch.level_for(op, a.dtype)
     algo = _conv_algo(a, a.out_hw)
+    if algo != "direct" and _dispatch.get_conv_algo() == "auto" and not _plan.wino_wgrad_pays(
+            a.x_shape[0], *a.out_hw):
+        algo = "direct"
     if algo != "direct" and dy.size:
         _wino.weight_grad(x, dy, dw, db, (a.pads[0][0], a.pads[1][0]), 4 if algo == "winograd4" else 2, isa,
                           _dispatch.threads_for(dy.size * 9 * a.w.shape[2]))
