@@ -396,3 +396,21 @@ def test_auto_weight_gradient_needs_enough_tiles():
         _dispatch.set_conv_algo(None)
     np.testing.assert_allclose(dw4, dw, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(db4, db, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["selu", "elu", "gelu", "tanh"])
+def test_other_activations_run_winograd_then_a_pass(activation):
+    """conv2d(activation=...) other than ReLU: Winograd with the bias, then the activation's compiled
+    pass over y; equal to the activation of the reference conv."""
+    x, w, b = rand((2, 9, 10, 16)), rand((3, 3, 16, 24)), rand((24,))
+    _dispatch.set_conv_algo("winograd4")
+    try:
+        y = ops.conv2d(x, w, b, padding="same", activation=activation)
+        assert _dispatch.last_kernel["conv2d"] == "winograd4"
+        assert _dispatch.last_kernel["conv2d_epilogue"] == "pass"
+    finally:
+        _dispatch.set_conv_algo(None)
+    z = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding="same")
+    want = ops.activation(z, activation)
+    # Winograd's float32 error is relative to the conv's scale (|z|), passed on with slope <= ~1.1
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * float(np.abs(z).max()))
