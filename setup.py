@@ -14,7 +14,8 @@
   tree reuses build/ instead of compiling everything again (a fresh isolated build env gives Cython's
   own .pxd files new mtimes, which made Cython's timestamp check regenerate every time).  A change
   of compile flags (FASTCONV_NO_OPENMP, ...) is stamped too and forces a rebuild.
-- MSVC gets its own flags (/O2 /openmp); gcc/clang get -O3 -std=gnu11 -fno-math-errno.
+- MSVC gets its own flags (/O2 /openmp); gcc/clang get -O3 -std=gnu11 -fno-math-errno.  The kernels
+  themselves are GCC C (vector extensions): on Windows FASTCONV_COMPILER=mingw32 picks MinGW-w64 gcc.
 - FASTCONV_SANITIZE=1 builds the kernels with AddressSanitizer + UndefinedBehaviorSanitizer
   (-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1, and -fno-wrapv to cancel the
   -fwrapv in CPython's CFLAGS so signed overflow is reported).  Build it into its own directory so
@@ -54,7 +55,7 @@ def openmp_flags(compiler_type="unix"):
         return [], []
     if compiler_type == "msvc":
         return ["/openmp"], []
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cc = os.environ.get("CC") or ("gcc" if compiler_type == "mingw32" else sysconfig.get_config_var("CC")) or "cc"
     cc = cc.split()
     code = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
     candidates = [["-fopenmp"], ["-Xpreprocessor", "-fopenmp", "-lomp"]]
@@ -119,6 +120,18 @@ def cython_stamp(pyx, pxds, cython_version, directive_map):
     return h.hexdigest()
 
 
+def plan_cythonize(pyx_files, stamps, build_dir, pxds, cython_version, directive_map):
+    """Which .pyx files need Cython: ({pyx: new stamp} for those whose stamp changed or whose C file
+    is missing, {pyx: its C file under build_dir} for all).  Pure apart from os.path.exists."""
+    todo, c_files = {}, {}
+    for pyx in pyx_files:
+        c_files[pyx] = os.path.join(build_dir, os.path.splitext(pyx)[0] + ".c")
+        stamp = cython_stamp(pyx, pxds, cython_version, directive_map)
+        if stamps.get(pyx) != stamp or not os.path.exists(c_files[pyx]):
+            todo[pyx] = stamp
+    return todo, c_files
+
+
 def _read_json(path):
     try:
         with open(path) as fh:
@@ -138,6 +151,11 @@ def _write_json(path, data):
 class BuildExt(build_ext):
     """build_ext that cythonizes by content stamp, compiles in parallel and picks flags per compiler."""
 
+    def initialize_options(self):
+        super().initialize_options()
+        # FASTCONV_COMPILER=mingw32: MinGW-w64 gcc on Windows (the kernels need GCC; MSVC cannot build them)
+        self.compiler = os.environ.get("FASTCONV_COMPILER") or None
+
     def finalize_options(self):
         super().finalize_options()
         if self.parallel is None:  # `-j N` on the command line wins
@@ -149,6 +167,9 @@ class BuildExt(build_ext):
         sanitize = os.environ.get("FASTCONV_SANITIZE") == "1"
         self._cythonize(debug, sanitize)
         ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            warnings.warn("fastconv: MSVC cannot compile the kernels' GCC vector extensions; build with "
+                          "MinGW-w64 gcc (FASTCONV_COMPILER=mingw32) or install a binary wheel", stacklevel=1)
         compile_args, link_args = compile_flags(ctype, debug=debug, sanitize=sanitize)
         for ext in self.extensions:
             ext.extra_compile_args = list(compile_args)
@@ -171,18 +192,13 @@ class BuildExt(build_ext):
         build_dir = os.path.join("build", "cython" + ("-debug" if debug else "") + ("-sanitize" if sanitize else ""))
         stamp_path = os.path.join(build_dir, "fastconv-stamps.json")
         stamps = _read_json(stamp_path)
-        pxds = glob.glob(os.path.join("src", "*.pxd"))
         dirs = directives(debug)
-        todo = []
+        pyx_files = [s for ext in self.extensions for s in ext.sources if s.endswith(".pyx")]
+        todo, c_files = plan_cythonize(pyx_files, stamps, build_dir, glob.glob(os.path.join("src", "*.pxd")),
+                                       cython_version, dirs)
         for ext in self.extensions:
-            pyx = [s for s in ext.sources if s.endswith(".pyx")]
-            if not pyx:
-                continue
-            c_file = os.path.join(build_dir, os.path.splitext(pyx[0])[0] + ".c")
-            stamp = cython_stamp(pyx[0], pxds, cython_version, dirs)
-            if stamps.get(pyx[0]) != stamp or not os.path.exists(c_file):
-                todo.append((ext, pyx[0], stamp))
-            ext.sources = [c_file if s == pyx[0] else s for s in ext.sources]
+            ext.sources = [c_files.get(s, s) for s in ext.sources]
+        todo = [(ext, p, st) for ext in self.extensions for p, st in todo.items() if c_files[p] in ext.sources]
         if todo:
             cythonize([Extension(e.name, [p]) for e, p, _ in todo], compiler_directives=dirs,
                       include_path=["src"], build_dir=build_dir, quiet=True, force=True,
