@@ -61,7 +61,7 @@ for tool in gcc cc clang; do
     if command -v $tool >/dev/null; then echo "a compiler is still on PATH: $(command -v $tool)" >&2; exit 2; fi
 done
 # --only-binary: pip may not build anything from source here (it could not anyway).
-"$t/venv/bin/pip" install -q --only-binary :all: "$wheel[test]"
+"$t/venv/bin/pip" install -q --only-binary :all: "$wheel[test]" 2> >(grep -v "^WARNING: Location .* is ignored" >&2)
 # The tests read the repository's other files (src/, bench/, examples/, fastconv/*.py for the
 # architecture rules): a copy of the tracked tree.  Its fastconv/ has no compiled modules, so if it
 # were imported instead of the installed wheel every kernel test would fail, not pass.
@@ -71,7 +71,7 @@ where=$(cd / && "$t/venv/bin/python" -c 'import fastconv, fastconv._kernels.runt
 echo "   installed: $where"
 case "$where" in "$t/venv/"*) ;; *) echo "fastconv did not import from the test venv" >&2; exit 2 ;; esac
 start=$SECONDS
-"$t/venv/bin/pytest" -p no:cacheprovider -x -q tests "$@" 2>&1 | tee "$out/test.log" | tail -n 15
+"$t/venv/bin/pytest" -p no:cacheprovider -x -rs tests "$@" 2>&1 | tee "$out/test.log" | tail -n 25
 status=${PIPESTATUS[0]}
 echo "== wheel test: pytest exit status $status after $((SECONDS - start)) s (log: $out/test.log)"
 exit "$status"
