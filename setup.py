@@ -182,6 +182,8 @@ class BuildExt(build_ext):
             self.force = True
         # Biggest generated C first, so the longest compile is never started last.
         self.extensions.sort(key=lambda e: -sum(os.path.getsize(s) for s in e.sources if os.path.exists(s)))
+        print(f"fastconv: {len(self.extensions)} kernel modules, {self.parallel} parallel jobs "
+              f"({'all rebuilt: flags changed' if self.force else 'up-to-date ones skipped'})", file=sys.stderr)
         super().build_extensions()
         _write_json(flag_stamp, flags)
 
