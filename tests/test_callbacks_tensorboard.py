@@ -286,7 +286,11 @@ def test_without_tensorboard_construction_names_the_extra(monkeypatch):
 def test_import_fastconv_never_imports_tensorboard():
     code = ("import sys; sys.modules['tensorboard'] = None; import fastconv, fastconv.callbacks; "
             "assert 'fastconv._tensorboard' not in sys.modules; print('ok')")  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=120)
+    # the fastconv under test (the built checkout, or the installed package), from outside the source
+    # tree, whose unbuilt fastconv/ would shadow it
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(fc.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
+                         timeout=120, cwd=os.sep)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

@@ -10,12 +10,15 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 
 import mpi_scenarios as S
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+import fastconv
+
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
 SCRIPT = pathlib.Path(__file__).resolve().parent / "mpi_scenarios.py"
 BIN = pathlib.Path(sys.executable).parent
 
@@ -33,9 +36,11 @@ def _launch(args, timeout=120):
     version = subprocess.run([mpirun, "--version"], check=False, capture_output=True, text=True).stdout
     flags = ["--allow-run-as-root", "--oversubscribe"] if "Open MPI" in version else []
     env = {k: v for k, v in os.environ.items() if k not in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    # the fastconv these tests import (the built checkout, or the installed package under CI), and a
+    # working directory outside the source tree, whose unbuilt fastconv/ would shadow it for `-m`
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_PARENT, env.get("PYTHONPATH", "")])
     return subprocess.run([mpirun, *flags, "-np", "2", sys.executable, *args], check=False, capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=ROOT)
+                          text=True, timeout=timeout, env=env, cwd=tempfile.gettempdir())
 
 
 def _load(path):
@@ -145,9 +150,9 @@ def test_cli_train_under_mpirun_one_bar_same_accuracy():
             "--verbose", "2"]
     res = _launch(args)
     assert res.returncode == 0, res.stdout + res.stderr
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    one = subprocess.run([sys.executable, *args], check=False, capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=120)
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
+    one = subprocess.run([sys.executable, *args], check=False, capture_output=True, text=True, env=env,
+                         cwd=tempfile.gettempdir(), timeout=120)
     assert one.returncode == 0, one.stderr
     pattern = r"Validation accuracy: ([0-9.]+)"
     assert len(re.findall(pattern, res.stdout)) == 1  # rank 0 prints, once
