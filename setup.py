@@ -120,6 +120,16 @@ def cython_stamp(pyx, pxds, cython_version, directive_map):
     return h.hexdigest()
 
 
+def drop_header_copies(build_dir):
+    """Delete C headers under build_dir. Cython copies a module's `depends` there when given them
+    (an older setup.py did; this one gives none), and the compiler finds a copy beside the C file
+    before src/ on the include path: a stale copy then compiled instead of the edited header (seen:
+    a sanitizer build failing on a struct field the real header had). Without copies, -Isrc finds
+    the headers in src/ and the extensions' `depends` recompile on any header edit."""
+    for path in glob.glob(os.path.join(build_dir, "**", "*.h"), recursive=True):
+        os.remove(path)
+
+
 def plan_cythonize(pyx_files, stamps, build_dir, pxds, cython_version, directive_map):
     """Which .pyx files need Cython: ({pyx: new stamp} for those whose stamp changed or whose C file
     is missing, {pyx: its C file under build_dir} for all).  Pure apart from os.path.exists."""
@@ -192,6 +202,7 @@ class BuildExt(build_ext):
         from Cython.Build import cythonize
 
         build_dir = os.path.join("build", "cython" + ("-debug" if debug else "") + ("-sanitize" if sanitize else ""))
+        drop_header_copies(build_dir)
         stamp_path = os.path.join(build_dir, "fastconv-stamps.json")
         stamps = _read_json(stamp_path)
         dirs = directives(debug)

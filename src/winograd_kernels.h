@@ -32,14 +32,24 @@ static const double fc_wino_g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 
 
 /* vb output channels at a time (v innermost, so the compiler vectorises over them), the alpha x 3
  * intermediate rows in double; AL (6 or 4) a constant so every loop unrolls. */
+#ifdef _OPENMP
+#define FC_WINO_PARALLEL_FOR _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")
+#else
+#define FC_WINO_PARALLEL_FOR
+#endif
 #define FC_WINO_TRANSFORM(NAME, T, AL, GM)                                                                  \
-static void NAME(const T *w, int C, int K, int vb, int flip, T *out)                                        \
+static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads)                           \
 {                                                                                                           \
     enum { A2 = AL * AL, VMAX = 32 };                                                                       \
     const int nkb = (K + vb - 1) / vb;                                                                      \
     const ptrdiff_t ps = (ptrdiff_t)nkb * C * vb, tap = (ptrdiff_t)C * K;                                   \
-    for (int kb = 0; kb < nkb; kb++)                                                                        \
-        for (int c = 0; c < C; c++) {                                                                       \
+    (void)threads;                                                                                          \
+    /* every (kb, c) writes its own slots of out: split across the threads (a training step transforms \
+     * each 3x3 weight twice, forward and input gradient) */                                                \
+    FC_WINO_PARALLEL_FOR                                                                                    \
+    for (ptrdiff_t kc = 0; kc < (ptrdiff_t)nkb * C; kc++) {                                                 \
+        const int kb = (int)(kc / C), c = (int)(kc - (ptrdiff_t)kb * C);                                   \
+        {                                                                                                   \
             double g[3][3][VMAX], t[AL][3][VMAX];                                                           \
             const int nv = K - kb * vb < vb ? K - kb * vb : vb;                                             \
             for (int i = 0; i < 3; i++)                                                                     \
@@ -63,20 +73,22 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out)            
                         o[(a * AL + b) * ps + v] =                                                          \
                             (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);     \
         }                                                                                                   \
+    }                                                                                                       \
 }
 FC_WINO_TRANSFORM(fc_wino_transform4_f32, float, 6, fc_wino_g4)
 FC_WINO_TRANSFORM(fc_wino_transform2_f32, float, 4, fc_wino_g2)
 FC_WINO_TRANSFORM(fc_wino_transform4_f64, double, 6, fc_wino_g4)
 FC_WINO_TRANSFORM(fc_wino_transform2_f64, double, 4, fc_wino_g2)
-static void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out)
+static void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out, int threads)
 {
-    (m == 4 ? fc_wino_transform4_f32 : fc_wino_transform2_f32)(w, C, K, vb, flip, out);
+    (m == 4 ? fc_wino_transform4_f32 : fc_wino_transform2_f32)(w, C, K, vb, flip, out, threads);
 }
-static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out)
+static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
 {
-    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out);
+    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out, threads);
 }
 #undef FC_WINO_TRANSFORM
+#undef FC_WINO_PARALLEL_FOR
 
 /* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j] (S: alpha^2 x sc x kp, the summed
  * partials of fc_wino_wgrad_tiles), accumulated in double in acc (9 * K doubles). */

@@ -209,3 +209,14 @@ def test_unix_flags_compile(setup_py, tmp_path, monkeypatch):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert subprocess.run([str(tmp_path / "t")]).returncode == 0
+
+
+def test_header_copies_in_the_build_dir_are_dropped(setup_py, tmp_path):
+    """A header copy beside a generated C file would be compiled instead of the edited src/ one."""
+    stale = tmp_path / "build" / "cython" / "src" / "conv_geom.h"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("/* an old copy */")
+    c_file = stale.parent / "conv.c"
+    c_file.write_text("/* generated */")
+    setup_py["drop_header_copies"](str(tmp_path / "build" / "cython"))
+    assert not stale.exists() and c_file.exists()
