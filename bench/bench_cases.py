@@ -433,7 +433,7 @@ def ort_forward(problem: Problem, threads: int):
     return lambda: sess.run(None, feed)
 
 
-# ---- issue 12: the 3x3 stride-1 convs of the tutorials' CNNs, for bench/bench_winograd.py ----
+# ---- the 3x3 stride-1 convs of the tutorials' CNNs, for bench/bench_winograd.py ----
 # (LeNet-like MNIST CNN at 28 and 14, the Fashion-MNIST CNN's 32/64-channel layers at batch 32 and
 # 128, a CIFAR CNN's 32x32 layer; padding 1 = "same")
 WINOGRAD_CASES: list[Case] = [

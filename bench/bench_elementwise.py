@@ -41,7 +41,7 @@ def _cpu_model():
     return "unknown CPU"
 
 
-# ---- the NumPy code activations.py ran before issue 12 (for the kernel comparison) ----
+# ---- the NumPy code activations.py ran before the compiled kernels (for the kernel comparison) ----
 _SA, _SS = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 

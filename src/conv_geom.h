@@ -47,7 +47,7 @@ typedef struct {
     int rowtiles;                 /* tiles never straddle output rows (wide maps) */
     int mergex;                   /* column taps are kernel columns 0..KW-1 at consecutive input columns */
     int rowseg;                   /* each call covers one whole output row, read from a padded copy */
-    /* issue 12: an element-wise activation (FC_EW_* of elementwise_math.h, 0 none) applied to each
+    /* an element-wise activation (FC_EW_* of elementwise_math.h, 0 none) applied to each
      * output pixel right after its tile is stored (while it is in L1), alpha its parameter */
     int act;
     double alpha;

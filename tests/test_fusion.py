@@ -346,7 +346,7 @@ def test_fit_with_fused_conv_relu_learns():
     np.testing.assert_allclose(model.predict(x, verbose=0).sum(axis=1), 1.0, rtol=1e-12)
 
 
-# ---- issue 12: every element-wise activation in the conv / Dense epilogue ------------------------
+# ---- every element-wise activation in the conv / Dense epilogue ------------------------
 
 KERNEL_ACTS = sorted(n for n in _activations.KERNEL_EPILOGUES if n != "relu")
 
@@ -457,7 +457,7 @@ def test_plan_fuses_a_selu_activation_layer_into_the_conv():
     np.testing.assert_allclose(fused, plain, rtol=1e-14)
 
 
-# ---- issue 12: BatchNormalization folded into the layer before it in predict / evaluate ----------
+# ---- BatchNormalization folded into the layer before it in predict / evaluate ----------
 
 
 def _bn_net(dtype="float32"):

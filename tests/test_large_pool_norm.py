@@ -216,7 +216,7 @@ def test_max_pool_argmax_refused_past_int32_plane():
         P.max_pool2d_grad(y, x, 2, stride=(65536, 8192), argmax=np.zeros(y.shape, np.int32))
 
 
-# ---- pooling with dilation and ceil_mode (issue 15) ----------------------------------------------
+# ---- pooling with dilation and ceil_mode ----------------------------------------------
 
 # On BIG: windows of 2 x 2 taps, 8000 rows / 3 columns apart, every 8192 rows / 8190 columns; ceil
 # mode gives a third output row (its second tap, row 24384, is past the input) and column (taps

@@ -1,5 +1,5 @@
 """PyTorch's pooling options on max_pool2d / avg_pool2d and their gradients: dilation and
-ceil_mode (issue 15), against the NumPy reference on odd shapes and every option combination, on
+ceil_mode, against the NumPy reference on odd shapes and every option combination, on
 every SIMD level and thread count, by float64 finite differences, against PyTorch, on the layers,
 and the arguments' errors.  The output size rule is fastconv._shapes.pool_output_size."""
 import itertools
