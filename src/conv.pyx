@@ -64,6 +64,13 @@ cdef extern from "conv_kernels.h" nogil:
                             float *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
     void fc_gconv_tiles_f64(int isa, const fc_gconv *p, const double *inp, const double *wp, const double *bias,
                             double *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
+    # group-pair tile of grouped convolutions (conv_grouped_impl.h)
+    size_t fc_gp_scratch_f32(int isa, const fc_gconv *p, int TB)
+    size_t fc_gp_scratch_f64(int isa, const fc_gconv *p, int TB)
+    void fc_gp_tiles_f32(int isa, const fc_gconv *p, const float *inp, const float *wp, const float *bias,
+                         float *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
+    void fc_gp_tiles_f64(int isa, const fc_gconv *p, const double *inp, const double *wp, const double *bias,
+                         double *out, Py_ssize_t t0, Py_ssize_t t1, int TB, char *scratch)
     size_t fc_wgrad_scratch_f32(int isa, const fc_wgrad *p, int RBLK)
     size_t fc_wgrad_scratch_f64(int isa, const fc_wgrad *p, int RBLK)
     void fc_wgrad_rows_f32(int isa, const fc_wgrad *p, const float *x, const float *dy, Py_ssize_t r0, Py_ssize_t r1,
@@ -147,6 +154,7 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
 ctypedef struct _gc_job:
     const fc_gconv *ps
     int np_, isa, f64
+    int pair                        # the group-pair tile (fc_gp_tiles) instead of fc_gconv_tiles
     const Py_ssize_t *order
     const Py_ssize_t *ntiles
     const int *tbs
@@ -164,7 +172,14 @@ cdef void _gc_chunk(const void *jp, Py_ssize_t c, Py_ssize_t u0, Py_ssize_t u1, 
         j = b.order[ci] % b.np_
         t0 = (b.order[ci] // b.np_) * b.tbs[j]
         t1 = min(b.ntiles[j], t0 + b.tbs[j])
-        if b.f64:
+        if b.pair:
+            if b.f64:
+                fc_gp_tiles_f64(b.isa, &b.ps[j], <const double *>b.inp, <const double *>b.wp,
+                                <const double *>b.bias, <double *>b.out, t0, t1, b.tbs[j], s)
+            else:
+                fc_gp_tiles_f32(b.isa, &b.ps[j], <const float *>b.inp, <const float *>b.wp,
+                                <const float *>b.bias, <float *>b.out, t0, t1, b.tbs[j], s)
+        elif b.f64:
             fc_gconv_tiles_f64(b.isa, &b.ps[j], <const double *>b.inp, <const double *>b.wp,
                                <const double *>b.bias, <double *>b.out, t0, t1, b.tbs[j], s)
         else:
@@ -177,7 +192,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] bias,              # IN  (G*Ko,) or None
                 floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
                 list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads,
-                int act=0, double alpha=0):
+                int act=0, double alpha=0, bint pair=False):
     """Run the gather convolutions of `plans` (see conv_geom.h) in one parallel region.
 
     Each plan is (grid, taps_y, taps_x, ntiles, tb, rowtiles, mergex, rowseg): the GatherPlan, with
@@ -187,6 +202,8 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     pixels, so their chunks share one dynamic schedule: one thread wake-up and one tail per call.
     The schedule takes chunk k of every plan before chunk k + 1 of any: the stride phases of one
     band of rows read the same input rows, which are then still in cache for the next phase.
+    pair: the group-pair tile (src/conv_grouped_impl.h): G pairs of groups with Cr reduced channels
+    each, Ko = block_size output channels per pair, plans without rowseg or mergex.
     """
     cdef int np_ = len(plans), i
     if np_ == 0:
@@ -210,9 +227,15 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                            rowtiles, mergex, rowseg)
             ps[i].act = act
             ps[i].alpha = alpha
+            vb = fc_block_f64(isa) if floating is double else fc_block_f32(isa)
+            if pair and (Ko != vb or rowseg or mergex):
+                raise ValueError(f"gather_conv: the group-pair tile needs Ko == the block size and a plan "
+                                 f"without rowseg/mergex. Received: Ko={Ko}, rowseg={rowseg}, mergex={mergex}")
             first[i + 1] = first[i] + (ntiles[i] + tbs[i] - 1) // tbs[i]
             if ntiles[i]:
-                if floating is float:
+                if pair:
+                    s = fc_gp_scratch_f64(isa, &ps[i], tbs[i]) if floating is double else fc_gp_scratch_f32(isa, &ps[i], tbs[i])
+                elif floating is float:
                     s = fc_gconv_scratch_f32(isa, &ps[i], tbs[i])
                 else:
                     s = fc_gconv_scratch_f64(isa, &ps[i], tbs[i])
@@ -234,6 +257,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
         b.np_ = np_
         b.isa = isa
         b.f64 = floating is double
+        b.pair = pair
         b.order = order
         b.ntiles = ntiles
         b.tbs = tbs

@@ -780,6 +780,7 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
 }
 
 #include "conv_narrow_impl.h"
+#include "conv_grouped_impl.h"
 
 #undef V
 #undef VU

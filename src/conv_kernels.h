@@ -47,6 +47,14 @@ static void fc_nk_run_f32(int isa, const fc_gconv *p, const float *in, const flo
     FC_PICK(isa, fc_nk_units_run, p, in, wn, bias, out, u0, u1, scratch);
 }
 
+/* Group-pair tile of grouped convolutions (conv_grouped_impl.h). */
+static size_t fc_gp_scratch_f32(int isa, const fc_gconv *p, int TB) { return FC_PICK(isa, fc_gp_scratch_bytes, p, TB); }
+static void fc_gp_tiles_f32(int isa, const fc_gconv *p, const float *in, const float *wp, const float *bias,
+                            float *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    FC_PICK(isa, fc_gp_tiles, p, in, wp, bias, out, t0, t1, TB, scratch);
+}
+
 /* ---- float64 (isa ignored) ---- */
 static int fc_block_f64(int isa) { (void)isa; return fc_block_f64_generic(); }
 static void fc_pack_f64(int isa, const double *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
@@ -88,6 +96,14 @@ static void fc_nk_run_f64(int isa, const fc_gconv *p, const double *in, const do
 {
     (void)isa;
     fc_nk_units_run_f64_generic(p, in, wn, bias, out, u0, u1, scratch);
+}
+
+static size_t fc_gp_scratch_f64(int isa, const fc_gconv *p, int TB) { (void)isa; return fc_gp_scratch_bytes_f64_generic(p, TB); }
+static void fc_gp_tiles_f64(int isa, const fc_gconv *p, const double *in, const double *wp, const double *bias,
+                            double *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    (void)isa;
+    fc_gp_tiles_f64_generic(p, in, wp, bias, out, t0, t1, TB, scratch);
 }
 
 #endif

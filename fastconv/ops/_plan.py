@@ -199,6 +199,44 @@ def use_narrow(Cr: int, Ko: int, vlen: int) -> bool:
     return Ko <= NARROW_MAX_KO and Cr >= vlen
 
 
+# ---- grouped convolution: the group-pair tile (src/conv_grouped_impl.h) ----
+
+
+def group_pairing(G: int, Cr: int, Ko: int, vlen: int) -> int:
+    """Super-group factor s of the group-pair tile for a gather conv of G groups reducing Cr channels
+    into Ko outputs per group, with vlen-element vectors (tile: 6 pixels x 2 vectors); 0 when the
+    dense tile runs.
+
+    The dense tile computes 2 * vlen channels of ONE group: a group of Ko <= vlen outputs fills at
+    most half of it.  The pair tile gives each of its two vectors its own group (each FMA
+    broadcasts its own group's input), so for Ko == vlen every lane is useful; groups of
+    Ko = vlen / s (s = 2, 4, ...) are first merged s at a time into super-groups of vlen channels
+    with block-diagonal weights (s times the FMAs of the groups, vs 2 * vlen / Ko in the dense
+    tile).  Needs an even number of (super-)groups.
+    """
+    if G < 2 or Ko > vlen or vlen % Ko or G % (2 * (vlen // Ko)):
+        return 0
+    return vlen // Ko
+
+
+@lru_cache(maxsize=1024)
+def pair_tile_plan(g: GatherPlan, N: int, KW: int, Cr: int, itemsize: int) -> TilePlan:
+    """tile_plan's layout for the group-pair tile: tiles of RB pixels (row-aligned on wide maps),
+    never rowseg or merged columns; tb tiles per chunk keep the input they read (both groups' Cr
+    channels per tap) within TILE_L2_BYTES."""
+    OH, OW, _, _, _, _, _, ax = g.grid
+    nty, ntx = len(g.taps_y), len(g.taps_x)
+    P = N * OH * OW
+    if P == 0:
+        return TilePlan(0, 1, False, False, False, None)
+    rowtiles = OW % RB == 0 or OW >= 4 * RB
+    ntiles = N * OH * -(-OW // RB) if rowtiles else -(-P // RB)
+    bspan = max(b for b, _ in g.taps_x) - min(b for b, _ in g.taps_x) + 1 if ntx else 1
+    patch = nty * max(ntx * RB, (RB - 1) * ax + bspan) * 2 * Cr * itemsize
+    tb = max(1, min(TILE_MAX_TB, TILE_L2_BYTES // max(patch, 1)))
+    return TilePlan(ntiles, tb, rowtiles, False, False, "grouped")
+
+
 @dataclass(frozen=True)
 class WgradPlan:
     """Weight gradient of conv2d: rows (n, oh) of dy cut into nchunks chunks (each summed into its

@@ -107,6 +107,60 @@ def _pack(w, packing, G, isa):
 
 
 _force_narrow: bool | None = None  # tests: True/False forces the narrow choice, None picks by shape
+_force_grouped: bool | None = None  # tests: False keeps grouped convs off the group-pair tile
+
+
+def _block_diagonal(w, G, s):
+    """The (KH, KW, s*Cg, K) weight of G // s super-groups, each holding s groups of w (KH, KW, Cg, K)
+    on its block diagonal (zeros elsewhere): the same convolution with G // s groups."""
+    KH, KW, Cg, K = w.shape
+    Kg = K // G
+    w6 = w.reshape(KH, KW, Cg, G // s, s, Kg)
+    big = np.zeros((KH, KW, s, Cg, G // s, s, Kg), w.dtype)
+    for j in range(s):
+        big[:, :, j, :, :, j, :] = w6[:, :, :, :, j, :]
+    return big.reshape(KH, KW, s * Cg, K)
+
+
+def _pair_weights(w, G, forward, isa):
+    """w (KH, KW, Cg, K) of G groups (an even number, Kg or Cg = one vector) packed for the
+    group-pair tile (src/conv_grouped_impl.h): pairs of groups as dense blocks of 2 vectors.
+    Returns (packed weights, reduced channels per group, pairs)."""
+    KH, KW, Cg, K = w.shape
+    Kg, pairs = K // G, G // 2
+    if forward:
+        packing = _plan.forward_packing(KH, KW, Cg, K, pairs)
+        return _pack(w, packing, pairs, isa), Cg, pairs
+    # input gradient: reduce over the group's Kg outputs, produce its Cg inputs; lane v of a pair
+    # is group 2p + v // Cg, input channel v % Cg
+    a = np.ascontiguousarray(w.reshape(KH, KW, Cg, pairs, 2, Kg).transpose(0, 1, 3, 5, 4, 2))
+    vb = 2 * Cg
+    packing = (Kg, vb, KW * pairs * Kg * vb, pairs * Kg * vb, Kg * vb, vb, 1)
+    return _pack(a, packing, pairs, isa), Kg, pairs
+
+
+def _gather_pairs(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act) -> bool:
+    """Run a grouped gather conv on the group-pair tile when _plan.group_pairing takes it; False
+    (nothing done) otherwise."""
+    Cr, Ko = packing[:2]
+    vb = _k.block_size(isa, w.dtype)
+    s = _plan.group_pairing(G, Cr, Ko, vb // 2)
+    if not s or _force_grouped is False:
+        return False
+    forward = packing[6] == 1
+    if s > 1:
+        w, G = _block_diagonal(w, G, s), G // s
+    wp, cr, pairs = _pair_weights(w, G, forward, isa)
+    KH, KW = w.shape[:2]
+    N = inp.shape[0]
+    tiles = [_plan.pair_tile_plan(plan, N, KW, cr, w.dtype.itemsize) for plan in plans]
+    _k.gather_conv(inp, wp, bias, out,
+                   [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg)
+                    for plan, t in zip(plans, tiles)],
+                   KH, KW, pairs, cr, vb, relu, isa, threads, act[0], act[1], True)
+    _dispatch.last_kernel[op + "_epilogue"] = "tile" if act[0] else "register" if relu else "none"
+    _dispatch.last_kernel[op] = "grouped" if any(t.path for t in tiles) else "none"
+    return True
 
 
 def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0, 0.0)):
@@ -122,6 +176,8 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0
     narrow = _force_narrow
     if narrow is None:
         narrow = _plan.use_narrow(Cr, Ko, _k.narrow_vlen(isa, w.dtype))
+    if not narrow and G > 1 and _gather_pairs(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act):
+        return
     if narrow:
         wn = aligned_empty((_k.narrow_weights_size(isa, w.dtype, KH, KW, G, Cr, Ko),), w.dtype)
         _k.pack_narrow(w.reshape(-1), KH, KW, G, *packing, wn, isa)

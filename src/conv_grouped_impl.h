@@ -1,0 +1,115 @@
+/* conv_grouped_impl.h: the group-pair register tile of grouped gather convolutions.
+ *
+ * Included by conv_impl.h (one element type, one SIMD level; V, VB, LD, ST, BC, FN defined there).
+ *
+ * The dense tile (fc_ukernel) holds FC_RB pixels x 2 vectors of output channels of ONE group, so a
+ * group with Ko = FC_VLEN output channels fills half of it (and the other half is computed for
+ * nothing).  Here the two vectors belong to two groups 2g and 2g+1 of FC_VLEN channels each: per
+ * reduction step the tile loads one weight vector per group and broadcasts, per pixel, the input
+ * value of each vector's own group (vector 1 reads Cr channels further along the pixel), so every
+ * lane of every FMA is useful.  Per step: 2 weight loads + 2*FC_RB broadcasts
+ * for 2*FC_RB FMAs (the dense tile: 2 + FC_RB).
+ *
+ * The call's geometry (fc_gconv) describes the PAIRS: p->G pairs, p->Ko = VB output channels per
+ * pair (the two groups' outputs are adjacent in the output tensor), p->Cr channels reduced per group;
+ * pair g's first group reads input channels [2g*Cr, 2g*Cr + Cr), its second the next Cr.  The
+ * weights are packed like a dense block of VB channels (fc_pack with G pairs, Ko = VB): lanes
+ * [0, FC_VLEN) the first group's, [FC_VLEN, VB) the second's.  Groups with fewer output channels
+ * than FC_VLEN are merged into super-groups of FC_VLEN channels by the caller (block-diagonal
+ * weights, fastconv/ops/conv.py) before they come here.
+ *
+ * Edge taps read `zeros` (a run of (ntx + 1) * Cr zeros), so zeros + Cr is zeros too.
+ */
+
+static inline __attribute__((always_inline)) void
+FN(fc_gp_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, const ptrdiff_t *woff, int Cr,
+                  const FC_T *bias, int relu, FC_T *const *out)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int t = 0; t < ntaps; t++) {
+        const FC_T *const *xt = xp + t * FC_RB;
+        const FC_T *x0 = xt[0], *x1 = xt[1], *x2 = xt[2], *x3 = xt[3], *x4 = xt[4], *x5 = xt[5];
+        const FC_T *y0 = x0 + Cr, *y1 = x1 + Cr, *y2 = x2 + Cr, *y3 = x3 + Cr, *y4 = x4 + Cr, *y5 = x5 + Cr;
+        const FC_T *wq = w + woff[t];
+#pragma GCC unroll 4
+        for (int c = 0; c < Cr; c++) {
+            const V w0 = LD(wq), w1 = LD(wq + FC_VLEN);
+            a00 += BC(x0[c]) * w0; a01 += BC(y0[c]) * w1;
+            a10 += BC(x1[c]) * w0; a11 += BC(y1[c]) * w1;
+            a20 += BC(x2[c]) * w0; a21 += BC(y2[c]) * w1;
+            a30 += BC(x3[c]) * w0; a31 += BC(y3[c]) * w1;
+            a40 += BC(x4[c]) * w0; a41 += BC(y4[c]) * w1;
+            if (NP > 5) { a50 += BC(x5[c]) * w0; a51 += BC(y5[c]) * w1; }
+            wq += VB;
+        }
+    }
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
+    V b0 = z, b1 = z;
+    if (bias) { b0 = LD(bias); b1 = LD(bias + FC_VLEN); }
+#define FC_OUT(q, lo, hi)                                                        \
+    if (out[q]) {                                                                \
+        V v0 = lo + b0, v1 = hi + b1;                                            \
+        if (relu) { v0 = FC_RELU(v0); v1 = FC_RELU(v1); }                        \
+        ST(out[q], v0); ST(out[q] + FC_VLEN, v1);                                \
+    }
+    FC_OUT(0, a00, a01) FC_OUT(1, a10, a11) FC_OUT(2, a20, a21) FC_OUT(3, a30, a31)
+    FC_OUT(4, a40, a41)
+    if (NP > 5) FC_OUT(5, a50, a51)
+#undef FC_OUT
+#undef FC_RELU
+}
+
+static size_t FN(fc_gp_scratch_bytes)(const fc_gconv *p, int TB)
+{
+    const size_t ntap = (size_t)p->nty * p->ntx;
+    const size_t per_tile = sizeof(FN(fc_tile)) + ntap * FC_RB * sizeof(FC_T *) + ntap * sizeof(ptrdiff_t) + 3 * 64;
+    return (size_t)TB * per_tile + ((size_t)p->ntx + 1) * p->Cr * sizeof(FC_T) + 2 * 64;
+}
+
+/* Tiles [t0, t1) of the pair convolution p (see above), TB tiles at a time: each tile's taps are
+ * prepared once per pair (fc_tile_prepare of the pair's first group) and the pair's packed
+ * weights are reused across the TB tiles.  Requires p->Ko == VB, !p->mergex, !p->rowseg. */
+static void FN(fc_gp_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                            FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
+{
+    const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
+    const size_t ntap = (size_t)p->nty * p->ntx, zrun = ((size_t)p->ntx + 1) * p->Cr;
+    char *cur = scratch;
+    FN(fc_tile) *tiles = (FN(fc_tile) *)FN(fc_carve)(&cur, (size_t)TB * sizeof(FN(fc_tile)));
+    for (int i = 0; i < TB; i++) {
+        tiles[i].xp = (const FC_T **)FN(fc_carve)(&cur, ntap * FC_RB * sizeof(FC_T *));
+        tiles[i].woff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));
+        tiles[i].patch = NULL;
+    }
+    FC_T *zeros = (FC_T *)FN(fc_carve)(&cur, zrun * sizeof(FC_T));
+    FN(fc_zero)(zeros, (int)zrun);
+    for (ptrdiff_t tb = t0; tb < t1; tb += TB) {
+        const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);
+        for (int i = 0; i < nt; i++)
+            FN(fc_tile_pixels)(p, out, tb + i, &tiles[i]);
+        for (int g = 0; g < p->G; g++) {
+            const FC_T *wb = wp + (ptrdiff_t)g * wblk;
+            const int k0 = g * VB;
+            const FC_T *bk = bias ? bias + k0 : NULL;
+            for (int i = 0; i < nt; i++) {
+                FN(fc_tile) *tl = &tiles[i];
+                /* group 2g's taps: cin = 2g * Cr; the second group reads Cr further */
+                FN(fc_tile_prepare)(p, in, 2 * g, tl, zeros);
+                FC_T *dst[FC_RB];
+                for (int q = 0; q < FC_RB; q++)
+                    dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
+                if (tl->np == 5)
+                    FN(fc_gp_ukernel)(5, tl->ntaps, tl->xp, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                else
+                    FN(fc_gp_ukernel)(FC_RB, tl->ntaps, tl->xp, wb, tl->woff, p->Cr, bk, p->relu, dst);
+            }
+        }
+        if (p->act)
+            for (int i = 0; i < nt; i++)
+                for (int q = 0; q < FC_RB; q++)
+                    if (tiles[i].outp[q])
+                        FN(fc_ew_span)(p->act, (FC_T)p->alpha, tiles[i].outp[q], tiles[i].outp[q], p->OCt);
+    }
+}
