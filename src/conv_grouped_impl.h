@@ -18,19 +18,22 @@
  * than FC_VLEN are merged into super-groups of FC_VLEN channels by the caller (block-diagonal
  * weights, fastconv/ops/conv.py) before they come here.
  *
- * Edge taps read `zeros` (a run of (ntx + 1) * Cr zeros), so zeros + Cr is zeros too.
+ * Each tile's taps are prepared once (fc_tile_prepare of group 0) and pair g reads them 2*g*Cr
+ * channels further: edge taps read `zeros`, a run of ICt + (ntx + 1) * Cr zeros, so that every such
+ * offset of it (and the second group's + Cr) is still zeros.
  */
 
 static inline __attribute__((always_inline)) void
-FN(fc_gp_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, const ptrdiff_t *woff, int Cr,
-                  const FC_T *bias, int relu, FC_T *const *out)
+FN(fc_gp_ukernel)(const int NP, int ntaps, const FC_T *const *xp, ptrdiff_t coff, const FC_T *w, const ptrdiff_t *woff,
+                  int Cr, const FC_T *bias, int relu, FC_T *const *out)
 {
     const V z = {0};
     V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
     V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
     for (int t = 0; t < ntaps; t++) {
         const FC_T *const *xt = xp + t * FC_RB;
-        const FC_T *x0 = xt[0], *x1 = xt[1], *x2 = xt[2], *x3 = xt[3], *x4 = xt[4], *x5 = xt[5];
+        const FC_T *x0 = xt[0] + coff, *x1 = xt[1] + coff, *x2 = xt[2] + coff, *x3 = xt[3] + coff;
+        const FC_T *x4 = xt[4] + coff, *x5 = xt[5] + coff;
         const FC_T *y0 = x0 + Cr, *y1 = x1 + Cr, *y2 = x2 + Cr, *y3 = x3 + Cr, *y4 = x4 + Cr, *y5 = x5 + Cr;
         const FC_T *wq = w + woff[t];
 #pragma GCC unroll 4
@@ -65,17 +68,16 @@ static size_t FN(fc_gp_scratch_bytes)(const fc_gconv *p, int TB)
 {
     const size_t ntap = (size_t)p->nty * p->ntx;
     const size_t per_tile = sizeof(FN(fc_tile)) + ntap * FC_RB * sizeof(FC_T *) + ntap * sizeof(ptrdiff_t) + 3 * 64;
-    return (size_t)TB * per_tile + ((size_t)p->ntx + 1) * p->Cr * sizeof(FC_T) + 2 * 64;
+    return (size_t)TB * per_tile + ((size_t)p->ICt + ((size_t)p->ntx + 1) * p->Cr) * sizeof(FC_T) + 2 * 64;
 }
 
 /* Tiles [t0, t1) of the pair convolution p (see above), TB tiles at a time: each tile's taps are
- * prepared once per pair (fc_tile_prepare of the pair's first group) and the pair's packed
- * weights are reused across the TB tiles.  Requires p->Ko == VB, !p->mergex, !p->rowseg. */
+ * prepared once for all pairs and each pair's packed weights are reused across the TB tiles.  Requires p->Ko == VB, !p->mergex, !p->rowseg. */
 static void FN(fc_gp_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                             FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
 {
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * p->Cr * VB;
-    const size_t ntap = (size_t)p->nty * p->ntx, zrun = ((size_t)p->ntx + 1) * p->Cr;
+    const size_t ntap = (size_t)p->nty * p->ntx, zrun = (size_t)p->ICt + ((size_t)p->ntx + 1) * p->Cr;
     char *cur = scratch;
     FN(fc_tile) *tiles = (FN(fc_tile) *)FN(fc_carve)(&cur, (size_t)TB * sizeof(FN(fc_tile)));
     for (int i = 0; i < TB; i++) {
@@ -87,23 +89,24 @@ static void FN(fc_gp_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
     FN(fc_zero)(zeros, (int)zrun);
     for (ptrdiff_t tb = t0; tb < t1; tb += TB) {
         const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);
-        for (int i = 0; i < nt; i++)
+        for (int i = 0; i < nt; i++) {
             FN(fc_tile_pixels)(p, out, tb + i, &tiles[i]);
+            FN(fc_tile_prepare)(p, in, 0, &tiles[i], zeros);  /* group 0's taps; pair g reads 2*g*Cr further */
+        }
         for (int g = 0; g < p->G; g++) {
+            const ptrdiff_t coff = (ptrdiff_t)2 * g * p->Cr;
             const FC_T *wb = wp + (ptrdiff_t)g * wblk;
             const int k0 = g * VB;
             const FC_T *bk = bias ? bias + k0 : NULL;
             for (int i = 0; i < nt; i++) {
-                FN(fc_tile) *tl = &tiles[i];
-                /* group 2g's taps: cin = 2g * Cr; the second group reads Cr further */
-                FN(fc_tile_prepare)(p, in, 2 * g, tl, zeros);
+                const FN(fc_tile) *tl = &tiles[i];
                 FC_T *dst[FC_RB];
                 for (int q = 0; q < FC_RB; q++)
                     dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
                 if (tl->np == 5)
-                    FN(fc_gp_ukernel)(5, tl->ntaps, tl->xp, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                    FN(fc_gp_ukernel)(5, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
                 else
-                    FN(fc_gp_ukernel)(FC_RB, tl->ntaps, tl->xp, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                    FN(fc_gp_ukernel)(FC_RB, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
             }
         }
         if (p->act)
