@@ -52,6 +52,7 @@ cdef extern from "conv_kernels.h" nogil:
         int KH, KW, sh, sw, ph, pw, dh, dw
         int G, Cg, Kg
         int planar
+        int pair
     int fc_block_f32(int isa)
     int fc_block_f64(int isa)
     void fc_pack_f32(int isa, const float *src, int KH, int KW, int G, int Cr, int Ko, ptrdiff_t s_kh,
@@ -379,9 +380,10 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
                 floating[:, :, :, ::1] dw,             # OUT (KH, KW, C // G, K)
                 floating[::1] db,                      # OUT (K,) or None
                 int sh, int sw, int ph, int pw, int dh, int dwl, int G, Py_ssize_t nchunks, int RBLK,
-                int isa, int nthreads, bint planar=False):
+                int isa, int nthreads, bint planar=False, bint pair=False):
     """dw and db of conv2d, summed over all rows of dy (padding given as top/left), in the nchunks
-    chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan (planar: the few-channel kernel)."""
+    chunks and blocks of RBLK rows of ops/_plan.py wgrad_plan (planar: the few-channel kernel;
+    pair: the group-pair tile of src/conv_grouped_impl.h, for Kg = one vector and an even G)."""
     cdef _wg_job b
     memset(&b, 0, sizeof(_wg_job))
     cdef fc_wgrad *p = &b.p
@@ -391,6 +393,10 @@ def weight_grad(const floating[:, :, :, ::1] x,        # IN  (N, H, W, C)
     p.sh = sh; p.sw = sw; p.ph = ph; p.pw = pw; p.dh = dh; p.dw = dwl
     p.G = G; p.Cg = p.C // G; p.Kg = p.K // G
     p.planar = planar
+    p.pair = pair and not planar
+    if p.pair and (p.G % 2 or 2 * p.Kg != (fc_block_f64(isa) if x.itemsize == 8 else fc_block_f32(isa))):
+        raise ValueError(f"weight_grad: the group-pair tile needs an even G and Kg of one vector. "
+                         f"Received: G={p.G}, Kg={p.Kg}")
     cdef Py_ssize_t R = <Py_ssize_t>p.N * p.OH
     if R == 0 or p.OW == 0:
         dw[...] = 0

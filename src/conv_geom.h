@@ -61,6 +61,7 @@ typedef struct {
     int KH, KW, sh, sw, ph, pw, dh, dw;
     int G, Cg, Kg;
     int planar;                   /* 1: conv_wgrad_planar_impl.h's column-vectorised kernel (few channels) */
+    int pair;                     /* 1: group-pair tiles (conv_grouped_impl.h; Kg = one vector, G even) */
 } fc_wgrad;
 
 #endif

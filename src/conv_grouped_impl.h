@@ -116,3 +116,62 @@ static void FN(fc_gp_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
                         FN(fc_ew_span)(p->act, (FC_T)p->alpha, tiles[i].outp[q], tiles[i].outp[q], p->OCt);
     }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Weight gradient with group pairs (p->pair: Kg == FC_VLEN, G even).  fc_wg_tile's 6 reduction
+ * rows x 2 vectors, the vectors of groups 2g and 2g+1: dw[kh, kw, c, 2g*Kg + 0..VB) are adjacent,
+ * as are dy's channels, and row c of vector 1 broadcasts x channel (2g+1)*Cg + c, Cg after vector
+ * 0's.  (The dense tile would run a half-filled block, fc_wg_tile_any, per group.)
+ */
+static inline __attribute__((always_inline)) void
+FN(fc_wgpair_tile)(const int RC, const FC_T *xb, int Cg, ptrdiff_t xrow, ptrdiff_t xpix,
+                const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+                const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int r = 0; r < nrows; r++) {
+        if (!rowok[r]) continue;
+        const FC_T *xp = xb + r * xrow, *xq = xp + Cg;
+        const FC_T *dp = dyb + r * dyrow;
+        for (int ow = 0; ow < OW; ow++, xp += xpix, xq += xpix, dp += dypix) {
+            const V d0 = LD(dp), d1 = LD(dp + FC_VLEN);
+            a00 += BC(xp[0]) * d0; a01 += BC(xq[0]) * d1;
+            if (RC > 1) { a10 += BC(xp[1]) * d0; a11 += BC(xq[1]) * d1; }
+            if (RC > 2) { a20 += BC(xp[2]) * d0; a21 += BC(xq[2]) * d1; }
+            if (RC > 3) { a30 += BC(xp[3]) * d0; a31 += BC(xq[3]) * d1; }
+            if (RC > 4) { a40 += BC(xp[4]) * d0; a41 += BC(xq[4]) * d1; }
+            if (RC > 5) { a50 += BC(xp[5]) * d0; a51 += BC(xq[5]) * d1; }
+        }
+    }
+#define FC_WG_ADD(row, lo, hi) \
+    if (RC > row) { FC_T *d_ = dst + row * dstride; ST(d_, LD(d_) + lo); ST(d_ + FC_VLEN, LD(d_ + FC_VLEN) + hi); }
+    FC_WG_ADD(0, a00, a01) FC_WG_ADD(1, a10, a11) FC_WG_ADD(2, a20, a21)
+    FC_WG_ADD(3, a30, a31) FC_WG_ADD(4, a40, a41) FC_WG_ADD(5, a50, a51)
+#undef FC_WG_ADD
+}
+
+/* One kernel position (kh, kw) of every pair over the rows of a block: xs = the padded x rows at
+ * column offset kw*dw, dwk = dw[kh, kw] (Cg x K). */
+static void FN(fc_wgpair_rows)(const fc_wgrad *p, const FC_T *xs, ptrdiff_t xrow, ptrdiff_t xpix,
+                             const FC_T *dys, ptrdiff_t dyrow, const unsigned char *rowok, int ns, FC_T *dwk)
+{
+    const int Cg = p->Cg, K = p->K;
+    for (int g = 0; g < p->G; g += 2) {
+        const FC_T *xg = xs + (ptrdiff_t)g * Cg, *dg = dys + (ptrdiff_t)g * p->Kg;
+        FC_T *dst = dwk + (ptrdiff_t)g * p->Kg;
+        for (int f = 0; f < Cg; f += 6) {
+            const FC_T *x0 = xg + f;
+            FC_T *d0 = dst + (ptrdiff_t)f * K;
+            switch (Cg - f < 6 ? Cg - f : 6) {
+            case 6: FN(fc_wgpair_tile)(6, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            case 5: FN(fc_wgpair_tile)(5, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            case 4: FN(fc_wgpair_tile)(4, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            case 3: FN(fc_wgpair_tile)(3, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            case 2: FN(fc_wgpair_tile)(2, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            default: FN(fc_wgpair_tile)(1, x0, Cg, xrow, xpix, dg, dyrow, K, rowok, ns, p->OW, d0, K); break;
+            }
+        }
+    }
+}

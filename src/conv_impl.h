@@ -707,6 +707,7 @@ static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t x
 static inline int FN(fc_wg_padw)(const fc_wgrad *p) { return (p->OW - 1) * p->sw + (p->KW - 1) * p->dw + 1; }
 
 #include "conv_wgrad_planar_impl.h"
+#include "conv_grouped_impl.h"
 
 static size_t FN(fc_wgrad_scratch_bytes)(const fc_wgrad *p, int RBLK)
 {
@@ -766,6 +767,10 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
                 if (flat) {
                     FN(fc_wg_segment)(p->KW * C, K, xs, xrow, xpix, dys, dyrow, K, rowok + rs, ns, p->OW,
                                       dw + (ptrdiff_t)kh * p->KW * C * K, K);
+                } else if (p->pair) {   /* conv_grouped_impl.h */
+                    for (int kw = 0; kw < p->KW; kw++)
+                        FN(fc_wgpair_rows)(p, xs + (ptrdiff_t)kw * p->dw * C, xrow, xpix, dys, dyrow, rowok + rs, ns,
+                                         dw + ((ptrdiff_t)kh * p->KW + kw) * p->Cg * K);
                 } else {
                     for (int kw = 0; kw < p->KW; kw++)
                         for (int g = 0; g < p->G; g++)
@@ -780,7 +785,6 @@ static void FN(fc_wgrad_rows)(const fc_wgrad *p, const FC_T *x, const FC_T *dy, 
 }
 
 #include "conv_narrow_impl.h"
-#include "conv_grouped_impl.h"
 
 #undef V
 #undef VU

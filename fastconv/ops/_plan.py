@@ -219,6 +219,12 @@ def group_pairing(G: int, Cr: int, Ko: int, vlen: int) -> int:
     return vlen // Ko
 
 
+def use_pair_wgrad(G: int, Kg: int, vlen: int) -> bool:
+    """Whether the weight gradient runs the group-pair tile (src/conv_grouped_impl.h): groups of
+    exactly one vector of output channels, an even number of them."""
+    return G >= 2 and G % 2 == 0 and Kg == vlen
+
+
 @lru_cache(maxsize=1024)
 def pair_tile_plan(g: GatherPlan, N: int, KW: int, Cr: int, itemsize: int) -> TilePlan:
     """tile_plan's layout for the group-pair tile: tiles of RB pixels (row-aligned on wide maps),

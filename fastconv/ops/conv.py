@@ -321,14 +321,17 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     KH, KW, Cg, K = a.w.shape
     N, OH, OW = dy.shape[:3]
     vlen = _k.narrow_vlen(isa, a.dtype)
+    pair = _force_grouped is not False and _plan.use_pair_wgrad(a.groups, K // a.groups,
+                                                                 _k.block_size(isa, a.dtype) // 2)
     planar = _force_planar_wgrad
     if planar is None:
-        planar = _plan.use_planar_wgrad(K // a.groups, vlen)
+        planar = not pair and _plan.use_planar_wgrad(K // a.groups, vlen)
+    pair = pair and not planar
     wp = _plan.wgrad_plan(N * OH, OW, K, x.shape[3], KW, a.stride[1], a.dilation[1], x.dtype.itemsize,
                           _dispatch.threads_for(dy.size * KH * KW * Cg), planar, vlen)
     _k.weight_grad(x, dy, dw, db, a.stride[0], a.stride[1], a.pads[0][0], a.pads[1][0],
-                   a.dilation[0], a.dilation[1], a.groups, wp.nchunks, wp.rblk, isa, wp.threads, wp.planar)
-    _dispatch.last_kernel[op + ":weight"] = "planar" if wp.planar else "tiles"
+                   a.dilation[0], a.dilation[1], a.groups, wp.nchunks, wp.rblk, isa, wp.threads, wp.planar, pair)
+    _dispatch.last_kernel[op + ":weight"] = "planar" if wp.planar else "grouped" if pair else "tiles"
     return dw, db
 
 
