@@ -321,7 +321,8 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     KH, KW, Cg, K = a.w.shape
     N, OH, OW = dy.shape[:3]
     vlen = _k.narrow_vlen(isa, a.dtype)
-    pair = _force_grouped is not False and _plan.use_pair_wgrad(a.groups, K // a.groups,
+    # _force_planar_wgrad (tests) forces the column kernel (True) or the dense channel tile (False)
+    pair = _force_planar_wgrad is None and _force_grouped is not False and _plan.use_pair_wgrad(a.groups, K // a.groups,
                                                                  _k.block_size(isa, a.dtype) // 2)
     planar = _force_planar_wgrad
     if planar is None:
