@@ -24,14 +24,13 @@ Design notes
   or ``LearningRateScheduler``) is recorded and shown on the epoch's bar.
   A callback may set ``model._initial_epoch`` in ``on_train_begin`` to resume
   (``BackupAndRestore``).
-* Memory is reused across steps: the arrays of one step (activations, gradients, scratch) are
-  freed and allocated again with the same sizes the next step. glibc's malloc would hand the
-  large ones back to the system (``munmap`` / heap trimming) and fault every page in again on
-  first touch (measured: ~800 page faults per LeNet-5 step, ~30% of its wall time in the
-  kernel). The first fit / evaluate / predict call therefore raises glibc's ``M_MMAP_THRESHOLD``
-  to 32 MiB and ``M_TRIM_THRESHOLD`` to 256 MiB (``_retain_freed_memory``), so freed blocks are
-  kept and reused; not when the user configured malloc (``MALLOC_*_`` or ``GLIBC_TUNABLES``),
-  not off glibc, and never with ``FASTCONV_MALLOC_RETAIN=0``.
+* Memory is reused across steps: a step frees and allocates again arrays of the same sizes
+  (activations, gradients, scratch), and glibc returns large blocks to the system and faults
+  every page in again on first touch (measured: ~800 page faults per LeNet-5 step, ~30% of its
+  wall time in the kernel). fit / evaluate / predict / train_on_batch / test_on_batch therefore
+  run under ``_reuse_buffers``: NumPy's data-memory handler, for the calling context only, is
+  ``fastconv._kernels.buffers``, which keeps freed blocks of 256 KiB and more for the next request
+  of the same size and frees them all when the call returns (``FASTCONV_REUSE_BUFFERS=0``: off).
 * Data-parallel training (``fastconv.distributed``): the loops call the hooks
   of ``fastconv.engine.replica`` at fixed points (start of fit, the shard of
   each batch, the gradients before the optimizer step, the epoch's sums, the
@@ -41,13 +40,13 @@ Design notes
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
-import sys
 import warnings
 
 import numpy as np
 
+from fastconv._kernels import buffers as _buffers
 from fastconv.callbacks import CallbackList, History
 from fastconv.engine.data import (
     _ArrayBatches,
@@ -67,35 +66,31 @@ from fastconv.engine.replica import SINGLE, replica_for
 __all__ = ["evaluate", "fit", "predict", "test_on_batch", "train_on_batch"]
 
 
-_MALLOC = {"done": False, "applied": False}
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (HEAP_MAX_SIZE / 2 on 64-bit)
-TRIM_THRESHOLD = 256 << 20
+CACHE_LIMIT = 1 << 30  # bytes of freed blocks kept at most
+CACHE_MIN_BYTES = 1 << 18  # smaller blocks are left to malloc (its heap reuses them without faults)
+_REUSE = {"depth": 0}
 
 
-def _retain_freed_memory() -> bool:
-    """Once per process: make glibc keep freed blocks up to ``MMAP_THRESHOLD`` for reuse instead of
-    returning them to the system (see the module notes). Returns whether the setting was applied."""
-    if _MALLOC["done"]:
-        return _MALLOC["applied"]
-    _MALLOC["done"] = True
-    if os.environ.get("FASTCONV_MALLOC_RETAIN", "1").strip() == "0" or not sys.platform.startswith("linux"):
-        return False
-    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(
-            k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
-        return False  # the user's own malloc settings win
+@contextlib.contextmanager
+def _reuse_buffers():
+    """For the duration of a fit / evaluate / predict call: NumPy arrays allocated in this context
+    get their memory from ``fastconv._kernels.buffers``, which keeps blocks freed during the call for
+    the next allocation of the same size (see the module notes); the kept blocks are freed when the
+    outermost call ends. ``FASTCONV_REUSE_BUFFERS=0`` turns it off."""
+    if os.environ.get("FASTCONV_REUSE_BUFFERS", "1").strip() == "0":
+        yield
+        return
+    old = _buffers.set_handler(_buffers.handler())
+    if _REUSE["depth"] == 0:
+        _buffers.open_cache(CACHE_LIMIT, CACHE_MIN_BYTES)
+    _REUSE["depth"] += 1
     try:
-        libc = ctypes.CDLL(None)
-        if not libc.gnu_get_libc_version:  # glibc only (musl's mallopt does nothing)
-            return False
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    _MALLOC["applied"] = ok
-    return ok
+        yield
+    finally:
+        _REUSE["depth"] -= 1
+        if _REUSE["depth"] == 0:
+            _buffers.close_cache()
+        _buffers.set_handler(old)
 
 
 def _train_step(model, plan, xs, ys, obj, sws=None, rep=SINGLE):
@@ -116,10 +111,10 @@ def _test_step(model, plan, xs, ys, obj, sws=None):
     return loss, per, obj.metric_states(ys, outs)
 
 
+@_reuse_buffers()
 def train_on_batch(model, x, y, sample_weight=None, class_weight=None):
     """One step on one batch; returns ``[loss, *metrics]`` for that batch (before the update's effect)."""
     model._require_compiled("train_on_batch")
-    _retain_freed_memory()
     xs, ys = _batch_xy(model, x, y, "train_on_batch")
     obj = _Objective(model)
     obj.check_targets(ys, "train_on_batch")
@@ -129,9 +124,9 @@ def train_on_batch(model, x, y, sample_weight=None, class_weight=None):
     return _pack(run.values())
 
 
+@_reuse_buffers()
 def test_on_batch(model, x, y, sample_weight=None):
     model._require_compiled("test_on_batch")
-    _retain_freed_memory()
     xs, ys = _batch_xy(model, x, y, "test_on_batch")
     obj = _Objective(model)
     obj.check_targets(ys, "test_on_batch")
@@ -146,6 +141,7 @@ def _pack(values):
     return vals[0] if len(vals) == 1 else vals
 
 
+@_reuse_buffers()
 def fit(
     model,
     x=None,
@@ -167,7 +163,6 @@ def fit(
 ):
     """Train ``model`` (see :meth:`fastconv.engine.base.BaseModel.fit`). Returns a :class:`History`."""
     model._require_compiled("fit")
-    _retain_freed_memory()
     if verbose == "auto":
         verbose = 1
     rep = replica_for(model)
@@ -406,6 +401,7 @@ def _evaluate_generator(model, obj, data, steps, rep=SINGLE):
     return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
+@_reuse_buffers()
 def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, sample_weight=None):
     """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`.
 
@@ -413,7 +409,6 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     *per-output losses (several outputs), *metrics]`` (or the dict with ``return_dict=True``).
     """
     model._require_compiled("evaluate")
-    _retain_freed_memory()
     batch_size = _batch_size(batch_size, "evaluate")
     rep = replica_for(model)
     if not rep.is_root:
@@ -441,6 +436,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     return vals[0] if len(vals) == 1 else vals
 
 
+@_reuse_buffers()
 def predict(model, x, batch_size=None, verbose=0):
     """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
     one array per output for several outputs.
@@ -448,7 +444,6 @@ def predict(model, x, batch_size=None, verbose=0):
     Data-parallel (arrays): each rank computes its contiguous share of the rows and every rank
     returns all of them, in order. An iterator is run whole on every rank."""
     batch_size = _batch_size(batch_size, "predict")
-    _retain_freed_memory()
     rep = replica_for(model)
     if not rep.is_root:
         verbose = 0
