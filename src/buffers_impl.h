@@ -7,7 +7,7 @@
  * PyDataMem_SetHandler, for the calling context only) for the duration of the call, so blocks freed
  * during a step are reused by the next; at the end of the call the cache is emptied.
  *
- * Every block carries a 16-byte header holding its size (NumPy passes a size to free, but the header
+ * Every block carries a 64-byte header holding its size (NumPy passes a size to free, but the header
  * is what a block is matched on, so a block is only reused for a request of exactly its size).  Blocks
  * under FC_BUF_MIN_BYTES go straight to malloc / free.  A mutex guards the cache (NumPy may allocate
  * or free without the GIL).  calloc and realloc are passed through (with the header).
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FC_BUF_HEADER 16
+#define FC_BUF_HEADER 64  /* a cache line: the data of a fresh block start 64-byte aligned */
 #define FC_BUF_SLOTS 256
 
 typedef struct {
@@ -59,6 +59,15 @@ static void *fc_buf_wrap(void *raw, size_t size)
     return (char *)raw + FC_BUF_HEADER;
 }
 
+/* Drop entry i, keeping the others in the order they were freed (oldest first); lock held. */
+static void fc_buf_remove(int i)
+{
+    fc_buf.bytes -= fc_buf.size[i];
+    fc_buf.n--;
+    memmove(fc_buf.ptr + i, fc_buf.ptr + i + 1, (size_t)(fc_buf.n - i) * sizeof(void *));
+    memmove(fc_buf.size + i, fc_buf.size + i + 1, (size_t)(fc_buf.n - i) * sizeof(size_t));
+}
+
 static void *fc_buf_malloc(void *ctx, size_t size)
 {
     (void)ctx;
@@ -70,10 +79,7 @@ static void *fc_buf_malloc(void *ctx, size_t size)
             for (int i = fc_buf.n - 1; i >= 0; i--) {  /* the most recently freed first */
                 if (fc_buf.size[i] == size) {
                     hit = fc_buf.ptr[i];
-                    fc_buf.n--;
-                    fc_buf.ptr[i] = fc_buf.ptr[fc_buf.n];
-                    fc_buf.size[i] = fc_buf.size[fc_buf.n];
-                    fc_buf.bytes -= size;
+                    fc_buf_remove(i);
                     break;
                 }
             }
@@ -82,7 +88,8 @@ static void *fc_buf_malloc(void *ctx, size_t size)
         pthread_mutex_unlock(&fc_buf.lock);
         if (hit) return (char *)hit + FC_BUF_HEADER;
     }
-    void *raw = malloc(size + FC_BUF_HEADER);
+    void *raw = NULL;
+    if (posix_memalign(&raw, 64, size + FC_BUF_HEADER) != 0) raw = NULL;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (raw != NULL && size >= ((size_t)1 << 22)) {  /* as NumPy's default allocator does */
         size_t off = 4096u - (size_t)raw % 4096u;
@@ -107,9 +114,15 @@ static void fc_buf_free(void *ctx, void *ptr, size_t ignored)
     void *raw = (char *)ptr - FC_BUF_HEADER;
     size_t size = *(size_t *)raw;
     if (size >= fc_buf.min_bytes) {
-        int kept = 0;
+        /* kept; when full, the blocks freed longest ago make room (shapes that stopped repeating) */
+        void *drop[FC_BUF_SLOTS];
+        int ndrop = 0, kept = 0;
         pthread_mutex_lock(&fc_buf.lock);
-        if (fc_buf.open && fc_buf.n < FC_BUF_SLOTS && size <= fc_buf.limit - fc_buf.bytes) {
+        if (fc_buf.open && size <= fc_buf.limit) {
+            while (fc_buf.n > 0 && (fc_buf.n == FC_BUF_SLOTS || size > fc_buf.limit - fc_buf.bytes)) {
+                drop[ndrop++] = fc_buf.ptr[0];
+                fc_buf_remove(0);
+            }
             fc_buf.ptr[fc_buf.n] = raw;
             fc_buf.size[fc_buf.n] = size;
             fc_buf.n++;
@@ -117,6 +130,7 @@ static void fc_buf_free(void *ctx, void *ptr, size_t ignored)
             kept = 1;
         }
         pthread_mutex_unlock(&fc_buf.lock);
+        for (int i = 0; i < ndrop; i++) free(drop[i]);
         if (kept) return;
     }
     free(raw);

@@ -118,3 +118,26 @@ def test_fit_and_predict_run_under_it_with_the_same_results(monkeypatch):
     for a, b in zip(wa, wb):
         np.testing.assert_array_equal(a, b)
     assert buffers.stats()[2:] == (0, 0)
+
+
+def test_when_full_the_oldest_blocks_make_room(monkeypatch):
+    monkeypatch.setattr(trainer, "CACHE_LIMIT", 3 * (1 << 20) + 1000)
+    sizes = [(1 << 17) + k for k in range(4)]  # four float64 arrays of about 1 MiB each
+    with trainer._reuse_buffers():
+        arrays = [np.empty(n) for n in sizes]
+        addrs = [a.__array_interface__["data"][0] for a in arrays]
+        for i in range(4):  # freed oldest first: the first one is evicted to keep the last three
+            arrays[i] = None
+        assert buffers.stats()[2] == 3
+        hits, misses = buffers.stats()[:2]
+        first = np.empty(sizes[0])  # evicted: a fresh block
+        assert buffers.stats()[:2] == (hits, misses + 1)
+        last = np.empty(sizes[3])  # kept: reused
+        assert last.__array_interface__["data"][0] == addrs[3]
+        assert buffers.stats()[:2] == (hits + 1, misses + 1)
+        assert buffers.stats()[2] == 2
+        too_big = np.empty(1 << 19)  # 4 MiB, over the limit: never kept
+        del too_big
+        assert buffers.stats()[2] == 2
+        del first, last
+        assert buffers.stats()[2] == 3
