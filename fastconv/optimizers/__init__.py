@@ -15,6 +15,13 @@ Design notes
 * ``learning_rate`` is a float, a :mod:`fastconv.optimizers.schedules` schedule
   or any callable; ``optimizer.learning_rate`` reads the current value as a
   float and can be assigned (not when it is a schedule, as in Keras).
+* The step runs compiled: every weight's clip, weight decay and update in one
+  OpenMP pass of ``fastconv._kernels.optim`` over a segment table cached while the
+  arrays stay the same (``fastconv.optimizers._compiled``). The NumPy update of each
+  class (``_update``, weight by weight) is the reference it is tested against (equal
+  bit for bit in float32 and float64 but for the norm-based clips' summation order)
+  and the path taken when the step cannot be compiled (a subclass with its own
+  update, mixed dtypes, non-contiguous or aliased arrays).
 * Slots (momentum, moments, accumulators) live in dicts keyed by the pair's key
   (``"conv2d/kernel"``). A key seen for the first time, or whose shape changed,
   starts from fresh slots. A frozen layer sends no pairs, so its slots are left
