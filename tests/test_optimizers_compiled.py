@@ -215,6 +215,11 @@ def test_subclass_overriding_the_update_keeps_its_own():
     opt.apply([("w", w, np.ones(4))])
     np.testing.assert_array_equal(w, 0.5)
     assert opt._layout is None
+    opt = O.SGD()
+    opt._update = lambda key, param, grad, lr: param.__imul__(0.25)  # replaced on the instance
+    opt.apply([("w", w, np.ones(4))])
+    np.testing.assert_array_equal(w, 0.125)
+    assert opt._layout is None
 
 
 def test_training_a_model_matches_the_reference_step():

@@ -264,6 +264,8 @@ class Optimizer:
     def _compilable(self) -> bool:
         """Whether this class's update, clipping and weight-decay choice are the ones compiled."""
         cls = type(self)
+        if any(name in self.__dict__ for name in ("_update", "_clip", "_use_weight_decay", "_begin_step")):
+            return False  # replaced on the instance
         return (cls._update in _COMPILED_UPDATES and cls._clip is Optimizer._clip
                 and cls._use_weight_decay is Optimizer._use_weight_decay
                 and cls._begin_step in _COMPILED_BEGINS)
