@@ -62,14 +62,13 @@ def test_only_equal_sizes_are_reused_and_contents_are_independent():
 
 def test_nested_calls_share_the_cache_and_errors_restore_the_handler():
     default = get_handler_name()
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"), trainer._reuse_buffers():
         with trainer._reuse_buffers():
-            with trainer._reuse_buffers():
-                assert get_handler_name() == "fastconv_reuse"
-            a = np.ones(1 << 16)
-            del a
-            assert buffers.stats()[2] == 1  # still open after the inner call
-            raise RuntimeError("boom")
+            assert get_handler_name() == "fastconv_reuse"
+        a = np.ones(1 << 16)
+        del a
+        assert buffers.stats()[2] == 1  # still open after the inner call
+        raise RuntimeError("boom")
     assert get_handler_name() == default
     assert buffers.stats()[2:] == (0, 0)
 
