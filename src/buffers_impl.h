@@ -9,13 +9,12 @@
  *
  * Every block carries a 64-byte header holding its size (NumPy passes a size to free, but the header
  * is what a block is matched on, so a block is only reused for a request of exactly its size).  Blocks
- * under FC_BUF_MIN_BYTES go straight to malloc / free.  A mutex guards the cache (NumPy may allocate
- * or free without the GIL).  calloc and realloc are passed through (with the header).
+ * under FC_BUF_MIN_BYTES go straight to malloc / free.  A spin lock guards the cache (NumPy may allocate
+ * or free without the GIL; the critical sections are a few dozen instructions).  calloc and realloc are passed through (with the header).
  */
 #ifndef FC_BUFFERS_IMPL_H
 #define FC_BUFFERS_IMPL_H
 
-#include <pthread.h>
 #include <stdint.h>
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -41,7 +40,7 @@ typedef struct {
 } fc_buf_handler;  /* NumPy's PyDataMem_Handler */
 
 typedef struct {
-    pthread_mutex_t lock;
+    char lock;              /* a spin lock (GCC atomics: no pthread on every platform) */
     int open;               /* 1 while a fastconv call runs: freed blocks are kept */
     int n;                  /* cached blocks */
     size_t bytes, limit, min_bytes;
@@ -50,7 +49,7 @@ typedef struct {
     size_t size[FC_BUF_SLOTS];
 } fc_buf_cache;
 
-static fc_buf_cache fc_buf = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, (size_t)-1, 0, 0, {0}, {0}};  /* closed: min_bytes = SIZE_MAX skips the lock */
+static fc_buf_cache fc_buf = {0, 0, 0, 0, 0, (size_t)-1, 0, 0, {0}, {0}};  /* closed: min_bytes = SIZE_MAX skips the lock */
 
 static void *fc_buf_wrap(void *raw, size_t size)
 {
@@ -58,6 +57,14 @@ static void *fc_buf_wrap(void *raw, size_t size)
     *(size_t *)raw = size;
     return (char *)raw + FC_BUF_HEADER;
 }
+
+static void fc_buf_lock(void)
+{
+    while (__atomic_test_and_set(&fc_buf.lock, __ATOMIC_ACQUIRE))
+        ;
+}
+
+static void fc_buf_unlock(void) { __atomic_clear(&fc_buf.lock, __ATOMIC_RELEASE); }
 
 /* Drop entry i, keeping the others in the order they were freed (oldest first); lock held. */
 static void fc_buf_remove(int i)
@@ -74,7 +81,7 @@ static void *fc_buf_malloc(void *ctx, size_t size)
     if (size > SIZE_MAX - FC_BUF_HEADER) return NULL;
     if (size >= fc_buf.min_bytes) {
         void *hit = NULL;
-        pthread_mutex_lock(&fc_buf.lock);
+        fc_buf_lock();
         if (fc_buf.open) {
             for (int i = fc_buf.n - 1; i >= 0; i--) {  /* the most recently freed first */
                 if (fc_buf.size[i] == size) {
@@ -85,11 +92,15 @@ static void *fc_buf_malloc(void *ctx, size_t size)
             }
             if (hit) fc_buf.hits++; else fc_buf.misses++;
         }
-        pthread_mutex_unlock(&fc_buf.lock);
+        fc_buf_unlock();
         if (hit) return (char *)hit + FC_BUF_HEADER;
     }
     void *raw = NULL;
+#if defined(_WIN32)
+    raw = malloc(size + FC_BUF_HEADER);  /* no posix_memalign; realloc and free must see malloc's blocks */
+#else
     if (posix_memalign(&raw, 64, size + FC_BUF_HEADER) != 0) raw = NULL;
+#endif
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (raw != NULL && size >= ((size_t)1 << 22)) {  /* as NumPy's default allocator does */
         size_t off = 4096u - (size_t)raw % 4096u;
@@ -117,7 +128,7 @@ static void fc_buf_free(void *ctx, void *ptr, size_t ignored)
         /* kept; when full, the blocks freed longest ago make room (shapes that stopped repeating) */
         void *drop[FC_BUF_SLOTS];
         int ndrop = 0, kept = 0;
-        pthread_mutex_lock(&fc_buf.lock);
+        fc_buf_lock();
         if (fc_buf.open && size <= fc_buf.limit) {
             while (fc_buf.n > 0 && (fc_buf.n == FC_BUF_SLOTS || size > fc_buf.limit - fc_buf.bytes)) {
                 drop[ndrop++] = fc_buf.ptr[0];
@@ -129,7 +140,7 @@ static void fc_buf_free(void *ctx, void *ptr, size_t ignored)
             fc_buf.bytes += size;
             kept = 1;
         }
-        pthread_mutex_unlock(&fc_buf.lock);
+        fc_buf_unlock();
         for (int i = 0; i < ndrop; i++) free(drop[i]);
         if (kept) return;
     }
@@ -153,7 +164,7 @@ static int fc_buf_set_open(int open, size_t limit, size_t min_bytes)
 {
     void *drop[FC_BUF_SLOTS];
     int n = 0;
-    pthread_mutex_lock(&fc_buf.lock);
+    fc_buf_lock();
     if (open) {
         fc_buf.limit = limit;
         fc_buf.min_bytes = min_bytes < 1 ? 1 : min_bytes;
@@ -165,7 +176,7 @@ static int fc_buf_set_open(int open, size_t limit, size_t min_bytes)
         fc_buf.bytes = 0;
     }
     fc_buf.open = open;
-    pthread_mutex_unlock(&fc_buf.lock);
+    fc_buf_unlock();
     for (int i = 0; i < n; i++) free(drop[i]);
     return n;
 }
