@@ -37,6 +37,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 MODULES = ["runtime", "conv", "depthwise", "pool", "norm", "winograd", "elementwise"]
+MODULES += ["optim", "buffers"]  # the compiled optimizer step (src/optim.pyx), buffer reuse (src/buffers.pyx)
 
 
 def _serial_warning(reason):

@@ -15,6 +15,13 @@ Design notes
 * ``learning_rate`` is a float, a :mod:`fastconv.optimizers.schedules` schedule
   or any callable; ``optimizer.learning_rate`` reads the current value as a
   float and can be assigned (not when it is a schedule, as in Keras).
+* The step runs compiled: every weight's clip, weight decay and update in one
+  OpenMP pass of ``fastconv._kernels.optim`` over a segment table cached while the
+  arrays stay the same (``fastconv.optimizers._compiled``). The NumPy update of each
+  class (``_update``, weight by weight) is the reference it is tested against (equal
+  bit for bit in float32 and float64 but for the norm-based clips' summation order)
+  and the path taken when the step cannot be compiled (a subclass with its own
+  update, mixed dtypes, non-contiguous or aliased arrays).
 * Slots (momentum, moments, accumulators) live in dicts keyed by the pair's key
   (``"conv2d/kernel"``). A key seen for the first time, or whose shape changed,
   starts from fresh slots. A frozen layer sends no pairs, so its slots are left
@@ -49,7 +56,7 @@ import warnings
 
 import numpy as np
 
-from fastconv.optimizers import schedules
+from fastconv.optimizers import _compiled, schedules
 
 __all__ = [
     "SGD",
@@ -124,6 +131,10 @@ class Optimizer:
     """
 
     _slot_names: tuple = ()
+    #: The slots in the order the compiled step (src/optim_impl.h) reads them as s0, s1, s2.
+    _c_slots: tuple = ()
+    #: Whether ``apply`` may take the compiled step (False: always the NumPy reference update).
+    _compiled = True
 
     def __init__(
         self,
@@ -155,6 +166,8 @@ class Optimizer:
         self.iterations = 0
         self._slots: dict[str, dict[str, np.ndarray]] = {}
         self._tmp: dict[str, np.ndarray] = {}
+        self._slot_version = 0  # bumped whenever slots are created, dropped or restored
+        self._layout = None  # the compiled step's tables (fastconv.optimizers._compiled)
         self._set_learning_rate(learning_rate, initial=True)
         self.weight_decay = None if weight_decay is None else _check_number(weight_decay, "weight_decay", 0.0)
         self.clipnorm = None if clipnorm is None else _check_number(clipnorm, "clipnorm", 0.0)
@@ -204,6 +217,7 @@ class Optimizer:
         key (``"layer/name"``, e.g. ``"dense/bias"``) contains one of the strings in ``var_names``."""
         self._wd_exclude_keys = {id(v) for v in var_list or []}
         self._wd_exclude_pattern = re.compile("|".join(map(re.escape, set(var_names)))) if var_names else None
+        self._slot_version += 1
 
     def _use_weight_decay(self, key, param) -> bool:
         if id(param) in self._wd_exclude_keys:
@@ -233,9 +247,38 @@ class Optimizer:
 
     def apply(self, pairs) -> None:
         """One update step for every ``(key, param, grad)``; params are changed in place.
-        Pairs whose ``grad`` is None are skipped."""
+        Pairs whose ``grad`` is None are skipped.
+
+        All weights are updated by one compiled pass (``fastconv.optimizers._compiled``) when they
+        can be, else by the NumPy per-weight update (the reference; same arithmetic, same order)."""
         pairs = [(k, p, g) for k, p, g in pairs if g is not None]
         lr = self.learning_rate
+        if self._compiled and self._compilable():
+            self._begin_step(lr)
+            if _compiled.step(self, pairs, lr):
+                self.iterations += 1
+                return
+            self._undo_begin_step()
+        self._apply_numpy(pairs, lr)
+
+    def _compilable(self) -> bool:
+        """Whether this class's update, clipping and weight-decay choice are the ones compiled."""
+        cls = type(self)
+        if any(name in self.__dict__ for name in ("_update", "_clip", "_use_weight_decay", "_begin_step")):
+            return False  # replaced on the instance
+        return (cls._update in _COMPILED_UPDATES and cls._clip is Optimizer._clip
+                and cls._use_weight_decay is Optimizer._use_weight_decay
+                and cls._begin_step in _COMPILED_BEGINS)
+
+    def _undo_begin_step(self):
+        """Undo what ``_begin_step`` changed beyond per-step scalars (Nadam's running product)."""
+
+    def _compiled_step(self, lr):  # pragma: no cover - every compiled class defines it
+        """``(kind, flags, scalars)`` of this step for ``fastconv._kernels.optim.update``."""
+        raise NotImplementedError
+
+    def _apply_numpy(self, pairs, lr) -> None:
+        """The reference step: NumPy, weight by weight."""
         grads = self._clip([g for _, _, g in pairs])
         if self.weight_decay:
             wd = self.weight_decay * lr
@@ -267,8 +310,9 @@ class Optimizer:
         slots = self._slots.get(key)
         first = next(iter(slots.values())) if slots else None
         if slots is None or (first is not None and (first.shape != param.shape or first.dtype != param.dtype)):
-            slots = {n: np.full_like(param, self._slot_init(n)) for n in self._slot_names}
+            slots = {n: np.full_like(param, self._slot_init(n), order="C") for n in self._slot_names}
             self._slots[key] = slots
+            self._slot_version += 1
         return slots
 
     def _scratch(self, key, param):
@@ -282,6 +326,8 @@ class Optimizer:
         self.iterations = 0
         self._slots.clear()
         self._tmp.clear()
+        self._slot_version += 1
+        self._layout = None
 
     def get_state(self):
         """``(meta, arrays)``: the step count, optimizer scalars and the slot arrays (for saving)."""
@@ -302,6 +348,7 @@ class Optimizer:
         for key, slots in list(self._slots.items()):
             if set(slots) != set(self._slot_names):
                 del self._slots[key]  # incomplete: start that key afresh
+        self._slot_version += 1
         self._set_state_scalars(meta.get("scalars", {}))
 
     def _state_scalars(self) -> dict:
@@ -365,6 +412,11 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self._slot_names = ("momentum",) if self.momentum != 0 else ()
+        self._c_slots = self._slot_names
+
+    def _compiled_step(self, lr):
+        flags = (1 if self.momentum != 0 else 0) | (2 if self.nesterov else 0)
+        return 0, flags, (lr, self.momentum)
 
     def _update(self, key, param, grad, lr):
         tmp = self._scratch(key, param)
@@ -413,6 +465,11 @@ class RMSprop(Optimizer):
         if self.centered:
             names.append("average_gradient")
         self._slot_names = tuple(names)
+        self._c_slots = ("velocity", "momentum", "average_gradient")
+
+    def _compiled_step(self, lr):
+        flags = (1 if self.momentum > 0 else 0) | (4 if self.centered else 0)
+        return 1, flags, (lr, self.rho, 1 - self.rho, self.epsilon, self.momentum)
 
     def _update(self, key, param, grad, lr):
         slots = self._slot(key, param)
@@ -460,10 +517,14 @@ class Adam(Optimizer):
         self.epsilon = _check_number(epsilon, "epsilon", 0.0)
         self.amsgrad = bool(amsgrad)
         self._slot_names = ("momentum", "velocity", "velocity_hat") if self.amsgrad else ("momentum", "velocity")
+        self._c_slots = ("momentum", "velocity", "velocity_hat")
 
     def _begin_step(self, lr):
         t = self.iterations + 1
         self._alpha = lr * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
+
+    def _compiled_step(self, lr):
+        return 2, 8 if self.amsgrad else 0, (1.0 - self.beta_1, 1.0 - self.beta_2, self._alpha, self.epsilon)
 
     def _update(self, key, param, grad, lr):
         slots = self._slot(key, param)
@@ -503,6 +564,7 @@ class Adagrad(Optimizer):
     """Adagrad (Keras ``Adagrad``: ``learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7``)."""
 
     _slot_names = ("accumulator",)
+    _c_slots = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
@@ -512,6 +574,9 @@ class Adagrad(Optimizer):
 
     def _slot_init(self, name):
         return self.initial_accumulator_value
+
+    def _compiled_step(self, lr):
+        return 3, 0, (lr, self.epsilon)
 
     def _update(self, key, param, grad, lr):
         acc = self._slot(key, param)["accumulator"]
@@ -532,12 +597,16 @@ class Adadelta(Optimizer):
     """Adadelta (Keras ``Adadelta``: ``learning_rate=0.001, rho=0.95, epsilon=1e-7``)."""
 
     _slot_names = ("accumulated_grad", "accumulated_delta_var")
+    _c_slots = _slot_names
 
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, weight_decay=None, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, name=None, **kwargs):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name, **kwargs)
         self.rho = _check_number(rho, "rho", 0.0, 1.0)
         self.epsilon = _check_number(epsilon, "epsilon", 0.0)
+
+    def _compiled_step(self, lr):
+        return 4, 0, (self.rho, 1 - self.rho, self.epsilon, lr)
 
     def _update(self, key, param, grad, lr):
         slots = self._slot(key, param)
@@ -560,6 +629,7 @@ class Adamax(Optimizer):
     beta_2=0.999, epsilon=1e-7``)."""
 
     _slot_names = ("momentum", "norm")
+    _c_slots = _slot_names
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
@@ -567,6 +637,10 @@ class Adamax(Optimizer):
         self.beta_1 = _check_number(beta_1, "beta_1", 0.0, 1.0, high_open=True)
         self.beta_2 = _check_number(beta_2, "beta_2", 0.0, 1.0)
         self.epsilon = _check_number(epsilon, "epsilon", 0.0)
+
+    def _compiled_step(self, lr):
+        t = self.iterations + 1
+        return 5, 0, (1 - self.beta_1, self.beta_2, lr, 1 - self.beta_1**t, self.epsilon)
 
     def _update(self, key, param, grad, lr):
         slots = self._slot(key, param)
@@ -585,6 +659,7 @@ class Nadam(Optimizer):
     beta_2=0.999, epsilon=1e-7``), with Keras's momentum schedule ``beta_1 (1 - 0.5 * 0.96^t)``."""
 
     _slot_names = ("momentum", "velocity")
+    _c_slots = _slot_names
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None, **kwargs):
@@ -599,11 +674,18 @@ class Nadam(Optimizer):
         b1 = self.beta_1
         u_t = b1 * (1.0 - 0.5 * 0.96**t)
         u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+        self._u_before = self._u_product
         self._u_product *= u_t
         u_prod_t1 = self._u_product * u_t1
         self._c_m = u_t1 / (1.0 - u_prod_t1)  # weight of the momentum in m_hat
         self._c_g = (1.0 - u_t) / (1.0 - self._u_product)  # weight of the gradient in m_hat
         self._v_corr = 1.0 / (1.0 - self.beta_2**t)
+
+    def _undo_begin_step(self):
+        self._u_product = self._u_before
+
+    def _compiled_step(self, lr):
+        return 6, 0, (1 - self.beta_1, 1 - self.beta_2, self._c_m, self._c_g, self._v_corr, self.epsilon, lr)
 
     def _update(self, key, param, grad, lr):
         slots = self._slot(key, param)
@@ -628,6 +710,8 @@ class Nadam(Optimizer):
 
 
 _CLASSES = {c.__name__: c for c in (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam)}
+_COMPILED_UPDATES = frozenset(c._update for c in _CLASSES.values())
+_COMPILED_BEGINS = frozenset(c._begin_step for c in (Optimizer, *_CLASSES.values()))
 _BY_NAME = {name.lower(): cls for name, cls in _CLASSES.items()}
 
 
