@@ -64,3 +64,26 @@ def test_summary_says_met_or_not_met_and_ends_in_a_sentence(bench_ops):
     assert "2 threads >= 1.8x faster than 1 for a large conv" in text and "fwd+bwd): 1.90x" in text
     assert bench_ops.verdict(summ).endswith("nothing here is asserted.")
     assert bench_ops.verdict(["n/a      x: PyTorch not importable"]).startswith("No speed target")
+
+
+def test_bench_models_prints_the_network_targets_met_or_not():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_models_wording", BENCH / "bench_models.py")
+        bm = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bm)
+    finally:
+        sys.path.remove(str(BENCH))
+    results = [
+        {"name": "lenet5", "train_median": 1.6, "predict_median": 2.0},
+        {"name": "fashion-cnn", "train_median": 1.4, "predict_median": 1.5},
+        {"name": "vgg_small", "train_median": 1.25, "predict_median": 1.49},
+        {"name": "regnet_small", "error": "ValueError: x"},
+    ]
+    lines = bm.targets(results)
+    assert lines[0].startswith("NOT MET  training of the tutorial CNNs") and "fashion-cnn 1.40x" in lines[0]
+    assert "lenet5" not in lines[0].split("below")[1]
+    assert lines[1].startswith("met      training of every other network >= 1.2x") and "(vgg_small)" in lines[1]
+    assert lines[2].startswith("NOT MET  predict (batch 256)") and lines[2].endswith("below 1.5x: vgg_small 1.49x")
+    assert lines[3] == "n/a      not measured (error): regnet_small"
+    assert bm.targets([])[0].startswith("n/a")
