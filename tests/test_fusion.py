@@ -164,8 +164,8 @@ def test_undeclared_epilogue_is_refused():
         L.Conv2D(2, 3).forward(x, epilogue="hard_sigmoid")
     with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
         L.Activation("tanh").forward(x, epilogue="relu")
-    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
-        L.DepthwiseConv2D(3).forward(x, epilogue="relu")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'tanh'"):
+        L.DepthwiseConv2D(3).forward(x, epilogue="tanh")  # it declares linear, relu and relu6 only
 
 
 def test_declarations():
@@ -567,3 +567,68 @@ def test_an_activation_with_its_own_parameters_is_not_fused_by_name():
     want = act.forward(ops.conv2d(x, kernel, bias))
     np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)
     assert model.layers[1].epilogue_name is None and L.Activation("elu").epilogue_name == "elu"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_folds_into_depthwise_and_transposed_convs(dtype):
+    """DepthwiseConv2D (depth multiplier 2: output channel c * M + m) and an ungrouped
+    Conv2DTranspose take the BatchNormalization after them, and the relu / relu6 after that, in
+    predict; the outputs equal the unfolded plan's; a grouped Conv2DTranspose is left alone."""
+    rng = np.random.default_rng(11)
+    model = Sequential([
+        Input((7, 7, 3)),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("relu6", dtype=dtype),
+        L.DepthwiseConv2D(3, strides=2, use_bias=False, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Conv2DTranspose(5, 3, strides=2, padding="same", use_bias=False, dtype=dtype),
+        L.BatchNormalization(dtype=dtype), L.ReLU(dtype=dtype),
+        L.Conv2DTranspose(4, 3, groups=1, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Conv2DTranspose(4, 2, groups=2, dtype=dtype), L.BatchNormalization(dtype=dtype),
+    ])
+    model.build((None, 7, 7, 3))
+    _perturb_bn(model, rng)
+    for layer in model.layers:
+        if "bias" in layer.params:
+            layer.params["bias"][...] = rng.standard_normal(layer.params["bias"].shape)
+    plan = model._plan()
+    fusion = plan.inference_fusion(plan.activation_fusion())
+    folds = {i: m.epilogue for i, m in fusion.items() if not isinstance(m, str)}
+    assert folds == {0: "relu6", 3: None, 5: "relu", 8: None}  # not the grouped transposed conv (10)
+    assert 10 not in fusion and 11 not in fusion
+    x = rng.standard_normal((5, 7, 7, 3)).astype(dtype)
+    plain = plan.forward([x], training=False)[0]
+    weights = [w.copy() for w in model.get_weights()]
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain, **tol)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_depthwise_and_transposed_take_a_relu_layer_in_training(act):
+    """The relu / relu6 layer after a DepthwiseConv2D or Conv2DTranspose runs as its epilogue in
+    training too; forward and every gradient equal the unfused plan's."""
+    rng = np.random.default_rng(12)
+    net = lambda: Sequential([
+        Input((6, 6, 2)), L.DepthwiseConv2D(3, depth_multiplier=2, dtype=F64), L.Activation(act, dtype=F64),
+        L.Conv2DTranspose(3, 3, strides=2, dtype=F64), L.Activation(act, dtype=F64),
+    ])
+    a, b = net(), net()
+    a.build((None, 6, 6, 2))
+    b.build((None, 6, 6, 2))
+    b.set_weights([w * 3 for w in a.get_weights()])  # values over 6 for relu6's cap
+    a.set_weights(b.get_weights())
+    pa, pb = a._plan(), b._plan()
+    fusion = pa.activation_fusion()
+    assert fusion == {0: act, 1: "skip", 2: act, 3: "skip"}
+    x = rng.standard_normal((3, 6, 6, 2))
+    (ya,) = pa.forward([x], training=True, fusion=fusion)
+    (yb,) = pb.forward([x], training=True)
+    np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=1e-13)
+    assert (yb == 0).any() and (act == "relu" or (yb == 6).any())
+    dy = rng.standard_normal(ya.shape)
+    pa.backward([dy], fusion=fusion)
+    pb.backward([dy])
+    for la, lb in zip(a.layers, b.layers):
+        for k in la.grads:
+            np.testing.assert_allclose(la.grads[k], lb.grads[k], rtol=1e-12, atol=1e-12)
