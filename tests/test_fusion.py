@@ -632,3 +632,44 @@ def test_depthwise_and_transposed_take_a_relu_layer_in_training(act):
     for la, lb in zip(a.layers, b.layers):
         for k in la.grads:
             np.testing.assert_allclose(la.grads[k], lb.grads[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_add_and_concatenate_take_the_activation_after_them(act):
+    """Add -> relu and Concatenate -> relu6 (ResNet / ShuffleNet unit ends): the activation layer
+    is skipped and the merge applies it in place; training forward and every gradient, and
+    predict, equal the unfused plan's."""
+    from fastconv import Model
+
+    def net():
+        x = Input((5, 5, 3))
+        a = L.Conv2D(4, 3, padding="same", dtype=F64)(x)
+        b = L.Conv2D(4, 1, dtype=F64)(x)
+        s = L.Activation(act, dtype=F64)(L.Add(dtype=F64)([a, b]))
+        c = L.Activation(act, dtype=F64)(L.Concatenate(dtype=F64)([s, b]))
+        return Model(x, L.Dense(2, dtype=F64)(L.Flatten(dtype=F64)(c)))
+
+    m1, m2 = net(), net()
+    m2.set_weights([w * 4 for w in m1.get_weights()])  # past relu6's cap
+    m1.set_weights(m2.get_weights())
+    p1, p2 = m1._plan(), m2._plan()
+    fusion = p1.activation_fusion()
+    kinds = {type(p1.nodes[i].layer).__name__: mode for i, mode in fusion.items() if mode != "skip"}
+    assert kinds == {"Add": act, "Concatenate": act}
+    assert sum(mode == "skip" for mode in fusion.values()) == 2
+    x = np.random.default_rng(13).standard_normal((3, 5, 5, 3))
+    (y1,) = p1.forward([x], training=True, fusion=fusion)
+    (y2,) = p2.forward([x], training=True)
+    np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-13)
+    dy = np.random.default_rng(14).standard_normal(y1.shape)
+    p1.backward([dy], fusion=fusion)
+    p2.backward([dy])
+    for la, lb in zip(m1.layers, m2.layers):
+        for k in la.grads:
+            np.testing.assert_allclose(la.grads[k], lb.grads[k], rtol=1e-12, atol=1e-12)
+    xm = m1._cast_inputs([x])[0]  # the model input's dtype
+    np.testing.assert_allclose(m1.predict(x, verbose=0), p2.forward([xm], training=False)[0], rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'tanh'"):
+        L.Add().forward([x, x], epilogue="tanh")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
+        L.Multiply().forward([x, x], epilogue="relu")
