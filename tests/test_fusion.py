@@ -673,3 +673,22 @@ def test_add_and_concatenate_take_the_activation_after_them(act):
         L.Add().forward([x, x], epilogue="tanh")
     with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
         L.Multiply().forward([x, x], epilogue="relu")
+
+
+def test_concatenate_on_channels_equals_numpy():
+    """Concatenate's row-run copy on the last axis: every dtype, strided inputs, one-channel and
+    empty inputs, other axes unchanged."""
+    rng = np.random.default_rng(15)
+    for dtype in (np.float32, np.float64):
+        xs = [rng.standard_normal((3, 4, 5, c)).astype(dtype) for c in (1, 7, 16)]
+        xs.append(rng.standard_normal((3, 5, 4, 2)).astype(dtype).swapaxes(1, 2))  # not contiguous
+        want = np.concatenate(xs, axis=-1)
+        got = L.Concatenate(dtype=dtype).forward(xs)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        empty = [xs[0], np.zeros((3, 4, 5, 0), dtype), xs[1]]
+        np.testing.assert_array_equal(L.Concatenate(dtype=dtype).forward(empty), np.concatenate(empty, axis=-1))
+        np.testing.assert_array_equal(L.Concatenate(axis=2, dtype=dtype).forward([xs[0], xs[0]]),
+                                      np.concatenate([xs[0], xs[0]], axis=2))
+    flat = [rng.standard_normal((6, 3)), rng.standard_normal((6, 1))]
+    np.testing.assert_array_equal(L.Concatenate(dtype="float64").forward(flat), np.concatenate(flat, axis=-1))

@@ -301,6 +301,25 @@ class Minimum(_Extremum):
     _pick = staticmethod(np.less)
 
 
+def _concat_last(xs):
+    """``np.concatenate(xs, axis=-1)`` of same-dtype arrays: each input's rows copied as single
+    items of a void dtype one row long (NumPy's own concatenation copies the short channel
+    runs element by element: 1.5-2x slower on an Inception module's branches)."""
+    dtype = xs[0].dtype
+    if any(x.dtype != dtype or x.shape[-1] == 0 for x in xs):
+        return np.concatenate(xs, axis=-1)
+    total = sum(x.shape[-1] for x in xs)
+    out = np.empty((*xs[0].shape[:-1], total), dtype)
+    rows = out.reshape(-1, total)
+    start = 0
+    for x in xs:
+        c = x.shape[-1]
+        run = np.dtype((np.void, c * dtype.itemsize))
+        rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
+        start += c
+    return out
+
+
 @register_layer
 class Concatenate(_Merge):
     """Concatenate a list of inputs along ``axis`` (Keras ``Concatenate``; ``axis`` counts the batch
@@ -362,6 +381,8 @@ class Concatenate(_Merge):
         ax = self._sample_axis(xs[0].ndim - 1) + 1
         if training:
             self._cache = (ax, [x.shape[ax] for x in xs])
+        if ax == xs[0].ndim - 1:
+            return _concat_last(xs)
         return np.concatenate(xs, axis=ax)
 
     def call_backward(self, dy):
