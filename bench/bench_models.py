@@ -53,6 +53,13 @@ from fastconv import initializers, models, optimizers
 LAYOUTS = ("NCHW", "channels_last")
 PREDICT_BATCH = 256
 
+# Speed targets (fastconv / PyTorch, the median of the per-round ratios): the four tutorial CNNs
+# train at least 1.5x, every other network at least 1.2x; every network predicts at least 1.5x.
+TUTORIAL_CNNS = ("lenet5", "mnist-cnn", "fashion-cnn", "separable-cnn")
+TRAIN_TUTORIAL_MIN = 1.5
+TRAIN_OTHER_MIN = 1.2
+PREDICT_MIN = 1.5
+
 
 def cpu_detail():
     """'family F model M, <best ISA>' from /proc/cpuinfo (the model name alone can be just 'AMD EPYC')."""
@@ -278,6 +285,35 @@ def table(results):
     return "\n".join(rows)
 
 
+def _target_line(text, values, minimum):
+    """'met' / 'NOT MET' / 'n/a' line for one target over ``values`` ((name, ratio) pairs)."""
+    if not values:
+        return f"n/a      {text}: no such network run"
+    worst = min(values, key=lambda v: v[1])
+    below = [f"{n} {v:.2f}x" for n, v in values if v < minimum]
+    line = f"{'NOT MET' if below else 'met    '}  {text}: worst {worst[1]:.2f}x ({worst[0]})"
+    return line + (f"; below {minimum:g}x: " + ", ".join(below) if below else "")
+
+
+def targets(results):
+    """The speed targets, one line each, from the networks this run measured (errors count as n/a)."""
+    ok = [r for r in results if "error" not in r]
+    tut = [(r["name"], r["train_median"]) for r in ok if r["name"] in TUTORIAL_CNNS]
+    other = [(r["name"], r["train_median"]) for r in ok if r["name"] not in TUTORIAL_CNNS]
+    pred = [(r["name"], r["predict_median"]) for r in ok]
+    lines = [
+        _target_line(f"training of the tutorial CNNs ({', '.join(TUTORIAL_CNNS)}) >= {TRAIN_TUTORIAL_MIN:g}x "
+                     "PyTorch", tut, TRAIN_TUTORIAL_MIN),
+        _target_line(f"training of every other network >= {TRAIN_OTHER_MIN:g}x PyTorch", other, TRAIN_OTHER_MIN),
+        _target_line(f"predict (batch {PREDICT_BATCH}) of every network >= {PREDICT_MIN:g}x PyTorch", pred,
+                     PREDICT_MIN),
+    ]
+    failed = [r["name"] for r in results if "error" in r]
+    if failed:
+        lines.append(f"n/a      not measured (error): {', '.join(failed)}")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default=",".join(models.MODELS), help="comma-separated names")
@@ -331,6 +367,8 @@ def main(argv=None):
     geo = lambda key: float(np.exp(np.mean([np.log(r[key]) for r in ok]))) if ok else float("nan")
     summary = f"Geometric mean of the medians: training {geo('train_median'):.2f}x, predict {geo('predict_median'):.2f}x"
     print(summary)
+    target_lines = targets(results)
+    print("\nSpeed targets (this run; nothing asserted):\n  " + "\n  ".join(target_lines))
     if args.output:
         load1 = os.getloadavg()
         info = "\n".join([
@@ -351,6 +389,8 @@ def main(argv=None):
             "",
             "```", config_text.strip(), "```", "",
             text, "", summary, "",
+            "Speed targets (this run; nothing asserted):", "",
+            *[f"- {line}" for line in target_lines], "",
         ])
         tmp = args.output.with_suffix(args.output.suffix + ".tmp")
         tmp.write_text(info)

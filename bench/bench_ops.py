@@ -73,52 +73,48 @@ from bench_cases import CASES, SCALING_CASE, Problem, check_against, ort_availab
 REF_SLOW_S = 3.0  # a reference run longer than this is measured once; its fwd+bwd is skipped
 MIN_SAMPLE_S = 2e-3  # back-to-back calls per sample until a sample lasts this long
 MAX_SAMPLES = 300
-TRAIN_RATIO = 0.5  # target: fastconv training at least half of PyTorch's speed
+TRAIN_RATIO = 1.5  # target: fastconv training (--train: the Fashion-MNIST CNN) at least 1.5x PyTorch
 
-# Speed targets: (rule id, text, kinds, pass, impl compared, minimum ratio)
+
+def _dense_3x3_s1(case) -> bool:
+    """A dense 3x3 stride-1 undilated ungrouped conv: the shapes Winograd serves."""
+    return (
+        case.kind == "dense"
+        and case.kernel == 3
+        and case.stride == 1
+        and case.dilation == 1
+        and case.groups == 1
+    )
+
+
+# Speed targets: (rule id, text, which cases (a predicate), passes, impl compared, minimum ratio)
 RULES = [
     (
-        "dense-vs-torch",
-        "dense convs >= 0.5x PyTorch (fwd and fwd+bwd, worst case)",
-        {"dense"},
+        "dense3x3-vs-torch",
+        "dense 3x3 stride-1 convs >= 1.3x PyTorch (fwd and fwd+bwd, every shape)",
+        _dense_3x3_s1,
         ("fwd", "fwdbwd"),
         "torch",
-        0.5,
+        1.3,
     ),
     (
-        "other-vs-torch",
-        "depthwise / first-layer / transposed / pooling >= 1.0x PyTorch (worst case)",
-        {"depthwise", "first", "transposed", "pool"},
+        "dense-other-vs-torch",
+        "other dense convs (stride 2, dilated, 1x1, grouped) >= 1.0x PyTorch (fwd and fwd+bwd, every shape)",
+        lambda case: case.kind == "dense" and not _dense_3x3_s1(case),
         ("fwd", "fwdbwd"),
         "torch",
         1.0,
     ),
     (
-        "fwdbwd-vs-ref",
-        "fwd+bwd of every op >= 20x the NumPy reference",
-        {"dense", "first", "depthwise", "transposed", "pool"},
-        ("fwdbwd",),
-        "ref",
-        20.0,
-    ),
-    (
-        "fwd-vs-ref",
-        "forward of depthwise / first-layer / pooling >= 20x the NumPy reference",
-        {"depthwise", "first", "pool"},
-        ("fwd",),
-        "ref",
-        20.0,
-    ),
-    (
-        "dense-fwd-vs-ref",
-        "dense forward >= 3x the NumPy reference (BLAS matmul)",
-        {"dense"},
-        ("fwd",),
-        "ref",
-        3.0,
+        "other-vs-torch",
+        "depthwise / first-layer / transposed / pooling >= 1.5x PyTorch (worst case)",
+        lambda case: case.kind in ("depthwise", "first", "transposed", "pool"),
+        ("fwd", "fwdbwd"),
+        "torch",
+        1.5,
     ),
 ]
-SCALING_MIN = 1.6
+SCALING_MIN = 1.8  # all threads (2 on the reference machine) over 1, large conv forward+backward
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -551,7 +547,7 @@ def scaling_lines(scal) -> list[str]:
 def summary(rows, scal, train, has_torch, threads, ref_backed_ops) -> list[str]:
     lines = []
     for rid, text, kinds, modes, impl, minimum in RULES:
-        sel = [r for r in rows if r["case"].kind in kinds and r["mode"] in modes]
+        sel = [r for r in rows if kinds(r["case"]) and r["mode"] in modes]
         if impl == "torch" and not has_torch:
             lines.append(f"n/a      {text}: PyTorch not importable")
             continue
@@ -582,12 +578,12 @@ def summary(rows, scal, train, has_torch, threads, ref_backed_ops) -> list[str]:
             s += f"; not measured: {len(missing)} row(s)"
         lines.append(s)
     for r in scal:
-        if r["mode"] == "fwd":
+        if r["mode"] == "fwdbwd":
             sp = r["fc1"] / r["fcN"]
             ok = "n/a    " if r["n"] == 1 else "met    " if sp >= SCALING_MIN else "NOT MET"
             lines.append(
                 f"{ok}  {r['n']} threads >= {SCALING_MIN}x faster than 1 for a large conv "
-                f"({SCALING_CASE.name} fwd): {sp:.2f}x" + (" (1 core)" if r["n"] == 1 else "")
+                f"({SCALING_CASE.name} fwd+bwd): {sp:.2f}x" + (" (1 core)" if r["n"] == 1 else "")
             )
     if train and train.get("ratio") is not None:
         ok = "met    " if train["ratio"] >= TRAIN_RATIO else "NOT MET"
@@ -689,7 +685,7 @@ def main(argv=None) -> int:
         "(--quick: 0.15 s). Nothing is asserted: a target not met is reported, not an error.",
         epilog="Speed targets: "
         + "; ".join(text for _, text, *_ in RULES)
-        + f"; {SCALING_MIN}x from 1 thread to all for a large conv; with --train, Fashion-MNIST CNN "
+        + f"; {SCALING_MIN}x from 1 thread to all for a large conv's forward+backward; with --train, Fashion-MNIST CNN "
         f"training at least {TRAIN_RATIO}x PyTorch's speed.",
     )
     ap.add_argument(

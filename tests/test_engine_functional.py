@@ -486,7 +486,23 @@ SHAPE_LAYERS = [
     ("gmp", lambda: L.GlobalMaxPooling2D(**F64), (2, 3, 4, 3)),
     ("gmp_keepdims", lambda: L.GlobalMaxPooling2D(keepdims=True, **F64), (2, 3, 3, 2)),
     ("shuffle", lambda: L.ChannelShuffle(3, **F64), (2, 2, 2, 6)),
+    ("shuffle_wide", lambda: L.ChannelShuffle(2, **F64), (2, 3, 2, 10)),
+    ("shuffle_square", lambda: L.ChannelShuffle(3, **F64), (1, 2, 3, 9)),
 ]
+
+
+@pytest.mark.parametrize("groups,c", [(1, 4), (2, 12), (3, 6), (4, 4), (5, 15), (6, 12)])
+def test_channel_shuffle_is_the_transpose_of_groups(groups, c):
+    x = rand(2, 3, 5, c, seed=groups)
+    layer = L.ChannelShuffle(groups, **F64)
+    y = layer.forward(x, training=True)
+    want = x.reshape(2, 3, 5, groups, c // groups).swapaxes(3, 4).reshape(x.shape)
+    np.testing.assert_array_equal(y, want)
+    assert y.flags.c_contiguous and not np.shares_memory(y, x)
+    dy = rand(*x.shape, seed=9)
+    dx = layer.backward(dy)  # the inverse permutation
+    np.testing.assert_array_equal(dx.reshape(2, 3, 5, groups, c // groups).swapaxes(3, 4).reshape(x.shape), dy)
+    np.testing.assert_array_equal(layer.forward(x[:, ::-1]), want[:, ::-1])  # a strided input
 
 
 @pytest.mark.parametrize("name,factory,shape", SHAPE_LAYERS, ids=[s[0] for s in SHAPE_LAYERS])

@@ -164,8 +164,8 @@ def test_undeclared_epilogue_is_refused():
         L.Conv2D(2, 3).forward(x, epilogue="hard_sigmoid")
     with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
         L.Activation("tanh").forward(x, epilogue="relu")
-    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
-        L.DepthwiseConv2D(3).forward(x, epilogue="relu")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'tanh'"):
+        L.DepthwiseConv2D(3).forward(x, epilogue="tanh")  # it declares linear, relu and relu6 only
 
 
 def test_declarations():
@@ -567,3 +567,128 @@ def test_an_activation_with_its_own_parameters_is_not_fused_by_name():
     want = act.forward(ops.conv2d(x, kernel, bias))
     np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)
     assert model.layers[1].epilogue_name is None and L.Activation("elu").epilogue_name == "elu"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batchnorm_folds_into_depthwise_and_transposed_convs(dtype):
+    """DepthwiseConv2D (depth multiplier 2: output channel c * M + m) and an ungrouped
+    Conv2DTranspose take the BatchNormalization after them, and the relu / relu6 after that, in
+    predict; the outputs equal the unfolded plan's; a grouped Conv2DTranspose is left alone."""
+    rng = np.random.default_rng(11)
+    model = Sequential([
+        Input((7, 7, 3)),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Activation("relu6", dtype=dtype),
+        L.DepthwiseConv2D(3, strides=2, use_bias=False, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Conv2DTranspose(5, 3, strides=2, padding="same", use_bias=False, dtype=dtype),
+        L.BatchNormalization(dtype=dtype), L.ReLU(dtype=dtype),
+        L.Conv2DTranspose(4, 3, groups=1, dtype=dtype), L.BatchNormalization(dtype=dtype),
+        L.Conv2DTranspose(4, 2, groups=2, dtype=dtype), L.BatchNormalization(dtype=dtype),
+    ])
+    model.build((None, 7, 7, 3))
+    _perturb_bn(model, rng)
+    for layer in model.layers:
+        if "bias" in layer.params:
+            layer.params["bias"][...] = rng.standard_normal(layer.params["bias"].shape)
+    plan = model._plan()
+    fusion = plan.inference_fusion(plan.activation_fusion())
+    folds = {i: m.epilogue for i, m in fusion.items() if not isinstance(m, str)}
+    assert folds == {0: "relu6", 3: None, 5: "relu", 8: None}  # not the grouped transposed conv (10)
+    assert 10 not in fusion and 11 not in fusion
+    x = rng.standard_normal((5, 7, 7, 3)).astype(dtype)
+    plain = plan.forward([x], training=False)[0]
+    weights = [w.copy() for w in model.get_weights()]
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain, **tol)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_depthwise_and_transposed_take_a_relu_layer_in_training(act):
+    """The relu / relu6 layer after a DepthwiseConv2D or Conv2DTranspose runs as its epilogue in
+    training too; forward and every gradient equal the unfused plan's."""
+    rng = np.random.default_rng(12)
+    net = lambda: Sequential([
+        Input((6, 6, 2)), L.DepthwiseConv2D(3, depth_multiplier=2, dtype=F64), L.Activation(act, dtype=F64),
+        L.Conv2DTranspose(3, 3, strides=2, dtype=F64), L.Activation(act, dtype=F64),
+    ])
+    a, b = net(), net()
+    a.build((None, 6, 6, 2))
+    b.build((None, 6, 6, 2))
+    b.set_weights([w * 3 for w in a.get_weights()])  # values over 6 for relu6's cap
+    a.set_weights(b.get_weights())
+    pa, pb = a._plan(), b._plan()
+    fusion = pa.activation_fusion()
+    assert fusion == {0: act, 1: "skip", 2: act, 3: "skip"}
+    x = rng.standard_normal((3, 6, 6, 2))
+    (ya,) = pa.forward([x], training=True, fusion=fusion)
+    (yb,) = pb.forward([x], training=True)
+    np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=1e-13)
+    assert (yb == 0).any() and (act == "relu" or (yb == 6).any())
+    dy = rng.standard_normal(ya.shape)
+    pa.backward([dy], fusion=fusion)
+    pb.backward([dy])
+    for la, lb in zip(a.layers, b.layers):
+        for k in la.grads:
+            np.testing.assert_allclose(la.grads[k], lb.grads[k], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_add_and_concatenate_take_the_activation_after_them(act):
+    """Add -> relu and Concatenate -> relu6 (ResNet / ShuffleNet unit ends): the activation layer
+    is skipped and the merge applies it in place; training forward and every gradient, and
+    predict, equal the unfused plan's."""
+    from fastconv import Model
+
+    def net():
+        x = Input((5, 5, 3))
+        a = L.Conv2D(4, 3, padding="same", dtype=F64)(x)
+        b = L.Conv2D(4, 1, dtype=F64)(x)
+        s = L.Activation(act, dtype=F64)(L.Add(dtype=F64)([a, b]))
+        c = L.Activation(act, dtype=F64)(L.Concatenate(dtype=F64)([s, b]))
+        return Model(x, L.Dense(2, dtype=F64)(L.Flatten(dtype=F64)(c)))
+
+    m1, m2 = net(), net()
+    m2.set_weights([w * 4 for w in m1.get_weights()])  # past relu6's cap
+    m1.set_weights(m2.get_weights())
+    p1, p2 = m1._plan(), m2._plan()
+    fusion = p1.activation_fusion()
+    kinds = {type(p1.nodes[i].layer).__name__: mode for i, mode in fusion.items() if mode != "skip"}
+    assert kinds == {"Add": act, "Concatenate": act}
+    assert sum(mode == "skip" for mode in fusion.values()) == 2
+    x = np.random.default_rng(13).standard_normal((3, 5, 5, 3))
+    (y1,) = p1.forward([x], training=True, fusion=fusion)
+    (y2,) = p2.forward([x], training=True)
+    np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-13)
+    dy = np.random.default_rng(14).standard_normal(y1.shape)
+    p1.backward([dy], fusion=fusion)
+    p2.backward([dy])
+    for la, lb in zip(m1.layers, m2.layers):
+        for k in la.grads:
+            np.testing.assert_allclose(la.grads[k], lb.grads[k], rtol=1e-12, atol=1e-12)
+    xm = m1._cast_inputs([x])[0]  # the model input's dtype
+    np.testing.assert_allclose(m1.predict(x, verbose=0), p2.forward([xm], training=False)[0], rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'tanh'"):
+        L.Add().forward([x, x], epilogue="tanh")
+    with pytest.raises(ValueError, match="cannot apply the epilogue 'relu'"):
+        L.Multiply().forward([x, x], epilogue="relu")
+
+
+def test_concatenate_on_channels_equals_numpy():
+    """Concatenate's row-run copy on the last axis: every dtype, strided inputs, one-channel and
+    empty inputs, other axes unchanged."""
+    rng = np.random.default_rng(15)
+    for dtype in (np.float32, np.float64):
+        xs = [rng.standard_normal((3, 4, 5, c)).astype(dtype) for c in (1, 7, 16)]
+        xs.append(rng.standard_normal((3, 5, 4, 2)).astype(dtype).swapaxes(1, 2))  # not contiguous
+        want = np.concatenate(xs, axis=-1)
+        got = L.Concatenate(dtype=dtype).forward(xs)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        empty = [xs[0], np.zeros((3, 4, 5, 0), dtype), xs[1]]
+        np.testing.assert_array_equal(L.Concatenate(dtype=dtype).forward(empty), np.concatenate(empty, axis=-1))
+        np.testing.assert_array_equal(L.Concatenate(axis=2, dtype=dtype).forward([xs[0], xs[0]]),
+                                      np.concatenate([xs[0], xs[0]], axis=2))
+    flat = [rng.standard_normal((6, 3)), rng.standard_normal((6, 1))]
+    np.testing.assert_array_equal(L.Concatenate(dtype="float64").forward(flat), np.concatenate(flat, axis=-1))

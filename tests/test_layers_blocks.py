@@ -169,3 +169,79 @@ def test_block_pair_keys_are_unique():
     block.build((5, 5, 2))
     keys = [k for k, _, _ in block.trainable_pairs()]
     assert len(keys) == len(set(keys)) and all(k.startswith(block.name + "/") for k in keys)
+
+
+# ---------------------------------------------------------------------------
+# Inference inside blocks: BatchNormalization folded, activation layers as epilogues
+# ---------------------------------------------------------------------------
+
+
+def _run_plain(layers, x):
+    for layer in layers:
+        x = layer.forward(x, False)
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_block_inference_folds_batchnorm_and_equals_layer_by_layer(dtype, monkeypatch):
+    import numpy as np
+
+    from fastconv.layers import blocks
+
+    rng = np.random.default_rng(3)
+    res = L.ResidualBlock(
+        [L.Conv2D(6, 3, strides=2, padding="same", use_bias=False), L.BatchNormalization(), L.Activation("relu"),
+         L.Conv2D(6, 3, padding="same"), L.BatchNormalization(), L.Activation("tanh"),
+         L.DepthwiseConv2D(3, padding="same"), L.BatchNormalization(), L.ReLU(max_value=6.0),
+         L.Conv2D(6, 1), L.Activation("selu"), L.MaxPooling2D(1), L.BatchNormalization()],
+        projection_batchnorm=True, activation="relu", dtype=dtype,
+    )
+    branches = L.Branches([[], [L.Conv2D(3, 1, use_bias=False), L.BatchNormalization(), L.Activation("relu")],
+                           [L.Conv2D(2, 1, activation="relu"), L.BatchNormalization()]], dtype=dtype)
+    for block, shape in ((res, (9, 9, 4)), (branches, (5, 5, 3))):
+        block.build(shape)
+        for layer in block.sublayers:
+            if isinstance(layer, L.BatchNormalization):
+                c = layer.state["moving_mean"].shape[0]
+                layer.state["moving_mean"][...] = rng.standard_normal(c)
+                layer.state["moving_variance"][...] = rng.uniform(0.2, 3.0, c)
+                layer.params["gamma"][...] = rng.standard_normal(c)
+                layer.params["beta"][...] = rng.standard_normal(c)
+        x = rng.standard_normal((3, *shape)).astype(dtype)
+        calls = []
+        real = blocks._inference_path
+        monkeypatch.setattr(blocks, "_inference_path", lambda layers, x: calls.append(len(layers)) or real(layers, x))
+        got = block.forward(x, training=False)
+        monkeypatch.setattr(blocks, "_inference_path", real)
+        assert calls
+        if block is res:
+            y = _run_plain(res.layers, x) + _run_plain(res.shortcut, x)
+            want = np.maximum(y, 0)
+        else:
+            want = np.concatenate([_run_plain(b, x) for b in branches.branches], axis=-1)
+        tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def test_block_inference_path_fuses_what_it_can():
+    """Which layers run, and with what: the fold, the epilogue, and layers left alone."""
+    import numpy as np
+
+    from fastconv.layers import blocks
+
+    layers = [L.Conv2D(4, 1, use_bias=False), L.BatchNormalization(), L.Activation("relu"),
+              L.Conv2D(4, 1, activation="relu"), L.BatchNormalization(),  # own activation: no fold
+              L.Conv2D(4, 1), L.Activation("selu"),  # epilogue without a fold
+              L.MaxPooling2D(1), L.BatchNormalization()]  # nothing to fold into
+    shape = (3, 3, 4)
+    for layer in layers:
+        layer.build(shape)
+    seen = []
+    for layer in layers:
+        real = layer.forward
+        layer.forward = (lambda real, layer: lambda x, training=False, epilogue=None, affine=None: (
+            seen.append((layer, epilogue, affine is not None)), real(x, training, epilogue=epilogue, affine=affine))[1]
+        )(real, layer)
+    blocks._inference_path(layers, np.ones((1, *shape), np.float32))
+    assert seen == [(layers[0], "relu", True), (layers[3], None, False), (layers[4], None, False),
+                    (layers[5], "selu", False), (layers[7], None, False), (layers[8], None, False)]

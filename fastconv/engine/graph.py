@@ -33,10 +33,13 @@ Design notes
 * Fused activation layers: a node whose layer is an activation (its
   ``epilogue_name``) right after a layer with a linear ``final_activation``
   that lists that name in its ``fusable_epilogues`` (BatchNormalization: relu,
-  relu6; Conv2D, SeparableConv2D, Dense: relu, in the conv kernel's epilogue)
-  passes its input through, and the layer before applies the activation.
+  relu6; Conv2D, SeparableConv2D, Dense: relu, in the conv kernel's epilogue;
+  DepthwiseConv2D, Conv2DTranspose, Add, Concatenate: relu, relu6, in place on
+  their fresh output) passes its input through, and the layer before applies
+  the activation.
 * Folded BatchNormalization (inference only, :meth:`ExecutionPlan.inference_fusion`):
-  a layer that declares ``accepts_affine`` (Conv2D, SeparableConv2D, Dense) with a
+  a layer that declares ``accepts_affine`` (Conv2D, SeparableConv2D, Dense,
+  DepthwiseConv2D, an ungrouped Conv2DTranspose) with a
   linear ``final_activation``, whose output feeds only a layer with an
   ``inference_affine()`` (BatchNormalization), runs with that map folded into
   its weights for the call (mode :class:`Fold`, ``forward(x, affine=(a, b))``),
@@ -46,6 +49,8 @@ Design notes
   batch's convolution). An activation after the BatchNormalization (its fused
   relu, or an activation layer the first layer can apply) becomes the first
   layer's epilogue. ``predict`` and ``evaluate`` use it; training never does.
+  A block (``fastconv.layers.blocks``) is one node here: it applies the same folds
+  to the layers inside it in its own inference forward.
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.

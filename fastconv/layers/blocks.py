@@ -48,8 +48,43 @@ def _build_path(block, layers, shape):
 
 
 def _forward_path(layers, x, training):
+    if not training:
+        return _inference_path(layers, x)
     for layer in layers:
         x = layer.forward(x, training)
+    return x
+
+
+def _epilogue_after(layer, nxt):
+    """The name of the activation layer ``nxt`` when ``layer`` can apply it as its epilogue, else None."""
+    name = getattr(nxt, "epilogue_name", None)
+    if name in (None, "linear") or name not in layer.fusable_epilogues or nxt.dtype != layer.dtype:
+        return None
+    return name
+
+
+def _inference_path(layers, x):
+    """A path's inference forward with the execution plan's fusions (``fastconv.engine.graph``),
+    which cannot see inside a block: a layer with ``accepts_affine`` and a linear activation
+    followed by a BatchNormalization runs with its affine map folded into the weights, and an
+    activation layer after them (or right after a layer with a linear activation) that the
+    layer lists in its ``fusable_epilogues`` becomes its epilogue."""
+    i, n = 0, len(layers)
+    while i < n:
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < n else None
+        if nxt is None or layer.final_activation != "linear":
+            x = layer.forward(x, False)
+            i += 1
+            continue
+        affine = None
+        if layer.accepts_affine and nxt.dtype == layer.dtype and callable(getattr(nxt, "inference_affine", None)):
+            affine = nxt.inference_affine()
+        i += 1 if affine is None else 2  # past the layer (and its BatchNormalization)
+        epilogue = _epilogue_after(layer, layers[i]) if i < n else None
+        if epilogue is not None:
+            i += 1  # past the activation layer
+        x = layer.forward(x, False, epilogue=epilogue, affine=affine)
     return x
 
 

@@ -172,12 +172,16 @@ class _BaseConv(Layer):
     def _op_kwargs(self, x):
         return self._conv_kwargs()
 
+    def _fold(self, w, b, affine):
+        """Weights of ``y * a + b`` (a folded BatchNormalization; output channels on w's last axis)."""
+        return fold_affine(w, b, affine)
+
     def call(self, x, training=False, epilogue=None, affine=None):
         act = self._activation_for(epilogue)
         kw = self._op_kwargs(x)
         w, b = self.params[self._kernel_key], self.params.get("bias")
         if affine is not None:
-            w, b = fold_affine(w, b, affine)
+            w, b = self._fold(w, b, affine)
         if self._in_kernel(act):
             shape = (x.shape[0], *self.compute_output_shape(x.shape[1:]))
             y, y_cache = kernel_forward(self._forward_op, act, training, shape, x.dtype, x, w, b, **kw)
@@ -332,6 +336,16 @@ class DepthwiseConv2D(_BaseConv):
     _forward_op = staticmethod(ops.depthwise_conv2d)
     _grad_op = staticmethod(ops.depthwise_conv2d_grad)
     _kernel_key = "depthwise_kernel"
+    # inference: a BatchNormalization after it is folded into the kernel (and a relu after that
+    # applied in place on the output)
+    accepts_affine = True
+    fusable_epilogues = ("linear", "relu", "relu6")
+
+    def _fold(self, w, b, affine):
+        # output channel c * M + m is kernel[..., c, m]
+        a, shift = affine
+        wf = (w * np.asarray(a).reshape(w.shape[2:])).astype(w.dtype, copy=False)
+        return wf, (shift if b is None else b * a + shift).astype(w.dtype, copy=False)
 
     def __init__(
         self,
@@ -543,6 +557,18 @@ class Conv2DTranspose(_BaseConv):
 
     _forward_op = staticmethod(ops.conv_transpose2d)
     _grad_op = staticmethod(ops.conv_transpose2d_grad)
+    fusable_epilogues = ("linear", "relu", "relu6")
+
+    @property
+    def accepts_affine(self):
+        """Inference folds a BatchNormalization after it into the kernel (ungrouped: output channel f
+        is kernel[..., f, :])."""
+        return self.groups == 1
+
+    def _fold(self, w, b, affine):
+        a, shift = affine
+        wf = (w * np.asarray(a)[:, None]).astype(w.dtype, copy=False)
+        return wf, (shift if b is None else b * a + shift).astype(w.dtype, copy=False)
 
     def _op_kwargs(self, x):
         return self._transpose_kwargs(x.shape[1:3])

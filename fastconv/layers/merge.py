@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastconv import activations as _activations
 from fastconv.layers.base import Layer, _shape_tuple, register_layer, shape_str
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract"]
@@ -91,7 +92,29 @@ class _Merge(Layer):
         rank = max(x.ndim for x in xs)
         return [x.reshape(x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:]) for x in xs]
 
-    def forward(self, x, training=False):
+    #: Add and Concatenate apply a relu / relu6 after them in place on their fresh output when
+    #: the plan fuses that activation layer (``epilogue=``), training and inference alike.
+    fusable_epilogues = ()
+    _epilogue = None  # (activation, y) of a training forward that applied one
+
+    @property
+    def final_activation(self):
+        return "linear" if self.fusable_epilogues else None
+
+    def forward(self, x, training=False, epilogue=None):
+        if epilogue is not None and epilogue not in self.fusable_epilogues:
+            raise ValueError(
+                f'Layer "{self.name}" cannot apply the epilogue {epilogue!r}: it can apply '
+                f"{list(self.fusable_epilogues)}. Received: epilogue={epilogue!r}"
+            )
+        y = self._forward(x, training)
+        act = None if epilogue in (None, "linear") else _activations.get(epilogue)
+        if act is not None:
+            y = act.forward(y, out=y)
+        self._epilogue = (act, y) if training and act is not None else None
+        return y
+
+    def _forward(self, x, training):
         if not isinstance(x, (list, tuple)):
             raise TypeError(
                 f'A merge layer ("{self.name}", {type(self).__name__}) should be called on a list of '
@@ -118,6 +141,9 @@ class _Merge(Layer):
 
     def backward(self, dy):
         dy = np.asarray(dy, dtype=self.dtype)
+        if self._epilogue is not None:
+            act, y = self._epilogue
+            dy = act.backward(dy, y)
         return self.call_backward(dy)
 
     def _unbroadcast(self, g, shape):
@@ -151,6 +177,8 @@ class Add(_Elementwise):
     >>> Add()([np.ones((2, 3)), np.ones((2, 3))]).shape
     (2, 3)
     """
+
+    fusable_epilogues = ("relu", "relu6")
 
     def _merge(self, ex):
         y = ex[0] + ex[1]
@@ -273,6 +301,25 @@ class Minimum(_Extremum):
     _pick = staticmethod(np.less)
 
 
+def _concat_last(xs):
+    """``np.concatenate(xs, axis=-1)`` of same-dtype arrays: each input's rows copied as single
+    items of a void dtype one row long (NumPy's own concatenation copies the short channel
+    runs element by element: 1.5-2x slower on an Inception module's branches)."""
+    dtype = xs[0].dtype
+    if any(x.dtype != dtype or x.shape[-1] == 0 for x in xs):
+        return np.concatenate(xs, axis=-1)
+    total = sum(x.shape[-1] for x in xs)
+    out = np.empty((*xs[0].shape[:-1], total), dtype)
+    rows = out.reshape(-1, total)
+    start = 0
+    for x in xs:
+        c = x.shape[-1]
+        run = np.dtype((np.void, c * dtype.itemsize))
+        rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
+        start += c
+    return out
+
+
 @register_layer
 class Concatenate(_Merge):
     """Concatenate a list of inputs along ``axis`` (Keras ``Concatenate``; ``axis`` counts the batch
@@ -283,6 +330,8 @@ class Concatenate(_Merge):
     >>> Concatenate()([np.ones((2, 4, 4, 3)), np.ones((2, 4, 4, 5))]).shape
     (2, 4, 4, 8)
     """
+
+    fusable_epilogues = ("relu", "relu6")
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -332,6 +381,8 @@ class Concatenate(_Merge):
         ax = self._sample_axis(xs[0].ndim - 1) + 1
         if training:
             self._cache = (ax, [x.shape[ax] for x in xs])
+        if ax == xs[0].ndim - 1:
+            return _concat_last(xs)
         return np.concatenate(xs, axis=ax)
 
     def call_backward(self, dy):

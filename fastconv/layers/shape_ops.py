@@ -108,8 +108,18 @@ class ChannelShuffle(Layer):
 
     @staticmethod
     def _shuffle(x, a, b):
-        n, h, w, c = x.shape
-        return np.ascontiguousarray(x.reshape(n, h, w, a, b).swapaxes(3, 4)).reshape(n, h, w, c)
+        # channel i * b + j -> j * a + i, copied as min(a, b) strided slices (NumPy's copy of the
+        # transposed view runs element by element over the short inner axes: 2.5-4x slower)
+        out = np.empty(x.shape, x.dtype)
+        src = x.reshape(-1, a, b)
+        dst = out.reshape(-1, b, a)
+        if a <= b:
+            for i in range(a):
+                dst[:, :, i] = src[:, i, :]
+        else:
+            for j in range(b):
+                dst[:, j, :] = src[:, :, j]
+        return out
 
     def call(self, x, training=False):
         if training:
