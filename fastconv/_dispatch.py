@@ -117,7 +117,7 @@ def threads_for(work: float) -> int:
 
 # ---- convolution algorithm: FASTCONV_CONV_ALGO or set_conv_algo ----
 # "auto": Winograd where ops/_plan.py conv_algo's rule says it beats the direct kernel, else direct;
-# "direct": never Winograd; "winograd": Winograd on every eligible conv (3x3, stride 1, dilation 1,
+# "direct": never Winograd; "winograd": Winograd on every eligible conv (3x3, stride 1, any dilation,
 # groups 1, epilogue none or ReLU), the tile by map size; "winograd4" / "winograd2": that tile.
 CONV_ALGOS = ("auto", "direct", "winograd", "winograd4", "winograd2")
 

@@ -19,6 +19,8 @@ cdef extern from "winograd_kernels.h" nogil:
         int pt, pl
         int m
         int th, tw
+        int dh, dw
+        int thp, twp
         int relu
     void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out, int threads)
     void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
@@ -77,11 +79,24 @@ cdef void _wn_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, 
                           <float *>b.out, t0, t1, b.TB, s)
 
 
+cdef void _set_tiles(fc_wino *p, int m, int dh, int dw) except *:
+    """Tile counts of p (OH, OW set): dh x dw polyphase sub-lattices of ceil(OH / dh) x ceil(OW / dw)
+    pixels, each cut into m x m tiles (src/winograd_kernels.h fc_wino)."""
+    if dh < 1 or dw < 1:
+        raise ValueError(f"winograd: dilation must be positive. Received: dh={dh}, dw={dw}")
+    p.dh = dh; p.dw = dw
+    p.thp = ((p.OH + dh - 1) // dh + m - 1) // m
+    p.twp = ((p.OW + dw - 1) // dw + m - 1) // m
+    p.th = dh * p.thp
+    p.tw = dw * p.twp
+
+
 def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
               const floating[::1] U,              # IN  transformed, packed weight
               const floating[::1] bias,           # IN  (K,) or None
               floating[:, :, :, ::1] out,         # OUT (N, OH, OW, K)
-              int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads):
+              int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads,
+              int dh=1, int dw=1):
     """out = conv3x3(inp, w) (+ bias, ReLU) with U the packed Winograd transform of w
     (ops/winograd.py): blocks of TB tiles in nchunks chunks, dynamic schedule."""
     cdef _wn_job b
@@ -99,8 +114,7 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = out.shape[1]; b.p.OW = out.shape[2]; b.p.K = out.shape[3]
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
-    b.p.th = (b.p.OH + m - 1) // m
-    b.p.tw = (b.p.OW + m - 1) // m
+    _set_tiles(&b.p, m, dh, dw)
     b.p.relu = relu
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
     cdef Py_ssize_t need = 36 * ((b.p.K + vb - 1) // vb) * vb * <Py_ssize_t>b.p.C if m == 4 else \
@@ -175,9 +189,10 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                const floating[:, :, :, ::1] dy,    # IN  (N, OH, OW, K)
                floating[:, :, :, ::1] dw,          # OUT (3, 3, C, K)
                floating[::1] db,                   # OUT (K,) the bias gradient
-               int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads):
+               int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
+               int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + i): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
     added in chunk order (the result depends on nchunks, not on the thread count)."""
     cdef _wg_job b
     cdef int i
@@ -195,8 +210,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = dy.shape[1]; b.p.OW = dy.shape[2]; b.p.K = dy.shape[3]
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
-    b.p.th = (b.p.OH + m - 1) // m
-    b.p.tw = (b.p.OW + m - 1) // m
+    _set_tiles(&b.p, m, dil_h, dil_w)
     b.p.relu = 0
     b.ntiles = <Py_ssize_t>b.p.N * b.p.th * b.p.tw
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)

@@ -16,8 +16,14 @@ typedef struct {
     int OH, OW, K;
     int pt, pl;
     int m;          /* 4: F(4x4, 3x3), 2: F(2x2, 3x3) */
-    int th, tw;     /* tiles per image column and row: ceil(OH / m), ceil(OW / m) */
+    int th, tw;     /* tiles per image column and row: dh * thp, dw * twp */
     int relu;
+    /* dilation: output pixel (oy, ox) reads rows oy - pt + dh*i, columns ox - pl + dw*j.  A dilated
+     * conv is dh*dw independent undilated ones on the sub-lattices oy = a + dh*j, ox = b + dw*j'
+     * (polyphase): tile row ty is phase a = ty / thp, sub-tile ty % thp (columns alike), and its
+     * m x m outputs and alpha x alpha inputs are dh (dw) apart.  dh = dw = 1: the plain conv. */
+    int dh, dw;
+    int thp, twp;   /* tiles per phase: ceil(ceil(OH / dh) / m), ceil(ceil(OW / dw) / m) */
 } fc_wino;
 
 #define FC_IMPL "winograd_impl.h"
