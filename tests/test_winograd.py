@@ -244,7 +244,7 @@ def test_auto_rule_and_recorded_variant():
         assert _plan.conv_algo(2, 3, 3, 64, 64, 4) == "direct"
         assert _plan.conv_algo(2, 14, 14, 256, 256, 4) == "winograd4"
         assert _plan.conv_algo(2, 14, 14, 512, 512, 4) == "direct"
-        for kwargs, wshape in (({"stride": 2}, (3, 3, 16, 32)), ({"dilation": 2}, (3, 3, 16, 32)),
+        for kwargs, wshape in (({"stride": 2}, (3, 3, 16, 32)),
                                ({"groups": 2}, (3, 3, 8, 32)), ({}, (5, 5, 16, 32))):
             ops.conv2d(x, rand(wshape), padding="same", **kwargs)
             assert _dispatch.last_kernel["conv2d"] not in WINO
@@ -414,3 +414,110 @@ def test_other_activations_run_winograd_then_a_pass(activation):
     want = ops.activation(z, activation)
     # Winograd's float32 error is relative to the conv's scale (|z|), passed on with slope <= ~1.1
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * float(np.abs(z).max()))
+
+
+# ---- dilated convs: the polyphase sub-convs (fc_wino dh, dw) ----
+
+def check_dilated(N, H, W, C, K, padding, dilation, dtype, algo, bias=True, relu=False):
+    x, w = rand((N, H, W, C), dtype), rand((3, 3, C, K), dtype)
+    b = rand((K,), dtype) if bias else None
+    y = ops.conv2d(x, w, b, padding=padding, dilation=dilation, relu=relu)
+    assert _dispatch.last_kernel["conv2d"] == algo
+    want = ref.conv2d(x, w, b, padding=padding, dilation=dilation)
+    close(y, np.maximum(want, 0) if relu else want, dtype)
+    dy = rand(y.shape, dtype)
+    got = ops.conv2d_grad(dy, x, w, padding=padding, dilation=dilation)
+    assert _dispatch.last_kernel["conv2d_grad"] == _dispatch.last_kernel["conv2d_grad:weight"] == algo
+    for g, want in zip(got, ref.conv2d_grad(dy, x, w, padding=padding, dilation=dilation)):
+        assert g.dtype == dtype
+        close(g, want, dtype)
+
+
+DILATED = [
+    # N, H, W, C, K, padding, dilation: phases of unequal length (odd extents), unequal dilations,
+    # explicit pads past the dilated kernel, a phase with no output row
+    (2, 13, 11, 5, 7, "same", 2),
+    (1, 17, 9, 16, 20, "valid", (2, 3)),
+    (3, 12, 12, 17, 33, ((2, 1), (0, 3)), (3, 2)),
+    (2, 9, 10, 4, 3, ((4, 5), (1, 1)), 2),
+    (1, 7, 8, 3, 5, "valid", (3, 1)),          # 1 output row: phases 1, 2 of rows are empty
+    (2, 30, 29, 8, 16, 4, 4),
+]
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", DILATED)
+def test_dilated_against_reference(algo, dtype, shape):
+    check_dilated(*shape, dtype=dtype, algo=algo)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_relu_no_bias_and_transposed(algo):
+    check_dilated(2, 11, 10, 12, 20, "same", 2, np.float32, algo, bias=False, relu=True)
+    x, w, b = rand((2, 7, 6, 9)), rand((3, 3, 5, 9)), rand((5,))
+    y = ops.conv_transpose2d(x, w, b, padding=1, dilation=2)
+    assert _dispatch.last_kernel["conv_transpose2d"] == algo
+    close(y, ref.conv_transpose2d(x, w, b, padding=1, dilation=2), np.float32)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_gradients_by_finite_differences(algo):
+    x, w, b = rand((2, 8, 7, 3), np.float64), rand((3, 3, 3, 4), np.float64), rand((4,), np.float64)
+    kw = {"padding": ((2, 1), (3, 0)), "dilation": (2, 3)}
+    dy = rand(ops.conv2d(x, w, b, **kw).shape, np.float64)
+
+    def loss():
+        return float(np.vdot(ops.conv2d(x, w, b, **kw), dy))
+
+    dx, dw, db = ops.conv2d_grad(dy, x, w, **kw)
+    assert _dispatch.last_kernel["conv2d_grad"] == _dispatch.last_kernel["conv2d_grad:weight"] == algo
+    for got, arr in ((dx, x), (dw, w), (db, b)):
+        np.testing.assert_allclose(got, numeric_grad(loss, arr), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_every_simd_level_and_thread_count(simd_level, algo):
+    vlen = {"generic": 4, "avx2": 8, "avx512": 16}[simd_level]
+    x, w, b = rand((3, 15, 14, vlen + 1)), rand((3, 3, vlen + 1, 2 * vlen + 3)), rand((2 * vlen + 3,))
+    dy = rand((3, 15, 14, 2 * vlen + 3))
+    before = fastconv.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            runs.append([ops.conv2d(x, w, b, padding="same", dilation=2),
+                         *ops.conv2d_grad(dy, x, w, padding="same", dilation=2)])
+            assert _dispatch.last_used["conv2d_grad"] == simd_level
+    finally:
+        fastconv.set_num_threads(before)
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+    close(runs[0][0], ref.conv2d(x, w, b, padding="same", dilation=2), np.float32)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_every_output_element_is_written(algo, nan_empty):
+    for N, H, W, C, K, padding, dilation in DILATED:
+        x, w = rand((N, H, W, C)), rand((3, 3, C, K))
+        y = ops.conv2d(x, w, padding=padding, dilation=dilation)
+        assert np.isfinite(y).all()
+        dx, dw, db = ops.conv2d_grad(np.ones_like(y), x, w, padding=padding, dilation=dilation)
+        assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
+
+
+def test_auto_runs_dilated_convs_by_their_sub_maps():
+    """auto sizes a dilated conv by its polyphase sub-convs: 8 x 56x56 with dilation 2 is 32 sub-images
+    of 28x28 (Winograd F(4x4)); a dilation that leaves sub-maps below 4x4 runs direct."""
+    assert wino.phase_geometry(8, 56, 56, (2, 2)) == (32, 28, 28)
+    assert wino.phase_geometry(2, 13, 11, (2, 3)) == (12, 7, 4)
+    _dispatch.set_conv_algo("auto")
+    try:
+        x, w = rand((2, 16, 16, 16)), rand((3, 3, 16, 32))
+        ops.conv2d(x, w, padding="same", dilation=2)
+        assert _dispatch.last_kernel["conv2d"] == "winograd4"
+        ops.conv2d(x, w, padding="same", dilation=6)  # 6 x 6 sub-maps of 3x3 or less
+        assert _dispatch.last_kernel["conv2d"] not in WINO
+    finally:
+        _dispatch.set_conv_algo(None)
