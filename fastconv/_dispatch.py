@@ -157,7 +157,7 @@ class CpuInfo:
     them), and the data caches one core sees in bytes: l1d, l2 (private per core on every x86 CPU
     fastconv targets) and l3 (shared by the cores of one complex / die)."""
 
-    __slots__ = ("vendor", "family", "model", "l1d", "l2", "l3")
+    __slots__ = ("family", "l1d", "l2", "l3", "model", "vendor")
 
     def __init__(self, vendor="", family=0, model=0, l1d=48 << 10, l2=1 << 20, l3=32 << 20):
         for name, value in (("l1d", l1d), ("l2", l2), ("l3", l3)):

@@ -535,11 +535,11 @@ def test_every_tile_variant_on_every_simd_level(simd_level):
     assert conv_kernels.block_size(_dispatch.LEVELS[simd_level], np.float32) == vb
     cases = [
         # N, H, W, C, K, k, options: OW 28 = 5+6+5+6+6 pixel row tiles, full and partial channel blocks
-        (2, 5, 28, 17, 2 * vb, 3, dict(padding="same")),
-        (2, 5, 28, 17, vb + 3, 3, dict(padding="same", relu=True)),
-        (3, 7, 7, 19, vb + 1, 3, dict(padding="same")),              # flattened tiles (OW 7)
-        (2, 9, 26, 18, vb, 3, dict(padding=2, dilation=2)),           # unmerged column taps
-        (2, 11, 30, 20, 2 * vb + 5, 3, dict(padding=1, stride=2)),   # stride-2 phases in dx
+        (2, 5, 28, 17, 2 * vb, 3, {"padding": "same"}),
+        (2, 5, 28, 17, vb + 3, 3, {"padding": "same", "relu": True}),
+        (3, 7, 7, 19, vb + 1, 3, {"padding": "same"}),              # flattened tiles (OW 7)
+        (2, 9, 26, 18, vb, 3, {"padding": 2, "dilation": 2}),           # unmerged column taps
+        (2, 11, 30, 20, 2 * vb + 5, 3, {"padding": 1, "stride": 2}),   # stride-2 phases in dx
         (2, 6, 31, 23, vb + 1, 1, {}),                                # 1x1: one row of N*H*W pixels
     ]
     for N, H, W, C, K, k, opts in cases:

@@ -251,7 +251,7 @@ def test_narrow_conv_runs_the_plans_split(threads):
 
 # ---- sizes per CPU: the caches read at run time (fastconv/_dispatch.py cpu_info, _plan.size_for_cpu) ----
 
-from fastconv import _dispatch  # noqa: E402
+from fastconv import _dispatch  # this section's own import
 
 ZEN1 = _dispatch.CpuInfo("AuthenticAMD", 23, 1, l1d=32 << 10, l2=512 << 10, l3=8 << 20)
 ZEN3 = _dispatch.CpuInfo("AuthenticAMD", 25, 33, l1d=32 << 10, l2=512 << 10, l3=32 << 20)
