@@ -22,7 +22,8 @@ cdef extern from "winograd_kernels.h" nogil:
         int dh, dw
         int thp, twp
         int relu
-    void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out, int threads)
+    void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
+                               int threads)
     void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
     size_t fc_wino_wgrad_scratch_f32(int isa, const fc_wino *p, int TB)
     size_t fc_wino_wgrad_scratch_f64(int isa, const fc_wino *p, int TB)
@@ -143,7 +144,8 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
 
 
 
-def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1):
+def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1,
+                     int isa=0):
     """out[pos][kb][c][v] = (G g G^T)[pos] for g = w[:, :, c, kb*vb + v] (3 x 3), zero past K, in
     float64 arithmetic; flip=True transforms the input gradient's weight instead: g[i][j] =
     w[2 - i, 2 - j, kb*vb + v, c] (rotated 180 degrees, C and K swapped)."""
@@ -160,7 +162,7 @@ def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, f
         raise ValueError(f"transform_weight: out holds {out.shape[0]} elements, too few")
     with nogil:
         if floating is float:
-            fc_wino_transform_f32(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
+            fc_wino_transform_f32(isa, &w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
         else:
             fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
 

@@ -56,14 +56,14 @@ def phase_geometry(N: int, OH: int, OW: int, dilation=(1, 1)) -> tuple[int, int,
     return N * dh * dw, -(-OH // dh), -(-OW // dw)
 
 
-def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads: int = 1) -> np.ndarray:
+def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads: int = 1, isa: int = 0) -> np.ndarray:
     """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (float64
-    arithmetic, in the kernel module, on `threads` threads); flip=True: of input_grad_weight(w)
-    without forming it."""
+    arithmetic, in the kernel module, on `threads` threads, compiled for SIMD level `isa`); flip=True:
+    of input_grad_weight(w) without forming it."""
     C, K = (w.shape[3], w.shape[2]) if flip else w.shape[2:]
     al = m + 2
     out = aligned_empty((al * al * -(-K // vb) * C * vb,), w.dtype)
-    _k.transform_weight(w, m, vb, flip, out, threads)
+    _k.transform_weight(w, m, vb, flip, out, threads, isa)
     return out
 
 
@@ -76,7 +76,7 @@ def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, 
     N, OH, OW = phase_geometry(*out.shape[:3], dilation)
     C = inp.shape[3]
     vb = _k.block_size(isa, w.dtype)
-    U = transform_weight(w, m, vb, flip, _dispatch.threads_for(w.size * (m + 2) ** 2 * 4))
+    U = transform_weight(w, m, vb, flip, _dispatch.threads_for(w.size * (m + 2) ** 2 * 4), isa)
     tile_bytes = (_k.scratch_bytes(isa, w.dtype, C, K, m, 12) - _k.scratch_bytes(isa, w.dtype, C, K, m, 6)) // 6
     plan = _plan.wino_plan(N, OH, OW, m, tile_bytes, threads)
     _k.wino_conv(inp, U, bias, out, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, bool(relu), isa,
