@@ -523,3 +523,25 @@ def test_auto_runs_dilated_convs_by_their_sub_maps():
         assert _dispatch.last_kernel["conv2d"] not in WINO
     finally:
         _dispatch.set_conv_algo(None)
+
+
+# ---- the float32 weight transform, compiled per SIMD level ----
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("flip", [False, True])
+def test_float32_weight_transform_on_every_level(level, flip):
+    """U of a float32 weight at each level's block width (partial last block, zeros past K), forward
+    and flipped (the input gradient's weight), against the matrices in float64."""
+    isa = _dispatch.LEVELS[level]
+    vb = {"generic": 8, "avx2": 16, "avx512": 32}[level]
+    w = rand((3, 3, 7, vb + 5))             # (3, 3, C, K); flipped: a conv from K to C channels
+    g = wino.input_grad_weight(w.astype(np.float64)) if flip else w.astype(np.float64)
+    C, K = g.shape[2:]
+    for m in (2, 4):
+        al = m + 2
+        nkb = -(-K // vb)
+        U = wino.transform_weight(w, m, vb, flip, 2, isa).reshape(al * al, nkb, C, vb)
+        want = np.einsum("ai,bj,ijck->abck", wino.G[m], wino.G[m], g).reshape(al * al, C, K)
+        got = U.transpose(0, 2, 1, 3).reshape(al * al, C, nkb * vb)
+        np.testing.assert_allclose(got[:, :, :K], want, rtol=1e-6, atol=1e-6)
+        assert not got[:, :, K:].any()
