@@ -67,8 +67,12 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
                             g[i][j][v] = src[(ptrdiff_t)v * C];                                             \
                     } else {                                                                                \
                         const T *src = w + i * 3 * tap + j * tap + (ptrdiff_t)c * K + kb * vb;              \
-                        for (int v = 0; v < nv; v++)                                                        \
-                            g[i][j][v] = src[v];                                                            \
+                        if (nv == VMAX) /* a full AVX-512 block: a constant trip count */                   \
+                            for (int v = 0; v < VMAX; v++)                                                  \
+                                g[i][j][v] = src[v];                                                        \
+                        else                                                                                \
+                            for (int v = 0; v < nv; v++)                                                    \
+                                g[i][j][v] = src[v];                                                        \
                     }                                                                                       \
                     for (int v = nv; v < VMAX; v++)                                                         \
                         g[i][j][v] = 0;                                                                     \
@@ -87,8 +91,11 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
                     for (int v = 0; v < VMAX; v++)                                                          \
                         r[v] = (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);  \
                     T *od = o + (a * AL + b) * ps;                                                          \
-                    for (int v = 0; v < vb; v++)                                                            \
-                        od[v] = r[v];                                                                       \
+                    if (vb == VMAX)                                                                         \
+                        memcpy(od, r, sizeof(r));                                                           \
+                    else                                                                                    \
+                        for (int v = 0; v < vb; v++)                                                        \
+                            od[v] = r[v];                                                                   \
                 }                                                                                           \
         }                                                                                                   \
     }                                                                                                       \
