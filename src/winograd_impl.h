@@ -223,16 +223,17 @@ static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int k
 }
 
 /* First output pixel (oy0, ox0) of tile t = (n*th + ty)*tw + tx of image n: phase (ty / thp, tx / twp)
- * of the polyphase split, sub-tile (ty % thp, tx % twp); its pixels are dh (dw) apart (fc_wino). */
-static inline void FN(fc_wino_origin)(const fc_wino *p, ptrdiff_t g, ptrdiff_t *n, int *oy0, int *ox0)
+ * of the polyphase split, sub-tile (ty % thp, tx % twp); its pixels are dh (dw) apart (fc_wino).
+ * Positions are 64-bit: with a dilation near 2^29 those of pixels past the edge can pass 2^31. */
+static inline void FN(fc_wino_origin)(const fc_wino *p, ptrdiff_t g, ptrdiff_t *n, ptrdiff_t *oy0, ptrdiff_t *ox0)
 {
     const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
     *n = g / per_img;
     const ptrdiff_t r = g - *n * per_img;
     const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
     const int ay = ty / p->thp, ax = tx / p->twp;
-    *oy0 = ay + p->dh * (ty - ay * p->thp) * p->m;
-    *ox0 = ax + p->dw * (tx - ax * p->twp) * p->m;
+    *oy0 = ay + (ptrdiff_t)p->dh * (ty - ay * p->thp) * p->m;
+    *ox0 = ax + (ptrdiff_t)p->dw * (tx - ax * p->twp) * p->m;
 }
 
 /* Tiles [t0, t1) in blocks of TB (a multiple of FC_WINO_RB).  Tile t is (n, ty, tx) with
@@ -264,14 +265,14 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
         /* 1. input transform */
         for (int t = 0; t < nt; t++) {
             ptrdiff_t n;
-            int oy0, ox0;
+            ptrdiff_t oy0, ox0;
             FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
-            const int iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
+            const ptrdiff_t iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
             const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
             for (int i = 0; i < al; i++) {
-                const int iy = iy0 + dh * i;
+                const ptrdiff_t iy = iy0 + dh * i;
                 for (int j = 0; j < al; j++) {
-                    const int ix = ix0 + dw * j;
+                    const ptrdiff_t ix = ix0 + dw * j;
                     xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
                                          ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
                 }
@@ -294,12 +295,12 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
         /* 3. output transform */
         for (int t = 0; t < nt; t++) {
             ptrdiff_t n;
-            int oy0, ox0;
+            ptrdiff_t oy0, ox0;
             FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
             FC_T *op[16];
             for (int a = 0; a < m; a++)
                 for (int c = 0; c < m; c++) {
-                    const int oy = oy0 + p->dh * a, ox = ox0 + p->dw * c;
+                    const ptrdiff_t oy = oy0 + (ptrdiff_t)p->dh * a, ox = ox0 + (ptrdiff_t)p->dw * c;
                     op[a * m + c] = (oy < p->OH && ox < p->OW)
                                         ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : NULL;
                 }
@@ -401,20 +402,20 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
         const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
         for (int t = 0; t < nt; t++) {
             ptrdiff_t n;
-            int oy0, ox0;
+            ptrdiff_t oy0, ox0;
             FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
-            const int iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
+            const ptrdiff_t iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
             const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
             for (int i = 0; i < al; i++)
                 for (int j = 0; j < al; j++) {
-                    const int iy = iy0 + dh * i, ix = ix0 + dw * j;
+                    const ptrdiff_t iy = iy0 + dh * i, ix = ix0 + dw * j;
                     xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
                                          ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
                 }
             FN(fc_wino_itrans)(m, xp, C, cs, Vb + (ptrdiff_t)t * cs, vps);
             for (int a = 0; a < m; a++)
                 for (int c = 0; c < m; c++) {
-                    const int oy = oy0 + dh * a, ox = ox0 + dw * c;
+                    const ptrdiff_t oy = oy0 + dh * a, ox = ox0 + dw * c;
                     xp[a * m + c] = (oy < p->OH && ox < p->OW)
                                         ? dy + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : zrow;
                 }
