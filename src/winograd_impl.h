@@ -47,6 +47,11 @@ typedef FC_T VU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(size
 
 static int FN(fc_wino_block)(void) { return VB; }
 
+/* The weight transform at this level (FC_WINO_TRANSFORM, winograd_kernels.h): double arithmetic,
+ * vectorised at this level's width. */
+FC_WINO_TRANSFORM(FN(fc_wino_transform4), FC_T, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(FN(fc_wino_transform2), FC_T, 4, fc_wino_g2)
+
 static inline int FN(fc_wino_cs)(int C) { return (C + FC_VLEN - 1) / FC_VLEN * FC_VLEN; }
 static inline int FN(fc_wino_kp)(int K) { return (K + VB - 1) / VB * VB; }
 

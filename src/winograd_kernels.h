@@ -26,9 +26,6 @@ typedef struct {
     int thp, twp;   /* tiles per phase: ceil(ceil(OH / dh) / m), ceil(ceil(OW / dw) / m) */
 } fc_wino;
 
-#define FC_IMPL "winograd_impl.h"
-#include "fc_instantiate.h"
-
 /* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]
  * (w is (3, 3, C, K)), zero past K, in double arithmetic; flip: of the input gradient's weight
  * g[i][j] = w[2 - i, 2 - j, kb*vb + v, c] (w is (3, 3, K, C) then).  C, K: the transformed conv's. */
@@ -100,24 +97,12 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
         }                                                                                                   \
     }                                                                                                       \
 }
-/* float32: one copy per SIMD level, as the kernels (compiled outside the target regions the double
- * arithmetic ran 2 lanes wide and took ~20 % of a 128 -> 128 channel forward on 7x7 maps) */
-FC_WINO_TRANSFORM(fc_wino_transform4_f32_generic, float, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f32_generic, float, 4, fc_wino_g2)
-#if FC_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-FC_WINO_TRANSFORM(fc_wino_transform4_f32_avx2, float, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f32_avx2, float, 4, fc_wino_g2)
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-FC_WINO_TRANSFORM(fc_wino_transform4_f32_avx512, float, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f32_avx512, float, 4, fc_wino_g2)
-#pragma GCC pop_options
-#endif
-FC_WINO_TRANSFORM(fc_wino_transform4_f64, double, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f64, double, 4, fc_wino_g2)
+#define FC_IMPL "winograd_impl.h"
+#include "fc_instantiate.h"
+
+/* The transform, compiled per SIMD level inside winograd_impl.h (fc_wino_transform4/2_<sfx>: outside
+ * the target regions its double arithmetic ran 2 lanes wide and took ~20 % of a 128 -> 128 channel
+ * forward on 7x7 maps); float64 has the generic copy. */
 static void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
                                   int threads)
 {
@@ -128,7 +113,7 @@ static void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, 
 }
 static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
 {
-    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out, threads);
+    (m == 4 ? fc_wino_transform4_f64_generic : fc_wino_transform2_f64_generic)(w, C, K, vb, flip, out, threads);
 }
 #undef FC_WINO_TRANSFORM
 #undef FC_WINO_PARALLEL_FOR

@@ -545,3 +545,27 @@ def test_float32_weight_transform_on_every_level(level, flip):
         got = U.transpose(0, 2, 1, 3).reshape(al * al, C, nkb * vb)
         np.testing.assert_allclose(got[:, :, :K], want, rtol=1e-6, atol=1e-6)
         assert not got[:, :, K:].any()
+
+
+@pytest.mark.large
+def test_dilated_tile_index_past_2_24():
+    """N = 2**22 + 5 images of 3x3, dilation 2, "same": 4 phases of one F(2x2) tile each, 16,777,236
+    tiles (the phase decode of tiles past 2**24), against the closed forms of the centre and corner
+    pixels: only the centre tap reaches x at the centre, the four lower-right taps at (0, 0)."""
+    N = 2**22 + 5
+    x = np.ones((N, 3, 3, 1), np.float32)
+    x[-1] = 3.0
+    w, b = rand((3, 3, 1, 2)), rand((2,))
+    _dispatch.set_conv_algo("winograd2")
+    try:
+        y = ops.conv2d(x, w, b, padding="same", dilation=2)
+        assert _dispatch.last_kernel["conv2d"] == "winograd2"
+    finally:
+        _dispatch.set_conv_algo(None)
+    centre = w[1, 1, 0] + b
+    corner = w[1, 1, 0] + w[1, 2, 0] + w[2, 1, 0] + w[2, 2, 0] + b
+    for n in (0, 2**20 + 1, 2**22 - 1, N - 2):
+        np.testing.assert_allclose(y[n, 1, 1], centre, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y[n, 0, 0], corner, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-1, 1, 1], 3 * w[1, 1, 0] + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-1, 0, 0], 3 * (corner - b) + b, rtol=1e-5, atol=1e-5)
