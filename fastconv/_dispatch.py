@@ -117,7 +117,7 @@ def threads_for(work: float) -> int:
 
 # ---- convolution algorithm: FASTCONV_CONV_ALGO or set_conv_algo ----
 # "auto": Winograd where ops/_plan.py conv_algo's rule says it beats the direct kernel, else direct;
-# "direct": never Winograd; "winograd": Winograd on every eligible conv (3x3, stride 1, dilation 1,
+# "direct": never Winograd; "winograd": Winograd on every eligible conv (3x3, stride 1, any dilation,
 # groups 1, epilogue none or ReLU), the tile by map size; "winograd4" / "winograd2": that tile.
 CONV_ALGOS = ("auto", "direct", "winograd", "winograd4", "winograd2")
 
@@ -145,3 +145,96 @@ def get_conv_algo() -> str:
             env = ""
         return env or "auto"
     return _state["algo"]
+
+
+# ---- the CPU the plans size their blocks for (docs/kernels.md, "Tiles per CPU") ----
+# Read once from Linux's /proc/cpuinfo (vendor, family, model: what cpuid reports) and sysfs (cache
+# sizes); where they cannot be read, DEFAULT_CPU (a 1 MiB L2, 32 MiB L3: the development host).
+# set_cpu_info overrides it (tests, and a user sizing blocks for another machine).
+
+class CpuInfo:
+    """vendor ("AuthenticAMD", "GenuineIntel", ...), family and model (decimal, as cpuid gives
+    them), and the data caches one core sees in bytes: l1d, l2 (private per core on every x86 CPU
+    fastconv targets) and l3 (shared by the cores of one complex / die)."""
+
+    __slots__ = ("family", "l1d", "l2", "l3", "model", "vendor")
+
+    def __init__(self, vendor="", family=0, model=0, l1d=48 << 10, l2=1 << 20, l3=32 << 20):
+        for name, value in (("l1d", l1d), ("l2", l2), ("l3", l3)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"CpuInfo: {name} must be a positive number of bytes. Received: {name}={value!r}")
+        self.vendor, self.family, self.model = str(vendor), int(family), int(model)
+        self.l1d, self.l2, self.l3 = l1d, l2, l3
+
+    def __repr__(self):
+        return (f"CpuInfo(vendor={self.vendor!r}, family={self.family}, model={self.model}, "
+                f"l1d={self.l1d}, l2={self.l2}, l3={self.l3})")
+
+
+DEFAULT_CPU = CpuInfo()
+
+
+def _parse_size(text: str) -> int | None:
+    """A sysfs cache size ("48K", "1024K", "32M") in bytes; None when it is not one."""
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if text[-1:] in "KMG" else text
+    return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
+
+
+def read_cpu_info(root: str = "/") -> CpuInfo:
+    """The CpuInfo of this machine (root: where proc/ and sys/ are, for tests); fields that cannot
+    be read keep DEFAULT_CPU's values."""
+    vendor, family, model = "", 0, 0
+    try:
+        with open(os.path.join(root, "proc/cpuinfo"), encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                key, val = key.strip(), val.strip()
+                if key == "vendor_id" and not vendor:
+                    vendor = val
+                elif key == "cpu family" and not family and val.isdigit():
+                    family = int(val)
+                elif key == "model" and not model and val.isdigit():
+                    model = int(val)
+                elif not line.strip() and vendor:
+                    break  # the first processor's block is enough
+    except OSError:
+        pass
+    sizes = {"l1d": DEFAULT_CPU.l1d, "l2": DEFAULT_CPU.l2, "l3": DEFAULT_CPU.l3}
+    base = os.path.join(root, "sys/devices/system/cpu/cpu0/cache")
+    try:
+        entries = sorted(e for e in os.listdir(base) if e.startswith("index"))
+    except OSError:
+        entries = []
+    for entry in entries:
+        try:
+            def field(name, entry=entry):
+                with open(os.path.join(base, entry, name), encoding="utf-8") as f:
+                    return f.read().strip()
+            level, kind, size = field("level"), field("type"), _parse_size(field("size"))
+        except OSError:
+            continue
+        if size is None or kind == "Instruction":
+            continue
+        key = {"1": "l1d", "2": "l2", "3": "l3"}.get(level)
+        if key:
+            sizes[key] = size
+    return CpuInfo(vendor, family, model, **sizes)
+
+
+def cpu_info() -> CpuInfo:
+    """The CPU the plans size for: set_cpu_info's, else this machine's (read once)."""
+    if _state.get("cpu") is None:
+        _state["cpu"] = read_cpu_info()
+    return _state["cpu"]
+
+
+def set_cpu_info(info: CpuInfo | None) -> CpuInfo:
+    """Size the plans for `info` (None: this machine again); returns the CpuInfo now in force.
+    Plans built before the call keep their sizes: fastconv.ops._plan reads it when imported
+    (call _plan.size_for_cpu() to redo the derived sizes)."""
+    if info is not None and not isinstance(info, CpuInfo):
+        raise TypeError(f"set_cpu_info: info must be a CpuInfo or None. Received: {type(info).__name__}")
+    _state["cpu"] = info
+    return cpu_info()

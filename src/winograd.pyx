@@ -9,7 +9,7 @@ is the same whichever thread runs it: the result does not depend on the thread c
 """
 from libc.limits cimport INT_MAX
 from _common cimport floating
-from _parallel cimport run_chunks, sum_partials
+from _parallel cimport run_chunks
 import numpy as np
 
 cdef extern from "winograd_kernels.h" nogil:
@@ -19,8 +19,11 @@ cdef extern from "winograd_kernels.h" nogil:
         int pt, pl
         int m
         int th, tw
+        int dh, dw
+        int thp, twp
         int relu
-    void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out, int threads)
+    void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
+                               int threads)
     void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
     size_t fc_wino_wgrad_scratch_f32(int isa, const fc_wino *p, int TB)
     size_t fc_wino_wgrad_scratch_f64(int isa, const fc_wino *p, int TB)
@@ -30,8 +33,10 @@ cdef extern from "winograd_kernels.h" nogil:
                                  Py_ssize_t t1, int TB, float *S, char *scratch)
     void fc_wino_wgrad_tiles_f64(int isa, const fc_wino *p, const double *inp, const double *dy, Py_ssize_t t0,
                                  Py_ssize_t t1, int TB, double *S, char *scratch)
-    void fc_wino_wgrad_finish_f32(const float *S, int m, int C, int K, int sc, int kp, double *acc, float *dw)
-    void fc_wino_wgrad_finish_f64(const double *S, int m, int C, int K, int sc, int kp, double *acc, double *dw)
+    void fc_wino_wgrad_finish_f32(const float *parts, Py_ssize_t psize, int nparts, int m, int C, int K, int sc,
+                                  int kp, double *scratch, float *dw, int threads)
+    void fc_wino_wgrad_finish_f64(const double *parts, Py_ssize_t psize, int nparts, int m, int C, int K, int sc,
+                                  int kp, double *scratch, double *dw, int threads)
     int fc_wino_block_f32(int isa)
     int fc_wino_block_f64(int isa)
     size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB)
@@ -77,11 +82,24 @@ cdef void _wn_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, 
                           <float *>b.out, t0, t1, b.TB, s)
 
 
+cdef void _set_tiles(fc_wino *p, int m, int dh, int dw) except *:
+    """Tile counts of p (OH, OW set): dh x dw polyphase sub-lattices of ceil(OH / dh) x ceil(OW / dw)
+    pixels, each cut into m x m tiles (src/winograd_kernels.h fc_wino)."""
+    if dh < 1 or dw < 1:
+        raise ValueError(f"winograd: dilation must be positive. Received: dh={dh}, dw={dw}")
+    p.dh = dh; p.dw = dw
+    p.thp = ((p.OH + dh - 1) // dh + m - 1) // m
+    p.twp = ((p.OW + dw - 1) // dw + m - 1) // m
+    p.th = dh * p.thp
+    p.tw = dw * p.twp
+
+
 def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
               const floating[::1] U,              # IN  transformed, packed weight
               const floating[::1] bias,           # IN  (K,) or None
               floating[:, :, :, ::1] out,         # OUT (N, OH, OW, K)
-              int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads):
+              int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads,
+              int dh=1, int dw=1):
     """out = conv3x3(inp, w) (+ bias, ReLU) with U the packed Winograd transform of w
     (ops/winograd.py): blocks of TB tiles in nchunks chunks, dynamic schedule."""
     cdef _wn_job b
@@ -99,8 +117,7 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = out.shape[1]; b.p.OW = out.shape[2]; b.p.K = out.shape[3]
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
-    b.p.th = (b.p.OH + m - 1) // m
-    b.p.tw = (b.p.OW + m - 1) // m
+    _set_tiles(&b.p, m, dh, dw)
     b.p.relu = relu
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
     cdef Py_ssize_t need = 36 * ((b.p.K + vb - 1) // vb) * vb * <Py_ssize_t>b.p.C if m == 4 else \
@@ -129,7 +146,8 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
 
 
 
-def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1):
+def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1,
+                     int isa=0):
     """out[pos][kb][c][v] = (G g G^T)[pos] for g = w[:, :, c, kb*vb + v] (3 x 3), zero past K, in
     float64 arithmetic; flip=True transforms the input gradient's weight instead: g[i][j] =
     w[2 - i, 2 - j, kb*vb + v, c] (rotated 180 degrees, C and K swapped)."""
@@ -146,7 +164,7 @@ def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, f
         raise ValueError(f"transform_weight: out holds {out.shape[0]} elements, too few")
     with nogil:
         if floating is float:
-            fc_wino_transform_f32(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
+            fc_wino_transform_f32(isa, &w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
         else:
             fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
 
@@ -175,9 +193,10 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                const floating[:, :, :, ::1] dy,    # IN  (N, OH, OW, K)
                floating[:, :, :, ::1] dw,          # OUT (3, 3, C, K)
                floating[::1] db,                   # OUT (K,) the bias gradient
-               int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads):
+               int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
+               int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + i): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
     added in chunk order (the result depends on nchunks, not on the thread count)."""
     cdef _wg_job b
     cdef int i
@@ -195,8 +214,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = dy.shape[1]; b.p.OW = dy.shape[2]; b.p.K = dy.shape[3]
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
-    b.p.th = (b.p.OH + m - 1) // m
-    b.p.tw = (b.p.OW + m - 1) // m
+    _set_tiles(&b.p, m, dil_h, dil_w)
     b.p.relu = 0
     b.ntiles = <Py_ssize_t>b.p.N * b.p.th * b.p.tw
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
@@ -216,7 +234,8 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
         sb = fc_wino_wgrad_scratch_f32(isa, &b.p, TB)
     parts_arr = np.empty(b.psize * nchunks, dtype=np.float64 if floating is double else np.float32)
     cdef floating[::1] parts = parts_arr
-    acc_arr = np.empty(9 * b.p.K, dtype=np.float64)
+    # the finish's per-thread rows (ops run it on the region's threads, split over input channels)
+    acc_arr = np.empty(max(1, nthreads) * (9 * b.p.K + kp), dtype=np.float64)
     cdef double[::1] acc = acc_arr
     b.isa = isa
     b.f64 = floating is double
@@ -225,11 +244,18 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.dy = &dy[0, 0, 0, 0]
     b.parts = &parts[0]
     run_chunks(_wg_chunk, &b, b.nblocks, nchunks, nthreads, False, sb)
+    cdef int j
+    cdef floating sdb
     with nogil:
-        sum_partials(&parts[0], b.psize, nchunks, b.psize, &parts[0])
+        # the partials are summed inside the finish (each element in chunk order), on the threads
         if floating is double:
-            fc_wino_wgrad_finish_f64(&parts[0], m, b.p.C, b.p.K, sc, kp, &acc[0], &dw[0, 0, 0, 0])
+            fc_wino_wgrad_finish_f64(&parts[0], b.psize, <int>nchunks, m, b.p.C, b.p.K, sc, kp, &acc[0],
+                                     &dw[0, 0, 0, 0], max(1, nthreads))
         else:
-            fc_wino_wgrad_finish_f32(&parts[0], m, b.p.C, b.p.K, sc, kp, &acc[0], &dw[0, 0, 0, 0])
+            fc_wino_wgrad_finish_f32(&parts[0], b.psize, <int>nchunks, m, b.p.C, b.p.K, sc, kp, &acc[0],
+                                     &dw[0, 0, 0, 0], max(1, nthreads))
         for i in range(b.p.K):
-            db[i] = parts[b.psize - kp + i]
+            sdb = parts[b.psize - kp + i]
+            for j in range(1, nchunks):
+                sdb = sdb + parts[j * b.psize + b.psize - kp + i]
+            db[i] = sdb

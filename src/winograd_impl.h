@@ -47,6 +47,11 @@ typedef FC_T VU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(size
 
 static int FN(fc_wino_block)(void) { return VB; }
 
+/* The weight transform at this level (FC_WINO_TRANSFORM, winograd_kernels.h): double arithmetic,
+ * vectorised at this level's width. */
+FC_WINO_TRANSFORM(FN(fc_wino_transform4), FC_T, 6, fc_wino_g4)
+FC_WINO_TRANSFORM(FN(fc_wino_transform2), FC_T, 4, fc_wino_g2)
+
 static inline int FN(fc_wino_cs)(int C) { return (C + FC_VLEN - 1) / FC_VLEN * FC_VLEN; }
 static inline int FN(fc_wino_kp)(int K) { return (K + VB - 1) / VB * VB; }
 
@@ -222,8 +227,23 @@ static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int k
     }
 }
 
+/* First output pixel (oy0, ox0) of tile t = (n*th + ty)*tw + tx of image n: phase (ty / thp, tx / twp)
+ * of the polyphase split, sub-tile (ty % thp, tx % twp); its pixels are dh (dw) apart (fc_wino).
+ * Positions are 64-bit: with a dilation near 2^29 those of pixels past the edge can pass 2^31. */
+static inline void FN(fc_wino_origin)(const fc_wino *p, ptrdiff_t g, ptrdiff_t *n, ptrdiff_t *oy0, ptrdiff_t *ox0)
+{
+    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
+    *n = g / per_img;
+    const ptrdiff_t r = g - *n * per_img;
+    const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+    const int ay = ty / p->thp, ax = tx / p->twp;
+    *oy0 = ay + (ptrdiff_t)p->dh * (ty - ay * p->thp) * p->m;
+    *ox0 = ax + (ptrdiff_t)p->dw * (tx - ax * p->twp) * p->m;
+}
+
 /* Tiles [t0, t1) in blocks of TB (a multiple of FC_WINO_RB).  Tile t is (n, ty, tx) with
- * t = (n*th + ty)*tw + tx; its output pixels are rows ty*m.., columns tx*m.. of image n. */
+ * t = (n*th + ty)*tw + tx; its output pixels are rows oy0 + dh*a, columns ox0 + dw*c (a, c < m) of
+ * image n (fc_wino_origin; undilated: rows ty*m.., columns tx*m..). */
 static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, const FC_T *bias, FC_T *out,
                               ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
 {
@@ -244,21 +264,20 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
         zrow[c] = 0;
     for (int k = 0; k < kp; k++)
         bp[k] = (bias && k < K) ? bias[k] : (FC_T)0;
-    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
     for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
         const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
         const int ntr = (nt + FC_WINO_RB - 1) / FC_WINO_RB * FC_WINO_RB;  /* rows the register tile runs over */
         /* 1. input transform */
         for (int t = 0; t < nt; t++) {
-            const ptrdiff_t g = b0 + t;
-            const ptrdiff_t n = g / per_img, r = g - n * per_img;
-            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
-            const int iy0 = ty * m - p->pt, ix0 = tx * m - p->pl;
+            ptrdiff_t n;
+            ptrdiff_t oy0, ox0;
+            FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
+            const ptrdiff_t iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
             const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
             for (int i = 0; i < al; i++) {
-                const int iy = iy0 + i;
+                const ptrdiff_t iy = iy0 + dh * i;
                 for (int j = 0; j < al; j++) {
-                    const int ix = ix0 + j;
+                    const ptrdiff_t ix = ix0 + dw * j;
                     xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
                                          ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
                 }
@@ -280,13 +299,13 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
         }
         /* 3. output transform */
         for (int t = 0; t < nt; t++) {
-            const ptrdiff_t g = b0 + t;
-            const ptrdiff_t n = g / per_img, r = g - n * per_img;
-            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
+            ptrdiff_t n;
+            ptrdiff_t oy0, ox0;
+            FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
             FC_T *op[16];
             for (int a = 0; a < m; a++)
                 for (int c = 0; c < m; c++) {
-                    const int oy = ty * m + a, ox = tx * m + c;
+                    const ptrdiff_t oy = oy0 + (ptrdiff_t)p->dh * a, ox = ox0 + (ptrdiff_t)p->dw * c;
                     op[a * m + c] = (oy < p->OH && ox < p->OW)
                                         ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : NULL;
                 }
@@ -384,25 +403,24 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
     FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
     for (ptrdiff_t e = 0; e < (ptrdiff_t)a2 * sps + kp; e++)
         S[e] = 0;
-    const ptrdiff_t per_img = (ptrdiff_t)p->th * p->tw;
     for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
         const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
         for (int t = 0; t < nt; t++) {
-            const ptrdiff_t g = b0 + t;
-            const ptrdiff_t n = g / per_img, r = g - n * per_img;
-            const int ty = (int)(r / p->tw), tx = (int)(r - (ptrdiff_t)ty * p->tw);
-            const int iy0 = ty * m - p->pt, ix0 = tx * m - p->pl;
+            ptrdiff_t n;
+            ptrdiff_t oy0, ox0;
+            FN(fc_wino_origin)(p, b0 + t, &n, &oy0, &ox0);
+            const ptrdiff_t iy0 = oy0 - p->pt, ix0 = ox0 - p->pl, dh = p->dh, dw = p->dw;
             const FC_T *img = in + n * p->IH * (ptrdiff_t)p->IW * C;
             for (int i = 0; i < al; i++)
                 for (int j = 0; j < al; j++) {
-                    const int iy = iy0 + i, ix = ix0 + j;
+                    const ptrdiff_t iy = iy0 + dh * i, ix = ix0 + dw * j;
                     xp[i * al + j] = (iy >= 0 && iy < p->IH && ix >= 0 && ix < p->IW)
                                          ? img + ((ptrdiff_t)iy * p->IW + ix) * C : zrow;
                 }
             FN(fc_wino_itrans)(m, xp, C, cs, Vb + (ptrdiff_t)t * cs, vps);
             for (int a = 0; a < m; a++)
                 for (int c = 0; c < m; c++) {
-                    const int oy = ty * m + a, ox = tx * m + c;
+                    const ptrdiff_t oy = oy0 + dh * a, ox = ox0 + dw * c;
                     xp[a * m + c] = (oy < p->OH && ox < p->OW)
                                         ? dy + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : zrow;
                 }

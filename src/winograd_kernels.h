@@ -16,12 +16,15 @@ typedef struct {
     int OH, OW, K;
     int pt, pl;
     int m;          /* 4: F(4x4, 3x3), 2: F(2x2, 3x3) */
-    int th, tw;     /* tiles per image column and row: ceil(OH / m), ceil(OW / m) */
+    int th, tw;     /* tiles per image column and row: dh * thp, dw * twp */
     int relu;
+    /* dilation: output pixel (oy, ox) reads rows oy - pt + dh*i, columns ox - pl + dw*j.  A dilated
+     * conv is dh*dw independent undilated ones on the sub-lattices oy = a + dh*j, ox = b + dw*j'
+     * (polyphase): tile row ty is phase a = ty / thp, sub-tile ty % thp (columns alike), and its
+     * m x m outputs and alpha x alpha inputs are dh (dw) apart.  dh = dw = 1: the plain conv. */
+    int dh, dw;
+    int thp, twp;   /* tiles per phase: ceil(ceil(OH / dh) / m), ceil(ceil(OW / dw) / m) */
 } fc_wino;
-
-#define FC_IMPL "winograd_impl.h"
-#include "fc_instantiate.h"
 
 /* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]
  * (w is (3, 3, C, K)), zero past K, in double arithmetic; flip: of the input gradient's weight
@@ -52,71 +55,121 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
         {                                                                                                   \
             double g[3][3][VMAX], t[AL][3][VMAX];                                                           \
             const int nv = K - kb * vb < vb ? K - kb * vb : vb;                                             \
+            /* the loads: contiguous along k forward; along k at stride C for the flipped weight */         \
             for (int i = 0; i < 3; i++)                                                                     \
                 for (int j = 0; j < 3; j++) {                                                               \
-                    for (int v = 0; v < nv; v++) {                                                          \
-                        const int k = kb * vb + v;                                                          \
-                        g[i][j][v] = flip ? w[(2 - i) * 3 * tap + (2 - j) * tap + (ptrdiff_t)k * C + c]     \
-                                          : w[i * 3 * tap + j * tap + (ptrdiff_t)c * K + k];                \
+                    if (flip) {                                                                             \
+                        const T *src = w + (2 - i) * 3 * tap + (2 - j) * tap + (ptrdiff_t)kb * vb * C + c;  \
+                        for (int v = 0; v < nv; v++)                                                        \
+                            g[i][j][v] = src[(ptrdiff_t)v * C];                                             \
+                    } else {                                                                                \
+                        const T *src = w + i * 3 * tap + j * tap + (ptrdiff_t)c * K + kb * vb;              \
+                        if (nv == VMAX) /* a full AVX-512 block: a constant trip count */                   \
+                            for (int v = 0; v < VMAX; v++)                                                  \
+                                g[i][j][v] = src[v];                                                        \
+                        else                                                                                \
+                            for (int v = 0; v < nv; v++)                                                    \
+                                g[i][j][v] = src[v];                                                        \
                     }                                                                                       \
-                    for (int v = nv; v < vb; v++)                                                           \
+                    for (int v = nv; v < VMAX; v++)                                                         \
                         g[i][j][v] = 0;                                                                     \
                 }                                                                                           \
+            /* VMAX lanes whatever vb (a constant trip count the compiler vectorises); vb of them kept */    \
+            _Pragma("GCC unroll 6")                                                                         \
             for (int a = 0; a < AL; a++)                                                                    \
                 for (int j = 0; j < 3; j++)                                                                 \
-                    for (int v = 0; v < vb; v++)                                                            \
+                    for (int v = 0; v < VMAX; v++)                                                          \
                         t[a][j][v] = GM[a][0] * g[0][j][v] + GM[a][1] * g[1][j][v] + GM[a][2] * g[2][j][v];  \
             T *o = out + ((ptrdiff_t)kb * C + c) * vb;                                                      \
+            _Pragma("GCC unroll 6")                                                                         \
             for (int a = 0; a < AL; a++)                                                                    \
-                for (int b = 0; b < AL; b++)                                                                \
-                    for (int v = 0; v < vb; v++)                                                            \
-                        o[(a * AL + b) * ps + v] =                                                          \
-                            (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);     \
+                for (int b = 0; b < AL; b++) {                                                              \
+                    T r[VMAX];                                                                              \
+                    for (int v = 0; v < VMAX; v++)                                                          \
+                        r[v] = (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);  \
+                    T *od = o + (a * AL + b) * ps;                                                          \
+                    if (vb == VMAX)                                                                         \
+                        memcpy(od, r, sizeof(r));                                                           \
+                    else                                                                                    \
+                        for (int v = 0; v < vb; v++)                                                        \
+                            od[v] = r[v];                                                                   \
+                }                                                                                           \
         }                                                                                                   \
     }                                                                                                       \
 }
-FC_WINO_TRANSFORM(fc_wino_transform4_f32, float, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f32, float, 4, fc_wino_g2)
-FC_WINO_TRANSFORM(fc_wino_transform4_f64, double, 6, fc_wino_g4)
-FC_WINO_TRANSFORM(fc_wino_transform2_f64, double, 4, fc_wino_g2)
-static void fc_wino_transform_f32(const float *w, int C, int K, int m, int vb, int flip, float *out, int threads)
+#define FC_IMPL "winograd_impl.h"
+#include "fc_instantiate.h"
+
+/* The transform, compiled per SIMD level inside winograd_impl.h (fc_wino_transform4/2_<sfx>: outside
+ * the target regions its double arithmetic ran 2 lanes wide and took ~20 % of a 128 -> 128 channel
+ * forward on 7x7 maps); float64 has the generic copy. */
+static void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
+                                  int threads)
 {
-    (m == 4 ? fc_wino_transform4_f32 : fc_wino_transform2_f32)(w, C, K, vb, flip, out, threads);
+    if (m == 4)
+        FC_PICK(isa, fc_wino_transform4, w, C, K, vb, flip, out, threads);
+    else
+        FC_PICK(isa, fc_wino_transform2, w, C, K, vb, flip, out, threads);
 }
 static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
 {
-    (m == 4 ? fc_wino_transform4_f64 : fc_wino_transform2_f64)(w, C, K, vb, flip, out, threads);
+    (m == 4 ? fc_wino_transform4_f64_generic : fc_wino_transform2_f64_generic)(w, C, K, vb, flip, out, threads);
 }
 #undef FC_WINO_TRANSFORM
 #undef FC_WINO_PARALLEL_FOR
 
-/* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j] (S: alpha^2 x sc x kp, the summed
- * partials of fc_wino_wgrad_tiles), accumulated in double in acc (9 * K doubles). */
+/* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j], S the sum of the nparts partials
+ * of fc_wino_wgrad_tiles (psize elements apart, S: alpha^2 x sc x kp; each element summed in part
+ * order, in T, as before the finish), accumulated in double.  Input channels c split over `threads`
+ * threads (every c writes its own dw entries: the result does not depend on the split); scratch:
+ * threads * (9 * K + kp) doubles. */
+#ifdef _OPENMP
+#define FC_WINO_FINISH_PARALLEL _Pragma("omp parallel num_threads(threads) if(threads > 1)")
+#define FC_WINO_FINISH_FOR _Pragma("omp for schedule(static)")
+#define FC_WINO_TID omp_get_thread_num()
+#else
+#define FC_WINO_FINISH_PARALLEL
+#define FC_WINO_FINISH_FOR
+#define FC_WINO_TID 0
+#endif
 #define FC_WINO_FINISH(NAME, T)                                                                             \
-static void NAME(const T *S, int m, int C, int K, int sc, int kp, double *acc, T *dw)                        \
+static void NAME(const T *parts, ptrdiff_t psize, int nparts, int m, int C, int K, int sc, int kp,           \
+                 double *scratch, T *dw, int threads)                                                        \
 {                                                                                                           \
     const int al = m + 2;                                                                                   \
     const double (*G)[3] = m == 4 ? fc_wino_g4 : fc_wino_g2;                                                \
     const ptrdiff_t sps = (ptrdiff_t)sc * kp, tap = (ptrdiff_t)C * K;                                       \
-    for (int c = 0; c < C; c++) {                                                                           \
-        for (ptrdiff_t e = 0; e < 9 * (ptrdiff_t)K; e++)                                                    \
-            acc[e] = 0;                                                                                     \
-        for (int a = 0; a < al; a++)                                                                        \
-            for (int b = 0; b < al; b++) {                                                                  \
-                const T *srow = S + (a * al + b) * sps + (ptrdiff_t)c * kp;                                 \
-                for (int i = 0; i < 3; i++)                                                                 \
-                    for (int j = 0; j < 3; j++) {                                                           \
-                        const double f = G[a][i] * G[b][j];                                                 \
-                        if (f == 0)                                                                         \
-                            continue;                                                                       \
-                        double *ar = acc + (i * 3 + j) * (ptrdiff_t)K;                                      \
-                        for (int k = 0; k < K; k++)                                                         \
-                            ar[k] += f * (double)srow[k];                                                   \
+    (void)threads;                                                                                          \
+    FC_WINO_FINISH_PARALLEL                                                                                 \
+    {                                                                                                       \
+        double *acc = scratch + (ptrdiff_t)FC_WINO_TID * (9 * (ptrdiff_t)K + kp), *srow = acc + 9 * (ptrdiff_t)K; \
+        FC_WINO_FINISH_FOR                                                                                  \
+        for (int c = 0; c < C; c++) {                                                                       \
+            for (ptrdiff_t e = 0; e < 9 * (ptrdiff_t)K; e++)                                                \
+                acc[e] = 0;                                                                                 \
+            for (int a = 0; a < al; a++)                                                                    \
+                for (int b = 0; b < al; b++) {                                                              \
+                    const T *s0 = parts + (a * al + b) * sps + (ptrdiff_t)c * kp;                           \
+                    for (int k = 0; k < K; k++) {                                                           \
+                        T v = s0[k];                                                                        \
+                        for (int q = 1; q < nparts; q++)                                                    \
+                            v = v + s0[q * psize + k];                                                      \
+                        srow[k] = (double)v;                                                                \
                     }                                                                                       \
-            }                                                                                               \
-        for (int ij = 0; ij < 9; ij++)                                                                      \
-            for (int k = 0; k < K; k++)                                                                     \
-                dw[ij * tap + (ptrdiff_t)c * K + k] = (T)acc[ij * (ptrdiff_t)K + k];                        \
+                    for (int i = 0; i < 3; i++)                                                             \
+                        for (int j = 0; j < 3; j++) {                                                       \
+                            const double f = G[a][i] * G[b][j];                                             \
+                            if (f == 0)                                                                     \
+                                continue;                                                                   \
+                            double *ar = acc + (i * 3 + j) * (ptrdiff_t)K;                                  \
+                            for (int k = 0; k < K; k++)                                                     \
+                                ar[k] += f * srow[k];                                                       \
+                        }                                                                                   \
+                }                                                                                           \
+            for (int ij = 0; ij < 9; ij++)                                                                  \
+                for (int k = 0; k < K; k++)                                                                 \
+                    dw[ij * tap + (ptrdiff_t)c * K + k] = (T)acc[ij * (ptrdiff_t)K + k];                    \
+        }                                                                                                   \
     }                                                                                                       \
 }
 FC_WINO_FINISH(fc_wino_wgrad_finish_f32, float)

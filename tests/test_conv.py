@@ -517,3 +517,62 @@ def test_conv_transpose2d_grad_need_dx_false_skips_dx():
     assert dx0 is None and dx is not None
     np.testing.assert_array_equal(dw0, dw)
     np.testing.assert_array_equal(db0, db)
+
+
+# ---- every compiled variant of the dense tile path, on every SIMD level ----
+# The register tile (src/conv_impl.h fc_ukernel: 5- or 6-pixel tiles x 2 vectors, stored from
+# registers on a full channel block, through acc on a partial one), row-aligned and flattened tiles,
+# merged and unmerged column taps, the weight-gradient tile (6 to 1 reduction rows, fc_wg_tile_any
+# for a partial block) and the 1x1 pixel row are compiled once per SIMD level; these cases reach each
+# of them at each level the CPU has (docs/kernels.md, "Tiles per CPU").
+
+VLEN = {"generic": 4, "avx2": 8, "avx512": 16}
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+def test_every_tile_variant_on_every_simd_level(simd_level):
+    vb = 2 * VLEN[simd_level]
+    assert conv_kernels.block_size(_dispatch.LEVELS[simd_level], np.float32) == vb
+    cases = [
+        # N, H, W, C, K, k, options: OW 28 = 5+6+5+6+6 pixel row tiles, full and partial channel blocks
+        (2, 5, 28, 17, 2 * vb, 3, {"padding": "same"}),
+        (2, 5, 28, 17, vb + 3, 3, {"padding": "same", "relu": True}),
+        (3, 7, 7, 19, vb + 1, 3, {"padding": "same"}),              # flattened tiles (OW 7)
+        (2, 9, 26, 18, vb, 3, {"padding": 2, "dilation": 2}),           # unmerged column taps
+        (2, 11, 30, 20, 2 * vb + 5, 3, {"padding": 1, "stride": 2}),   # stride-2 phases in dx
+        (2, 6, 31, 23, vb + 1, 1, {}),                                # 1x1: one row of N*H*W pixels
+    ]
+    for N, H, W, C, K, k, opts in cases:
+        relu = opts.pop("relu", False)
+        x, w, b = rand((N, H, W, C)), rand((k, k, C, K)), rand((K,))
+        y = ops.conv2d(x, w, b, relu=relu, **opts)
+        assert _dispatch.last_used["conv2d"] == simd_level and _dispatch.last_kernel["conv2d"] == "tiles"
+        want = ref.conv2d(x, w, b, **opts)
+        close(y, np.maximum(want, 0) if relu else want, np.float32)
+        dy = rand(y.shape)
+        got = ops.conv2d_grad(dy, x, w, **opts)
+        assert _dispatch.last_kernel["conv2d_grad:weight"] == "tiles"
+        for g, r in zip(got, ref.conv2d_grad(dy, x, w, **opts)):
+            close(g, r, np.float32)
+    # a non-relu activation runs after each tile
+    x, w, b = rand((2, 5, 28, 17)), rand((3, 3, 17, vb + 3)), rand((vb + 3,))
+    y = ops.conv2d(x, w, b, padding="same", activation="elu")
+    assert _dispatch.last_kernel["conv2d_epilogue"] == "tile"
+    close(y, ops.activation(ref.conv2d(x, w, b, padding="same"), "elu"), np.float32)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fastconv_simd_variable_selects_the_tiles(level):
+    """FASTCONV_SIMD (read once, in a fresh process) forces the level the tile kernels run at."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from fastconv import ops, _dispatch; _dispatch.set_conv_algo('direct');"
+            "x = np.ones((1, 6, 12, 20), np.float32); w = np.ones((3, 3, 20, 20), np.float32);"
+            "y = ops.conv2d(x, w, padding='same');"
+            "print(_dispatch.last_used['conv2d'], _dispatch.last_kernel['conv2d'], float(y[0, 2, 5, 3]))")
+    env = dict(os.environ, FASTCONV_SIMD=level, FASTCONV_CONV_ALGO="direct")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         timeout=120).stdout.split()
+    assert out == [level, "tiles", "180.0"]

@@ -247,3 +247,88 @@ def test_narrow_conv_runs_the_plans_split(threads):
     np.testing.assert_array_equal(outs[0], outs[1])
     with pytest.raises(ValueError, match="split"):
         _kc.narrow_conv(*args, P.narrow_plan(2, 7, 300, threads).args())
+
+
+# ---- sizes per CPU: the caches read at run time (fastconv/_dispatch.py cpu_info, _plan.size_for_cpu) ----
+
+from fastconv import _dispatch  # this section's own import
+
+ZEN1 = _dispatch.CpuInfo("AuthenticAMD", 23, 1, l1d=32 << 10, l2=512 << 10, l3=8 << 20)
+ZEN3 = _dispatch.CpuInfo("AuthenticAMD", 25, 33, l1d=32 << 10, l2=512 << 10, l3=32 << 20)
+SKYLAKE = _dispatch.CpuInfo("GenuineIntel", 6, 94, l1d=32 << 10, l2=256 << 10, l3=8 << 20)
+ZEN5 = _dispatch.CpuInfo("AuthenticAMD", 26, 2, l1d=48 << 10, l2=1 << 20, l3=32 << 20)
+XEON = _dispatch.CpuInfo("GenuineIntel", 6, 143, l1d=48 << 10, l2=2 << 20, l3=105 << 20)
+
+
+@pytest.mark.parametrize("cpu, tile, block, product", [
+    (ZEN5, 128 << 10, 192 << 10, 256 * 256),   # the development host: the measured constants
+    (ZEN1, 64 << 10, 96 << 10, (8 << 20) // 288),  # half the L2, an 8 MiB L3 per core complex
+    (ZEN3, 64 << 10, 96 << 10, 256 * 256),
+    (SKYLAKE, 32 << 10, 96 << 10, (8 << 20) // 288),
+    (_dispatch.CpuInfo(l2=128 << 10, l3=2 << 20), 32 << 10, 96 << 10, 128 * 128),  # floors
+    (XEON, 128 << 10, 192 << 10, 256 * 256),   # larger caches: capped at what was measured
+])
+def test_sizes_follow_the_caches(cpu, tile, block, product):
+    assert P.tile_l2_bytes(cpu) == tile
+    assert P.wino_block_bytes(cpu) == block
+    assert P.wino_max_channel_product(cpu) == product
+
+
+def test_size_for_cpu_changes_the_plans_and_back():
+    g = _fwd(28, 28)
+    try:
+        P.size_for_cpu(SKYLAKE)
+        assert P.TILE_L2_BYTES == 32 << 10
+        # 3 rows x 18 columns x 256 channels = 55 KiB per tile: one tile per chunk on a 256 KiB L2
+        assert P.tile_plan(g, 4, 3, 256, 256, F32, 1).tb == 1
+        assert P.conv_algo(8, 14, 14, 192, 192, F32) == "direct"   # 36 * 192^2 floats > half of 8 MiB
+        P.size_for_cpu(ZEN5)
+        assert P.tile_plan(g, 4, 3, 256, 256, F32, 1).tb == 2
+        assert P.conv_algo(8, 14, 14, 192, 192, F32) == "winograd4"
+    finally:
+        P.size_for_cpu()
+    assert P.TILE_L2_BYTES == P.tile_l2_bytes(_dispatch.cpu_info())
+
+
+def _fake_root(tmp_path, cpuinfo, caches):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cpuinfo").write_text(cpuinfo)
+    for i, (level, kind, size) in enumerate(caches):
+        d = tmp_path / "sys" / "devices" / "system" / "cpu" / "cpu0" / "cache" / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(tmp_path)
+
+
+def test_read_cpu_info_from_proc_and_sysfs(tmp_path):
+    root = _fake_root(tmp_path, "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n\n"
+                                "processor\t: 1\nvendor_id\t: Other\n",
+                      [(1, "Data", "32K"), (1, "Instruction", "64K"), (2, "Unified", "512K"), (3, "Unified", "8192K")])
+    info = _dispatch.read_cpu_info(root)
+    assert (info.vendor, info.family, info.model) == ("AuthenticAMD", 23, 1)
+    assert (info.l1d, info.l2, info.l3) == (32 << 10, 512 << 10, 8 << 20)
+    assert P.tile_l2_bytes(info) == P.tile_l2_bytes(ZEN1)
+
+
+def test_read_cpu_info_falls_back_to_the_defaults(tmp_path):
+    info = _dispatch.read_cpu_info(str(tmp_path))  # no proc, no sys
+    d = _dispatch.DEFAULT_CPU
+    assert (info.vendor, info.l1d, info.l2, info.l3) == ("", d.l1d, d.l2, d.l3)
+    (tmp_path / "x").mkdir()
+    root = _fake_root(tmp_path / "x", "", [(2, "Unified", "lots")])
+    assert _dispatch.read_cpu_info(root).l2 == d.l2   # an unreadable size keeps the default
+
+
+def test_set_cpu_info_overrides_and_checks():
+    try:
+        assert _dispatch.set_cpu_info(ZEN1) is ZEN1
+        assert _dispatch.cpu_info() is ZEN1
+        with pytest.raises(TypeError, match="CpuInfo"):
+            _dispatch.set_cpu_info({"l2": 1})
+    finally:
+        _dispatch.set_cpu_info(None)
+    assert _dispatch.cpu_info() is not ZEN1
+    with pytest.raises(ValueError, match="l2 must be a positive"):
+        _dispatch.CpuInfo(l2=0)

@@ -242,9 +242,11 @@ def test_auto_rule_and_recorded_variant():
         assert _plan.conv_algo(2, 16, 16, 8, 32, 4) == "direct"
         assert _plan.conv_algo(2, 16, 16, 16, 32, 8) == "direct"
         assert _plan.conv_algo(2, 3, 3, 64, 64, 4) == "direct"
-        assert _plan.conv_algo(2, 14, 14, 256, 256, 4) == "winograd4"
+        # up to 256 x 256 channels where the L3 holds the transformed weight (_plan.size_for_cpu)
+        assert _plan.conv_algo(2, 14, 14, 256, 256, 4) == (
+            "winograd4" if 256 * 256 <= _plan.WINO_MAX_CHANNEL_PRODUCT else "direct")
         assert _plan.conv_algo(2, 14, 14, 512, 512, 4) == "direct"
-        for kwargs, wshape in (({"stride": 2}, (3, 3, 16, 32)), ({"dilation": 2}, (3, 3, 16, 32)),
+        for kwargs, wshape in (({"stride": 2}, (3, 3, 16, 32)),
                                ({"groups": 2}, (3, 3, 8, 32)), ({}, (5, 5, 16, 32))):
             ops.conv2d(x, rand(wshape), padding="same", **kwargs)
             assert _dispatch.last_kernel["conv2d"] not in WINO
@@ -414,3 +416,156 @@ def test_other_activations_run_winograd_then_a_pass(activation):
     want = ops.activation(z, activation)
     # Winograd's float32 error is relative to the conv's scale (|z|), passed on with slope <= ~1.1
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * float(np.abs(z).max()))
+
+
+# ---- dilated convs: the polyphase sub-convs (fc_wino dh, dw) ----
+
+def check_dilated(N, H, W, C, K, padding, dilation, dtype, algo, bias=True, relu=False):
+    x, w = rand((N, H, W, C), dtype), rand((3, 3, C, K), dtype)
+    b = rand((K,), dtype) if bias else None
+    y = ops.conv2d(x, w, b, padding=padding, dilation=dilation, relu=relu)
+    assert _dispatch.last_kernel["conv2d"] == algo
+    want = ref.conv2d(x, w, b, padding=padding, dilation=dilation)
+    close(y, np.maximum(want, 0) if relu else want, dtype)
+    dy = rand(y.shape, dtype)
+    got = ops.conv2d_grad(dy, x, w, padding=padding, dilation=dilation)
+    assert _dispatch.last_kernel["conv2d_grad"] == _dispatch.last_kernel["conv2d_grad:weight"] == algo
+    for g, want in zip(got, ref.conv2d_grad(dy, x, w, padding=padding, dilation=dilation)):
+        assert g.dtype == dtype
+        close(g, want, dtype)
+
+
+DILATED = [
+    # N, H, W, C, K, padding, dilation: phases of unequal length (odd extents), unequal dilations,
+    # explicit pads past the dilated kernel, a phase with no output row
+    (2, 13, 11, 5, 7, "same", 2),
+    (1, 17, 9, 16, 20, "valid", (2, 3)),
+    (3, 12, 12, 17, 33, ((2, 1), (0, 3)), (3, 2)),
+    (2, 9, 10, 4, 3, ((4, 5), (1, 1)), 2),
+    (1, 7, 8, 3, 5, "valid", (3, 1)),          # 1 output row: phases 1, 2 of rows are empty
+    (2, 30, 29, 8, 16, 4, 4),
+]
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", DILATED)
+def test_dilated_against_reference(algo, dtype, shape):
+    check_dilated(*shape, dtype=dtype, algo=algo)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_relu_no_bias_and_transposed(algo):
+    check_dilated(2, 11, 10, 12, 20, "same", 2, np.float32, algo, bias=False, relu=True)
+    x, w, b = rand((2, 7, 6, 9)), rand((3, 3, 5, 9)), rand((5,))
+    y = ops.conv_transpose2d(x, w, b, padding=1, dilation=2)
+    assert _dispatch.last_kernel["conv_transpose2d"] == algo
+    close(y, ref.conv_transpose2d(x, w, b, padding=1, dilation=2), np.float32)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_gradients_by_finite_differences(algo):
+    x, w, b = rand((2, 8, 7, 3), np.float64), rand((3, 3, 3, 4), np.float64), rand((4,), np.float64)
+    kw = {"padding": ((2, 1), (3, 0)), "dilation": (2, 3)}
+    dy = rand(ops.conv2d(x, w, b, **kw).shape, np.float64)
+
+    def loss():
+        return float(np.vdot(ops.conv2d(x, w, b, **kw), dy))
+
+    dx, dw, db = ops.conv2d_grad(dy, x, w, **kw)
+    assert _dispatch.last_kernel["conv2d_grad"] == _dispatch.last_kernel["conv2d_grad:weight"] == algo
+    for got, arr in ((dx, x), (dw, w), (db, b)):
+        np.testing.assert_allclose(got, numeric_grad(loss, arr), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_every_simd_level_and_thread_count(simd_level, algo):
+    vlen = {"generic": 4, "avx2": 8, "avx512": 16}[simd_level]
+    x, w, b = rand((3, 15, 14, vlen + 1)), rand((3, 3, vlen + 1, 2 * vlen + 3)), rand((2 * vlen + 3,))
+    dy = rand((3, 15, 14, 2 * vlen + 3))
+    before = fastconv.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            fastconv.set_num_threads(n)
+            runs.append([ops.conv2d(x, w, b, padding="same", dilation=2),
+                         *ops.conv2d_grad(dy, x, w, padding="same", dilation=2)])
+            assert _dispatch.last_used["conv2d_grad"] == simd_level
+    finally:
+        fastconv.set_num_threads(before)
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+    close(runs[0][0], ref.conv2d(x, w, b, padding="same", dilation=2), np.float32)
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+def test_dilated_every_output_element_is_written(algo, nan_empty):
+    for N, H, W, C, K, padding, dilation in DILATED:
+        x, w = rand((N, H, W, C)), rand((3, 3, C, K))
+        y = ops.conv2d(x, w, padding=padding, dilation=dilation)
+        assert np.isfinite(y).all()
+        dx, dw, db = ops.conv2d_grad(np.ones_like(y), x, w, padding=padding, dilation=dilation)
+        assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
+
+
+def test_auto_runs_dilated_convs_by_their_sub_maps():
+    """auto sizes a dilated conv by its polyphase sub-convs: 8 x 56x56 with dilation 2 is 32 sub-images
+    of 28x28 (Winograd F(4x4)); a dilation that leaves sub-maps below 4x4 runs direct."""
+    assert wino.phase_geometry(8, 56, 56, (2, 2)) == (32, 28, 28)
+    assert wino.phase_geometry(2, 13, 11, (2, 3)) == (12, 7, 4)
+    _dispatch.set_conv_algo("auto")
+    try:
+        x, w = rand((2, 16, 16, 16)), rand((3, 3, 16, 32))
+        ops.conv2d(x, w, padding="same", dilation=2)
+        assert _dispatch.last_kernel["conv2d"] == "winograd4"
+        ops.conv2d(x, w, padding="same", dilation=6)  # 6 x 6 sub-maps of 3x3 or less
+        assert _dispatch.last_kernel["conv2d"] not in WINO
+    finally:
+        _dispatch.set_conv_algo(None)
+
+
+# ---- the float32 weight transform, compiled per SIMD level ----
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("flip", [False, True])
+def test_float32_weight_transform_on_every_level(level, flip):
+    """U of a float32 weight at each level's block width (partial last block, zeros past K), forward
+    and flipped (the input gradient's weight), against the matrices in float64."""
+    isa = _dispatch.LEVELS[level]
+    vb = {"generic": 8, "avx2": 16, "avx512": 32}[level]
+    w = rand((3, 3, 7, vb + 5))             # (3, 3, C, K); flipped: a conv from K to C channels
+    g = wino.input_grad_weight(w.astype(np.float64)) if flip else w.astype(np.float64)
+    C, K = g.shape[2:]
+    for m in (2, 4):
+        al = m + 2
+        nkb = -(-K // vb)
+        U = wino.transform_weight(w, m, vb, flip, 2, isa).reshape(al * al, nkb, C, vb)
+        want = np.einsum("ai,bj,ijck->abck", wino.G[m], wino.G[m], g).reshape(al * al, C, K)
+        got = U.transpose(0, 2, 1, 3).reshape(al * al, C, nkb * vb)
+        np.testing.assert_allclose(got[:, :, :K], want, rtol=1e-6, atol=1e-6)
+        assert not got[:, :, K:].any()
+
+
+@pytest.mark.large
+def test_dilated_tile_index_past_2_24():
+    """N = 2**22 + 5 images of 3x3, dilation 2, "same": 4 phases of one F(2x2) tile each, 16,777,236
+    tiles (the phase decode of tiles past 2**24), against the closed forms of the centre and corner
+    pixels: only the centre tap reaches x at the centre, the four lower-right taps at (0, 0)."""
+    N = 2**22 + 5
+    x = np.ones((N, 3, 3, 1), np.float32)
+    x[-1] = 3.0
+    w, b = rand((3, 3, 1, 2)), rand((2,))
+    _dispatch.set_conv_algo("winograd2")
+    try:
+        y = ops.conv2d(x, w, b, padding="same", dilation=2)
+        assert _dispatch.last_kernel["conv2d"] == "winograd2"
+    finally:
+        _dispatch.set_conv_algo(None)
+    centre = w[1, 1, 0] + b
+    corner = w[1, 1, 0] + w[1, 2, 0] + w[2, 1, 0] + w[2, 2, 0] + b
+    for n in (0, 2**20 + 1, 2**22 - 1, N - 2):
+        np.testing.assert_allclose(y[n, 1, 1], centre, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y[n, 0, 0], corner, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-1, 1, 1], 3 * w[1, 1, 0] + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-1, 0, 0], 3 * (corner - b) + b, rtol=1e-5, atol=1e-5)

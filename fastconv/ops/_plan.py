@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fastconv import _dispatch
 from fastconv._kernels import conv as _kc
 
 MAX_TAPS = _kc.MAX_TAPS  # kernel extent per axis that the C geometry holds (FC_MAXT, src/conv_geom.h)
@@ -57,6 +58,46 @@ def check_int_geometry(op: str, quantities, context: str = "") -> None:
             exp = 31 if limit == BATCH_LIMIT else 30
             raise ValueError(f"{op}: the {name} must be below 2**{exp} (the kernels index it in 32 bits). "
                              f"Received: {name}={value}{context}")
+
+
+# ---- sizes per CPU (docs/kernels.md, "Tiles per CPU"): from the caches _dispatch.cpu_info() reads ----
+# The register tiles are compiled per SIMD level (6 pixels x 2 vectors everywhere; see
+# docs/kernels.md for why that holds on Zen 1, Zen 3 / Intel AVX2 and AVX-512); what depends on the
+# machine at run time is how much data a block of tiles keeps in L2 and when Winograd's transformed
+# weight still fits the L3.  Each rule reproduces the constant measured on the 1 MiB-L2, 32 MiB-L3
+# development host and scales it by the cache for other CPUs, within bounds nothing was measured past.
+
+def _clamp(v: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, v))
+
+
+def tile_l2_bytes(cpu) -> int:
+    """Input a chunk of direct-conv tiles reads (kept in L2 across the output-channel blocks, beside
+    one block of packed weights, up to 9 * C * 2 vectors): an eighth of the L2, 32-128 KiB."""
+    return _clamp(cpu.l2 // 8, 32 << 10, 128 << 10)
+
+
+def wino_block_bytes(cpu) -> int:
+    """A Winograd block's transformed input and products (V and M): 3/16 of the L2, 96-192 KiB."""
+    return _clamp(cpu.l2 * 3 // 16, 96 << 10, 192 << 10)
+
+
+def wino_max_channel_product(cpu) -> int:
+    """Largest C * K auto runs as Winograd: every block of tiles streams the whole transformed weight
+    (36 * C * K floats), which must stay within half the L3 (128^2 to 256^2)."""
+    return _clamp(cpu.l3 // (2 * 36 * 4), 128 * 128, 256 * 256)
+
+
+def size_for_cpu(cpu=None) -> None:
+    """Set the CPU-dependent sizes below from `cpu` (default _dispatch.cpu_info()) and forget the
+    plans built with the old ones."""
+    global TILE_L2_BYTES, WINO_BLOCK_BYTES, WINO_MAX_CHANNEL_PRODUCT
+    cpu = cpu or _dispatch.cpu_info()
+    TILE_L2_BYTES = tile_l2_bytes(cpu)
+    WINO_BLOCK_BYTES = wino_block_bytes(cpu)
+    WINO_MAX_CHANNEL_PRODUCT = wino_max_channel_product(cpu)
+    for fn in (tile_plan, wino_plan):
+        fn.cache_clear()
 
 
 @dataclass(frozen=True)
@@ -143,7 +184,7 @@ class TilePlan:
 # rowseg only for this few input channels per group, and rows at most this wide
 ROWSEG_MAX_CR = 16
 ROWSEG_MAX_OW = 1024
-TILE_L2_BYTES = 131072  # input a chunk of tiles reads, kept in L2 across the output-channel blocks
+TILE_L2_BYTES = 131072  # input a chunk of tiles reads (set per CPU by size_for_cpu at the end)
 TILE_MAX_TB = 8
 
 
@@ -479,7 +520,7 @@ def global_pool_plan(x_shape: tuple, backward: bool, itemsize: int, threads: int
 
 # ---- Winograd F(m x m, 3x3) (src/winograd.pyx, fastconv/ops/winograd.py) ----
 
-WINO_BLOCK_BYTES = 196608  # a block's transformed input and products (V and M), kept in L2
+WINO_BLOCK_BYTES = 196608  # a block's V and M, kept in L2 (set per CPU by size_for_cpu at the end)
 WINO_MAX_TB = 48           # tiles per block at most (a multiple of the register tile's 6 rows)
 WINO_BLOCKS_PER_THREAD = 4  # blocks per thread at least, while blocks can shrink (dynamic schedule)
 
@@ -547,7 +588,7 @@ def wino_wgrad_plan(N: int, OH: int, OW: int, m: int, threads: int) -> WinoPlan:
 # streams the whole 36 x C x K transformed weight, 37 MB, from memory).  A table, not a timing at run
 # time: deterministic.
 WINO_MIN_CHANNELS = 16
-WINO_MAX_CHANNEL_PRODUCT = 256 * 256
+WINO_MAX_CHANNEL_PRODUCT = 256 * 256  # on a 32 MiB L3 (set per CPU by size_for_cpu at the end)
 WINO_MIN_MAP = 4
 
 
@@ -579,3 +620,6 @@ def conv_algo(N: int, OH: int, OW: int, C: int, K: int, itemsize: int) -> str:
             or min(OH, OW) < WINO_MIN_MAP or N * OH * OW == 0):
         return "direct"
     return wino_tile(OH, OW)
+
+
+size_for_cpu()  # the CPU-dependent sizes above, for this machine (or _dispatch.set_cpu_info's)

@@ -233,18 +233,20 @@ def _conv_algo(a: _ConvArgs, conv_hw, epilogue=False, transposed=False) -> str:
         return "direct"
     if want in ("winograd4", "winograd2"):
         return want
+    # a dilated conv runs as its polyphase sub-convs: the rule sizes by them
+    n, oh, ow = _wino.phase_geometry(a.x_shape[0], conv_hw[0], conv_hw[1], a.dilation)
     if want == "winograd":
-        return _plan.wino_tile(*conv_hw)
+        return _plan.wino_tile(oh, ow)
     c_in, c_out = a.x_shape[3], a.w.shape[3]
     if transposed:
         c_in, c_out = c_out, c_in
-    return _plan.conv_algo(a.x_shape[0], conv_hw[0], conv_hw[1], c_in, c_out, a.dtype.itemsize)
+    return _plan.conv_algo(n, oh, ow, c_in, c_out, a.dtype.itemsize)
 
 
-def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False):
+def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False, dilation=(1, 1)):
     work = out.size * 9 * inp.shape[3]
     _wino.run(inp, w, bias, out, pads_tl, 4 if algo == "winograd4" else 2, relu, isa, _dispatch.threads_for(work),
-              flip)
+              flip, dilation)
     _dispatch.last_kernel[op] = algo
 
 
@@ -259,7 +261,7 @@ def _forward(a: _ConvArgs, x, bias, relu, op, act=(0, 0.0), out=None):
     # second pass over y (Winograd's savings outweigh that pass: the selu CNN's 3x3 layers)
     algo = _conv_algo(a, a.out_hw, relu)
     if algo != "direct":
-        _winograd(op, algo, x, a.w, bias, y, (a.pads[0][0], a.pads[1][0]), bool(relu), isa)
+        _winograd(op, algo, x, a.w, bias, y, (a.pads[0][0], a.pads[1][0]), bool(relu), isa, dilation=a.dilation)
         _dispatch.last_kernel[op + "_epilogue"] = "register" if relu else "none"
         if act[0]:
             _ew.apply_code(y, act[0], act[1], isa, _dispatch.threads_for(y.size))
@@ -286,8 +288,10 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
     isa = _dispatch.level_for(op, a.dtype)
     algo = _conv_algo(a, a.x_shape[1:3], transposed=True)
     if algo != "direct":
-        # dx = the 3x3 conv of dy with the rotated, transposed weight, "full" padding 2 - p
-        _winograd(op, algo, dy, a.w, bias, dx, (2 - a.pads[0][0], 2 - a.pads[1][0]), False, isa, flip=True)
+        # dx = the 3x3 conv of dy with the rotated, transposed weight, "full" padding 2*d - p
+        dh, dw = a.dilation
+        _winograd(op, algo, dy, a.w, bias, dx, (2 * dh - a.pads[0][0], 2 * dw - a.pads[1][0]), False, isa, flip=True,
+                  dilation=a.dilation)
         return dx
     KH, KW, Cg, K = a.w.shape
     w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
@@ -311,11 +315,11 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     isa = _dispatch.level_for(op, a.dtype)
     algo = _conv_algo(a, a.out_hw)
     if algo != "direct" and _dispatch.get_conv_algo() == "auto" and not _plan.wino_wgrad_pays(
-            a.x_shape[0], *a.out_hw):
+            *_wino.phase_geometry(a.x_shape[0], *a.out_hw, a.dilation)):
         algo = "direct"
     if algo != "direct" and dy.size:
         _wino.weight_grad(x, dy, dw, db, (a.pads[0][0], a.pads[1][0]), 4 if algo == "winograd4" else 2, isa,
-                          _dispatch.threads_for(dy.size * 9 * a.w.shape[2]))
+                          _dispatch.threads_for(dy.size * 9 * a.w.shape[2]), a.dilation)
         _dispatch.last_kernel[op + ":weight"] = algo
         return dw, db
     KH, KW, Cg, K = a.w.shape
