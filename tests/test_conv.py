@@ -410,6 +410,18 @@ def test_conv_transpose2d_to_few_channels(kwargs, cout, dtype):
         close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [5, 6, 13])
+def test_narrow_chosen_for_under_sixteen_outputs(C, dtype):
+    """5-15 output channels of the input gradient (LeNet's c3: 16 -> 6) take the narrow kernel
+    without forcing it where a vector holds 8 or more reduction channels."""
+    isa = _dispatch.simd_level() if dtype == np.float32 else 0
+    vlen = conv_kernels.narrow_vlen(isa, dtype)
+    expect = "narrow" if vlen >= 8 else "tiles"
+    run_conv_checks(3, 13, 11, C, 16, 5, dtype, expect_dx=expect)
+    run_conv_checks(2, 9, 10, C, 16, 3, dtype, expect_dx=expect, padding="same", stride=2)
+
+
 @pytest.mark.parametrize("Ko", [1, 2, 3, 4, 5, 7, 9])
 def test_narrow_kernel_forced_for_any_output_width(monkeypatch, Ko):
     """Every register tile (1-4 outputs) and the chunking of wider outputs, forward and transposed."""

@@ -692,3 +692,84 @@ def test_concatenate_on_channels_equals_numpy():
                                       np.concatenate([xs[0], xs[0]], axis=2))
     flat = [rng.standard_normal((6, 3)), rng.standard_normal((6, 1))]
     np.testing.assert_array_equal(L.Concatenate(dtype="float64").forward(flat), np.concatenate(flat, axis=-1))
+
+
+# ---- an activation moved past max pooling (MaxPooling2D.commuting_epilogues) -------------------
+
+
+def test_relu_moves_past_max_pooling_only_where_it_commutes():
+    assert L.MaxPooling2D().commuting_epilogues == ("relu", "relu6")
+    assert not getattr(L.AveragePooling2D(), "commuting_epilogues", ())
+    plan = ExecutionPlan.chain([L.Conv2D(2, 3, activation="relu"), L.MaxPooling2D(),
+                                L.Conv2D(2, 3, activation="relu6"), L.MaxPooling2D(),
+                                L.Conv2D(2, 3, activation="selu"), L.MaxPooling2D(),   # selu: not declared
+                                L.Conv2D(2, 3, activation="relu"), L.AveragePooling2D(),
+                                L.Conv2D(2, 3, activation="relu"), L.MaxPooling2D(dtype=F64)])
+    assert plan.activation_fusion() == {0: "linear", 1: "relu", 2: "linear", 3: "relu6"}
+    inp = Input((8, 8, 2))
+    h = L.Conv2D(3, 3, activation="relu")(inp)
+    assert Model(inp, [h, L.MaxPooling2D()(h)])._plan().activation_fusion() == {}  # h is an output
+    h = L.Conv2D(3, 3, activation="relu")(inp)
+    out = L.Add()([L.MaxPooling2D(1)(h), h])  # h feeds two nodes
+    assert Model(inp, out)._plan().activation_fusion() == {}
+
+
+def _pool_net(dtype, act, pool_kw):
+    return Sequential([
+        L.Conv2D(4, 3, activation=act, dtype=dtype, input_shape=(9, 11, 2)),
+        L.MaxPooling2D(**pool_kw, dtype=dtype),
+        L.Conv2D(3, 2, activation=act, padding="same", dtype=dtype),
+        L.MaxPooling2D(**pool_kw, dtype=dtype),
+        L.Flatten(dtype=dtype),
+        L.Dense(3, dtype=dtype),
+    ])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+@pytest.mark.parametrize("pool_kw", [{}, dict(pool_size=3, strides=2, padding="same"), dict(pool_size=(2, 3), strides=1)])
+def test_moved_activation_gives_the_unfused_outputs_and_gradients(dtype, act, pool_kw):
+    """Forward bit for bit and every gradient bit for bit, ties included (integer-valued inputs and
+    weights give many equal window values, zeros and, for relu6, sixes)."""
+    model = _pool_net(dtype, act, pool_kw)
+    model.compile("sgd", "mse")
+    plan = model._plan()
+    fusion = plan.activation_fusion()
+    assert fusion == {0: "linear", 1: act, 2: "linear", 3: act}
+    rng = np.random.default_rng(3)
+    for layer in plan.layers:
+        for w in layer.params.values():
+            w[...] = rng.integers(-2, 3, w.shape)
+    x = rng.integers(-3, 4, (4, 9, 11, 2)).astype(dtype)
+    x[0, 1, 2, 0] = np.nan  # NaN goes through either way
+    runs = []
+    for fz in (None, fusion):
+        (out,) = plan.forward([x], training=True, fusion=fz)
+        dy = rng.standard_normal(out.shape).astype(dtype) if not runs else runs[0][2]
+        plan.backward([dy], fusion=fz)
+        runs.append((out, [g.copy() for layer in plan.layers for g in layer.grads.values()], dy))
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    for a, b in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_moved_relu_gradient_against_finite_differences():
+    model = _pool_net(F64, "relu", dict(pool_size=3, strides=2, padding="same"))
+    model.compile("sgd", "mse")
+    plan = model._plan()
+    fusion = plan.activation_fusion()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 9, 11, 2))
+    dy = rng.standard_normal((2, 3))
+    plan.forward([x], training=True, fusion=fusion)
+    plan.backward([dy], fusion=fusion)
+    layer = plan.layers[0]
+    kernel = layer.params["kernel"]
+    got = layer.grads["kernel"].copy()
+
+    def f():
+        (out,) = plan.forward([x], training=False, fusion=fusion)
+        return float((out * dy).sum())
+
+    want = numeric_grad(f, kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)

@@ -78,7 +78,12 @@ def test_tiles_per_chunk_keep_the_input_in_l2(Cr, itemsize, tb):
     (16, 4, 8, True),     # AVX2 float32: 8 channels per vector
     (8, 4, 8, True),
     (7, 4, 8, False),     # less than one vector of reduction channels
-    (16, 5, 8, False),    # too many outputs
+    (16, 5, 8, True),     # 5-15 outputs: passes of 4 still beat a tile leaving lanes idle
+    (16, 15, 8, True),
+    (16, 16, 8, False),   # a full output vector or more: the output-vectorised tile
+    (16, 6, 16, True),    # LeNet c3's input gradient (16 -> 6) on AVX-512
+    (32, 16, 16, False),
+    (4, 5, 4, False),     # generic float32: only up to 4 outputs
     (8, 1, 16, False),    # AVX-512 float32 needs 16
     (16, 1, 16, True),
     (4, 2, 4, True),      # generic float32

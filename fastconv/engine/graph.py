@@ -37,6 +37,10 @@ Design notes
   DepthwiseConv2D, Conv2DTranspose, Add, Concatenate: relu, relu6, in place on
   their fresh output) passes its input through, and the layer before applies
   the activation.
+* Moved activations: a layer ending in an activation (``final_activation``, e.g. Conv2D's relu)
+  whose output feeds only a layer declaring that it commutes with it (``commuting_epilogues``:
+  MaxPooling2D, relu and relu6) runs with ``epilogue="linear"`` and the next layer applies it
+  (``epilogue=name``) to its smaller output, forward and gradient (:meth:`activation_fusion`).
 * Folded BatchNormalization (inference only, :meth:`ExecutionPlan.inference_fusion`):
   a layer that declares ``accepts_affine`` (Conv2D, SeparableConv2D, Dense,
   DepthwiseConv2D, an ungrouped Conv2DTranspose) with a
@@ -223,6 +227,21 @@ class ExecutionPlan:
                 continue
             fusion[i] = name
             fusion[j] = "skip"
+        # an activation moved past a layer it commutes with (max pooling), onto its smaller output
+        for i, node in enumerate(self.nodes):
+            name = getattr(node.layer, "final_activation", None)
+            users = consumers.get(node.output, [])
+            if (i in fusion or name in (None, "linear") or "linear" not in _fusable(node.layer)
+                    or node.output in self.outputs or len(users) != 1):
+                continue
+            j = users[0]
+            nxt = self.nodes[j].layer
+            if (j in fusion or self.nodes[j].inputs != (node.output,)
+                    or name not in getattr(nxt, "commuting_epilogues", ()) or name not in _fusable(nxt)
+                    or getattr(nxt, "dtype", None) != getattr(node.layer, "dtype", None)):
+                continue
+            fusion[i] = "linear"
+            fusion[j] = name
         return fusion
 
     def inference_fusion(self, base=None):

@@ -10,12 +10,21 @@ pooling divides by the number of real pixels in each window (TensorFlow's rule,
 ``ceil_mode`` (round the "valid" output size up, dropping a last window that would
 start past the input: ``_shapes.pool_output_size``). The layers cache their input in
 training (the ops' backward takes x).
+
+MaxPooling2D can apply a relu or relu6 last (``fusable_epilogues``) and declares that those
+commute with it (``commuting_epilogues``): ``max(f(z)) == f(max(z))`` for a non-decreasing ``f``,
+and the gradient, which both compute from the activation's output, lands on an input pixel with
+the same value (a tie of ``f`` that ``z`` breaks differently has a zero gradient: relu's 0, relu6's
+6). The execution plan then moves a preceding layer's relu onto the pooled tensor (a quarter of
+the pixels for 2x2 pooling): that layer runs linear, and the relu's forward and gradient passes
+over its full-size output are gone (``fastconv.engine.graph``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastconv import activations as _activations
 from fastconv import ops
 from fastconv._shapes import layer_output_size, pool_output_size
 from fastconv.layers.base import (
@@ -76,14 +85,22 @@ class _Pooling2D(Layer):
         return {"stride": self.strides, "padding": self.padding, "dilation": self.dilation_rate,
                 "ceil_mode": self.ceil_mode}
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, epilogue=None):
+        y = self._forward_op(x, self.pool_size, **self._kw())
+        act = None if epilogue in (None, "linear") else _activations.get(epilogue)
+        if act is not None:
+            y = act.forward(y, out=y)  # the op's fresh output
         if training:
-            self._cache = x
-        return self._forward_op(x, self.pool_size, **self._kw())
+            self._cache = (x, act, y if act is not None else None)
+        return y
 
     def call_backward(self, dy):
-        x = self._need_cache()
-        return self._grad_op(dy, x, self.pool_size, **self._kw(), need_dx=self.need_input_grad)
+        x, act, y = self._need_cache()
+        if not self.need_input_grad:
+            return None
+        if act is not None:
+            dy = act.backward(dy, y)
+        return self._grad_op(dy, x, self.pool_size, **self._kw(), need_dx=True)
 
     def get_config(self):
         config = super().get_config()
@@ -111,6 +128,11 @@ class MaxPooling2D(_Pooling2D):
 
     Gradient ties go to the first maximum of a window (row-major), as PyTorch.
     """
+
+    fusable_epilogues = ("linear", "relu", "relu6")
+    #: Activations f with max(f(z)) == f(max(z)) and the same gradient: the plan may move one from
+    #: the layer before to this layer's (smaller) output (see the module notes).
+    commuting_epilogues = ("relu", "relu6")
 
     _forward_op = staticmethod(ops.max_pool2d)
     _grad_op = staticmethod(ops.max_pool2d_grad)
