@@ -22,8 +22,8 @@ _MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread cost
 _state = {"isa": None, "threads": None, "algo": None}
 last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
 # op name -> kernel variant of the last call's main pass (tests assert on it): conv "rowk" / "rowseg" /
-# "tiles" / "narrow" / "winograd4" / "winograd2" (conv2d_grad's weight gradient under
-# "conv2d_grad:weight": "tiles" / "planar" / "winograd4" / "winograd2"); depthwise "vector" /
+# "tiles" / "narrow" / "grouped" / "winograd4" / "winograd2" (conv2d_grad's weight gradient under
+# "conv2d_grad:weight": "tiles" / "planar" / "grouped" / "winograd4" / "winograd2"); depthwise "vector" /
 # "multiplier" / "scalar"; pooling "window" (forward),
 # "fused" / "gather" / "argmax" (backward), "global"; norm "stats+affine", "affine", "dsums+dx", "dsums",
 # "dx" (+ "+relu" / "+relu6"), relu / relu6 "kernel" / "numpy"; activation / activation_grad: the
