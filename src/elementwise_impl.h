@@ -85,10 +85,46 @@ static inline FC_T EWF(ew_hsum)(EWV v)
     return s;
 }
 
+#ifndef FC_SM_SHORT
+#define FC_SM_SHORT 8  /* rows of at most this many elements take the transposed path */
+#endif
+
 /* y = softmax(x) over each row of L elements, rows [r0, r1); stable: exp(x - max) / sum */
 static void EWF(fc_softmax_rows)(const FC_T *x, FC_T *y, ptrdiff_t L, ptrdiff_t r0, ptrdiff_t r1)
 {
     const ptrdiff_t LV = L - L % FC_VLEN;
+    /* Short rows (a segmentation net's few classes per pixel): a row would pay a whole padded vector
+     * exp of its own, so FC_VLEN rows go at once, transposed through a buffer (lane k = row r + k):
+     * the max, exp and sum run across the row's L column vectors.  Same operations per element in
+     * the same order as below (the sum from element 0 up), so the results are the same. */
+    if (L > 0 && L <= FC_SM_SHORT && L < FC_VLEN) {
+        for (; r0 + FC_VLEN <= r1; r0 += FC_VLEN) {
+            FC_T buf[FC_SM_SHORT][FC_VLEN];
+            const FC_T *xr = x + r0 * L;
+            FC_T *yr = y + r0 * L;
+            for (int k = 0; k < FC_VLEN; k++)
+                for (ptrdiff_t j = 0; j < L; j++)
+                    buf[j][k] = xr[k * L + j];
+            /* NaN-ignoring max, as below (a NaN element makes its row NaN through its exp) */
+            EWV m = -(FC_T)__builtin_inf() + (EWV){0};
+            for (ptrdiff_t j = 0; j < L; j++) {
+                const EWV v = EW_LD(buf[j]);
+                m = EWF(ew_sel)(v > m, v, m);
+            }
+            EWV sum = {0};
+            for (ptrdiff_t j = 0; j < L; j++) {
+                const EWV e = EWF(ew_exp)(EW_LD(buf[j]) - m);
+                EW_ST(buf[j], e);
+                sum += e;
+            }
+            const EWV inv = (FC_T)1 / sum;
+            for (ptrdiff_t j = 0; j < L; j++)
+                EW_ST(buf[j], EW_LD(buf[j]) * inv);
+            for (int k = 0; k < FC_VLEN; k++)
+                for (ptrdiff_t j = 0; j < L; j++)
+                    yr[k * L + j] = buf[j][k];
+        }
+    }
     for (ptrdiff_t r = r0; r < r1; r++) {
         const FC_T *xr = x + r * L;
         FC_T *yr = y + r * L;
