@@ -574,17 +574,24 @@ def test_every_tile_variant_on_every_simd_level(simd_level):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_fastconv_simd_variable_selects_the_tiles(level):
+def test_fastconv_simd_variable_selects_the_tiles(level, tmp_path):
     """FASTCONV_SIMD (read once, in a fresh process) forces the level the tile kernels run at."""
     import os
     import subprocess
     import sys
 
+    import fastconv
+
+    # the child runs the fastconv under test, from outside the source tree (whose unbuilt
+    # fastconv/ would otherwise shadow an installed package)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+
     code = ("import numpy as np; from fastconv import ops, _dispatch; _dispatch.set_conv_algo('direct');"
             "x = np.ones((1, 6, 12, 20), np.float32); w = np.ones((3, 3, 20, 20), np.float32);"
             "y = ops.conv2d(x, w, padding='same');"
             "print(_dispatch.last_used['conv2d'], _dispatch.last_kernel['conv2d'], float(y[0, 2, 5, 3]))")
-    env = dict(os.environ, FASTCONV_SIMD=level, FASTCONV_CONV_ALGO="direct")
+    env = dict(os.environ, FASTCONV_SIMD=level, FASTCONV_CONV_ALGO="direct",
+               PYTHONPATH=package_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                         timeout=120).stdout.split()
+                         timeout=120, cwd=tmp_path).stdout.split()
     assert out == [level, "tiles", "180.0"]
