@@ -8,6 +8,7 @@ Prints per-layer medians over the steps (ms per batch), fastconv layers in plan 
 twin's leaf modules in execution order (they do not pair one to one: the twin splits padding,
 activations and fused epilogues into modules of their own).
 """
+
 import argparse
 import os
 import sys
@@ -17,7 +18,7 @@ from collections import defaultdict
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _wrap(layer, stats):
@@ -40,7 +41,6 @@ def _wrap(layer, stats):
 
 def profile(name, steps):
     import torch
-
     from bench_models import Case
 
     torch.set_num_threads(1)
@@ -61,13 +61,21 @@ def profile(name, steps):
         if list(mod.children()):
             continue
         mod.register_forward_pre_hook(lambda m, i, n=mname: start.__setitem__((n, "fwd"), time.thread_time()))
-        mod.register_forward_hook(lambda m, i, o, n=mname: th[(n, "fwd")].append(time.thread_time() - start[(n, "fwd")]))
-        mod.register_full_backward_pre_hook(lambda m, g, n=mname: start.__setitem__((n, "bwd"), time.thread_time()))
-        mod.register_full_backward_hook(lambda m, gi, go, n=mname: th[(n, "bwd")].append(time.thread_time() - start[(n, "bwd")]))
+        mod.register_forward_hook(
+            lambda m, i, o, n=mname: th[(n, "fwd")].append(time.thread_time() - start[(n, "fwd")])
+        )
+        mod.register_full_backward_pre_hook(
+            lambda m, g, n=mname: start.__setitem__((n, "bwd"), time.thread_time())
+        )
+        mod.register_full_backward_hook(
+            lambda m, gi, go, n=mname: th[(n, "bwd")].append(time.thread_time() - start[(n, "bwd")])
+        )
     t0 = time.thread_time()
     case._torch_train("NCHW")
     th_total = time.thread_time() - t0
-    print(f"\n== {name}: train {steps} steps, fastconv {fc_total*1e3:.1f} ms, PyTorch {th_total*1e3:.1f} ms")
+    print(
+        f"\n== {name}: train {steps} steps, fastconv {fc_total * 1e3:.1f} ms, PyTorch {th_total * 1e3:.1f} ms"
+    )
     for title, stats in (("fastconv", fc), ("PyTorch", th)):
         print(f"-- {title} (median ms per batch)")
         names = list(dict.fromkeys(k[0] for k in stats))
