@@ -31,6 +31,10 @@ typedef struct {
 
 /* NumPy's maximum: NaN wins */
 #define FC_OPT_MAX(a, b) (((a) >= (b) || (a) != (a)) ? (a) : (b))
+/* The gradient clip every update applies first (sc, cv, ncv: the chunk's scale and clip bounds) */
+#define FC_OPT_CLIP(g) \
+    do { if (clip == FC_CLIP_SCALE) (g) = (g) * sc; \
+         else if (clip == FC_CLIP_VALUE) (g) = (g) < ncv ? ncv : ((g) > cv ? cv : (g)); } while (0)
 
 #define FC_OPT_DEFINE(SUF, T, SQRT, FABS)                                                             \
 static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, T *s1, T *s2,          \
@@ -47,8 +51,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
     case FC_OPT_SGD: /* c0 lr, c1 momentum; s0 momentum */                                           \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T t = g * c0;                                                                              \
             if (!(flags & FC_OPT_MOMENTUM)) { p[i] = p[i] - t; continue; }                             \
             T m = s0[i] * c1 - t;                                                                      \
@@ -61,8 +64,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
                             s1 momentum, s2 average_gradient */                                        \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T v = s0[i] * c1 + (g * g) * c2;                                                           \
             s0[i] = v;                                                                                 \
             T d;                                                                                       \
@@ -87,8 +89,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
                          s2 velocity_hat */                                                            \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T m = s0[i] + (g - s0[i]) * c0;                                                            \
             s0[i] = m;                                                                                 \
             T v = s1[i] + (g * g - s1[i]) * c1;                                                        \
@@ -103,8 +104,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
     case FC_OPT_ADAGRAD: /* c0 lr, c1 eps; s0 accumulator */                                          \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T acc = s0[i] + g * g;                                                                     \
             s0[i] = acc;                                                                               \
             p[i] = p[i] - (c0 * g) / SQRT(acc + c1);                                                   \
@@ -114,8 +114,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
                              s1 accumulated_delta_var */                                               \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T ag = s0[i] * c0 + c1 * (g * g);                                                          \
             s0[i] = ag;                                                                                \
             T d = -(SQRT(s1[i] + c2) * g) / SQRT(ag + c2);                                             \
@@ -126,8 +125,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
     case FC_OPT_ADAMAX: /* c0 1-b1, c1 b2, c2 lr, c3 1-b1^t, c4 eps; s0 momentum, s1 norm */         \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T m = s0[i] + (g - s0[i]) * c0;                                                            \
             s0[i] = m;                                                                                 \
             T ub = s1[i] * c1, ag = FABS(g);                                                           \
@@ -140,8 +138,7 @@ static void fc_opt_update_##SUF(const fc_opt_args *a, T *p, const T *gr, T *s0, 
                           s0 momentum, s1 velocity */                                                  \
         for (i = 0; i < n; i++) {                                                                      \
             T g = gr[i];                                                                               \
-            if (clip == FC_CLIP_SCALE) g = g * sc;                                                     \
-            else if (clip == FC_CLIP_VALUE) g = g < ncv ? ncv : (g > cv ? cv : g);                     \
+            FC_OPT_CLIP(g);                                                                            \
             T m = s0[i] + (g - s0[i]) * c0;                                                            \
             s0[i] = m;                                                                                 \
             T v = s1[i] + (g * g - s1[i]) * c1;                                                        \
