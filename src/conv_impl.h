@@ -671,6 +671,61 @@ static void FN(fc_wg_tile_any)(int rc, int nk, const FC_T *xb, ptrdiff_t xrow, p
     }
 }
 
+/* One vector of output channels (a block's first FC_VLEN when FC_VLEN <= nk < VB), RC <= 12 reduction
+ * rows: per pixel one dy vector and RC broadcasts, so the 12 accumulators keep both FMA pipes busy
+ * (fc_wg_tile_any's scalar loops ran 48-channel layers' last 16 channels at ~1/8 of the vector rate). */
+static inline __attribute__((always_inline)) void
+FN(fc_wg_tile1)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+                const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+                const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    const V z = {0};
+    V a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z, a10 = z, a11 = z;
+    for (int r = 0; r < nrows; r++) {
+        if (!rowok[r]) continue;
+        const FC_T *xp = xb + r * xrow;
+        const FC_T *dp = dyb + r * dyrow;
+        for (int ow = 0; ow < OW; ow++, xp += xpix, dp += dypix) {
+            const V d = LD(dp);
+            a0 += BC(xp[0]) * d;
+            if (RC > 1) a1 += BC(xp[1]) * d;
+            if (RC > 2) a2 += BC(xp[2]) * d;
+            if (RC > 3) a3 += BC(xp[3]) * d;
+            if (RC > 4) a4 += BC(xp[4]) * d;
+            if (RC > 5) a5 += BC(xp[5]) * d;
+            if (RC > 6) a6 += BC(xp[6]) * d;
+            if (RC > 7) a7 += BC(xp[7]) * d;
+            if (RC > 8) a8 += BC(xp[8]) * d;
+            if (RC > 9) a9 += BC(xp[9]) * d;
+            if (RC > 10) a10 += BC(xp[10]) * d;
+            if (RC > 11) a11 += BC(xp[11]) * d;
+        }
+    }
+#define FC_WG_ADD1(row, acc) \
+    if (RC > row) { FC_T *d_ = dst + row * dstride; ST(d_, LD(d_) + acc); }
+    FC_WG_ADD1(0, a0) FC_WG_ADD1(1, a1) FC_WG_ADD1(2, a2) FC_WG_ADD1(3, a3) FC_WG_ADD1(4, a4) FC_WG_ADD1(5, a5)
+    FC_WG_ADD1(6, a6) FC_WG_ADD1(7, a7) FC_WG_ADD1(8, a8) FC_WG_ADD1(9, a9) FC_WG_ADD1(10, a10) FC_WG_ADD1(11, a11)
+#undef FC_WG_ADD1
+}
+
+/* fc_wg_tile1 over `len` reduction rows, 12 at a time. */
+static void FN(fc_wg_rows1)(int len, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+                            const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
+                            const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
+{
+    for (int f = 0; f < len; f += 12) {
+        const FC_T *x0 = xb + f;
+        FC_T *d0 = dst + f * dstride;
+#define FC_WG1(rc) case rc: FN(fc_wg_tile1)(rc, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+        switch (len - f < 12 ? len - f : 12) {
+        FC_WG1(12) FC_WG1(11) FC_WG1(10) FC_WG1(9) FC_WG1(8) FC_WG1(7)
+        FC_WG1(6) FC_WG1(5) FC_WG1(4) FC_WG1(3) FC_WG1(2)
+        default: FN(fc_wg_tile1)(1, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+        }
+#undef FC_WG1
+    }
+}
+
 static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
                               const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
                               const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
@@ -683,7 +738,14 @@ static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t x
             FC_T *d0 = dst + f * dstride + kb;
             const FC_T *y0 = dyb + kb;
             if (nk < VB) {
-                FN(fc_wg_tile_any)(rc, nk, x0, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, d0, dstride);
+                /* a partial block: its first vector with the vector tile (all rows at once, below),
+                 * the channels past it with plain loops */
+                const int nv = nk >= FC_VLEN ? FC_VLEN : 0;
+                if (nv && f == 0)
+                    FN(fc_wg_rows1)(len, xb, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, dst + kb, dstride);
+                if (nk > nv)
+                    FN(fc_wg_tile_any)(rc, nk - nv, x0, xrow, xpix, y0 + nv, dyrow, dypix, rowok, nrows, OW,
+                                       d0 + nv, dstride);
                 continue;
             }
             switch (rc) {

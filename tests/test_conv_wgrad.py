@@ -29,6 +29,14 @@ CASES = [
     (1, 5, 64, 1, 40, 3, 11, 1, 1, 1, "same"),
     (3, 4, 15, 5, 7, 3, 3, (2, 1), (1, 2), 1, 1),
     (1, 3, 1, 2, 3, 3, 1, 1, 1, 1, "same"),
+    # a last channel block holding one whole vector (48 on AVX-512, 24 on AVX2) or a vector and a
+    # scalar rest (58): fc_wg_tile1, 12 reduction rows at a time (15 = 12 + 3), and the scalar tail
+    (2, 5, 9, 5, 48, 3, 3, 1, 1, 1, "same"),
+    (2, 4, 7, 3, 24, 3, 3, 2, 1, 1, "same"),
+    (2, 4, 7, 3, 58, 3, 3, 1, 1, 1, "same"),
+    # odd groups of 16 and 8 outputs (no group pairs): each group's block is one vector
+    (2, 5, 6, 6, 48, 3, 3, 1, 1, 3, "same"),
+    (1, 5, 7, 4, 16, 3, 3, 1, 2, 2, "same"),
 ]
 
 
