@@ -153,6 +153,64 @@ FN(fc_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, co
     if (NP > 5) { ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51); }
 }
 
+/* Two tiles A and B with the same taps (same count and weight offsets) for a channel block of at
+ * most FC_VLEN outputs: vector 0 of the register tile holds A's pixels, vector 1 B's, both against
+ * the block's one weight vector, so no lane is computed for nothing (fc_ukernel would fill half of
+ * its 2 vectors).  Per step: 1 weight load + 2*FC_RB broadcasts for 2*FC_RB FMAs.  All FC_RB slots
+ * of both tiles run (a missing pixel reads zeros); stores skip out[q] == NULL.  With store_direct
+ * (nk == FC_VLEN) the sums go to outa/outb, else to acc[q*VB + 0..FC_VLEN) (A) and
+ * acc[q*VB + FC_VLEN..VB) (B) for the caller's partial store. */
+static inline __attribute__((always_inline)) void
+FN(fc_ukernel2t)(int ntaps, const FC_T *const *xa, const FC_T *const *xb, const FC_T *w, const ptrdiff_t *woff,
+                 int Cr, const FC_T *bias, int relu, FC_T *const *outa, FC_T *const *outb, int store_direct,
+                 FC_T *acc)
+{
+    const V z = {0};
+    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    for (int t = 0; t < ntaps; t++) {
+        const FC_T *const *ta = xa + t * FC_RB, *const *tb = xb + t * FC_RB;
+        const FC_T *x0 = ta[0], *x1 = ta[1], *x2 = ta[2], *x3 = ta[3], *x4 = ta[4], *x5 = ta[5];
+        const FC_T *y0 = tb[0], *y1 = tb[1], *y2 = tb[2], *y3 = tb[3], *y4 = tb[4], *y5 = tb[5];
+        const FC_T *wq = w + woff[t];
+#pragma GCC unroll 4
+        for (int c = 0; c < Cr; c++) {
+            const V w0 = LD(wq);
+            a00 += BC(x0[c]) * w0; a01 += BC(y0[c]) * w0;
+            a10 += BC(x1[c]) * w0; a11 += BC(y1[c]) * w0;
+            a20 += BC(x2[c]) * w0; a21 += BC(y2[c]) * w0;
+            a30 += BC(x3[c]) * w0; a31 += BC(y3[c]) * w0;
+            a40 += BC(x4[c]) * w0; a41 += BC(y4[c]) * w0;
+            a50 += BC(x5[c]) * w0; a51 += BC(y5[c]) * w0;
+            wq += VB;
+        }
+    }
+    if (store_direct) {
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
+        V b0 = z;
+        if (bias) b0 = LD(bias);
+#define FC_OUT1(o, q, acc_)                                                      \
+        if (o[q]) {                                                              \
+            V v_ = acc_ + b0;                                                    \
+            if (relu) v_ = FC_RELU(v_);                                          \
+            ST(o[q], v_);                                                        \
+        }
+        FC_OUT1(outa, 0, a00) FC_OUT1(outa, 1, a10) FC_OUT1(outa, 2, a20) FC_OUT1(outa, 3, a30)
+        FC_OUT1(outa, 4, a40) FC_OUT1(outa, 5, a50)
+        FC_OUT1(outb, 0, a01) FC_OUT1(outb, 1, a11) FC_OUT1(outb, 2, a21) FC_OUT1(outb, 3, a31)
+        FC_OUT1(outb, 4, a41) FC_OUT1(outb, 5, a51)
+#undef FC_OUT1
+#undef FC_RELU
+        return;
+    }
+    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
+    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
+    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
+    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
+    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
+    ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
+}
+
 /* Per-tile working set kept in the per-thread scratch. */
 typedef struct {
     int ntaps, cr;                /* taps and reduction length per tap */
@@ -322,6 +380,15 @@ static void FN(fc_tile_prepare)(const fc_gconv *p, const FC_T *in, int g, FN(fc_
         }
     }
     tl->ntaps = nt;
+}
+
+/* Whether two prepared tiles run the same taps: the same count, reduction length and weight offsets. */
+static inline int FN(fc_same_taps)(const FN(fc_tile) *a, const FN(fc_tile) *b)
+{
+    if (a->ntaps != b->ntaps || a->cr != b->cr) return 0;
+    for (int t = 0; t < a->ntaps; t++)
+        if (a->woff[t] != b->woff[t]) return 0;
+    return 1;
 }
 
 static inline char *FN(fc_carve)(char **cur, size_t bytes)
@@ -582,8 +649,32 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                 const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
                 const int k0 = g * p->Ko + kb * VB;
                 const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
+                const FC_T *bk0 = bias ? bias + k0 : NULL;
                 for (int i = 0; i < nt; i++) {
                     const FN(fc_tile) *tl = &tiles[i];
+                    /* a block of at most one vector: tiles i and i + 1 together when their taps agree */
+                    if (nk <= FC_VLEN && i + 1 < nt && FN(fc_same_taps)(tl, &tiles[i + 1])) {
+                        const FN(fc_tile) *tm = &tiles[i + 1];
+                        FC_T *da[FC_RB], *db[FC_RB];
+                        for (int q = 0; q < FC_RB; q++) {
+                            da[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
+                            db[q] = tm->outp[q] ? tm->outp[q] + k0 : NULL;
+                        }
+                        FN(fc_ukernel2t)(tl->ntaps, tl->xp, tm->xp, wb, tl->woff, tl->cr, bk0, p->relu, da, db,
+                                         nk == FC_VLEN, acc);
+                        i++;
+                        if (nk == FC_VLEN) continue;
+                        for (int h = 0; h < 2; h++)
+                            for (int q = 0; q < FC_RB; q++) {
+                                FC_T *d = h ? db[q] : da[q];
+                                if (!d) continue;
+                                for (int v = 0; v < nk; v++) {
+                                    FC_T s = acc[q * VB + h * FC_VLEN + v] + (bias ? bias[k0 + v] : (FC_T)0);
+                                    d[v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                                }
+                            }
+                        continue;
+                    }
                     FC_T *dst[FC_RB];
                     const int full = nk == VB;
                     for (int q = 0; q < FC_RB; q++)

@@ -9,6 +9,7 @@ import fastconv
 from fastconv import _dispatch, ops
 from fastconv._kernels import conv as conv_kernels
 from fastconv import reference as ref
+from fastconv.ops import conv as conv_ops
 
 RNG = np.random.default_rng(1234)
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -571,6 +572,51 @@ def test_every_tile_variant_on_every_simd_level(simd_level):
     y = ops.conv2d(x, w, b, padding="same", activation="elu")
     assert _dispatch.last_kernel["conv2d_epilogue"] == "tile"
     close(y, ops.activation(ref.conv2d(x, w, b, padding="same"), "elu"), np.float32)
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_vector_channel_blocks_run_two_tiles_at_once(simd_level, dtype, monkeypatch):
+    """A channel block of at most one vector (K = 16 on AVX-512, the last 16 of 48) runs tiles in
+    pairs with the same taps through fc_ukernel2t (vector 0 one tile's pixels, vector 1 the next
+    tile's): full vectors stored from registers, shorter blocks through acc, odd tile counts and
+    tiles whose taps differ (image edges) on fc_ukernel; forward and input gradient, bias, relu, an
+    activation, row-aligned and flattened tiles, merged and unmerged taps, stride phases; every
+    output written (NaN-filled out), 1 and 2 threads bit for bit."""
+    monkeypatch.setattr(conv_ops, "_force_narrow", False)
+    vl = VLEN[simd_level] if dtype == np.float32 else 2   # float64 runs the generic level's 2 lanes
+    cases = [
+        # N, H, W, C, K, k, options (C > 16 keeps the forward off the few-channel row path; the
+        # input gradient's blocks hold C outputs, reduced over K)
+        (2, 5, 28, 17, vl, 3, {"padding": "same"}),                    # row tiles
+        (2, 5, 28, vl, 20, 3, {"padding": "same"}),                    # dx: vl outputs, row tiles
+        (2, 5, 28, 17, 3 * vl, 3, {"padding": "same", "relu": True}),  # blocks of 2 vectors + 1 vector
+        (3, 7, 7, 20, vl, 5, {"padding": "same"}),                     # flattened tiles, merged taps
+        (3, 7, 7, vl, 20, 5, {"padding": "same"}),
+        (2, 9, 13, vl + 1, vl - 1, 3, {"padding": 2, "dilation": 2}),   # partial vector, unmerged taps
+        (2, 11, 30, vl, 20, 3, {"padding": 1, "stride": 2}),           # stride-2 phases in dx
+        (1, 3, 5, 20, max(1, vl - 3), 3, {"padding": 1}),             # a partial vector, few tiles
+        (2, 6, 31, 17, vl, 1, {"activation": "elu"}),                  # 1x1 row, activation after the tile
+    ]
+    for N, H, W, C, K, k, opts in cases:
+        relu, act = opts.pop("relu", False), opts.pop("activation", None)
+        x, w, b = rand((N, H, W, C), dtype), rand((k, k, C, K), dtype), rand((K,), dtype)
+        want = ref.conv2d(x, w, b, **opts)
+        want = np.maximum(want, 0) if relu else ops.activation(want, act) if act else want
+        ys, before = [], fastconv.get_num_threads()
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            out = np.full(want.shape, np.nan, dtype)
+            ops.conv2d(x, w, b, relu=relu, activation=act, out=out, **opts)
+            assert C <= 16 or _dispatch.last_kernel["conv2d"] == "tiles"
+            close(out, want, dtype)
+            ys.append(out)
+        fastconv.set_num_threads(before)
+        np.testing.assert_array_equal(ys[0], ys[1])
+        dy = rand(want.shape, dtype)
+        dx = ops.conv2d_grad(dy, x, w, **opts)[0]
+        assert K <= 16 or _dispatch.last_kernel["conv2d_grad"] == "tiles"
+        close(dx, ref.conv2d_grad(dy, x, w, **opts)[0], dtype)
 
 
 @pytest.mark.parametrize("level", LEVELS)
