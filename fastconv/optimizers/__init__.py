@@ -3,9 +3,10 @@
 Design notes
 ------------
 * ``optimizer.apply(pairs)`` takes ``[(key, param, grad), ...]`` (a model's
-  ``trainable_pairs()``, read afresh every step so freezing a layer takes effect
-  without recompiling) and updates each ``param`` **in place**; layers and
-  savers keep references to the same arrays.
+  ``trainable_pairs()``, read every step, cached until a layer is frozen or unfrozen, so
+  freezing takes effect without recompiling) and updates each ``param`` **in place**; layers and
+  savers keep references to the same arrays. A model's pairs are views of one flat buffer per
+  dtype (``fastconv.engine.flat``); the compiled step then runs over one segment per dtype.
 * One step follows Keras 3's ``BaseOptimizer.apply``: gradients are clipped
   (``clipnorm`` per weight, ``global_clipnorm`` over all, or ``clipvalue``), the
   decoupled weight decay ``w -= w * weight_decay * lr`` is applied, then the
@@ -251,11 +252,12 @@ class Optimizer:
 
         All weights are updated by one compiled pass (``fastconv.optimizers._compiled``) when they
         can be, else by the NumPy per-weight update (the reference; same arithmetic, same order)."""
+        flat = getattr(pairs, "flat", None)  # fastconv.engine.flat.FlatPairs: views of flat buffers
         pairs = [(k, p, g) for k, p, g in pairs if g is not None]
         lr = self.learning_rate
         if self._compiled and self._compilable():
             self._begin_step(lr)
-            if _compiled.step(self, pairs, lr):
+            if _compiled.step(self, pairs, lr, flat=flat):
                 self.iterations += 1
                 return
             self._undo_begin_step()
