@@ -62,7 +62,7 @@ class _Layout:
 
 
 def _addr(a):
-    return a.__array_interface__["data"][0]
+    return _k().address(a)
 
 
 def _usable(a, dtype):
@@ -171,7 +171,10 @@ def _build_flat(opt, pairs, flat, key):
     if len(wd_on) != 1:
         return None
     for (_, p, g), off in zip(pairs, offsets):  # the pairs really are the views the offsets say
-        at = pbuf.__array_interface__["data"][0] + off * pbuf.itemsize
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.flags.c_contiguous
+                and g.flags.c_contiguous and off is not None):
+            return None
+        at = _addr(pbuf) + off * pbuf.itemsize
         if (_addr(p) != at or _addr(g) != at - _addr(pbuf) + _addr(gbuf) or p.dtype != dtype
                 or g.shape != p.shape):
             return None
