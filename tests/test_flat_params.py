@@ -357,3 +357,38 @@ def test_address_of_a_buffer():
     assert optim.address(np.zeros((0, 3))) >= 0
     with pytest.raises(ValueError, match="contiguous"):
         optim.address(a[::2])
+
+
+def test_replica_sums_the_flat_gradient_buffer_in_place(monkeypatch):
+    # one process standing in for rank 0 of 2 whose peer sent the same gradients: the flat path
+    # (scale and allreduce the gradient buffer in place, in 32 MiB calls) equals the packing path
+    from fastconv.engine import replica
+
+    calls = []
+
+    def allreduce(buf):
+        assert buf.flags.c_contiguous
+        calls.append(buf.size)
+        buf *= 2  # the sum over two identical ranks
+        return buf
+
+    monkeypatch.setattr(replica._dist, "rank", lambda: 0)
+    monkeypatch.setattr(replica._dist, "size", lambda: 2)
+    monkeypatch.setattr(replica._dist, "allreduce", allreduce)
+    monkeypatch.setattr(replica._dist, "sample_fraction", lambda: 0.375)
+    monkeypatch.setattr(replica, "CHUNK_BYTES", 256)  # several calls over one buffer
+    monkeypatch.setenv("FASTCONV_FLAT_PARAMS", "1")
+    m = _model()
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    pairs = F.train_pairs(m)
+    rng = np.random.default_rng(5)
+    for _, _, g in pairs:
+        g[...] = rng.standard_normal(g.shape)
+    plain = [(k, p.copy(), g.copy()) for k, p, g in pairs]
+    replica._Replica().reduce_gradients(pairs)
+    n_flat = len(calls)
+    replica._Replica().reduce_gradients(plain)
+    gbuf = pairs.flat[0][2]
+    assert n_flat == -(-gbuf.size // 64)  # 256 bytes of float32 per call
+    for (_, _, g), (_, _, ref) in zip(pairs, plain):
+        assert np.array_equal(g, ref) and np.shares_memory(g, gbuf)
