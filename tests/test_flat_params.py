@@ -392,3 +392,24 @@ def test_replica_sums_the_flat_gradient_buffer_in_place(monkeypatch):
     assert n_flat == -(-gbuf.size // 64)  # 256 bytes of float32 per call
     for (_, _, g), (_, _, ref) in zip(pairs, plain):
         assert np.array_equal(g, ref) and np.shares_memory(g, gbuf)
+
+
+def test_pickled_and_copied_models_lay_out_again(monkeypatch):
+    import copy
+    import pickle
+
+    monkeypatch.setenv("FASTCONV_FLAT_PARAMS", "1")
+    x, y = _data()
+    m = _model()
+    m.compile(O.Adam(), "sparse_categorical_crossentropy")
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert other._flat_pairs.key is None
+        other.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        _, pbuf, _, _ = _flat_buffers(other)
+        assert all(_shares(p, pbuf) for _, p, _ in other.trainable_pairs())
+        assert not any(_shares(p, _flat_buffers(m)[1]) for _, p, _ in other.trainable_pairs())
+    ref = copy.deepcopy(m)
+    m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    ref.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    _assert_same_weights(m, ref)

@@ -47,6 +47,17 @@ class FlatPairs(list):
 
     __slots__ = ("flat", "key")
 
+    def __reduce__(self):
+        # a pickled or deep-copied model gets its arrays back as separate copies (not views of a
+        # copied buffer): it lays them out again at its first step
+        return (_stale, ())
+
+
+def _stale():
+    pairs = FlatPairs()
+    pairs.flat = pairs.key = None
+    return pairs
+
 
 def enabled() -> bool:
     """Whether models lay their weights out flat (``FASTCONV_FLAT_PARAMS``, default on)."""
