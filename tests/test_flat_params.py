@@ -413,3 +413,18 @@ def test_pickled_and_copied_models_lay_out_again(monkeypatch):
     m.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     ref.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     _assert_same_weights(m, ref)
+
+
+def test_plan_needs_backward_cache_follows_freezing():
+    m = fc.Sequential([L.Dense(3, input_shape=(4,)), L.ReLU(), L.Dense(2)])
+    m.compile("sgd", "mse")
+    plan = m._plan()
+    nodes = [n.layer for n in plan.nodes]
+    first = nodes.index(m.layers[0])
+    before = list(plan._needs_backward())
+    assert before[first] and plan._needs_backward() is plan._needs_backward()  # cached
+    m.layers[0].trainable = False
+    after = plan._needs_backward()
+    assert not after[first] and not after[first + 1]  # nothing trainable at or upstream of the ReLU
+    m.layers[0].trainable = True
+    assert plan._needs_backward() == before
