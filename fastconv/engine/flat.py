@@ -32,8 +32,9 @@ import os
 import numpy as np
 
 from fastconv.layers import base as _layer_base
+from fastconv.layers.base import weights_generation
 
-__all__ = ["FlatPairs", "enabled", "train_pairs"]
+__all__ = ["FlatPairs", "enabled", "relayout", "train_pairs", "weights_generation"]
 
 ALIGN_BYTES = 64
 

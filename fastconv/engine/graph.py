@@ -406,7 +406,7 @@ class ExecutionPlan:
     def _needs_backward(self):
         """Per node: True when the node or a node upstream has trainable weights (cached until a
         weight is added or a ``trainable`` flag set: ``fastconv.layers.base.weights_generation``)."""
-        from fastconv.layers.base import weights_generation
+        from fastconv.engine.flat import weights_generation  # (the layers' counter; no layer class)
 
         gen = weights_generation()
         cached = self.__dict__.get("_needs_cache")
