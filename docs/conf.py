@@ -85,6 +85,7 @@ API_PAGES = [
     ("fastconv.engine.shared", "layers called at several nodes"),
     ("fastconv.engine.replica", "the data-parallel hooks of the trainer"),
     ("fastconv.engine.onnx_export", "the ONNX converter"),
+    ("fastconv.engine.flat", "the flat parameter and gradient buffers"),
     ("fastconv.models", "the model zoo"),
     ("fastconv.onnx", "ONNX export"),
     ("fastconv.distributed", "data-parallel training on MPI"),

@@ -19,7 +19,7 @@ LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 _MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread costs more than it saves
 
-_state = {"isa": None, "threads": None, "algo": None}
+_state = {"isa": None, "threads": None, "algo": None, "algo_env": None}
 last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
 # op name -> kernel variant of the last call's main pass (tests assert on it): conv "rowk" / "rowseg" /
 # "tiles" / "narrow" / "grouped" / "winograd4" / "winograd2" (conv2d_grad's weight gradient under
@@ -124,9 +124,13 @@ CONV_ALGOS = ("auto", "direct", "winograd", "winograd4", "winograd2")
 
 def set_conv_algo(name: str | None) -> str:
     """Force the 3x3 convolution algorithm (one of CONV_ALGOS); None returns to FASTCONV_CONV_ALGO,
-    else "auto".  Returns the setting now in force.  Ineligible convs always run direct."""
+    else "auto".  Returns the setting now in force.  Ineligible convs always run direct.
+
+    FASTCONV_CONV_ALGO is read once (every conv call asks) and kept: after changing it in a running
+    process (a test's monkeypatch.setenv), call ``set_conv_algo(None)`` to read it again."""
     if name is None:
         _state["algo"] = None
+        _state["algo_env"] = None
         return get_conv_algo()
     key = str(name).lower()
     if key not in CONV_ALGOS:
@@ -137,14 +141,18 @@ def set_conv_algo(name: str | None) -> str:
 
 def get_conv_algo() -> str:
     """The 3x3 convolution algorithm setting in force (set_conv_algo, else FASTCONV_CONV_ALGO, else "auto")."""
-    if _state["algo"] is None:
+    algo = _state["algo"]
+    if algo is not None:
+        return algo
+    algo = _state.get("algo_env")
+    if algo is None:  # read once; set_conv_algo(None) reads it again
         env = os.environ.get("FASTCONV_CONV_ALGO", "").strip().lower()
         if env and env not in CONV_ALGOS:
             warnings.warn(f"fastconv: ignoring FASTCONV_CONV_ALGO={env!r}: it must be one of {list(CONV_ALGOS)}; "
                           f"using 'auto'", RuntimeWarning, stacklevel=3)
             env = ""
-        return env or "auto"
-    return _state["algo"]
+        algo = _state["algo_env"] = env or "auto"
+    return algo
 
 
 # ---- the CPU the plans size their blocks for (docs/kernels.md, "Tiles per CPU") ----

@@ -279,12 +279,15 @@ def test_direct_forced():
 
 
 def test_environment_variable(monkeypatch):
-    _dispatch.set_conv_algo(None)
+    # FASTCONV_CONV_ALGO is read once and kept; set_conv_algo(None) reads it again
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "winograd2")
+    _dispatch.set_conv_algo(None)
     assert _dispatch.get_conv_algo() == "winograd2"
     ops.conv2d(rand((1, 8, 8, 4)), rand((3, 3, 4, 4)), padding=1)
     assert _dispatch.last_kernel["conv2d"] == "winograd2"
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "Direct")
+    assert _dispatch.get_conv_algo() == "winograd2"  # cached until refreshed
+    assert _dispatch.set_conv_algo(None) == "direct"
     assert _dispatch.get_conv_algo() == "direct"
     _dispatch.set_conv_algo("winograd4")  # the function overrides the variable
     try:
@@ -293,9 +296,9 @@ def test_environment_variable(monkeypatch):
         _dispatch.set_conv_algo(None)
     monkeypatch.setenv("FASTCONV_CONV_ALGO", "fastest")
     with pytest.warns(RuntimeWarning, match="FASTCONV_CONV_ALGO"):
-        assert _dispatch.get_conv_algo() == "auto"
+        assert _dispatch.set_conv_algo(None) == "auto"
     monkeypatch.delenv("FASTCONV_CONV_ALGO")
-    assert _dispatch.get_conv_algo() == "auto"
+    assert _dispatch.set_conv_algo(None) == "auto"
 
 
 def test_bad_algorithm_name_raises():

@@ -32,6 +32,7 @@ from fastconv import losses as _losses
 from fastconv import metrics as _metrics
 from fastconv import optimizers as _optimizers
 from fastconv import saving as _saving
+from fastconv.engine import flat as _flat
 from fastconv.engine import trainer as _trainer
 from fastconv.engine.data import _batch_size
 from fastconv.engine.graph import ExecutionPlan
@@ -254,6 +255,8 @@ class BaseModel:
         self._loss_weights = weights
         self.compiled_metrics = metrics if metrics is not None else []
         self._metrics = specs
+        if self.built:  # the weights become views of flat buffers now (else at the first step)
+            _flat.relayout(self)
 
     @staticmethod
     def _per_output(value, n_out, names, what):

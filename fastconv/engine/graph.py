@@ -404,12 +404,20 @@ class ExecutionPlan:
         return False if i is None else needs[i]
 
     def _needs_backward(self):
-        """Per node: True when the node or a node upstream has trainable weights (read now)."""
+        """Per node: True when the node or a node upstream has trainable weights (cached until a
+        weight is added or a ``trainable`` flag set: ``fastconv.layers.base.weights_generation``)."""
+        from fastconv.engine.flat import weights_generation  # (the layers' counter; no layer class)
+
+        gen = weights_generation()
+        cached = self.__dict__.get("_needs_cache")
+        if cached is not None and cached[0] == gen:
+            return cached[1]
         needs = []
         for node in self.nodes:
             mine = bool(node.layer.trainable_pairs())
             up = any(self._tensor_needs(needs, t) for t in node.inputs)
             needs.append(mine or up)
+        self._needs_cache = (gen, needs)
         return needs
 
     @property

@@ -12,8 +12,11 @@ Design notes
   identical and draw the same shuffle order and dropout masks.
 * Each step: every rank computed the gradient of the mean loss over its shard;
   the gradients are scaled by the shard's share of the global batch and summed
-  over the ranks in flat buffers of at most 32 MiB, filled in the fixed order of
-  ``trainable_pairs()``, then each rank runs the same optimizer step.
+  over the ranks, then each rank runs the same optimizer step. The sum runs in
+  place on the model's flat gradient buffer (``fastconv.engine.flat``), 32 MiB per
+  allreduce; gradients that are separate arrays (``FASTCONV_FLAT_PARAMS=0``, mixed
+  dtypes) are packed into flat buffers of at most 32 MiB in the fixed order of
+  ``trainable_pairs()`` and unpacked after.
 * Losses and metrics: the sample counts, loss sums and metric states of an
   epoch are gathered and merged in rank order at its end, so logs, History and
   callbacks see the same numbers on every rank (the live progress bar shows rank
@@ -193,6 +196,15 @@ class _Replica:
         import time
 
         t0 = time.perf_counter()
+        flat = getattr(pairs, "flat", None)
+        if flat is not None and len(flat) == 1:  # fastconv.engine.flat: the gradients are one buffer
+            gbuf = flat[0][2]
+            np.multiply(gbuf, _dist.sample_fraction(), out=gbuf, casting="unsafe")
+            step = max(1, CHUNK_BYTES // gbuf.itemsize)
+            for i0 in range(0, gbuf.size, step):  # in place, 32 MiB per call (MPI counts are ints)
+                _dist.allreduce(gbuf[i0 : i0 + step])
+            self.allreduce_seconds += time.perf_counter() - t0
+            return
         grads = [g for _, _, g in pairs]
         key = tuple((g.shape, g.dtype.str) for g in grads)
         if key != self._key:

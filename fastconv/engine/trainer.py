@@ -6,8 +6,9 @@ Design notes
 * A step is: the plan's forward (``fastconv.engine.graph``) with the
   objective's fusion, the objective's losses and gradients
   (``fastconv.engine.objective``), the plan's backward, and the optimizer's
-  update of ``model.trainable_pairs()`` read now (so freezing takes effect
-  without recompiling).
+  update of ``model.trainable_pairs()`` (cached, laid out again when a layer is
+  frozen or unfrozen, so freezing takes effect without recompiling; the weights and
+  gradients are views of flat buffers, ``fastconv.engine.flat``).
 * The loops are lean: the data are converted to the model's dtype once
   (``fastconv.engine.data``), a metric is an additive state summed over the
   epoch, and logs for batch callbacks are built only when some callback listens.
@@ -48,6 +49,7 @@ import numpy as np
 
 from fastconv._kernels import buffers as _buffers
 from fastconv.callbacks import CallbackList, History
+from fastconv.engine import flat as _flat
 from fastconv.engine.data import (
     _ArrayBatches,
     _arrays_xy,
@@ -99,7 +101,7 @@ def _train_step(model, plan, xs, ys, obj, sws=None, rep=SINGLE):
     loss, per, dys = obj.losses_and_grads(ys, outs, sws=sws)
     loss += _regularization_loss(plan.layers)
     plan.backward(dys, fusion=obj.fusion)
-    pairs = model.trainable_pairs()
+    pairs = _flat.train_pairs(model)  # cached; views of the flat buffers (fastconv.engine.flat)
     rep.reduce_gradients(pairs)  # data-parallel: the global batch's gradient on every rank
     model.optimizer.apply(pairs)
     return loss, per, obj.metric_states(ys, outs)

@@ -40,6 +40,7 @@ from fastconv.layers import _symbolic
 
 __all__ = [
     "Layer",
+    "bump_weights_generation",
     "deserialize",
     "get_registered_layer",
     "register_layer",
@@ -48,6 +49,7 @@ __all__ = [
     "reset_name_counters",
     "serialize",
     "to_snake_case",
+    "weights_generation",
 ]
 
 # ---------------------------------------------------------------------------
@@ -55,6 +57,20 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 _LAYER_REGISTRY: dict[str, type] = {}
+#: Bumped whenever a layer's set of trainable weights may have changed (a weight added, ``trainable``
+#: set, weights rebound to views of a flat buffer): the cached ``trainable_pairs`` of every layer,
+#: and a model's flat parameter layout (``fastconv.engine.flat``), are rebuilt after a bump.
+_WEIGHTS_GENERATION = [0]
+
+
+def weights_generation() -> int:
+    """The counter :func:`bump_weights_generation` advances (cache key of ``trainable_pairs``)."""
+    return _WEIGHTS_GENERATION[0]
+
+
+def bump_weights_generation() -> None:
+    """Invalidate every cached ``trainable_pairs`` (call after rebinding ``params`` / ``grads``)."""
+    _WEIGHTS_GENERATION[0] += 1
 _NAME_COUNTERS: defaultdict[str, int] = defaultdict(int)
 
 
@@ -261,6 +277,7 @@ class Layer:
         self._trainable = bool(value)
         for sub in self.sublayers:
             sub.trainable = value
+        bump_weights_generation()
 
     # -- building ------------------------------------------------------------
     def _registered_name(self) -> str:
@@ -310,6 +327,7 @@ class Layer:
                 self._regularizers[name] = reg
         else:
             self.state[name] = value
+        bump_weights_generation()
         return value
 
     # -- forward / backward ----------------------------------------------------
@@ -482,13 +500,23 @@ class Layer:
         return float(loss)
 
     def trainable_pairs(self) -> list:
-        """``[(key, param, grad), ...]`` for this layer and its sublayers; [] when frozen."""
+        """``[(key, param, grad), ...]`` for this layer and its sublayers; [] when frozen.
+
+        Cached (a training step asks for it several times) until a weight is added, any layer's
+        ``trainable`` is set or weights are rebound (:func:`bump_weights_generation`), or the
+        layer is renamed."""
+        cached = self.__dict__.get("_pairs_cache")
+        if cached is not None and cached[0] == _WEIGHTS_GENERATION[0] and cached[1] == self.name:
+            return list(cached[2])
+        gen = _WEIGHTS_GENERATION[0]
         if not self.trainable:
-            return []
-        pairs = [(f"{self.name}/{k}", p, self.grads[k]) for k, p in self.params.items()]
-        for sub in self.sublayers:
-            pairs.extend((f"{self.name}/{k}", p, g) for k, p, g in sub.trainable_pairs())
-        return pairs
+            pairs = []
+        else:
+            pairs = [(f"{self.name}/{k}", p, self.grads[k]) for k, p in self.params.items()]
+            for sub in self.sublayers:
+                pairs.extend((f"{self.name}/{k}", p, g) for k, p, g in sub.trainable_pairs())
+        self._pairs_cache = (gen, self.name, pairs)
+        return list(pairs)
 
     def get_weights(self) -> list:
         """Copies of the weights, in Keras's order and shapes."""

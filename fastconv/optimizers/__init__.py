@@ -3,9 +3,10 @@
 Design notes
 ------------
 * ``optimizer.apply(pairs)`` takes ``[(key, param, grad), ...]`` (a model's
-  ``trainable_pairs()``, read afresh every step so freezing a layer takes effect
-  without recompiling) and updates each ``param`` **in place**; layers and
-  savers keep references to the same arrays.
+  ``trainable_pairs()``, read every step, cached until a layer is frozen or unfrozen, so
+  freezing takes effect without recompiling) and updates each ``param`` **in place**; layers and
+  savers keep references to the same arrays. A model's pairs are views of one flat buffer per
+  dtype (``fastconv.engine.flat``); the compiled step then runs over one segment per dtype.
 * One step follows Keras 3's ``BaseOptimizer.apply``: gradients are clipped
   (``clipnorm`` per weight, ``global_clipnorm`` over all, or ``clipvalue``), the
   decoupled weight decay ``w -= w * weight_decay * lr`` is applied, then the
@@ -251,11 +252,13 @@ class Optimizer:
 
         All weights are updated by one compiled pass (``fastconv.optimizers._compiled``) when they
         can be, else by the NumPy per-weight update (the reference; same arithmetic, same order)."""
-        pairs = [(k, p, g) for k, p, g in pairs if g is not None]
+        flat = getattr(pairs, "flat", None)  # fastconv.engine.flat.FlatPairs: views of flat buffers
+        if flat is None:  # (a FlatPairs has a gradient for every weight)
+            pairs = [(k, p, g) for k, p, g in pairs if g is not None]
         lr = self.learning_rate
         if self._compiled and self._compilable():
             self._begin_step(lr)
-            if _compiled.step(self, pairs, lr):
+            if _compiled.step(self, pairs, lr, flat=flat):
                 self.iterations += 1
                 return
             self._undo_begin_step()
@@ -264,7 +267,7 @@ class Optimizer:
     def _compilable(self) -> bool:
         """Whether this class's update, clipping and weight-decay choice are the ones compiled."""
         cls = type(self)
-        if any(name in self.__dict__ for name in ("_update", "_clip", "_use_weight_decay", "_begin_step")):
+        if not _REPLACEABLE.isdisjoint(self.__dict__):
             return False  # replaced on the instance
         return (cls._update in _COMPILED_UPDATES and cls._clip is Optimizer._clip
                 and cls._use_weight_decay is Optimizer._use_weight_decay
@@ -710,6 +713,7 @@ class Nadam(Optimizer):
 
 
 _CLASSES = {c.__name__: c for c in (SGD, RMSprop, Adam, AdamW, Adagrad, Adadelta, Adamax, Nadam)}
+_REPLACEABLE = frozenset(("_update", "_clip", "_use_weight_decay", "_begin_step"))
 _COMPILED_UPDATES = frozenset(c._update for c in _CLASSES.values())
 _COMPILED_BEGINS = frozenset(c._begin_step for c in (Optimizer, *_CLASSES.values()))
 _BY_NAME = {name.lower(): cls for name, cls in _CLASSES.items()}

@@ -14,6 +14,13 @@ Design notes
 * Per step only the scalars are computed in Python (learning rate, bias corrections, clip scales);
   ``clipnorm`` needs each weight's norm first: one compiled pass of per-chunk sums of squares, added up
   per weight in chunk order (so they do not depend on the threads).
+* Flat weights (``fastconv.engine.flat``: the model's weights and gradients are views of one
+  buffer per dtype, handed over as ``flat``): the step runs over ONE segment, the whole buffers,
+  with the slots laid out the same way (each key's slot arrays become views of one slot buffer per
+  slot name, holding the values they had). Not with ``clipnorm`` (a norm per weight) or weight decay
+  on some weights only: those keep the per-weight table (over the same views). The update is the
+  same element by element, so a flat step equals the table step bit for bit (``global_clipnorm``'s
+  norm is summed in other chunks: equal to rounding).
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ class _Layout:
 
 
 def _addr(a):
-    return a.__array_interface__["data"][0]
+    return _k().address(a)
 
 
 def _usable(a, dtype):
@@ -132,20 +139,85 @@ def _clip(opt, lay, nthreads):
     return 0, lay.ones, 0.0
 
 
-def step(opt, pairs, lr) -> bool:
+def _flat_slots(opt, pairs, offsets, pbuf):
+    """Each pair's slots as views of one buffer per slot name laid out like ``pbuf`` (values kept,
+    fresh slots at their initial value); returns the buffers."""
+    bufs = {}
+    for name in opt._slot_names:
+        buf = np.empty_like(pbuf)
+        buf[...] = opt._slot_init(name)  # the padding too (it stays unchanged under a zero gradient)
+        bufs[name] = buf
+    for (k, p, _), off in zip(pairs, offsets):
+        old = opt._slots.get(k)
+        views = {n: bufs[n][off : off + p.size].reshape(p.shape) for n in opt._slot_names}
+        if old is not None and set(old) == set(views) and all(
+            a.shape == p.shape and a.dtype == p.dtype for a in old.values()
+        ):
+            for n, v in views.items():
+                v[...] = old[n]
+        opt._slots[k] = views
+    opt._slot_version += 1
+    return bufs
+
+
+def _build_flat(opt, pairs, flat, key):
+    """The one-segment layout of flat ``pairs``, or None (then the per-weight table is used)."""
+    if len(flat) != 1 or opt.clipnorm:
+        return None
+    dtype, pbuf, gbuf, offsets = flat[0]
+    if dtype not in (np.float32, np.float64) or len(offsets) != len(pairs) or not pbuf.flags.writeable:
+        return None
+    wd_on = {bool(opt.weight_decay) and opt._use_weight_decay(k, p) for k, p, _ in pairs}
+    if len(wd_on) != 1:
+        return None
+    for (_, p, g), off in zip(pairs, offsets):  # the pairs really are the views the offsets say
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.flags.c_contiguous
+                and g.flags.c_contiguous and off is not None):
+            return None
+        at = _addr(pbuf) + off * pbuf.itemsize
+        if (_addr(p) != at or _addr(g) != at - _addr(pbuf) + _addr(gbuf) or p.dtype != dtype
+                or g.shape != p.shape):
+            return None
+    slots = _flat_slots(opt, pairs, offsets, pbuf) if opt._slot_names else {}
+    arrs = [slots.get(n) for n in opt._c_slots]
+    row = [_addr(pbuf), _addr(gbuf)] + [0 if a is None else _addr(a) for a in arrs]
+    seg = np.array([row + [0] * (5 - len(row))], dtype=np.int64)
+    n = pbuf.size
+    chunks = np.array([(0, i0, min(n, i0 + CHUNK)) for i0 in range(0, n, CHUNK)], np.int64).reshape(-1, 3)
+    keep = [pbuf, gbuf, flat, *slots.values()]
+    return _Layout(key, seg, np.array([wd_on.pop()], np.uint8), chunks, dtype == np.float64, keep, n)
+
+
+def step(opt, pairs, lr, flat=None) -> bool:
     """One compiled update of ``pairs`` (``[(key, param, grad)]``, no None grads) with learning rate
-    ``lr``; ``opt._begin_step(lr)`` has run. False when this step must take the NumPy path."""
+    ``lr``; ``opt._begin_step(lr)`` has run. False when this step must take the NumPy path.
+    ``flat``: the ``FlatPairs.flat`` buffers behind ``pairs`` (then one segment per dtype)."""
     if not pairs:
         return False
+    lay = opt._layout
+    if flat is not None:
+        key = ("flat", opt._slot_version, id(flat), bool(opt.clipnorm), bool(opt.weight_decay))
+        if lay is not None and lay.key == key:
+            return _run(opt, lay, lr)
+        if opt.__dict__.get("_flat_refused") != key:
+            lay = _build_flat(opt, pairs, flat, key)
+            if lay is not None:
+                lay.key = ("flat", opt._slot_version, *key[2:])  # _flat_slots bumped the version
+                opt._layout = lay
+                return _run(opt, lay, lr)
+            opt._flat_refused = key
     key = (opt._slot_version, tuple(k for k, _, _ in pairs), tuple(id(p) for _, p, _ in pairs),
            tuple(id(g) for _, _, g in pairs))
-    lay = opt._layout
     if lay is None or lay.key != key:
         lay = opt._layout = _build(opt, pairs, key)
         if lay is None:
             return False
         # _slot() may have created slots (bumping the version): key the layout on the version now
         lay.key = key = (opt._slot_version,) + key[1:]
+    return _run(opt, lay, lr)
+
+
+def _run(opt, lay, lr) -> bool:
     nthreads = _dispatch.get_num_threads() if lay.size >= PARALLEL_MIN else 1
     clip, scale, clipvalue = _clip(opt, lay, nthreads)
     wd = opt.weight_decay * lr if opt.weight_decay else 0.0
