@@ -91,6 +91,9 @@ static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
 {
     if (c0 + FC_VLEN <= C)
         return LD(q + c0);
+#ifdef FC_LD_TAIL
+    return (V)FC_LD_TAIL(q + c0, C - c0);  /* one masked load (conv_narrow_impl.h fc_ld_tail) */
+#endif
     V v = {0};
     for (int l = 0; c0 + l < C; l++)
         v[l] = q[c0 + l];
@@ -196,6 +199,10 @@ static inline void FN(fc_wino_st)(FC_T *q, int k0, int K, V v)
         ST(q + k0, v);
         return;
     }
+#ifdef FC_ST_TAIL
+    FC_ST_TAIL(q + k0, K - k0, v);
+    return;
+#endif
     for (int l = 0; k0 + l < K; l++)
         q[k0 + l] = v[l];
 }
