@@ -65,12 +65,17 @@ static void FN(fc_nk_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int K
                     }
 }
 
-/* The first n (< VLEN) elements of p, zeros above. */
+/* The first n (< VLEN) elements of p, zeros above, never reading past them: one masked load where
+ * the level has one (lane by lane a 3x3 conv 24 -> 8, a DenseNet layer, ran at 17 GFLOP/s). */
 static inline V FN(fc_ld_tail)(const FC_T *p, int n)
 {
+#ifdef FC_LD_TAIL
+    return (V)FC_LD_TAIL(p, n);
+#else
     V v = {0};
     for (int i = 0; i < n; i++) v[i] = p[i];
     return v;
+#endif
 }
 
 /* Horizontal sums of n vectors a[0..n): res[i] = sum of the lanes of a[i].  A tree of pairwise

@@ -16,6 +16,9 @@
  *                   DW_NARROW and PL_NARROW are the names depthwise_impl.h and pool_impl.h read.
  *   FC_NT(p, v)     non-temporal store of one vector (x86 only; undefined where there is none)
  *   FC_MAXV(a, b)   vector max, FC_UNORDV(a, b) "either is NaN" mask (x86 only, where they exist)
+ *   FC_LD_TAIL(p, n), FC_ST_TAIL(p, n, v)  load / store the first n (< VLEN) lanes at p as one masked
+ *                   instruction, the other lanes neither read nor written (AVX2 and AVX-512 float32;
+ *                   undefined elsewhere: the impl then goes lane by lane)
  * The x86 levels sit inside `#pragma GCC target` regions so one build runs on any x86-64;
  * fc_common.h's FC_PICK chooses among them per call.
  *
@@ -65,6 +68,10 @@
 #undef FC_SFX
 
 #if FC_X86
+/* the masked tail loads' operand types (one definition per translation unit) */
+typedef int fc_v8si_ __attribute__((vector_size(32)));
+typedef float fc_v8sf_ __attribute__((vector_size(32)));
+typedef float fc_v16sf_ __attribute__((vector_size(64)));
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FC_VLEN 8
@@ -75,10 +82,16 @@
 #define FC_NT(p, v) __builtin_ia32_movntps256((p), (v))
 #define FC_MAXV(a, b) __builtin_ia32_maxps256((a), (b))
 #define FC_UNORDV(a, b) __builtin_ia32_cmpps256((a), (b), 3 /* _CMP_UNORD_Q */)
+#define FC_TAIL_MASK8(n) ((fc_v8si_){0, 1, 2, 3, 4, 5, 6, 7} < (n))
+#define FC_LD_TAIL(p, n) __builtin_ia32_maskloadps256((const fc_v8sf_ *)(p), FC_TAIL_MASK8(n))
+#define FC_ST_TAIL(p, n, v) __builtin_ia32_maskstoreps256((fc_v8sf_ *)(p), FC_TAIL_MASK8(n), (fc_v8sf_)(v))
 #include FC_IMPL
 #undef FC_NT
 #undef FC_MAXV
 #undef FC_UNORDV
+#undef FC_TAIL_MASK8
+#undef FC_LD_TAIL
+#undef FC_ST_TAIL
 #undef FC_NARROW
 #undef DW_NARROW
 #undef PL_NARROW
@@ -96,9 +109,13 @@
 #define FC_NT(p, v) __builtin_ia32_movntps512((p), (v))
 #define FC_MAXV(a, b) __builtin_ia32_maxps512_mask((a), (b), (a), (unsigned short)0xFFFF, 4)
 /* no FC_UNORDV: AVX-512 compares give a mask register, not a vector; the impl's portable form is used */
+#define FC_LD_TAIL(p, n) __builtin_ia32_loadups512_mask((p), (fc_v16sf_){0}, (unsigned short)((1u << (n)) - 1))
+#define FC_ST_TAIL(p, n, v) __builtin_ia32_storeups512_mask((p), (fc_v16sf_)(v), (unsigned short)((1u << (n)) - 1))
 #include FC_IMPL
 #undef FC_NT
 #undef FC_MAXV
+#undef FC_LD_TAIL
+#undef FC_ST_TAIL
 #undef FC_NARROW
 #undef DW_NARROW
 #undef PL_NARROW

@@ -91,6 +91,9 @@ static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
 {
     if (c0 + FC_VLEN <= C)
         return LD(q + c0);
+#ifdef FC_LD_TAIL
+    return (V)FC_LD_TAIL(q + c0, C - c0);  /* one masked load (conv_narrow_impl.h fc_ld_tail) */
+#endif
     V v = {0};
     for (int l = 0; c0 + l < C; l++)
         v[l] = q[c0 + l];
@@ -165,6 +168,28 @@ FN(fc_wino_ukernel)(const FC_T *v, int cs, int C, const FC_T *u, FC_T *mo, int k
     ST(mo, a50); ST(mo + FC_VLEN, a51);
 }
 
+/* The last block of U when it holds at most FC_VLEN real channels (K = 16 or 48 on AVX-512, the
+ * zoo's narrow stages): one vector of U instead of two, so no FMA runs on the block's zero half;
+ * R rows (12, or 6 at the end) keep enough independent accumulators for the FMA pipes. */
+#define FC_WINO_HALF(NAME, R)                                                                       \
+static inline __attribute__((always_inline)) void                                                   \
+NAME(const FC_T *v, int cs, int C, const FC_T *u, FC_T *mo, int kp)                                 \
+{                                                                                                   \
+    V acc[R];                                                                                       \
+    for (int r = 0; r < R; r++)                                                                     \
+        acc[r] = (V){0};                                                                            \
+    for (int c = 0; c < C; c++, u += VB) {                                                          \
+        const V w0 = LD(u);                                                                         \
+        for (int r = 0; r < R; r++)                                                                 \
+            acc[r] += BC(v[(ptrdiff_t)r * cs + c]) * w0;                                            \
+    }                                                                                               \
+    for (int r = 0; r < R; r++)                                                                     \
+        ST(mo + (ptrdiff_t)r * kp, acc[r]);                                                         \
+}
+FC_WINO_HALF(FN(fc_wino_ukernel_h12), 12)
+FC_WINO_HALF(FN(fc_wino_ukernel_h6), 6)
+#undef FC_WINO_HALF
+
 #define FC_WRELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))
 
 /* Store VLEN output channels from k0 of one pixel, only the first K - k0 when the block is partial. */
@@ -174,6 +199,10 @@ static inline void FN(fc_wino_st)(FC_T *q, int k0, int K, V v)
         ST(q + k0, v);
         return;
     }
+#ifdef FC_ST_TAIL
+    FC_ST_TAIL(q + k0, K - k0, v);
+    return;
+#endif
     for (int l = 0; k0 + l < K; l++)
         q[k0 + l] = v[l];
 }
@@ -293,8 +322,17 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
             FC_T *mpos = Mb + pos * mps;
             for (int kb = 0; kb < nkb; kb++) {
                 const FC_T *u = U + ((ptrdiff_t)pos * nkb + kb) * C * VB;
+                FC_T *mk = mpos + kb * VB;
+                if (K - kb * VB <= FC_VLEN) {  /* a half block: the last, at most one vector of channels */
+                    int t = 0;
+                    for (; t + 12 <= ntr; t += 12)
+                        FN(fc_wino_ukernel_h12)(vpos + (ptrdiff_t)t * cs, cs, C, u, mk + (ptrdiff_t)t * kp, kp);
+                    for (; t < ntr; t += FC_WINO_RB)
+                        FN(fc_wino_ukernel_h6)(vpos + (ptrdiff_t)t * cs, cs, C, u, mk + (ptrdiff_t)t * kp, kp);
+                    continue;
+                }
                 for (int t = 0; t < ntr; t += FC_WINO_RB)
-                    FN(fc_wino_ukernel)(vpos + (ptrdiff_t)t * cs, cs, C, u, mpos + (ptrdiff_t)t * kp + kb * VB, kp);
+                    FN(fc_wino_ukernel)(vpos + (ptrdiff_t)t * cs, cs, C, u, mk + (ptrdiff_t)t * kp, kp);
             }
         }
         /* 3. output transform */
@@ -334,7 +372,10 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
 
 static void FN(fc_wino_dtrans)(int m, const FC_T *const *yp, int K, int kp, FC_T *dt, ptrdiff_t ps)
 {
-    for (int k0 = 0; k0 < kp; k0 += FC_VLEN) {
+    /* the vectors that hold channels: a half block's zero vector is never read (fc_wino_wgrad_half) */
+    const int kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
+    (void)kp;
+    for (int k0 = 0; k0 < kv; k0 += FC_VLEN) {
         if (m == 4) {
             V t[6][4];
             for (int j = 0; j < 4; j++) {
@@ -382,6 +423,30 @@ static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
     return ((ptrdiff_t)(p->m + 2) * (p->m + 2) * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
 }
 
+/* S[c][0..VLEN) += sum_t V[t][c] D[t][0..VLEN) for c < sc (S, D at the half block's first column):
+ * channels in R-row register tiles of one vector (12, then 6), as fc_wino_ukernel_h*. */
+#define FC_WINO_WHALF(R)                                                                            \
+    for (; c + R <= sc; c += R) {                                                                   \
+        V acc[R];                                                                                   \
+        for (int r = 0; r < R; r++)                                                                 \
+            acc[r] = LD(S + (ptrdiff_t)(c + r) * kp);                                               \
+        const FC_T *v = V_ + c, *d = D;                                                             \
+        for (int t = 0; t < nt; t++, v += cs, d += kp) {                                            \
+            const V w0 = LD(d);                                                                     \
+            for (int r = 0; r < R; r++)                                                             \
+                acc[r] += BC(v[r]) * w0;                                                            \
+        }                                                                                           \
+        for (int r = 0; r < R; r++)                                                                 \
+            ST(S + (ptrdiff_t)(c + r) * kp, acc[r]);                                                \
+    }
+static void FN(fc_wino_wgrad_half)(const FC_T *V_, const FC_T *D, FC_T *S, int nt, int cs, int kp, int sc)
+{
+    int c = 0;
+    FC_WINO_WHALF(12)
+    FC_WINO_WHALF(6)
+}
+#undef FC_WINO_WHALF
+
 static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T *dy, ptrdiff_t t0, ptrdiff_t t1,
                                     int TB, FC_T *S, char *scratch)
 {
@@ -427,15 +492,18 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
             FN(fc_wino_dtrans)(m, xp, K, kp, Db + (ptrdiff_t)t * kp, dps);
             for (int e = 0; e < m * m; e++)
                 if (xp[e] != zrow)
-                    for (int k0 = 0; k0 < kp; k0 += FC_VLEN)
+                    for (int k0 = 0; k0 < K; k0 += FC_VLEN)
                         ST(dbp + k0, LD(dbp + k0) + FN(fc_wino_ld)(xp[e], k0, K));
         }
         /* S[pos][c..c+6)[kb] += sum_t V[pos][t][c..c+6) (x) D[pos][t][kb] */
         for (int pos = 0; pos < a2; pos++) {
             const FC_T *vpos = Vb + pos * vps, *dpos = Db + pos * dps;
             FC_T *spos = S + pos * sps;
+            if (K - (nkb - 1) * VB <= FC_VLEN)  /* the last block is a half one (see above) */
+                FN(fc_wino_wgrad_half)(vpos, dpos + (nkb - 1) * VB, spos + (nkb - 1) * VB, nt, cs, kp, sc);
+            const int nkf = K - (nkb - 1) * VB <= FC_VLEN ? nkb - 1 : nkb;
             for (int c = 0; c < sc; c += 6)
-                for (int kb = 0; kb < nkb; kb++) {
+                for (int kb = 0; kb < nkf; kb++) {
                     FC_T *so = spos + (ptrdiff_t)c * kp + kb * VB;
                     V a00 = LD(so), a01 = LD(so + FC_VLEN);
                     V a10 = LD(so + kp), a11 = LD(so + kp + FC_VLEN);

@@ -165,7 +165,10 @@ def test_one_and_two_threads_agree_bit_for_bit(algo):
 @pytest.mark.parametrize("algo", WINO, indirect=True)
 def test_every_simd_level(simd_level, algo):
     vlen = {"generic": 4, "avx2": 8, "avx512": 16}[simd_level]
-    for C, K in ((vlen - 1, vlen + 1), (vlen + 1, 2 * vlen - 1), (2 * vlen, 4 * vlen + 1)):
+    # (vlen, 3 * vlen) and (3 * vlen, vlen): a last block of exactly one vector of channels (the half
+    # GEMM and weight-gradient tiles) in the forward / weight gradient and in the input gradient
+    for C, K in ((vlen - 1, vlen + 1), (vlen + 1, 2 * vlen - 1), (2 * vlen, 4 * vlen + 1), (vlen, 3 * vlen),
+                 (3 * vlen, vlen)):
         check(2, 9, 7, C, K, "same", np.float32, algo)
         assert _dispatch.last_used["conv2d"] == simd_level
         assert _dispatch.last_used["conv2d_grad"] == simd_level
@@ -358,7 +361,10 @@ def test_tile_index_past_2_24():
     N = 2**24 + 5
     x = np.ones((N, 1, 1, 1), np.float32)
     x[-1] = 3.0
-    w, b = rand((3, 3, 1, 2)), rand((2,))
+    # its own generator: the values must not depend on which tests ran before (the transforms' float32
+    # rounding of w[1, 1] + b stays within rtol 1e-6 for these; a draw where they cancel need not)
+    rng = np.random.default_rng(355)
+    w, b = rng.standard_normal((3, 3, 1, 2)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
     _dispatch.set_conv_algo("winograd2")
     try:
         y = ops.conv2d(x, w, b, padding=1)
@@ -558,7 +564,10 @@ def test_dilated_tile_index_past_2_24():
     N = 2**22 + 5
     x = np.ones((N, 3, 3, 1), np.float32)
     x[-1] = 3.0
-    w, b = rand((3, 3, 1, 2)), rand((2,))
+    # its own generator: the values must not depend on which tests ran before (the transforms' float32
+    # rounding of w[1, 1] + b stays within rtol 1e-6 for these; a draw where they cancel need not)
+    rng = np.random.default_rng(355)
+    w, b = rng.standard_normal((3, 3, 1, 2)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
     _dispatch.set_conv_algo("winograd2")
     try:
         y = ops.conv2d(x, w, b, padding="same", dilation=2)
