@@ -96,12 +96,15 @@ static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
 
 /* ---- window reductions ---- */
 
-/* Max (and local argmax t = kh*KW + kw of the unclipped window) over the clipped window whose
- * first pixel is xw (= &x[ih0, iw0, k0]), nh x nw pixels, row stride rs, pixel stride C; t0 is the
- * local index of that first pixel.  NH/NW > 0: compile-time extents (interior windows). */
+/* Max (and argmax) over the clipped window whose first pixel is xw (= &x[ih0, iw0, k0]), nh x nw
+ * pixels, row stride rs, pixel stride C.  The argmax of tap (i, j) of the clipped window is
+ * t0 + i*ti + j*tj: the local index kh*KW + kw (t0 = that of the first pixel, ti = KW, tj = 1) or
+ * the input-plane index ih*W + iw (t0 = ih0*W + iw0, ti = dh*W, tj = dw); the sum is formed in
+ * ptrdiff_t (ti alone may pass an int) and is below KH*KW resp. H*W, which the op keeps within
+ * INT32_MAX.  NH/NW > 0: compile-time extents (interior windows). */
 static inline __attribute__((always_inline)) void
 PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, int nh, int nw, ptrdiff_t rs,
-                ptrdiff_t C, int t0, int KW, PV *mo, PVI *ao)
+                ptrdiff_t C, ptrdiff_t t0, ptrdiff_t ti, ptrdiff_t tj, PV *mo, PVI *ao)
 {
     if (NH) nh = NH;
     if (NW) nw = NW;
@@ -136,7 +139,7 @@ PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, i
             const PV v = PLD(xw + i * rs + j * C);
             const PVI mk = (v > m) | (v != v);
             m = PSEL(mk, v, m);
-            if (WANT_AM) ai = (ai & ~mk) | ((zi + (FC_IT)(t0 + i * KW + j)) & mk);
+            if (WANT_AM) ai = (ai & ~mk) | ((zi + (FC_IT)(t0 + i * ti + j * tj)) & mk);
         }
     *mo = m;
     if (WANT_AM) *ao = ai;
@@ -197,10 +200,12 @@ static inline int PFN(pl_keff)(int k, int d)
     return e > 2147483647LL ? 2147483647 : (int)e;
 }
 
-/* One output row (n, oh) of max pooling: y row (yrow) and/or the local argmax (trow, kh*KW + kw of
- * the unclipped window) and/or the input-plane argmax (arow, ih*W + iw); NULL = not wanted. */
-static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_T *yrow, int32_t *trow,
-                            int32_t *arow)
+/* One output row (n, oh) of max pooling: y row (yrow, NULL = not wanted) and/or an argmax row
+ * (irow, NULL = not wanted): the input-plane index ih*W + iw when plane, else the local index
+ * kh*KW + kw of the unclipped window.  Interior 2x2 and 3x3 windows of a full row run unrolled
+ * in every mode. */
+static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_T *yrow, int32_t *irow,
+                            int plane)
 {
     const int C = p->C, W = p->W, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const int stream = yrow && p->stream && C % FC_VLEN == 0;
@@ -209,28 +214,33 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
     int h0, ah, nh, ih0;
     PFN(pl_win)(oh, p->sh, p->ph, p->KH, p->dh, p->H, &h0, &ah, &nh, &ih0);
     const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
+    /* argmax steps per window row and column, and the row's part of t0 */
+    const ptrdiff_t ti = plane ? (ptrdiff_t)p->dh * W : KW, tj = plane ? p->dw : 1;
+    const ptrdiff_t trow0 = plane ? (ptrdiff_t)ih0 * W : (ptrdiff_t)ah * KW;
     int oa, ob;
     PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, p->dw), W, p->OW, &oa, &ob);
-    const int fullrows = nh == p->KH, want_am = trow || arow;
-    if (!fullrows || arow || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
+    const int fullrows = nh == p->KH, want_am = irow != NULL;
+    if (!fullrows || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
     for (int ow = 0; ow < p->OW; ow++) {
         if (ow == oa && oa < ob) {
             /* interior windows of a full row, 2x2 or 3x3 */
             for (; ow < ob; ow++) {
-                const FC_T *xw = xr + (ptrdiff_t)(ow * p->sw - p->pw) * C;
+                const int iw0 = ow * p->sw - p->pw;
+                const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
+                const ptrdiff_t t0 = trow0 + (plane ? iw0 : 0);
                 for (int kb = 0; kb < nkb; kb++) {
                     const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                     PV m;
-                    PVI t;
+                    PVI t = {0};
                     if (KW == 2) {
-                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
-                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
+                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rsd, csd, t0, ti, tj, &m, &t);
+                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rsd, csd, 0, 0, 0, &m, &t);
                     } else {
-                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
-                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
+                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rsd, csd, t0, ti, tj, &m, &t);
+                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 0, 0, &m, &t);
                     }
                     if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-                    if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
+                    if (irow) PSTI(irow + (ptrdiff_t)ow * C + k0, t);
                 }
             }
             ow--;
@@ -239,22 +249,14 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
         int w0, aw, nw, iw0;
         PFN(pl_win)(ow, p->sw, p->pw, KW, p->dw, W, &w0, &aw, &nw, &iw0);
         const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
-        const int t0 = ah * KW + aw;
+        const ptrdiff_t t0 = trow0 + (plane ? iw0 : aw);
         for (int kb = 0; kb < nkb; kb++) {
             const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
             PV m;
-            PVI t;
-            PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, KW, &m, &t);
+            PVI t = {0};
+            PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, ti, tj, &m, &t);
             if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-            if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
-            if (arow) {
-                /* local index -> input-plane index, lane by lane (only for a saved argmax; the op
-                 * refuses one when H*W > INT32_MAX, so int and the int32 store do not wrap) */
-                int32_t tl[FC_VLEN];
-                PSTI(tl, t);
-                for (int v = 0; v < FC_VLEN; v++)
-                    arow[(ptrdiff_t)ow * C + k0 + v] = (h0 + tl[v] / KW * p->dh) * W + w0 + tl[v] % KW * p->dw;
-            }
+            if (irow) PSTI(irow + (ptrdiff_t)ow * C + k0, t);
         }
     }
 }
@@ -273,7 +275,7 @@ static void PFN(fc_maxpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
     const ptrdiff_t rl = (ptrdiff_t)p->OW * p->C;
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
-        PFN(pl_max_row)(p, x, n, oh, y + r * rl, NULL, am ? am + r * rl : NULL);
+        PFN(pl_max_row)(p, x, n, oh, y + r * rl, am ? am + r * rl : NULL, 1);
     }
     if (p->stream) FC_SFENCE();
 }
@@ -342,7 +344,7 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                     if (MAX) {
                         PV m;
                         PVI t;
-                        PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                        PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, 1, &m, &t);
                         const PVI zi = {0};
                         PSTO(stream, o, (PV)((PVI)d & (t == zi)));
                         PSTO(stream, o + C, (PV)((PVI)d & (t == zi + 1)));
@@ -361,7 +363,7 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                 PV v = d * inv;
                 if (MAX) {
                     PV m;
-                    PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rs, C, t0, KW, &m, &t);
+                    PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rs, C, t0, KW, 1, &m, &t);
                 }
                 for (int ih = bh0; ih < bh1; ih++)
                     for (int iw = bw0; iw < bw1; iw++) {
@@ -371,6 +373,64 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                         else if (MAX) PSTO(stream, q, (PV)((PVI)d & (t == ((PVI){0} + (FC_IT)((ih - h0) * KW + iw - w0)))));
                         else PSTO(stream, q, v);
                     }
+            }
+        }
+    }
+    if (stream) FC_SFENCE();
+}
+
+/* Backward of undilated non-overlapping windows from a saved input-plane argmax, dx rows
+ * r = n*H + ih in [r0, r1) (the saved argmax's units).  Row ih lies in the band of output row
+ * oh = clamp(floor((ih + ph) / sh)) (pl_band); outside that window's rows it is all zeros, else
+ * each output column writes its band of pixels: dy where the argmax is the pixel, zeros in the
+ * gaps.  Every dx element is written once, with no recomputation and no gather lists. */
+static void PFN(pl_band_backward_am)(const fc_poolp *p, const FC_T *dy, const int32_t *am, FC_T *dx, long r0,
+                                     long r1)
+{
+    const int C = p->C, W = p->W, H = p->H, OW = p->OW;
+    const int nkb = (C + FC_VLEN - 1) / FC_VLEN, stream = p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const ptrdiff_t rl = (ptrdiff_t)OW * C;
+    const PV z = {0};
+    const PVI zi = {0};
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / H), ih = (int)(r - (long)n * H);
+        const int oh = fc_max(0, fc_min(p->OH - 1, fc_floordiv(ih + p->ph, p->sh)));
+        int h0, ah, nh, ih0;
+        PFN(pl_win)(oh, p->sh, p->ph, p->KH, 1, H, &h0, &ah, &nh, &ih0);
+        FC_T *dxr = dx + r * (ptrdiff_t)W * C;
+        if (ih < ih0 || ih >= ih0 + nh) { /* a gap row between windows */
+            for (ptrdiff_t iw = 0; iw < W; iw++)
+                for (int kb = 0; kb < nkb; kb++) PSTO(stream, dxr + iw * C + fc_min(kb * FC_VLEN, C - FC_VLEN), z);
+            continue;
+        }
+        const FC_T *dyr = dy + ((ptrdiff_t)n * p->OH + oh) * rl;
+        const int32_t *ar = am + ((ptrdiff_t)n * p->OH + oh) * rl;
+        const ptrdiff_t rowidx = (ptrdiff_t)ih * W; /* < H*W <= INT32_MAX (the op checks) */
+        for (int ow = 0; ow < OW; ow++) {
+            int w0, aw, nw, iw0, bw0, bw1;
+            PFN(pl_win)(ow, p->sw, p->pw, p->KW, 1, W, &w0, &aw, &nw, &iw0);
+            PFN(pl_band)(ow, p->sw, p->pw, OW, W, &bw0, &bw1);
+            const int iw1 = iw0 + nw;
+            const PVI base = zi + (FC_IT)(rowidx + iw0);
+            if (bw1 - bw0 == 2 && bw0 == iw0 && nw == 2) { /* the exact 2-wide tiling */
+                FC_T *o = dxr + (ptrdiff_t)iw0 * C;
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    const PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0), a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                    PSTO(stream, o + k0, (PV)(d & (a == base)));
+                    PSTO(stream, o + C + k0, (PV)(d & (a == base + 1)));
+                }
+                continue;
+            }
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                const PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0), a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                for (int iw = bw0; iw < bw1; iw++) {
+                    FC_T *q = dxr + (ptrdiff_t)iw * C + k0;
+                    if (iw < iw0 || iw >= iw1) PSTO(stream, q, z);
+                    else PSTO(stream, q, (PV)(d & (a == base + (FC_IT)(iw - iw0))));
+                }
             }
         }
     }
@@ -498,7 +558,7 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
                 const int slot = oh % cap;
                 int32_t *ar = ring + slot * rls;
                 if (tags[slot] != tag) {
-                    PFN(pl_max_row)(p, x, n, oh, NULL, ar, NULL);
+                    PFN(pl_max_row)(p, x, n, oh, NULL, ar, 0);
                     tags[slot] = tag;
                 }
                 arows[i] = ar;
@@ -560,8 +620,9 @@ static void PFN(fc_maxpool_backward_rows)(const fc_poolp *p, const FC_T *x, cons
         return;
     }
 #endif
-    if (!am && PFN(pl_fused)(p)) PFN(pl_fused_backward)(1, p, x, dy, dx, r0, r1);
-    else PFN(pl_gather_backward)(1, p, x, dy, am, dx, r0, r1, scratch);
+    if (!PFN(pl_fused)(p)) PFN(pl_gather_backward)(1, p, x, dy, am, dx, r0, r1, scratch);
+    else if (am) PFN(pl_band_backward_am)(p, dy, am, dx, r0, r1);
+    else PFN(pl_fused_backward)(1, p, x, dy, dx, r0, r1);
 }
 
 /* ---- average pooling ---- */
