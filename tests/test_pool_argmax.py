@@ -129,3 +129,27 @@ def test_nan_and_inf_windows_follow_the_recomputing_kernel():
         np.testing.assert_array_equal(np.isnan(y), np.isnan(P.max_pool2d(x, k, **kw)))
         np.testing.assert_array_equal(P.max_pool2d_grad(dy, x, k, argmax=am, **kw),
                                       P.max_pool2d_grad(dy, x, k, **kw))
+
+
+@pytest.mark.parametrize("epilogue", [None, "relu"])
+def test_the_layer_keeps_the_argmax_in_training(epilogue):
+    """MaxPooling2D saves the forward's argmax in training (the gradient reads it: variant
+    "argmax") and its gradient is the op's, through a commuted relu too."""
+    from fastconv import layers as L
+    from fastconv import ops
+
+    rng = np.random.default_rng(14)
+    x = _tied(rng, (3, 13, 11, 6), np.float32)
+    for kw in ({"pool_size": 3, "strides": 2, "padding": "same"}, {"pool_size": 2}):
+        layer = L.MaxPooling2D(**kw)
+        y = layer.call(x, training=True, epilogue=epilogue)
+        opkw = {"stride": kw.get("strides"), "padding": kw.get("padding", "valid")}
+        want_y = ops.max_pool2d(x, kw["pool_size"], **opkw)
+        if epilogue == "relu":
+            want_y = np.maximum(want_y, 0)
+        np.testing.assert_array_equal(y, want_y)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = layer.call_backward(dy)
+        assert _dispatch.last_kernel["max_pool2d_grad"] == "argmax"
+        dz = dy * (want_y > 0) if epilogue == "relu" else dy
+        np.testing.assert_array_equal(dx, ops.max_pool2d_grad(dz, x, kw["pool_size"], **opkw))
