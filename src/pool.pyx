@@ -173,6 +173,8 @@ def max_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     b.x = &x[0, 0, 0, 0]
     b.out = &y[0, 0, 0, 0]
     b.p.stream = _stream(b.out, <size_t>R * b.p.OW * b.p.C * sizeof(floating), b.p.C, sizeof(floating), isa)
+    if b.am_out != NULL and sizeof(floating) == 4:  # float32: the argmax is streamed with y (same size)
+        b.p.stream = b.p.stream and _stream(b.am_out, <size_t>R * b.p.OW * b.p.C * 4, b.p.C, 4, isa)
     run_split(_max_fwd, &b, split, 0)
 
 

@@ -59,6 +59,14 @@
 #else
 #define PSTO(stream, p, v) PST((p), (v))
 #endif
+/* Store of an argmax vector (int32 lanes), non-temporal like PSTO where int32 lanes fill a float32
+ * vector (float64 levels store normally). */
+#if defined(FC_NT) && FC_IS_F32
+#define PSTIO(stream, p, v) \
+    do { if (stream) FC_NT((FC_T *)(p), (PV)__builtin_convertvector((v), PVI32)); else PSTI((p), (v)); } while (0)
+#else
+#define PSTIO(stream, p, v) PSTI((p), (v))
+#endif
 
 typedef FC_T PV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T PVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
@@ -240,7 +248,7 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
                         else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 0, 0, &m, &t);
                     }
                     if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-                    if (irow) PSTI(irow + (ptrdiff_t)ow * C + k0, t);
+                    if (irow) PSTIO(stream, irow + (ptrdiff_t)ow * C + k0, t);
                 }
             }
             ow--;
@@ -256,7 +264,7 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
             PVI t = {0};
             PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, ti, tj, &m, &t);
             if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-            if (irow) PSTI(irow + (ptrdiff_t)ow * C + k0, t);
+            if (irow) PSTIO(stream, irow + (ptrdiff_t)ow * C + k0, t);
         }
     }
 }
@@ -773,4 +781,5 @@ static void PFN(fc_gap_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_T *d
 #undef PSTI
 #undef PSEL
 #undef PSTO
+#undef PSTIO
 #undef PL_UNORD

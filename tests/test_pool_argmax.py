@@ -153,3 +153,23 @@ def test_the_layer_keeps_the_argmax_in_training(epilogue):
         assert _dispatch.last_kernel["max_pool2d_grad"] == "argmax"
         dz = dy * (want_y > 0) if epilogue == "relu" else dy
         np.testing.assert_array_equal(dx, ops.max_pool2d_grad(dz, x, kw["pool_size"], **opkw))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_large_argmax_streamed(simd, level):
+    """An argmax of at least STREAM_BYTES is allocated aligned and written with non-temporal stores
+    alongside y (float32); the values and the gradient are unchanged."""
+    from fastconv.ops._validate import STREAM_BYTES
+
+    simd(level)
+    rng = np.random.default_rng(15)
+    x = _tied(rng, (2, 130, 130, 128), np.float32)
+    for k, kw in [(2, {}), (3, {"stride": 2, "padding": 1})]:
+        y, am = P.max_pool2d(x, k, return_argmax=True, **kw)
+        assert am.nbytes >= STREAM_BYTES and am.ctypes.data % 64 == 0
+        g = P._geometry("max_pool2d", x, k, kw.get("stride"), kw.get("padding", 0))
+        np.testing.assert_array_equal(am, _want_argmax(x, g))
+        np.testing.assert_array_equal(y, ref.max_pool2d(x, k, **kw))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(P.max_pool2d_grad(dy, x, k, argmax=am, **kw),
+                                      P.max_pool2d_grad(dy, x, k, **kw))

@@ -143,7 +143,7 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=
         _check_argmax_plane(op, g, "return_argmax")
     p = _plan(g, False)
     y = empty_output(p.out_shape, x.dtype)
-    am = np.empty(p.out_shape, dtype=np.int32) if return_argmax else None
+    am = empty_output(p.out_shape, np.int32) if return_argmax else None  # aligned: streamed like y
     _dispatch.last_kernel[op] = p.variant
     if y.size:
         _k.max_forward(x, y, am, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
