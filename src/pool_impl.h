@@ -573,7 +573,36 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             }
         }
         FC_T *dxrow = dx + r * (ptrdiff_t)W * C;
+        /* 1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1 pool): the
+         * gather lists in registers, in the order the general lists below use (rows outer), so the
+         * sums are the same bits */
+        const int small_rows = dw == 1 && nrow >= 1 && nrow <= 2;
         for (int iw = 0; iw < W; iw++) {
+            if (small_rows && ccnt[iw] >= 1 && ccnt[iw] <= 2) {
+                const int nc = ccnt[iw], ow0 = clo[iw];
+                const int32_t *lam[4] = {NULL, NULL, NULL, NULL};
+                const FC_T *ldy[4];
+                int32_t lt[4] = {0, 0, 0, 0};
+                FC_T lw[4] = {0, 0, 0, 0};
+                for (int i = 0; i < nrow; i++)
+                    for (int j = 0; j < nc; j++) {
+                        const int g = i * nc + j, ow = ow0 + j;
+                        ldy[g] = dyrows[i] + (ptrdiff_t)ow * C;
+                        if (MAX) {
+                            lam[g] = arows[i] + (ptrdiff_t)ow * C;
+                            lt[g] = th[i] + (saved ? iw : iw + p->pw - ow * p->sw);
+                        } else {
+                            lw[g] = invh[i] * invw[ow];
+                        }
+                    }
+                FC_T *d = dxrow + (ptrdiff_t)iw * C;
+                switch (nrow * nc) {
+                case 1: PFN(pl_gather_px)(1, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
+                case 2: PFN(pl_gather_px)(2, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
+                default: PFN(pl_gather_px)(4, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
+                }
+                continue;
+            }
             int ng = 0;
             for (int i = 0; i < nrow; i++)
                 for (int j = 0; j < ccnt[iw]; j++) {
