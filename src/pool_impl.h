@@ -99,6 +99,8 @@ static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
     b += 5 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
     b += 2 * (((size_t)p->C * sizeof(FC_T) * 2 + 63) & ~(size_t)63);       /* zero rows */
     b += (((size_t)p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;         /* global pool sums */
+    b += ((size_t)p->W * p->C * sizeof(FC_T) + 63) & ~(size_t)63;         /* max: one dx row's sums */
+    b += 64 + ((FC_VLEN * sizeof(FC_T) + 63) & ~(size_t)63);               /* max: the tail lane mask */
     return b + 64;
 }
 
@@ -533,6 +535,13 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     FC_T *gw = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(FC_T));
     int32_t *gt = (int32_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(int32_t));
     (void)goff;
+    FC_T *acc = (FC_T *)PFN(pl_carve)(&cur, (size_t)W * C * sizeof(FC_T));
+    FC_IT *tailmask = (FC_IT *)PFN(pl_carve)(&cur, FC_VLEN * sizeof(FC_T));
+    /* max: lanes of the last channel block that the block before already summed (C % VLEN != 0:
+     * the last block starts at C - VLEN) are masked off, so no lane adds a window twice */
+    for (int v = 0; v < FC_VLEN; v++) tailmask[v] = v >= (nkb - 1) * FC_VLEN - (C - FC_VLEN) ? -1 : 0;
+    int oa, ob;
+    PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, dw), W, OW, &oa, &ob);
     for (int i = 0; i < cap; i++) tags[i] = -1;
     PFN(pl_cover_cols)(p, clo, ccnt);
     for (int ow = 0; ow < OW; ow++) {
@@ -573,6 +582,54 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             }
         }
         FC_T *dxrow = dx + r * (ptrdiff_t)W * C;
+        if (MAX) {
+            /* Max: scatter over the row.  Each covering window (row i, column ow) loads its dy
+             * and argmax once and adds the dy to the row sums of its real taps where the argmax
+             * is that tap (windows in the order (i, ow), the same for the saved and the
+             * recomputed argmax); then the sums go to dx in one pass. */
+            memset(acc, 0, (size_t)W * C * sizeof(FC_T));
+            for (int i = 0; i < nrow; i++) {
+                const FC_T *dyr = dyrows[i];
+                const int32_t *ar = arows[i];
+                const ptrdiff_t tb = th[i];
+                for (int ow = 0; ow < OW; ow++) {
+                    const int w0 = ow * p->sw - p->pw;
+                    int jlo = 0, jhi = KW;
+                    if (ow < oa || ow >= ob) {
+                        int st, a, c, lo;
+                        PFN(pl_win)(ow, p->sw, p->pw, KW, dw, W, &st, &a, &c, &lo);
+                        jlo = a;
+                        jhi = a + c;
+                    }
+                    /* tap j: pixel w0 + j*dw; its argmax tb + w0 + j*dw (saved) or tb + j (local) */
+                    const ptrdiff_t t0 = tb + (saved ? w0 : 0), tj = saved ? dw : 1;
+                    const ptrdiff_t qj = (ptrdiff_t)dw * C;
+                    for (int kb = 0; kb < nkb; kb++) {
+                        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                        PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0);
+                        if (kb == nkb - 1) d &= (PVI)PLD((const FC_T *)tailmask);
+                        const PVI a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                        if (jlo == 0 && jhi == 3 && KW == 3) { /* an interior window: w0 >= 0 */
+                            FC_T *q = acc + (ptrdiff_t)w0 * C + k0;
+                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)t0)));
+                            PST(q + qj, PLD(q + qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + tj))));
+                            PST(q + 2 * qj, PLD(q + 2 * qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + 2 * tj))));
+                            continue;
+                        }
+                        for (int j = jlo; j < jhi; j++) {
+                            FC_T *q = acc + ((ptrdiff_t)w0 + (ptrdiff_t)j * dw) * C + k0;
+                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + j * tj))));
+                        }
+                    }
+                }
+            }
+            for (ptrdiff_t iw = 0; iw < W; iw++)
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    PSTO(stream, dxrow + iw * C + k0, PLD(acc + iw * C + k0));
+                }
+            continue;
+        }
         /* 1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1 pool): the
          * gather lists in registers, in the order the general lists below use (rows outer), so the
          * sums are the same bits */
