@@ -13,16 +13,22 @@
  *
  * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
  * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
- * ih*W + iw, stored as int32 only when asked for.
+ * ih*W + iw, stored as int32 only when asked for, tracked by the same vector loops as the value
+ * (a blend per tap) and streamed with y when y is.
  * Backward passes write every dx element exactly once, from the thread that owns it (no races,
- * no zero fill, no atomics):
- *   non-overlapping windows (stride >= pool size): one fused pass over output rows; each window
- *        recomputes its max (or takes dy / count) and writes its dx pixels and the gaps of its
- *        band (zeros) directly;
- *   overlapping or dilated windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows
- *        with a tap on (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
- *        is recomputed from x into a per-thread ring of ceil(KH/sh) rows, or read from a saved
- *        argmax) or of dy / count (average); up to 4 covering windows run branch-free.
+ * no separate zero fill, no atomics):
+ *   non-overlapping windows (stride >= pool size), undilated: one fused pass over output rows;
+ *        each window recomputes its max (or takes dy / count) and writes its dx pixels and the
+ *        gaps of its band (zeros) directly; with a saved argmax, one pass over dx rows, each
+ *        output column writing its band of the row (dy where the argmax is the pixel, else 0);
+ *   overlapping or dilated windows, per dx row (n, ih): max scatters, each covering window
+ *        (oh, ow) loading its dy and argmax once and adding dy to the row sums (a per-thread
+ *        W*C buffer) of its taps where the argmax is that tap, then the sums go to dx in one
+ *        pass (the argmax of the covering output rows is recomputed from x into a per-thread
+ *        ring of ceil(KH/sh) rows, or read from a saved argmax); average gathers,
+ *        dx[ih, iw] = sum over the windows with a tap on (ih, iw) of dy / count, up to 4
+ *        covering windows branch-free.  Both add in a fixed order: results do not depend on
+ *        the thread count.
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
  * with NaNs tracked on the side.  Large outputs are written with non-temporal stores.
  * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
@@ -460,54 +466,31 @@ static void PFN(pl_cover_cols)(const fc_poolp *p, int *lo, int *cnt)
     }
 }
 
-/* dx pixel d (all channel blocks) = sum over NG covering windows g of dy_g masked by
- * (argmax_g == tap_g) (MAX) or of dy_g * weight_g (average).  NG is a constant after inlining. */
+/* Average pooling's dx pixel d (all channel blocks) = sum over NG covering windows g of
+ * dy_g * weight_g.  NG is a constant after inlining. */
 static inline __attribute__((always_inline)) void
-PFN(pl_gather_px)(const int NG, const int MAX, int stream, int nkb, int C, const int32_t *const *gam,
-                  const FC_T *const *gdy, const int32_t *gt, const FC_T *gw, FC_T *d)
+PFN(pl_gather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *gdy, const FC_T *gw, FC_T *d)
 {
-    const PVI zi = {0};
     const PV z = {0};
-    const int32_t *a0 = NG > 0 ? gam[0] : NULL, *a1 = NG > 1 ? gam[1] : NULL;
-    const int32_t *a2 = NG > 2 ? gam[2] : NULL, *a3 = NG > 3 ? gam[3] : NULL;
     const FC_T *d0 = NG > 0 ? gdy[0] : NULL, *d1 = NG > 1 ? gdy[1] : NULL;
     const FC_T *d2 = NG > 2 ? gdy[2] : NULL, *d3 = NG > 3 ? gdy[3] : NULL;
-    PVI t0 = zi, t1 = zi, t2 = zi, t3 = zi;
-    FC_T w0 = 0, w1 = 0, w2 = 0, w3 = 0;
-    if (MAX) {
-        if (NG > 0) t0 = zi + (FC_IT)gt[0];
-        if (NG > 1) t1 = zi + (FC_IT)gt[1];
-        if (NG > 2) t2 = zi + (FC_IT)gt[2];
-        if (NG > 3) t3 = zi + (FC_IT)gt[3];
-    } else {
-        if (NG > 0) w0 = gw[0];
-        if (NG > 1) w1 = gw[1];
-        if (NG > 2) w2 = gw[2];
-        if (NG > 3) w3 = gw[3];
-    }
+    const FC_T w0 = NG > 0 ? gw[0] : 0, w1 = NG > 1 ? gw[1] : 0, w2 = NG > 2 ? gw[2] : 0, w3 = NG > 3 ? gw[3] : 0;
     (void)stream;
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
         PV s0 = z, s1 = z;
-        if (MAX) {
-            if (NG > 0) s0 = (PV)((PVI)PLD(d0 + k0) & (PLDI(a0 + k0) == t0));
-            if (NG > 1) s1 = (PV)((PVI)PLD(d1 + k0) & (PLDI(a1 + k0) == t1));
-            if (NG > 2) s0 += (PV)((PVI)PLD(d2 + k0) & (PLDI(a2 + k0) == t2));
-            if (NG > 3) s1 += (PV)((PVI)PLD(d3 + k0) & (PLDI(a3 + k0) == t3));
-        } else {
-            if (NG > 0) s0 = PLD(d0 + k0) * w0;
-            if (NG > 1) s1 = PLD(d1 + k0) * w1;
-            if (NG > 2) s0 += PLD(d2 + k0) * w2;
-            if (NG > 3) s1 += PLD(d3 + k0) * w3;
-        }
+        if (NG > 0) s0 = PLD(d0 + k0) * w0;
+        if (NG > 1) s1 = PLD(d1 + k0) * w1;
+        if (NG > 2) s0 += PLD(d2 + k0) * w2;
+        if (NG > 3) s1 += PLD(d3 + k0) * w3;
         PSTO(stream, d + k0, s0 + s1);
     }
 }
 
-/* Gather backward over dx rows r = n*H + ih in [r0, r1) for overlapping windows.
- * MAX: per covering window (oh, ow), dx += dy where the window's argmax is this pixel; the local
- * argmax of covering output rows is recomputed into a per-thread ring of ceil(KH/sh) rows
- * (saved == NULL) or read from a saved input-plane argmax.  Average: dx += dy / count. */
+/* Backward over dx rows r = n*H + ih in [r0, r1) for overlapping or dilated windows.
+ * MAX: a scatter into the row's sums (see below); the local argmax of the covering output rows is
+ * recomputed into a per-thread ring of ceil(KH/sh) rows (saved == NULL) or read from a saved
+ * input-plane argmax.  Average: a gather per dx pixel, dx = sum of dy / count over its windows. */
 static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T *x, const FC_T *dy,
                                     const int32_t *saved, FC_T *dx, long r0, long r1, char *scratch)
 {
@@ -528,14 +511,10 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     int *clo = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     int *ccnt = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     FC_T *invw = (FC_T *)PFN(pl_carve)(&cur, (size_t)OW * sizeof(FC_T));
-    /* per (window, kb) gather list of one dx pixel */
-    ptrdiff_t *goff = (ptrdiff_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(ptrdiff_t));
-    const int32_t **gam = (const int32_t **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
+    /* average: the gather list of one dx pixel */
     const FC_T **gdy = (const FC_T **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
     FC_T *gw = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(FC_T));
-    int32_t *gt = (int32_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(int32_t));
-    (void)goff;
-    FC_T *acc = (FC_T *)PFN(pl_carve)(&cur, (size_t)W * C * sizeof(FC_T));
+    FC_T *rsum = (FC_T *)PFN(pl_carve)(&cur, (size_t)W * C * sizeof(FC_T));
     FC_IT *tailmask = (FC_IT *)PFN(pl_carve)(&cur, FC_VLEN * sizeof(FC_T));
     /* max: lanes of the last channel block that the block before already summed (C % VLEN != 0:
      * the last block starts at C - VLEN) are masked off, so no lane adds a window twice */
@@ -587,7 +566,7 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
              * and argmax once and adds the dy to the row sums of its real taps where the argmax
              * is that tap (windows in the order (i, ow), the same for the saved and the
              * recomputed argmax); then the sums go to dx in one pass. */
-            memset(acc, 0, (size_t)W * C * sizeof(FC_T));
+            memset(rsum, 0, (size_t)W * C * sizeof(FC_T));
             for (int i = 0; i < nrow; i++) {
                 const FC_T *dyr = dyrows[i];
                 const int32_t *ar = arows[i];
@@ -610,14 +589,14 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
                         if (kb == nkb - 1) d &= (PVI)PLD((const FC_T *)tailmask);
                         const PVI a = PLDI(ar + (ptrdiff_t)ow * C + k0);
                         if (jlo == 0 && jhi == 3 && KW == 3) { /* an interior window: w0 >= 0 */
-                            FC_T *q = acc + (ptrdiff_t)w0 * C + k0;
+                            FC_T *q = rsum + (ptrdiff_t)w0 * C + k0;
                             PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)t0)));
                             PST(q + qj, PLD(q + qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + tj))));
                             PST(q + 2 * qj, PLD(q + 2 * qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + 2 * tj))));
                             continue;
                         }
                         for (int j = jlo; j < jhi; j++) {
-                            FC_T *q = acc + ((ptrdiff_t)w0 + (ptrdiff_t)j * dw) * C + k0;
+                            FC_T *q = rsum + ((ptrdiff_t)w0 + (ptrdiff_t)j * dw) * C + k0;
                             PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + j * tj))));
                         }
                     }
@@ -626,37 +605,30 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
             for (ptrdiff_t iw = 0; iw < W; iw++)
                 for (int kb = 0; kb < nkb; kb++) {
                     const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                    PSTO(stream, dxrow + iw * C + k0, PLD(acc + iw * C + k0));
+                    PSTO(stream, dxrow + iw * C + k0, PLD(rsum + iw * C + k0));
                 }
             continue;
         }
-        /* 1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1 pool): the
-         * gather lists in registers, in the order the general lists below use (rows outer), so the
-         * sums are the same bits */
+        /* Average.  1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1
+         * pool): the gather list in registers, in the order of the general list below (rows
+         * outer), so the sums are the same bits */
         const int small_rows = dw == 1 && nrow >= 1 && nrow <= 2;
         for (int iw = 0; iw < W; iw++) {
             if (small_rows && ccnt[iw] >= 1 && ccnt[iw] <= 2) {
                 const int nc = ccnt[iw], ow0 = clo[iw];
-                const int32_t *lam[4] = {NULL, NULL, NULL, NULL};
                 const FC_T *ldy[4];
-                int32_t lt[4] = {0, 0, 0, 0};
                 FC_T lw[4] = {0, 0, 0, 0};
                 for (int i = 0; i < nrow; i++)
                     for (int j = 0; j < nc; j++) {
                         const int g = i * nc + j, ow = ow0 + j;
                         ldy[g] = dyrows[i] + (ptrdiff_t)ow * C;
-                        if (MAX) {
-                            lam[g] = arows[i] + (ptrdiff_t)ow * C;
-                            lt[g] = th[i] + (saved ? iw : iw + p->pw - ow * p->sw);
-                        } else {
-                            lw[g] = invh[i] * invw[ow];
-                        }
+                        lw[g] = invh[i] * invw[ow];
                     }
                 FC_T *d = dxrow + (ptrdiff_t)iw * C;
                 switch (nrow * nc) {
-                case 1: PFN(pl_gather_px)(1, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
-                case 2: PFN(pl_gather_px)(2, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
-                default: PFN(pl_gather_px)(4, MAX, stream, nkb, C, lam, ldy, lt, lw, d); break;
+                case 1: PFN(pl_gather_px)(1, stream, nkb, C, ldy, lw, d); break;
+                case 2: PFN(pl_gather_px)(2, stream, nkb, C, ldy, lw, d); break;
+                default: PFN(pl_gather_px)(4, stream, nkb, C, ldy, lw, d); break;
                 }
                 continue;
             }
@@ -666,36 +638,24 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
                     const int ow = clo[iw] + j, offw = iw + p->pw - ow * p->sw;
                     if (dw != 1 && offw % dw) continue; /* no division in the undilated case */
                     gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
-                    if (MAX) {
-                        gam[ng] = arows[i] + (ptrdiff_t)ow * C;
-                        gt[ng] = th[i] + (saved ? iw : dw == 1 ? offw : offw / dw);
-                    } else {
-                        gw[ng] = invh[i] * invw[ow];
-                    }
+                    gw[ng] = invh[i] * invw[ow];
                     ng++;
                 }
             FC_T *d = dxrow + (ptrdiff_t)iw * C;
             if (ng <= 4) {
                 switch (ng) {
-                case 0: PFN(pl_gather_px)(0, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 1: PFN(pl_gather_px)(1, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 2: PFN(pl_gather_px)(2, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 3: PFN(pl_gather_px)(3, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                default: PFN(pl_gather_px)(4, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                case 0: PFN(pl_gather_px)(0, stream, nkb, C, gdy, gw, d); break;
+                case 1: PFN(pl_gather_px)(1, stream, nkb, C, gdy, gw, d); break;
+                case 2: PFN(pl_gather_px)(2, stream, nkb, C, gdy, gw, d); break;
+                case 3: PFN(pl_gather_px)(3, stream, nkb, C, gdy, gw, d); break;
+                default: PFN(pl_gather_px)(4, stream, nkb, C, gdy, gw, d); break;
                 }
                 continue;
             }
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                 PV acc = z;
-                for (int g = 0; g < ng; g++) {
-                    if (MAX) {
-                        const PVI mk = PLDI(gam[g] + k0) == ((PVI){0} + (FC_IT)gt[g]);
-                        acc += (PV)((PVI)PLD(gdy[g] + k0) & mk);
-                    } else {
-                        acc += PLD(gdy[g] + k0) * gw[g];
-                    }
-                }
+                for (int g = 0; g < ng; g++) acc += PLD(gdy[g] + k0) * gw[g];
                 PSTO(stream, d + k0, acc);
             }
         }
