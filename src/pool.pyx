@@ -10,10 +10,12 @@ Design (loops in src/pool_impl.h):
 - Forward: output rows (n, oh).
 - Backward: every dx element is written exactly once by the thread owning it (no races, no zero
   fill).  Non-overlapping windows (stride >= pool size): one fused pass over output rows, each
-  owning the band of dx rows up to the next window.  Overlapping windows: a gather per dx row;
-  max pooling recomputes the argmax of the covering output rows from x into a per-thread ring
-  (or reads an argmax saved by the forward: the input-plane index ih*W + iw, int32; the op
-  refuses a saved argmax when H*W > INT32_MAX).
+  owning the band of dx rows up to the next window (with a saved argmax: one pass over dx rows).
+  Overlapping windows, per dx row: max pooling scatters each covering window's dy into the row's
+  sums, average pooling gathers per pixel; max pooling recomputes the argmax of the covering
+  output rows from x into a per-thread ring, or reads an argmax saved by the forward (the
+  input-plane index ih*W + iw, int32, written by the forward's vector loops; the op refuses a
+  saved argmax when H*W > INT32_MAX).
 - Dilation (dh, dw: taps start + i*d) and ceil mode (the op's output size; eh, ew = H + bottom,
   W + right padding bound the include_pad divisor, PyTorch's rule) run in the same loops; the
   fused backward is for undilated non-overlapping windows only.
@@ -173,6 +175,8 @@ def max_forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     b.x = &x[0, 0, 0, 0]
     b.out = &y[0, 0, 0, 0]
     b.p.stream = _stream(b.out, <size_t>R * b.p.OW * b.p.C * sizeof(floating), b.p.C, sizeof(floating), isa)
+    if b.am_out != NULL and sizeof(floating) == 4:  # float32: the argmax is streamed with y (same size)
+        b.p.stream = b.p.stream and _stream(b.am_out, <size_t>R * b.p.OW * b.p.C * 4, b.p.C, 4, isa)
     run_split(_max_fwd, &b, split, 0)
 
 

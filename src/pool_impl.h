@@ -13,16 +13,22 @@
  *
  * Max pooling keeps, per lane, the first maximum in row-major window order and lets a NaN win
  * (PyTorch's rule: take v when v > best or v is NaN); the argmax is the input-plane index
- * ih*W + iw, stored as int32 only when asked for.
+ * ih*W + iw, stored as int32 only when asked for, tracked by the same vector loops as the value
+ * (a blend per tap) and streamed with y when y is.
  * Backward passes write every dx element exactly once, from the thread that owns it (no races,
- * no zero fill, no atomics):
- *   non-overlapping windows (stride >= pool size): one fused pass over output rows; each window
- *        recomputes its max (or takes dy / count) and writes its dx pixels and the gaps of its
- *        band (zeros) directly;
- *   overlapping or dilated windows: a gather per dx row (n, ih): dx[ih, iw] = sum over the windows
- *        with a tap on (ih, iw) of dy masked by "argmax is (ih, iw)" (max; the argmax of the covering output rows
- *        is recomputed from x into a per-thread ring of ceil(KH/sh) rows, or read from a saved
- *        argmax) or of dy / count (average); up to 4 covering windows run branch-free.
+ * no separate zero fill, no atomics):
+ *   non-overlapping windows (stride >= pool size), undilated: one fused pass over output rows;
+ *        each window recomputes its max (or takes dy / count) and writes its dx pixels and the
+ *        gaps of its band (zeros) directly; with a saved argmax, one pass over dx rows, each
+ *        output column writing its band of the row (dy where the argmax is the pixel, else 0);
+ *   overlapping or dilated windows, per dx row (n, ih): max scatters, each covering window
+ *        (oh, ow) loading its dy and argmax once and adding dy to the row sums (a per-thread
+ *        W*C buffer) of its taps where the argmax is that tap, then the sums go to dx in one
+ *        pass (the argmax of the covering output rows is recomputed from x into a per-thread
+ *        ring of ceil(KH/sh) rows, or read from a saved argmax); average gathers,
+ *        dx[ih, iw] = sum over the windows with a tap on (ih, iw) of dy / count, up to 4
+ *        covering windows branch-free.  Both add in a fixed order: results do not depend on
+ *        the thread count.
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
  * with NaNs tracked on the side.  Large outputs are written with non-temporal stores.
  * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
@@ -59,6 +65,14 @@
 #else
 #define PSTO(stream, p, v) PST((p), (v))
 #endif
+/* Store of an argmax vector (int32 lanes), non-temporal like PSTO where int32 lanes fill a float32
+ * vector (float64 levels store normally). */
+#if defined(FC_NT) && FC_IS_F32
+#define PSTIO(stream, p, v) \
+    do { if (stream) FC_NT((FC_T *)(p), (PV)__builtin_convertvector((v), PVI32)); else PSTI((p), (v)); } while (0)
+#else
+#define PSTIO(stream, p, v) PSTI((p), (v))
+#endif
 
 typedef FC_T PV __attribute__((vector_size(FC_VLEN * sizeof(FC_T))));
 typedef FC_T PVU __attribute__((vector_size(FC_VLEN * sizeof(FC_T)), aligned(sizeof(FC_T)), may_alias));
@@ -91,17 +105,22 @@ static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
     b += 5 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
     b += 2 * (((size_t)p->C * sizeof(FC_T) * 2 + 63) & ~(size_t)63);       /* zero rows */
     b += (((size_t)p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;         /* global pool sums */
+    b += ((size_t)p->W * p->C * sizeof(FC_T) + 63) & ~(size_t)63;         /* max: one dx row's sums */
+    b += 64 + ((FC_VLEN * sizeof(FC_T) + 63) & ~(size_t)63);               /* max: the tail lane mask */
     return b + 64;
 }
 
 /* ---- window reductions ---- */
 
-/* Max (and local argmax t = kh*KW + kw of the unclipped window) over the clipped window whose
- * first pixel is xw (= &x[ih0, iw0, k0]), nh x nw pixels, row stride rs, pixel stride C; t0 is the
- * local index of that first pixel.  NH/NW > 0: compile-time extents (interior windows). */
+/* Max (and argmax) over the clipped window whose first pixel is xw (= &x[ih0, iw0, k0]), nh x nw
+ * pixels, row stride rs, pixel stride C.  The argmax of tap (i, j) of the clipped window is
+ * t0 + i*ti + j*tj: the local index kh*KW + kw (t0 = that of the first pixel, ti = KW, tj = 1) or
+ * the input-plane index ih*W + iw (t0 = ih0*W + iw0, ti = dh*W, tj = dw); the sum is formed in
+ * ptrdiff_t (ti alone may pass an int) and is below KH*KW resp. H*W, which the op keeps within
+ * INT32_MAX.  NH/NW > 0: compile-time extents (interior windows). */
 static inline __attribute__((always_inline)) void
 PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, int nh, int nw, ptrdiff_t rs,
-                ptrdiff_t C, int t0, int KW, PV *mo, PVI *ao)
+                ptrdiff_t C, ptrdiff_t t0, ptrdiff_t ti, ptrdiff_t tj, PV *mo, PVI *ao)
 {
     if (NH) nh = NH;
     if (NW) nw = NW;
@@ -136,7 +155,7 @@ PFN(pl_max_win)(const int NH, const int NW, const int WANT_AM, const FC_T *xw, i
             const PV v = PLD(xw + i * rs + j * C);
             const PVI mk = (v > m) | (v != v);
             m = PSEL(mk, v, m);
-            if (WANT_AM) ai = (ai & ~mk) | ((zi + (FC_IT)(t0 + i * KW + j)) & mk);
+            if (WANT_AM) ai = (ai & ~mk) | ((zi + (FC_IT)(t0 + i * ti + j * tj)) & mk);
         }
     *mo = m;
     if (WANT_AM) *ao = ai;
@@ -197,10 +216,12 @@ static inline int PFN(pl_keff)(int k, int d)
     return e > 2147483647LL ? 2147483647 : (int)e;
 }
 
-/* One output row (n, oh) of max pooling: y row (yrow) and/or the local argmax (trow, kh*KW + kw of
- * the unclipped window) and/or the input-plane argmax (arow, ih*W + iw); NULL = not wanted. */
-static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_T *yrow, int32_t *trow,
-                            int32_t *arow)
+/* One output row (n, oh) of max pooling: y row (yrow, NULL = not wanted) and/or an argmax row
+ * (irow, NULL = not wanted): the input-plane index ih*W + iw when plane, else the local index
+ * kh*KW + kw of the unclipped window.  Interior 2x2 and 3x3 windows of a full row run unrolled
+ * in every mode. */
+static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_T *yrow, int32_t *irow,
+                            int plane)
 {
     const int C = p->C, W = p->W, KW = p->KW, nkb = (C + FC_VLEN - 1) / FC_VLEN;
     const int stream = yrow && p->stream && C % FC_VLEN == 0;
@@ -209,28 +230,33 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
     int h0, ah, nh, ih0;
     PFN(pl_win)(oh, p->sh, p->ph, p->KH, p->dh, p->H, &h0, &ah, &nh, &ih0);
     const FC_T *xr = x + ((ptrdiff_t)n * p->H + ih0) * rs;
+    /* argmax steps per window row and column, and the row's part of t0 */
+    const ptrdiff_t ti = plane ? (ptrdiff_t)p->dh * W : KW, tj = plane ? p->dw : 1;
+    const ptrdiff_t trow0 = plane ? (ptrdiff_t)ih0 * W : (ptrdiff_t)ah * KW;
     int oa, ob;
     PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, p->dw), W, p->OW, &oa, &ob);
-    const int fullrows = nh == p->KH, want_am = trow || arow;
-    if (!fullrows || arow || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
+    const int fullrows = nh == p->KH, want_am = irow != NULL;
+    if (!fullrows || !(p->KH == KW && (KW == 2 || KW == 3))) oa = ob = 0; /* generic for all */
     for (int ow = 0; ow < p->OW; ow++) {
         if (ow == oa && oa < ob) {
             /* interior windows of a full row, 2x2 or 3x3 */
             for (; ow < ob; ow++) {
-                const FC_T *xw = xr + (ptrdiff_t)(ow * p->sw - p->pw) * C;
+                const int iw0 = ow * p->sw - p->pw;
+                const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
+                const ptrdiff_t t0 = trow0 + (plane ? iw0 : 0);
                 for (int kb = 0; kb < nkb; kb++) {
                     const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                     PV m;
-                    PVI t;
+                    PVI t = {0};
                     if (KW == 2) {
-                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
-                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rsd, csd, 0, 2, &m, &t);
+                        if (want_am) PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rsd, csd, t0, ti, tj, &m, &t);
+                        else PFN(pl_max_win)(2, 2, 0, xw + k0, 2, 2, rsd, csd, 0, 0, 0, &m, &t);
                     } else {
-                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
-                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 3, &m, &t);
+                        if (want_am) PFN(pl_max_win)(3, 3, 1, xw + k0, 3, 3, rsd, csd, t0, ti, tj, &m, &t);
+                        else PFN(pl_max_win)(3, 3, 0, xw + k0, 3, 3, rsd, csd, 0, 0, 0, &m, &t);
                     }
                     if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-                    if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
+                    if (irow) PSTIO(stream, irow + (ptrdiff_t)ow * C + k0, t);
                 }
             }
             ow--;
@@ -239,22 +265,14 @@ static void PFN(pl_max_row)(const fc_poolp *p, const FC_T *x, int n, int oh, FC_
         int w0, aw, nw, iw0;
         PFN(pl_win)(ow, p->sw, p->pw, KW, p->dw, W, &w0, &aw, &nw, &iw0);
         const FC_T *xw = xr + (ptrdiff_t)iw0 * C;
-        const int t0 = ah * KW + aw;
+        const ptrdiff_t t0 = trow0 + (plane ? iw0 : aw);
         for (int kb = 0; kb < nkb; kb++) {
             const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
             PV m;
-            PVI t;
-            PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, KW, &m, &t);
+            PVI t = {0};
+            PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rsd, csd, t0, ti, tj, &m, &t);
             if (yrow) PSTO(stream, yrow + (ptrdiff_t)ow * C + k0, m);
-            if (trow) PSTI(trow + (ptrdiff_t)ow * C + k0, t);
-            if (arow) {
-                /* local index -> input-plane index, lane by lane (only for a saved argmax; the op
-                 * refuses one when H*W > INT32_MAX, so int and the int32 store do not wrap) */
-                int32_t tl[FC_VLEN];
-                PSTI(tl, t);
-                for (int v = 0; v < FC_VLEN; v++)
-                    arow[(ptrdiff_t)ow * C + k0 + v] = (h0 + tl[v] / KW * p->dh) * W + w0 + tl[v] % KW * p->dw;
-            }
+            if (irow) PSTIO(stream, irow + (ptrdiff_t)ow * C + k0, t);
         }
     }
 }
@@ -273,7 +291,7 @@ static void PFN(fc_maxpool_forward_rows)(const fc_poolp *p, const FC_T *x, FC_T 
     const ptrdiff_t rl = (ptrdiff_t)p->OW * p->C;
     for (long r = r0; r < r1; r++) {
         const int n = (int)(r / p->OH), oh = (int)(r - (long)n * p->OH);
-        PFN(pl_max_row)(p, x, n, oh, y + r * rl, NULL, am ? am + r * rl : NULL);
+        PFN(pl_max_row)(p, x, n, oh, y + r * rl, am ? am + r * rl : NULL, 1);
     }
     if (p->stream) FC_SFENCE();
 }
@@ -342,7 +360,7 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                     if (MAX) {
                         PV m;
                         PVI t;
-                        PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, &m, &t);
+                        PFN(pl_max_win)(2, 2, 1, xw + k0, 2, 2, rs, C, 0, 2, 1, &m, &t);
                         const PVI zi = {0};
                         PSTO(stream, o, (PV)((PVI)d & (t == zi)));
                         PSTO(stream, o + C, (PV)((PVI)d & (t == zi + 1)));
@@ -361,7 +379,7 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                 PV v = d * inv;
                 if (MAX) {
                     PV m;
-                    PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rs, C, t0, KW, &m, &t);
+                    PFN(pl_max_win)(0, 0, 1, xw + k0, nh, nw, rs, C, t0, KW, 1, &m, &t);
                 }
                 for (int ih = bh0; ih < bh1; ih++)
                     for (int iw = bw0; iw < bw1; iw++) {
@@ -371,6 +389,64 @@ static void PFN(pl_fused_backward)(const int MAX, const fc_poolp *p, const FC_T 
                         else if (MAX) PSTO(stream, q, (PV)((PVI)d & (t == ((PVI){0} + (FC_IT)((ih - h0) * KW + iw - w0)))));
                         else PSTO(stream, q, v);
                     }
+            }
+        }
+    }
+    if (stream) FC_SFENCE();
+}
+
+/* Backward of undilated non-overlapping windows from a saved input-plane argmax, dx rows
+ * r = n*H + ih in [r0, r1) (the saved argmax's units).  Row ih lies in the band of output row
+ * oh = clamp(floor((ih + ph) / sh)) (pl_band); outside that window's rows it is all zeros, else
+ * each output column writes its band of pixels: dy where the argmax is the pixel, zeros in the
+ * gaps.  Every dx element is written once, with no recomputation and no gather lists. */
+static void PFN(pl_band_backward_am)(const fc_poolp *p, const FC_T *dy, const int32_t *am, FC_T *dx, long r0,
+                                     long r1)
+{
+    const int C = p->C, W = p->W, H = p->H, OW = p->OW;
+    const int nkb = (C + FC_VLEN - 1) / FC_VLEN, stream = p->stream && C % FC_VLEN == 0;
+    (void)stream;
+    const ptrdiff_t rl = (ptrdiff_t)OW * C;
+    const PV z = {0};
+    const PVI zi = {0};
+    for (long r = r0; r < r1; r++) {
+        const int n = (int)(r / H), ih = (int)(r - (long)n * H);
+        const int oh = fc_max(0, fc_min(p->OH - 1, fc_floordiv(ih + p->ph, p->sh)));
+        int h0, ah, nh, ih0;
+        PFN(pl_win)(oh, p->sh, p->ph, p->KH, 1, H, &h0, &ah, &nh, &ih0);
+        FC_T *dxr = dx + r * (ptrdiff_t)W * C;
+        if (ih < ih0 || ih >= ih0 + nh) { /* a gap row between windows */
+            for (ptrdiff_t iw = 0; iw < W; iw++)
+                for (int kb = 0; kb < nkb; kb++) PSTO(stream, dxr + iw * C + fc_min(kb * FC_VLEN, C - FC_VLEN), z);
+            continue;
+        }
+        const FC_T *dyr = dy + ((ptrdiff_t)n * p->OH + oh) * rl;
+        const int32_t *ar = am + ((ptrdiff_t)n * p->OH + oh) * rl;
+        const ptrdiff_t rowidx = (ptrdiff_t)ih * W; /* < H*W <= INT32_MAX (the op checks) */
+        for (int ow = 0; ow < OW; ow++) {
+            int w0, aw, nw, iw0, bw0, bw1;
+            PFN(pl_win)(ow, p->sw, p->pw, p->KW, 1, W, &w0, &aw, &nw, &iw0);
+            PFN(pl_band)(ow, p->sw, p->pw, OW, W, &bw0, &bw1);
+            const int iw1 = iw0 + nw;
+            const PVI base = zi + (FC_IT)(rowidx + iw0);
+            if (bw1 - bw0 == 2 && bw0 == iw0 && nw == 2) { /* the exact 2-wide tiling */
+                FC_T *o = dxr + (ptrdiff_t)iw0 * C;
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    const PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0), a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                    PSTO(stream, o + k0, (PV)(d & (a == base)));
+                    PSTO(stream, o + C + k0, (PV)(d & (a == base + 1)));
+                }
+                continue;
+            }
+            for (int kb = 0; kb < nkb; kb++) {
+                const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                const PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0), a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                for (int iw = bw0; iw < bw1; iw++) {
+                    FC_T *q = dxr + (ptrdiff_t)iw * C + k0;
+                    if (iw < iw0 || iw >= iw1) PSTO(stream, q, z);
+                    else PSTO(stream, q, (PV)(d & (a == base + (FC_IT)(iw - iw0))));
+                }
             }
         }
     }
@@ -390,54 +466,31 @@ static void PFN(pl_cover_cols)(const fc_poolp *p, int *lo, int *cnt)
     }
 }
 
-/* dx pixel d (all channel blocks) = sum over NG covering windows g of dy_g masked by
- * (argmax_g == tap_g) (MAX) or of dy_g * weight_g (average).  NG is a constant after inlining. */
+/* Average pooling's dx pixel d (all channel blocks) = sum over NG covering windows g of
+ * dy_g * weight_g.  NG is a constant after inlining. */
 static inline __attribute__((always_inline)) void
-PFN(pl_gather_px)(const int NG, const int MAX, int stream, int nkb, int C, const int32_t *const *gam,
-                  const FC_T *const *gdy, const int32_t *gt, const FC_T *gw, FC_T *d)
+PFN(pl_gather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *gdy, const FC_T *gw, FC_T *d)
 {
-    const PVI zi = {0};
     const PV z = {0};
-    const int32_t *a0 = NG > 0 ? gam[0] : NULL, *a1 = NG > 1 ? gam[1] : NULL;
-    const int32_t *a2 = NG > 2 ? gam[2] : NULL, *a3 = NG > 3 ? gam[3] : NULL;
     const FC_T *d0 = NG > 0 ? gdy[0] : NULL, *d1 = NG > 1 ? gdy[1] : NULL;
     const FC_T *d2 = NG > 2 ? gdy[2] : NULL, *d3 = NG > 3 ? gdy[3] : NULL;
-    PVI t0 = zi, t1 = zi, t2 = zi, t3 = zi;
-    FC_T w0 = 0, w1 = 0, w2 = 0, w3 = 0;
-    if (MAX) {
-        if (NG > 0) t0 = zi + (FC_IT)gt[0];
-        if (NG > 1) t1 = zi + (FC_IT)gt[1];
-        if (NG > 2) t2 = zi + (FC_IT)gt[2];
-        if (NG > 3) t3 = zi + (FC_IT)gt[3];
-    } else {
-        if (NG > 0) w0 = gw[0];
-        if (NG > 1) w1 = gw[1];
-        if (NG > 2) w2 = gw[2];
-        if (NG > 3) w3 = gw[3];
-    }
+    const FC_T w0 = NG > 0 ? gw[0] : 0, w1 = NG > 1 ? gw[1] : 0, w2 = NG > 2 ? gw[2] : 0, w3 = NG > 3 ? gw[3] : 0;
     (void)stream;
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
         PV s0 = z, s1 = z;
-        if (MAX) {
-            if (NG > 0) s0 = (PV)((PVI)PLD(d0 + k0) & (PLDI(a0 + k0) == t0));
-            if (NG > 1) s1 = (PV)((PVI)PLD(d1 + k0) & (PLDI(a1 + k0) == t1));
-            if (NG > 2) s0 += (PV)((PVI)PLD(d2 + k0) & (PLDI(a2 + k0) == t2));
-            if (NG > 3) s1 += (PV)((PVI)PLD(d3 + k0) & (PLDI(a3 + k0) == t3));
-        } else {
-            if (NG > 0) s0 = PLD(d0 + k0) * w0;
-            if (NG > 1) s1 = PLD(d1 + k0) * w1;
-            if (NG > 2) s0 += PLD(d2 + k0) * w2;
-            if (NG > 3) s1 += PLD(d3 + k0) * w3;
-        }
+        if (NG > 0) s0 = PLD(d0 + k0) * w0;
+        if (NG > 1) s1 = PLD(d1 + k0) * w1;
+        if (NG > 2) s0 += PLD(d2 + k0) * w2;
+        if (NG > 3) s1 += PLD(d3 + k0) * w3;
         PSTO(stream, d + k0, s0 + s1);
     }
 }
 
-/* Gather backward over dx rows r = n*H + ih in [r0, r1) for overlapping windows.
- * MAX: per covering window (oh, ow), dx += dy where the window's argmax is this pixel; the local
- * argmax of covering output rows is recomputed into a per-thread ring of ceil(KH/sh) rows
- * (saved == NULL) or read from a saved input-plane argmax.  Average: dx += dy / count. */
+/* Backward over dx rows r = n*H + ih in [r0, r1) for overlapping or dilated windows.
+ * MAX: a scatter into the row's sums (see below); the local argmax of the covering output rows is
+ * recomputed into a per-thread ring of ceil(KH/sh) rows (saved == NULL) or read from a saved
+ * input-plane argmax.  Average: a gather per dx pixel, dx = sum of dy / count over its windows. */
 static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T *x, const FC_T *dy,
                                     const int32_t *saved, FC_T *dx, long r0, long r1, char *scratch)
 {
@@ -458,13 +511,16 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     int *clo = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     int *ccnt = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     FC_T *invw = (FC_T *)PFN(pl_carve)(&cur, (size_t)OW * sizeof(FC_T));
-    /* per (window, kb) gather list of one dx pixel */
-    ptrdiff_t *goff = (ptrdiff_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(ptrdiff_t));
-    const int32_t **gam = (const int32_t **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
+    /* average: the gather list of one dx pixel */
     const FC_T **gdy = (const FC_T **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
     FC_T *gw = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(FC_T));
-    int32_t *gt = (int32_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(int32_t));
-    (void)goff;
+    FC_T *rsum = (FC_T *)PFN(pl_carve)(&cur, (size_t)W * C * sizeof(FC_T));
+    FC_IT *tailmask = (FC_IT *)PFN(pl_carve)(&cur, FC_VLEN * sizeof(FC_T));
+    /* max: lanes of the last channel block that the block before already summed (C % VLEN != 0:
+     * the last block starts at C - VLEN) are masked off, so no lane adds a window twice */
+    for (int v = 0; v < FC_VLEN; v++) tailmask[v] = v >= (nkb - 1) * FC_VLEN - (C - FC_VLEN) ? -1 : 0;
+    int oa, ob;
+    PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, dw), W, OW, &oa, &ob);
     for (int i = 0; i < cap; i++) tags[i] = -1;
     PFN(pl_cover_cols)(p, clo, ccnt);
     for (int ow = 0; ow < OW; ow++) {
@@ -498,50 +554,108 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
                 const int slot = oh % cap;
                 int32_t *ar = ring + slot * rls;
                 if (tags[slot] != tag) {
-                    PFN(pl_max_row)(p, x, n, oh, NULL, ar, NULL);
+                    PFN(pl_max_row)(p, x, n, oh, NULL, ar, 0);
                     tags[slot] = tag;
                 }
                 arows[i] = ar;
             }
         }
         FC_T *dxrow = dx + r * (ptrdiff_t)W * C;
+        if (MAX) {
+            /* Max: scatter over the row.  Each covering window (row i, column ow) loads its dy
+             * and argmax once and adds the dy to the row sums of its real taps where the argmax
+             * is that tap (windows in the order (i, ow), the same for the saved and the
+             * recomputed argmax); then the sums go to dx in one pass. */
+            memset(rsum, 0, (size_t)W * C * sizeof(FC_T));
+            for (int i = 0; i < nrow; i++) {
+                const FC_T *dyr = dyrows[i];
+                const int32_t *ar = arows[i];
+                const ptrdiff_t tb = th[i];
+                for (int ow = 0; ow < OW; ow++) {
+                    const int w0 = ow * p->sw - p->pw;
+                    int jlo = 0, jhi = KW;
+                    if (ow < oa || ow >= ob) {
+                        int st, a, c, lo;
+                        PFN(pl_win)(ow, p->sw, p->pw, KW, dw, W, &st, &a, &c, &lo);
+                        jlo = a;
+                        jhi = a + c;
+                    }
+                    /* tap j: pixel w0 + j*dw; its argmax tb + w0 + j*dw (saved) or tb + j (local) */
+                    const ptrdiff_t t0 = tb + (saved ? w0 : 0), tj = saved ? dw : 1;
+                    const ptrdiff_t qj = (ptrdiff_t)dw * C;
+                    for (int kb = 0; kb < nkb; kb++) {
+                        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                        PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0);
+                        if (kb == nkb - 1) d &= (PVI)PLD((const FC_T *)tailmask);
+                        const PVI a = PLDI(ar + (ptrdiff_t)ow * C + k0);
+                        if (jlo == 0 && jhi == 3 && KW == 3) { /* an interior window: w0 >= 0 */
+                            FC_T *q = rsum + (ptrdiff_t)w0 * C + k0;
+                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)t0)));
+                            PST(q + qj, PLD(q + qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + tj))));
+                            PST(q + 2 * qj, PLD(q + 2 * qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + 2 * tj))));
+                            continue;
+                        }
+                        for (int j = jlo; j < jhi; j++) {
+                            FC_T *q = rsum + ((ptrdiff_t)w0 + (ptrdiff_t)j * dw) * C + k0;
+                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + j * tj))));
+                        }
+                    }
+                }
+            }
+            for (ptrdiff_t iw = 0; iw < W; iw++)
+                for (int kb = 0; kb < nkb; kb++) {
+                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+                    PSTO(stream, dxrow + iw * C + k0, PLD(rsum + iw * C + k0));
+                }
+            continue;
+        }
+        /* Average.  1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1
+         * pool): the gather list in registers, in the order of the general list below (rows
+         * outer), so the sums are the same bits */
+        const int small_rows = dw == 1 && nrow >= 1 && nrow <= 2;
         for (int iw = 0; iw < W; iw++) {
+            if (small_rows && ccnt[iw] >= 1 && ccnt[iw] <= 2) {
+                const int nc = ccnt[iw], ow0 = clo[iw];
+                const FC_T *ldy[4];
+                FC_T lw[4] = {0, 0, 0, 0};
+                for (int i = 0; i < nrow; i++)
+                    for (int j = 0; j < nc; j++) {
+                        const int g = i * nc + j, ow = ow0 + j;
+                        ldy[g] = dyrows[i] + (ptrdiff_t)ow * C;
+                        lw[g] = invh[i] * invw[ow];
+                    }
+                FC_T *d = dxrow + (ptrdiff_t)iw * C;
+                switch (nrow * nc) {
+                case 1: PFN(pl_gather_px)(1, stream, nkb, C, ldy, lw, d); break;
+                case 2: PFN(pl_gather_px)(2, stream, nkb, C, ldy, lw, d); break;
+                default: PFN(pl_gather_px)(4, stream, nkb, C, ldy, lw, d); break;
+                }
+                continue;
+            }
             int ng = 0;
             for (int i = 0; i < nrow; i++)
                 for (int j = 0; j < ccnt[iw]; j++) {
                     const int ow = clo[iw] + j, offw = iw + p->pw - ow * p->sw;
                     if (dw != 1 && offw % dw) continue; /* no division in the undilated case */
                     gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
-                    if (MAX) {
-                        gam[ng] = arows[i] + (ptrdiff_t)ow * C;
-                        gt[ng] = th[i] + (saved ? iw : dw == 1 ? offw : offw / dw);
-                    } else {
-                        gw[ng] = invh[i] * invw[ow];
-                    }
+                    gw[ng] = invh[i] * invw[ow];
                     ng++;
                 }
             FC_T *d = dxrow + (ptrdiff_t)iw * C;
             if (ng <= 4) {
                 switch (ng) {
-                case 0: PFN(pl_gather_px)(0, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 1: PFN(pl_gather_px)(1, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 2: PFN(pl_gather_px)(2, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                case 3: PFN(pl_gather_px)(3, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
-                default: PFN(pl_gather_px)(4, MAX, stream, nkb, C, gam, gdy, gt, gw, d); break;
+                case 0: PFN(pl_gather_px)(0, stream, nkb, C, gdy, gw, d); break;
+                case 1: PFN(pl_gather_px)(1, stream, nkb, C, gdy, gw, d); break;
+                case 2: PFN(pl_gather_px)(2, stream, nkb, C, gdy, gw, d); break;
+                case 3: PFN(pl_gather_px)(3, stream, nkb, C, gdy, gw, d); break;
+                default: PFN(pl_gather_px)(4, stream, nkb, C, gdy, gw, d); break;
                 }
                 continue;
             }
             for (int kb = 0; kb < nkb; kb++) {
                 const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
                 PV acc = z;
-                for (int g = 0; g < ng; g++) {
-                    if (MAX) {
-                        const PVI mk = PLDI(gam[g] + k0) == ((PVI){0} + (FC_IT)gt[g]);
-                        acc += (PV)((PVI)PLD(gdy[g] + k0) & mk);
-                    } else {
-                        acc += PLD(gdy[g] + k0) * gw[g];
-                    }
-                }
+                for (int g = 0; g < ng; g++) acc += PLD(gdy[g] + k0) * gw[g];
                 PSTO(stream, d + k0, acc);
             }
         }
@@ -560,8 +674,9 @@ static void PFN(fc_maxpool_backward_rows)(const fc_poolp *p, const FC_T *x, cons
         return;
     }
 #endif
-    if (!am && PFN(pl_fused)(p)) PFN(pl_fused_backward)(1, p, x, dy, dx, r0, r1);
-    else PFN(pl_gather_backward)(1, p, x, dy, am, dx, r0, r1, scratch);
+    if (!PFN(pl_fused)(p)) PFN(pl_gather_backward)(1, p, x, dy, am, dx, r0, r1, scratch);
+    else if (am) PFN(pl_band_backward_am)(p, dy, am, dx, r0, r1);
+    else PFN(pl_fused_backward)(1, p, x, dy, dx, r0, r1);
 }
 
 /* ---- average pooling ---- */
@@ -712,4 +827,5 @@ static void PFN(fc_gap_backward_rows)(const fc_poolp *p, const FC_T *dy, FC_T *d
 #undef PSTI
 #undef PSEL
 #undef PSTO
+#undef PSTIO
 #undef PL_UNORD

@@ -4,7 +4,9 @@ x (N, H, W, C) -> y (N, OH, OW, C).  Windows may be dilated (taps start + i*dila
 ceil_mode=True sizes the output as PyTorch does (fastconv._shapes.pool_output_size).  Max pooling pads with -inf and sends each output's gradient
 to the first maximum of its window in row-major order (PyTorch's rule; a NaN counts as a
 maximum); max_pool2d_grad recomputes the argmax from x inside the kernel, so the op keeps no
-state (a layer may save the argmax with return_argmax=True and pass it back).  Average pooling
+state, or reads one saved by max_pool2d(return_argmax=True) (MaxPooling2D does that in training:
+the forward writes it at little cost and the gradient of overlapping windows then skips the
+recomputation).  Average pooling
 divides by the real pixel count, or by KH*KW with count_include_pad=True.  The plan (geometry, thread
 split, variant) is fastconv/ops/_plan.py pool_plan / global_pool_plan.  All arithmetic runs in
 fastconv._kernels.pool (src/pool_impl.h) with the GIL released.
@@ -143,7 +145,7 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=
         _check_argmax_plane(op, g, "return_argmax")
     p = _plan(g, False)
     y = empty_output(p.out_shape, x.dtype)
-    am = np.empty(p.out_shape, dtype=np.int32) if return_argmax else None
+    am = empty_output(p.out_shape, np.int32) if return_argmax else None  # aligned: streamed like y
     _dispatch.last_kernel[op] = p.variant
     if y.size:
         _k.max_forward(x, y, am, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
