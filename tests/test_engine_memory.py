@@ -1,4 +1,4 @@
-"""Buffer reuse across steps (fastconv/engine/trainer.py ``_reuse_buffers`` over
+"""Buffer reuse across steps (fastconv/engine/trainer.py ``reuse_buffers`` over
 fastconv._kernels.buffers, src/buffers_impl.h): during fit / evaluate / predict, NumPy arrays get
 their memory from a handler that keeps freed blocks for the next request of the same size; the
 handler is scoped to the call, nested calls share one cache, and everything is freed at the end."""
@@ -25,7 +25,7 @@ def _faults():
 
 def test_blocks_freed_in_a_call_are_reused():
     default = get_handler_name()
-    with trainer._reuse_buffers():
+    with trainer.reuse_buffers():
         assert get_handler_name() == "fastconv_reuse"
         h0 = buffers.stats()[0]
         a = np.ones(1 << 20)  # 8 MiB, then freed and asked for again below
@@ -46,7 +46,7 @@ def test_blocks_freed_in_a_call_are_reused():
 
 
 def test_only_equal_sizes_are_reused_and_contents_are_independent():
-    with trainer._reuse_buffers():
+    with trainer.reuse_buffers():
         a = np.full(70000, 3.0)  # 560,000 bytes
         addr = a.__array_interface__["data"][0]
         del a
@@ -62,8 +62,8 @@ def test_only_equal_sizes_are_reused_and_contents_are_independent():
 
 def test_nested_calls_share_the_cache_and_errors_restore_the_handler():
     default = get_handler_name()
-    with pytest.raises(RuntimeError, match="boom"), trainer._reuse_buffers():
-        with trainer._reuse_buffers():
+    with pytest.raises(RuntimeError, match="boom"), trainer.reuse_buffers():
+        with trainer.reuse_buffers():
             assert get_handler_name() == "fastconv_reuse"
         a = np.ones(1 << 16)
         del a
@@ -74,7 +74,7 @@ def test_nested_calls_share_the_cache_and_errors_restore_the_handler():
 
 
 def test_arrays_outliving_the_call_are_freed_normally():
-    with trainer._reuse_buffers():
+    with trainer.reuse_buffers():
         keep = np.arange(1 << 17, dtype=np.float64)
     assert get_handler_name() != "fastconv_reuse"
     view = keep[::2].copy()
@@ -86,7 +86,7 @@ def test_arrays_outliving_the_call_are_freed_normally():
 
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("FASTCONV_REUSE_BUFFERS", "0")
-    with trainer._reuse_buffers():
+    with trainer.reuse_buffers():
         assert get_handler_name() != "fastconv_reuse"
 
 
@@ -122,7 +122,7 @@ def test_fit_and_predict_run_under_it_with_the_same_results(monkeypatch):
 def test_when_full_the_oldest_blocks_make_room(monkeypatch):
     monkeypatch.setattr(trainer, "CACHE_LIMIT", 3 * (1 << 20) + 1000)
     sizes = [(1 << 17) + k for k in range(4)]  # four float64 arrays of about 1 MiB each
-    with trainer._reuse_buffers():
+    with trainer.reuse_buffers():
         arrays = [np.empty(n) for n in sizes]
         addrs = [a.__array_interface__["data"][0] for a in arrays]
         for i in range(4):  # freed oldest first: the first one is evicted to keep the last three
@@ -140,3 +140,21 @@ def test_when_full_the_oldest_blocks_make_room(monkeypatch):
         assert buffers.stats()[2] == 2
         del first, last
         assert buffers.stats()[2] == 3
+
+
+def test_public_reuse_buffers_serves_op_loops():
+    """fastconv.reuse_buffers around a loop of ops: the second call's output reuses the first's freed
+    block (cache hits), the results equal the calls outside the context, and the cache closes after."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 40, 40, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    want = fastconv.conv2d(x, w, padding="same")
+    with fastconv.reuse_buffers():
+        h0 = buffers.stats()[0]
+        for _ in range(3):
+            got = fastconv.conv2d(x, w, padding="same")
+            np.testing.assert_array_equal(got, want)
+            del got
+        hits = buffers.stats()[0] - h0
+    assert hits >= 2  # calls 2 and 3 took the block call 1 (then 2) freed
+    assert buffers.stats()[2:] == (0, 0)  # the blocks are freed when the context closes

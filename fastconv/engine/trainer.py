@@ -29,7 +29,7 @@ Design notes
   (activations, gradients, scratch), and glibc returns large blocks to the system and faults
   every page in again on first touch (measured: ~800 page faults per LeNet-5 step, ~30% of its
   wall time in the kernel). fit / evaluate / predict / train_on_batch / test_on_batch therefore
-  run under ``_reuse_buffers``: NumPy's data-memory handler, for the calling context only, is
+  run under ``reuse_buffers`` (public as ``fastconv.reuse_buffers``): NumPy's data-memory handler, for the calling context only, is
   ``fastconv._kernels.buffers``, which keeps freed blocks of 256 KiB and more for the next request
   of the same size and frees them all when the call returns (``FASTCONV_REUSE_BUFFERS=0``: off).
 * Data-parallel training (``fastconv.distributed``): the loops call the hooks
@@ -74,11 +74,24 @@ _REUSE = {"depth": 0}
 
 
 @contextlib.contextmanager
-def _reuse_buffers():
-    """For the duration of a fit / evaluate / predict call: NumPy arrays allocated in this context
-    get their memory from ``fastconv._kernels.buffers``, which keeps blocks freed during the call for
-    the next allocation of the same size (see the module notes); the kept blocks are freed when the
-    outermost call ends. ``FASTCONV_REUSE_BUFFERS=0`` turns it off."""
+def reuse_buffers():
+    """Reuse freed NumPy buffers while the context is open (``fastconv.reuse_buffers``).
+
+    NumPy arrays allocated in this context (on this thread / context) get their memory from
+    ``fastconv._kernels.buffers``, which keeps blocks of 256 KiB and more freed inside it for the next
+    allocation of the same size, instead of returning them to the system and faulting every page in
+    again (see the module notes); the kept blocks (at most 1 GiB) are freed when the outermost context
+    closes. fit / evaluate / predict / train_on_batch / test_on_batch open it themselves; open it
+    around a loop of ``fastconv.ops`` calls for the same effect. ``FASTCONV_REUSE_BUFFERS=0`` turns it
+    off.
+
+    >>> import numpy as np, fastconv
+    >>> with fastconv.reuse_buffers():
+    ...     for _ in range(3):
+    ...         y = fastconv.conv2d(np.ones((2, 64, 64, 16), np.float32), np.ones((3, 3, 16, 16), np.float32))
+    >>> y.shape
+    (2, 62, 62, 16)
+    """
     if os.environ.get("FASTCONV_REUSE_BUFFERS", "1").strip() == "0":
         yield
         return
@@ -113,7 +126,7 @@ def _test_step(model, plan, xs, ys, obj, sws=None):
     return loss, per, obj.metric_states(ys, outs)
 
 
-@_reuse_buffers()
+@reuse_buffers()
 def train_on_batch(model, x, y, sample_weight=None, class_weight=None):
     """One step on one batch; returns ``[loss, *metrics]`` for that batch (before the update's effect)."""
     model._require_compiled("train_on_batch")
@@ -126,7 +139,7 @@ def train_on_batch(model, x, y, sample_weight=None, class_weight=None):
     return _pack(run.values())
 
 
-@_reuse_buffers()
+@reuse_buffers()
 def test_on_batch(model, x, y, sample_weight=None):
     model._require_compiled("test_on_batch")
     xs, ys = _batch_xy(model, x, y, "test_on_batch")
@@ -143,7 +156,7 @@ def _pack(values):
     return vals[0] if len(vals) == 1 else vals
 
 
-@_reuse_buffers()
+@reuse_buffers()
 def fit(
     model,
     x=None,
@@ -403,7 +416,7 @@ def _evaluate_generator(model, obj, data, steps, rep=SINGLE):
     return dict(run.values(_regularization_loss(obj.plan.layers)))
 
 
-@_reuse_buffers()
+@reuse_buffers()
 def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, return_dict=False, sample_weight=None):
     """Loss and metrics on ``x, y`` in batches (``training=False``); see :meth:`Model.evaluate`.
 
@@ -438,7 +451,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     return vals[0] if len(vals) == 1 else vals
 
 
-@_reuse_buffers()
+@reuse_buffers()
 def predict(model, x, batch_size=None, verbose=0):
     """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
     one array per output for several outputs.
