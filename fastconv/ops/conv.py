@@ -422,9 +422,9 @@ def _check_out(op, out, shape, dtype, sliced=False) -> None:
             or not (out.flags.c_contiguous or (sliced and channel_slice(out))) or not out.flags.writeable):
         got = (f"{out.dtype} {out.shape} strides {out.strides}" if isinstance(out, np.ndarray)
                else type(out).__name__)
-        what = "C-contiguous (or a channel slice of a C-contiguous NHWC array)" if sliced else "C-contiguous"
-        raise ValueError(f"{op}: out must be a writeable {what} {np.dtype(dtype)} array of shape "
-                         f"{tuple(shape)}. Received: {got}")
+        also = " (or a channel slice of a C-contiguous NHWC array with more channels)" if sliced else ""
+        raise ValueError(f"{op}: out must be a writeable C-contiguous {np.dtype(dtype)} array of shape "
+                         f"{tuple(shape)}{also}. Received: {got}")
 
 
 def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True):
