@@ -268,3 +268,24 @@ def test_zoo_fit_and_predict_equal(make, monkeypatch):
         np.testing.assert_array_equal(a, b)
     assert np.isfinite(p1).all()
     np.testing.assert_array_equal(p0, p1)
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("k, algo, narrow", [(1, "direct", None), (3, "direct", None), (3, "direct", True),
+                                             (3, "winograd4", None)])
+def test_slice_of_a_tensor_past_2_31_elements(monkeypatch, k, algo, narrow):
+    """Pixels 2**27 + 16 channels apart: the slice's last pixels sit past element 2**31 of the
+    8.6 GB (lazily mapped) tensor, so a 32-bit pixel address would wrap. Few pixels: each first
+    touch of a page far from the others costs a fault (a huge page's zeroing)."""
+    from large import INT32_MAX, lazy_zeros  # tests/large.py
+
+    monkeypatch.setattr(conv_ops, "_force_narrow", narrow)
+    _dispatch.set_conv_algo(algo)
+    total, c0, K = 2**27 + 16, 2**27 - 3, 5
+    big = lazy_zeros((1, 4, 4, total))
+    assert 15 * total + c0 > INT32_MAX  # the last pixel's first element
+    x, w, b = rand((1, 4, 4, 7), np.float32, 1), rand((k, k, 7, K), np.float32, 2), rand((K,), np.float32, 3)
+    fresh = ops.conv2d(x, w, b, padding="same", relu=True)
+    ops.conv2d(x, w, b, padding="same", relu=True, out=big[..., c0:c0 + K])
+    np.testing.assert_array_equal(big[..., c0:c0 + K], fresh)
+    assert not big[..., c0 - 1].any() and not big[..., c0 + K].any()
