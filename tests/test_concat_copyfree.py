@@ -118,6 +118,37 @@ def test_conv2d_out_must_be_a_channel_slice():
         ops.conv2d(x, w, out=np.zeros((2, 4, 4, 5), np.float32)[..., :3])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("grad", ["relu_grad", "relu6_grad"])
+def test_clamp_gradient_over_a_channel_slice(grad, dtype):
+    """The backward of a ReLU producer whose cached output is its slice of the concatenation."""
+    big = rand((3, 5, 7, 19), dtype, 1) * 4
+    y = big[..., 4:13]
+    dy = rand(y.shape, dtype, 2)
+    want = getattr(ops, grad)(dy, np.ascontiguousarray(y))
+    for level in LEVELS if dtype == np.float32 else LEVELS[:1]:
+        _dispatch.set_simd(level)
+        for threads in (1, 2):
+            _dispatch.set_num_threads(threads)
+            got = getattr(ops, grad)(dy, y)
+            assert _dispatch.last_kernel[grad] == "kernel_rows"
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(want, dy * ((y > 0) & (y < (6 if grad == "relu6_grad" else np.inf))))
+
+
+def test_pixel_rows():
+    from fastconv.ops._validate import pixel_rows
+
+    a = np.arange(2 * 3 * 4 * 10, dtype=np.float32).reshape(2, 3, 4, 10)
+    rows = pixel_rows(a[..., 2:7])
+    assert rows.shape == (24, 5) and rows.strides == (40, 4)
+    np.testing.assert_array_equal(rows, a[..., 2:7].reshape(24, 5))
+    np.testing.assert_array_equal(pixel_rows(a[:, :1, :1, 3:5]), a[:, 0, 0, 3:5])  # unit axes: any strides
+    assert pixel_rows(a[:, :2]) is None  # images 3 rows apart, 2 rows each
+    assert pixel_rows(a[..., ::2]) is None
+    assert pixel_rows(a[:, :, ::2, :3]).shape == (12, 3)  # every other pixel: still evenly spaced
+
+
 # ---- the plan ----------------------------------------------------------------------------------
 
 
