@@ -7,10 +7,8 @@ Inception and DenseNet."""
 import numpy as np
 import pytest
 
-from fastconv import Input, Model, _dispatch, ops
-from fastconv import initializers
+from fastconv import Input, Model, _dispatch, initializers, models, ops
 from fastconv import layers as L
-from fastconv import models
 from fastconv import reference as ref
 from fastconv.engine import graph as _graph
 from fastconv.ops import conv as conv_ops
@@ -183,7 +181,7 @@ def branchy():
 
 
 def _names(plan, placements):
-    return {plan.nodes[i].layer.name: plan.nodes[j].layer.name for i, (j, _, _) in placements.items()}
+    return {plan.nodes[i].layer.name: plan.nodes[j].layer.name for i, (j, *_) in placements.items()}
 
 
 def test_placements_follow_the_rules():

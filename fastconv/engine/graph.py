@@ -197,6 +197,7 @@ class ExecutionPlan:
                 last_use[t] = i
         self._last_use = last_use
         self._producer = {node.output: i for i, node in enumerate(self.nodes)}
+        self._placements = {}  # concat_placements by fusion map
 
     @classmethod
     def chain(cls, layers):
@@ -322,8 +323,9 @@ class ExecutionPlan:
         return fusion
 
     def concat_placements(self, fusion=None):
-        """``{producer node index: (concat node index, c0, c1)}``: the producers that write their
-        output into channels ``[c0, c1)`` of a Concatenate's output (see the module notes).
+        """``{producer node index: (concat node index, c0, c1, channels)}``: the producers that write
+        their output into channels ``[c0, c1)`` of a Concatenate's output of ``channels`` channels
+        (see the module notes).
 
         Producer i qualifies when its layer declares ``accepts_out``, it has no "skip" mode, its
         output feeds only concatenation node j (once among j's inputs) and is no model output;
@@ -333,15 +335,23 @@ class ExecutionPlan:
         fusion = _fusion_map(fusion)
         if not copyfree_concat_enabled():
             return {}
+        # every forward asks: the answer is kept per fusion map (by value; a Fold by its source) once
+        # every concatenation is built (the layers' structure cannot change after that)
+        key = tuple(sorted((i, (id(m.source), m.epilogue) if isinstance(m, Fold) else m) for i, m in fusion.items()))
+        cache = self._placements
+        if key in cache:
+            return cache[key]
         consumers = {}
         for j, node in enumerate(self.nodes):
             for t in node.inputs:
                 consumers.setdefault(t, []).append(j)
         placements = {}
+        complete = True
         for j, node in enumerate(self.nodes):
             slices_of = getattr(node.layer, "channel_slices", None)
             if not callable(slices_of) or fusion.get(j) is not None or len(node.inputs) < 2:
                 continue
+            complete = complete and getattr(node.layer, "built", False)
             slices = slices_of()
             if slices is None or len(slices) != len(node.inputs):
                 continue
@@ -354,13 +364,15 @@ class ExecutionPlan:
                 if not getattr(producer, "accepts_out", False) or getattr(producer, "dtype", None) != getattr(
                         node.layer, "dtype", None):
                     continue
-                placements[i] = (j, c0, c1)
+                placements[i] = (j, c0, c1, slices[-1][1])
+        if complete:
+            cache[key] = placements
         return placements
 
     def _placed_out(self, node, x, place, buffers):
         """The slice of its concatenation's output that ``node`` writes into (allocating that
         output at the first producer), or None when ``x``'s shapes do not fit it."""
-        j, c0, c1 = place
+        j, c0, c1, total = place
         if getattr(x, "ndim", 0) != 4:
             return None
         shape = tuple(node.layer.compute_output_shape(x.shape[1:]))
@@ -368,9 +380,7 @@ class ExecutionPlan:
             return None
         buf = buffers.get(j)
         if buf is None:
-            concat = self.nodes[j].layer
-            total = concat.channel_slices()[-1][1]
-            buf = buffers[j] = _concat_buffer((x.shape[0], shape[0], shape[1], total), concat.dtype)
+            buf = buffers[j] = _concat_buffer((x.shape[0], shape[0], shape[1], total), self.nodes[j].layer.dtype)
         elif buf.shape[:3] != (x.shape[0], shape[0], shape[1]):
             return None
         return buf[..., c0:c1]

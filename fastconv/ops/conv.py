@@ -226,7 +226,7 @@ def channel_slice(t) -> bool:
         return False
     if t.flags.c_contiguous:
         return True
-    n, h, w, c = t.shape
+    _, h, w, c = t.shape
     ps = t.strides[2]
     return ps >= c * t.itemsize and ps % t.itemsize == 0 and t.strides[1] == w * ps and t.strides[0] == h * w * ps
 
