@@ -184,7 +184,8 @@ def _names(plan, placements):
     return {plan.nodes[i].layer.name: plan.nodes[j].layer.name for i, (j, *_) in placements.items()}
 
 
-def test_placements_follow_the_rules():
+def test_placements_follow_the_rules(monkeypatch):
+    monkeypatch.setenv("FASTCONV_COPYFREE_CONCAT", "1")
     model = branchy()
     plan = model._plan()
     fusion = plan.activation_fusion()
@@ -198,9 +199,13 @@ def test_placements_follow_the_rules():
 
 
 def test_placements_off_by_environment(monkeypatch):
-    monkeypatch.setenv("FASTCONV_COPYFREE_CONCAT", "0")
     plan = branchy()._plan()
+    monkeypatch.setenv("FASTCONV_COPYFREE_CONCAT", "0")
     assert plan.concat_placements() == {}
+    monkeypatch.delenv("FASTCONV_COPYFREE_CONCAT", raising=False)
+    assert bool(plan.concat_placements()) == _graph.COPYFREE_CONCAT_DEFAULT
+    monkeypatch.setenv("FASTCONV_COPYFREE_CONCAT", "1")
+    assert plan.concat_placements()
 
 
 def _run(model, x, mode, monkeypatch, nan=True):

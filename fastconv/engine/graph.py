@@ -62,7 +62,8 @@ Design notes
   allocates when the first such producer runs; the Concatenate (``forward(xs, out=buffer)``) then
   copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
   buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
-  its slice of dy). ``FASTCONV_COPYFREE_CONCAT=0`` turns it off (the copying path, for A/B).
+  its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
+  unset, ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured).
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
@@ -81,9 +82,18 @@ from fastconv.ops._validate import aligned_empty
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
 
 
+#: Copy-free concatenation when ``FASTCONV_COPYFREE_CONCAT`` is unset. Off: on the loaded 2-core
+#: test machine (load ~13) it measured no gain above the noise, training 0.965x (inception_small) and
+#: 0.98x (densenet_small) of the copying path (median of 13 interleaved rounds), predict unresolved;
+#: strided stores split 64-byte vectors across cache lines where a branch's own output would not.
+COPYFREE_CONCAT_DEFAULT = False
+
+
 def copyfree_concat_enabled() -> bool:
-    """False when ``FASTCONV_COPYFREE_CONCAT=0`` (read at each forward: A/B in one process)."""
-    return os.environ.get("FASTCONV_COPYFREE_CONCAT", "1").strip() != "0"
+    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, unset: COPYFREE_CONCAT_DEFAULT (read at each
+    forward: A/B in one process)."""
+    env = os.environ.get("FASTCONV_COPYFREE_CONCAT", "").strip()
+    return COPYFREE_CONCAT_DEFAULT if env == "" else env != "0"
 
 
 def _concat_buffer(shape, dtype):
