@@ -19,7 +19,7 @@ Design (see src/conv_impl.h for the register tile):
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.limits cimport INT_MAX
-from _common cimport floating
+from _common cimport floating, out_pixel_stride
 from _parallel cimport run_chunks, run_split, sum_partials
 import numpy as np
 
@@ -30,6 +30,7 @@ cdef extern from "conv_kernels.h" nogil:
         int N, IH, IW, ICt
         int OH, OW
         int out_H, out_W, OCt
+        int OPS
         int oy0, ox0, out_ay, out_ax
         int ay, ax
         int nty, ntx
@@ -136,7 +137,7 @@ cdef void _fill_geometry(fc_gconv *p, Py_ssize_t *in_shape, Py_ssize_t *out_shap
                              f"{[out_shape[j] for j in range(4)]} exceed the kernels' 32-bit geometry")
     p.N = in_shape[0]; p.IH = in_shape[1]; p.IW = in_shape[2]; p.ICt = in_shape[3]
     p.OH, p.OW, p.oy0, p.ox0, p.out_ay, p.out_ax, p.ay, p.ax = grid
-    p.out_H = out_shape[1]; p.out_W = out_shape[2]; p.OCt = out_shape[3]
+    p.out_H = out_shape[1]; p.out_W = out_shape[2]; p.OCt = out_shape[3]; p.OPS = p.OCt
     p.nty = len(taps_y); p.ntx = len(taps_x)
     for i in range(p.nty):
         p.by[i], p.ky[i] = taps_y[i]
@@ -191,7 +192,7 @@ cdef void _gc_chunk(const void *jp, Py_ssize_t c, Py_ssize_t u0, Py_ssize_t u1, 
 def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wp,                # IN  packed weights
                 const floating[::1] bias,              # IN  (G*Ko,) or None
-                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                floating[:, :, :, :] out,              # OUT (N, out_H, out_W, OCt), pixels OPS apart
                 list plans, int KH, int KW, int G, int Cr, int Ko, bint relu, int isa, int nthreads,
                 int act=0, double alpha=0, bint pair=False):
     """Run the gather convolutions of `plans` (see conv_geom.h) in one parallel region.
@@ -226,6 +227,7 @@ def gather_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
             grid, taps_y, taps_x, ntiles[i], tbs[i], rowtiles, mergex, rowseg = plans[i]
             _fill_geometry(&ps[i], inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu,
                            rowtiles, mergex, rowseg)
+            ps[i].OPS = out_pixel_stride("gather_conv", out.shape, out.strides, sizeof(floating))
             ps[i].act = act
             ps[i].alpha = alpha
             vb = fc_block_f64(isa) if floating is double else fc_block_f32(isa)
@@ -326,7 +328,7 @@ def narrow_units(int N, int OH, int OW):
 def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
                 const floating[::1] wn,                # IN  weights packed by pack_narrow
                 const floating[::1] bias,              # IN  (G*Ko,) or None
-                floating[:, :, :, ::1] out,            # OUT (N, out_H, out_W, OCt)
+                floating[:, :, :, :] out,              # OUT (N, out_H, out_W, OCt), pixels OPS apart
                 tuple grid, tuple taps_y, tuple taps_x, bint mergex, int KH, int KW, int G, int Cr, int Ko,
                 bint relu, int isa, tuple split):
     """The gather convolution of gather_conv for few output channels per group (conv_narrow_impl.h).
@@ -337,6 +339,7 @@ def narrow_conv(const floating[:, :, :, ::1] inp,      # IN  (N, IH, IW, ICt)
     """
     cdef fc_gconv p
     _fill_geometry(&p, inp.shape, out.shape, grid, taps_y, taps_x, KH, KW, G, Cr, Ko, relu, False, mergex, False)
+    p.OPS = out_pixel_stride("narrow_conv", out.shape, out.strides, sizeof(floating))
     if <Py_ssize_t>p.N * p.OH * p.OW == 0:
         return
     cdef Py_ssize_t nunits = fc_nk_count(&p)

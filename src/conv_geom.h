@@ -10,7 +10,9 @@
  * output grid may be a strided sub-grid of the output tensor (the stride phases of an input
  * gradient), so its pixel address is
  *
- *     ((n*out_H + oy0 + oy*out_ay) * out_W + ox0 + ox*out_ax) * OCt.
+ *     ((n*out_H + oy0 + oy*out_ay) * out_W + ox0 + ox*out_ax) * OPS
+ *
+ * (OPS = OCt, or the channel count of a wider tensor whose channel slice the output is).
  */
 #ifndef FC_CONV_GEOM_H
 #define FC_CONV_GEOM_H
@@ -36,6 +38,8 @@ typedef struct {
     int N, IH, IW, ICt;           /* input tensor In[N][IH][IW][ICt] */
     int OH, OW;                   /* output grid computed by this call */
     int out_H, out_W, OCt;        /* output tensor extent and channel count */
+    int OPS;                      /* output pixel stride in elements: OCt, or more when the output is a
+                                   * channel slice of a wider NHWC tensor (a concatenation's branch) */
     int oy0, ox0, out_ay, out_ax; /* grid -> tensor position */
     int ay, ax;                   /* grid -> input position (stride, or 1 for phases) */
     int nty, ntx;                 /* taps along rows and columns */

@@ -265,7 +265,7 @@ static inline void FN(fc_set_pixel)(const fc_gconv *p, FC_T *out, FN(fc_tile) *t
     tl->iy[i] = oy * p->ay;
     tl->ix[i] = ox * p->ax;
     tl->outp[i] = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W
-                         + p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
+                         + p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OPS;
 }
 
 /* Decode the pixels of tile t: where they come from and where they go (group independent). */
@@ -520,10 +520,10 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
     const FC_T **xp = (const FC_T **)FN(fc_carve)(&cur, ntap * FC_RB * sizeof(FC_T *));
     FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)p->nty * span * Cr * sizeof(FC_T));
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
-    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
+    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OPS;
     const int iy0 = oy * p->ay, u0 = bmin;   /* segment column u holds input column u0 + u */
     const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
-    const ptrdiff_t ps = (ptrdiff_t)p->ax * Cr, pstep = (ptrdiff_t)p->out_ax * p->OCt;
+    const ptrdiff_t ps = (ptrdiff_t)p->ax * Cr, pstep = (ptrdiff_t)p->out_ax * p->OPS;
     for (int g = 0; g < p->G; g++) {
         int nt = 0, r = 0;
         for (int i = 0; i < p->nty; i++) {
@@ -558,13 +558,13 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
         if (lean && FN(fc_rowk_any)(cr, (int)ps, nt, seg, (ptrdiff_t)span * Cr,
                                     wp + (ptrdiff_t)g * nkb * wblk + (ptrdiff_t)ky0 * cr * VB, wblk, p->Ko,
                                     bias ? bias + g * p->Ko : NULL, p->relu,
-                                    orow + (ptrdiff_t)p->ox0 * p->OCt + g * p->Ko, pstep, p->OW, acc))
+                                    orow + (ptrdiff_t)p->ox0 * p->OPS + g * p->Ko, pstep, p->OW, acc))
             continue;
         for (int kb = 0; kb < nkb; kb++) {
             const FC_T *wb = wp + ((ptrdiff_t)g * nkb + kb) * wblk;
             const int k0 = g * p->Ko + kb * VB;
             const int nk = (p->Ko - kb * VB) < VB ? (p->Ko - kb * VB) : VB;
-            FC_T *dt = orow + (ptrdiff_t)p->ox0 * p->OCt + k0;
+            FC_T *dt = orow + (ptrdiff_t)p->ox0 * p->OPS + k0;
             for (int tt = 0; tt < tpr; tt++, dt += FC_RB * pstep) {
                 FC_T *dst[FC_RB];
                 const int nv = p->OW - tt * FC_RB;  /* pixels of this tile that exist (>= FC_RB but the last) */
@@ -598,14 +598,14 @@ static void FN(fc_gconv_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, 
 static void FN(fc_gconv_act_row)(const fc_gconv *p, FC_T *out, ptrdiff_t row)
 {
     const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
-    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OCt;
-    if (p->out_ax == 1) {
+    FC_T *orow = out + ((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W * p->OPS;
+    if (p->out_ax == 1 && p->OPS == p->OCt) {
         FN(fc_ew_span)(p->act, (FC_T)p->alpha, orow + (ptrdiff_t)p->ox0 * p->OCt,
                    orow + (ptrdiff_t)p->ox0 * p->OCt, (ptrdiff_t)p->OW * p->OCt);
         return;
     }
     for (int ox = 0; ox < p->OW; ox++) {
-        FC_T *px = orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OCt;
+        FC_T *px = orow + ((ptrdiff_t)p->ox0 + (ptrdiff_t)ox * p->out_ax) * p->OPS;
         FN(fc_ew_span)(p->act, (FC_T)p->alpha, px, px, p->OCt);
     }
 }

@@ -219,7 +219,7 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
     const ptrdiff_t wgrp = (ptrdiff_t)p->KH * p->KW * wtap;
     const int mx = p->mergex && rem == 0;  /* (kw, cv) contiguous in input and weights */
     const int nfull_d = mx ? p->ntx * nfull : nfull;
-    const ptrdiff_t ps = (ptrdiff_t)ax * ICt, pstep = (ptrdiff_t)p->out_ax * p->OCt;
+    const ptrdiff_t ps = (ptrdiff_t)ax * ICt, pstep = (ptrdiff_t)p->out_ax * p->OPS;
     const size_t ntap = (size_t)p->nty * p->ntx;
     char *cur = scratch;
     ptrdiff_t *xoff = (ptrdiff_t *)FN(fc_carve)(&cur, ntap * sizeof(ptrdiff_t));    /* direct taps */
@@ -246,7 +246,7 @@ static void FN(fc_nk_units_run)(const fc_gconv *p, const FC_T *in, const FC_T *w
         const ptrdiff_t row = u / nblk;
         const int c0 = (int)(u - row * nblk) * FC_NK_BW, c1 = fc_min(p->OW, c0 + FC_NK_BW);
         const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
-        FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0) * p->OCt;
+        FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0) * p->OPS;
         for (int g = 0; g < p->G; g++) {
             /* taps of the kept kernel rows: direct ones (merged per kernel row when possible) and
              * one per (row, column) for the pointer table */

@@ -266,3 +266,48 @@ def act_backward(const floating[::1] dy,    # IN  (n,) flat
     _init(&b, floating is double, isa, act, 1)
     b.a = &dy[0]; b.b = &y[0]; b.out = &dx[0]
     run_chunks(_act_bwd, &b, n, nchunks, nthreads, True, 0)
+
+
+# ---- relu / relu6 gradient over a forward output y whose pixels are evenly spaced (a channel slice
+# of a wider NHWC tensor: a producer of a copy-free concatenation, fastconv/engine/graph.py) ----------
+ctypedef struct _rows_job:
+    int f64, isa, act, C
+    Py_ssize_t ys         # elements from one pixel of y to the next
+    const void *dy
+    const void *y
+    void *dx
+
+
+cdef void _act_bwd_rows(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *s) noexcept nogil:
+    cdef const _rows_job *b = <const _rows_job *>jp
+    cdef Py_ssize_t r
+    for r in range(r0, r1):
+        if b.f64:
+            fc_act_backward_f64(b.isa, <const double *>b.dy + r * b.C, <const double *>b.y + r * b.ys, b.act,
+                                0, b.C, <double *>b.dx + r * b.C)
+        else:
+            fc_act_backward_f32(b.isa, <const float *>b.dy + r * b.C, <const float *>b.y + r * b.ys, b.act,
+                                0, b.C, <float *>b.dx + r * b.C)
+
+
+def act_backward_rows(const floating[:, ::1] dy,   # IN  (P, C)
+                      const floating[:, :] y,      # IN  (P, C), channels contiguous, pixels y.strides[0] apart
+                      floating[:, ::1] dx,         # OUT (P, C)
+                      int act, long nchunks, int isa, int nthreads):
+    """act_backward pixel by pixel, for a y whose pixels are not C apart."""
+    cdef Py_ssize_t P = dy.shape[0]
+    cdef int C = dy.shape[1]
+    if P == 0 or C == 0:
+        return
+    if y.shape[0] != P or y.shape[1] != C or dx.shape[0] != P or dx.shape[1] != C:
+        raise ValueError(f"act_backward_rows: shapes differ: dy {(P, C)}, y {(y.shape[0], y.shape[1])}, "
+                         f"dx {(dx.shape[0], dx.shape[1])}")
+    if C > 1 and y.strides[1] != sizeof(floating) or y.strides[0] % sizeof(floating):
+        raise ValueError(f"act_backward_rows: y's channels must be contiguous. Received: strides "
+                         f"{(y.strides[0], y.strides[1])}")
+    cdef _rows_job b
+    b.f64 = floating is double
+    b.isa = isa; b.act = act; b.C = C
+    b.ys = y.strides[0] // sizeof(floating)
+    b.dy = &dy[0, 0]; b.y = &y[0, 0]; b.dx = &dx[0, 0]
+    run_chunks(_act_bwd_rows, &b, P, min(nchunks, P), nthreads, True, 0)

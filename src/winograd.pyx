@@ -8,7 +8,7 @@ thread with its own scratch (the block's transformed input and products).  Every
 is the same whichever thread runs it: the result does not depend on the thread count.
 """
 from libc.limits cimport INT_MAX
-from _common cimport floating
+from _common cimport floating, out_pixel_stride
 from _parallel cimport run_chunks
 import numpy as np
 
@@ -21,6 +21,7 @@ cdef extern from "winograd_kernels.h" nogil:
         int th, tw
         int dh, dw
         int thp, twp
+        int OPS
         int relu
     void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
                                int threads)
@@ -97,7 +98,7 @@ cdef void _set_tiles(fc_wino *p, int m, int dh, int dw) except *:
 def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
               const floating[::1] U,              # IN  transformed, packed weight
               const floating[::1] bias,           # IN  (K,) or None
-              floating[:, :, :, ::1] out,         # OUT (N, OH, OW, K)
+              floating[:, :, :, :] out,           # OUT (N, OH, OW, K), pixels OPS apart
               int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads,
               int dh=1, int dw=1):
     """out = conv3x3(inp, w) (+ bias, ReLU) with U the packed Winograd transform of w
@@ -116,6 +117,7 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
         raise ValueError(f"wino_conv: batch sizes differ: {inp.shape[0]} vs {out.shape[0]}")
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = out.shape[1]; b.p.OW = out.shape[2]; b.p.K = out.shape[3]
+    b.p.OPS = out_pixel_stride("wino_conv", out.shape, out.strides, sizeof(floating))
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
     _set_tiles(&b.p, m, dh, dw)
     b.p.relu = relu
@@ -213,6 +215,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                          f"dw {tuple(dw.shape)}")
     b.p.N = inp.shape[0]; b.p.IH = inp.shape[1]; b.p.IW = inp.shape[2]; b.p.C = inp.shape[3]
     b.p.OH = dy.shape[1]; b.p.OW = dy.shape[2]; b.p.K = dy.shape[3]
+    b.p.OPS = b.p.K
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
     _set_tiles(&b.p, m, dil_h, dil_w)
     b.p.relu = 0

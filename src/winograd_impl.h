@@ -345,7 +345,7 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
                 for (int c = 0; c < m; c++) {
                     const ptrdiff_t oy = oy0 + (ptrdiff_t)p->dh * a, ox = ox0 + (ptrdiff_t)p->dw * c;
                     op[a * m + c] = (oy < p->OH && ox < p->OW)
-                                        ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * K : NULL;
+                                        ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * p->OPS : NULL;
                 }
             FN(fc_wino_otrans)(m, Mb + (ptrdiff_t)t * kp, mps, K, kp, bp, p->relu, op);
         }

@@ -24,6 +24,7 @@ typedef struct {
      * m x m outputs and alpha x alpha inputs are dh (dw) apart.  dh = dw = 1: the plain conv. */
     int dh, dw;
     int thp, twp;   /* tiles per phase: ceil(ceil(OH / dh) / m), ceil(ceil(OW / dw) / m) */
+    int OPS;        /* forward output pixel stride in elements: K, or more for a channel slice of a wider tensor */
 } fc_wino;
 
 /* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]

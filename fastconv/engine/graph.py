@@ -55,6 +55,15 @@ Design notes
   layer's epilogue. ``predict`` and ``evaluate`` use it; training never does.
   A block (``fastconv.layers.blocks``) is one node here: it applies the same folds
   to the layers inside it in its own inference forward.
+* Copy-free concatenation (:meth:`ExecutionPlan.concat_placements`, training and inference alike):
+  a node whose layer declares ``accepts_out`` (Conv2D), whose output feeds only a channel-axis
+  Concatenate (``channel_slices``) with no epilogue of its own, once, and is no model output, writes
+  its output straight into its channel slice of the concatenation's output, which the plan
+  allocates when the first such producer runs; the Concatenate (``forward(xs, out=buffer)``) then
+  copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
+  buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
+  its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
+  unset, ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured).
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
@@ -66,7 +75,30 @@ the compiled plan, over tensor ids rather than symbolic tensors.
 
 from __future__ import annotations
 
+import os
+
+from fastconv.ops._validate import aligned_empty
+
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
+
+
+#: Copy-free concatenation when ``FASTCONV_COPYFREE_CONCAT`` is unset. Off: on the loaded 2-core
+#: test machine (load ~13) it measured no gain above the noise, training 0.965x (inception_small) and
+#: 0.98x (densenet_small) of the copying path (median of 13 interleaved rounds), predict unresolved;
+#: strided stores split 64-byte vectors across cache lines where a branch's own output would not.
+COPYFREE_CONCAT_DEFAULT = False
+
+
+def copyfree_concat_enabled() -> bool:
+    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, unset: COPYFREE_CONCAT_DEFAULT (read at each
+    forward: A/B in one process)."""
+    env = os.environ.get("FASTCONV_COPYFREE_CONCAT", "").strip()
+    return COPYFREE_CONCAT_DEFAULT if env == "" else env != "0"
+
+
+def _concat_buffer(shape, dtype):
+    """The output of a copy-free concatenation (tests fill it with NaN to see every channel written)."""
+    return aligned_empty(shape, dtype)
 
 
 class Fold:
@@ -175,6 +207,7 @@ class ExecutionPlan:
                 last_use[t] = i
         self._last_use = last_use
         self._producer = {node.output: i for i, node in enumerate(self.nodes)}
+        self._placements = {}  # concat_placements by fusion map
 
     @classmethod
     def chain(cls, layers):
@@ -299,6 +332,69 @@ class ExecutionPlan:
                 fusion[k] = "skip"
         return fusion
 
+    def concat_placements(self, fusion=None):
+        """``{producer node index: (concat node index, c0, c1, channels)}``: the producers that write
+        their output into channels ``[c0, c1)`` of a Concatenate's output of ``channels`` channels
+        (see the module notes).
+
+        Producer i qualifies when its layer declares ``accepts_out``, it has no "skip" mode, its
+        output feeds only concatenation node j (once among j's inputs) and is no model output;
+        node j's layer gives ``channel_slices()``, has no mode in ``fusion`` (its epilogue would
+        rewrite the producers' outputs in place) and computes in the producer's dtype.
+        """
+        fusion = _fusion_map(fusion)
+        if not copyfree_concat_enabled():
+            return {}
+        # every forward asks: the answer is kept per fusion map (by value; a Fold by its source) once
+        # every concatenation is built (the layers' structure cannot change after that)
+        key = tuple(sorted((i, (id(m.source), m.epilogue) if isinstance(m, Fold) else m) for i, m in fusion.items()))
+        cache = self._placements
+        if key in cache:
+            return cache[key]
+        consumers = {}
+        for j, node in enumerate(self.nodes):
+            for t in node.inputs:
+                consumers.setdefault(t, []).append(j)
+        placements = {}
+        complete = True
+        for j, node in enumerate(self.nodes):
+            slices_of = getattr(node.layer, "channel_slices", None)
+            if not callable(slices_of) or fusion.get(j) is not None or len(node.inputs) < 2:
+                continue
+            complete = complete and getattr(node.layer, "built", False)
+            slices = slices_of()
+            if slices is None or len(slices) != len(node.inputs):
+                continue
+            for t, (c0, c1) in zip(node.inputs, slices):
+                i = self._producer.get(t)
+                if (i is None or i >= j or node.inputs.count(t) != 1 or consumers.get(t) != [j]
+                        or t in self.outputs or fusion.get(i) == "skip"):
+                    continue
+                producer = self.nodes[i].layer
+                if not getattr(producer, "accepts_out", False) or getattr(producer, "dtype", None) != getattr(
+                        node.layer, "dtype", None):
+                    continue
+                placements[i] = (j, c0, c1, slices[-1][1])
+        if complete:
+            cache[key] = placements
+        return placements
+
+    def _placed_out(self, node, x, place, buffers):
+        """The slice of its concatenation's output that ``node`` writes into (allocating that
+        output at the first producer), or None when ``x``'s shapes do not fit it."""
+        j, c0, c1, total = place
+        if getattr(x, "ndim", 0) != 4:
+            return None
+        shape = tuple(node.layer.compute_output_shape(x.shape[1:]))
+        if len(shape) != 3 or shape[2] != c1 - c0:
+            return None
+        buf = buffers.get(j)
+        if buf is None:
+            buf = buffers[j] = _concat_buffer((x.shape[0], shape[0], shape[1], total), self.nodes[j].layer.dtype)
+        elif buf.shape[:3] != (x.shape[0], shape[0], shape[1]):
+            return None
+        return buf[..., c0:c1]
+
     def softmax_fusion(self):
         """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
         if len(self.outputs) != 1:
@@ -320,6 +416,8 @@ class ExecutionPlan:
         last_use = self._last_use
         keep = set(self.outputs) | set(self.inputs)
         stop = len(self.nodes) - 1 if upto is None else upto
+        placements = self.concat_placements(fusion)
+        buffers = {}  # concatenation node index -> its output, allocated by its first placed producer
         for i, node in enumerate(self.nodes):
             if i > stop:
                 break
@@ -328,16 +426,23 @@ class ExecutionPlan:
                 y = tensors[node.inputs[0]]
             else:
                 x = tensors[node.inputs[0]] if len(node.inputs) == 1 else [tensors[t] for t in node.inputs]
+                kw = {}
+                if i in placements:  # copy-free concatenation: write into the slice
+                    out = self._placed_out(node, x, placements[i], buffers)
+                    if out is not None:
+                        kw["out"] = out
+                elif i in buffers:  # the concatenation: copies only the inputs not already in place
+                    kw["out"] = buffers.pop(i)
                 if mode is None:
-                    y = node.layer.forward(x, training)
+                    y = node.layer.forward(x, training, **kw)
                 elif isinstance(mode, Fold):  # inference: a BatchNormalization folded into the weights
                     affine = mode.source.inference_affine()
                     if affine is None:
                         raise ValueError(f'The plan folds layer "{mode.source.name}" into "{node.layer.name}", '
                                          "which needs it built")
-                    y = node.layer.forward(x, training, epilogue=mode.epilogue, affine=affine)
+                    y = node.layer.forward(x, training, epilogue=mode.epilogue, affine=affine, **kw)
                 else:  # the layer applies this activation last, for this call ("linear": logits)
-                    y = node.layer.forward(x, training, epilogue=mode)
+                    y = node.layer.forward(x, training, epilogue=mode, **kw)
             tensors[node.output] = y
             if upto is None:
                 for t in node.inputs:

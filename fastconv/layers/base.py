@@ -242,6 +242,10 @@ class Layer:
     #: ``forward(x, affine=(a, b))`` (the plan folds a following BatchNormalization in predict /
     #: evaluate; the layer's own weights are never modified). Such a layer's ``call`` takes ``affine=``.
     accepts_affine: bool = False
+    #: True for a layer whose ``call`` takes ``out=``: an array of its output's shape and dtype,
+    #: C-contiguous or a channel slice of a wider NHWC tensor, to write the output into and return
+    #: (the plan hands a Concatenate's inputs their slices of its output: no copy to concatenate).
+    accepts_out: bool = False
 
     def __init__(
         self, name=None, trainable=True, input_shape=None, dtype="float32", batch_input_shape=None, **kwargs
@@ -363,15 +367,19 @@ class Layer:
         epilogue, or into a cross-entropy loss. None for every other layer."""
         return None
 
-    def forward(self, x, training=False, epilogue=None, affine=None):
+    def forward(self, x, training=False, epilogue=None, affine=None, out=None):
         """Forward pass on a batch ``x`` (caches what backward needs only when training).
 
         ``epilogue`` (one of ``fusable_epilogues``, by name) is applied last in place of the
         layer's own activation, for this call only; a training forward caches what it ran, so
         the following ``backward`` takes the matching gradient. ``affine`` ``(a, b)`` (inference
         only, layers with ``accepts_affine``): the output channels become ``y * a + b`` before
-        the epilogue, folded into the weights for this call.
+        the epilogue, folded into the weights for this call. ``out`` (layers with ``accepts_out``):
+        the array the output is written into and returned as.
         """
+        if out is not None and not self.accepts_out:
+            raise ValueError(f'Layer "{self.name}" cannot write its output into a given array. '
+                             f"Received: out of shape {getattr(out, 'shape', None)}")
         if epilogue is not None and epilogue not in self.fusable_epilogues:
             raise ValueError(
                 f'Layer "{self.name}" cannot apply the epilogue {epilogue!r}: it can apply '
@@ -390,6 +398,8 @@ class Layer:
         self._check_input(x)
         if not training:
             self._cache = None
+        if out is not None:
+            return self.call(x, training, epilogue=epilogue, affine=affine, out=out)
         if affine is not None:
             return self.call(x, training, epilogue=epilogue, affine=affine)
         if epilogue is None:

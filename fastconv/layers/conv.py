@@ -71,19 +71,31 @@ def fold_affine(w, bias, affine):
     return wf, bf
 
 
-def kernel_forward(op, act, training, shape, dtype, *args, flat=False, **kwargs):
+def kernel_forward(op, act, training, shape, dtype, *args, flat=False, into=None, **kwargs):
     """``act(op(*args, **kwargs))`` with ``act`` in the op's kernel epilogue -> (y of ``shape``, what
     backward needs). ``op`` takes ``activation=``, ``alpha=`` and ``out=`` (ops.conv2d, ops.dense;
     ``flat``: the op's output is ``shape`` flattened to 2-D, Dense on (N, ..., F)). An activation
     whose derivative needs its input keeps it in training (the op writes the pre-activation into
-    ``buf[1]``, the activation fills ``buf[0]``)."""
+    ``buf[1]``, the activation fills ``buf[0]``). ``into``: the op's ``out=`` otherwise (y is then a
+    view of it; not flat)."""
     if training and isinstance(act, _activations._NeedsInput):
         buf = np.empty((2, *shape), dtype=dtype)
         op(*args, **kwargs, out=buf[1].reshape(-1, shape[-1]) if flat else buf[1])
         act.forward_into(buf)
         return buf[0], buf[0]
+    if into is not None:
+        kwargs["out"] = into
     y = op(*args, **kwargs, activation=act.kernel_name, alpha=act.kernel_alpha).reshape(shape)
     return y, (y if training else None)
+
+
+def _written_into(y, out):
+    """``y`` when it is ``out`` (or a view of the same elements), else ``out`` after a copy of ``y``
+    (a path that could not write into ``out`` itself)."""
+    if out is None or (y.ctypes.data == out.ctypes.data and y.strides == out.strides and y.shape == out.shape):
+        return y
+    out[...] = y
+    return out
 
 
 class _BaseConv(Layer):
@@ -176,7 +188,7 @@ class _BaseConv(Layer):
         """Weights of ``y * a + b`` (a folded BatchNormalization; output channels on w's last axis)."""
         return fold_affine(w, b, affine)
 
-    def call(self, x, training=False, epilogue=None, affine=None):
+    def call(self, x, training=False, epilogue=None, affine=None, out=None):
         act = self._activation_for(epilogue)
         kw = self._op_kwargs(x)
         w, b = self.params[self._kernel_key], self.params.get("bias")
@@ -184,13 +196,15 @@ class _BaseConv(Layer):
             w, b = self._fold(w, b, affine)
         if self._in_kernel(act):
             shape = (x.shape[0], *self.compute_output_shape(x.shape[1:]))
-            y, y_cache = kernel_forward(self._forward_op, act, training, shape, x.dtype, x, w, b, **kw)
+            y, y_cache = kernel_forward(self._forward_op, act, training, shape, x.dtype, x, w, b, into=out, **kw)
+        elif out is not None and act is _activations.linear:
+            y, y_cache = self._forward_op(x, w, b, **kw, out=out), None
         else:
             y = self._forward_op(x, w, b, **kw)
             y, y_cache = self._activate(y, training, act)
         if training:
             self._cache = (x, y_cache, kw, act)
-        return y
+        return _written_into(y, out)
 
     def call_backward(self, dy):
         x, y, kw, act = self._need_cache()
@@ -241,6 +255,7 @@ class Conv2D(_BaseConv):
     fusable_epilogues = KERNEL_FUSABLE
     _kernel_relu = True
     accepts_affine = True
+    accepts_out = True  # ops.conv2d writes into a channel slice (a Concatenate's input, the plan's choice)
 
     def __init__(
         self,

@@ -71,3 +71,29 @@ def empty_output(shape, dtype) -> np.ndarray:
     if np.dtype(dtype).itemsize * math.prod(shape) < STREAM_BYTES:
         return np.empty(shape, dtype)
     return aligned_empty(shape, dtype)
+
+
+def pixel_rows(t) -> np.ndarray | None:
+    """``t`` (..., C) as a (P, C) view when its pixels are evenly spaced with contiguous channels (a
+    channel slice ``a[..., c0:c1]`` of a C-contiguous ``a``: a copy-free concatenation's producer
+    output), else None. Rows are then ``strides[0]`` bytes apart."""
+    if type(t) is not np.ndarray or t.ndim < 2 or t.size == 0:
+        return None
+    c, item = t.shape[-1], t.itemsize
+    if c > 1 and t.strides[-1] != item:
+        return None
+    lead = t.shape[:-1]
+    ps, span = c * item, 1  # the pixel stride, from the innermost leading axis longer than 1
+    for i in range(len(lead) - 1, -1, -1):
+        if lead[i] > 1:
+            ps = t.strides[i] // span
+            break
+        span *= lead[i]
+    want = ps
+    for i in range(len(lead) - 1, -1, -1):
+        if lead[i] > 1 and t.strides[i] != want:
+            return None
+        want *= lead[i]
+    if ps < c * item or ps % item:
+        return None
+    return np.lib.stride_tricks.as_strided(t, (t.size // c, c), (ps, item), writeable=False)

@@ -212,8 +212,23 @@ def _pointwise(a: _ConvArgs) -> bool:
 
 
 def _pixel_row(t: np.ndarray) -> np.ndarray:
-    """View an NHWC tensor as one image row of N*H*W pixels (no tile then straddles a row end)."""
-    return t.reshape(1, 1, -1, t.shape[3])
+    """View an NHWC tensor as one image row of N*H*W pixels (no tile then straddles a row end); a
+    channel slice of a wider tensor keeps its pixel stride."""
+    if t.flags.c_contiguous:
+        return t.reshape(1, 1, -1, t.shape[3])
+    return np.lib.stride_tricks.as_strided(t, (1, 1, t.size // t.shape[3], t.shape[3]), (0, 0, *t.strides[2:]))
+
+
+def channel_slice(t) -> bool:
+    """True for an NHWC array whose pixels are evenly spaced with their channels contiguous: a
+    channel slice ``a[..., c0:c1]`` of a C-contiguous ``a`` (what the forward kernels write into)."""
+    if type(t) is not np.ndarray or t.ndim != 4 or t.strides[3] != t.itemsize:
+        return False
+    if t.flags.c_contiguous:
+        return True
+    _, h, w, c = t.shape
+    ps = t.strides[2]
+    return ps >= c * t.itemsize and ps % t.itemsize == 0 and t.strides[1] == w * ps and t.strides[0] == h * w * ps
 
 
 # Epilogues the Winograd kernel applies (none, ReLU); the other activations of
@@ -354,7 +369,10 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
     tile right after the kernel stores it (relu in registers); equal to ``ops.elementwise.
     activation`` of the plain conv bit for bit. Its gradient: ``conv2d_grad`` of
     ``activation_grad(dy, y or pre-activation, activation)``.
-    out: a C-contiguous array of y's shape and dtype to write y into (None: a fresh one).
+    out: an array of y's shape and dtype to write y into (None: a fresh one): C-contiguous, or a
+    channel slice ``a[..., c0:c1]`` of a C-contiguous NHWC ``a`` (a concatenation's branch: the
+    kernels store each pixel's channels ``a.shape[3]`` elements apart; the other channels of ``a``
+    are not touched).
 
     >>> y = conv2d(np.ones((1, 5, 5, 1), np.float32), np.ones((3, 3, 1, 2), np.float32), padding="same")
     >>> y.shape
@@ -369,7 +387,12 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
         check_bias(op, bias, w.shape[3], w.shape)
     relu, act = _epilogue(op, relu, activation, alpha)
     if out is not None:
-        _check_out(op, out, a.y_shape, a.dtype)
+        _check_out(op, out, a.y_shape, a.dtype, sliced=True)
+        if act[0] and not out.flags.c_contiguous:
+            # the Winograd and narrow kernels apply such an activation in a second pass over a
+            # contiguous y: computed whole, then copied into the slice
+            out[...] = _forward(a, x, bias, relu, op, act)
+            return out
     return _forward(a, x, bias, relu, op, act, out)
 
 
@@ -393,12 +416,15 @@ def _epilogue(op, relu, activation, alpha) -> tuple[bool, tuple[int, float]]:
     return False, (code, alpha)
 
 
-def _check_out(op, out, shape, dtype) -> None:
+def _check_out(op, out, shape, dtype, sliced=False) -> None:
+    """out (or, ``sliced``, a channel slice of a C-contiguous NHWC array: see channel_slice)."""
     if (type(out) is not np.ndarray or out.shape != tuple(shape) or out.dtype != dtype
-            or not out.flags.c_contiguous or not out.flags.writeable):
-        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            or not (out.flags.c_contiguous or (sliced and channel_slice(out))) or not out.flags.writeable):
+        got = (f"{out.dtype} {out.shape} strides {out.strides}" if isinstance(out, np.ndarray)
+               else type(out).__name__)
+        also = " (or a channel slice of a C-contiguous NHWC array with more channels)" if sliced else ""
         raise ValueError(f"{op}: out must be a writeable C-contiguous {np.dtype(dtype)} array of shape "
-                         f"{tuple(shape)}. Received: {got}")
+                         f"{tuple(shape)}{also}. Received: {got}")
 
 
 def conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True):

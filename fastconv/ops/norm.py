@@ -19,7 +19,7 @@ import numpy as np
 from fastconv import _dispatch
 from fastconv._kernels import norm as _k
 from fastconv.ops import _plan
-from fastconv.ops._validate import as_float_array, check_dy
+from fastconv.ops._validate import as_float_array, check_dy, pixel_rows
 
 _INT32_MAX = 2**31 - 1
 ACT_CODES = _k.ACT_CODES  # None / "linear" 0, "relu" 1, "relu6" 2: the kernels' enumeration
@@ -242,6 +242,14 @@ def _clamp_grad(op: str, dy, y, code: int, need_dx: bool):
     if not need_dx:
         return None
     if not _kernel_ok(dy, y):
+        rows = pixel_rows(y) if _kernel_ok(dy) and y.shape == dy.shape and y.dtype == dy.dtype else None
+        if rows is not None:  # y a channel slice of a wider tensor (a copy-free concatenation's input)
+            dx = np.empty_like(dy)
+            split = _plan.norm_plan(dy.size, 1, False, _dispatch.threads_for(dy.size))
+            _k.act_backward_rows(dy.reshape(rows.shape), rows, dx.reshape(rows.shape), code, split.nchunks,
+                                 _dispatch.level_for(op, dy.dtype), split.threads)
+            _dispatch.last_kernel[op] = "kernel_rows"
+            return dx
         _dispatch.last_kernel[op] = "numpy"
         mask = y > 0 if code == 1 else (y > 0) & (y < 6)
         # a multiply by the 0/1 mask is several times faster than np.where on large maps
