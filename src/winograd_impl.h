@@ -332,6 +332,23 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
 #define WD2(d0, d1, t0, t1, t2, t3)                                                                   \
     do { t0 = d0; t1 = d0 + d1; t2 = d0 - d1; t3 = -d1; } while (0)
 
+/* The weight gradient's G^T . G, one dimension: alpha sums s to 3 values t_j = sum_b s_b G[b][j]
+ * (G of fc_wino_g4 / fc_wino_g2, its structure spelled out). */
+#define WF6(s0, s1, s2, s3, s4, s5, t0, t1, t2)                                                       \
+    do {                                                                                            \
+        const V c4 = BC((FC_T)0.25), c6 = BC((FC_T)1 / (FC_T)6), c12 = BC((FC_T)1 / (FC_T)12);     \
+        const V c24 = BC((FC_T)1 / (FC_T)24);                                                        \
+        const V p12 = (s1) + (s2), m12 = (s2) - (s1), p34 = (s3) + (s4), m34 = (s3) - (s4);         \
+        t0 = c4 * (s0) - c6 * p12 + c24 * p34;                                                       \
+        t1 = c6 * m12 + c12 * m34;                                                                   \
+        t2 = c6 * (p34 - p12) + (s5);                                                                \
+    } while (0)
+#define WF4(s0, s1, s2, s3, t0, t1, t2)                                                               \
+    do {                                                                                            \
+        const V h = BC((FC_T)0.5), p12 = h * ((s1) + (s2));                                           \
+        t0 = (s0) + p12; t1 = h * ((s1) - (s2)); t2 = p12 + (s3);                                     \
+    } while (0)
+
 static void FN(fc_wino_dtrans)(int m, const FC_T *const *yp, int K, int kp, FC_T *dt, ptrdiff_t ps)
 {
     for (int k0 = 0; k0 < kp; k0 += FC_VLEN) {
@@ -401,9 +418,11 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
     for (int e = 0; e < 8; e++)
         Vb[(ptrdiff_t)a2 * vps + e] = 0;
     FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
-    for (ptrdiff_t e = 0; e < (ptrdiff_t)a2 * sps + kp; e++)
-        S[e] = 0;
+    for (int k = 0; k < kp; k++)
+        dbp[k] = 0;
+    /* S is not zeroed: the chunk's first block stores its sums, the later ones add to them */
     for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
+        const int first = b0 == t0;
         const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
         for (int t = 0; t < nt; t++) {
             ptrdiff_t n;
@@ -437,12 +456,17 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
             for (int c = 0; c < sc; c += 6)
                 for (int kb = 0; kb < nkb; kb++) {
                     FC_T *so = spos + (ptrdiff_t)c * kp + kb * VB;
-                    V a00 = LD(so), a01 = LD(so + FC_VLEN);
-                    V a10 = LD(so + kp), a11 = LD(so + kp + FC_VLEN);
-                    V a20 = LD(so + 2 * kp), a21 = LD(so + 2 * kp + FC_VLEN);
-                    V a30 = LD(so + 3 * kp), a31 = LD(so + 3 * kp + FC_VLEN);
-                    V a40 = LD(so + 4 * kp), a41 = LD(so + 4 * kp + FC_VLEN);
-                    V a50 = LD(so + 5 * kp), a51 = LD(so + 5 * kp + FC_VLEN);
+                    const V z = {0};
+                    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+                    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+                    if (!first) {
+                        a00 = LD(so); a01 = LD(so + FC_VLEN);
+                        a10 = LD(so + kp); a11 = LD(so + kp + FC_VLEN);
+                        a20 = LD(so + 2 * kp); a21 = LD(so + 2 * kp + FC_VLEN);
+                        a30 = LD(so + 3 * kp); a31 = LD(so + 3 * kp + FC_VLEN);
+                        a40 = LD(so + 4 * kp); a41 = LD(so + 4 * kp + FC_VLEN);
+                        a50 = LD(so + 5 * kp); a51 = LD(so + 5 * kp + FC_VLEN);
+                    }
                     const FC_T *v = vpos + c, *d = dpos + kb * VB;
 #pragma GCC unroll 2
                     for (int t = 0; t < nt; t++, v += cs, d += kp) {
@@ -464,10 +488,35 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
                 }
         }
     }
+    /* the chunk's G^T . G in place: P[i*3 + j] (the first 9 positions of S) = sum over a, b of
+     * G[a][i] S[a*alpha + b] G[b][j], per row c and vector of k, separably (rows, then columns) */
+    for (ptrdiff_t e = 0; e < (ptrdiff_t)sc * kp; e += FC_VLEN) {
+        FC_T *s0 = S + e;
+        V r[6][3];
+        for (int a = 0; a < al; a++) {
+            const FC_T *q = s0 + (ptrdiff_t)(a * al) * sps;
+            if (m == 4)
+                WF6(LD(q), LD(q + sps), LD(q + 2 * sps), LD(q + 3 * sps), LD(q + 4 * sps), LD(q + 5 * sps),
+                    r[a][0], r[a][1], r[a][2]);
+            else
+                WF4(LD(q), LD(q + sps), LD(q + 2 * sps), LD(q + 3 * sps), r[a][0], r[a][1], r[a][2]);
+        }
+        for (int j = 0; j < 3; j++) {
+            V y0, y1, y2;
+            if (m == 4)
+                WF6(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], y0, y1, y2);
+            else
+                WF4(r[0][j], r[1][j], r[2][j], r[3][j], y0, y1, y2);
+            ST(s0 + (ptrdiff_t)j * sps, y0); ST(s0 + (ptrdiff_t)(3 + j) * sps, y1);
+            ST(s0 + (ptrdiff_t)(6 + j) * sps, y2);
+        }
+    }
 }
 
 #undef WD4
 #undef WD2
+#undef WF6
+#undef WF4
 #undef FC_WRELU
 #undef WI6
 #undef WI4
