@@ -319,8 +319,9 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
  * with respect to g.  Per block of TB tiles: V (the input transform of x, as the forward) and
  * D[pos][t][k] = (A dY A^T)[pos] of each tile's m x m dy (zeros past the output's edge); then
  * S[pos] (C x Kp) += V[pos]^T D[pos], a reduction over the block's tiles in a 6-channel x 2-vector
- * register tile.  S is the chunk's own partial (the op sums the partials in chunk order and applies
- * G^T . G: fc_wino_wgrad_finish). */
+ * register tile (the chunk's first block stores, the later ones add).  S lives in the thread's scratch;
+ * at the chunk's end it is folded by G^T . G into the chunk's own partial P (9 x Sc x Kp: a quarter of
+ * S), which fc_wino_wgrad_finish sums in chunk order. */
 
 /* dY tile transform (A . A^T), one dimension: m outputs to alpha values. */
 #define WD4(d0, d1, d2, d3, t0, t1, t2, t3, t4, t5)                                                   \
@@ -389,18 +390,20 @@ static size_t FN(fc_wino_wgrad_scratch_bytes)(const fc_wino *p, int TB)
 {
     const size_t a2 = (size_t)(p->m + 2) * (p->m + 2);
     const size_t cs = (size_t)FN(fc_wino_cs)(p->C), kp = (size_t)FN(fc_wino_kp)(p->K);
-    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row */
-    return (a2 * TB * (cs + kp) + 8 + cs + kp) * sizeof(FC_T) + 32 * sizeof(FC_T *) + 6 * 64;
+    const size_t sc = (size_t)FN(fc_wino_sc)(p->C);
+    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row; then the
+     * chunk's sums S (alpha^2 x Sc x Kp), in the thread's scratch: reused by its next chunk */
+    return (a2 * TB * (cs + kp) + 8 + cs + kp + a2 * sc * kp) * sizeof(FC_T) + a2 * sizeof(FC_T *) + 7 * 64;
 }
 
-/* Elements of one partial: S (alpha^2 x Sc x Kp), then the bias gradient's Kp sums. */
+/* Elements of one partial: the chunk's folded sums P (9 x Sc x Kp), then the bias gradient's Kp sums. */
 static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
 {
-    return ((ptrdiff_t)(p->m + 2) * (p->m + 2) * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
+    return ((ptrdiff_t)9 * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
 }
 
 static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T *dy, ptrdiff_t t0, ptrdiff_t t1,
-                                    int TB, FC_T *S, char *scratch)
+                                    int TB, FC_T *P, char *scratch)
 {
     const int m = p->m, al = m + 2, a2 = al * al, C = p->C, K = p->K;
     const int cs = FN(fc_wino_cs)(C), kp = FN(fc_wino_kp)(K), sc = FN(fc_wino_sc)(C), nkb = kp / VB;
@@ -413,11 +416,13 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
     FC_T *zrow = (FC_T *)q;
     q = FN(fc_wino_align)(q + (size_t)(cs > kp ? cs : kp) * sizeof(FC_T));
     const FC_T **xp = (const FC_T **)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * sizeof(FC_T *));  /* alpha^2 pixel pointers (x), m^2 (dy) */
+    FC_T *S = (FC_T *)q;
     for (int c = 0; c < (cs > kp ? cs : kp); c++)
         zrow[c] = 0;
     for (int e = 0; e < 8; e++)
         Vb[(ptrdiff_t)a2 * vps + e] = 0;
-    FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
+    FC_T *dbp = P + 9 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
     for (int k = 0; k < kp; k++)
         dbp[k] = 0;
     /* S is not zeroed: the chunk's first block stores its sums, the later ones add to them */
@@ -488,10 +493,11 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
                 }
         }
     }
-    /* the chunk's G^T . G in place: P[i*3 + j] (the first 9 positions of S) = sum over a, b of
-     * G[a][i] S[a*alpha + b] G[b][j], per row c and vector of k, separably (rows, then columns) */
+    /* the chunk's G^T . G into its partial: P[i*3 + j] = sum over a, b of G[a][i] S[a*alpha + b] G[b][j],
+     * per row c and vector of k, separably (rows, then columns) */
     for (ptrdiff_t e = 0; e < (ptrdiff_t)sc * kp; e += FC_VLEN) {
-        FC_T *s0 = S + e;
+        const FC_T *s0 = S + e;
+        FC_T *p0 = P + e;
         V r[6][3];
         for (int a = 0; a < al; a++) {
             const FC_T *q = s0 + (ptrdiff_t)(a * al) * sps;
@@ -507,8 +513,8 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
                 WF6(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], y0, y1, y2);
             else
                 WF4(r[0][j], r[1][j], r[2][j], r[3][j], y0, y1, y2);
-            ST(s0 + (ptrdiff_t)j * sps, y0); ST(s0 + (ptrdiff_t)(3 + j) * sps, y1);
-            ST(s0 + (ptrdiff_t)(6 + j) * sps, y2);
+            ST(p0 + (ptrdiff_t)j * sps, y0); ST(p0 + (ptrdiff_t)(3 + j) * sps, y1);
+            ST(p0 + (ptrdiff_t)(6 + j) * sps, y2);
         }
     }
 }
