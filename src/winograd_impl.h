@@ -97,6 +97,89 @@ static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
     return v;
 }
 
+/* The float32 weight transform: U = G g G^T in the element type, VB = 2 vectors of output channels
+ * at a time (vb must be VB), G's structure spelled out (about a third of the matrix form's
+ * arithmetic, at twice double's width): a training step transforms every 3x3 weight twice (forward and
+ * input gradient), ~10 % of a 128 -> 128 channel layer on 7x7 maps in double.  Rounding: a few float
+ * ulps of U, far below F(4x4)'s own error (bench/WINOGRAD.md). */
+#define WG6(g0, g1, g2, u0, u1, u2, u3, u4, u5)                                                       \
+    do {                                                                                            \
+        const V c4 = BC((FC_T)0.25), c6 = BC((FC_T)1 / (FC_T)6), c12 = BC((FC_T)1 / (FC_T)12);     \
+        const V c24 = BC((FC_T)1 / (FC_T)24);                                                        \
+        const V q = (g0) + (g2), e = c24 * (g0) + c6 * (g2), o = c12 * (g1);                         \
+        u0 = c4 * (g0); u1 = -c6 * (q + (g1)); u2 = c6 * ((g1) - q);                                   \
+        u3 = e + o; u4 = e - o; u5 = (g2);                                                            \
+    } while (0)
+#define WG4(g0, g1, g2, u0, u1, u2, u3)                                                               \
+    do {                                                                                            \
+        const V hf = BC((FC_T)0.5), q = (g0) + (g2);                                                 \
+        u0 = (g0); u1 = hf * (q + (g1)); u2 = hf * (q - (g1)); u3 = (g2);                              \
+    } while (0)
+
+static void FN(fc_wino_wtrans)(const FC_T *w, int C, int K, int m, int flip, FC_T *out, int threads)
+{
+    const int al = m + 2, nkb = (K + VB - 1) / VB;
+    const ptrdiff_t ps = (ptrdiff_t)nkb * C * VB, tap = (ptrdiff_t)C * K;
+    (void)threads;
+    FC_WINO_PARALLEL_FOR
+    for (ptrdiff_t kc = 0; kc < (ptrdiff_t)nkb * C; kc++) {
+        const int kb = (int)(kc / C), c = (int)(kc - (ptrdiff_t)kb * C);
+        FC_T *o = out + ((ptrdiff_t)kb * C + c) * VB;
+        V g[2][3][3];
+        for (int h = 0; h < 2; h++) {
+            const int k0 = kb * VB + h * FC_VLEN;
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    if (flip) {  /* g[i][j][v] = w[2 - i][2 - j][k0 + v][c]: along k at stride C */
+                        const FC_T *src = w + (2 - i) * 3 * tap + (2 - j) * tap + c;
+                        V v = {0};
+                        for (int l = 0; l < FC_VLEN && k0 + l < K; l++)
+                            v[l] = src[(ptrdiff_t)(k0 + l) * C];
+                        g[h][i][j] = v;
+                    } else {
+                        g[h][i][j] = FN(fc_wino_ld)(w + i * 3 * tap + j * tap + (ptrdiff_t)c * K, k0, K);
+                    }
+                }
+        }
+        /* both halves of each position stored together: one 2-vector block of U at a time */
+        if (m == 4) {
+            V t[2][6][3];
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 3; j++)
+                    WG6(g[h][0][j], g[h][1][j], g[h][2][j], t[h][0][j], t[h][1][j], t[h][2][j], t[h][3][j],
+                        t[h][4][j], t[h][5][j]);
+            for (int a = 0; a < 6; a++) {
+                V u[2][6];
+                for (int h = 0; h < 2; h++)
+                    WG6(t[h][a][0], t[h][a][1], t[h][a][2], u[h][0], u[h][1], u[h][2], u[h][3], u[h][4], u[h][5]);
+                FC_T *d = o + (ptrdiff_t)(a * 6) * ps;
+                for (int b = 0; b < 6; b++) {
+                    ST(d + b * ps, u[0][b]);
+                    ST(d + b * ps + FC_VLEN, u[1][b]);
+                }
+            }
+        } else {
+            V t[2][4][3];
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 3; j++)
+                    WG4(g[h][0][j], g[h][1][j], g[h][2][j], t[h][0][j], t[h][1][j], t[h][2][j], t[h][3][j]);
+            for (int a = 0; a < 4; a++) {
+                V u[2][4];
+                for (int h = 0; h < 2; h++)
+                    WG4(t[h][a][0], t[h][a][1], t[h][a][2], u[h][0], u[h][1], u[h][2], u[h][3]);
+                FC_T *d = o + (ptrdiff_t)(a * 4) * ps;
+                for (int b = 0; b < 4; b++) {
+                    ST(d + b * ps, u[0][b]);
+                    ST(d + b * ps + FC_VLEN, u[1][b]);
+                }
+            }
+        }
+    }
+    (void)al;
+}
+#undef WG6
+#undef WG4
+
 /* Input transform of one tile: xp[alpha*alpha] pixel pointers (the zero row outside the input);
  * V rows of this tile at vt (position stride ps elements). */
 static void FN(fc_wino_itrans)(int m, const FC_T *const *xp, int C, int cs, FC_T *vt, ptrdiff_t ps)
