@@ -155,7 +155,7 @@ def test_one_and_two_threads_agree_bit_for_bit(algo):
     finally:
         fastconv.set_num_threads(before)
     for a, c in zip(one, two):
-        # y, dx: each tile's arithmetic does not depend on its block; dw, db: max(4, threads)
+        # y, dx: each tile's arithmetic does not depend on its block; dw, db: max(2, threads)
         # chunks of tiles summed in chunk order, whichever thread ran them
         np.testing.assert_array_equal(a, c)
     close(one[0], ref.conv2d(x, w, b, padding=1), np.float32)
@@ -572,10 +572,10 @@ def test_dilated_tile_index_past_2_24():
 
 
 def test_weight_gradient_plan_cuts_chunks_into_equal_blocks():
-    """wino_wgrad_plan: max(4, threads) chunks whatever the thread count up to 4, each of equal blocks
-    of at most WINO_WGRAD_TB tiles whose transforms fit WINO_WGRAD_BLOCK_BYTES."""
+    """wino_wgrad_plan: max(WINO_WGRAD_MIN_CHUNKS, threads) chunks (the same for 1 and 2 threads),
+    each of equal blocks of at most WINO_WGRAD_TB tiles whose transforms fit WINO_WGRAD_BLOCK_BYTES."""
     for N, H, W, tile_bytes in ((32, 7, 7, 36 * 256 * 4), (32, 28, 28, 36 * 64 * 4), (1, 3, 3, 0), (3, 9, 5, 10 ** 9)):
-        plans = [_plan.wino_wgrad_plan(N, H, W, 4, t, tile_bytes) for t in (1, 2, 4)]
+        plans = [_plan.wino_wgrad_plan(N, H, W, 4, t, tile_bytes) for t in (1, 2)]
         p = plans[0]
         assert all((q.tb, q.nchunks) == (p.tb, p.nchunks) for q in plans)
         assert p.ntiles == N * -(-H // 4) * -(-W // 4)
@@ -583,8 +583,9 @@ def test_weight_gradient_plan_cuts_chunks_into_equal_blocks():
         assert p.nchunks <= max(1, min(p.ntiles, _plan.WINO_WGRAD_MIN_CHUNKS))
         blocks = -(-p.ntiles // p.tb)
         assert p.nchunks <= blocks and blocks * p.tb - p.ntiles < p.tb
-    p = _plan.wino_wgrad_plan(32, 7, 7, 4, 1, 36 * 256 * 4)  # 128 tiles, 32 a chunk, 28 a block at most
-    assert (p.nchunks, p.tb) == (4, 16)
+    p = _plan.wino_wgrad_plan(32, 7, 7, 4, 1, 36 * 256 * 4)  # 128 tiles, 64 a chunk, 28 a block at most
+    assert (p.nchunks, p.tb) == (2, 22)
+    assert _plan.wino_wgrad_plan(32, 7, 7, 4, 4, 36 * 256 * 4).nchunks == 4
 
 
 @pytest.mark.parametrize("algo", WINO, indirect=True)
