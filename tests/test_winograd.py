@@ -593,25 +593,27 @@ def test_weight_gradient_plan_cuts_chunks_into_equal_blocks():
 @pytest.mark.parametrize("tb", [1, 5, 7])
 def test_weight_gradient_with_several_blocks_a_chunk(algo, dtype, tb, monkeypatch):
     """Chunks of several blocks (the first stores its sums, the later ones add, a short last one):
-    against the reference, and bit for bit on 1 and 2 threads."""
+    against the reference at every SIMD level (float32; float64 has one), and bit for bit on 1 and 2
+    threads."""
     monkeypatch.setattr(_plan, "WINO_WGRAD_TB", tb)
     _plan.wino_wgrad_plan.cache_clear()
+    x, w, dy = rand((3, 11, 13, 7), dtype), rand((3, 3, 7, 19), dtype), rand((3, 11, 13, 19), dtype)
+    _, rdw, rdb = ref.conv2d_grad(dy, x, w, padding="same")
+    before = fastconv.get_num_threads()
     try:
-        x, w, dy = rand((3, 11, 13, 7), dtype), rand((3, 3, 7, 19), dtype), rand((3, 11, 13, 19), dtype)
-        before = fastconv.get_num_threads()
-        got = []
-        try:
+        for level in LEVELS if dtype == np.float32 else [None]:
+            _dispatch.set_simd(level)
+            got = []
             for t in (1, 2):
                 fastconv.set_num_threads(t)
                 got.append(ops.conv2d_grad(dy, x, w, padding="same")[1:])
                 assert _dispatch.last_kernel["conv2d_grad:weight"] == algo
-        finally:
-            fastconv.set_num_threads(before)
-        _, rdw, rdb = ref.conv2d_grad(dy, x, w, padding="same")
-        for (dw, db) in got:
-            close(dw, rdw, dtype)
-            close(db, rdb, dtype)
-        np.testing.assert_array_equal(got[0][0], got[1][0])
-        np.testing.assert_array_equal(got[0][1], got[1][1])
+            for (dw, db) in got:
+                close(dw, rdw, dtype)
+                close(db, rdb, dtype)
+            np.testing.assert_array_equal(got[0][0], got[1][0])
+            np.testing.assert_array_equal(got[0][1], got[1][1])
     finally:
+        fastconv.set_num_threads(before)
+        _dispatch.set_simd(None)
         _plan.wino_wgrad_plan.cache_clear()

@@ -2,10 +2,11 @@
 their polyphase sub-convs).
 
 The transforms of Lavin and Gray (arXiv 1509.09308): y = A^T [(G g G^T) . (B^T d B)] A per output
-tile of m x m pixels, alpha = m + 2.  The weight transform U = G g G^T runs here in float64 (once
-per call: the weight changes at every training step) and is packed as the kernel reads it,
-U[pos][kb][c][VB] with VB output channels per block (zero past K); src/winograd_impl.h does the
-input transform, the alpha^2 GEMMs and the output transform (bias, ReLU) per block of tiles.
+tile of m x m pixels, alpha = m + 2.  The weight transform U = G g G^T runs once per call (the
+weight changes at every training step; in float32 arithmetic for a float32 weight, G's structure
+spelled out, float64 otherwise) and is packed as the kernel reads it, U[pos][kb][c][VB] with VB
+output channels per block (zero past K); src/winograd_impl.h does the input transform, the alpha^2
+GEMMs and the output transform (bias, ReLU) per block of tiles.
 
 The input gradient of a 3x3 stride-1 conv with padding (pt, pl) is the same computation on dy with
 the weight rotated by 180 degrees and transposed in (C, K), padding (2*dh - pt, 2*dw - pl), whose
@@ -57,9 +58,10 @@ def phase_geometry(N: int, OH: int, OW: int, dilation=(1, 1)) -> tuple[int, int,
 
 
 def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads: int = 1, isa: int = 0) -> np.ndarray:
-    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (float64
-    arithmetic, in the kernel module, on `threads` threads, compiled for SIMD level `isa`); flip=True:
-    of input_grad_weight(w) without forming it."""
+    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (in the
+    kernel module, on `threads` threads, compiled for SIMD level `isa`: float32 arithmetic when w is
+    float32 and vb is the level's block_size, float64 otherwise); flip=True: of input_grad_weight(w)
+    without forming it."""
     C, K = (w.shape[3], w.shape[2]) if flip else w.shape[2:]
     al = m + 2
     out = aligned_empty((al * al * -(-K // vb) * C * vb,), w.dtype)
@@ -92,7 +94,8 @@ def weight_grad(x: np.ndarray, dy: np.ndarray, dw: np.ndarray, db: np.ndarray, p
                 threads: int, dilation=(1, 1)) -> None:
     """dw (3, 3, C, K) and db (K,) of the 3x3 conv of x (N, H, W, C) whose output gradient is dy (N, OH, OW, K),
     output pixel (oy, ox) reading x rows oy - pt + i: dw = G^T [sum over tiles of (B^T d B) (x)
-    (A dY A^T)] G (src/winograd_impl.h), chunks of tiles summed in a fixed order."""
+    (A dY A^T)] G (src/winograd_impl.h), each chunk of tiles folded by G^T . G, the chunks summed in
+    a fixed order; blocks sized by the transformed x and dy of a tile (_plan.wino_wgrad_plan)."""
     N, OH, OW = phase_geometry(*dy.shape[:3], dilation)
     al2, vb = (m + 2) ** 2, _k.block_size(isa, x.dtype)
     tile_bytes = al2 * (-(-x.shape[3] // vb) * vb + -(-dy.shape[3] // vb) * vb) * x.dtype.itemsize
