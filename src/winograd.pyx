@@ -149,8 +149,9 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
 def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1,
                      int isa=0):
     """out[pos][kb][c][v] = (G g G^T)[pos] for g = w[:, :, c, kb*vb + v] (3 x 3), zero past K, in
-    float64 arithmetic; flip=True transforms the input gradient's weight instead: g[i][j] =
-    w[2 - i, 2 - j, kb*vb + v, c] (rotated 180 degrees, C and K swapped)."""
+    float32 arithmetic for a float32 w with vb the level's block, else in float64; flip=True
+    transforms the input gradient's weight instead: g[i][j] = w[2 - i, 2 - j, kb*vb + v, c] (rotated
+    180 degrees, C and K swapped)."""
     cdef int C = w.shape[3] if flip else w.shape[2]
     cdef int K = w.shape[2] if flip else w.shape[3]
     cdef int al = m + 2
@@ -196,8 +197,9 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
                int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
-    added in chunk order (the result depends on nchunks, not on the thread count)."""
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed and
+    folded by G^T . G into partial j, the partials added in chunk order (the result depends on nchunks,
+    not on the thread count)."""
     cdef _wg_job b
     cdef int i
     for i in range(4):
