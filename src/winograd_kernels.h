@@ -106,9 +106,7 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
 static void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
                                   int threads)
 {
-    if (vb == FC_PICK(isa, fc_wino_block))  /* the op's block: the float arithmetic, structured */
-        FC_PICK(isa, fc_wino_wtrans, w, C, K, m, flip, out, threads);
-    else if (m == 4)
+    if (m == 4)
         FC_PICK(isa, fc_wino_transform4, w, C, K, vb, flip, out, threads);
     else
         FC_PICK(isa, fc_wino_transform2, w, C, K, vb, flip, out, threads);
