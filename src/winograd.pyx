@@ -149,9 +149,8 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
 def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, floating[::1] out, int threads=1,
                      int isa=0):
     """out[pos][kb][c][v] = (G g G^T)[pos] for g = w[:, :, c, kb*vb + v] (3 x 3), zero past K, in
-    float32 arithmetic for a float32 w with vb the level's block, else in float64; flip=True
-    transforms the input gradient's weight instead: g[i][j] = w[2 - i, 2 - j, kb*vb + v, c] (rotated
-    180 degrees, C and K swapped)."""
+    float64 arithmetic; flip=True transforms the input gradient's weight instead: g[i][j] =
+    w[2 - i, 2 - j, kb*vb + v, c] (rotated 180 degrees, C and K swapped)."""
     cdef int C = w.shape[3] if flip else w.shape[2]
     cdef int K = w.shape[2] if flip else w.shape[3]
     cdef int al = m + 2

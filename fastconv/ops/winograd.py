@@ -2,11 +2,10 @@
 their polyphase sub-convs).
 
 The transforms of Lavin and Gray (arXiv 1509.09308): y = A^T [(G g G^T) . (B^T d B)] A per output
-tile of m x m pixels, alpha = m + 2.  The weight transform U = G g G^T runs once per call (the
-weight changes at every training step; in float32 arithmetic for a float32 weight, G's structure
-spelled out, float64 otherwise) and is packed as the kernel reads it, U[pos][kb][c][VB] with VB
-output channels per block (zero past K); src/winograd_impl.h does the input transform, the alpha^2
-GEMMs and the output transform (bias, ReLU) per block of tiles.
+tile of m x m pixels, alpha = m + 2.  The weight transform U = G g G^T runs here in float64 (once
+per call: the weight changes at every training step) and is packed as the kernel reads it,
+U[pos][kb][c][VB] with VB output channels per block (zero past K); src/winograd_impl.h does the
+input transform, the alpha^2 GEMMs and the output transform (bias, ReLU) per block of tiles.
 
 The input gradient of a 3x3 stride-1 conv with padding (pt, pl) is the same computation on dy with
 the weight rotated by 180 degrees and transposed in (C, K), padding (2*dh - pt, 2*dw - pl), whose
@@ -58,10 +57,9 @@ def phase_geometry(N: int, OH: int, OW: int, dilation=(1, 1)) -> tuple[int, int,
 
 
 def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads: int = 1, isa: int = 0) -> np.ndarray:
-    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (in the
-    kernel module, on `threads` threads, compiled for SIMD level `isa`: float32 arithmetic when w is
-    float32 and vb is the level's block_size, float64 otherwise); flip=True: of input_grad_weight(w)
-    without forming it."""
+    """U[pos][kb][c][v] = (G w[:, :, c, kb*vb + v] G^T)[pos], zero past K, for w (3, 3, C, K) (float64
+    arithmetic, in the kernel module, on `threads` threads, compiled for SIMD level `isa`); flip=True:
+    of input_grad_weight(w) without forming it."""
     C, K = (w.shape[3], w.shape[2]) if flip else w.shape[2:]
     al = m + 2
     out = aligned_empty((al * al * -(-K // vb) * C * vb,), w.dtype)
