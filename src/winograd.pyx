@@ -34,10 +34,10 @@ cdef extern from "winograd_kernels.h" nogil:
                                  Py_ssize_t t1, int TB, float *S, char *scratch)
     void fc_wino_wgrad_tiles_f64(int isa, const fc_wino *p, const double *inp, const double *dy, Py_ssize_t t0,
                                  Py_ssize_t t1, int TB, double *S, char *scratch)
-    void fc_wino_wgrad_finish_f32(const float *parts, Py_ssize_t psize, int nparts, int m, int C, int K, int sc,
-                                  int kp, double *scratch, float *dw, int threads)
-    void fc_wino_wgrad_finish_f64(const double *parts, Py_ssize_t psize, int nparts, int m, int C, int K, int sc,
-                                  int kp, double *scratch, double *dw, int threads)
+    void fc_wino_wgrad_finish_f32(const float *parts, Py_ssize_t psize, int nparts, int C, int K, int sc,
+                                  int kp, float *dw, int threads)
+    void fc_wino_wgrad_finish_f64(const double *parts, Py_ssize_t psize, int nparts, int C, int K, int sc,
+                                  int kp, double *dw, int threads)
     int fc_wino_block_f32(int isa)
     int fc_wino_block_f64(int isa)
     size_t fc_wino_scratch_f32(int isa, const fc_wino *p, int TB)
@@ -198,8 +198,9 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
                int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed into partial j, the partials
-    added in chunk order (the result depends on nchunks, not on the thread count)."""
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed and
+    folded by G^T . G into partial j, the partials added in chunk order (the result depends on nchunks,
+    not on the thread count)."""
     cdef _wg_job b
     cdef int i
     for i in range(4):
@@ -237,9 +238,6 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
         sb = fc_wino_wgrad_scratch_f32(isa, &b.p, TB)
     parts_arr = np.empty(b.psize * nchunks, dtype=np.float64 if floating is double else np.float32)
     cdef floating[::1] parts = parts_arr
-    # the finish's per-thread rows (ops run it on the region's threads, split over input channels)
-    acc_arr = np.empty(max(1, nthreads) * (9 * b.p.K + kp), dtype=np.float64)
-    cdef double[::1] acc = acc_arr
     b.isa = isa
     b.f64 = floating is double
     b.TB = TB
@@ -250,12 +248,13 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     cdef int j
     cdef floating sdb
     with nogil:
-        # the partials are summed inside the finish (each element in chunk order), on the threads
+        # each chunk folded its sums by G^T . G (fc_wino_wgrad_tiles): the finish adds the folded
+        # partials, each element in chunk order, on the threads
         if floating is double:
-            fc_wino_wgrad_finish_f64(&parts[0], b.psize, <int>nchunks, m, b.p.C, b.p.K, sc, kp, &acc[0],
+            fc_wino_wgrad_finish_f64(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
                                      &dw[0, 0, 0, 0], max(1, nthreads))
         else:
-            fc_wino_wgrad_finish_f32(&parts[0], b.psize, <int>nchunks, m, b.p.C, b.p.K, sc, kp, &acc[0],
+            fc_wino_wgrad_finish_f32(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
                                      &dw[0, 0, 0, 0], max(1, nthreads))
         for i in range(b.p.K):
             sdb = parts[b.psize - kp + i]

@@ -357,8 +357,9 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
  * with respect to g.  Per block of TB tiles: V (the input transform of x, as the forward) and
  * D[pos][t][k] = (A dY A^T)[pos] of each tile's m x m dy (zeros past the output's edge); then
  * S[pos] (C x Kp) += V[pos]^T D[pos], a reduction over the block's tiles in a 6-channel x 2-vector
- * register tile.  S is the chunk's own partial (the op sums the partials in chunk order and applies
- * G^T . G: fc_wino_wgrad_finish). */
+ * register tile (the chunk's first block stores, the later ones add).  S lives in the thread's scratch;
+ * at the chunk's end it is folded by G^T . G into the chunk's own partial P (9 x Sc x Kp: a quarter of
+ * S), which fc_wino_wgrad_finish sums in chunk order. */
 
 /* dY tile transform (A . A^T), one dimension: m outputs to alpha values. */
 #define WD4(d0, d1, d2, d3, t0, t1, t2, t3, t4, t5)                                                   \
@@ -369,6 +370,23 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
     } while (0)
 #define WD2(d0, d1, t0, t1, t2, t3)                                                                   \
     do { t0 = d0; t1 = d0 + d1; t2 = d0 - d1; t3 = -d1; } while (0)
+
+/* The weight gradient's G^T . G, one dimension: alpha sums s to 3 values t_j = sum_b s_b G[b][j]
+ * (G of fc_wino_g4 / fc_wino_g2, its structure spelled out). */
+#define WF6(s0, s1, s2, s3, s4, s5, t0, t1, t2)                                                       \
+    do {                                                                                            \
+        const V c4 = BC((FC_T)0.25), c6 = BC((FC_T)1 / (FC_T)6), c12 = BC((FC_T)1 / (FC_T)12);     \
+        const V c24 = BC((FC_T)1 / (FC_T)24);                                                        \
+        const V p12 = (s1) + (s2), m12 = (s2) - (s1), p34 = (s3) + (s4), m34 = (s3) - (s4);         \
+        t0 = c4 * (s0) - c6 * p12 + c24 * p34;                                                       \
+        t1 = c6 * m12 + c12 * m34;                                                                   \
+        t2 = c6 * (p34 - p12) + (s5);                                                                \
+    } while (0)
+#define WF4(s0, s1, s2, s3, t0, t1, t2)                                                               \
+    do {                                                                                            \
+        const V h = BC((FC_T)0.5), p12 = h * ((s1) + (s2));                                           \
+        t0 = (s0) + p12; t1 = h * ((s1) - (s2)); t2 = p12 + (s3);                                     \
+    } while (0)
 
 static void FN(fc_wino_dtrans)(int m, const FC_T *const *yp, int K, int kp, FC_T *dt, ptrdiff_t ps)
 {
@@ -413,14 +431,16 @@ static size_t FN(fc_wino_wgrad_scratch_bytes)(const fc_wino *p, int TB)
 {
     const size_t a2 = (size_t)(p->m + 2) * (p->m + 2);
     const size_t cs = (size_t)FN(fc_wino_cs)(p->C), kp = (size_t)FN(fc_wino_kp)(p->K);
-    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row */
-    return (a2 * TB * (cs + kp) + 8 + cs + kp) * sizeof(FC_T) + 32 * sizeof(FC_T *) + 6 * 64;
+    const size_t sc = (size_t)FN(fc_wino_sc)(p->C);
+    /* + 8 elements of slack: the last 6-channel tile of V reads up to 5 past its last row; then the
+     * chunk's sums S (alpha^2 x Sc x Kp), in the thread's scratch: reused by its next chunk */
+    return (a2 * TB * (cs + kp) + 8 + cs + kp + a2 * sc * kp) * sizeof(FC_T) + a2 * sizeof(FC_T *) + 7 * 64;
 }
 
-/* Elements of one partial: S (alpha^2 x Sc x Kp), then the bias gradient's Kp sums. */
+/* Elements of one partial: the chunk's folded sums P (9 x Sc x Kp), then the bias gradient's Kp sums. */
 static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
 {
-    return ((ptrdiff_t)(p->m + 2) * (p->m + 2) * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
+    return ((ptrdiff_t)9 * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
 }
 
 /* S[c][0..VLEN) += sum_t V[t][c] D[t][0..VLEN) for c < sc (S, D at the half block's first column):
@@ -448,7 +468,7 @@ static void FN(fc_wino_wgrad_half)(const FC_T *V_, const FC_T *D, FC_T *S, int n
 #undef FC_WINO_WHALF
 
 static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T *dy, ptrdiff_t t0, ptrdiff_t t1,
-                                    int TB, FC_T *S, char *scratch)
+                                    int TB, FC_T *P, char *scratch)
 {
     const int m = p->m, al = m + 2, a2 = al * al, C = p->C, K = p->K;
     const int cs = FN(fc_wino_cs)(C), kp = FN(fc_wino_kp)(K), sc = FN(fc_wino_sc)(C), nkb = kp / VB;
@@ -461,14 +481,18 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
     FC_T *zrow = (FC_T *)q;
     q = FN(fc_wino_align)(q + (size_t)(cs > kp ? cs : kp) * sizeof(FC_T));
     const FC_T **xp = (const FC_T **)q;
+    q = FN(fc_wino_align)(q + (size_t)a2 * sizeof(FC_T *));  /* alpha^2 pixel pointers (x), m^2 (dy) */
+    FC_T *S = (FC_T *)q;
     for (int c = 0; c < (cs > kp ? cs : kp); c++)
         zrow[c] = 0;
     for (int e = 0; e < 8; e++)
         Vb[(ptrdiff_t)a2 * vps + e] = 0;
-    FC_T *dbp = S + (ptrdiff_t)a2 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
-    for (ptrdiff_t e = 0; e < (ptrdiff_t)a2 * sps + kp; e++)
-        S[e] = 0;
+    FC_T *dbp = P + 9 * sps;  /* the bias gradient: dy summed over the chunk's pixels */
+    for (int k = 0; k < kp; k++)
+        dbp[k] = 0;
+    /* S is not zeroed: the chunk's first block stores its sums, the later ones add to them */
     for (ptrdiff_t b0 = t0; b0 < t1; b0 += TB) {
+        const int first = b0 == t0;
         const int nt = (int)(t1 - b0 < TB ? t1 - b0 : TB);
         for (int t = 0; t < nt; t++) {
             ptrdiff_t n;
@@ -505,12 +529,17 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
             for (int c = 0; c < sc; c += 6)
                 for (int kb = 0; kb < nkf; kb++) {
                     FC_T *so = spos + (ptrdiff_t)c * kp + kb * VB;
-                    V a00 = LD(so), a01 = LD(so + FC_VLEN);
-                    V a10 = LD(so + kp), a11 = LD(so + kp + FC_VLEN);
-                    V a20 = LD(so + 2 * kp), a21 = LD(so + 2 * kp + FC_VLEN);
-                    V a30 = LD(so + 3 * kp), a31 = LD(so + 3 * kp + FC_VLEN);
-                    V a40 = LD(so + 4 * kp), a41 = LD(so + 4 * kp + FC_VLEN);
-                    V a50 = LD(so + 5 * kp), a51 = LD(so + 5 * kp + FC_VLEN);
+                    const V z = {0};
+                    V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
+                    V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+                    if (!first) {
+                        a00 = LD(so); a01 = LD(so + FC_VLEN);
+                        a10 = LD(so + kp); a11 = LD(so + kp + FC_VLEN);
+                        a20 = LD(so + 2 * kp); a21 = LD(so + 2 * kp + FC_VLEN);
+                        a30 = LD(so + 3 * kp); a31 = LD(so + 3 * kp + FC_VLEN);
+                        a40 = LD(so + 4 * kp); a41 = LD(so + 4 * kp + FC_VLEN);
+                        a50 = LD(so + 5 * kp); a51 = LD(so + 5 * kp + FC_VLEN);
+                    }
                     const FC_T *v = vpos + c, *d = dpos + kb * VB;
 #pragma GCC unroll 2
                     for (int t = 0; t < nt; t++, v += cs, d += kp) {
@@ -532,10 +561,36 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
                 }
         }
     }
+    /* the chunk's G^T . G into its partial: P[i*3 + j] = sum over a, b of G[a][i] S[a*alpha + b] G[b][j],
+     * per row c and vector of k, separably (rows, then columns) */
+    for (ptrdiff_t e = 0; e < (ptrdiff_t)sc * kp; e += FC_VLEN) {
+        const FC_T *s0 = S + e;
+        FC_T *p0 = P + e;
+        V r[6][3];
+        for (int a = 0; a < al; a++) {
+            const FC_T *q = s0 + (ptrdiff_t)(a * al) * sps;
+            if (m == 4)
+                WF6(LD(q), LD(q + sps), LD(q + 2 * sps), LD(q + 3 * sps), LD(q + 4 * sps), LD(q + 5 * sps),
+                    r[a][0], r[a][1], r[a][2]);
+            else
+                WF4(LD(q), LD(q + sps), LD(q + 2 * sps), LD(q + 3 * sps), r[a][0], r[a][1], r[a][2]);
+        }
+        for (int j = 0; j < 3; j++) {
+            V y0, y1, y2;
+            if (m == 4)
+                WF6(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], y0, y1, y2);
+            else
+                WF4(r[0][j], r[1][j], r[2][j], r[3][j], y0, y1, y2);
+            ST(p0 + (ptrdiff_t)j * sps, y0); ST(p0 + (ptrdiff_t)(3 + j) * sps, y1);
+            ST(p0 + (ptrdiff_t)(6 + j) * sps, y2);
+        }
+    }
 }
 
 #undef WD4
 #undef WD2
+#undef WF6
+#undef WF4
 #undef FC_WRELU
 #undef WI6
 #undef WI4

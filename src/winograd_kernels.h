@@ -119,63 +119,39 @@ static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, 
 #undef FC_WINO_TRANSFORM
 #undef FC_WINO_PARALLEL_FOR
 
-/* dw[i][j][c][k] = sum_{a, b} G[a][i] S[a*alpha + b][c][k] G[b][j], S the sum of the nparts partials
- * of fc_wino_wgrad_tiles (psize elements apart, S: alpha^2 x sc x kp; each element summed in part
- * order, in T, as before the finish), accumulated in double.  Input channels c split over `threads`
- * threads (every c writes its own dw entries: the result does not depend on the split); scratch:
- * threads * (9 * K + kp) doubles. */
+/* dw[ij][c][k] = the sum of the nparts partials of fc_wino_wgrad_tiles (psize elements apart), each
+ * already folded by G^T . G into its first 9 positions (P: 9 x sc x kp), summed in part order in T.
+ * Input channels c split over `threads` threads (every c writes its own dw entries: the result does
+ * not depend on the split). */
 #ifdef _OPENMP
-#define FC_WINO_FINISH_PARALLEL _Pragma("omp parallel num_threads(threads) if(threads > 1)")
-#define FC_WINO_FINISH_FOR _Pragma("omp for schedule(static)")
-#define FC_WINO_TID omp_get_thread_num()
+#define FC_WINO_FINISH_FOR _Pragma("omp parallel for schedule(static) num_threads(threads) if(threads > 1)")
 #else
-#define FC_WINO_FINISH_PARALLEL
 #define FC_WINO_FINISH_FOR
-#define FC_WINO_TID 0
 #endif
 #define FC_WINO_FINISH(NAME, T)                                                                             \
-static void NAME(const T *parts, ptrdiff_t psize, int nparts, int m, int C, int K, int sc, int kp,           \
-                 double *scratch, T *dw, int threads)                                                        \
+static void NAME(const T *parts, ptrdiff_t psize, int nparts, int C, int K, int sc, int kp, T *dw,            \
+                 int threads)                                                                                \
 {                                                                                                           \
-    const int al = m + 2;                                                                                   \
-    const double (*G)[3] = m == 4 ? fc_wino_g4 : fc_wino_g2;                                                \
     const ptrdiff_t sps = (ptrdiff_t)sc * kp, tap = (ptrdiff_t)C * K;                                       \
     (void)threads;                                                                                          \
-    FC_WINO_FINISH_PARALLEL                                                                                 \
-    {                                                                                                       \
-        double *acc = scratch + (ptrdiff_t)FC_WINO_TID * (9 * (ptrdiff_t)K + kp), *srow = acc + 9 * (ptrdiff_t)K; \
-        FC_WINO_FINISH_FOR                                                                                  \
-        for (int c = 0; c < C; c++) {                                                                       \
-            for (ptrdiff_t e = 0; e < 9 * (ptrdiff_t)K; e++)                                                \
-                acc[e] = 0;                                                                                 \
-            for (int a = 0; a < al; a++)                                                                    \
-                for (int b = 0; b < al; b++) {                                                              \
-                    const T *s0 = parts + (a * al + b) * sps + (ptrdiff_t)c * kp;                           \
-                    for (int k = 0; k < K; k++) {                                                           \
-                        T v = s0[k];                                                                        \
-                        for (int q = 1; q < nparts; q++)                                                    \
-                            v = v + s0[q * psize + k];                                                      \
-                        srow[k] = (double)v;                                                                \
-                    }                                                                                       \
-                    for (int i = 0; i < 3; i++)                                                             \
-                        for (int j = 0; j < 3; j++) {                                                       \
-                            const double f = G[a][i] * G[b][j];                                             \
-                            if (f == 0)                                                                     \
-                                continue;                                                                   \
-                            double *ar = acc + (i * 3 + j) * (ptrdiff_t)K;                                  \
-                            for (int k = 0; k < K; k++)                                                     \
-                                ar[k] += f * srow[k];                                                       \
-                        }                                                                                   \
-                }                                                                                           \
-            for (int ij = 0; ij < 9; ij++)                                                                  \
+    FC_WINO_FINISH_FOR                                                                                      \
+    for (int c = 0; c < C; c++)                                                                             \
+        for (int ij = 0; ij < 9; ij++) {                                                                    \
+            const T *s0 = parts + ij * sps + (ptrdiff_t)c * kp;                                             \
+            T *o = dw + ij * tap + (ptrdiff_t)c * K;                                                        \
+            for (int k = 0; k < K; k++)                                                                     \
+                o[k] = s0[k];                                                                               \
+            for (int q = 1; q < nparts; q++) {                                                              \
+                const T *sq = s0 + q * psize;                                                               \
                 for (int k = 0; k < K; k++)                                                                 \
-                    dw[ij * tap + (ptrdiff_t)c * K + k] = (T)acc[ij * (ptrdiff_t)K + k];                    \
+                    o[k] = o[k] + sq[k];                                                                    \
+            }                                                                                               \
         }                                                                                                   \
-    }                                                                                                       \
 }
 FC_WINO_FINISH(fc_wino_wgrad_finish_f32, float)
 FC_WINO_FINISH(fc_wino_wgrad_finish_f64, double)
 #undef FC_WINO_FINISH
+#undef FC_WINO_FINISH_FOR
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
 static int fc_wino_block_f32(int isa) { return FC_PICK(isa, fc_wino_block); }

@@ -155,7 +155,7 @@ def test_one_and_two_threads_agree_bit_for_bit(algo):
     finally:
         fastconv.set_num_threads(before)
     for a, c in zip(one, two):
-        # y, dx: each tile's arithmetic does not depend on its block; dw, db: max(4, threads)
+        # y, dx: each tile's arithmetic does not depend on its block; dw, db: max(2, threads)
         # chunks of tiles summed in chunk order, whichever thread ran them
         np.testing.assert_array_equal(a, c)
     close(one[0], ref.conv2d(x, w, b, padding=1), np.float32)
@@ -392,7 +392,7 @@ def test_tiles_past_2_16_and_thousands_of_rows(algo):
 def test_auto_weight_gradient_needs_enough_tiles():
     """auto runs the weight gradient with Winograd only from WINO_WGRAD_MIN_TILES output tiles in the
     batch (few tiles do not repay its fixed work per channel pair); a forced algorithm still runs."""
-    assert _plan.wino_wgrad_pays(32, 14, 14) and not _plan.wino_wgrad_pays(32, 7, 7)
+    assert _plan.wino_wgrad_pays(32, 7, 7) and _plan.wino_wgrad_pays(4, 14, 14) and not _plan.wino_wgrad_pays(8, 7, 7)
     x, w = rand((2, 8, 8, 16)), rand((3, 3, 16, 16))  # 2 x 2x2 tiles
     dy = rand((2, 8, 8, 16))
     _dispatch.set_conv_algo("auto")
@@ -581,3 +581,51 @@ def test_dilated_tile_index_past_2_24():
         np.testing.assert_allclose(y[n, 0, 0], corner, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y[-1, 1, 1], 3 * w[1, 1, 0] + b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y[-1, 0, 0], 3 * (corner - b) + b, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_gradient_plan_cuts_chunks_into_equal_blocks():
+    """wino_wgrad_plan: max(WINO_WGRAD_MIN_CHUNKS, threads) chunks (the same for 1 and 2 threads),
+    each of equal blocks of at most WINO_WGRAD_TB tiles whose transforms fit WINO_WGRAD_BLOCK_BYTES."""
+    for N, H, W, tile_bytes in ((32, 7, 7, 36 * 256 * 4), (32, 28, 28, 36 * 64 * 4), (1, 3, 3, 0), (3, 9, 5, 10 ** 9)):
+        plans = [_plan.wino_wgrad_plan(N, H, W, 4, t, tile_bytes) for t in (1, 2)]
+        p = plans[0]
+        assert all((q.tb, q.nchunks) == (p.tb, p.nchunks) for q in plans)
+        assert p.ntiles == N * -(-H // 4) * -(-W // 4)
+        assert 1 <= p.tb <= min(_plan.WINO_WGRAD_TB, max(1, _plan.WINO_WGRAD_BLOCK_BYTES // max(1, tile_bytes)))
+        assert p.nchunks <= max(1, min(p.ntiles, _plan.WINO_WGRAD_MIN_CHUNKS))
+        blocks = -(-p.ntiles // p.tb)
+        assert p.nchunks <= blocks and blocks * p.tb - p.ntiles < p.tb
+    p = _plan.wino_wgrad_plan(32, 7, 7, 4, 1, 36 * 256 * 4)  # 128 tiles, 64 a chunk, 28 a block at most
+    assert (p.nchunks, p.tb) == (2, 22)
+    assert _plan.wino_wgrad_plan(32, 7, 7, 4, 4, 36 * 256 * 4).nchunks == 4
+
+
+@pytest.mark.parametrize("algo", WINO, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tb", [1, 5, 7])
+def test_weight_gradient_with_several_blocks_a_chunk(algo, dtype, tb, monkeypatch):
+    """Chunks of several blocks (the first stores its sums, the later ones add, a short last one):
+    against the reference at every SIMD level (float32; float64 has one), and bit for bit on 1 and 2
+    threads."""
+    monkeypatch.setattr(_plan, "WINO_WGRAD_TB", tb)
+    _plan.wino_wgrad_plan.cache_clear()
+    x, w, dy = rand((3, 11, 13, 7), dtype), rand((3, 3, 7, 19), dtype), rand((3, 11, 13, 19), dtype)
+    _, rdw, rdb = ref.conv2d_grad(dy, x, w, padding="same")
+    before = fastconv.get_num_threads()
+    try:
+        for level in LEVELS if dtype == np.float32 else [None]:
+            _dispatch.set_simd(level)
+            got = []
+            for t in (1, 2):
+                fastconv.set_num_threads(t)
+                got.append(ops.conv2d_grad(dy, x, w, padding="same")[1:])
+                assert _dispatch.last_kernel["conv2d_grad:weight"] == algo
+            for (dw, db) in got:
+                close(dw, rdw, dtype)
+                close(db, rdb, dtype)
+            np.testing.assert_array_equal(got[0][0], got[1][0])
+            np.testing.assert_array_equal(got[0][1], got[1][1])
+    finally:
+        fastconv.set_num_threads(before)
+        _dispatch.set_simd(None)
+        _plan.wino_wgrad_plan.cache_clear()

@@ -92,8 +92,11 @@ def weight_grad(x: np.ndarray, dy: np.ndarray, dw: np.ndarray, db: np.ndarray, p
                 threads: int, dilation=(1, 1)) -> None:
     """dw (3, 3, C, K) and db (K,) of the 3x3 conv of x (N, H, W, C) whose output gradient is dy (N, OH, OW, K),
     output pixel (oy, ox) reading x rows oy - pt + i: dw = G^T [sum over tiles of (B^T d B) (x)
-    (A dY A^T)] G (src/winograd_impl.h), chunks of tiles summed in a fixed order."""
+    (A dY A^T)] G (src/winograd_impl.h), each chunk of tiles folded by G^T . G, the chunks summed in
+    a fixed order; blocks sized by the transformed x and dy of a tile (_plan.wino_wgrad_plan)."""
     N, OH, OW = phase_geometry(*dy.shape[:3], dilation)
-    plan = _plan.wino_wgrad_plan(N, OH, OW, m, threads)
+    al2, vb = (m + 2) ** 2, _k.block_size(isa, x.dtype)
+    tile_bytes = al2 * (-(-x.shape[3] // vb) * vb + -(-dy.shape[3] // vb) * vb) * x.dtype.itemsize
+    plan = _plan.wino_wgrad_plan(N, OH, OW, m, threads, tile_bytes)
     _k.wino_wgrad(x, dy, dw, db, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, isa, plan.nchunks, plan.threads,
                   int(dilation[0]), int(dilation[1]))
