@@ -443,13 +443,14 @@ static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
     return ((ptrdiff_t)9 * FN(fc_wino_sc)(p->C) + 1) * FN(fc_wino_kp)(p->K);
 }
 
-/* S[c][0..VLEN) += sum_t V[t][c] D[t][0..VLEN) for c < sc (S, D at the half block's first column):
- * channels in R-row register tiles of one vector (12, then 6), as fc_wino_ukernel_h*. */
+/* S[c][0..VLEN) (+)= sum_t V[t][c] D[t][0..VLEN) for c < sc (S, D at the half block's first column;
+ * first: the chunk's first block, which stores instead of adding): channels in R-row register tiles
+ * of one vector (12, then 6), as fc_wino_ukernel_h*. */
 #define FC_WINO_WHALF(R)                                                                            \
     for (; c + R <= sc; c += R) {                                                                   \
         V acc[R];                                                                                   \
         for (int r = 0; r < R; r++)                                                                 \
-            acc[r] = LD(S + (ptrdiff_t)(c + r) * kp);                                               \
+            acc[r] = first ? (V){0} : (V)LD(S + (ptrdiff_t)(c + r) * kp);                           \
         const FC_T *v = V_ + c, *d = D;                                                             \
         for (int t = 0; t < nt; t++, v += cs, d += kp) {                                            \
             const V w0 = LD(d);                                                                     \
@@ -459,7 +460,8 @@ static ptrdiff_t FN(fc_wino_wgrad_partial)(const fc_wino *p)
         for (int r = 0; r < R; r++)                                                                 \
             ST(S + (ptrdiff_t)(c + r) * kp, acc[r]);                                                \
     }
-static void FN(fc_wino_wgrad_half)(const FC_T *V_, const FC_T *D, FC_T *S, int nt, int cs, int kp, int sc)
+static void FN(fc_wino_wgrad_half)(const FC_T *V_, const FC_T *D, FC_T *S, int nt, int cs, int kp, int sc,
+                                   int first)
 {
     int c = 0;
     FC_WINO_WHALF(12)
@@ -524,7 +526,8 @@ static void FN(fc_wino_wgrad_tiles)(const fc_wino *p, const FC_T *in, const FC_T
             const FC_T *vpos = Vb + pos * vps, *dpos = Db + pos * dps;
             FC_T *spos = S + pos * sps;
             if (K - (nkb - 1) * VB <= FC_VLEN)  /* the last block is a half one (see above) */
-                FN(fc_wino_wgrad_half)(vpos, dpos + (nkb - 1) * VB, spos + (nkb - 1) * VB, nt, cs, kp, sc);
+                FN(fc_wino_wgrad_half)(vpos, dpos + (nkb - 1) * VB, spos + (nkb - 1) * VB, nt, cs, kp, sc,
+                                       first);
             const int nkf = K - (nkb - 1) * VB <= FC_VLEN ? nkb - 1 : nkb;
             for (int c = 0; c < sc; c += 6)
                 for (int kb = 0; kb < nkf; kb++) {
