@@ -543,12 +543,81 @@ static void FN(fc_gconv_act_row)(const fc_gconv *p, FC_T *out, ptrdiff_t row)
     }
 }
 
+/* Output rows [t0 / tpr, t1 / tpr) of a lean plan (merged column taps, kernel rows consecutive in the
+ * weight and evenly spaced in x, a (KW*Cr, ax*Cr) of FC_ROWK_SHAPES) through fc_rowk, with the
+ * per-row work cut to the kept kernel rows and one copy: when every column a row's tiles read
+ * (phantom pixels of a partial last tile included) lies inside x, the tiles read the kernel rows
+ * in place (valid and interior first layers); otherwise only the inside columns are copied into a
+ * segment whose zero columns are written once per call.  Returns 0 (nothing done) for any other
+ * plan, which fc_gconv_row then runs.  scratch: fc_gconv_scratch_bytes(p, .) of a rowseg plan. */
+static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                            FC_T *out, ptrdiff_t t0, ptrdiff_t t1, char *scratch)
+{
+    if (!p->mergex || p->G != 1 || p->ICt != p->Cr || p->nty < 1 || p->ntx != p->KW) return 0;
+    const int Cr = p->Cr, cr = p->ntx * Cr, ps = p->ax * Cr, nty = p->nty;
+    if (!fc_rowk_shape(cr, ps)) return 0;
+    const int dby = nty > 1 ? p->by[1] - p->by[0] : 1;
+    for (int i = 1; i < nty; i++)
+        if (p->ky[i] != p->ky[0] + i || p->by[i] != p->by[0] + i * dby) return 0;
+    const int tpr = (p->OW + FC_RB - 1) / FC_RB;
+    const int u0 = p->bx[0];                                   /* span column u is x column u0 + u */
+    const int span = (FC_RB * tpr - 1) * p->ax + p->ntx;        /* < 2^31: the plan bounds (OW + FC_RB) * ax */
+    const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
+    /* in place when the real pixels' columns are inside x; the phantom pixels of a partial last
+     * tile may then read on into the next x row (their sums are dropped), but never past x's end */
+    const int direct_cols = u0 >= 0 && u0 + (p->OW - 1) * p->ax + p->ntx <= p->IW;
+    const int spill = uhi < span;
+    const FC_T *in_end = in + (ptrdiff_t)p->N * p->IH * p->IW * p->ICt;
+    const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * Cr * VB, srow = (ptrdiff_t)span * Cr;
+    const ptrdiff_t xrow = (ptrdiff_t)p->IW * p->ICt, pstep = (ptrdiff_t)p->out_ax * p->OCt;
+    char *cur = scratch;
+    FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)nty * srow * sizeof(FC_T));
+    FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
+    int zeroed = 0;
+    for (ptrdiff_t row = t0 / tpr; row < t1 / tpr; row++) {
+        const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
+        const int iy0 = oy * p->ay + p->by[0];                  /* x row of kernel row i: iy0 + i * dby */
+        int ilo = 0, ihi = nty;
+        while (ilo < ihi && (iy0 + ilo * dby < 0 || iy0 + ilo * dby >= p->IH)) ilo++;
+        while (ihi > ilo && (iy0 + (ihi - 1) * dby < 0 || iy0 + (ihi - 1) * dby >= p->IH)) ihi--;
+        if (ihi == ilo) {   /* no kernel row inside x (padding past a kernel height): bias only */
+            FN(fc_gconv_row)(p, in, wp, bias, out, row * tpr, (row + 1) * tpr, scratch);
+            zeroed = 0;     /* fc_gconv_row used the scratch */
+        } else {
+            const FC_T *xr = in + ((ptrdiff_t)n * p->IH + iy0 + ilo * dby) * xrow;   /* column 0 of the first kept row */
+            ptrdiff_t rstride = (ptrdiff_t)dby * xrow;
+            const int iy_last = dby > 0 ? iy0 + (ihi - 1) * dby : iy0 + ilo * dby;  /* the lowest kept x row */
+            const int direct = direct_cols
+                && (!spill || ((ptrdiff_t)n * p->IH + iy_last) * xrow + (ptrdiff_t)(u0 + span) * Cr
+                              <= in_end - in);
+            const FC_T *x = direct ? xr + (ptrdiff_t)u0 * Cr : seg;    /* direct: u0 >= 0 */
+            if (!direct) {
+                if (!zeroed) { memset(seg, 0, (size_t)nty * srow * sizeof(FC_T)); zeroed = 1; }
+                if (uhi > ulo)
+                    for (int r = 0; r < ihi - ilo; r++)
+                        memcpy(seg + r * srow + (ptrdiff_t)ulo * Cr, xr + r * rstride + (ptrdiff_t)(u0 + ulo) * Cr,
+                               (size_t)(uhi - ulo) * Cr * sizeof(FC_T));
+                rstride = srow;
+            }
+            FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0)
+                               * p->OCt;
+            FN(fc_rowk_any)(cr, ps, ihi - ilo, x, rstride, wp + (ptrdiff_t)p->ky[ilo] * cr * VB, wblk, p->Ko, bias,
+                            p->relu, orow, pstep, p->OW, acc);
+        }
+        if (p->act)
+            FN(fc_gconv_act_row)(p, out, row);
+    }
+    return 1;
+}
+
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                                FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
 {
     if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
+        if (FN(fc_rowk_rows)(p, in, wp, bias, out, t0, t1, scratch))
+            return;
         const ptrdiff_t tpr = (p->OW + FC_RB - 1) / FC_RB;
         for (ptrdiff_t t = t0; t < t1; t += tpr) {
             FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
