@@ -389,6 +389,47 @@ FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride
     ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
 }
 
+/* Few output channels (Ko <= FC_VLEN, a contiguous output row: pstep == Ko): 12 pixels x ONE
+ * vector instead of 6 pixels x 2 vectors of which 2*FC_VLEN - Ko lanes would idle (LeNet's 5x5
+ * 1->6 first layer: 6 of 32 lanes on AVX-512).  Reads the first vector of fc_rowk's packed
+ * weights; bias is FC_VLEN values (zero past Ko).  Pixel q's full-vector store spills FC_VLEN - Ko
+ * values into the pixels after it, which the later stores of the same row overwrite, so it is
+ * used only while the spill stays inside the row (out_end); the last pixels store Ko values.  A row
+ * of OW >= 12 pixels runs as tiles at 0, 12, ... and a last one at OW - 12 (overlapping). */
+static inline __attribute__((always_inline)) void
+FN(fc_rowkh)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
+             const FC_T *bias, int relu, FC_T *out, int Ko, const FC_T *out_end, FC_T *acc)
+{
+    const V z = {0};
+    V a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z, a10 = z, a11 = z;
+    for (int r = 0; r < nr; r++, x += rstride, w += CR * VB) {
+#pragma GCC unroll 32
+        for (int c = 0; c < CR; c++) {
+            const FC_T *xc = x + c;
+            __asm__("" : "+r"(xc));   /* as in fc_rowk */
+            const V w0 = LD(w + c * VB);
+            a0 += BC(xc[0]) * w0;       a1 += BC(xc[PS]) * w0;      a2 += BC(xc[2 * PS]) * w0;
+            a3 += BC(xc[3 * PS]) * w0;  a4 += BC(xc[4 * PS]) * w0;  a5 += BC(xc[5 * PS]) * w0;
+            a6 += BC(xc[6 * PS]) * w0;  a7 += BC(xc[7 * PS]) * w0;  a8 += BC(xc[8 * PS]) * w0;
+            a9 += BC(xc[9 * PS]) * w0;  a10 += BC(xc[10 * PS]) * w0; a11 += BC(xc[11 * PS]) * w0;
+        }
+    }
+    const V b0 = LD(bias);
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
+#define FC_ST_H(q, a)                                                              \
+    {                                                                              \
+        V v_ = a + b0;                                                             \
+        if (relu) v_ = FC_RELU(v_);                                                \
+        FC_T *o_ = out + (ptrdiff_t)(q) * Ko;                                      \
+        if (o_ + FC_VLEN <= out_end) ST(o_, v_);                                   \
+        else { ST(acc, v_); for (int k_ = 0; k_ < Ko; k_++) o_[k_] = acc[k_]; }    \
+    }
+    FC_ST_H(0, a0) FC_ST_H(1, a1) FC_ST_H(2, a2) FC_ST_H(3, a3) FC_ST_H(4, a4) FC_ST_H(5, a5)
+    FC_ST_H(6, a6) FC_ST_H(7, a7) FC_ST_H(8, a8) FC_ST_H(9, a9) FC_ST_H(10, a10) FC_ST_H(11, a11)
+#undef FC_ST_H
+#undef FC_RELU
+}
+
 /* Every tile and channel block of one output row through fc_rowk: x = the row's segment, nr kept
  * kernel rows rstride apart, w = channel block 0 at the first kept kernel row (blocks wkb apart),
  * out = pixel 0 channel 0 of the group.  3x3 kernels with all three rows kept (the interior rows)
@@ -397,11 +438,24 @@ static inline __attribute__((always_inline)) void
 FN(fc_rowk_row)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
                 int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
 {
+    int oxh = 0;   /* pixels done by fc_rowkh */
+    if (Ko <= FC_VLEN && pstep == Ko && OW >= 2 * FC_RB) {
+        FC_T bpad[FC_VLEN];
+        for (int v = 0; v < FC_VLEN; v++) bpad[v] = bias && v < Ko ? bias[v] : (FC_T)0;
+        const FC_T *out_end = out + (ptrdiff_t)OW * Ko;
+        /* the last tile ends at the row's end, recomputing (bit for bit) pixels already stored */
+        for (int last = 0; !last;) {
+            if (oxh + 2 * FC_RB >= OW) { oxh = OW - 2 * FC_RB; last = 1; }
+            FN(fc_rowkh)(CR, PS, nr, x + (ptrdiff_t)oxh * PS, rstride, w, bpad, relu, out + (ptrdiff_t)oxh * Ko, Ko,
+                         out_end, acc);
+            oxh += 2 * FC_RB;
+        }
+    }
     for (int kb = 0; kb * VB < Ko; kb++, w += wkb) {
         const int nk = fc_min(VB, Ko - kb * VB), full = nk == VB;
-        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x;
-        FC_T *dt = out + kb * VB;
-        for (int ox = 0; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
+        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x + (ptrdiff_t)oxh * PS;
+        FC_T *dt = out + kb * VB + (ptrdiff_t)oxh * pstep;
+        for (int ox = oxh; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
             const int nv = OW - ox;
             if (CR <= 12 && CR % 3 == 0 && nr == 3)
                 FN(fc_rowk)(CR, PS, 3, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);

@@ -7,7 +7,7 @@ past x's end), and otherwise copies the inside columns into a segment whose zero
 written once per call.  The cases below reach every branch: in place with and without a partial
 last tile, the copy (padding), kernel rows kept in reverse order (the transposed conv, stride 1),
 output rows that keep no kernel row at all (padding past the kernel), stride 2, 5x5 and 7x7 rows,
-a partial channel block, each epilogue, float32 and float64, every SIMD level, 1 and 2 threads.
+a partial channel block, outputs of at most one vector (fc_rowkh), each epilogue, float32 and float64, every SIMD level, 1 and 2 threads.
 """
 import numpy as np
 import pytest
@@ -16,6 +16,8 @@ from gradcheck import numeric_grad  # tests/gradcheck.py
 import fastconv
 from fastconv import _dispatch, ops
 from fastconv import reference as ref
+from fastconv._kernels import conv as conv_kernels
+from fastconv.ops import _plan
 
 RNG = np.random.default_rng(20261203)
 LEVELS = [name for name, lvl in _dispatch.LEVELS.items() if lvl <= _dispatch.cpu_level()]
@@ -62,6 +64,7 @@ ROWS = [
     (2, 11, 49, 4, 3, dict(padding="same", stride=2)),
     (2, 8, 24, 3, 3, dict(padding=((4, 4), (1, 1)))),             # rows with no kernel row kept
     (2, 10, 36, 3, 5, dict(padding="valid")),                     # 5x5 rows
+    (2, 8, 28, 1, 5, dict(padding="same")),                       # LeNet's first layer
     (1, 13, 48, 1, 7, dict(padding=3, stride=2)),                 # 7x7 stem rows
     (2, 9, 27, 3, 3, dict(padding=((0, 2), (0, 3)))),             # in place on the left only
 ]
@@ -73,19 +76,23 @@ def test_rows_match_reference(case, dtype, threads, simd):
     N, H, W, C, k, options = case
     x = rand((N, H, W, C), dtype)
     x0 = x.copy()
-    for K in (32, 13):   # a full channel block, and a partial one
-        w, b = rand((k, k, C, K), dtype), rand((K,), dtype)
+    # a full channel block, a partial one, and few channels (fc_rowkh's 12 x 1-vector tile where
+    # K <= one vector: 16 / 8 / 4 lanes on the levels, K = 6 as in LeNet's first layer)
+    for K in (32, 16, 13, 8, 6, 3):
+        w, b = rand((k, k, C, K), dtype), (None if K == 8 else rand((K,), dtype))
         y = ops.conv2d(x, w, b, **options)
         close(y, ref.conv2d(x, w, b, **options), dtype)
         if N * y.shape[1] >= 2 * threads:
-            assert _dispatch.last_kernel["conv2d"] == "rowk"
+            narrow = _plan.use_narrow(C, K, conv_kernels.narrow_vlen(_dispatch.simd_level(), dtype))
+            assert _dispatch.last_kernel["conv2d"] == ("narrow" if narrow else "rowk")
     np.testing.assert_array_equal(x, x0)   # the input is never modified
 
 
+@pytest.mark.parametrize("K", [32, 6])
 @pytest.mark.parametrize("epilogue", [dict(relu=True), dict(activation="selu"), dict(activation="elu", alpha=0.5)])
-def test_rows_epilogues_into_nan_filled_out(epilogue, threads):
+def test_rows_epilogues_into_nan_filled_out(epilogue, K, threads):
     for N, H, W, C, k, options in ROWS[:5]:
-        x, w, b = rand((N, H, W, C)), rand((k, k, C, 32)), rand((32,))
+        x, w, b = rand((N, H, W, C)), rand((k, k, C, K)), rand((K,))
         want = ref.conv2d(x, w, b, **options)
         act = epilogue.get("activation", "relu")
         want = ref.activation(want, act, epilogue.get("alpha"))
@@ -129,3 +136,21 @@ def test_finite_differences_through_rows():
         return float((ops.conv2d(xv, wv) * g).sum())
 
     np.testing.assert_allclose(ops.conv2d_grad(g, xv, wv)[1], numeric_grad(loss2, wv), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("K", [32, 6])
+def test_rows_in_place_past_2_31_elements(K):
+    """In-place kernel rows (valid padding) and fc_rowkh's 12 x 1-vector tile (K = 6) reading rows
+    at offsets past 2**31 of a 2.15e9-element image: the fifth window starts at offset 2**31."""
+    from large import INT32_MAX, lazy_zeros  # tests/large.py
+    x = lazy_zeros((1, 2_100_000, 1024, 1))
+    starts = [k * 524288 for k in range(5)]
+    assert starts[-1] * 1024 == INT32_MAX + 1
+    for r0 in starts:
+        x[0, r0:r0 + 3] = rand((3, 1024, 1))
+    w, b = rand((3, 3, 1, K)), rand((K,))
+    y = ops.conv2d(x, w, b, stride=(524288, 1))
+    assert y.shape == (1, 5, 1022, K) and _dispatch.last_kernel["conv2d"] == "rowk"
+    for oy, r0 in enumerate(starts):
+        close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w, b)[:, 0], np.float32)
