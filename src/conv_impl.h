@@ -18,6 +18,10 @@
  * KW*Cr values and (KW*Cr, ax*Cr) is one of FC_ROWK_SHAPES (conv_geom.h), fc_rowk runs the same
  * 6 x 2-vector tile with both compiled as constants: immediate addressing, no tap table, stores
  * straight from registers (1 channel: about 360 instructions per 108-FMA tile, from 510).
+ * fc_rowk_rows runs a whole chunk of such rows with the per-row work cut to the kept kernel rows,
+ * reading them in place when the row's columns are inside x (valid layers) and copying only the
+ * inside columns otherwise; with at most one vector of output channels (LeNet's 1->6, 1->16) the
+ * row runs fc_rowkh, 12 pixels x 1 vector, instead of a 6 x 2-vector tile with idle lanes.
  *
  * Few OUTPUT channels (input gradient of a first layer, transposed conv to an image): the
  * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
