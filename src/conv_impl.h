@@ -18,6 +18,10 @@
  * KW*Cr values and (KW*Cr, ax*Cr) is one of FC_ROWK_SHAPES (conv_geom.h), fc_rowk runs the same
  * 6 x 2-vector tile with both compiled as constants: immediate addressing, no tap table, stores
  * straight from registers (1 channel: about 360 instructions per 108-FMA tile, from 510).
+ * fc_rowk_rows runs a whole chunk of such rows with the per-row work cut to the kept kernel rows,
+ * reading them in place when the row's columns are inside x (valid layers) and copying only the
+ * inside columns otherwise; with at most one vector of output channels (LeNet's 1->6, 1->16) the
+ * row runs fc_rowkh, 12 pixels x 1 vector, instead of a 6 x 2-vector tile with idle lanes.
  *
  * Few OUTPUT channels (input gradient of a first layer, transposed conv to an image): the
  * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
@@ -456,6 +460,47 @@ FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride
     ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
 }
 
+/* Few output channels (Ko <= FC_VLEN, a contiguous output row: pstep == Ko): 12 pixels x ONE
+ * vector instead of 6 pixels x 2 vectors of which 2*FC_VLEN - Ko lanes would idle (LeNet's 5x5
+ * 1->6 first layer: 6 of 32 lanes on AVX-512).  Reads the first vector of fc_rowk's packed
+ * weights; bias is FC_VLEN values (zero past Ko).  Pixel q's full-vector store spills FC_VLEN - Ko
+ * values into the pixels after it, which the later stores of the same row overwrite, so it is
+ * used only while the spill stays inside the row (out_end); the last pixels store Ko values.  A row
+ * of OW >= 12 pixels runs as tiles at 0, 12, ... and a last one at OW - 12 (overlapping). */
+static inline __attribute__((always_inline)) void
+FN(fc_rowkh)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w,
+             const FC_T *bias, int relu, FC_T *out, int Ko, const FC_T *out_end, FC_T *acc)
+{
+    const V z = {0};
+    V a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z, a10 = z, a11 = z;
+    for (int r = 0; r < nr; r++, x += rstride, w += CR * VB) {
+#pragma GCC unroll 32
+        for (int c = 0; c < CR; c++) {
+            const FC_T *xc = x + c;
+            __asm__("" : "+r"(xc));   /* as in fc_rowk */
+            const V w0 = LD(w + c * VB);
+            a0 += BC(xc[0]) * w0;       a1 += BC(xc[PS]) * w0;      a2 += BC(xc[2 * PS]) * w0;
+            a3 += BC(xc[3 * PS]) * w0;  a4 += BC(xc[4 * PS]) * w0;  a5 += BC(xc[5 * PS]) * w0;
+            a6 += BC(xc[6 * PS]) * w0;  a7 += BC(xc[7 * PS]) * w0;  a8 += BC(xc[8 * PS]) * w0;
+            a9 += BC(xc[9 * PS]) * w0;  a10 += BC(xc[10 * PS]) * w0; a11 += BC(xc[11 * PS]) * w0;
+        }
+    }
+    const V b0 = LD(bias);
+#define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
+#define FC_ST_H(q, a)                                                              \
+    {                                                                              \
+        V v_ = a + b0;                                                             \
+        if (relu) v_ = FC_RELU(v_);                                                \
+        FC_T *o_ = out + (ptrdiff_t)(q) * Ko;                                      \
+        if (o_ + FC_VLEN <= out_end) ST(o_, v_);                                   \
+        else { ST(acc, v_); for (int k_ = 0; k_ < Ko; k_++) o_[k_] = acc[k_]; }    \
+    }
+    FC_ST_H(0, a0) FC_ST_H(1, a1) FC_ST_H(2, a2) FC_ST_H(3, a3) FC_ST_H(4, a4) FC_ST_H(5, a5)
+    FC_ST_H(6, a6) FC_ST_H(7, a7) FC_ST_H(8, a8) FC_ST_H(9, a9) FC_ST_H(10, a10) FC_ST_H(11, a11)
+#undef FC_ST_H
+#undef FC_RELU
+}
+
 /* Every tile and channel block of one output row through fc_rowk: x = the row's segment, nr kept
  * kernel rows rstride apart, w = channel block 0 at the first kept kernel row (blocks wkb apart),
  * out = pixel 0 channel 0 of the group.  3x3 kernels with all three rows kept (the interior rows)
@@ -464,11 +509,24 @@ static inline __attribute__((always_inline)) void
 FN(fc_rowk_row)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride, const FC_T *w, ptrdiff_t wkb,
                 int Ko, const FC_T *bias, int relu, FC_T *out, ptrdiff_t pstep, int OW, FC_T *acc)
 {
+    int oxh = 0;   /* pixels done by fc_rowkh */
+    if (Ko <= FC_VLEN && pstep == Ko && OW >= 2 * FC_RB) {
+        FC_T bpad[FC_VLEN];
+        for (int v = 0; v < FC_VLEN; v++) bpad[v] = bias && v < Ko ? bias[v] : (FC_T)0;
+        const FC_T *out_end = out + (ptrdiff_t)OW * Ko;
+        /* the last tile ends at the row's end, recomputing (bit for bit) pixels already stored */
+        for (int last = 0; !last;) {
+            if (oxh + 2 * FC_RB >= OW) { oxh = OW - 2 * FC_RB; last = 1; }
+            FN(fc_rowkh)(CR, PS, nr, x + (ptrdiff_t)oxh * PS, rstride, w, bpad, relu, out + (ptrdiff_t)oxh * Ko, Ko,
+                         out_end, acc);
+            oxh += 2 * FC_RB;
+        }
+    }
     for (int kb = 0; kb * VB < Ko; kb++, w += wkb) {
         const int nk = fc_min(VB, Ko - kb * VB), full = nk == VB;
-        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x;
-        FC_T *dt = out + kb * VB;
-        for (int ox = 0; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
+        const FC_T *bk = bias ? bias + kb * VB : NULL, *xt = x + (ptrdiff_t)oxh * PS;
+        FC_T *dt = out + kb * VB + (ptrdiff_t)oxh * pstep;
+        for (int ox = oxh; ox < OW; ox += FC_RB, xt += FC_RB * PS, dt += FC_RB * pstep) {
             const int nv = OW - ox;
             if (CR <= 12 && CR % 3 == 0 && nr == 3)
                 FN(fc_rowk)(CR, PS, 3, xt, rstride, w, bk, relu, dt, pstep, nv, full, acc);
@@ -610,12 +668,81 @@ static void FN(fc_gconv_act_row)(const fc_gconv *p, FC_T *out, ptrdiff_t row)
     }
 }
 
+/* Output rows [t0 / tpr, t1 / tpr) of a lean plan (merged column taps, kernel rows consecutive in the
+ * weight and evenly spaced in x, a (KW*Cr, ax*Cr) of FC_ROWK_SHAPES) through fc_rowk, with the
+ * per-row work cut to the kept kernel rows and one copy: when every column a row's tiles read
+ * (phantom pixels of a partial last tile included) lies inside x, the tiles read the kernel rows
+ * in place (valid and interior first layers); otherwise only the inside columns are copied into a
+ * segment whose zero columns are written once per call.  Returns 0 (nothing done) for any other
+ * plan, which fc_gconv_row then runs.  scratch: fc_gconv_scratch_bytes(p, .) of a rowseg plan. */
+static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                            FC_T *out, ptrdiff_t t0, ptrdiff_t t1, char *scratch)
+{
+    if (!p->mergex || p->G != 1 || p->ICt != p->Cr || p->nty < 1 || p->ntx != p->KW) return 0;
+    const int Cr = p->Cr, cr = p->ntx * Cr, ps = p->ax * Cr, nty = p->nty;
+    if (!fc_rowk_shape(cr, ps)) return 0;
+    const int dby = nty > 1 ? p->by[1] - p->by[0] : 1;
+    for (int i = 1; i < nty; i++)
+        if (p->ky[i] != p->ky[0] + i || p->by[i] != p->by[0] + i * dby) return 0;
+    const int tpr = (p->OW + FC_RB - 1) / FC_RB;
+    const int u0 = p->bx[0];                                   /* span column u is x column u0 + u */
+    const int span = (FC_RB * tpr - 1) * p->ax + p->ntx;        /* < 2^31: the plan bounds (OW + FC_RB) * ax */
+    const int ulo = fc_max(0, -u0), uhi = fc_min(span, p->IW - u0);
+    /* in place when the real pixels' columns are inside x; the phantom pixels of a partial last
+     * tile may then read on into the next x row (their sums are dropped), but never past x's end */
+    const int direct_cols = u0 >= 0 && u0 + (p->OW - 1) * p->ax + p->ntx <= p->IW;
+    const int spill = uhi < span;
+    const FC_T *in_end = in + (ptrdiff_t)p->N * p->IH * p->IW * p->ICt;
+    const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * Cr * VB, srow = (ptrdiff_t)span * Cr;
+    const ptrdiff_t xrow = (ptrdiff_t)p->IW * p->ICt, pstep = (ptrdiff_t)p->out_ax * p->OCt;
+    char *cur = scratch;
+    FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)nty * srow * sizeof(FC_T));
+    FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
+    int zeroed = 0;
+    for (ptrdiff_t row = t0 / tpr; row < t1 / tpr; row++) {
+        const int n = (int)(row / p->OH), oy = (int)(row - (ptrdiff_t)n * p->OH);
+        const int iy0 = oy * p->ay + p->by[0];                  /* x row of kernel row i: iy0 + i * dby */
+        int ilo = 0, ihi = nty;
+        while (ilo < ihi && (iy0 + ilo * dby < 0 || iy0 + ilo * dby >= p->IH)) ilo++;
+        while (ihi > ilo && (iy0 + (ihi - 1) * dby < 0 || iy0 + (ihi - 1) * dby >= p->IH)) ihi--;
+        if (ihi == ilo) {   /* no kernel row inside x (padding past a kernel height): bias only */
+            FN(fc_gconv_row)(p, in, wp, bias, out, row * tpr, (row + 1) * tpr, scratch);
+            zeroed = 0;     /* fc_gconv_row used the scratch */
+        } else {
+            const FC_T *xr = in + ((ptrdiff_t)n * p->IH + iy0 + ilo * dby) * xrow;   /* column 0 of the first kept row */
+            ptrdiff_t rstride = (ptrdiff_t)dby * xrow;
+            const int iy_last = dby > 0 ? iy0 + (ihi - 1) * dby : iy0 + ilo * dby;  /* the lowest kept x row */
+            const int direct = direct_cols
+                && (!spill || ((ptrdiff_t)n * p->IH + iy_last) * xrow + (ptrdiff_t)(u0 + span) * Cr
+                              <= in_end - in);
+            const FC_T *x = direct ? xr + (ptrdiff_t)u0 * Cr : seg;    /* direct: u0 >= 0 */
+            if (!direct) {
+                if (!zeroed) { memset(seg, 0, (size_t)nty * srow * sizeof(FC_T)); zeroed = 1; }
+                if (uhi > ulo)
+                    for (int r = 0; r < ihi - ilo; r++)
+                        memcpy(seg + r * srow + (ptrdiff_t)ulo * Cr, xr + r * rstride + (ptrdiff_t)(u0 + ulo) * Cr,
+                               (size_t)(uhi - ulo) * Cr * sizeof(FC_T));
+                rstride = srow;
+            }
+            FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0)
+                               * p->OCt;
+            FN(fc_rowk_any)(cr, ps, ihi - ilo, x, rstride, wp + (ptrdiff_t)p->ky[ilo] * cr * VB, wblk, p->Ko, bias,
+                            p->relu, orow, pstep, p->OW, acc);
+        }
+        if (p->act)
+            FN(fc_gconv_act_row)(p, out, row);
+    }
+    return 1;
+}
+
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
                                FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, char *scratch)
 {
     if (p->rowseg) {  /* [t0, t1) is a whole number of output rows */
+        if (FN(fc_rowk_rows)(p, in, wp, bias, out, t0, t1, scratch))
+            return;
         const ptrdiff_t tpr = (p->OW + FC_RB - 1) / FC_RB;
         for (ptrdiff_t t = t0; t < t1; t += tpr) {
             FN(fc_gconv_row)(p, in, wp, bias, out, t, t + tpr, scratch);
