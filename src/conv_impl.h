@@ -694,7 +694,7 @@ static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
     const int spill = uhi < span;
     const FC_T *in_end = in + (ptrdiff_t)p->N * p->IH * p->IW * p->ICt;
     const ptrdiff_t wblk = (ptrdiff_t)p->KH * p->KW * Cr * VB, srow = (ptrdiff_t)span * Cr;
-    const ptrdiff_t xrow = (ptrdiff_t)p->IW * p->ICt, pstep = (ptrdiff_t)p->out_ax * p->OCt;
+    const ptrdiff_t xrow = (ptrdiff_t)p->IW * p->ICt, pstep = (ptrdiff_t)p->out_ax * p->OPS;
     char *cur = scratch;
     FC_T *seg = (FC_T *)FN(fc_carve)(&cur, (size_t)nty * srow * sizeof(FC_T));
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
@@ -725,7 +725,7 @@ static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
                 rstride = srow;
             }
             FC_T *orow = out + (((ptrdiff_t)n * p->out_H + p->oy0 + (ptrdiff_t)oy * p->out_ay) * p->out_W + p->ox0)
-                               * p->OCt;
+                               * p->OPS;  /* OPS: the output's pixel stride (a concatenation's slice) */
             FN(fc_rowk_any)(cr, ps, ihi - ilo, x, rstride, wp + (ptrdiff_t)p->ky[ilo] * cr * VB, wblk, p->Ko, bias,
                             p->relu, orow, pstep, p->OW, acc);
         }

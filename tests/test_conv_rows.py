@@ -154,3 +154,18 @@ def test_rows_in_place_past_2_31_elements(K):
     assert y.shape == (1, 5, 1022, K) and _dispatch.last_kernel["conv2d"] == "rowk"
     for oy, r0 in enumerate(starts):
         close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w, b)[:, 0], np.float32)
+
+
+@pytest.mark.parametrize("C, K, padding", [(1, 32, "same"), (3, 32, "valid"), (1, 6, "same"), (3, 16, "same")])
+def test_rows_into_a_channel_slice(C, K, padding):
+    """The first-layer rows (fc_rowk_rows) store at the output's pixel stride: a channel slice of a
+    wider NaN-filled array (copy-free concatenation) gets the reference, and its neighbours stay NaN."""
+    rng = np.random.default_rng(C * 100 + K)
+    x = rng.standard_normal((4, 28, 30, C)).astype(np.float32)
+    w = rng.standard_normal((3, 3, C, K)).astype(np.float32)
+    want = ref.conv2d(x, w, padding=padding)
+    wide = np.full(want.shape[:3] + (K + 8,), np.nan, np.float32)
+    ops.conv2d(x, w, padding=padding, out=wide[..., 3:3 + K])
+    assert _dispatch.last_kernel["conv2d"] == "rowk"
+    np.testing.assert_allclose(wide[..., 3:3 + K], want, rtol=1e-5, atol=1e-5)
+    assert np.isnan(wide[..., :3]).all() and np.isnan(wide[..., 3 + K:]).all()
