@@ -36,11 +36,17 @@
  * Depth multiplier M > 1: the input rows are expanded to K channels (e[iw*K + c*M + m] =
  * x[iw*C + c]) in a small per-thread cache of KH rows, so the same K-channel code runs;
  * dx is computed in K space into a scratch row and then summed over m.
+ * Small maps (dw_pads): the same cache also holds rows with zero columns left and right, in
+ * 64-byte-aligned slots, and the forward and the weight gradient read every input row from it
+ * (M = 1: a plain copy): every tile is an interior tile, every weight-gradient column an
+ * interior column, and loads are aligned whatever the caller's x.  Used where the edge columns
+ * are a large share of the work and the rows are small (see dw_pads for the measured limits).
  *
  * Weight gradient: per dy row, the taps of up to 3 kernel rows x 7 columns (<= 10 accumulators)
- * are reduced over the interior output columns in chunks of DW_WCHUNK columns (all channel
- * blocks per chunk, so the chunk's x and dy pixels stay in L1); with dilation 1 the tile shares
- * each source-column load between 4 output columns.  Edge columns are added with bounds checks
+ * are reduced over the interior output columns (all of them on padded rows) in chunks of
+ * DW_WCHUNK columns (all channel blocks per chunk, so the chunk's x and dy pixels stay in L1);
+ * with dilation 1 the tile shares each source-column load between 4 output columns.  Edge
+ * columns are added with bounds checks
  * and the sums go to the caller's per-thread partial dw (lanes of a shifted tail block that
  * belong to the previous block are skipped).
  */
