@@ -506,7 +506,9 @@ static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cach
     return cc->rows + slot * cc->stride;
 }
 
-static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
+/* Per-thread scratch of the forward (backward = 0) or of the backward blocks (1): the row cache
+ * is sized by the pass's own padding rule (the forward's is smaller, often none). */
+static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p, int backward)
 {
     const size_t KH = (size_t)p->KH, KW = (size_t)p->KW;
     const size_t nph = (size_t)fc_min(p->sw, p->W); /* input-gradient column phases */
@@ -524,7 +526,7 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += ((size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* dx row (K space / streamed) */
     {   /* row cache: expanded (M > 1) and / or zero-padded rows */
         int pl, pr;
-        const int pad = DFN(dw_pads)(p, &pl, &pr, DW_PAD_WGRAD_BYTES); /* the forward's is smaller */
+        const int pad = DFN(dw_pads)(p, &pl, &pr, backward ? DW_PAD_WGRAD_BYTES : DW_PAD_FWD_BYTES);
         if (pad || p->M > 1) b += (DFN(dw_cache_bytes)(p, pl, pr) + 63) & ~(size_t)63;
     }
     return b;
