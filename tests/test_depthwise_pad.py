@@ -135,3 +135,14 @@ def test_finite_differences_float64(cfg):
         args_m[which] = args_m[which] - eps * v
         fd = (loss(*args_p) - loss(*args_m)) / (2 * eps)
         assert abs(fd - float(np.sum(grad * v))) < 1e-6 * (1 + abs(fd))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 3, 5), (2, 7, 7, 128)])
+def test_outputs_are_cache_line_aligned(shape):
+    """y and dx start on a 64-byte boundary at every size (whole-line vector stores)."""
+    rng = np.random.default_rng(2)
+    x, wt, b = _data(rng, *shape, 1, 3, 3)
+    y = depthwise_conv2d(x, wt, b, padding="same")
+    dx = depthwise_conv2d_grad(np.ones_like(y), x, wt, padding="same")[0]
+    assert y.ctypes.data % 64 == 0 and dx.ctypes.data % 64 == 0
+    assert y.flags.c_contiguous and dx.flags.c_contiguous
