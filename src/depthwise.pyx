@@ -30,8 +30,8 @@ cdef extern from "depthwise_kernels.h" nogil:
         int sh, sw, ph, pw, dh, dw
         int stream
     int fc_dw_vector_bytes(int isa)
-    size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
-    size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
+    size_t fc_dw_scratch_f32(int isa, const fc_dwp *p, int backward)
+    size_t fc_dw_scratch_f64(int isa, const fc_dwp *p, int backward)
     void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
                            float *y, Py_ssize_t r0, Py_ssize_t r1, char *scratch)
     void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
@@ -96,8 +96,8 @@ cdef void _backward(const void *jp, Py_ssize_t j, Py_ssize_t b0, Py_ssize_t b1, 
                                   <float *>b.out, b0, b1, b.BR, pf, pf + b.nw, s)
 
 
-cdef inline size_t _scratch(int isa, const fc_dwp *p, bint f64) noexcept nogil:
-    return fc_dw_scratch_f64(isa, p) if f64 else fc_dw_scratch_f32(isa, p)
+cdef inline size_t _scratch(int isa, const fc_dwp *p, bint f64, int backward) noexcept nogil:
+    return fc_dw_scratch_f64(isa, p, backward) if f64 else fc_dw_scratch_f32(isa, p, backward)
 
 
 def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
@@ -122,7 +122,7 @@ def forward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     b.out = &y[0, 0, 0, 0]
     b.p.stream = _stream(b.out, <size_t>R * b.p.OW * b.p.K * sizeof(floating), b.p.K, sizeof(floating),
                          isa)
-    run_split(_forward, &b, split, _scratch(isa, &b.p, b.f64))
+    run_split(_forward, &b, split, _scratch(isa, &b.p, b.f64, 0))
 
 
 def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
@@ -173,7 +173,7 @@ def backward(const floating[:, :, :, ::1] x,     # IN  (N, H, W, C)
     b.partials = partials
     try:
         memset(partials, 0, b.part * nchunks * sizeof(floating))
-        run_split(_backward, &b, split, _scratch(isa, &b.p, b.f64))
+        run_split(_backward, &b, split, _scratch(isa, &b.p, b.f64, 1))
         with nogil:
             # fixed-order reduction of the per-chunk partials
             sum_partials(partials, b.part, nchunks, b.nw, &dw[0, 0, 0, 0])

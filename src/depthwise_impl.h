@@ -36,11 +36,17 @@
  * Depth multiplier M > 1: the input rows are expanded to K channels (e[iw*K + c*M + m] =
  * x[iw*C + c]) in a small per-thread cache of KH rows, so the same K-channel code runs;
  * dx is computed in K space into a scratch row and then summed over m.
+ * Small maps (dw_pads): the same cache also holds rows with zero columns left and right, in
+ * 64-byte-aligned slots, and the forward and the weight gradient read every input row from it
+ * (M = 1: a plain copy): every tile is an interior tile, every weight-gradient column an
+ * interior column, and loads are aligned whatever the caller's x.  Used where the edge columns
+ * are a large share of the work and the rows are small (see dw_pads for the measured limits).
  *
  * Weight gradient: per dy row, the taps of up to 3 kernel rows x 7 columns (<= 10 accumulators)
- * are reduced over the interior output columns in chunks of DW_WCHUNK columns (all channel
- * blocks per chunk, so the chunk's x and dy pixels stay in L1); with dilation 1 the tile shares
- * each source-column load between 4 output columns.  Edge columns are added with bounds checks
+ * are reduced over the interior output columns (all of them on padded rows) in chunks of
+ * DW_WCHUNK columns (all channel blocks per chunk, so the chunk's x and dy pixels stay in L1);
+ * with dilation 1 the tile shares each source-column load between 4 output columns.  Edge
+ * columns are added with bounds checks
  * and the sums go to the caller's per-thread partial dw (lanes of a shifted tail block that
  * belong to the previous block are skipped).
  */
@@ -53,6 +59,11 @@
 #define DST(p, v) (*(DVU *)(p) = (v))
 #define DW_RB 8
 #define DW_WCHUNK 32 /* output columns per weight-gradient chunk */
+/* Largest zero-padded row cache (KH rows) the weight gradient and the forward use: the forward's
+ * tiles read the rows KH times over and lose (256 channels @14: -20 %) once the cache and the
+ * row being copied no longer fit L1 together; the weight gradient gains up to 512 KiB. */
+#define DW_PAD_WGRAD_BYTES (512 << 10)
+#define DW_PAD_FWD_BYTES (24 << 10)
 
 _Static_assert(DW_RB == 8, "dw_tile and dw_ctile hold exactly 8 pixel accumulators");
 _Static_assert(DW_WCHUNK % 4 == 0, "dw_wtile_c steps 4 output columns at a time");
@@ -179,7 +190,16 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
             const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
 #pragma GCC unroll 32
             for (int c = 0; c < (DW_RB - 1) * QS + NT; c++) {
-                const DV xv = IND ? DLD(cp[c] + k0) : DLD(s + c * K);
+                DV xv;
+                if (IND) {
+                    xv = DLD(cp[c] + k0);
+                } else {
+                    /* one pointer stepped by K (the empty asm keeps GCC from turning it back into
+                     * s + c*K: one register per column, spilled for 5+ taps; 26 % slower) */
+                    xv = DLD(s);
+                    s += K;
+                    __asm__("" : "+r"(s));
+                }
 #pragma GCC unroll 7
                 for (int t = 0; t < NT; t++) {
                     const int d = c - t;
@@ -387,23 +407,72 @@ static inline char *DFN(dw_carve)(char **cur, size_t bytes)
 
 typedef struct {
     ptrdiff_t *tag, *stamp;
-    FC_T *rows; /* KH rows of W*K */
+    FC_T *rows;       /* KH slots of `stride` elements: pl zero columns, W columns, pr zero columns */
+    ptrdiff_t stride; /* elements between slots (a multiple of 16: slots stay 64-byte aligned) */
+    int pl, pr;
 } DFN(dw_cache);
 
-static void DFN(dw_cache_init)(const fc_dwp *p, char **cur, DFN(dw_cache) *cc)
+/* Zero columns the row cache adds left (pl) and right (pr) of each input row so that every
+ * tile of the forward pass and every column of the weight gradient reads inside the row: no
+ * edge tiles, no bounds checks, and (the slots being 64-byte aligned, K % VLEN == 0) aligned
+ * loads whatever the caller's x is.  The right side covers the last forward tile of DW_RB
+ * pixels even when OW < DW_RB.  Returns 0 (no padding) when the pads would be large (a
+ * padding or stride far past the kernel): those keep the edge paths. */
+static int DFN(dw_pads)(const fc_dwp *p, int *pl, int *pr, size_t maxbytes)
+{
+    *pl = *pr = 0;
+    const ptrdiff_t span = (ptrdiff_t)(fc_max(p->OW, DW_RB) - 1) * p->sw + (ptrdiff_t)(p->KW - 1) * p->dw + 1;
+    const ptrdiff_t right = span - p->pw - p->W;
+    if (p->pw > 64 || right > 128) return 0;
+    /* worth it when the edge columns (taps in the padding) are a large enough share of the
+     * work: the copy costs sh*sw input vectors per output vector, the edges save bounds checks
+     * and short / indirect tiles on KH*KW taps (measured: 3x3 s1 @28 and @7, 5x5 s2 @14 gain
+     * 10-40 %; 3x3 s2 @56, 5x5 s2 @56 lose 5-25 %) */
+    const int olo = fc_min(p->OW, fc_ceildiv(p->pw, p->sw));
+    int ohi = fc_min(p->OW, fc_floordiv(p->W - 1 + p->pw - (p->KW - 1) * p->dw, p->sw) + 1);
+    if (ohi < olo) ohi = olo;
+    const ptrdiff_t edges = (ptrdiff_t)p->OW - (ohi - olo);
+    if (edges * p->KH * p->KW * 2 < (ptrdiff_t)p->OW * p->sh * p->sw) return 0;
+    const int l = p->pw, r = right > 0 ? (int)right : 0;
+    if ((size_t)p->KH * ((size_t)l + p->W + r) * p->K * sizeof(FC_T) > maxbytes) return 0;
+    *pl = l;
+    *pr = r;
+    return 1;
+}
+
+static ptrdiff_t DFN(dw_cache_stride)(const fc_dwp *p, int pl, int pr)
+{
+    return (((ptrdiff_t)pl + p->W + pr) * p->K + 15) & ~(ptrdiff_t)15;
+}
+
+static size_t DFN(dw_cache_bytes)(const fc_dwp *p, int pl, int pr)
+{
+    return (size_t)p->KH * DFN(dw_cache_stride)(p, pl, pr) * sizeof(FC_T);
+}
+
+static void DFN(dw_cache_init)(const fc_dwp *p, char **cur, DFN(dw_cache) *cc, int pl, int pr)
 {
     cc->tag = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
     cc->stamp = (ptrdiff_t *)DFN(dw_carve)(cur, (size_t)p->KH * sizeof(ptrdiff_t));
-    cc->rows = (FC_T *)DFN(dw_carve)(cur, (size_t)p->KH * p->W * p->K * sizeof(FC_T));
-    for (int i = 0; i < p->KH; i++) cc->tag[i] = cc->stamp[i] = -1;
+    cc->stride = DFN(dw_cache_stride)(p, pl, pr);
+    cc->rows = (FC_T *)DFN(dw_carve)(cur, DFN(dw_cache_bytes)(p, pl, pr));
+    cc->pl = pl;
+    cc->pr = pr;
+    for (int i = 0; i < p->KH; i++) {
+        cc->tag[i] = cc->stamp[i] = -1;
+        FC_T *e = cc->rows + i * cc->stride;
+        /* the pads are written once here; rows only ever overwrite their W middle columns */
+        if (pl) memset(e, 0, (size_t)pl * p->K * sizeof(FC_T));
+        if (pr) memset(e + ((ptrdiff_t)pl + p->W) * p->K, 0, (size_t)pr * p->K * sizeof(FC_T));
+    }
 }
 
-/* Input row (n, ih) with each channel repeated M times; stamp = the output row asking, so rows
- * needed by the same output row are never evicted by each other (there are KH slots). */
+/* Input row (n, ih) with each channel repeated M times, between the cache's zero pads; returns
+ * the slot's first column (input column -pl).  stamp = the output row asking, so rows needed by
+ * the same output row are never evicted by each other (there are KH slots). */
 static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cache) *cc, int n, int ih, ptrdiff_t stamp)
 {
     const ptrdiff_t tag = (ptrdiff_t)n * p->H + ih;
-    const size_t rowlen = (size_t)p->W * p->K;
     int slot = -1;
     for (int i = 0; i < p->KH; i++)
         if (cc->tag[i] == tag) { slot = i; break; }
@@ -411,19 +480,35 @@ static const FC_T *DFN(dw_cache_get)(const fc_dwp *p, const FC_T *x, DFN(dw_cach
         for (int i = 0; i < p->KH; i++)
             if (cc->stamp[i] != stamp) { slot = i; break; }
         const FC_T *xs = x + (ptrdiff_t)tag * p->W * p->C;
-        FC_T *e = cc->rows + slot * rowlen;
+        FC_T *e = cc->rows + slot * cc->stride + (ptrdiff_t)cc->pl * p->K;
         const int M = p->M;
-        for (ptrdiff_t i = 0; i < (ptrdiff_t)p->W * p->C; i++) {
-            const FC_T v = xs[i];
-            for (int m = 0; m < M; m++) *e++ = v;
+        if (M == 1) { /* a vector loop: glibc's memcpy (rep movsb) is slow here from unaligned x */
+            const ptrdiff_t len = (ptrdiff_t)p->W * p->C;
+            ptrdiff_t i = 0;
+            for (; i + 4 * FC_VLEN <= len; i += 4 * FC_VLEN) {
+                const DV v0 = DLD(xs + i), v1 = DLD(xs + i + FC_VLEN), v2 = DLD(xs + i + 2 * FC_VLEN),
+                         v3 = DLD(xs + i + 3 * FC_VLEN);
+                DST(e + i, v0);
+                DST(e + i + FC_VLEN, v1);
+                DST(e + i + 2 * FC_VLEN, v2);
+                DST(e + i + 3 * FC_VLEN, v3);
+            }
+            for (; i < len; i++) e[i] = xs[i];
+        } else {
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)p->W * p->C; i++) {
+                const FC_T v = xs[i];
+                for (int m = 0; m < M; m++) *e++ = v;
+            }
         }
         cc->tag[slot] = tag;
     }
     cc->stamp[slot] = stamp;
-    return cc->rows + slot * rowlen;
+    return cc->rows + slot * cc->stride;
 }
 
-static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
+/* Per-thread scratch of the forward (backward = 0) or of the backward blocks (1): the row cache
+ * is sized by the pass's own padding rule (the forward's is smaller, often none). */
+static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p, int backward)
 {
     const size_t KH = (size_t)p->KH, KW = (size_t)p->KW;
     const size_t nph = (size_t)fc_min(p->sw, p->W); /* input-gradient column phases */
@@ -439,7 +524,11 @@ static size_t DFN(fc_dw_scratch_bytes)(const fc_dwp *p)
     b += (KH * ((DW_RB - 1) * 2 + 7) * sizeof(void *) + 63) & ~(size_t)63; /* column pointers */
     b += 64;
     b += ((size_t)p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63;     /* dx row (K space / streamed) */
-    if (p->M > 1) b += ((size_t)KH * p->W * p->K * sizeof(FC_T) + 63) & ~(size_t)63; /* expanded rows */
+    {   /* row cache: expanded (M > 1) and / or zero-padded rows */
+        int pl, pr;
+        const int pad = DFN(dw_pads)(p, &pl, &pr, backward ? DW_PAD_WGRAD_BYTES : DW_PAD_FWD_BYTES);
+        if (pad || p->M > 1) b += (DFN(dw_cache_bytes)(p, pl, pr) + 63) & ~(size_t)63;
+    }
     return b;
 }
 
@@ -468,15 +557,19 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
     memset(zrow, 0, (size_t)K * sizeof(FC_T));
     FC_T *sbuf = (FC_T *)DFN(dw_carve)(&cur, (size_t)DW_RB * K * sizeof(FC_T));
     (void)sbuf;
+    /* pad: read every input row from the zero-padded, aligned row cache (columns shifted by pl) */
+    int pl, pr;
+    const int pad = DFN(dw_pads)(p, &pl, &pr, DW_PAD_FWD_BYTES);
+    if (!pad) pl = pr = 0;
     DFN(dw_cache) cc;
-    if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
+    if (pad || p->M > 1) DFN(dw_cache_init)(p, &cur, &cc, pl, pr);
     for (int kw = 0; kw < KW; kw++) {
-        toff[kw] = kw * p->dw - p->pw;
+        toff[kw] = kw * p->dw - p->pw + pl;
         toffK[kw] = (ptrdiff_t)toff[kw] * K;
         twK[kw] = (ptrdiff_t)kw * K;
     }
     DFN(dw_job) jb;
-    jb.K = K; jb.nt = KW; jb.qs = p->sw; jb.Wsrc = p->W; jb.nj = p->OW;
+    jb.K = K; jb.nt = KW; jb.qs = p->sw; jb.Wsrc = pl + p->W + pr; jb.nj = p->OW;
     jb.src = srcs; jb.wrow = wrows; jb.toff = toff; jb.toffK = toffK; jb.twK = twK;
     jb.ostep = K; jb.bias = bias;
     jb.sbuf = NULL;
@@ -489,8 +582,8 @@ static void DFN(fc_dw_forward_rows)(const fc_dwp *p, const FC_T *x, const FC_T *
         for (int kh = 0; kh < KH; kh++) {
             const int ih = oh * p->sh - p->ph + kh * p->dh;
             if (ih < 0 || ih >= p->H) continue;
-            srcs[nr] = p->M == 1 ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
-                                 : DFN(dw_cache_get)(p, x, &cc, n, ih, r);
+            srcs[nr] = p->M == 1 && !pad ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
+                                         : DFN(dw_cache_get)(p, x, &cc, n, ih, r);
             wrows[nr] = w + (ptrdiff_t)kh * KW * K;
             nr++;
         }
@@ -774,12 +867,17 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
     const FC_T **xr = (const FC_T **)DFN(dw_carve)(&cur, KH * sizeof(void *));
     int *khs = (int *)DFN(dw_carve)(&cur, KH * sizeof(ptrdiff_t));
     FC_T *acc = (FC_T *)DFN(dw_carve)(&cur, (size_t)nkb * KH * KW * FC_VLEN * sizeof(FC_T));
+    /* output columns whose every tap is inside the row: all of them when the rows come from the
+     * zero-padded row cache (pad), else the edge columns are added with bounds checks below */
+    int pl, pr;
+    const int pad = DFN(dw_pads)(p, &pl, &pr, DW_PAD_WGRAD_BYTES);
+    if (!pad) pl = pr = 0;
     DFN(dw_cache) cc;
-    if (p->M > 1) DFN(dw_cache_init)(p, &cur, &cc);
-    /* output columns whose every tap is inside the row */
-    const int olo = fc_min(OW, fc_ceildiv(p->pw, sw));
+    if (pad || p->M > 1) DFN(dw_cache_init)(p, &cur, &cc, pl, pr);
+    int olo = fc_min(OW, fc_ceildiv(p->pw, sw));
     int ohi = fc_min(OW, fc_floordiv(p->W - 1 + p->pw - (KW - 1) * p->dw, sw) + 1);
     if (ohi < olo) ohi = olo;
+    if (pad) olo = 0, ohi = OW;
     const ptrdiff_t sxK = (ptrdiff_t)sw * K, tK = (ptrdiff_t)p->dw * K, astr = (ptrdiff_t)KW * FC_VLEN;
     const ptrdiff_t ablk = (ptrdiff_t)KH * astr; /* accumulators of one channel block */
     /* taps per tile: NW columns of RR rows with RR*NW <= 12 */
@@ -813,8 +911,8 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
         for (int kh = 0; kh < KH; kh++) {
             const int ih = oh * p->sh - p->ph + kh * p->dh;
             if (ih < 0 || ih >= p->H) continue;
-            xrows[nr] = p->M == 1 ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
-                                  : DFN(dw_cache_get)(p, x, &cc, n, ih, r);
+            xrows[nr] = p->M == 1 && !pad ? x + ((ptrdiff_t)n * p->H + ih) * p->W * K
+                                          : DFN(dw_cache_get)(p, x, &cc, n, ih, r) + (ptrdiff_t)pl * K;
             khs[nr] = kh;
             nr++;
         }
@@ -893,3 +991,5 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
 #undef DST
 #undef DW_RB
 #undef DW_WCHUNK
+#undef DW_PAD_WGRAD_BYTES
+#undef DW_PAD_FWD_BYTES

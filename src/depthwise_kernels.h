@@ -23,10 +23,10 @@ typedef struct {
 static int fc_dw_vector_bytes(int isa) { return fc_vector_bytes(isa); }
 
 /* ---- float32, SIMD level chosen by `isa` ---- */
-static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p)
+static size_t fc_dw_scratch_f32(int isa, const fc_dwp *p, int backward)
 {
     (void)isa;
-    return fc_dw_scratch_bytes_f32_generic(p); /* layout does not depend on the level */
+    return fc_dw_scratch_bytes_f32_generic(p, backward); /* layout does not depend on the level */
 }
 static void fc_dw_forward_f32(int isa, const fc_dwp *p, const float *x, const float *w, const float *bias,
                               float *y, ptrdiff_t r0, ptrdiff_t r1, char *scratch)
@@ -69,10 +69,10 @@ static void fc_dw_backward_weight_f32(int isa, const fc_dwp *p, const float *x, 
         }                                                                                            \
     }
 /* ---- float64 (isa ignored) ---- */
-static size_t fc_dw_scratch_f64(int isa, const fc_dwp *p)
+static size_t fc_dw_scratch_f64(int isa, const fc_dwp *p, int backward)
 {
     (void)isa;
-    return fc_dw_scratch_bytes_f64_generic(p);
+    return fc_dw_scratch_bytes_f64_generic(p, backward);
 }
 static void fc_dw_forward_f64(int isa, const fc_dwp *p, const double *x, const double *w, const double *bias,
                               double *y, ptrdiff_t r0, ptrdiff_t r1, char *scratch)

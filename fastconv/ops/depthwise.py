@@ -18,12 +18,12 @@ from fastconv._shapes import kernel_stride, positive_pair, resolve_padding, wind
 from fastconv.ops import _plan as _plans
 from fastconv.ops._plan import cached_geometry as _cached_geometry
 from fastconv.ops._validate import (
+    aligned_empty,
     as_float_array,
     check_bias,
     check_dy,
     check_output,
     check_rank,
-    empty_output,
 )
 
 
@@ -112,7 +112,9 @@ def depthwise_conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1):
         check_bias(op, bias, y_shape[3], w.shape)
     threads = _dispatch.threads_for(math.prod(y_shape) * g[7] * g[8])
     p = _plans.depthwise_plan(g, x.dtype.itemsize, False, threads)
-    y = empty_output(p.out_shape, x.dtype)
+    # 64-byte aligned at every size (empty_output aligns only streamed outputs): unaligned AVX-512
+    # stores split cache lines (7x7x128, batch 64: 15 % slower), and the next layer reads it
+    y = aligned_empty(p.out_shape, x.dtype)
     _dispatch.last_kernel[op] = p.variant
     if y.size:
         _k.forward(x, w, bias, y, p.geometry, p.split.args(), _dispatch.level_for(op, x.dtype))
@@ -133,7 +135,7 @@ def depthwise_conv2d_grad(dy, x, w, *, stride=1, padding=0, dilation=1, need_dx=
     g = _geometry(op, x, w, stride, padding, dilation)
     check_dy(op, dy, (g[0], g[5], g[6], g[3] * g[4]))
     p = _plans.depthwise_plan(g, x.dtype.itemsize, True, _dispatch.threads_for(2 * dy.size * g[7] * g[8]))
-    dx = empty_output(x.shape, x.dtype) if need_dx else None
+    dx = aligned_empty(x.shape, x.dtype) if need_dx else None
     dw = np.empty(w.shape, dtype=x.dtype)
     db = np.empty(p.out_shape[3], dtype=x.dtype)
     _dispatch.last_kernel[op] = p.variant
