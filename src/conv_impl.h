@@ -96,6 +96,18 @@ static void FN(fc_pack)(const FC_T *src, int KH, int KW, int G, int Cr, int Ko,
                     }
 }
 
+/* The register tile's accumulators a<q>0, a<q>1 (pixel q's two vectors) to acc[q*VB ...) for the
+ * caller's partial store, pixels 0 .. np-1 (np 5 or 6). */
+#define FC_SPILL_ACC(acc, np)                                                           \
+    do {                                                                                \
+        ST((acc) + 0 * VB, a00); ST((acc) + 0 * VB + FC_VLEN, a01);                     \
+        ST((acc) + 1 * VB, a10); ST((acc) + 1 * VB + FC_VLEN, a11);                     \
+        ST((acc) + 2 * VB, a20); ST((acc) + 2 * VB + FC_VLEN, a21);                     \
+        ST((acc) + 3 * VB, a30); ST((acc) + 3 * VB + FC_VLEN, a31);                     \
+        ST((acc) + 4 * VB, a40); ST((acc) + 4 * VB + FC_VLEN, a41);                     \
+        if ((np) > 5) { ST((acc) + 5 * VB, a50); ST((acc) + 5 * VB + FC_VLEN, a51); }   \
+    } while (0)
+
 /* The NP x 2-vector register tile (NP = 5 or 6 pixels, a constant after inlining): sum over
  * taps t and channels c of
  *     xp[t][p][c] * w[woff[t] + c*VB + 0..VB)
@@ -149,12 +161,7 @@ FN(fc_ukernel)(const int NP, int ntaps, const FC_T *const *xp, const FC_T *w, co
 #undef FC_RELU
         return;
     }
-    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
-    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
-    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
-    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
-    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
-    if (NP > 5) { ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51); }
+    FC_SPILL_ACC(acc, NP);
 }
 
 /* Two tiles A and B with the same taps (same count and weight offsets) for a channel block of at
@@ -207,12 +214,7 @@ FN(fc_ukernel2t)(int ntaps, const FC_T *const *xa, const FC_T *const *xb, const 
 #undef FC_RELU
         return;
     }
-    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
-    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
-    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
-    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
-    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
-    ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
+    FC_SPILL_ACC(acc, 6);
 }
 
 /* Per-tile working set kept in the per-thread scratch. */
@@ -452,13 +454,9 @@ FN(fc_rowk)(const int CR, const int PS, int nr, const FC_T *x, ptrdiff_t rstride
 #undef FC_ST_PIX
         return;
     }
-    ST(acc + 0 * VB, a00); ST(acc + 0 * VB + FC_VLEN, a01);
-    ST(acc + 1 * VB, a10); ST(acc + 1 * VB + FC_VLEN, a11);
-    ST(acc + 2 * VB, a20); ST(acc + 2 * VB + FC_VLEN, a21);
-    ST(acc + 3 * VB, a30); ST(acc + 3 * VB + FC_VLEN, a31);
-    ST(acc + 4 * VB, a40); ST(acc + 4 * VB + FC_VLEN, a41);
-    ST(acc + 5 * VB, a50); ST(acc + 5 * VB + FC_VLEN, a51);
+    FC_SPILL_ACC(acc, 6);
 }
+#undef FC_SPILL_ACC
 
 /* Few output channels (Ko <= FC_VLEN, a contiguous output row: pstep == Ko): 12 pixels x ONE
  * vector instead of 6 pixels x 2 vectors of which 2*FC_VLEN - Ko lanes would idle (LeNet's 5x5

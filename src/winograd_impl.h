@@ -93,11 +93,12 @@ static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
         return LD(q + c0);
 #ifdef FC_LD_TAIL
     return (V)FC_LD_TAIL(q + c0, C - c0);  /* one masked load (conv_narrow_impl.h fc_ld_tail) */
-#endif
+#else
     V v = {0};
     for (int l = 0; c0 + l < C; l++)
         v[l] = q[c0 + l];
     return v;
+#endif
 }
 
 /* Input transform of one tile: xp[alpha*alpha] pixel pointers (the zero row outside the input);
@@ -201,10 +202,10 @@ static inline void FN(fc_wino_st)(FC_T *q, int k0, int K, V v)
     }
 #ifdef FC_ST_TAIL
     FC_ST_TAIL(q + k0, K - k0, v);
-    return;
-#endif
+#else
     for (int l = 0; k0 + l < K; l++)
         q[k0 + l] = v[l];
+#endif
 }
 
 /* Output transform of one tile: M rows of this tile at mt (position stride ps elements); out pixel

@@ -9,6 +9,7 @@ padding past 64 columns, a long row), and the tile overhang past a row shorter t
 """
 import numpy as np
 import pytest
+from test_depthwise import _check, _close, _data, simd  # noqa: F401  (tests/test_depthwise.py; simd is a fixture)
 
 from fastconv import _dispatch
 from fastconv import reference as ref
@@ -38,26 +39,6 @@ UNPADDED = [
 ]
 
 
-def _data(rng, n, h, w, c, m, kh, kw, dtype=np.float32):
-    x = rng.standard_normal((n, h, w, c)).astype(dtype)
-    wt = rng.standard_normal((kh, kw, c, m)).astype(dtype)
-    b = rng.standard_normal(c * m).astype(dtype)
-    return x, wt, b
-
-
-def _close(got, want, dtype):
-    assert got.shape == want.shape and got.dtype == want.dtype
-    scale = 1.0 + float(np.abs(want).max(initial=0.0))
-    tol = 2e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale * 4)
-
-
-@pytest.fixture
-def simd():
-    yield _dispatch.set_simd
-    _dispatch.set_simd(None)
-
-
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("cfg", PADDED + UNPADDED)
 def test_matches_reference(simd, level, cfg):
@@ -67,14 +48,7 @@ def test_matches_reference(simd, level, cfg):
         x, wt, b = _data(np.random.default_rng(c + h), n, h, w, c, m, kh, kw, dtype)
         kws = {"stride": s, "padding": p, "dilation": d}
         x0, w0 = x.copy(), wt.copy()
-        y = depthwise_conv2d(x, wt, b, **kws)
-        x64, w64, b64 = (a.astype(np.float64) for a in (x, wt, b))
-        _close(y, ref.depthwise_conv2d(x64, w64, b64, **kws).astype(dtype), dtype)
-        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        got = depthwise_conv2d_grad(dy, x, wt, **kws)
-        want = ref.depthwise_conv2d_grad(dy.astype(np.float64), x64, w64, **kws)
-        for g, r in zip(got, want):
-            _close(g, r.astype(dtype), dtype)
+        _check(x, wt, b, dtype, **kws)
         np.testing.assert_array_equal(x, x0)  # the cache copies rows, never writes x
         np.testing.assert_array_equal(wt, w0)
 

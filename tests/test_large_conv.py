@@ -154,3 +154,19 @@ def test_geometry_past_the_int_fields_is_refused():
         fc.conv2d(x, w, padding=((2**30, 0), (0, 0)), stride=(2**31 - 1, 1))
     with pytest.raises(ValueError, match="input width"):
         fc.conv2d(lazy_zeros((1, 1, 2**30, 1)), rand((1, 1, 1, 1)))
+
+
+def test_narrow_output_channel_tail_past_2_31_elements():
+    """The narrow kernel's reduction tail (24 input channels: one full vector and a masked 8-lane
+    load on AVX-512, FC_LD_TAIL) reading rows at offsets past 2**31: the last window starts at row
+    5,462 of a 16,384 x 24 row, element 2,147,745,792."""
+    x = lazy_zeros((1, 5470, 16384, 24))
+    starts = (0, 2731, 5462)
+    assert starts[-1] * 16384 * 24 > INT32_MAX
+    for r0 in starts:
+        x[0, r0:r0 + 3] = rand((3, 16384, 24))
+    w, b = rand((3, 3, 24, 2)), rand((2,))
+    y = fc.conv2d(x, w, b, stride=(2731, 1))
+    assert y.shape == (1, 3, 16382, 2) and _dispatch.last_kernel["conv2d"] == "narrow"
+    for oy, r0 in enumerate(starts):
+        close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w, b)[:, 0])
