@@ -10,7 +10,7 @@ from fastconv._dispatch import get_num_threads, set_num_threads, set_simd
 from fastconv.augment import ImageAugmenter
 from fastconv.engine.functional import Model
 from fastconv.engine.sequential import Sequential
-from fastconv.engine.trainer import reuse_buffers
+from fastconv.engine.trainer import release_buffers, reuse_buffers
 from fastconv.layers.input_layer import Input
 from fastconv.ops import (
     avg_pool2d, avg_pool2d_grad, conv2d, conv2d_grad, conv_transpose2d, conv_transpose2d_grad,
@@ -25,6 +25,7 @@ __all__ = [
     "conv2d", "conv2d_grad", "depthwise_conv2d", "depthwise_conv2d_grad", "conv_transpose2d",
     "conv_transpose2d_grad", "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
     "global_avg_pool2d", "global_avg_pool2d_grad", "global_max_pool2d", "global_max_pool2d_grad",
+    "release_buffers",
     "reuse_buffers",
     "Sequential", "Model", "Input", "load_model", "model_from_json", "ImageAugmenter", "to_categorical",
     "augment", "callbacks", "datasets", "filters", "layers", "losses", "metrics", "models", "optimizers", "plot",

@@ -6,8 +6,9 @@ and the switch that installs it.
 - `set_handler(capsule)`: installs it for the calling context and returns the previous one; the
   function is taken from NumPy's C-API table (slot 304, stable since NumPy 1.22), so the module needs
   no NumPy headers.
-- `open_cache(limit, min_bytes)` / `close_cache()`: keep freed blocks (>= min_bytes, <= limit bytes in
-  all) for reuse, or free them all and keep none.  `stats()`: (hits, misses, cached blocks, bytes).
+- `open_cache(limit, min_bytes)` / `close_cache(keep)`: keep freed blocks (>= min_bytes, <= limit bytes in
+  all) for reuse, or stop keeping and serving them, leaving at most `keep` bytes of the most recently
+  freed parked for the next open.  `trim_cache(keep)`: free the oldest until at most `keep` bytes stay.  `stats()`: (hits, misses, cached blocks, bytes).
 fastconv/engine/trainer.py uses these for the duration of fit / evaluate / predict.
 """
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_IsValid
@@ -20,7 +21,8 @@ cdef extern from "buffers_impl.h" nogil:
         long long hits, misses
     fc_buf_cache fc_buf
     void *fc_buf_handler_v1
-    int fc_buf_set_open(int open, size_t limit, size_t min_bytes)
+    void fc_buf_set_open(int open, size_t limit, size_t min_bytes)
+    int fc_buf_trim(size_t keep)
 
 ctypedef object (*set_handler_fn)(object)
 
@@ -52,9 +54,16 @@ def open_cache(size_t limit, size_t min_bytes):
     fc_buf_set_open(1, limit, min_bytes)
 
 
-def close_cache():
-    """Stop keeping blocks and free the kept ones; returns how many were freed."""
-    return fc_buf_set_open(0, 0, 0)
+def close_cache(size_t keep=0):
+    """Stop keeping and serving blocks; free all but the most recently freed ``keep`` bytes of them
+    (parked for the next open). Returns how many were freed."""
+    fc_buf_set_open(0, 0, 0)
+    return fc_buf_trim(keep)
+
+
+def trim_cache(size_t keep=0):
+    """Free the blocks freed longest ago until at most ``keep`` bytes stay; returns how many."""
+    return fc_buf_trim(keep)
 
 
 def stats():

@@ -5,7 +5,8 @@
  * all their pages in again on first touch: on a 2-core machine ~800 faults per LeNet-5 step and up to
  * ~30% of its wall time.  fastconv's fit / evaluate / predict install this handler (NumPy's
  * PyDataMem_SetHandler, for the calling context only) for the duration of the call, so blocks freed
- * during a step are reused by the next; at the end of the call the cache is emptied.
+ * during a step are reused by the next; at the end of the call the most recently freed blocks, up to a bound, stay parked for the next call
+ * (the rest are freed).
  *
  * Every block carries a 64-byte header holding its size (NumPy passes a size to free, but the header
  * is what a block is matched on, so a block is only reused for a request of exactly its size).  Blocks
@@ -158,27 +159,37 @@ static void *fc_buf_realloc(void *ctx, void *ptr, size_t new_size)
 static fc_buf_handler fc_buf_handler_v1 = {
     "fastconv_reuse", 1, {NULL, fc_buf_malloc, fc_buf_calloc, fc_buf_realloc, fc_buf_free}};
 
-/* Open (keep freed blocks of at least min_bytes, up to limit bytes in all) or close the cache; closing
- * frees every cached block.  Returns the number of blocks freed. */
-static int fc_buf_set_open(int open, size_t limit, size_t min_bytes)
+/* Free the blocks freed longest ago until at most `keep` bytes stay cached; returns how many were freed.
+ * Open or closed alike: a closed cache's blocks wait, unused, for the next open (see fc_buf_set_open). */
+static int fc_buf_trim(size_t keep)
 {
     void *drop[FC_BUF_SLOTS];
     int n = 0;
+    fc_buf_lock();
+    while (fc_buf.n > 0 && fc_buf.bytes > keep) {
+        drop[n++] = fc_buf.ptr[0];
+        fc_buf_remove(0);
+    }
+    fc_buf_unlock();
+    for (int i = 0; i < n; i++) free(drop[i]);
+    return n;
+}
+
+/* Open (keep freed blocks of at least min_bytes, up to limit bytes in all) or close the cache.  Closing
+ * stops keeping and serving blocks; the blocks already kept stay parked, unused, for the next open
+ * (a predict called again gets its activations' pages without faulting them in), and fc_buf_trim bounds
+ * or frees them. */
+static void fc_buf_set_open(int open, size_t limit, size_t min_bytes)
+{
     fc_buf_lock();
     if (open) {
         fc_buf.limit = limit;
         fc_buf.min_bytes = min_bytes < 1 ? 1 : min_bytes;
     } else {
         fc_buf.min_bytes = (size_t)-1;
-        n = fc_buf.n;
-        memcpy(drop, fc_buf.ptr, (size_t)n * sizeof(void *));
-        fc_buf.n = 0;
-        fc_buf.bytes = 0;
     }
     fc_buf.open = open;
     fc_buf_unlock();
-    for (int i = 0; i < n; i++) free(drop[i]);
-    return n;
 }
 
 #endif

@@ -1,7 +1,9 @@
 """Buffer reuse across steps (fastconv/engine/trainer.py ``reuse_buffers`` over
 fastconv._kernels.buffers, src/buffers_impl.h): during fit / evaluate / predict, NumPy arrays get
 their memory from a handler that keeps freed blocks for the next request of the same size; the
-handler is scoped to the call, nested calls share one cache, and everything is freed at the end."""
+handler is scoped to the call, nested calls share one cache, and at the end the most recently freed
+blocks, up to FASTCONV_KEEP_BUFFERS MiB, stay parked for the next call (fastconv.release_buffers frees
+them)."""
 
 import resource
 
@@ -17,6 +19,13 @@ try:
     from numpy._core.multiarray import get_handler_name
 except ImportError:  # NumPy 1.x
     from numpy.core.multiarray import get_handler_name
+
+
+@pytest.fixture(autouse=True)
+def _no_parked_blocks():
+    fastconv.release_buffers()  # blocks parked by earlier tests would change the counts below
+    yield
+    fastconv.release_buffers()
 
 
 def _faults():
@@ -42,7 +51,9 @@ def test_blocks_freed_in_a_call_are_reused():
     assert get_handler_name() == default
     assert hits == 20
     assert faults < 100  # 20 x 2048 pages without reuse
-    assert buffers.stats()[2:] == (0, 0)  # the cache is emptied when the call ends
+    assert buffers.stats()[2:] == (1, 8 << 20)  # the block stays parked for the next call
+    assert fastconv.release_buffers() == 1
+    assert buffers.stats()[2:] == (0, 0)
 
 
 def test_only_equal_sizes_are_reused_and_contents_are_independent():
@@ -70,6 +81,8 @@ def test_nested_calls_share_the_cache_and_errors_restore_the_handler():
         assert buffers.stats()[2] == 1  # still open after the inner call
         raise RuntimeError("boom")
     assert get_handler_name() == default
+    assert buffers.stats()[2] == 1  # parked
+    fastconv.release_buffers()
     assert buffers.stats()[2:] == (0, 0)
 
 
@@ -116,6 +129,8 @@ def test_fit_and_predict_run_under_it_with_the_same_results(monkeypatch):
     np.testing.assert_array_equal(pa, pb)
     for a, b in zip(wa, wb):
         np.testing.assert_array_equal(a, b)
+    assert buffers.stats()[3] <= trainer.CACHE_KEEP_DEFAULT_MIB << 20  # what is parked is bounded
+    fastconv.release_buffers()
     assert buffers.stats()[2:] == (0, 0)
 
 
@@ -157,4 +172,54 @@ def test_public_reuse_buffers_serves_op_loops():
             del got
         hits = buffers.stats()[0] - h0
     assert hits >= 2  # calls 2 and 3 took the block call 1 (then 2) freed
-    assert buffers.stats()[2:] == (0, 0)  # the blocks are freed when the context closes
+    assert buffers.stats()[2] >= 1  # parked when the context closes
+    fastconv.release_buffers()
+    assert buffers.stats()[2:] == (0, 0)
+
+
+def test_parked_blocks_serve_the_next_call_only():
+    """A block parked when the context closes is neither handed out nor added to while no context is
+    open; the next context reuses it (same address, no page faults)."""
+    with trainer.reuse_buffers():
+        a = np.ones(1 << 20)  # 8 MiB
+        addr = a.__array_interface__["data"][0]
+        del a
+    assert buffers.stats()[2:] == (1, 8 << 20)
+    outside = np.empty(1 << 20)  # NumPy's own allocator: not the parked block
+    assert outside.__array_interface__["data"][0] != addr
+    del outside
+    assert buffers.stats()[2:] == (1, 8 << 20)
+    with trainer.reuse_buffers():
+        f0 = _faults()
+        b = np.empty(1 << 20)
+        b.fill(2.0)
+        assert b.__array_interface__["data"][0] == addr
+        assert _faults() - f0 < 100  # 2048 pages if it were fresh
+        del b
+
+
+def test_parking_is_bounded_oldest_first(monkeypatch):
+    monkeypatch.setenv("FASTCONV_KEEP_BUFFERS", "2")  # MiB
+    with trainer.reuse_buffers():
+        arrays = [np.empty((1 << 17) + k) for k in range(3)]  # three blocks of about 1 MiB
+        last = arrays[2].__array_interface__["data"][0]
+        for i in range(3):  # freed in order: the last one freed is the one kept
+            arrays[i] = None
+        assert buffers.stats()[2] == 3
+    assert buffers.stats()[2] == 1
+    with trainer.reuse_buffers():
+        again = np.empty((1 << 17) + 2)
+        assert again.__array_interface__["data"][0] == last
+        del again
+    monkeypatch.setenv("FASTCONV_KEEP_BUFFERS", "0")
+    with trainer.reuse_buffers():
+        del arrays
+    assert buffers.stats()[2:] == (0, 0)
+
+
+@pytest.mark.parametrize("bad", ["-1", "1.5", "lots"])
+def test_keep_buffers_environment_is_checked(monkeypatch, bad):
+    monkeypatch.setenv("FASTCONV_KEEP_BUFFERS", bad)
+    with pytest.raises(ValueError, match="FASTCONV_KEEP_BUFFERS"), trainer.reuse_buffers():
+        pass
+    assert get_handler_name() != "fastconv_reuse"  # the handler is restored all the same
