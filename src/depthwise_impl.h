@@ -149,10 +149,11 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cb
 }
 
 /* Specialised tile for NT taps at consecutive source columns (toff[t] = toff[0] + t: forward with
- * dilation 1, or an input-gradient phase) and column step QS (1 or 2), DW_RB pixels, all channel
- * blocks: every source column is loaded once and feeds all (pixel, tap) pairs that read it, and
- * the NT weight vectors of a kernel row stay in registers, so a kernel row costs
- * ((DW_RB-1)*QS + NT) + NT loads per DW_RB*NT FMAs (the generic tile needs one load per FMA).
+ * dilation 1, or an input-gradient phase) and column step QS (1 or 2), RB pixels (DW_RB, or 4 or
+ * 6 for a row's tail), all channel blocks: every source column is loaded once and feeds all
+ * (pixel, tap) pairs that read it, and the NT weight vectors of a kernel row stay in registers, so
+ * a kernel row costs ((RB-1)*QS + NT) + NT loads per RB*NT FMAs (the generic tile needs one load
+ * per FMA).
  * Registers: 8 accumulators + NT <= 7 weights + 1 source vector <= 16.
  * IND = 0: column c of row r is at rowp[r] + c*K (the tile lies inside the source row);
  * IND = 1: at colp[r*NC + c] (edge tiles: columns in the padding point at a row of zeros).
@@ -160,8 +161,8 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cb
  * Everything the loops need is copied to locals first: the vector stores are may_alias and
  * would otherwise force reloads of the job's fields. */
 static inline __attribute__((always_inline)) void
-DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, const FC_T *const *colp, int NC,
-              FC_T *const *outp)
+DFN(dw_ctile)(const int RB, const int NT, const int QS, const int IND, const DFN(dw_job) *jb,
+              const FC_T *const *colp, int NC, FC_T *const *outp)
 {
     const ptrdiff_t K = jb->K;
     const int nr = jb->nr, nkb = (jb->K + FC_VLEN - 1) / FC_VLEN;
@@ -172,7 +173,7 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
     for (int t = 0; t < NT; t++) twK[t] = jb->twK[t];
     FC_T *op[DW_RB];
 #pragma GCC unroll 8
-    for (int i = 0; i < DW_RB; i++) op[i] = outp[i];
+    for (int i = 0; i < RB; i++) op[i] = outp[i];
     for (int kb = 0; kb < nkb; kb++) {
         const ptrdiff_t k0 = fc_min(kb * FC_VLEN, (int)K - FC_VLEN);
         const DV z = {0};
@@ -180,7 +181,7 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
         if (bias) b = DLD(bias + k0);
         DV acc[DW_RB];
 #pragma GCC unroll 8
-        for (int i = 0; i < DW_RB; i++) acc[i] = b;
+        for (int i = 0; i < RB; i++) acc[i] = b;
         for (int r = 0; r < nr; r++) {
             const FC_T *wr = wrow[r] + k0;
             DV wv[7];
@@ -189,7 +190,7 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
             const FC_T *s = IND ? NULL : colp[r] + k0;
             const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
 #pragma GCC unroll 32
-            for (int c = 0; c < (DW_RB - 1) * QS + NT; c++) {
+            for (int c = 0; c < (RB - 1) * QS + NT; c++) {
                 DV xv;
                 if (IND) {
                     xv = DLD(cp[c] + k0);
@@ -203,27 +204,35 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
 #pragma GCC unroll 7
                 for (int t = 0; t < NT; t++) {
                     const int d = c - t;
-                    if (d >= 0 && d % QS == 0 && d / QS < DW_RB) acc[d / QS] += xv * wv[t];
+                    if (d >= 0 && d % QS == 0 && d / QS < RB) acc[d / QS] += xv * wv[t];
                 }
             }
         }
 #pragma GCC unroll 8
-        for (int i = 0; i < DW_RB; i++) DST(op[i] + k0, acc[i]);
+        for (int i = 0; i < RB; i++) DST(op[i] + k0, acc[i]);
     }
 }
 
 #define DW_CT(NT_, QS_)                                                                          \
     static void DFN(dw_ctiles_##NT_##_##QS_)(const DFN(dw_job) *jb, int ind, const FC_T *const *colp, int NC, \
-                                              FC_T *const *outp)                                 \
+                                              FC_T *const *outp, int rb)                         \
     {                                                                                            \
-        if (ind) DFN(dw_ctile)(NT_, QS_, 1, jb, colp, NC, outp);                                 \
-        else DFN(dw_ctile)(NT_, QS_, 0, jb, colp, NC, outp);                                     \
+        if (rb == 4) {                                                                           \
+            if (ind) DFN(dw_ctile)(4, NT_, QS_, 1, jb, colp, NC, outp);                          \
+            else DFN(dw_ctile)(4, NT_, QS_, 0, jb, colp, NC, outp);                              \
+        } else if (rb == 6) {                                                                    \
+            if (ind) DFN(dw_ctile)(6, NT_, QS_, 1, jb, colp, NC, outp);                          \
+            else DFN(dw_ctile)(6, NT_, QS_, 0, jb, colp, NC, outp);                              \
+        } else {                                                                                 \
+            if (ind) DFN(dw_ctile)(DW_RB, NT_, QS_, 1, jb, colp, NC, outp);                      \
+            else DFN(dw_ctile)(DW_RB, NT_, QS_, 0, jb, colp, NC, outp);                          \
+        }                                                                                        \
     }
 DW_CT(1, 1) DW_CT(2, 1) DW_CT(3, 1) DW_CT(4, 1) DW_CT(5, 1) DW_CT(6, 1) DW_CT(7, 1)
 DW_CT(1, 2) DW_CT(2, 2) DW_CT(3, 2) DW_CT(4, 2) DW_CT(5, 2) DW_CT(6, 2) DW_CT(7, 2)
 #undef DW_CT
 
-typedef void (*DFN(dw_ctiles_fn))(const DFN(dw_job) *, int, const FC_T *const *, int, FC_T *const *);
+typedef void (*DFN(dw_ctiles_fn))(const DFN(dw_job) *, int, const FC_T *const *, int, FC_T *const *, int);
 
 /* The specialised tile for this job, or NULL (taps not consecutive, more than 7, or QS > 2). */
 static DFN(dw_ctiles_fn) DFN(dw_pick_ctiles)(const DFN(dw_job) *jb)
@@ -239,46 +248,51 @@ static DFN(dw_ctiles_fn) DFN(dw_pick_ctiles)(const DFN(dw_job) *jb)
     return tab[jb->qs - 1][jb->nt - 1];
 }
 
-/* Run a job with the specialised tile: DW_RB-pixel tiles over the whole row, the last one shifted
- * back to end at the row's end (rewriting a few identical outputs instead of running a short,
- * latency-bound tile).  Tiles inside the source row read it directly; edge tiles read through a
- * table of column pointers in which padding columns point at zrow (K zeros); pixels past the end
- * of a row shorter than DW_RB are written to dummy (K values).  colp: KH*NC pointers. */
+/* Run a job with the specialised tile: DW_RB-pixel tiles over the row, then one tail tile of 4, 6
+ * or DW_RB pixels (the smallest that covers the nj % DW_RB pixels left) shifted back to end at the
+ * row's end: it rewrites a few identical outputs instead of running a short, latency-bound tile,
+ * and the narrower tails compute no more than they must for widths 28 and 14 (an 8-pixel tail did
+ * 32 and 16 pixels' work).  Tiles inside the source row read it directly; edge tiles read through
+ * a table of column pointers in which padding columns point at zrow (K zeros); pixels past the
+ * end of a row shorter than its tile are written to dummy (K values).  colp: KH*NC pointers. */
 static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC_T *zrow, FC_T *dummy,
                            const FC_T **colp)
 {
     const int nj = jb->nj, qs = jb->qs, K = jb->K, nr = jb->nr, Wsrc = jb->Wsrc, t0 = jb->toff[0];
-    const int NC = (DW_RB - 1) * qs + jb->nt;
+    const int rem = nj < DW_RB ? nj : nj % DW_RB;
+    const int tail = rem == 0 ? 0 : rem <= 4 ? 4 : rem <= 6 ? 6 : DW_RB;
+    const int nmain = nj / DW_RB, ntiles = nmain + (tail > 0);
     FC_T *outp[DW_RB];
-    const size_t pfper = jb->pf ? ((jb->pflen + (nj + DW_RB - 1) / DW_RB - 1) / ((nj + DW_RB - 1) / DW_RB) + 63)
-                                  & ~(size_t)63 : 0;
+    const size_t pfper = jb->pf && ntiles ? ((jb->pflen + ntiles - 1) / ntiles + 63) & ~(size_t)63 : 0;
     size_t pfdone = 0;
-    for (int j = 0; j < nj; j += DW_RB) {
+    for (int t = 0; t < ntiles; t++) {
         if (pfdone < jb->pflen) {
             DFN(dw_prefetch)(jb->pf, pfdone, pfdone + pfper < jb->pflen ? pfdone + pfper : jb->pflen);
             pfdone += pfper;
         }
-        const int j0 = nj >= DW_RB ? fc_min(j, nj - DW_RB) : 0;
-        for (int i = 0; i < DW_RB; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
-        const int stream = jb->sbuf && nj >= DW_RB;
+        const int rb = t < nmain ? DW_RB : tail;
+        const int j0 = t < nmain ? t * DW_RB : fc_max(0, nj - rb);
+        const int NC = (rb - 1) * qs + jb->nt;
+        for (int i = 0; i < rb; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
+        const int stream = jb->sbuf && nj >= rb;
         if (stream)
-            for (int i = 0; i < DW_RB; i++) outp[i] = jb->sbuf + (ptrdiff_t)i * K;
+            for (int i = 0; i < rb; i++) outp[i] = jb->sbuf + (ptrdiff_t)i * K;
         const int cfirst = j0 * qs + t0;
         if (cfirst >= 0 && cfirst + NC <= Wsrc) {
             for (int r = 0; r < nr; r++) colp[r] = jb->src[r] + (ptrdiff_t)cfirst * K;
-            ct(jb, 0, colp, NC, outp);
+            ct(jb, 0, colp, NC, outp, rb);
         } else {
             for (int r = 0; r < nr; r++)
                 for (int c = 0; c < NC; c++) {
                     const int col = cfirst + c;
                     colp[(ptrdiff_t)r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
                 }
-            ct(jb, 1, colp, NC, outp);
+            ct(jb, 1, colp, NC, outp, rb);
         }
 #ifdef FC_NT
-        if (stream) { /* DW_RB contiguous output pixels */
+        if (stream) { /* rb contiguous output pixels */
             FC_T *o = jb->out + (ptrdiff_t)j0 * K;
-            for (ptrdiff_t i = 0; i < (ptrdiff_t)DW_RB * K; i += FC_VLEN) FC_NT(o + i, DLD(jb->sbuf + i));
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)rb * K; i += FC_VLEN) FC_NT(o + i, DLD(jb->sbuf + i));
         }
 #endif
     }
