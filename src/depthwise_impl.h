@@ -59,6 +59,8 @@
 #define DST(p, v) (*(DVU *)(p) = (v))
 #define DW_RB 8
 #define DW_WCHUNK 32 /* output columns per weight-gradient chunk */
+/* dw_ctile runs two channel blocks at once (32 vector registers) */
+#define DW_KB2 (FC_VLEN * sizeof(FC_T) >= 64)
 /* Largest zero-padded row cache (KH rows) the weight gradient and the forward use: the forward's
  * tiles read the rows KH times over and lose (256 channels @14: -20 %) once the cache and the
  * row being copied no longer fit L1 together; the weight gradient gains up to 512 KiB. */
@@ -148,6 +150,61 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cb
     if (RB > 7) DST(o + 7 * os, a7);
 }
 
+/* NB (1 or 2) channel blocks kb, kb+1 of one dw_ctile (see there). */
+static inline __attribute__((always_inline)) void
+DFN(dw_ctile_blk)(const int NB, const int RB, const int NT, const int QS, const int IND, const ptrdiff_t K, const int nr,
+                  const FC_T *const *wrow, const FC_T *bias, const ptrdiff_t *twK, const FC_T *const *colp, int NC,
+                  FC_T *const *op, int kb)
+{
+    ptrdiff_t k0[2];
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++) k0[u] = fc_min((kb + u) * FC_VLEN, (int)K - FC_VLEN);
+    const DV z = {0};
+    DV acc[2][DW_RB];
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++) {
+        DV b = z;
+        if (bias) b = DLD(bias + k0[u]);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) acc[u][i] = b;
+    }
+    for (int r = 0; r < nr; r++) {
+        DV wv[2][7];
+#pragma GCC unroll 2
+        for (int u = 0; u < NB; u++)
+#pragma GCC unroll 7
+            for (int t = 0; t < NT; t++) wv[u][t] = DLD(wrow[r] + k0[u] + twK[t]);
+        const FC_T *s = IND ? NULL : colp[r];
+        const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
+#pragma GCC unroll 32
+        for (int c = 0; c < (RB - 1) * QS + NT; c++) {
+            DV xv[2];
+            if (IND) {
+#pragma GCC unroll 2
+                for (int u = 0; u < NB; u++) xv[u] = DLD(cp[c] + k0[u]);
+            } else {
+                /* one pointer stepped by K (the empty asm keeps GCC from turning it back into
+                 * s + c*K: one register per column, spilled for 5+ taps; 26 % slower) */
+#pragma GCC unroll 2
+                for (int u = 0; u < NB; u++) xv[u] = DLD(s + k0[u]);
+                s += K;
+                __asm__("" : "+r"(s));
+            }
+#pragma GCC unroll 7
+            for (int t = 0; t < NT; t++) {
+                const int d = c - t;
+                if (d >= 0 && d % QS == 0 && d / QS < RB)
+#pragma GCC unroll 2
+                    for (int u = 0; u < NB; u++) acc[u][d / QS] += xv[u] * wv[u][t];
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++)
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) DST(op[i] + k0[u], acc[u][i]);
+}
+
 /* Specialised tile for NT taps at consecutive source columns (toff[t] = toff[0] + t: forward with
  * dilation 1, or an input-gradient phase) and column step QS (1 or 2), RB pixels (DW_RB, or 4 or
  * 6 for a row's tail), all channel blocks: every source column is loaded once and feeds all
@@ -174,43 +231,12 @@ DFN(dw_ctile)(const int RB, const int NT, const int QS, const int IND, const DFN
     FC_T *op[DW_RB];
 #pragma GCC unroll 8
     for (int i = 0; i < RB; i++) op[i] = outp[i];
-    for (int kb = 0; kb < nkb; kb++) {
-        const ptrdiff_t k0 = fc_min(kb * FC_VLEN, (int)K - FC_VLEN);
-        const DV z = {0};
-        DV b = z;
-        if (bias) b = DLD(bias + k0);
-        DV acc[DW_RB];
-#pragma GCC unroll 8
-        for (int i = 0; i < RB; i++) acc[i] = b;
-        for (int r = 0; r < nr; r++) {
-            const FC_T *wr = wrow[r] + k0;
-            DV wv[7];
-#pragma GCC unroll 7
-            for (int t = 0; t < NT; t++) wv[t] = DLD(wr + twK[t]);
-            const FC_T *s = IND ? NULL : colp[r] + k0;
-            const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
-#pragma GCC unroll 32
-            for (int c = 0; c < (RB - 1) * QS + NT; c++) {
-                DV xv;
-                if (IND) {
-                    xv = DLD(cp[c] + k0);
-                } else {
-                    /* one pointer stepped by K (the empty asm keeps GCC from turning it back into
-                     * s + c*K: one register per column, spilled for 5+ taps; 26 % slower) */
-                    xv = DLD(s);
-                    s += K;
-                    __asm__("" : "+r"(s));
-                }
-#pragma GCC unroll 7
-                for (int t = 0; t < NT; t++) {
-                    const int d = c - t;
-                    if (d >= 0 && d % QS == 0 && d / QS < RB) acc[d / QS] += xv * wv[t];
-                }
-            }
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < RB; i++) DST(op[i] + k0, acc[i]);
-    }
+    int kb = 0;
+    /* two channel blocks at once where registers allow (AVX-512: 2*8 accumulators + 2*NT weights
+     * + 2 sources <= 28 of 32 for NT <= 5): twice the independent FMA chains */
+    if (DW_KB2 && NT <= 5)
+        for (; kb + 1 < nkb; kb += 2) DFN(dw_ctile_blk)(2, RB, NT, QS, IND, K, nr, wrow, bias, twK, colp, NC, op, kb);
+    for (; kb < nkb; kb++) DFN(dw_ctile_blk)(1, RB, NT, QS, IND, K, nr, wrow, bias, twK, colp, NC, op, kb);
 }
 
 #define DW_CT(NT_, QS_)                                                                          \
@@ -1005,5 +1031,6 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
 #undef DST
 #undef DW_RB
 #undef DW_WCHUNK
+#undef DW_KB2
 #undef DW_PAD_WGRAD_BYTES
 #undef DW_PAD_FWD_BYTES
