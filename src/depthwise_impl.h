@@ -21,11 +21,14 @@
  *   dw_ctile  (taps at consecutive source columns, column step 1 or 2: every forward with
  *             dilation 1 and every dx phase): each source column is loaded once for all the
  *             (pixel, tap) pairs that read it and a kernel row's weights stay in registers.
- *             AVX2 budget: 8 accumulators + <= 7 weights + 1 source = 16 ymm.  On this class of
- *             machine loads, not FMAs, bound the simpler tile (one load per FMA).
+ *             AVX2 budget: 8 accumulators + <= 7 weights + 1 source = 16 ymm; AVX-512 runs two
+ *             channel blocks at once for up to 5 taps (16 accumulators, twice the independent FMA
+ *             chains).  On this class of machine loads, not FMAs, bound the simpler tile (one
+ *             load per FMA).
  *   dw_tile   (any taps): one weight load feeds 8 FMAs with memory operands.
  * The last tile of a row is shifted back to end at the row's end (it rewrites identical values)
- * instead of running a short, latency-bound tile.  Edge tiles (taps in the padding) read through
+ * instead of running a short, latency-bound tile; dw_ctile's tail is 4, 6 or 8 pixels wide, the
+ * smallest that covers the rest (widths 28 and 14 no longer compute 32 and 16 pixels).  Edge tiles (taps in the padding) read through
  * a table of column pointers whose padding entries point at a row of zeros; rows too short for
  * one tile write their missing pixels to a dummy row.  Inputs the next row will add are
  * prefetched while the current row computes, and large outputs are written with non-temporal
