@@ -21,11 +21,14 @@
  *   dw_ctile  (taps at consecutive source columns, column step 1 or 2: every forward with
  *             dilation 1 and every dx phase): each source column is loaded once for all the
  *             (pixel, tap) pairs that read it and a kernel row's weights stay in registers.
- *             AVX2 budget: 8 accumulators + <= 7 weights + 1 source = 16 ymm.  On this class of
- *             machine loads, not FMAs, bound the simpler tile (one load per FMA).
+ *             AVX2 budget: 8 accumulators + <= 7 weights + 1 source = 16 ymm; AVX-512 runs two
+ *             channel blocks at once for up to 5 taps (16 accumulators, twice the independent FMA
+ *             chains).  On this class of machine loads, not FMAs, bound the simpler tile (one
+ *             load per FMA).
  *   dw_tile   (any taps): one weight load feeds 8 FMAs with memory operands.
  * The last tile of a row is shifted back to end at the row's end (it rewrites identical values)
- * instead of running a short, latency-bound tile.  Edge tiles (taps in the padding) read through
+ * instead of running a short, latency-bound tile; dw_ctile's tail is 4, 6 or 8 pixels wide, the
+ * smallest that covers the rest (widths 28 and 14 no longer compute 32 and 16 pixels).  Edge tiles (taps in the padding) read through
  * a table of column pointers whose padding entries point at a row of zeros; rows too short for
  * one tile write their missing pixels to a dummy row.  Inputs the next row will add are
  * prefetched while the current row computes, and large outputs are written with non-temporal
@@ -59,6 +62,8 @@
 #define DST(p, v) (*(DVU *)(p) = (v))
 #define DW_RB 8
 #define DW_WCHUNK 32 /* output columns per weight-gradient chunk */
+/* dw_ctile runs two channel blocks at once (32 vector registers) */
+#define DW_KB2 (FC_VLEN * sizeof(FC_T) >= 64)
 /* Largest zero-padded row cache (KH rows) the weight gradient and the forward use: the forward's
  * tiles read the rows KH times over and lose (256 channels @14: -20 %) once the cache and the
  * row being copied no longer fit L1 together; the weight gradient gains up to 512 KiB. */
@@ -148,11 +153,67 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cb
     if (RB > 7) DST(o + 7 * os, a7);
 }
 
+/* NB (1 or 2) channel blocks kb, kb+1 of one dw_ctile (see there). */
+static inline __attribute__((always_inline)) void
+DFN(dw_ctile_blk)(const int NB, const int RB, const int NT, const int QS, const int IND, const ptrdiff_t K, const int nr,
+                  const FC_T *const *wrow, const FC_T *bias, const ptrdiff_t *twK, const FC_T *const *colp, int NC,
+                  FC_T *const *op, int kb)
+{
+    ptrdiff_t k0[2];
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++) k0[u] = fc_min((kb + u) * FC_VLEN, (int)K - FC_VLEN);
+    const DV z = {0};
+    DV acc[2][DW_RB];
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++) {
+        DV b = z;
+        if (bias) b = DLD(bias + k0[u]);
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) acc[u][i] = b;
+    }
+    for (int r = 0; r < nr; r++) {
+        DV wv[2][7];
+#pragma GCC unroll 2
+        for (int u = 0; u < NB; u++)
+#pragma GCC unroll 7
+            for (int t = 0; t < NT; t++) wv[u][t] = DLD(wrow[r] + k0[u] + twK[t]);
+        const FC_T *s = IND ? NULL : colp[r];
+        const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
+#pragma GCC unroll 32
+        for (int c = 0; c < (RB - 1) * QS + NT; c++) {
+            DV xv[2];
+            if (IND) {
+#pragma GCC unroll 2
+                for (int u = 0; u < NB; u++) xv[u] = DLD(cp[c] + k0[u]);
+            } else {
+                /* one pointer stepped by K (the empty asm keeps GCC from turning it back into
+                 * s + c*K: one register per column, spilled for 5+ taps; 26 % slower) */
+#pragma GCC unroll 2
+                for (int u = 0; u < NB; u++) xv[u] = DLD(s + k0[u]);
+                s += K;
+                __asm__("" : "+r"(s));
+            }
+#pragma GCC unroll 7
+            for (int t = 0; t < NT; t++) {
+                const int d = c - t;
+                if (d >= 0 && d % QS == 0 && d / QS < RB)
+#pragma GCC unroll 2
+                    for (int u = 0; u < NB; u++) acc[u][d / QS] += xv[u] * wv[u][t];
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int u = 0; u < NB; u++)
+#pragma GCC unroll 8
+        for (int i = 0; i < RB; i++) DST(op[i] + k0[u], acc[u][i]);
+}
+
 /* Specialised tile for NT taps at consecutive source columns (toff[t] = toff[0] + t: forward with
- * dilation 1, or an input-gradient phase) and column step QS (1 or 2), DW_RB pixels, all channel
- * blocks: every source column is loaded once and feeds all (pixel, tap) pairs that read it, and
- * the NT weight vectors of a kernel row stay in registers, so a kernel row costs
- * ((DW_RB-1)*QS + NT) + NT loads per DW_RB*NT FMAs (the generic tile needs one load per FMA).
+ * dilation 1, or an input-gradient phase) and column step QS (1 or 2), RB pixels (DW_RB, or 4 or
+ * 6 for a row's tail), all channel blocks: every source column is loaded once and feeds all
+ * (pixel, tap) pairs that read it, and the NT weight vectors of a kernel row stay in registers, so
+ * a kernel row costs ((RB-1)*QS + NT) + NT loads per RB*NT FMAs (the generic tile needs one load
+ * per FMA).
  * Registers: 8 accumulators + NT <= 7 weights + 1 source vector <= 16.
  * IND = 0: column c of row r is at rowp[r] + c*K (the tile lies inside the source row);
  * IND = 1: at colp[r*NC + c] (edge tiles: columns in the padding point at a row of zeros).
@@ -160,8 +221,8 @@ DFN(dw_tile)(const int RB, const DFN(dw_job) *jb, const FC_T *const *src, int cb
  * Everything the loops need is copied to locals first: the vector stores are may_alias and
  * would otherwise force reloads of the job's fields. */
 static inline __attribute__((always_inline)) void
-DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, const FC_T *const *colp, int NC,
-              FC_T *const *outp)
+DFN(dw_ctile)(const int RB, const int NT, const int QS, const int IND, const DFN(dw_job) *jb,
+              const FC_T *const *colp, int NC, FC_T *const *outp)
 {
     const ptrdiff_t K = jb->K;
     const int nr = jb->nr, nkb = (jb->K + FC_VLEN - 1) / FC_VLEN;
@@ -172,58 +233,35 @@ DFN(dw_ctile)(const int NT, const int QS, const int IND, const DFN(dw_job) *jb, 
     for (int t = 0; t < NT; t++) twK[t] = jb->twK[t];
     FC_T *op[DW_RB];
 #pragma GCC unroll 8
-    for (int i = 0; i < DW_RB; i++) op[i] = outp[i];
-    for (int kb = 0; kb < nkb; kb++) {
-        const ptrdiff_t k0 = fc_min(kb * FC_VLEN, (int)K - FC_VLEN);
-        const DV z = {0};
-        DV b = z;
-        if (bias) b = DLD(bias + k0);
-        DV acc[DW_RB];
-#pragma GCC unroll 8
-        for (int i = 0; i < DW_RB; i++) acc[i] = b;
-        for (int r = 0; r < nr; r++) {
-            const FC_T *wr = wrow[r] + k0;
-            DV wv[7];
-#pragma GCC unroll 7
-            for (int t = 0; t < NT; t++) wv[t] = DLD(wr + twK[t]);
-            const FC_T *s = IND ? NULL : colp[r] + k0;
-            const FC_T *const *cp = IND ? colp + (ptrdiff_t)r * NC : NULL;
-#pragma GCC unroll 32
-            for (int c = 0; c < (DW_RB - 1) * QS + NT; c++) {
-                DV xv;
-                if (IND) {
-                    xv = DLD(cp[c] + k0);
-                } else {
-                    /* one pointer stepped by K (the empty asm keeps GCC from turning it back into
-                     * s + c*K: one register per column, spilled for 5+ taps; 26 % slower) */
-                    xv = DLD(s);
-                    s += K;
-                    __asm__("" : "+r"(s));
-                }
-#pragma GCC unroll 7
-                for (int t = 0; t < NT; t++) {
-                    const int d = c - t;
-                    if (d >= 0 && d % QS == 0 && d / QS < DW_RB) acc[d / QS] += xv * wv[t];
-                }
-            }
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < DW_RB; i++) DST(op[i] + k0, acc[i]);
-    }
+    for (int i = 0; i < RB; i++) op[i] = outp[i];
+    int kb = 0;
+    /* two channel blocks at once where registers allow (AVX-512: 2*8 accumulators + 2*NT weights
+     * + 2 sources <= 28 of 32 for NT <= 5): twice the independent FMA chains */
+    if (DW_KB2 && NT <= 5)
+        for (; kb + 1 < nkb; kb += 2) DFN(dw_ctile_blk)(2, RB, NT, QS, IND, K, nr, wrow, bias, twK, colp, NC, op, kb);
+    for (; kb < nkb; kb++) DFN(dw_ctile_blk)(1, RB, NT, QS, IND, K, nr, wrow, bias, twK, colp, NC, op, kb);
 }
 
 #define DW_CT(NT_, QS_)                                                                          \
     static void DFN(dw_ctiles_##NT_##_##QS_)(const DFN(dw_job) *jb, int ind, const FC_T *const *colp, int NC, \
-                                              FC_T *const *outp)                                 \
+                                              FC_T *const *outp, int rb)                         \
     {                                                                                            \
-        if (ind) DFN(dw_ctile)(NT_, QS_, 1, jb, colp, NC, outp);                                 \
-        else DFN(dw_ctile)(NT_, QS_, 0, jb, colp, NC, outp);                                     \
+        if (rb == 4) {                                                                           \
+            if (ind) DFN(dw_ctile)(4, NT_, QS_, 1, jb, colp, NC, outp);                          \
+            else DFN(dw_ctile)(4, NT_, QS_, 0, jb, colp, NC, outp);                              \
+        } else if (rb == 6) {                                                                    \
+            if (ind) DFN(dw_ctile)(6, NT_, QS_, 1, jb, colp, NC, outp);                          \
+            else DFN(dw_ctile)(6, NT_, QS_, 0, jb, colp, NC, outp);                              \
+        } else {                                                                                 \
+            if (ind) DFN(dw_ctile)(DW_RB, NT_, QS_, 1, jb, colp, NC, outp);                      \
+            else DFN(dw_ctile)(DW_RB, NT_, QS_, 0, jb, colp, NC, outp);                          \
+        }                                                                                        \
     }
 DW_CT(1, 1) DW_CT(2, 1) DW_CT(3, 1) DW_CT(4, 1) DW_CT(5, 1) DW_CT(6, 1) DW_CT(7, 1)
 DW_CT(1, 2) DW_CT(2, 2) DW_CT(3, 2) DW_CT(4, 2) DW_CT(5, 2) DW_CT(6, 2) DW_CT(7, 2)
 #undef DW_CT
 
-typedef void (*DFN(dw_ctiles_fn))(const DFN(dw_job) *, int, const FC_T *const *, int, FC_T *const *);
+typedef void (*DFN(dw_ctiles_fn))(const DFN(dw_job) *, int, const FC_T *const *, int, FC_T *const *, int);
 
 /* The specialised tile for this job, or NULL (taps not consecutive, more than 7, or QS > 2). */
 static DFN(dw_ctiles_fn) DFN(dw_pick_ctiles)(const DFN(dw_job) *jb)
@@ -239,46 +277,51 @@ static DFN(dw_ctiles_fn) DFN(dw_pick_ctiles)(const DFN(dw_job) *jb)
     return tab[jb->qs - 1][jb->nt - 1];
 }
 
-/* Run a job with the specialised tile: DW_RB-pixel tiles over the whole row, the last one shifted
- * back to end at the row's end (rewriting a few identical outputs instead of running a short,
- * latency-bound tile).  Tiles inside the source row read it directly; edge tiles read through a
- * table of column pointers in which padding columns point at zrow (K zeros); pixels past the end
- * of a row shorter than DW_RB are written to dummy (K values).  colp: KH*NC pointers. */
+/* Run a job with the specialised tile: DW_RB-pixel tiles over the row, then one tail tile of 4, 6
+ * or DW_RB pixels (the smallest that covers the nj % DW_RB pixels left) shifted back to end at the
+ * row's end: it rewrites a few identical outputs instead of running a short, latency-bound tile,
+ * and the narrower tails compute no more than they must for widths 28 and 14 (an 8-pixel tail did
+ * 32 and 16 pixels' work).  Tiles inside the source row read it directly; edge tiles read through
+ * a table of column pointers in which padding columns point at zrow (K zeros); pixels past the
+ * end of a row shorter than its tile are written to dummy (K values).  colp: KH*NC pointers. */
 static void DFN(dw_run_ct)(const DFN(dw_job) *jb, DFN(dw_ctiles_fn) ct, const FC_T *zrow, FC_T *dummy,
                            const FC_T **colp)
 {
     const int nj = jb->nj, qs = jb->qs, K = jb->K, nr = jb->nr, Wsrc = jb->Wsrc, t0 = jb->toff[0];
-    const int NC = (DW_RB - 1) * qs + jb->nt;
+    const int rem = nj < DW_RB ? nj : nj % DW_RB;
+    const int tail = rem == 0 ? 0 : rem <= 4 ? 4 : rem <= 6 ? 6 : DW_RB;
+    const int nmain = nj / DW_RB, ntiles = nmain + (tail > 0);
     FC_T *outp[DW_RB];
-    const size_t pfper = jb->pf ? ((jb->pflen + (nj + DW_RB - 1) / DW_RB - 1) / ((nj + DW_RB - 1) / DW_RB) + 63)
-                                  & ~(size_t)63 : 0;
+    const size_t pfper = jb->pf && ntiles ? ((jb->pflen + ntiles - 1) / ntiles + 63) & ~(size_t)63 : 0;
     size_t pfdone = 0;
-    for (int j = 0; j < nj; j += DW_RB) {
+    for (int t = 0; t < ntiles; t++) {
         if (pfdone < jb->pflen) {
             DFN(dw_prefetch)(jb->pf, pfdone, pfdone + pfper < jb->pflen ? pfdone + pfper : jb->pflen);
             pfdone += pfper;
         }
-        const int j0 = nj >= DW_RB ? fc_min(j, nj - DW_RB) : 0;
-        for (int i = 0; i < DW_RB; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
-        const int stream = jb->sbuf && nj >= DW_RB;
+        const int rb = t < nmain ? DW_RB : tail;
+        const int j0 = t < nmain ? t * DW_RB : fc_max(0, nj - rb);
+        const int NC = (rb - 1) * qs + jb->nt;
+        for (int i = 0; i < rb; i++) outp[i] = j0 + i < nj ? jb->out + (ptrdiff_t)(j0 + i) * jb->ostep : dummy;
+        const int stream = jb->sbuf && nj >= rb;
         if (stream)
-            for (int i = 0; i < DW_RB; i++) outp[i] = jb->sbuf + (ptrdiff_t)i * K;
+            for (int i = 0; i < rb; i++) outp[i] = jb->sbuf + (ptrdiff_t)i * K;
         const int cfirst = j0 * qs + t0;
         if (cfirst >= 0 && cfirst + NC <= Wsrc) {
             for (int r = 0; r < nr; r++) colp[r] = jb->src[r] + (ptrdiff_t)cfirst * K;
-            ct(jb, 0, colp, NC, outp);
+            ct(jb, 0, colp, NC, outp, rb);
         } else {
             for (int r = 0; r < nr; r++)
                 for (int c = 0; c < NC; c++) {
                     const int col = cfirst + c;
                     colp[(ptrdiff_t)r * NC + c] = (col >= 0 && col < Wsrc) ? jb->src[r] + (ptrdiff_t)col * K : zrow;
                 }
-            ct(jb, 1, colp, NC, outp);
+            ct(jb, 1, colp, NC, outp, rb);
         }
 #ifdef FC_NT
-        if (stream) { /* DW_RB contiguous output pixels */
+        if (stream) { /* rb contiguous output pixels */
             FC_T *o = jb->out + (ptrdiff_t)j0 * K;
-            for (ptrdiff_t i = 0; i < (ptrdiff_t)DW_RB * K; i += FC_VLEN) FC_NT(o + i, DLD(jb->sbuf + i));
+            for (ptrdiff_t i = 0; i < (ptrdiff_t)rb * K; i += FC_VLEN) FC_NT(o + i, DLD(jb->sbuf + i));
         }
 #endif
     }
@@ -991,5 +1034,6 @@ static void DFN(fc_dw_backward_weight_rows)(const fc_dwp *p, const FC_T *x, cons
 #undef DST
 #undef DW_RB
 #undef DW_WCHUNK
+#undef DW_KB2
 #undef DW_PAD_WGRAD_BYTES
 #undef DW_PAD_FWD_BYTES

@@ -96,6 +96,23 @@ def test_every_simd_path_and_channel_tail(simd, level, c):
         assert _dispatch.last_used["depthwise_conv2d_grad"] == used
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("kw, s", [(3, 1), (5, 2), (1, 1), (7, 1), (4, 2)])
+def test_row_tail_tiles(simd, level, kw, s):
+    """Rows of every width 1..26: the consecutive-tap tile runs 8-pixel tiles and one tail of 4, 6
+    or 8 pixels shifted back to the row's end (rows under 8 pixels write the rest to a dummy row);
+    the input gradient's phases run the same tiles at their own widths."""
+    used = simd(level)
+    rng = np.random.default_rng(kw * 10 + s)
+    for w in range(1, 27):
+        for p in ("same", "valid"):
+            if p == "valid" and w < kw:
+                continue
+            x, wt, b = _data(rng, 1, 3, w, 20, 1, 3, kw)
+            _check(x, wt, b, stride=(1, s), padding=p)
+    assert _dispatch.last_used["depthwise_conv2d"] == used
+
+
 _pad = st.one_of(
     st.sampled_from(["valid", "same"]),
     st.integers(0, 3),

@@ -96,6 +96,23 @@ def test_every_simd_path_and_channel_tail(simd, level, c):
         assert _dispatch.last_used[op] == used
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("c", [5, 64, 100, 200, 257, 300])
+def test_global_average_register_groups(simd, level, c):
+    """The global average forward sums 1, 2, 4 or 8 channel blocks in registers with 8 / G pixel
+    sets, and in chunks of 32 pixels past 8 blocks: every group size, pixel counts that leave a
+    remainder of each set count, a chunk remainder, and more pixels than a float32 block (4096)."""
+    used = simd(level)
+    rng = np.random.default_rng(c)
+    for h, w in [(1, 1), (3, 5), (7, 9), (6, 11), (33, 1)]:
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal((2, h, w, c)).astype(dtype)
+            _close(global_avg_pool2d(x), ref.global_avg_pool2d(x), dtype)
+    x = (rng.standard_normal((1, 67, 63, 24)) + 3).astype(np.float32)  # 4221 pixels: two blocks
+    _close(global_avg_pool2d(x), ref.global_avg_pool2d(x), np.float32)
+    assert _dispatch.last_used["global_avg_pool2d"] == used
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(0, 3), h=st.integers(1, 12), w=st.integers(1, 12),
        c=st.sampled_from([1, 2, 3, 7, 8, 9, 16, 17, 33]),
