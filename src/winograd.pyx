@@ -182,7 +182,7 @@ ctypedef struct _wg_job:
 
 cdef void _wg_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
     cdef const _wg_job *b = <const _wg_job *>jp
-    cdef Py_ssize_t t0 = u0 * b.TB, t1 = min(b.ntiles, u1 * b.TB)
+    cdef Py_ssize_t t0 = u0, t1 = u1  # units are tiles: every chunk gets an equal share (+-1 tile)
     if b.f64:
         fc_wino_wgrad_tiles_f64(b.isa, &b.p, <const double *>b.inp, <const double *>b.dy, t0, t1, b.TB,
                                 <double *>b.parts + j * b.psize, s)
@@ -198,7 +198,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
                int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed and
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): nchunks chunks of equal tile counts, each in blocks of TB, chunk j summed and
     folded by G^T . G into partial j, the partials added in chunk order (the result depends on nchunks,
     not on the thread count)."""
     cdef _wg_job b
@@ -229,6 +229,9 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
         return
     b.nblocks = (b.ntiles + TB - 1) // TB
     nchunks = max(1, min(nchunks, b.nblocks))
+    # chunk j: tiles [ntiles*j // nchunks, ntiles*(j+1) // nchunks), in blocks of TB from its start
+    # (the last block of a chunk may be short): with units of whole blocks, 1568 tiles in blocks of
+    # 47 split 799 / 769 over two threads
     cdef size_t sb
     if floating is double:
         b.psize = fc_wino_wgrad_partial_f64(isa, &b.p)
@@ -244,7 +247,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.inp = &inp[0, 0, 0, 0]
     b.dy = &dy[0, 0, 0, 0]
     b.parts = &parts[0]
-    run_chunks(_wg_chunk, &b, b.nblocks, nchunks, nthreads, False, sb)
+    run_chunks(_wg_chunk, &b, b.ntiles, nchunks, nthreads, False, sb)
     cdef int j
     cdef floating sdb
     with nogil:
