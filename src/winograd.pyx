@@ -247,7 +247,9 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.inp = &inp[0, 0, 0, 0]
     b.dy = &dy[0, 0, 0, 0]
     b.parts = &parts[0]
-    run_chunks(_wg_chunk, &b, b.ntiles, nchunks, nthreads, False, sb)
+    # more chunks than threads (a fixed count, so the sums do not depend on the thread count): taken
+    # dynamically, so a thread the system preempts does not hold the others at the end
+    run_chunks(_wg_chunk, &b, b.ntiles, nchunks, nthreads, nchunks > nthreads, sb)
     cdef int j
     cdef floating sdb
     with nogil:
