@@ -171,6 +171,11 @@ def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, f
             fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
 
 
+# partial elements (chunks x 9 x C x K) from which the weight gradient's finish runs on the threads
+cdef enum:
+    FINISH_SPLIT_MIN = 1 << 20
+
+
 ctypedef struct _wg_job:
     fc_wino p
     int isa, f64, TB
@@ -252,15 +257,18 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     run_chunks(_wg_chunk, &b, b.ntiles, nchunks, nthreads, nchunks > nthreads, sb)
     cdef int j
     cdef floating sdb
+    # the finish is one pass over the partials (~10 us at 64 x 64 channels): a second thread woken for it
+    # starts tens of us late on a virtual machine (its run-queue wait), so it is split only when large
+    cdef int fin_threads = max(1, nthreads) if nchunks * 9 * <Py_ssize_t>b.p.C * b.p.K >= FINISH_SPLIT_MIN else 1
     with nogil:
         # each chunk folded its sums by G^T . G (fc_wino_wgrad_tiles): the finish adds the folded
         # partials, each element in chunk order, on the threads
         if floating is double:
             fc_wino_wgrad_finish_f64(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
-                                     &dw[0, 0, 0, 0], max(1, nthreads))
+                                     &dw[0, 0, 0, 0], fin_threads)
         else:
             fc_wino_wgrad_finish_f32(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
-                                     &dw[0, 0, 0, 0], max(1, nthreads))
+                                     &dw[0, 0, 0, 0], fin_threads)
         for i in range(b.p.K):
             sdb = parts[b.psize - kp + i]
             for j in range(1, nchunks):

@@ -14,6 +14,7 @@ from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import winograd as _k
 from fastconv.ops import _plan
+from fastconv.ops import winograd as wino
 
 RNG = np.random.default_rng(1313)
 LEVELS = [lvl for lvl in _dispatch.LEVELS.values() if lvl <= _dispatch.cpu_level()]
@@ -109,3 +110,36 @@ def test_inputs_are_not_modified():
     _wgrad(x, dy, (1, 1), 4, 3, 4, 2)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(dy, dy0)
+
+
+def test_large_finish_runs_split_and_matches():
+    """Past FINISH_SPLIT_MIN partial elements (5 chunks x 9 x 160 x 160) the finish that adds the
+    chunks' partials runs on the threads: same bits as on one, and the reference's values."""
+    x, dy, dw_ref, db_ref = _problem(1, 20, 20, 160, 160, np.float32)  # 25 tiles
+    one = _wgrad(x, dy, (1, 1), 4, 5, 5, 1)
+    _close(one[0], dw_ref, np.float32)
+    _close(one[1], db_ref, np.float32)
+    two = _wgrad(x, dy, (1, 1), 4, 5, 5, 2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("m", [4, 2])
+def test_weight_transform_threads(m, flip):
+    """The transform runs on one thread below TRANSFORM_SPLIT_MIN (a woken second thread starts late)
+    and on the threads above it; either way its output does not depend on the thread count."""
+    small, large = RNG.standard_normal((3, 3, 64, 64)), RNG.standard_normal((3, 3, 256, 257))
+    assert wino.transform_threads(small, m) == 1
+    before = _dispatch.get_num_threads()
+    _dispatch.set_num_threads(2)
+    try:
+        assert wino.transform_threads(large, 4) == _dispatch.threads_for(large.size * 36 * 4)
+        isa = _dispatch.level_for("conv2d", np.dtype(np.float32))
+        vb = _k.block_size(isa, np.float32)
+        for w in (small.astype(np.float32), large.astype(np.float32)):
+            one = wino.transform_weight(w, m, vb, flip, 1, isa)
+            two = wino.transform_weight(w, m, vb, flip, 2, isa)
+            np.testing.assert_array_equal(one, two)
+    finally:
+        _dispatch.set_num_threads(before)
