@@ -171,6 +171,11 @@ def transform_weight(const floating[:, :, :, ::1] w, int m, int vb, bint flip, f
             fc_wino_transform_f64(&w[0, 0, 0, 0], C, K, m, vb, flip, &out[0], threads)
 
 
+# partial elements (chunks x 9 x C x K) from which the weight gradient's finish runs on the threads
+cdef enum:
+    FINISH_SPLIT_MIN = 1 << 20
+
+
 ctypedef struct _wg_job:
     fc_wino p
     int isa, f64, TB
@@ -182,7 +187,7 @@ ctypedef struct _wg_job:
 
 cdef void _wg_chunk(const void *jp, Py_ssize_t j, Py_ssize_t u0, Py_ssize_t u1, char *s) noexcept nogil:
     cdef const _wg_job *b = <const _wg_job *>jp
-    cdef Py_ssize_t t0 = u0 * b.TB, t1 = min(b.ntiles, u1 * b.TB)
+    cdef Py_ssize_t t0 = u0, t1 = u1  # units are tiles: every chunk gets an equal share (+-1 tile)
     if b.f64:
         fc_wino_wgrad_tiles_f64(b.isa, &b.p, <const double *>b.inp, <const double *>b.dy, t0, t1, b.TB,
                                 <double *>b.parts + j * b.psize, s)
@@ -198,7 +203,7 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
                int pt, int pl, int m, int TB, int isa, Py_ssize_t nchunks, int nthreads,
                int dil_h=1, int dil_w=1):
     """dw and db of the 3x3 conv of inp whose output gradient is dy (output pixel (oy, ox) reads inp rows
-    oy - pt + dil_h*i, columns ox - pl + dil_w*j): blocks of TB tiles in nchunks chunks, chunk j summed and
+    oy - pt + dil_h*i, columns ox - pl + dil_w*j): nchunks chunks of equal tile counts, each in blocks of TB, chunk j summed and
     folded by G^T . G into partial j, the partials added in chunk order (the result depends on nchunks,
     not on the thread count)."""
     cdef _wg_job b
@@ -229,6 +234,9 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
         return
     b.nblocks = (b.ntiles + TB - 1) // TB
     nchunks = max(1, min(nchunks, b.nblocks))
+    # chunk j: tiles [ntiles*j // nchunks, ntiles*(j+1) // nchunks), in blocks of TB from its start
+    # (the last block of a chunk may be short): with units of whole blocks, 1568 tiles in blocks of
+    # 47 split 799 / 769 over two threads
     cdef size_t sb
     if floating is double:
         b.psize = fc_wino_wgrad_partial_f64(isa, &b.p)
@@ -244,18 +252,23 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.inp = &inp[0, 0, 0, 0]
     b.dy = &dy[0, 0, 0, 0]
     b.parts = &parts[0]
-    run_chunks(_wg_chunk, &b, b.nblocks, nchunks, nthreads, False, sb)
+    # more chunks than threads (a fixed count, so the sums do not depend on the thread count): taken
+    # dynamically, so a thread the system preempts does not hold the others at the end
+    run_chunks(_wg_chunk, &b, b.ntiles, nchunks, nthreads, nchunks > nthreads, sb)
     cdef int j
     cdef floating sdb
+    # the finish is one pass over the partials (~10 us at 64 x 64 channels): a second thread woken for it
+    # starts tens of us late on a virtual machine (its run-queue wait), so it is split only when large
+    cdef int fin_threads = max(1, nthreads) if nchunks * 9 * <Py_ssize_t>b.p.C * b.p.K >= FINISH_SPLIT_MIN else 1
     with nogil:
         # each chunk folded its sums by G^T . G (fc_wino_wgrad_tiles): the finish adds the folded
         # partials, each element in chunk order, on the threads
         if floating is double:
             fc_wino_wgrad_finish_f64(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
-                                     &dw[0, 0, 0, 0], max(1, nthreads))
+                                     &dw[0, 0, 0, 0], fin_threads)
         else:
             fc_wino_wgrad_finish_f32(&parts[0], b.psize, <int>nchunks, b.p.C, b.p.K, sc, kp,
-                                     &dw[0, 0, 0, 0], max(1, nthreads))
+                                     &dw[0, 0, 0, 0], fin_threads)
         for i in range(b.p.K):
             sdb = parts[b.psize - kp + i]
             for j in range(1, nchunks):

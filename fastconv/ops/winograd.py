@@ -67,6 +67,21 @@ def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads
     return out
 
 
+# Transformed weight elements (alpha^2 x C x K) from which the transform runs on the threads.  Below,
+# the second thread's start (woken from sleep: tens of us on the 2-core VM) outweighs its half of the
+# work: 1 vs 2 threads, flipped F(4x4) transform, median us of the calls no thread waited on the
+# run queue for more than 30 us (loaded host): 32x64 25 / 34, 64x64 61 / 82, 128x128 287 / 297,
+# 256x256 1439 / 1048 (bench/thread_scaling.py measures it on the large conv's weight).
+TRANSFORM_SPLIT_MIN = 1 << 21
+
+
+def transform_threads(w: np.ndarray, m: int) -> int:
+    """Threads for the weight transform of w (3, 3, C, K)."""
+    if (m + 2) ** 2 * w.shape[2] * w.shape[3] < TRANSFORM_SPLIT_MIN:
+        return 1
+    return _dispatch.threads_for(w.size * (m + 2) ** 2 * 4)
+
+
 def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, relu: bool, isa: int,
         threads: int, flip: bool = False, dilation=(1, 1)) -> None:
     """out (N, OH, OW, K) = 3x3 conv of inp (N, IH, IW, C) with w (3, 3, C, K) (flip=True: with
@@ -76,7 +91,7 @@ def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, 
     N, OH, OW = phase_geometry(*out.shape[:3], dilation)
     C = inp.shape[3]
     vb = _k.block_size(isa, w.dtype)
-    U = transform_weight(w, m, vb, flip, _dispatch.threads_for(w.size * (m + 2) ** 2 * 4), isa)
+    U = transform_weight(w, m, vb, flip, transform_threads(w, m), isa)
     tile_bytes = (_k.scratch_bytes(isa, w.dtype, C, K, m, 12) - _k.scratch_bytes(isa, w.dtype, C, K, m, 6)) // 6
     plan = _plan.wino_plan(N, OH, OW, m, tile_bytes, threads)
     _k.wino_conv(inp, U, bias, out, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, bool(relu), isa,
