@@ -483,11 +483,14 @@ def predict(model, x, batch_size=None, verbose=0):
     fusion = plan.inference_fusion(plan.activation_fusion())  # folded BatchNorm, fused activations
     for s in range(steps):
         sl = slice(s * batch_size, min((s + 1) * batch_size, n))
-        ybs = plan.forward(_slice(xs, sl), training=False, fusion=fusion)
-        if outs is None:
-            outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
-        for out, yb in zip(outs, ybs):
-            out[sl] = yb
+        sub = plan.inference_rows(sl.stop - sl.start)  # a batch of large activations in cache-sized parts
+        for lo in range(sl.start, sl.stop, sub):
+            part = slice(lo, min(lo + sub, sl.stop))
+            ybs = plan.forward(_slice(xs, part), training=False, fusion=fusion)
+            if outs is None:
+                outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
+            for out, yb in zip(outs, ybs):
+                out[part] = yb
         if bar is not None:
             bar.update(s + 1)
     if bar is not None:
