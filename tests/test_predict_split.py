@@ -80,3 +80,49 @@ def test_predict_does_not_depend_on_the_split(monkeypatch, copyfree):
     for bs in (37, 10, 3):
         np.testing.assert_array_equal(model.predict(x, batch_size=bs), want)
     np.testing.assert_array_equal(x, x0)
+
+
+def test_limit_threads_is_per_python_thread():
+    import threading
+
+    from fastconv import _dispatch
+
+    old = _dispatch._state["threads"]
+    _dispatch.set_num_threads(2)
+    try:
+        seen = {}
+        with _dispatch.limit_threads(1):
+            assert _dispatch.get_num_threads() == 1
+            t = threading.Thread(target=lambda: seen.setdefault("other", _dispatch.get_num_threads()))
+            t.start()
+            t.join()
+        assert seen["other"] == 2  # another thread keeps the process-wide count
+        assert _dispatch.get_num_threads() == 2
+    finally:
+        _dispatch._state["threads"] = old
+
+
+@pytest.mark.parametrize("reuse", ["1", "0"])
+def test_concurrent_parts_equal_one_forward(monkeypatch, reuse):
+    """FASTCONV_PREDICT_CONCURRENT=1 on 2 threads: parts on Python threads give the outputs of one
+    forward bit for bit; a model with a Lambda layer never runs concurrently."""
+    from fastconv import _dispatch
+    from fastconv.engine import trainer
+
+    monkeypatch.setenv("FASTCONV_REUSE_BUFFERS", reuse)
+    monkeypatch.setattr(_dispatch, "_state", dict(_dispatch._state, threads=2))
+    initializers.set_seed(2)
+    model = _net()
+    x = np.random.default_rng(1).standard_normal((70, 11, 9, 3)).astype(np.float32)
+    monkeypatch.setenv("FASTCONV_PREDICT_CONCURRENT", "0")
+    want = model.predict(x, batch_size=70)
+    assert trainer._predict_workers(model._plan(), 70) == 1
+    monkeypatch.setenv("FASTCONV_PREDICT_CONCURRENT", "1")
+    assert trainer._predict_workers(model._plan(), 70) == 2
+    assert trainer._predict_workers(model._plan(), 31) == 1  # parts under PREDICT_MIN_ROWS_PER_THREAD
+    for bs in (70, 33, 5):
+        np.testing.assert_array_equal(model.predict(x, batch_size=bs), want)
+    inp = L.Input((4,))
+    lam = models.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2)(inp)))
+    assert not lam._plan().concurrent_inference()
+    assert trainer._predict_workers(lam._plan(), 1000) == 1

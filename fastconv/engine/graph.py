@@ -447,6 +447,24 @@ class ExecutionPlan:
         sub = max(INFERENCE_MIN_ROWS, 1 << max(0, (INFERENCE_TARGET_BYTES // per).bit_length() - 1))
         return min(rows, sub)
 
+    def concurrent_inference(self):
+        """True when inference forwards of parts of a batch may run side by side on Python threads:
+        every layer (and sublayer) is one of fastconv's own, built, and none runs user code (Lambda).
+        Their inference forwards keep no state between calls (``_cache = None``)."""
+        cached = self.__dict__.get("_concurrent")
+        if cached is not None:
+            return cached
+        ok = True
+        for node in self.nodes:
+            for layer in _walk(_base_layer(node.layer)):
+                cls = type(layer)
+                if (not cls.__module__.startswith("fastconv.") or cls.__name__ == "Lambda"
+                        or not getattr(layer, "built", False)):
+                    ok = False
+        if ok:  # (layers do not change type; an unbuilt one is asked again)
+            self._concurrent = ok
+        return ok
+
     def _largest_output_bytes(self):
         """Bytes a sample of the largest node output takes (the layers' per-sample ``output_shape``;
         0 when one is unknown), kept once every layer is built."""
