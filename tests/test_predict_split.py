@@ -1,6 +1,6 @@
 """Inference in cache-sized parts (fastconv/engine/graph.py ExecutionPlan.inference_rows, used by
-predict) and whole copy-free concatenations in inference forwards: the rows per forward follow the
-rule, and predict's outputs do not depend on the split or the placements."""
+predict) and whole copy-free concatenations (FASTCONV_COPYFREE_CONCAT=full): the rows per forward
+follow the rule, and predict's outputs do not depend on the split or the placements."""
 
 import numpy as np
 import pytest
@@ -48,7 +48,7 @@ def test_unbuilt_or_unknown_shapes_never_split():
     assert seq._plan().inference_rows(10**6) == 10**6
 
 
-@pytest.mark.parametrize("copyfree", ["", "0", "1"])
+@pytest.mark.parametrize("copyfree", ["", "0", "1", "full"])
 def test_predict_does_not_depend_on_the_split(monkeypatch, copyfree):
     initializers.set_seed(1)
     model = _net()
@@ -69,10 +69,12 @@ def test_predict_does_not_depend_on_the_split(monkeypatch, copyfree):
     plan = model._plan()
     placed = plan.concat_placements(plan.inference_fusion(plan.activation_fusion()), inference=True)
     names = sorted(plan.nodes[i].layer.name for i in placed)
-    # unset: the first concatenation only (every input a conv); "1": also d's conv into the second
-    assert len(names) == {"": 2, "0": 0, "1": 3}[copyfree]
+    # "full": the first concatenation only (every input a conv); "1": also d's conv into the second;
+    # unset: COPYFREE_CONCAT_INFERENCE_FULL (off)
+    full = G.COPYFREE_CONCAT_INFERENCE_FULL
+    assert len(names) == {"": 2 if full else 0, "0": 0, "1": 3, "full": 2}[copyfree]
     # training forwards: as the environment says, off when it is unset (COPYFREE_CONCAT_DEFAULT)
-    assert bool(plan.concat_placements(plan.activation_fusion())) == (copyfree == "1")
+    assert len(plan.concat_placements(plan.activation_fusion())) == {"": 0, "0": 0, "1": 3, "full": 2}[copyfree]
     monkeypatch.setattr(G, "INFERENCE_SPLIT_BYTES", 0)
     monkeypatch.setattr(G, "INFERENCE_MIN_ROWS", 4)
     monkeypatch.setattr(G, "INFERENCE_TARGET_BYTES", 5 * plan._largest_output_bytes())

@@ -63,9 +63,10 @@ Design notes
   copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
   buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
   its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
-  unset, ``COPYFREE_CONCAT_DEFAULT`` decides for training (off: it did not pay where measured), and
-  inference places whole concatenations only, every input placed so nothing is copied
-  (``COPYFREE_CONCAT_INFERENCE_FULL``: an Inception module's predict gains).
+  ``=full`` places whole concatenations only (every input placed, nothing copied); unset,
+  ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured), and for inference
+  forwards ``COPYFREE_CONCAT_INFERENCE_FULL`` may choose "full" (off: no gain once predict runs
+  large batches in cache-sized parts).
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
@@ -93,22 +94,26 @@ __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
 COPYFREE_CONCAT_DEFAULT = False
 
 
-#: Inference forwards with ``FASTCONV_COPYFREE_CONCAT`` unset place the producers of a concatenation
-#: only when every one of its inputs can be placed (the concatenation then copies nothing): predict
-#: of inception_small, 1 thread, 0.83x the time of the copying path (9 interleaved rounds, loaded
-#: host); placing only some (densenet_small's new 8 channels beside the copied wide input) 1.04x the time.
-COPYFREE_CONCAT_INFERENCE_FULL = True
+#: "full" placement (``FASTCONV_COPYFREE_CONCAT=full``): the producers of a concatenation are placed
+#: only when every one of its inputs can be (the concatenation then copies nothing). With True,
+#: inference forwards use it when the variable is unset. False: predict of inception_small (1 thread,
+#: loaded host, interleaved rounds) took 0.83x the time of the copying path in one forward of 256,
+#: but 1.02x in the parts of 64 rows predict now runs it in (INFERENCE_SPLIT_BYTES: the copies are
+#: then in cache); placing only some inputs (densenet_small's new 8 channels) 1.04x the time.
+COPYFREE_CONCAT_INFERENCE_FULL = False
 
 
 def copyfree_concat_enabled(inference=False):
-    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, unset: COPYFREE_CONCAT_DEFAULT, or for an
-    inference forward "full" (COPYFREE_CONCAT_INFERENCE_FULL: whole concatenations only). Read at
-    each forward: A/B in one process."""
+    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, ``=full`` whole concatenations only ("full");
+    unset: COPYFREE_CONCAT_DEFAULT, or "full" for an inference forward when
+    COPYFREE_CONCAT_INFERENCE_FULL. Read at each forward: A/B in one process."""
     env = os.environ.get("FASTCONV_COPYFREE_CONCAT", "").strip()
     if env == "":
         if inference and COPYFREE_CONCAT_INFERENCE_FULL and not COPYFREE_CONCAT_DEFAULT:
             return "full"
         return COPYFREE_CONCAT_DEFAULT
+    if env.lower() == "full":
+        return "full"
     return env != "0"
 
 
