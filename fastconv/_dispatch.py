@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 
 from fastconv._kernels import runtime as _rt
@@ -101,7 +103,25 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = n
 
 
+_local = threading.local()  # .threads: this Python thread's own limit (limit_threads), else unset
+
+
+@contextlib.contextmanager
+def limit_threads(n: int):
+    """Kernels called from this Python thread use at most ``n`` threads while the context is open
+    (predict's concurrent parts: one per Python thread, each kernel on one)."""
+    old = getattr(_local, "threads", None)
+    _local.threads = int(n)
+    try:
+        yield
+    finally:
+        _local.threads = old
+
+
 def get_num_threads() -> int:
+    mine = getattr(_local, "threads", None)
+    if mine is not None:
+        return mine
     if _state["threads"] is None:
         _state["threads"] = _env_threads() or _rt.num_procs()
     return _state["threads"]

@@ -7,6 +7,7 @@ Design (loops in src/elementwise_impl.h, math in src/elementwise_math.h):
   chunks of the plan (fastconv/ops/_plan.py norm_plan over n rows of one element), dynamic
   schedule; every element's arithmetic is the same whichever chunk or thread computes it.
 - Softmax sees (M, L) rows, L contiguous (the last axis), chunks of whole rows.
+- `add` is a residual sum and its activation in one pass, y = f(x + r).
 - `code`: the activation (CODES below, the C enum FC_EW_* in elementwise_math.h); `alpha` is elu's
   alpha or leaky_relu's slope, ignored by the others.
 Callers (fastconv/ops/elementwise.py) check dtypes, contiguity and shapes; nothing here raises
@@ -20,6 +21,8 @@ cdef extern from "elementwise_kernels.h" nogil:
     int fc_ew_grad_from_input(int code)
     void fc_ew_f32(int isa, int code, float alpha, const float *x, float *y, Py_ssize_t n)
     void fc_ew_f64(int isa, int code, double alpha, const double *x, double *y, Py_ssize_t n)
+    void fc_ew_add_f32(int isa, int code, float alpha, const float *x, const float *r, float *y, Py_ssize_t n)
+    void fc_ew_add_f64(int isa, int code, double alpha, const double *x, const double *r, double *y, Py_ssize_t n)
     void fc_ew_grad_f32(int isa, int code, float alpha, const float *dy, const float *t, float *dx, Py_ssize_t n)
     void fc_ew_grad_f64(int isa, int code, double alpha, const double *dy, const double *t, double *dx, Py_ssize_t n)
     void fc_softmax_f32(int isa, const float *x, float *y, Py_ssize_t L, Py_ssize_t r0, Py_ssize_t r1)
@@ -76,6 +79,30 @@ cdef void _smax_grad(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1,
         fc_softmax_grad_f64(b.isa, <const double *>b.a, <const double *>b.b, <double *>b.out, b.L, r0, r1)
     else:
         fc_softmax_grad_f32(b.isa, <const float *>b.a, <const float *>b.b, <float *>b.out, b.L, r0, r1)
+
+
+cdef void _add(const void *jp, Py_ssize_t j, Py_ssize_t i0, Py_ssize_t i1, char *s) noexcept nogil:
+    cdef const _job *b = <const _job *>jp
+    if b.f64:
+        fc_ew_add_f64(b.isa, b.code, b.alpha, <const double *>b.a + i0, <const double *>b.b + i0,
+                      <double *>b.out + i0, i1 - i0)
+    else:
+        fc_ew_add_f32(b.isa, b.code, <float>b.alpha, <const float *>b.a + i0, <const float *>b.b + i0,
+                      <float *>b.out + i0, i1 - i0)
+
+
+def add(const floating[::1] x,          # IN  (n,) flat
+        const floating[::1] r,          # IN  (n,) flat
+        floating[::1] y,                # OUT (n,), may be x's or r's buffer
+        int code, double alpha, Py_ssize_t nchunks, int isa, int nthreads):
+    """y = f(x + r) element-wise (a residual sum and its activation in one pass)."""
+    cdef Py_ssize_t n = x.shape[0]
+    if n == 0:
+        return
+    cdef _job b
+    b.f64 = floating is double; b.isa = isa; b.code = code; b.alpha = alpha; b.L = 0
+    b.a = &x[0]; b.b = &r[0]; b.out = &y[0]
+    run_chunks(_add, &b, n, nchunks, nthreads, True, 0)
 
 
 def forward(const floating[::1] x,      # IN  (n,) flat

@@ -6,6 +6,7 @@
  * - fc_ew_span(code, alpha, x, y, n): y = f(x) on n contiguous elements (y may be x).
  * - fc_ew_span_grad(code, alpha, dy, t, dx, n): dx = dy * f'(.), t the forward's output or input
  *   (fc_ew_grad_from_input).
+ * - fc_ew_add_span(code, alpha, x, r, y, n): y = f(x + r) (a residual sum and its activation).
  * - fc_softmax_rows / fc_softmax_grad_rows: rows [r0, r1) of an (M, L) array, L contiguous.
  * The last n % FC_VLEN elements go through the same vector code in a padded local vector, so every
  * element's result is the same wherever it sits: a fused epilogue equals the separate pass bit for
@@ -42,6 +43,31 @@ static void EWF(fc_ew_span)(int code, FC_T alpha, const FC_T *x, FC_T *y, ptrdif
         for (ptrdiff_t j = i; j < n; j++)
             y[j] = buf[j - i];
     }
+}
+
+/* y = f(x + r) on n elements in one pass (y may be x or r): a residual sum and its activation */
+static void EWF(fc_ew_add_span)(int code, FC_T alpha, const FC_T *x, const FC_T *r, FC_T *y, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+#define EW_CASE(c)                                                                  \
+    case c:                                                                         \
+        for (; i + FC_VLEN <= n; i += FC_VLEN)                                      \
+            EW_ST(y + i, EWF(ew_fwd)(c, EW_LD(x + i) + EW_LD(r + i), alpha));       \
+        break;
+    switch (code) {
+        EW_CASE(FC_EW_RELU) EW_CASE(FC_EW_RELU6) EW_CASE(FC_EW_ELU) EW_CASE(FC_EW_SELU)
+        EW_CASE(FC_EW_SIGMOID) EW_CASE(FC_EW_TANH) EW_CASE(FC_EW_SWISH) EW_CASE(FC_EW_GELU)
+        EW_CASE(FC_EW_GELU_TANH) EW_CASE(FC_EW_SOFTPLUS) EW_CASE(FC_EW_LEAKY_RELU)
+    default:
+        for (; i + FC_VLEN <= n; i += FC_VLEN)
+            EW_ST(y + i, EW_LD(x + i) + EW_LD(r + i));
+        break;
+    }
+#undef EW_CASE
+    for (; i < n; i++)  /* the sum is exact per element; the activation of the tail as fc_ew_span's */
+        y[i] = x[i] + r[i];
+    if (code != FC_EW_LINEAR && n % FC_VLEN)
+        EWF(fc_ew_span)(code, alpha, y + (n - n % FC_VLEN), y + (n - n % FC_VLEN), n % FC_VLEN);
 }
 
 /* dx = dy * f'(t) on n elements (dx may be dy) */

@@ -14,6 +14,10 @@ static void fc_ew_f32(int isa, int code, float alpha, const float *x, float *y, 
 {
     FC_PICK(isa, fc_ew_span, code, alpha, x, y, n);
 }
+static void fc_ew_add_f32(int isa, int code, float alpha, const float *x, const float *r, float *y, ptrdiff_t n)
+{
+    FC_PICK(isa, fc_ew_add_span, code, alpha, x, r, y, n);
+}
 static void fc_ew_grad_f32(int isa, int code, float alpha, const float *dy, const float *t, float *dx, ptrdiff_t n)
 {
     FC_PICK(isa, fc_ew_span_grad, code, alpha, dy, t, dx, n);
@@ -31,6 +35,11 @@ static void fc_ew_f64(int isa, int code, double alpha, const double *x, double *
 {
     (void)isa;
     fc_ew_span_f64_generic(code, alpha, x, y, n);
+}
+static void fc_ew_add_f64(int isa, int code, double alpha, const double *x, const double *r, double *y, ptrdiff_t n)
+{
+    (void)isa;
+    fc_ew_add_span_f64_generic(code, alpha, x, r, y, n);
 }
 static void fc_ew_grad_f64(int isa, int code, double alpha, const double *dy, const double *t, double *dx, ptrdiff_t n)
 {

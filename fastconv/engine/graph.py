@@ -55,7 +55,7 @@ Design notes
   layer's epilogue. ``predict`` and ``evaluate`` use it; training never does.
   A block (``fastconv.layers.blocks``) is one node here: it applies the same folds
   to the layers inside it in its own inference forward.
-* Copy-free concatenation (:meth:`ExecutionPlan.concat_placements`, training and inference alike):
+* Copy-free concatenation (:meth:`ExecutionPlan.concat_placements`):
   a node whose layer declares ``accepts_out`` (Conv2D), whose output feeds only a channel-axis
   Concatenate (``channel_slices``) with no epilogue of its own, once, and is no model output, writes
   its output straight into its channel slice of the concatenation's output, which the plan
@@ -63,7 +63,10 @@ Design notes
   copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
   buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
   its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
-  unset, ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured).
+  ``=full`` places whole concatenations only (every input placed, nothing copied); unset,
+  ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured), and for inference
+  forwards ``COPYFREE_CONCAT_INFERENCE_FULL`` may choose "full" (off: no gain once predict runs
+  large batches in cache-sized parts).
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
   ``wrapped_layer`` only to reset the grads of a layer no gradient reached.
@@ -77,6 +80,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from fastconv.ops._validate import aligned_empty
 
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
@@ -89,16 +94,52 @@ __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
 COPYFREE_CONCAT_DEFAULT = False
 
 
-def copyfree_concat_enabled() -> bool:
-    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, unset: COPYFREE_CONCAT_DEFAULT (read at each
-    forward: A/B in one process)."""
+#: "full" placement (``FASTCONV_COPYFREE_CONCAT=full``): the producers of a concatenation are placed
+#: only when every one of its inputs can be (the concatenation then copies nothing). With True,
+#: inference forwards use it when the variable is unset. False: predict of inception_small (1 thread,
+#: loaded host, interleaved rounds) took 0.83x the time of the copying path in one forward of 256,
+#: but 1.02x in the parts of 64 rows predict now runs it in (INFERENCE_SPLIT_BYTES: the copies are
+#: then in cache); placing only some inputs (densenet_small's new 8 channels) 1.04x the time.
+COPYFREE_CONCAT_INFERENCE_FULL = False
+
+
+def copyfree_concat_enabled(inference=False):
+    """``FASTCONV_COPYFREE_CONCAT=1`` on, ``=0`` off, ``=full`` whole concatenations only ("full");
+    unset: COPYFREE_CONCAT_DEFAULT, or "full" for an inference forward when
+    COPYFREE_CONCAT_INFERENCE_FULL. Read at each forward: A/B in one process."""
     env = os.environ.get("FASTCONV_COPYFREE_CONCAT", "").strip()
-    return COPYFREE_CONCAT_DEFAULT if env == "" else env != "0"
+    if env == "":
+        if inference and COPYFREE_CONCAT_INFERENCE_FULL and not COPYFREE_CONCAT_DEFAULT:
+            return "full"
+        return COPYFREE_CONCAT_DEFAULT
+    if env.lower() == "full":
+        return "full"
+    return env != "0"
+
+
+def _itemsize(dtype):
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 4
 
 
 def _concat_buffer(shape, dtype):
     """The output of a copy-free concatenation (tests fill it with NaN to see every channel written)."""
     return aligned_empty(shape, dtype)
+
+
+#: An inference batch whose largest activation (a node's output) would pass INFERENCE_SPLIT_BYTES runs
+#: in sub-batches whose largest activation stays within INFERENCE_TARGET_BYTES (a power of two of
+#: rows, at least INFERENCE_MIN_ROWS): memory-bound passes (BatchNormalization, concatenation copies,
+#: pooling) then work out of the 32 MiB L3 rather than DRAM. Predict of 256 on 2 threads, loaded host,
+#: rows of 64 against one forward: densenet_small (122 KiB a sample) 1.8x, separable-cnn (98 KiB) 1.9x,
+#: inception_small (98 KiB) 1.1x, cifar-cnn (112 KiB) 1.3x; efficientnet_small (294 KiB) 1.65x in rows
+#: of 16 (1.45x in rows of 32, the least kept: 2.5x on 1 thread in rows of 64). Under the threshold: mobilenet / shufflenet (73 KiB, 18.7 MiB) 1.23x / 0.71x, alexnet /
+#: regnet (49 KiB) 0.8-0.95x: they keep one forward.
+INFERENCE_SPLIT_BYTES = 20 << 20
+INFERENCE_TARGET_BYTES = 8 << 20
+INFERENCE_MIN_ROWS = 32
 
 
 class Fold:
@@ -332,7 +373,7 @@ class ExecutionPlan:
                 fusion[k] = "skip"
         return fusion
 
-    def concat_placements(self, fusion=None):
+    def concat_placements(self, fusion=None, inference=False):
         """``{producer node index: (concat node index, c0, c1, channels)}``: the producers that write
         their output into channels ``[c0, c1)`` of a Concatenate's output of ``channels`` channels
         (see the module notes).
@@ -340,14 +381,18 @@ class ExecutionPlan:
         Producer i qualifies when its layer declares ``accepts_out``, it has no "skip" mode, its
         output feeds only concatenation node j (once among j's inputs) and is no model output;
         node j's layer gives ``channel_slices()``, has no mode in ``fusion`` (its epilogue would
-        rewrite the producers' outputs in place) and computes in the producer's dtype.
+        rewrite the producers' outputs in place) and computes in the producer's dtype. An
+        ``inference`` forward with the environment unset places whole concatenations only
+        (:func:`copyfree_concat_enabled`).
         """
         fusion = _fusion_map(fusion)
-        if not copyfree_concat_enabled():
+        enabled = copyfree_concat_enabled(inference)
+        if not enabled:
             return {}
         # every forward asks: the answer is kept per fusion map (by value; a Fold by its source) once
         # every concatenation is built (the layers' structure cannot change after that)
-        key = tuple(sorted((i, (id(m.source), m.epilogue) if isinstance(m, Fold) else m) for i, m in fusion.items()))
+        key = (enabled, *sorted((i, (id(m.source), m.epilogue) if isinstance(m, Fold) else m)
+                                for i, m in fusion.items()))
         cache = self._placements
         if key in cache:
             return cache[key]
@@ -365,6 +410,7 @@ class ExecutionPlan:
             slices = slices_of()
             if slices is None or len(slices) != len(node.inputs):
                 continue
+            mine = {}
             for t, (c0, c1) in zip(node.inputs, slices):
                 i = self._producer.get(t)
                 if (i is None or i >= j or node.inputs.count(t) != 1 or consumers.get(t) != [j]
@@ -374,7 +420,9 @@ class ExecutionPlan:
                 if not getattr(producer, "accepts_out", False) or getattr(producer, "dtype", None) != getattr(
                         node.layer, "dtype", None):
                     continue
-                placements[i] = (j, c0, c1, slices[-1][1])
+                mine[i] = (j, c0, c1, slices[-1][1])
+            if enabled != "full" or len(mine) == len(node.inputs):
+                placements.update(mine)
         if complete:
             cache[key] = placements
         return placements
@@ -394,6 +442,54 @@ class ExecutionPlan:
         elif buf.shape[:3] != (x.shape[0], shape[0], shape[1]):
             return None
         return buf[..., c0:c1]
+
+    def inference_rows(self, rows):
+        """Rows per forward for an inference batch of ``rows`` (see INFERENCE_SPLIT_BYTES): ``rows``
+        itself unless its largest activation would pass the threshold."""
+        per = self._largest_output_bytes()
+        if not per or rows * per <= INFERENCE_SPLIT_BYTES:
+            return rows
+        sub = max(INFERENCE_MIN_ROWS, 1 << max(0, (INFERENCE_TARGET_BYTES // per).bit_length() - 1))
+        return min(rows, sub)
+
+    def concurrent_inference(self):
+        """True when inference forwards of parts of a batch may run side by side on Python threads:
+        every layer (and sublayer) is one of fastconv's own, built, and none runs user code (Lambda).
+        Their inference forwards keep no state between calls (``_cache = None``)."""
+        cached = self.__dict__.get("_concurrent")
+        if cached is not None:
+            return cached
+        ok = True
+        for node in self.nodes:
+            for layer in _walk(_base_layer(node.layer)):
+                cls = type(layer)
+                if (not cls.__module__.startswith("fastconv.") or cls.__name__ == "Lambda"
+                        or not getattr(layer, "built", False)):
+                    ok = False
+        if ok:  # (layers do not change type; an unbuilt one is asked again)
+            self._concurrent = ok
+        return ok
+
+    def _largest_output_bytes(self):
+        """Bytes a sample of the largest node output takes (the layers' per-sample ``output_shape``;
+        0 when one is unknown), kept once every layer is built."""
+        cached = self.__dict__.get("_largest_output")
+        if cached is not None:
+            return cached
+        largest = 0
+        for node in self.nodes:
+            shape = getattr(node.layer, "output_shape", None)
+            dtype = getattr(node.layer, "dtype", None)
+            if not getattr(node.layer, "built", False):
+                return 0
+            if not isinstance(shape, tuple) or not all(isinstance(d, int) for d in shape) or dtype is None:
+                continue  # several outputs, or sizes known only per call: not counted
+            n = 1
+            for d in shape:
+                n *= d
+            largest = max(largest, n * _itemsize(dtype))
+        self._largest_output = largest
+        return largest
 
     def softmax_fusion(self):
         """``(node_index, mode)`` of a single-output plan whose output ends in a softmax, else None."""
@@ -416,7 +512,7 @@ class ExecutionPlan:
         last_use = self._last_use
         keep = set(self.outputs) | set(self.inputs)
         stop = len(self.nodes) - 1 if upto is None else upto
-        placements = self.concat_placements(fusion)
+        placements = self.concat_placements(fusion, inference=not training)
         buffers = {}  # concatenation node index -> its output, allocated by its first placed producer
         for i, node in enumerate(self.nodes):
             if i > stop:

@@ -45,12 +45,14 @@ Design notes
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import warnings
 
 import numpy as np
 
+from fastconv import _dispatch
 from fastconv._kernels import buffers as _buffers
 from fastconv.callbacks import CallbackList, History
 from fastconv.engine import flat as _flat
@@ -479,6 +481,38 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose=1, steps=None, retu
     return vals[0] if len(vals) == 1 else vals
 
 
+#: ``FASTCONV_PREDICT_CONCURRENT=1``: predict runs the parts of a batch side by side, one per thread of
+#: ``fastconv.set_num_threads`` and each kernel on one thread, when every part gets at least
+#: PREDICT_MIN_ROWS_PER_THREAD rows: independent streams with no barrier between them, where the
+#: kernels' own threads meet at every op. Off by default: on the loaded 2-core host (load 6-12) predict
+#: of 256 on 2 threads took 0.80x the time for regnet_small but 1.04x for resnet_small and 0.99-1.42x
+#: for alexnet_small (interleaved rounds), and 1.17-1.20x the CPU time for alexnet / resnet_small
+#: (half batches per forward); not resolved on a quiet machine.
+PREDICT_MIN_ROWS_PER_THREAD = 16
+
+
+def _predict_workers(plan, rows):
+    threads = _dispatch.get_num_threads()
+    if threads < 2 or os.environ.get("FASTCONV_PREDICT_CONCURRENT", "0").strip() in ("", "0"):
+        return 1
+    workers = min(threads, rows // PREDICT_MIN_ROWS_PER_THREAD)
+    return workers if workers > 1 and plan.concurrent_inference() else 1
+
+
+def _on_one_thread(fn, arg):
+    """``fn(arg)`` on a worker thread: its kernels on one thread, NumPy's buffers from the cache the
+    calling predict opened (the data-memory handler is per thread / context)."""
+    if _REUSE["depth"] == 0:  # FASTCONV_REUSE_BUFFERS=0: NumPy's own allocator
+        with _dispatch.limit_threads(1):
+            return fn(arg)
+    old = _buffers.set_handler(_buffers.handler())
+    try:
+        with _dispatch.limit_threads(1):
+            return fn(arg)
+    finally:
+        _buffers.set_handler(old)
+
+
 @reuse_buffers()
 def predict(model, x, batch_size=None, verbose=0):
     """Outputs for ``x`` computed in batches with ``training=False``: one array, or a list with
@@ -509,15 +543,36 @@ def predict(model, x, batch_size=None, verbose=0):
     bar = Progbar(steps, verbose=verbose) if verbose else None
     outs = None
     fusion = plan.inference_fusion(plan.activation_fusion())  # folded BatchNorm, fused activations
-    for s in range(steps):
-        sl = slice(s * batch_size, min((s + 1) * batch_size, n))
-        ybs = plan.forward(_slice(xs, sl), training=False, fusion=fusion)
-        if outs is None:
-            outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
-        for out, yb in zip(outs, ybs):
-            out[sl] = yb
-        if bar is not None:
-            bar.update(s + 1)
+
+    def forward(part):
+        return plan.forward(_slice(xs, part), training=False, fusion=fusion)
+
+    pool = None
+    try:
+        for s in range(steps):
+            sl = slice(s * batch_size, min((s + 1) * batch_size, n))
+            rows = sl.stop - sl.start
+            sub = plan.inference_rows(rows)  # a batch of large activations in cache-sized parts
+            workers = _predict_workers(plan, rows)
+            if workers > 1:
+                sub = min(sub, -(-rows // workers))
+            parts = [slice(lo, min(lo + sub, sl.stop)) for lo in range(sl.start, sl.stop, sub)]
+            if workers > 1 and len(parts) > 1:
+                if pool is None:
+                    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fastconv-predict")
+                results = pool.map(_on_one_thread, [forward] * len(parts), parts)
+            else:
+                results = map(forward, parts)
+            for part, ybs in zip(parts, results):
+                if outs is None:
+                    outs = [np.empty((n, *yb.shape[1:]), yb.dtype) for yb in ybs]
+                for out, yb in zip(outs, ybs):
+                    out[part] = yb
+            if bar is not None:
+                bar.update(s + 1)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if bar is not None:
         bar.finish(steps)
     if outs is None:

@@ -22,6 +22,10 @@ from fastconv.layers.base import Layer, deserialize, register_layer, serialize, 
 from fastconv.layers.conv import Conv2D
 from fastconv.layers.core import Dense
 from fastconv.layers.normalization import BatchNormalization
+from fastconv.ops import elementwise as _ew
+
+#: the activations a ResidualBlock applies in its sum's pass (ops.elementwise.residual_add)
+_FUSED_SUM = ("linear", "relu", "relu6")
 
 __all__ = ["Branches", "ResidualBlock"]
 
@@ -216,10 +220,17 @@ class ResidualBlock(_Block):
         act = self.activation if epilogue is None else _activations.get(epilogue)
         h = _forward_path(self.layers, x, training)
         s = _forward_path(self.shortcut, x, training) if self.shortcut else x
-        y = np.add(h, s)
         y_cache = None
+        name = getattr(act, "name", None)
+        if (name in _FUSED_SUM and act is _activations.get(name) and isinstance(h, np.ndarray)
+                and isinstance(s, np.ndarray) and h.shape == s.shape and h.dtype == s.dtype
+                and h.dtype in (np.float32, np.float64)):
+            y = _ew.residual_add(h, s, name)  # the sum and its activation in one compiled pass
+        else:
+            y = np.add(h, s)
+            if act is not _activations.linear:
+                y = act.forward(y, out=y)
         if act is not _activations.linear:
-            y = act.forward(y, out=y)
             y_cache = y
         if training:
             self._cache = (y_cache, act)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fastconv import activations as _activations
 from fastconv.layers.base import Layer, _shape_tuple, register_layer, shape_str
+from fastconv.ops import elementwise as _ew
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract"]
 
@@ -95,6 +96,8 @@ class _Merge(Layer):
     #: Add and Concatenate apply a relu / relu6 after them in place on their fresh output when
     #: the plan fuses that activation layer (``epilogue=``), training and inference alike.
     fusable_epilogues = ()
+    #: the epilogues ``call(xs, training, epilogue=name)`` applies in its own pass (Add: in the sum's)
+    _call_epilogues = ()
     _epilogue = None  # (activation, y) of a training forward that applied one
 
     @property
@@ -110,14 +113,15 @@ class _Merge(Layer):
         if out is not None and not self.accepts_out:
             raise ValueError(f'Layer "{self.name}" cannot write its output into a given array. '
                              f"Received: out of shape {getattr(out, 'shape', None)}")
-        y = self._forward(x, training, out)
+        fused = epilogue if epilogue in self._call_epilogues else None
+        y = self._forward(x, training, out, fused)
         act = None if epilogue in (None, "linear") else _activations.get(epilogue)
-        if act is not None:
+        if act is not None and fused is None:
             y = act.forward(y, out=y)
         self._epilogue = (act, y) if training and act is not None else None
         return y
 
-    def _forward(self, x, training, out=None):
+    def _forward(self, x, training, out=None, epilogue=None):
         if not isinstance(x, (list, tuple)):
             raise TypeError(
                 f'A merge layer ("{self.name}", {type(self).__name__}) should be called on a list of '
@@ -140,9 +144,10 @@ class _Merge(Layer):
             )
         if not training:
             self._cache = None
-        if out is not None:
-            return self.call(xs, training, out=out)
-        return self.call(xs, training)
+        kw = {} if out is None else {"out": out}
+        if epilogue is not None:
+            kw["epilogue"] = epilogue
+        return self.call(xs, training, **kw)
 
     def backward(self, dy):
         dy = np.asarray(dy, dtype=self.dtype)
@@ -184,11 +189,31 @@ class Add(_Elementwise):
     """
 
     fusable_epilogues = ("relu", "relu6")
+    _call_epilogues = ("relu", "relu6")
 
-    def _merge(self, ex):
+    def call(self, xs, training=False, epilogue=None):
+        ex = self._expand(xs)
+        y = self._merge(ex, epilogue)
+        if training:
+            self._cache = self._cache_value(xs, ex, y)
+        return y
+
+    def _merge(self, ex, epilogue=None):
+        """The sum, then ``epilogue``: same-shape float inputs in one compiled pass per pair (the
+        residual sum and its relu, over threads), NumPy's broadcasting sum otherwise."""
+        if ex[0].dtype in (np.float32, np.float64) and all(x.shape == ex[0].shape and x.dtype == ex[0].dtype
+                                                            for x in ex[1:]):
+            last = len(ex) - 2
+            y = None
+            for k, x in enumerate(ex[1:]):
+                name = (epilogue or "linear") if k == last else "linear"
+                y = _ew.residual_add(ex[0] if y is None else y, x, name, out=y)
+            return y
         y = ex[0] + ex[1]
         for x in ex[2:]:
             y += x
+        if epilogue is not None:
+            y = _activations.get(epilogue).forward(y, out=y)
         return y
 
     def call_backward(self, dy):

@@ -5,7 +5,8 @@ swish, sigmoid, tanh, gelu, gelu_tanh, softplus, leaky_relu, relu, relu6) over a
 float32 / float64 array in fastconv._kernels.elementwise (src/elementwise_impl.h, a vector exp in
 src/elementwise_math.h) with the GIL released, in chunks of ops/_plan.norm_plan over OpenMP threads.
 The backward reads the forward's output ``y``, or its input ``x`` for the names in
-``GRAD_FROM_INPUT`` (swish, gelu, gelu_tanh). ``softmax`` / ``softmax_grad`` work on the last axis.
+``GRAD_FROM_INPUT`` (swish, gelu, gelu_tanh). ``softmax`` / ``softmax_grad`` work on the last axis; ``residual_add``
+is ``f(x + r)`` in one pass (a merge layer's sum and its fused activation).
 
 Inputs are never modified (a non-contiguous one is copied first); ``out`` may be the input itself.
 Each op records its variant in fastconv._dispatch.last_kernel[op]: the activation's name
@@ -94,6 +95,28 @@ def activation_grad(dy, t, name: str, *, alpha=None, out=None) -> np.ndarray:
                 _dispatch.level_for(op, dy.dtype), split.threads)
     _dispatch.last_kernel[op] = name
     return dx
+
+
+def residual_add(x, r, name: str = "linear", *, alpha=None, out=None) -> np.ndarray:
+    """y = f(x + r) element-wise in one pass (a residual sum and its activation ``name``, one of
+    CODES); ``x`` and ``r`` of one shape and float dtype. ``out`` may be ``x`` or ``r`` itself.
+    The sum is NumPy's ``x + r`` bit for bit, the activation :func:`activation`'s.
+
+    >>> residual_add(np.array([-1.0, 0.5]), np.array([0.5, 1.0]), "relu")
+    array([0. , 1.5])
+    """
+    op = "residual_add"
+    code, a = check_activation(op, name, alpha)
+    x = as_float_array(op, "x", x).reshape(np.shape(x))
+    r = as_float_array(op, "r", r, x.dtype).reshape(np.shape(r))
+    if r.shape != x.shape:
+        raise ValueError(f"{op}: x and r must have the same shape. Received: x {x.shape}, r {r.shape}")
+    y = _out(op, out, x)
+    split = _split(x.size, 1 + _COST[name])
+    _k.add(x.reshape(-1), r.reshape(-1), y.reshape(-1), code, a, split.nchunks, _dispatch.level_for(op, x.dtype),
+           split.threads)
+    _dispatch.last_kernel[op] = name
+    return y
 
 
 def apply_code(y: np.ndarray, code: int, alpha: float, isa: int, threads: int) -> None:
