@@ -1,7 +1,7 @@
 /* norm_kernels.h: instantiates norm_impl.h at every element type and SIMD level (fc_instantiate.h
  * lists them) and exposes one entry per operation taking the SIMD level `isa` (chosen per call in
  * Python).
- * Channels past the last full vector take a scalar loop in every level.
+ * Channels past the last full vector take one masked vector (float32 AVX2 / AVX-512) or a scalar loop.
  */
 #ifndef FC_NORM_KERNELS_H
 #define FC_NORM_KERNELS_H
