@@ -77,6 +77,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from fastconv.ops._validate import aligned_empty
 
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
@@ -99,6 +101,44 @@ def copyfree_concat_enabled() -> bool:
 def _concat_buffer(shape, dtype):
     """The output of a copy-free concatenation (tests fill it with NaN to see every channel written)."""
     return aligned_empty(shape, dtype)
+
+
+def _contiguous(a):
+    """A C-contiguous copy of ``a``; a channel slice of a C-contiguous NHWC array is copied as one
+    run of ``a.shape[-1]`` elements per pixel (NumPy's own copy would loop over the channels)."""
+    if a.ndim >= 2 and a.shape[-1] and a.strides[-1] == a.itemsize:
+        try:
+            src = a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))
+        except ValueError:
+            return np.ascontiguousarray(a)
+        out = aligned_empty(a.shape, a.dtype)
+        out.view(src.dtype)[...] = src
+        return out
+    return np.ascontiguousarray(a)
+
+
+def _add_grad(grads, owned, t, g, g_owned):
+    """grads[t] += g without a new array where one of the two is the pass's own (``owned``)."""
+    prev = grads.get(t)
+    if prev is None:
+        grads[t] = g
+        if g_owned:
+            owned.add(id(g))
+        return
+    if type(prev) is np.ndarray and type(g) is np.ndarray and prev.shape == g.shape and prev.dtype == g.dtype:
+        if id(prev) in owned:
+            np.add(prev, g, out=prev)
+            return
+        if g_owned and g.flags.c_contiguous and g.flags.writeable:
+            np.add(g, prev, out=g)
+            owned.add(id(g))
+            grads[t] = g
+            return
+        s = np.add(prev, g)
+        owned.add(id(s))
+        grads[t] = s
+        return
+    grads[t] = prev + g
 
 
 class Fold:
@@ -447,7 +487,7 @@ class ExecutionPlan:
             if upto is None:
                 for t in node.inputs:
                     if last_use.get(t) == i and t not in keep:
-                        del tensors[t]
+                        tensors.pop(t, None)  # (a node may read t twice: Concatenate([x, x]))
         if upto is not None:
             return [tensors[self.nodes[stop].output]]
         return [tensors[t] for t in self.outputs]
@@ -462,9 +502,12 @@ class ExecutionPlan:
         """
         needs = self._needs_backward()
         grads = {}
+        # ids of the arrays in ``grads`` that only this pass holds (a sum it allocated, or a gradient
+        # from a layer declaring ``fresh_input_grad``): other gradients of that tensor add into them
+        owned = set()
         for t, g in zip(self.outputs, output_grads):
             if g is not None:
-                grads[t] = g if t not in grads else grads[t] + g
+                _add_grad(grads, owned, t, g, False)
         if fusion is None and logits:
             fusion = self.softmax_fusion()
         fusion = _fusion_map(fusion)
@@ -473,11 +516,14 @@ class ExecutionPlan:
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             dy = grads.pop(node.output, None)
+            dy_owned = dy is not None and id(dy) in owned
+            if dy_owned:
+                owned.discard(id(dy))
             # a fused layer's backward follows the epilogue its training forward ran (its cache)
             if fusion and fusion.get(i) == "skip":  # folded into the loss or into the layer before
                 t = node.inputs[0]
                 if dy is not None and self._tensor_needs(needs, t):
-                    grads[t] = dy if t not in grads else grads[t] + dy
+                    _add_grad(grads, owned, t, dy, dy_owned)
                 continue
             if not needs[i]:
                 continue
@@ -487,17 +533,19 @@ class ExecutionPlan:
             layer = node.layer
             need_dx = any(self._tensor_needs(needs, t) for t in node.inputs)
             layer.need_input_grad = need_dx
+            if type(dy) is np.ndarray and not dy.flags.c_contiguous:
+                dy = _contiguous(dy)  # a Concatenate's slice of its dy that no other gradient met
             dx = layer.backward(dy)
             ran.add(id(_base_layer(layer)))
             if not need_dx or dx is None:
                 continue
+            fresh = getattr(layer, "fresh_input_grad", False) is True
             if len(node.inputs) == 1:
                 dx = (dx,)
             for t, g in zip(node.inputs, dx):
                 if g is None or not self._tensor_needs(needs, t):
                     continue
-                prev = grads.get(t)
-                grads[t] = g if prev is None else prev + g
+                _add_grad(grads, owned, t, g, fresh)
         for node in skipped:  # no gradient reached these layers this step
             base = _base_layer(node.layer)
             if id(base) not in ran:

@@ -431,8 +431,11 @@ class Concatenate(_Merge):
         ax, sizes = self._need_cache()
         if not self.need_input_grad:
             return None
+        # views of dy, not copies: the execution plan adds most of them into another gradient of
+        # the same tensor (a DenseNet layer's input feeds its BatchNormalization too) and copies
+        # only those that reach a layer's backward alone (ExecutionPlan.backward)
         cuts = np.cumsum(sizes)[:-1]
-        return [np.ascontiguousarray(g) for g in np.split(dy, cuts, axis=ax)]
+        return np.split(dy, cuts, axis=ax)
 
     def get_config(self):
         config = super().get_config()

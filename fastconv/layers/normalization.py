@@ -62,6 +62,7 @@ class BatchNormalization(Layer):
     min_ndim = 2
     fusable_epilogues = ("linear", "relu", "relu6")
     final_activation = "linear"
+    fresh_input_grad = True  # every backward path allocates dx
 
     def __init__(
         self,
