@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from fastconv import Input, Model
-from fastconv import layers as L
-from fastconv import initializers
-from fastconv.engine import graph as _graph
-
 from test_engine_functional import model_fd_check
+
+from fastconv import Input, Model, initializers
+from fastconv import layers as L
+from fastconv.engine import graph as _graph
 
 F64 = {"dtype": "float64"}
 
