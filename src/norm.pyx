@@ -28,16 +28,18 @@ cdef extern from "norm_kernels.h" nogil:
     void fc_bn_stats_f64(int isa, const double *x, int C, long r0, long r1, const double *k, double *s1,
                          double *s2)
     void fc_bn_dsums_f32(int isa, const float *dy, const float *x, const float *y, int act, int C, long r0,
-                         long r1, const float *mean, double *s1, double *s2)
+                         long r1, const float *mean, const float *fa, const float *fb, double *s1, double *s2)
     void fc_bn_dsums_f64(int isa, const double *dy, const double *x, const double *y, int act, int C, long r0,
-                         long r1, const double *mean, double *s1, double *s2)
+                         long r1, const double *mean, const double *fa, const double *fb, double *s1, double *s2)
     void fc_bn_affine_f32(int isa, const float *x, const float *mean, const float *a, const float *b, int act,
                           int C, long r0, long r1, float *y)
     void fc_bn_affine_f64(int isa, const double *x, const double *mean, const double *a, const double *b,
                           int act, int C, long r0, long r1, double *y)
     void fc_bn_dx_f32(int isa, const float *dy, const float *x, const float *y, int act, const float *mean,
+                      const float *fa, const float *fb,
                       const float *ga, const float *gb, const float *gc, int C, long r0, long r1, float *dx)
     void fc_bn_dx_f64(int isa, const double *dy, const double *x, const double *y, int act, const double *mean,
+                      const double *fa, const double *fb,
                       const double *ga, const double *gb, const double *gc, int C, long r0, long r1, double *dx)
     void fc_act_forward_f32(int isa, const float *x, int act, long i0, long i1, float *y)
     void fc_act_forward_f64(int isa, const double *x, int act, long i0, long i1, double *y)
@@ -59,6 +61,8 @@ ctypedef struct _job:
     const void *cb
     const void *cc
     const void *k        # stats shift (the first row)
+    const void *fa       # the forward's scale and shift (backward masks from x), or NULL
+    const void *fb
     void *out
     double *part         # reductions: 2*C float64 partials per chunk
 
@@ -77,10 +81,10 @@ cdef void _dsums(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, cha
     cdef double *pd = b.part + j * 2 * <size_t>b.C
     if b.f64:
         fc_bn_dsums_f64(b.isa, <const double *>b.a, <const double *>b.b, <const double *>b.y, b.act, b.C, r0, r1,
-                        <const double *>b.mean, pd, pd + b.C)
+                        <const double *>b.mean, <const double *>b.fa, <const double *>b.fb, pd, pd + b.C)
     else:
         fc_bn_dsums_f32(b.isa, <const float *>b.a, <const float *>b.b, <const float *>b.y, b.act, b.C, r0, r1,
-                        <const float *>b.mean, pd, pd + b.C)
+                        <const float *>b.mean, <const float *>b.fa, <const float *>b.fb, pd, pd + b.C)
 
 
 cdef void _affine(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *s) noexcept nogil:
@@ -97,11 +101,11 @@ cdef void _dx(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *
     cdef const _job *b = <const _job *>jp
     if b.f64:
         fc_bn_dx_f64(b.isa, <const double *>b.a, <const double *>b.b, <const double *>b.y, b.act,
-                     <const double *>b.mean, <const double *>b.ca, <const double *>b.cb, <const double *>b.cc,
+                     <const double *>b.mean, <const double *>b.fa, <const double *>b.fb, <const double *>b.ca, <const double *>b.cb, <const double *>b.cc,
                      b.C, r0, r1, <double *>b.out)
     else:
         fc_bn_dx_f32(b.isa, <const float *>b.a, <const float *>b.b, <const float *>b.y, b.act,
-                     <const float *>b.mean, <const float *>b.ca, <const float *>b.cb, <const float *>b.cc,
+                     <const float *>b.mean, <const float *>b.fa, <const float *>b.fb, <const float *>b.ca, <const float *>b.cb, <const float *>b.cc,
                      b.C, r0, r1, <float *>b.out)
 
 
@@ -172,7 +176,9 @@ def bn_dsums(const floating[:, ::1] dy,     # IN  (M, C)
              const floating[::1] mean,      # IN  (C,) the batch mean used by the forward
              double[::1] s1,                # OUT (C,) sum of g (g = dy through the fused activation)
              double[::1] s2,                # OUT (C,) sum of g * (x - mean)
-             long nchunks, int isa, int nthreads):
+             long nchunks, int isa, int nthreads,
+             const floating[::1] fa=None,   # IN  (C,) the forward's scale and shift: the mask from
+             const floating[::1] fb=None):  #     (x - mean) * fa + fb, y not read (may be None)
     """The two per-channel sums of BatchNorm's backward (float64)."""
     cdef long M = x.shape[0]
     cdef int C = x.shape[1]
@@ -188,6 +194,10 @@ def bn_dsums(const floating[:, ::1] dy,     # IN  (M, C)
     b.b = &x[0, 0]
     b.y = &y[0, 0] if y is not None else NULL
     b.mean = &mean[0]
+    if act and fa is not None and fb is not None:
+        b.fa = &fa[0]; b.fb = &fb[0]
+    elif act and y is None:
+        raise ValueError("bn_dsums: a fused activation needs y or (fa, fb)")
     b.part = _partials(nchunks, C)
     try:
         run_chunks(_dsums, &b, M, nchunks, nthreads, True, 0)
@@ -224,7 +234,9 @@ def bn_dx(const floating[:, ::1] dy,        # IN  (M, C)
           const floating[::1] gb,           # IN  (C,) (None with x None)
           const floating[::1] gc,           # IN  (C,) (None with x None)
           floating[:, ::1] dx,              # OUT (M, C), may be dy's buffer
-          long nchunks, int isa, int nthreads):
+          long nchunks, int isa, int nthreads,
+          const floating[::1] fa=None,      # IN  (C,) with x: the mask from (x - mean) * fa + fb,
+          const floating[::1] fb=None):     #     y not read (may be None)
     """dx = g * ga + (x - mean) * gb + gc per channel, g = dy through the fused activation."""
     cdef long M = dy.shape[0]
     cdef int C = dy.shape[1]
@@ -237,6 +249,10 @@ def bn_dx(const floating[:, ::1] dy,        # IN  (M, C)
     b.ca = &ga[0]
     if x is not None:
         b.b = &x[0, 0]; b.mean = &mean[0]; b.cb = &gb[0]; b.cc = &gc[0]
+        if act and fa is not None and fb is not None:
+            b.fa = &fa[0]; b.fb = &fb[0]
+    if act and y is None and b.fa == NULL:
+        raise ValueError("bn_dx: a fused activation needs y or (x, fa, fb)")
     b.out = &dx[0, 0]
     run_chunks(_dx, &b, M, nchunks, nthreads, True, 0)
 

@@ -199,10 +199,15 @@ static void NFN(fc_bn_stats_rows)(const FC_T *x, int C, long r0, long r1, const 
 }
 
 /* Backward sums over rows [r0, r1), g = dy masked by the fused activation (y may be NULL when
- * act == 0): s1[c] += sum g, s2[c] += sum g * (x - mean[c]). */
+ * act == 0): s1[c] += sum g, s2[c] += sum g * (x - mean[c]).  With fa and fb (the forward's scale
+ * and shift, y then NULL) the mask comes from the forward's pre-activation (x - mean) * fa + fb,
+ * recomputed from x as the forward computed it: y is not read. */
 static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int act, int C, long r0,
-                                  long r1, const FC_T *mean, double *s1, double *s2)
+                                  long r1, const FC_T *mean, const FC_T *fa, const FC_T *fb, double *s1,
+                                  double *s2)
 {
+    if (fa)
+        y = NULL;
     const long RB = NFN(fc_bn_block_rows)(C, act ? 3 : 2);
     const int CV = C - C % FC_VLEN;
     for (long b0 = r0; b0 < r1; b0 += RB) {
@@ -213,11 +218,12 @@ static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, 
 #if FC_IS_F32
             NVD h1 = {0}, h2 = {0};
 #endif
+            const NV fav = fa ? (NV)NLD(fa + c) : mv, fbv = fa ? (NV)NLD(fb + c) : mv;
             const long off = b0 * C + c;
-            const FC_T *dp = dy + off, *xp = x + off, *yp = act ? y + off : dp;
+            const FC_T *dp = dy + off, *xp = x + off, *yp = y ? y + off : dp;
             for (long r = b0; r < b1; r++, dp += C, xp += C, yp += C) {
-                const NV g = NFN(fc_bn_mask)(NLD(dp), NLD(yp), act);
                 const NV d = NLD(xp) - mv;
+                const NV g = NFN(fc_bn_mask)(NLD(dp), fa ? d * fav + fbv : (NV)NLD(yp), act);
                 const NVD gl = NLO(g);
                 a1 += gl;
                 a2 += gl * NLO(d);
@@ -238,12 +244,13 @@ static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, 
         if (CV < C) {
             const int n = C - CV;
             const NV mv = NLDT(mean + CV, n);
+            const NV fav = fa ? NLDT(fa + CV, n) : mv, fbv = fa ? NLDT(fb + CV, n) : mv;
             NVD a1 = {0}, a2 = {0}, h1 = {0}, h2 = {0};
             const long off = b0 * C + CV;
-            const FC_T *dp = dy + off, *xp = x + off, *yp = act ? y + off : dp;
+            const FC_T *dp = dy + off, *xp = x + off, *yp = y ? y + off : dp;
             for (long r = b0; r < b1; r++, dp += C, xp += C, yp += C) {
-                const NV g = NFN(fc_bn_mask)(NLDT(dp, n), act ? NLDT(yp, n) : (NV){0}, act);
                 const NV d = NLDT(xp, n) - mv;
+                const NV g = NFN(fc_bn_mask)(NLDT(dp, n), fa ? d * fav + fbv : NLDT(yp, n), act);
                 const NVD gl = NLO(g), gh = NHI(g);
                 a1 += gl;
                 a2 += gl * NLO(d);
@@ -258,7 +265,8 @@ static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, 
             double a1 = 0, a2 = 0;
             for (long r = b0; r < b1; r++) {
                 const long i = r * C + c;
-                const double g = (double)NFN(fc_bn_mask1)(dy[i], act ? y[i] : 0, act);
+                const FC_T v = fa ? (x[i] - mean[c]) * fa[c] + fb[c] : act ? y[i] : 0;
+                const double g = (double)NFN(fc_bn_mask1)(dy[i], v, act);
                 a1 += g;
                 a2 += g * (double)(x[i] - mean[c]);
             }
@@ -295,15 +303,27 @@ static void NFN(fc_bn_affine_rows)(const FC_T *x, const FC_T *mean, const FC_T *
 }
 
 /* dx = g * ga[c] + (x - mean[c]) * gb[c] + gc[c], g = dy masked by the fused activation (y may be
- * NULL when act == 0; x, mean, gb, gc may be NULL for a plain per-channel scale). */
+ * NULL when act == 0; x, mean, gb, gc may be NULL for a plain per-channel scale).  fa, fb (with x):
+ * the mask from the recomputed pre-activation, as in fc_bn_dsums_rows. */
 static void NFN(fc_bn_dx_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int act, const FC_T *mean,
-                               const FC_T *ga, const FC_T *gb, const FC_T *gc, int C, long r0, long r1, FC_T *dx)
+                               const FC_T *fa, const FC_T *fb, const FC_T *ga, const FC_T *gb, const FC_T *gc,
+                               int C, long r0, long r1, FC_T *dx)
 {
+    if (!x)
+        fa = NULL;
     const int CV = C - C % FC_VLEN;
     for (long r = r0; r < r1; r++) {
         const long o = r * C;
         for (int c = 0; c < CV; c += FC_VLEN) {
             NV g = NLD(dy + o + c);
+            if (fa) {
+                const NV d = NLD(x + o + c) - NLD(mean + c);
+                g = NFN(fc_bn_mask)(g, d * NLD(fa + c) + NLD(fb + c), act);
+                NV v = g * NLD(ga + c);
+                v += d * NLD(gb + c) + NLD(gc + c);
+                NST(dx + o + c, v);
+                continue;
+            }
             if (act)
                 g = NFN(fc_bn_mask)(g, NLD(y + o + c), act);
             NV v = g * NLD(ga + c);
@@ -315,7 +335,10 @@ static void NFN(fc_bn_dx_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int
         if (CV < C) {
             const int n = C - CV;
             NV g = NLDT(dy + o + CV, n);
-            if (act)
+            if (fa)
+                g = NFN(fc_bn_mask)(g, (NLDT(x + o + CV, n) - NLDT(mean + CV, n)) * NLDT(fa + CV, n)
+                                           + NLDT(fb + CV, n), act);
+            else if (act)
                 g = NFN(fc_bn_mask)(g, NLDT(y + o + CV, n), act);
             NV v = g * NLDT(ga + CV, n);
             if (x)
@@ -324,7 +347,8 @@ static void NFN(fc_bn_dx_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int
         }
 #else
         for (int c = CV; c < C; c++) {
-            const FC_T g = NFN(fc_bn_mask1)(dy[o + c], act ? y[o + c] : 0, act);
+            const FC_T pre = fa ? (x[o + c] - mean[c]) * fa[c] + fb[c] : act ? y[o + c] : 0;
+            const FC_T g = NFN(fc_bn_mask1)(dy[o + c], pre, act);
             FC_T v = g * ga[c];
             if (x)
                 v += (x[o + c] - mean[c]) * gb[c] + gc[c];

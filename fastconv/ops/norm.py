@@ -112,15 +112,24 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
     y: batch_norm_train's output, needed when an activation was fused (backward masks dy with it).
     dgamma and dbeta are float64.  need_dx=False skips the input gradient and returns dx=None.
     """
+    return _train_grad(dy, x, gamma, epsilon, mean, var, y, activation, need_dx)
+
+
+def _train_grad(dy, x, gamma, epsilon, mean, var, y, activation, need_dx, *, beta=None, mask_from_x=False):
+    """batch_norm_train_grad; ``mask_from_x`` (BatchNormalization's backward, which passes the
+    forward's ``beta`` and its batch statistics): the fused activation's mask comes from the
+    forward's pre-activation recomputed from x with the scale and shift batch_norm_train used, so
+    the kernels do not read y (one stream less in each backward pass)."""
     op = "batch_norm_train_grad"
     x2 = _rows(op, "x", x)
     wd = x2.dtype
     dy2 = _rows(op, "dy", dy, wd)
     check_dy(op, dy2, x2.shape)
     act = _act(op, activation)
-    if act and y is None:
+    mask_from_x = bool(act and mask_from_x and mean is not None and var is not None)
+    if act and y is None and not mask_from_x:
         raise ValueError(f"{op}: y (the forward's output) is needed with activation={activation!r}")
-    y2 = _rows(op, "y", y, wd) if act else None
+    y2 = _rows(op, "y", y, wd) if act and not mask_from_x else None
     if y2 is not None:
         check_dy(op, y2, x2.shape)
     m, c = x2.shape
@@ -135,8 +144,12 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
     mean_w = mean.astype(wd)
     resid = mean - mean_w
     dbeta, s2 = np.empty(c), np.empty(c)
+    p = _one(gamma) * inv
+    fa = fb = None
+    if mask_from_x:  # batch_norm_train's scale and shift, computed as it computed them
+        fa, fb = _vec(p, c, wd), _vec(_zero(beta) - resid * p, c, wd)
     split = _split(m, c, True)
-    _k.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, split.nchunks, isa, split.threads)
+    _k.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, split.nchunks, isa, split.threads, fa, fb)
     s2 -= resid * dbeta  # sum g * (x - mean) from the sum around the rounded mean
     dgamma = s2 * inv
     if not need_dx:
@@ -144,13 +157,13 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
         return None, dgamma, dbeta
     # dx = p * (g - dbeta / m - (x - mean) * inv^2 * s2 / m), p = gamma * inv, with the kernel's
     # (x - mean_w) * gb + gc for (x - mean) * gb + (-p * dbeta / m)
-    p = _one(gamma) * inv
     mm = max(m, 1)
     gb = -p * inv * inv * s2 / mm
     dx = np.empty_like(dy2)
     split = _split(m, c, False)
     gc = _vec(-p * dbeta / mm - resid * gb, c, wd)
-    _k.bn_dx(dy2, x2, y2, act, mean_w, _vec(p, c, wd), _vec(gb, c, wd), gc, dx, split.nchunks, isa, split.threads)
+    _k.bn_dx(dy2, x2, y2, act, mean_w, _vec(p, c, wd) if fa is None else fa, _vec(gb, c, wd), gc, dx, split.nchunks,
+             isa, split.threads, fa, fb)
     _dispatch.last_kernel[op] = _variant("dsums+dx", act)
     return dx.reshape(np.shape(dy)), dgamma, dbeta
 
