@@ -45,6 +45,8 @@ cdef extern from "norm_kernels.h" nogil:
     void fc_act_forward_f64(int isa, const double *x, int act, long i0, long i1, double *y)
     void fc_act_backward_f32(int isa, const float *dy, const float *y, int act, long i0, long i1, float *dx)
     void fc_act_backward_f64(int isa, const double *dy, const double *y, int act, long i0, long i1, double *dx)
+    void fc_add_act_f32(int isa, const float *a, const float *b, int act, long i0, long i1, float *y)
+    void fc_add_act_f64(int isa, const double *a, const double *b, int act, long i0, long i1, double *y)
 
 ACT_CODES = {None: 0, "linear": 0, "relu": 1, "relu6": 2}
 
@@ -327,3 +329,61 @@ def act_backward_rows(const floating[:, ::1] dy,   # IN  (P, C)
     b.ys = y.strides[0] // sizeof(floating)
     b.dy = &dy[0, 0]; b.y = &y[0, 0]; b.dx = &dx[0, 0]
     run_chunks(_act_bwd_rows, &b, P, min(nchunks, P), nthreads, True, 0)
+
+
+# ---- sums: the execution plan's gradient sums and Add (fastconv/ops/norm.py _add) ----------------
+cdef void _add_flat(const void *jp, Py_ssize_t j, Py_ssize_t i0, Py_ssize_t i1, char *s) noexcept nogil:
+    cdef const _job *b = <const _job *>jp
+    if b.f64:
+        fc_add_act_f64(b.isa, <const double *>b.a, <const double *>b.b, b.act, i0, i1, <double *>b.out)
+    else:
+        fc_add_act_f32(b.isa, <const float *>b.a, <const float *>b.b, b.act, i0, i1, <float *>b.out)
+
+
+def add_act(const floating[::1] a,          # IN  (n,) flat
+            const floating[::1] b,          # IN  (n,) flat
+            floating[::1] y,                # OUT (n,), may be a's or b's buffer
+            int act, long nchunks, int isa, int nthreads):
+    """y = a + b, then relu (act 1) or relu6 (act 2) when asked, NaN passing through."""
+    cdef long n = a.shape[0]
+    if b.shape[0] != n or y.shape[0] != n:
+        raise ValueError(f"add_act: sizes differ: a {n}, b {b.shape[0]}, y {y.shape[0]}")
+    if n == 0:
+        return
+    cdef _job j
+    _init(&j, floating is double, isa, act, 1)
+    j.a = &a[0]; j.b = &b[0]; j.out = &y[0]
+    run_chunks(_add_flat, &j, n, nchunks, nthreads, True, 0)
+
+
+cdef void _add_rows(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *s) noexcept nogil:
+    cdef const _rows_job *b = <const _rows_job *>jp
+    cdef Py_ssize_t r
+    for r in range(r0, r1):
+        if b.f64:
+            fc_add_act_f64(b.isa, <const double *>b.dx + r * b.C, <const double *>b.y + r * b.ys, 0, 0, b.C,
+                           <double *>b.dx + r * b.C)
+        else:
+            fc_add_act_f32(b.isa, <const float *>b.dx + r * b.C, <const float *>b.y + r * b.ys, 0, 0, b.C,
+                           <float *>b.dx + r * b.C)
+
+
+def add_rows(floating[:, ::1] d,            # IN/OUT (P, C)
+             const floating[:, :] s,        # IN  (P, C), channels contiguous, pixels s.strides[0] apart
+             long nchunks, int isa, int nthreads):
+    """d += s pixel by pixel, for an s whose pixels are not C apart (a channel slice)."""
+    cdef Py_ssize_t P = d.shape[0]
+    cdef int C = d.shape[1]
+    if s.shape[0] != P or s.shape[1] != C:
+        raise ValueError(f"add_rows: shapes differ: d {(P, C)}, s {(s.shape[0], s.shape[1])}")
+    if P == 0 or C == 0:
+        return
+    if C > 1 and s.strides[1] != sizeof(floating) or s.strides[0] % sizeof(floating):
+        raise ValueError(f"add_rows: s's channels must be contiguous. Received: strides "
+                         f"{(s.strides[0], s.strides[1])}")
+    cdef _rows_job b
+    b.f64 = floating is double
+    b.isa = isa; b.act = 0; b.C = C
+    b.ys = s.strides[0] // sizeof(floating)
+    b.dy = NULL; b.y = &s[0, 0]; b.dx = &d[0, 0]
+    run_chunks(_add_rows, &b, P, min(nchunks, P), nthreads, True, 0)

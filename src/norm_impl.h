@@ -378,6 +378,16 @@ static void NFN(fc_act_backward)(const FC_T *dy, const FC_T *y, int act, long i0
         dx[i] = NFN(fc_bn_mask1)(dy[i], y[i], act);
 }
 
+/* y = act(a + b) on elements [i0, i1) of flat arrays (y may alias a or b; act 0: the plain sum). */
+static void NFN(fc_add_act)(const FC_T *a, const FC_T *b, int act, long i0, long i1, FC_T *y)
+{
+    long i = i0;
+    for (; i + FC_VLEN <= i1; i += FC_VLEN)
+        NST(y + i, NFN(fc_bn_act)(NLD(a + i) + NLD(b + i), act));
+    for (; i < i1; i++)
+        y[i] = NFN(fc_bn_act1)(a[i] + b[i], act);
+}
+
 #undef NFN
 #undef NV
 #undef NVU

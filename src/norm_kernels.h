@@ -40,6 +40,10 @@ static void fc_act_backward_f32(int isa, const float *dy, const float *y, int ac
 {
     FC_PICK(isa, fc_act_backward, dy, y, act, i0, i1, dx);
 }
+static void fc_add_act_f32(int isa, const float *a, const float *b, int act, long i0, long i1, float *y)
+{
+    FC_PICK(isa, fc_add_act, a, b, act, i0, i1, y);
+}
 
 /* ---- float64 (isa ignored) ---- */
 static void fc_bn_stats_f64(int isa, const double *x, int C, long r0, long r1, const double *k, double *s1,
@@ -76,6 +80,11 @@ static void fc_act_backward_f64(int isa, const double *dy, const double *y, int 
 {
     (void)isa;
     fc_act_backward_f64_generic(dy, y, act, i0, i1, dx);
+}
+static void fc_add_act_f64(int isa, const double *a, const double *b, int act, long i0, long i1, double *y)
+{
+    (void)isa;
+    fc_add_act_f64_generic(a, b, act, i0, i1, y);
 }
 
 #endif /* FC_NORM_KERNELS_H */

@@ -79,6 +79,7 @@ import os
 
 import numpy as np
 
+from fastconv.ops import norm as _norm_ops
 from fastconv.ops._validate import aligned_empty
 
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
@@ -126,15 +127,20 @@ def _add_grad(grads, owned, t, g, g_owned):
             owned.add(id(g))
         return
     if type(prev) is np.ndarray and type(g) is np.ndarray and prev.shape == g.shape and prev.dtype == g.dtype:
+        # (the compiled sums run on every thread; NumPy's where they do not apply)
         if id(prev) in owned:
-            np.add(prev, g, out=prev)
+            if not _norm_ops._sum_into(prev, g):
+                np.add(prev, g, out=prev)
             return
         if g_owned and g.flags.c_contiguous and g.flags.writeable:
-            np.add(g, prev, out=g)
+            if not _norm_ops._sum_into(g, prev):
+                np.add(g, prev, out=g)
             owned.add(id(g))
             grads[t] = g
             return
-        s = np.add(prev, g)
+        s = _norm_ops._sum(prev, g)
+        if s is None:
+            s = np.add(prev, g)
         owned.add(id(s))
         grads[t] = s
         return

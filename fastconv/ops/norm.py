@@ -301,3 +301,39 @@ def relu6(x, out=None):
 def relu6_grad(dy, y, *, need_dx=True):
     """dy where the relu6 output is inside (0, 6), else 0."""
     return _clamp_grad("relu6_grad", dy, y, 2, need_dx)
+
+
+# ---- sums (the execution plan's gradient sums; the family's element-wise add kernel) ----
+
+def _sum_into(dst, src) -> bool:
+    """``dst += src`` on the compiled kernels (both threads, like every element-wise pass; NumPy's
+    add runs on one): ``dst`` a writeable C-contiguous float32/float64 array, ``src`` of its shape
+    and dtype, C-contiguous or with evenly spaced pixels of contiguous channels (a Concatenate's
+    slice of its dy). The same sum as NumPy's, bit for bit. False, nothing written, otherwise."""
+    if (type(src) is not np.ndarray or not _kernel_ok(dst) or not dst.flags.writeable or src.shape != dst.shape
+            or src.dtype != dst.dtype or dst.size == 0):
+        return False
+    n = dst.size
+    split = _plan.norm_plan(n, 1, False, _dispatch.threads_for(n))
+    isa = _dispatch.level_for("add", dst.dtype)
+    if src.flags.c_contiguous:
+        flat = dst.reshape(-1)
+        _k.add_act(flat, src.reshape(-1), flat, 0, split.nchunks, isa, split.threads)
+        return True
+    rows = pixel_rows(src)
+    if rows is None or np.shares_memory(dst, src):
+        return False
+    _k.add_rows(dst.reshape(rows.shape), rows, split.nchunks, isa, split.threads)
+    return True
+
+
+def _sum(a, b):
+    """``a + b`` as a new array on the compiled kernels (both C-contiguous, one float dtype and
+    shape), or None when they do not qualify."""
+    if not _kernel_ok(a, b) or a.size == 0:
+        return None
+    y = np.empty_like(a)
+    split = _plan.norm_plan(a.size, 1, False, _dispatch.threads_for(a.size))
+    _k.add_act(a.reshape(-1), b.reshape(-1), y.reshape(-1), 0, split.nchunks, _dispatch.level_for("add", a.dtype),
+               split.threads)
+    return y
