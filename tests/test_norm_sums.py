@@ -125,3 +125,18 @@ def test_add_rows_past_2_31_elements():
     _kn.add_rows(d, s, 8, _dispatch.simd_level(), 2)
     np.testing.assert_array_equal(d, want)
     assert (s.shape[0] - 1) * step * C >= h and np.abs(s[-1]).sum() > 0  # the last row: tail data
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_layer_on_the_compiled_sum(dtype):
+    from fastconv import layers as L
+
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.standard_normal((3, 5, 4, 7)).astype(dtype) for _ in range(3))
+    kept = [t.copy() for t in (a, b, c)]
+    np.testing.assert_array_equal(L.Add(dtype=dtype)([a, b]), a + b)
+    np.testing.assert_array_equal(L.Add(dtype=dtype)([a, b, c]), a + b + c)
+    np.testing.assert_array_equal(L.Add(dtype=dtype).forward([a, b], epilogue="relu"), np.maximum(a + b, 0))
+    np.testing.assert_array_equal(L.Add(dtype=dtype)([a, b[:, :1]]), a + b[:, :1])  # broadcast: NumPy
+    for t, k in zip((a, b, c), kept):
+        np.testing.assert_array_equal(t, k)

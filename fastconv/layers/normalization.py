@@ -43,9 +43,9 @@ import numpy as np
 from fastconv import distributed as _dist
 from fastconv import initializers as _initializers
 from fastconv import ops
-from fastconv.ops import norm as _norm_ops
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, register_layer
+from fastconv.ops import norm as _norm_ops
 
 __all__ = ["BatchNormalization"]
 
