@@ -15,6 +15,11 @@ Design notes
   node that has no trainable weight upstream (frozen leading layers cost no
   backward at all). ``need_input_grad`` is set per step from the *current*
   ``trainable`` flags, so freezing takes effect without recompiling.
+* Gradient sums allocate at most once per tensor: the first array the pass owns (a sum it
+  allocated, or the dx of a layer declaring ``fresh_input_grad``, BatchNormalization) takes the
+  others in place, on the norm family's compiled add (every thread; NumPy's add runs on one).
+  Concatenate's input gradients are views of its dy: added as they are, and copied (one run of
+  channels per pixel) only where a slice alone reaches a layer's backward.
 * Fusion is data: each layer declares what it can fuse (``fastconv.layers.base``:
   ``fusable_epilogues``, ``final_activation``, ``epilogue_name``), the plan
   decides from those declarations alone (it imports no layer class) and passes
@@ -61,8 +66,8 @@ Design notes
   its output straight into its channel slice of the concatenation's output, which the plan
   allocates when the first such producer runs; the Concatenate (``forward(xs, out=buffer)``) then
   copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
-  buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
-  its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
+  buffer, which nothing writes again. The backward is unchanged (each input's gradient its slice of
+  dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
   unset, ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured).
 * A plan node whose layer runs at several nodes of a graph holds a per-use
   proxy (``fastconv.engine.shared``); the plan sees through it with
@@ -88,6 +93,8 @@ __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
 #: Copy-free concatenation when ``FASTCONV_COPYFREE_CONCAT`` is unset. Off: on the loaded 2-core
 #: test machine (load ~13) it measured no gain above the noise, training 0.965x (inception_small) and
 #: 0.98x (densenet_small) of the copying path (median of 13 interleaved rounds), predict unresolved;
+#: measured again (1 thread, thread_time, on / off in alternating processes, load 3-10): training
+#: densenet_small 0.965x (9 rounds, 0.81-1.19), inception_small 0.938x (7 rounds, 0.74-1.04);
 #: strided stores split 64-byte vectors across cache lines where a branch's own output would not.
 COPYFREE_CONCAT_DEFAULT = False
 
