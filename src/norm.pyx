@@ -19,7 +19,7 @@ Every wrapper fills a job struct and hands it to run_chunks (_parallel.pxd).  Ca
 (fastconv/ops/norm.py) check dtypes, contiguity and shapes; nothing here raises except MemoryError.
 """
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from _common cimport floating
 from _parallel cimport run_chunks, sum_partials
 
@@ -387,3 +387,39 @@ def add_rows(floating[:, ::1] d,            # IN/OUT (P, C)
     b.ys = s.strides[0] // sizeof(floating)
     b.dy = NULL; b.y = &s[0, 0]; b.dx = &d[0, 0]
     run_chunks(_add_rows, &b, P, min(nchunks, P), nthreads, True, 0)
+
+
+# ---- row copies (a concatenation's inputs into their channel slices, a slice of a gradient out of
+# its wider array: fastconv/ops/norm.py _copy_into) ---------------------------------------------------
+ctypedef struct _copy_job:
+    size_t nbytes         # bytes of one row
+    Py_ssize_t ds, ss     # bytes from one row of d (of s) to the next
+    char *d
+    const char *s
+
+
+cdef void _copy_rows(const void *jp, Py_ssize_t j, Py_ssize_t r0, Py_ssize_t r1, char *scratch) noexcept nogil:
+    cdef const _copy_job *b = <const _copy_job *>jp
+    cdef Py_ssize_t r
+    for r in range(r0, r1):
+        memcpy(b.d + r * b.ds, b.s + r * b.ss, b.nbytes)
+
+
+def copy_rows(floating[:, :] d,             # OUT (P, C), channels contiguous, rows d.strides[0] apart
+              const floating[:, :] s,       # IN  (P, C), channels contiguous, rows s.strides[0] apart
+              long nchunks, int nthreads):
+    """d[p, :] = s[p, :] for every row p (each row one memcpy); d and s must not overlap."""
+    cdef Py_ssize_t P = d.shape[0]
+    cdef Py_ssize_t C = d.shape[1]
+    if s.shape[0] != P or s.shape[1] != C:
+        raise ValueError(f"copy_rows: shapes differ: d {(P, C)}, s {(s.shape[0], s.shape[1])}")
+    if P == 0 or C == 0:
+        return
+    if C > 1 and (d.strides[1] != sizeof(floating) or s.strides[1] != sizeof(floating)):
+        raise ValueError(f"copy_rows: channels must be contiguous. Received: strides d {(d.strides[0], d.strides[1])}, "
+                         f"s {(s.strides[0], s.strides[1])}")
+    cdef _copy_job b
+    b.nbytes = <size_t>C * sizeof(floating)
+    b.ds = d.strides[0]; b.ss = s.strides[0]
+    b.d = <char *>&d[0, 0]; b.s = <const char *>&s[0, 0]
+    run_chunks(_copy_rows, &b, P, min(nchunks, P), nthreads, True, 0)

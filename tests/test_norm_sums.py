@@ -140,3 +140,48 @@ def test_add_layer_on_the_compiled_sum(dtype):
     np.testing.assert_array_equal(L.Add(dtype=dtype)([a, b[:, :1]]), a + b[:, :1])  # broadcast: NumPy
     for t, k in zip((a, b, c), kept):
         np.testing.assert_array_equal(t, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("c0, c1, total", [(0, 1, 3), (2, 9, 11), (0, 16, 24), (16, 24, 24), (5, 38, 40)])
+def test_copy_rows_into_and_out_of_channel_slices(dtype, threads, c0, c1, total):
+    rng = np.random.default_rng(c0 + c1)
+    wide = rng.standard_normal((3, 5, 7, total)).astype(dtype)
+    kept = wide.copy()
+    part = np.full(wide[..., c0:c1].shape, np.nan, dtype)
+    _kn.copy_rows(part.reshape(-1, c1 - c0), _norm_ops.pixel_rows(wide[..., c0:c1]), 4, threads)
+    np.testing.assert_array_equal(part, wide[..., c0:c1])
+    np.testing.assert_array_equal(wide, kept)
+    other = np.full_like(wide, np.nan)
+    src = rng.standard_normal(part.shape).astype(dtype)
+    assert _norm_ops._copy_into(other[..., c0:c1], src)
+    np.testing.assert_array_equal(other[..., c0:c1], src)
+    assert np.isnan(np.delete(other, np.s_[c0:c1], axis=-1)).all()  # nothing else written
+
+
+def test_copy_into_declines_what_it_cannot_do():
+    a = np.ones((4, 6), np.float32)
+    assert not _norm_ops._copy_into(a, np.ones((4, 6), np.float64))
+    assert not _norm_ops._copy_into(a, np.ones((4, 12), np.float32)[:, ::2])
+    assert not _norm_ops._copy_into(a, a[::-1])  # overlaps
+    assert not _norm_ops._copy_into(np.ones((4, 6), np.int32), np.ones((4, 6), np.int32))
+    with pytest.raises(ValueError, match="shapes differ"):
+        _kn.copy_rows(a, np.ones((4, 5), np.float32), 1, 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _kn.copy_rows(a, np.ones((4, 12), np.float32)[:, ::2], 1, 1)
+
+
+@pytest.mark.large
+@pytest.mark.skipif(sys.maxsize <= 2**32, reason="needs a 64-bit address space")
+def test_copy_rows_past_2_31_elements():
+    """copy_rows reading rows whose byte offsets pass 2**31 elements (as test_add_rows_past_2_31)."""
+    M, C = 2**25 + 2**16, 64
+    b, h = tail_mapped((M, C), np.float32, tail_elems=M * C - 2**31, populate=True)
+    b.reshape(-1)[h:] = np.random.default_rng(6).standard_normal(b.size - h).astype(np.float32)
+    step = 8191
+    s = b[::step, 16:]
+    assert (s.shape[0] - 1) * step * C > INT32_MAX and np.abs(s[-1]).sum() > 0
+    d = np.full(s.shape, np.nan, np.float32)
+    _kn.copy_rows(d, s, 8, 2)
+    np.testing.assert_array_equal(d, s)

@@ -113,13 +113,16 @@ def _concat_buffer(shape, dtype):
 
 def _contiguous(a):
     """A C-contiguous copy of ``a``; a channel slice of a C-contiguous NHWC array is copied as one
-    run of ``a.shape[-1]`` elements per pixel (NumPy's own copy would loop over the channels)."""
+    run of ``a.shape[-1]`` elements per pixel (NumPy's own copy would loop over the channels),
+    float32/float64 by the compiled row copy on every thread."""
     if a.ndim >= 2 and a.shape[-1] and a.strides[-1] == a.itemsize:
+        out = aligned_empty(a.shape, a.dtype)
+        if _norm_ops._copy_into(out, a):  # float32/64: the rows split over the threads
+            return out
         try:
             src = a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))
         except ValueError:
             return np.ascontiguousarray(a)
-        out = aligned_empty(a.shape, a.dtype)
         out.view(src.dtype)[...] = src
         return out
     return np.ascontiguousarray(a)

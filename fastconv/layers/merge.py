@@ -340,8 +340,9 @@ def _concat_last(xs, out=None):
         if c == 0 or _same_elements(x, out[..., start : start + c]):
             start += c
             continue
-        run = np.dtype((np.void, c * dtype.itemsize))
-        rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
+        if not _norm_ops._copy_into(out[..., start : start + c], x):  # float32/64: rows over the threads
+            run = np.dtype((np.void, c * dtype.itemsize))
+            rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
         start += c
     return out
 

@@ -337,3 +337,21 @@ def _sum(a, b):
     _k.add_act(a.reshape(-1), b.reshape(-1), y.reshape(-1), 0, split.nchunks, _dispatch.level_for("add", a.dtype),
                split.threads)
     return y
+
+
+def _copy_into(dst, src) -> bool:
+    """``dst[...] = src`` one pixel row (its run of channels) per memcpy, rows split over the threads:
+    ``dst`` and ``src`` float32/float64 arrays of one shape and dtype, each C-contiguous or with
+    evenly spaced pixels of contiguous channels (a channel slice of a wider NHWC array), not
+    overlapping, ``dst`` writeable. False, nothing written, otherwise."""
+    if (type(dst) is not np.ndarray or type(src) is not np.ndarray or dst.shape != src.shape
+            or dst.dtype != src.dtype or dst.dtype not in (np.float32, np.float64) or not dst.flags.writeable
+            or dst.size == 0):
+        return False
+    d, s = pixel_rows(dst), pixel_rows(src)
+    if d is None or s is None or np.shares_memory(dst, src):
+        return False
+    d = np.lib.stride_tricks.as_strided(dst, d.shape, d.strides)  # (pixel_rows' view is read-only)
+    split = _plan.norm_plan(dst.size, 1, False, _dispatch.threads_for(dst.size))
+    _k.copy_rows(d, s, split.nchunks, split.threads)
+    return True
