@@ -104,6 +104,8 @@ kernel_tests="$kernel_tests tests/test_pool_argmax.py"  # max pooling's saved ar
 kernel_tests="$kernel_tests tests/test_concat_copyfree.py"  # conv stores at an output pixel stride (copy-free concatenation)
 kernel_tests="$kernel_tests tests/test_winograd_threads.py"  # Winograd weight gradient chunk split and schedule (src/winograd.pyx)
 kernel_tests="$kernel_tests tests/test_predict_residual.py"  # residual sum + activation in one pass (fc_ew_add_span, src/elementwise_impl.h)
+kernel_tests="$kernel_tests tests/test_norm_mask.py"  # BN backward masks from x: fa/fb in fc_bn_dsums_rows / fc_bn_dx_rows (src/norm_impl.h)
+kernel_tests="$kernel_tests tests/test_norm_sums.py"  # compiled sums fc_add_act, add_rows (src/norm_impl.h, src/norm.pyx)
 layer_tests="tests/test_property_wide.py tests/test_layers_base.py tests/test_layers_conv.py tests/test_layers_core.py
     tests/test_layers_normalization.py tests/test_layers_pooling.py tests/test_layers_reshaping.py
     tests/test_layers_blocks.py tests/test_layers_torch.py tests/test_activations.py tests/test_initializers.py

@@ -115,6 +115,24 @@ static inline FC_T NFN(fc_bn_act1)(FC_T v, int act)
     return v;
 }
 
+#ifdef FC_LD_TAIL
+/* Channels past the last whole vector as one masked vector (float32 AVX2 / AVX-512): the n < VLEN
+ * lanes at p, the others read as 0 and never written.  A lane-by-lane tail walked down the rows one
+ * channel at a time, at a row's stride: a third of the work of a 24-channel DenseNet map. */
+#define NLDT(p, n) ((NV)FC_LD_TAIL((p), (n)))
+#define NSTT(p, n, v) FC_ST_TAIL((p), (n), (v))
+
+/* s[j] += the first n lanes of the double pair (lo, hi) */
+static inline void NFN(fc_bn_addn)(double *s, NVD lo, NVD hi, int n)
+{
+    double t[FC_VLEN];
+    NSTD(t, lo);
+    NSTD(t + NDL, hi);
+    for (int j = 0; j < n; j++)
+        s[j] += t[j];
+}
+#endif
+
 /* s1[c] += sum_r (x[r,c] - k[c]), s2[c] += sum_r (x[r,c] - k[c])^2 over rows [r0, r1). */
 static void NFN(fc_bn_stats_rows)(const FC_T *x, int C, long r0, long r1, const FC_T *k, double *s1,
                                   double *s2)
@@ -148,6 +166,24 @@ static void NFN(fc_bn_stats_rows)(const FC_T *x, int C, long r0, long r1, const 
             NSTD(s2 + c + NDL, NLDD(s2 + c + NDL) + h2);
 #endif
         }
+#ifdef FC_LD_TAIL
+        if (CV < C) {
+            const int n = C - CV;
+            const NV kv = NLDT(k + CV, n);
+            NVD a1 = {0}, a2 = {0}, h1 = {0}, h2 = {0};
+            const FC_T *xp = x + b0 * C + CV;
+            for (long r = b0; r < b1; r++, xp += C) {
+                const NV d = NLDT(xp, n) - kv;
+                const NVD dl = NLO(d), dh = NHI(d);
+                a1 += dl;
+                a2 += dl * dl;
+                h1 += dh;
+                h2 += dh * dh;
+            }
+            NFN(fc_bn_addn)(s1 + CV, a1, h1, n);
+            NFN(fc_bn_addn)(s2 + CV, a2, h2, n);
+        }
+#else
         for (int c = CV; c < C; c++) {
             double a1 = 0, a2 = 0;
             for (long r = b0; r < b1; r++) {
@@ -158,14 +194,20 @@ static void NFN(fc_bn_stats_rows)(const FC_T *x, int C, long r0, long r1, const 
             s1[c] += a1;
             s2[c] += a2;
         }
+#endif
     }
 }
 
 /* Backward sums over rows [r0, r1), g = dy masked by the fused activation (y may be NULL when
- * act == 0): s1[c] += sum g, s2[c] += sum g * (x - mean[c]). */
+ * act == 0): s1[c] += sum g, s2[c] += sum g * (x - mean[c]).  With fa and fb (the forward's scale
+ * and shift, y then NULL) the mask comes from the forward's pre-activation (x - mean) * fa + fb,
+ * recomputed from x as the forward computed it: y is not read. */
 static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int act, int C, long r0,
-                                  long r1, const FC_T *mean, double *s1, double *s2)
+                                  long r1, const FC_T *mean, const FC_T *fa, const FC_T *fb, double *s1,
+                                  double *s2)
 {
+    if (fa)
+        y = NULL;
     const long RB = NFN(fc_bn_block_rows)(C, act ? 3 : 2);
     const int CV = C - C % FC_VLEN;
     for (long b0 = r0; b0 < r1; b0 += RB) {
@@ -176,11 +218,12 @@ static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, 
 #if FC_IS_F32
             NVD h1 = {0}, h2 = {0};
 #endif
+            const NV fav = fa ? (NV)NLD(fa + c) : mv, fbv = fa ? (NV)NLD(fb + c) : mv;
             const long off = b0 * C + c;
-            const FC_T *dp = dy + off, *xp = x + off, *yp = act ? y + off : dp;
+            const FC_T *dp = dy + off, *xp = x + off, *yp = y ? y + off : dp;
             for (long r = b0; r < b1; r++, dp += C, xp += C, yp += C) {
-                const NV g = NFN(fc_bn_mask)(NLD(dp), NLD(yp), act);
                 const NV d = NLD(xp) - mv;
+                const NV g = NFN(fc_bn_mask)(NLD(dp), fa ? d * fav + fbv : (NV)NLD(yp), act);
                 const NVD gl = NLO(g);
                 a1 += gl;
                 a2 += gl * NLO(d);
@@ -197,17 +240,40 @@ static void NFN(fc_bn_dsums_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, 
             NSTD(s2 + c + NDL, NLDD(s2 + c + NDL) + h2);
 #endif
         }
+#ifdef FC_LD_TAIL
+        if (CV < C) {
+            const int n = C - CV;
+            const NV mv = NLDT(mean + CV, n);
+            const NV fav = fa ? NLDT(fa + CV, n) : mv, fbv = fa ? NLDT(fb + CV, n) : mv;
+            NVD a1 = {0}, a2 = {0}, h1 = {0}, h2 = {0};
+            const long off = b0 * C + CV;
+            const FC_T *dp = dy + off, *xp = x + off, *yp = y ? y + off : dp;
+            for (long r = b0; r < b1; r++, dp += C, xp += C, yp += C) {
+                const NV d = NLDT(xp, n) - mv;
+                const NV g = NFN(fc_bn_mask)(NLDT(dp, n), fa ? d * fav + fbv : NLDT(yp, n), act);
+                const NVD gl = NLO(g), gh = NHI(g);
+                a1 += gl;
+                a2 += gl * NLO(d);
+                h1 += gh;
+                h2 += gh * NHI(d);
+            }
+            NFN(fc_bn_addn)(s1 + CV, a1, h1, n);
+            NFN(fc_bn_addn)(s2 + CV, a2, h2, n);
+        }
+#else
         for (int c = CV; c < C; c++) {
             double a1 = 0, a2 = 0;
             for (long r = b0; r < b1; r++) {
                 const long i = r * C + c;
-                const double g = (double)NFN(fc_bn_mask1)(dy[i], act ? y[i] : 0, act);
+                const FC_T v = fa ? (x[i] - mean[c]) * fa[c] + fb[c] : act ? y[i] : 0;
+                const double g = (double)NFN(fc_bn_mask1)(dy[i], v, act);
                 a1 += g;
                 a2 += g * (double)(x[i] - mean[c]);
             }
             s1[c] += a1;
             s2[c] += a2;
         }
+#endif
     }
 }
 
@@ -223,21 +289,41 @@ static void NFN(fc_bn_affine_rows)(const FC_T *x, const FC_T *mean, const FC_T *
             const NV v = (NLD(xr + c) - NLD(mean + c)) * NLD(a + c) + NLD(b + c);
             NST(yr + c, NFN(fc_bn_act)(v, act));
         }
+#ifdef FC_LD_TAIL
+        if (CV < C) {
+            const int n = C - CV;
+            const NV v = (NLDT(xr + CV, n) - NLDT(mean + CV, n)) * NLDT(a + CV, n) + NLDT(b + CV, n);
+            NSTT(yr + CV, n, NFN(fc_bn_act)(v, act));
+        }
+#else
         for (int c = CV; c < C; c++)
             yr[c] = NFN(fc_bn_act1)((xr[c] - mean[c]) * a[c] + b[c], act);
+#endif
     }
 }
 
 /* dx = g * ga[c] + (x - mean[c]) * gb[c] + gc[c], g = dy masked by the fused activation (y may be
- * NULL when act == 0; x, mean, gb, gc may be NULL for a plain per-channel scale). */
+ * NULL when act == 0; x, mean, gb, gc may be NULL for a plain per-channel scale).  fa, fb (with x):
+ * the mask from the recomputed pre-activation, as in fc_bn_dsums_rows. */
 static void NFN(fc_bn_dx_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int act, const FC_T *mean,
-                               const FC_T *ga, const FC_T *gb, const FC_T *gc, int C, long r0, long r1, FC_T *dx)
+                               const FC_T *fa, const FC_T *fb, const FC_T *ga, const FC_T *gb, const FC_T *gc,
+                               int C, long r0, long r1, FC_T *dx)
 {
+    if (!x)
+        fa = NULL;
     const int CV = C - C % FC_VLEN;
     for (long r = r0; r < r1; r++) {
         const long o = r * C;
         for (int c = 0; c < CV; c += FC_VLEN) {
             NV g = NLD(dy + o + c);
+            if (fa) {
+                const NV d = NLD(x + o + c) - NLD(mean + c);
+                g = NFN(fc_bn_mask)(g, d * NLD(fa + c) + NLD(fb + c), act);
+                NV v = g * NLD(ga + c);
+                v += d * NLD(gb + c) + NLD(gc + c);
+                NST(dx + o + c, v);
+                continue;
+            }
             if (act)
                 g = NFN(fc_bn_mask)(g, NLD(y + o + c), act);
             NV v = g * NLD(ga + c);
@@ -245,13 +331,30 @@ static void NFN(fc_bn_dx_rows)(const FC_T *dy, const FC_T *x, const FC_T *y, int
                 v += (NLD(x + o + c) - NLD(mean + c)) * NLD(gb + c) + NLD(gc + c);
             NST(dx + o + c, v);
         }
+#ifdef FC_LD_TAIL
+        if (CV < C) {
+            const int n = C - CV;
+            NV g = NLDT(dy + o + CV, n);
+            if (fa)
+                g = NFN(fc_bn_mask)(g, (NLDT(x + o + CV, n) - NLDT(mean + CV, n)) * NLDT(fa + CV, n)
+                                           + NLDT(fb + CV, n), act);
+            else if (act)
+                g = NFN(fc_bn_mask)(g, NLDT(y + o + CV, n), act);
+            NV v = g * NLDT(ga + CV, n);
+            if (x)
+                v += (NLDT(x + o + CV, n) - NLDT(mean + CV, n)) * NLDT(gb + CV, n) + NLDT(gc + CV, n);
+            NSTT(dx + o + CV, n, v);
+        }
+#else
         for (int c = CV; c < C; c++) {
-            const FC_T g = NFN(fc_bn_mask1)(dy[o + c], act ? y[o + c] : 0, act);
+            const FC_T pre = fa ? (x[o + c] - mean[c]) * fa[c] + fb[c] : act ? y[o + c] : 0;
+            const FC_T g = NFN(fc_bn_mask1)(dy[o + c], pre, act);
             FC_T v = g * ga[c];
             if (x)
                 v += (x[o + c] - mean[c]) * gb[c] + gc[c];
             dx[o + c] = v;
         }
+#endif
     }
 }
 
@@ -275,6 +378,16 @@ static void NFN(fc_act_backward)(const FC_T *dy, const FC_T *y, int act, long i0
         dx[i] = NFN(fc_bn_mask1)(dy[i], y[i], act);
 }
 
+/* y = act(a + b) on elements [i0, i1) of flat arrays (y may alias a or b; act 0: the plain sum). */
+static void NFN(fc_add_act)(const FC_T *a, const FC_T *b, int act, long i0, long i1, FC_T *y)
+{
+    long i = i0;
+    for (; i + FC_VLEN <= i1; i += FC_VLEN)
+        NST(y + i, NFN(fc_bn_act)(NLD(a + i) + NLD(b + i), act));
+    for (; i < i1; i++)
+        y[i] = NFN(fc_bn_act1)(a[i] + b[i], act);
+}
+
 #undef NFN
 #undef NV
 #undef NVU
@@ -288,3 +401,5 @@ static void NFN(fc_act_backward)(const FC_T *dy, const FC_T *y, int act, long i0
 #undef NST
 #undef NLDD
 #undef NSTD
+#undef NLDT
+#undef NSTT

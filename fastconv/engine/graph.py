@@ -15,6 +15,11 @@ Design notes
   node that has no trainable weight upstream (frozen leading layers cost no
   backward at all). ``need_input_grad`` is set per step from the *current*
   ``trainable`` flags, so freezing takes effect without recompiling.
+* Gradient sums allocate at most once per tensor: the first array the pass owns (a sum it
+  allocated, or the dx of a layer declaring ``fresh_input_grad``, BatchNormalization) takes the
+  others in place, on the norm family's compiled add (every thread; NumPy's add runs on one).
+  Concatenate's input gradients are views of its dy: added as they are, and copied (one run of
+  channels per pixel) only where a slice alone reaches a layer's backward.
 * Fusion is data: each layer declares what it can fuse (``fastconv.layers.base``:
   ``fusable_epilogues``, ``final_activation``, ``epilogue_name``), the plan
   decides from those declarations alone (it imports no layer class) and passes
@@ -61,8 +66,8 @@ Design notes
   its output straight into its channel slice of the concatenation's output, which the plan
   allocates when the first such producer runs; the Concatenate (``forward(xs, out=buffer)``) then
   copies only its other inputs. A producer's cached output (a ReLU's mask) is then a view of that
-  buffer, which nothing writes again. The backward is unchanged (each input's gradient a copy of
-  its slice of dy). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
+  buffer, which nothing writes again. The backward is unchanged (each input's gradient its slice of
+  dy, a view). ``FASTCONV_COPYFREE_CONCAT=1`` turns it on, ``=0`` off (the copying path);
   ``=full`` places whole concatenations only (every input placed, nothing copied); unset,
   ``COPYFREE_CONCAT_DEFAULT`` decides (off: it did not pay where measured), and for inference
   forwards ``COPYFREE_CONCAT_INFERENCE_FULL`` may choose "full" (off: no gain once predict runs
@@ -82,6 +87,7 @@ import os
 
 import numpy as np
 
+from fastconv.ops import norm as _norm_ops
 from fastconv.ops._validate import aligned_empty
 
 __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
@@ -90,6 +96,8 @@ __all__ = ["ExecutionPlan", "Fold", "PlanNode"]
 #: Copy-free concatenation when ``FASTCONV_COPYFREE_CONCAT`` is unset. Off: on the loaded 2-core
 #: test machine (load ~13) it measured no gain above the noise, training 0.965x (inception_small) and
 #: 0.98x (densenet_small) of the copying path (median of 13 interleaved rounds), predict unresolved;
+#: measured again (1 thread, thread_time, on / off in alternating processes, load 3-10): training
+#: densenet_small 0.965x (9 rounds, 0.81-1.19), inception_small 0.938x (7 rounds, 0.74-1.04);
 #: strided stores split 64-byte vectors across cache lines where a branch's own output would not.
 COPYFREE_CONCAT_DEFAULT = False
 
@@ -140,6 +148,52 @@ def _concat_buffer(shape, dtype):
 INFERENCE_SPLIT_BYTES = 20 << 20
 INFERENCE_TARGET_BYTES = 8 << 20
 INFERENCE_MIN_ROWS = 32
+
+
+def _contiguous(a):
+    """A C-contiguous copy of ``a``; a channel slice of a C-contiguous NHWC array is copied as one
+    run of ``a.shape[-1]`` elements per pixel (NumPy's own copy would loop over the channels),
+    float32/float64 by the compiled row copy on every thread."""
+    if a.ndim >= 2 and a.shape[-1] and a.strides[-1] == a.itemsize:
+        out = aligned_empty(a.shape, a.dtype)
+        if _norm_ops._copy_into(out, a):  # float32/64: the rows split over the threads
+            return out
+        try:
+            src = a.view(np.dtype((np.void, a.shape[-1] * a.itemsize)))
+        except ValueError:
+            return np.ascontiguousarray(a)
+        out.view(src.dtype)[...] = src
+        return out
+    return np.ascontiguousarray(a)
+
+
+def _add_grad(grads, owned, t, g, g_owned):
+    """grads[t] += g without a new array where one of the two is the pass's own (``owned``)."""
+    prev = grads.get(t)
+    if prev is None:
+        grads[t] = g
+        if g_owned:
+            owned.add(id(g))
+        return
+    if type(prev) is np.ndarray and type(g) is np.ndarray and prev.shape == g.shape and prev.dtype == g.dtype:
+        # (the compiled sums run on every thread; NumPy's where they do not apply)
+        if id(prev) in owned:
+            if not _norm_ops._sum_into(prev, g):
+                np.add(prev, g, out=prev)
+            return
+        if g_owned and g.flags.c_contiguous and g.flags.writeable:
+            if not _norm_ops._sum_into(g, prev):
+                np.add(g, prev, out=g)
+            owned.add(id(g))
+            grads[t] = g
+            return
+        s = _norm_ops._sum(prev, g)
+        if s is None:
+            s = np.add(prev, g)
+        owned.add(id(s))
+        grads[t] = s
+        return
+    grads[t] = prev + g
 
 
 class Fold:
@@ -543,7 +597,7 @@ class ExecutionPlan:
             if upto is None:
                 for t in node.inputs:
                     if last_use.get(t) == i and t not in keep:
-                        del tensors[t]
+                        tensors.pop(t, None)  # (a node may read t twice: Concatenate([x, x]))
         if upto is not None:
             return [tensors[self.nodes[stop].output]]
         return [tensors[t] for t in self.outputs]
@@ -558,9 +612,12 @@ class ExecutionPlan:
         """
         needs = self._needs_backward()
         grads = {}
+        # ids of the arrays in ``grads`` that only this pass holds (a sum it allocated, or a gradient
+        # from a layer declaring ``fresh_input_grad``): other gradients of that tensor add into them
+        owned = set()
         for t, g in zip(self.outputs, output_grads):
             if g is not None:
-                grads[t] = g if t not in grads else grads[t] + g
+                _add_grad(grads, owned, t, g, False)
         if fusion is None and logits:
             fusion = self.softmax_fusion()
         fusion = _fusion_map(fusion)
@@ -569,11 +626,14 @@ class ExecutionPlan:
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i]
             dy = grads.pop(node.output, None)
+            dy_owned = dy is not None and id(dy) in owned
+            if dy_owned:
+                owned.discard(id(dy))
             # a fused layer's backward follows the epilogue its training forward ran (its cache)
             if fusion and fusion.get(i) == "skip":  # folded into the loss or into the layer before
                 t = node.inputs[0]
                 if dy is not None and self._tensor_needs(needs, t):
-                    grads[t] = dy if t not in grads else grads[t] + dy
+                    _add_grad(grads, owned, t, dy, dy_owned)
                 continue
             if not needs[i]:
                 continue
@@ -583,17 +643,19 @@ class ExecutionPlan:
             layer = node.layer
             need_dx = any(self._tensor_needs(needs, t) for t in node.inputs)
             layer.need_input_grad = need_dx
+            if type(dy) is np.ndarray and not dy.flags.c_contiguous:
+                dy = _contiguous(dy)  # a Concatenate's slice of its dy that no other gradient met
             dx = layer.backward(dy)
             ran.add(id(_base_layer(layer)))
             if not need_dx or dx is None:
                 continue
+            fresh = getattr(layer, "fresh_input_grad", False) is True
             if len(node.inputs) == 1:
                 dx = (dx,)
             for t, g in zip(node.inputs, dx):
                 if g is None or not self._tensor_needs(needs, t):
                     continue
-                prev = grads.get(t)
-                grads[t] = g if prev is None else prev + g
+                _add_grad(grads, owned, t, g, fresh)
         for node in skipped:  # no gradient reached these layers this step
             base = _base_layer(node.layer)
             if id(base) not in ran:

@@ -246,6 +246,10 @@ class Layer:
     #: C-contiguous or a channel slice of a wider NHWC tensor, to write the output into and return
     #: (the plan hands a Concatenate's inputs their slices of its output: no copy to concatenate).
     accepts_out: bool = False
+    #: True for a layer whose ``backward`` always returns a new array that nothing else holds (not
+    #: dy, not a view of its cache or weights): the execution plan then adds the tensor's other
+    #: gradients into it in place instead of allocating their sum.
+    fresh_input_grad: bool = False
 
     def __init__(
         self, name=None, trainable=True, input_shape=None, dtype="float32", batch_input_shape=None, **kwargs

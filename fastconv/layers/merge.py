@@ -25,6 +25,7 @@ import numpy as np
 from fastconv import activations as _activations
 from fastconv.layers.base import Layer, _shape_tuple, register_layer, shape_str
 from fastconv.ops import elementwise as _ew
+from fastconv.ops import norm as _norm_ops
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract"]
 
@@ -362,8 +363,9 @@ def _concat_last(xs, out=None):
         if c == 0 or _same_elements(x, out[..., start : start + c]):
             start += c
             continue
-        run = np.dtype((np.void, c * dtype.itemsize))
-        rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
+        if not _norm_ops._copy_into(out[..., start : start + c], x):  # float32/64: rows over the threads
+            run = np.dtype((np.void, c * dtype.itemsize))
+            rows[:, start : start + c].view(run)[...] = np.ascontiguousarray(x).reshape(-1, c).view(run)
         start += c
     return out
 
@@ -456,8 +458,11 @@ class Concatenate(_Merge):
         ax, sizes = self._need_cache()
         if not self.need_input_grad:
             return None
+        # views of dy, not copies: the execution plan adds most of them into another gradient of
+        # the same tensor (a DenseNet layer's input feeds its BatchNormalization too) and copies
+        # only those that reach a layer's backward alone (ExecutionPlan.backward)
         cuts = np.cumsum(sizes)[:-1]
-        return [np.ascontiguousarray(g) for g in np.split(dy, cuts, axis=ax)]
+        return np.split(dy, cuts, axis=ax)
 
     def get_config(self):
         config = super().get_config()

@@ -45,6 +45,7 @@ from fastconv import initializers as _initializers
 from fastconv import ops
 from fastconv import regularizers as _regularizers
 from fastconv.layers.base import Layer, register_layer
+from fastconv.ops import norm as _norm_ops
 
 __all__ = ["BatchNormalization"]
 
@@ -62,6 +63,7 @@ class BatchNormalization(Layer):
     min_ndim = 2
     fusable_epilogues = ("linear", "relu", "relu6")
     final_activation = "linear"
+    fresh_input_grad = True  # every backward path allocates dx
 
     def __init__(
         self,
@@ -250,16 +252,10 @@ class BatchNormalization(Layer):
                 need_dx=self.need_input_grad,
             )
         else:
-            dx, dgamma, dbeta = ops.batch_norm_train_grad(
-                dy,
-                x,
-                self._opt("gamma"),
-                epsilon=self.epsilon,
-                mean=mean,
-                var=var,
-                y=y,
-                activation=act,
-                need_dx=self.need_input_grad,
+            # a fused activation's mask from x (the forward's statistics and weights): y not read
+            dx, dgamma, dbeta = _norm_ops._train_grad(
+                dy, x, self._opt("gamma"), self.epsilon, mean, var, y, act, self.need_input_grad,
+                beta=self._opt("beta"), mask_from_x=True,
             )
             if self.trainable:
                 if self.scale:

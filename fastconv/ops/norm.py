@@ -112,15 +112,24 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
     y: batch_norm_train's output, needed when an activation was fused (backward masks dy with it).
     dgamma and dbeta are float64.  need_dx=False skips the input gradient and returns dx=None.
     """
+    return _train_grad(dy, x, gamma, epsilon, mean, var, y, activation, need_dx)
+
+
+def _train_grad(dy, x, gamma, epsilon, mean, var, y, activation, need_dx, *, beta=None, mask_from_x=False):
+    """batch_norm_train_grad; ``mask_from_x`` (BatchNormalization's backward, which passes the
+    forward's ``beta`` and its batch statistics): the fused activation's mask comes from the
+    forward's pre-activation recomputed from x with the scale and shift batch_norm_train used, so
+    the kernels do not read y (one stream less in each backward pass)."""
     op = "batch_norm_train_grad"
     x2 = _rows(op, "x", x)
     wd = x2.dtype
     dy2 = _rows(op, "dy", dy, wd)
     check_dy(op, dy2, x2.shape)
     act = _act(op, activation)
-    if act and y is None:
+    mask_from_x = bool(act and mask_from_x and mean is not None and var is not None)
+    if act and y is None and not mask_from_x:
         raise ValueError(f"{op}: y (the forward's output) is needed with activation={activation!r}")
-    y2 = _rows(op, "y", y, wd) if act else None
+    y2 = _rows(op, "y", y, wd) if act and not mask_from_x else None
     if y2 is not None:
         check_dy(op, y2, x2.shape)
     m, c = x2.shape
@@ -135,8 +144,12 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
     mean_w = mean.astype(wd)
     resid = mean - mean_w
     dbeta, s2 = np.empty(c), np.empty(c)
+    p = _one(gamma) * inv
+    fa = fb = None
+    if mask_from_x:  # batch_norm_train's scale and shift, computed as it computed them
+        fa, fb = _vec(p, c, wd), _vec(_zero(beta) - resid * p, c, wd)
     split = _split(m, c, True)
-    _k.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, split.nchunks, isa, split.threads)
+    _k.bn_dsums(dy2, x2, y2, act, mean_w, dbeta, s2, split.nchunks, isa, split.threads, fa, fb)
     s2 -= resid * dbeta  # sum g * (x - mean) from the sum around the rounded mean
     dgamma = s2 * inv
     if not need_dx:
@@ -144,13 +157,13 @@ def batch_norm_train_grad(dy, x, gamma=None, *, epsilon=1e-3, mean=None, var=Non
         return None, dgamma, dbeta
     # dx = p * (g - dbeta / m - (x - mean) * inv^2 * s2 / m), p = gamma * inv, with the kernel's
     # (x - mean_w) * gb + gc for (x - mean) * gb + (-p * dbeta / m)
-    p = _one(gamma) * inv
     mm = max(m, 1)
     gb = -p * inv * inv * s2 / mm
     dx = np.empty_like(dy2)
     split = _split(m, c, False)
     gc = _vec(-p * dbeta / mm - resid * gb, c, wd)
-    _k.bn_dx(dy2, x2, y2, act, mean_w, _vec(p, c, wd), _vec(gb, c, wd), gc, dx, split.nchunks, isa, split.threads)
+    _k.bn_dx(dy2, x2, y2, act, mean_w, _vec(p, c, wd) if fa is None else fa, _vec(gb, c, wd), gc, dx, split.nchunks,
+             isa, split.threads, fa, fb)
     _dispatch.last_kernel[op] = _variant("dsums+dx", act)
     return dx.reshape(np.shape(dy)), dgamma, dbeta
 
@@ -288,3 +301,57 @@ def relu6(x, out=None):
 def relu6_grad(dy, y, *, need_dx=True):
     """dy where the relu6 output is inside (0, 6), else 0."""
     return _clamp_grad("relu6_grad", dy, y, 2, need_dx)
+
+
+# ---- sums (the execution plan's gradient sums; the family's element-wise add kernel) ----
+
+def _sum_into(dst, src) -> bool:
+    """``dst += src`` on the compiled kernels (both threads, like every element-wise pass; NumPy's
+    add runs on one): ``dst`` a writeable C-contiguous float32/float64 array, ``src`` of its shape
+    and dtype, C-contiguous or with evenly spaced pixels of contiguous channels (a Concatenate's
+    slice of its dy). The same sum as NumPy's, bit for bit. False, nothing written, otherwise."""
+    if (type(src) is not np.ndarray or not _kernel_ok(dst) or not dst.flags.writeable or src.shape != dst.shape
+            or src.dtype != dst.dtype or dst.size == 0):
+        return False
+    n = dst.size
+    split = _plan.norm_plan(n, 1, False, _dispatch.threads_for(n))
+    isa = _dispatch.level_for("add", dst.dtype)
+    if src.flags.c_contiguous:
+        flat = dst.reshape(-1)
+        _k.add_act(flat, src.reshape(-1), flat, 0, split.nchunks, isa, split.threads)
+        return True
+    rows = pixel_rows(src)
+    if rows is None or np.shares_memory(dst, src):
+        return False
+    _k.add_rows(dst.reshape(rows.shape), rows, split.nchunks, isa, split.threads)
+    return True
+
+
+def _sum(a, b):
+    """``a + b`` as a new array on the compiled kernels (both C-contiguous, one float dtype and
+    shape), or None when they do not qualify."""
+    if not _kernel_ok(a, b) or a.size == 0:
+        return None
+    y = np.empty_like(a)
+    split = _plan.norm_plan(a.size, 1, False, _dispatch.threads_for(a.size))
+    _k.add_act(a.reshape(-1), b.reshape(-1), y.reshape(-1), 0, split.nchunks, _dispatch.level_for("add", a.dtype),
+               split.threads)
+    return y
+
+
+def _copy_into(dst, src) -> bool:
+    """``dst[...] = src`` one pixel row (its run of channels) per memcpy, rows split over the threads:
+    ``dst`` and ``src`` float32/float64 arrays of one shape and dtype, each C-contiguous or with
+    evenly spaced pixels of contiguous channels (a channel slice of a wider NHWC array), not
+    overlapping, ``dst`` writeable. False, nothing written, otherwise."""
+    if (type(dst) is not np.ndarray or type(src) is not np.ndarray or dst.shape != src.shape
+            or dst.dtype != src.dtype or dst.dtype not in (np.float32, np.float64) or not dst.flags.writeable
+            or dst.size == 0):
+        return False
+    d, s = pixel_rows(dst), pixel_rows(src)
+    if d is None or s is None or np.shares_memory(dst, src):
+        return False
+    d = np.lib.stride_tricks.as_strided(dst, d.shape, d.strides)  # (pixel_rows' view is read-only)
+    split = _plan.norm_plan(dst.size, 1, False, _dispatch.threads_for(dst.size))
+    _k.copy_rows(d, s, split.nchunks, split.threads)
+    return True
