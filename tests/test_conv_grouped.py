@@ -112,7 +112,7 @@ def test_reduction_of_one_vector_per_group(level, geom, dtype):
     np.testing.assert_array_equal(ops.conv2d(x, w, b, relu=True, **kw), np.where(y < 0, 0, y))
     # input gradient: reduces over Kg = v outputs per group into Cg = v inputs
     dy = rand(want.shape, dtype)
-    dx, dw, db = ops.conv2d_grad(dy, x, w, **kw)
+    dx, dw, _ = ops.conv2d_grad(dy, x, w, **kw)
     assert _dispatch.last_kernel["conv2d_grad"] == "grouped"
     dx_ref, dw_ref, _ = ref.conv2d_grad(dy, x, w, **kw)
     check(dx, dx_ref, dtype, KH * KW * v)
