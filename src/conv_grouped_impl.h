@@ -24,29 +24,43 @@
  */
 
 static inline __attribute__((always_inline)) void
-FN(fc_gp_ukernel)(const int NP, int ntaps, const FC_T *const *xp, ptrdiff_t coff, const FC_T *w, const ptrdiff_t *woff,
-                  int Cr, const FC_T *bias, int relu, FC_T *const *out)
+FN(fc_gp_ukernel)(const int NP, const int CRC, int ntaps, const FC_T *const *xp, ptrdiff_t coff, const FC_T *w,
+                  const ptrdiff_t *woff, int Cr, const FC_T *bias, int relu, FC_T *const *out)
 {
     const V z = {0};
     V a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z;
     V a30 = z, a31 = z, a40 = z, a41 = z, a50 = z, a51 = z;
+    if (CRC)
+        Cr = CRC;
     for (int t = 0; t < ntaps; t++) {
         const FC_T *const *xt = xp + t * FC_RB;
         const FC_T *x0 = xt[0] + coff, *x1 = xt[1] + coff, *x2 = xt[2] + coff, *x3 = xt[3] + coff;
         const FC_T *x4 = xt[4] + coff, *x5 = xt[5] + coff;
         const FC_T *y0 = x0 + Cr, *y1 = x1 + Cr, *y2 = x2 + Cr, *y3 = x3 + Cr, *y4 = x4 + Cr, *y5 = x5 + Cr;
         const FC_T *wq = w + woff[t];
-#pragma GCC unroll 4
-        for (int c = 0; c < Cr; c++) {
-            const V w0 = LD(wq), w1 = LD(wq + FC_VLEN);
-            a00 += BC(x0[c]) * w0; a01 += BC(y0[c]) * w1;
-            a10 += BC(x1[c]) * w0; a11 += BC(y1[c]) * w1;
-            a20 += BC(x2[c]) * w0; a21 += BC(y2[c]) * w1;
-            a30 += BC(x3[c]) * w0; a31 += BC(y3[c]) * w1;
-            a40 += BC(x4[c]) * w0; a41 += BC(y4[c]) * w1;
-            if (NP > 5) { a50 += BC(x5[c]) * w0; a51 += BC(y5[c]) * w1; }
-            wq += VB;
+#define FC_GP_STEP                                                                      \
+        {                                                                               \
+            const V w0 = LD(wq), w1 = LD(wq + FC_VLEN);                                 \
+            a00 += BC(x0[c]) * w0; a01 += BC(y0[c]) * w1;                              \
+            a10 += BC(x1[c]) * w0; a11 += BC(y1[c]) * w1;                              \
+            a20 += BC(x2[c]) * w0; a21 += BC(y2[c]) * w1;                              \
+            a30 += BC(x3[c]) * w0; a31 += BC(y3[c]) * w1;                              \
+            a40 += BC(x4[c]) * w0; a41 += BC(y4[c]) * w1;                              \
+            if (NP > 5) { a50 += BC(x5[c]) * w0; a51 += BC(y5[c]) * w1; }              \
+            wq += VB;                                                                   \
         }
+        if (CRC) {
+            /* a compile-time reduction (one vector of channels per group): fully unrolled, every
+             * input read at a constant displacement from the pixel's pointer */
+#pragma GCC unroll 16
+            for (int c = 0; c < CRC; c++)
+                FC_GP_STEP
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < Cr; c++)
+                FC_GP_STEP
+        }
+#undef FC_GP_STEP
     }
 #define FC_RELU(v) ((V)((__typeof__((v) < z))(v) & ~((v) < z)))  /* as in fc_ukernel */
     V b0 = z, b1 = z;
@@ -103,10 +117,15 @@ static void FN(fc_gp_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
                 FC_T *dst[FC_RB];
                 for (int q = 0; q < FC_RB; q++)
                     dst[q] = tl->outp[q] ? tl->outp[q] + k0 : NULL;
-                if (tl->np == 5)
-                    FN(fc_gp_ukernel)(5, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                if (p->Cr == FC_VLEN) {
+                    if (tl->np == 5)
+                        FN(fc_gp_ukernel)(5, FC_VLEN, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                    else
+                        FN(fc_gp_ukernel)(FC_RB, FC_VLEN, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                } else if (tl->np == 5)
+                    FN(fc_gp_ukernel)(5, 0, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
                 else
-                    FN(fc_gp_ukernel)(FC_RB, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
+                    FN(fc_gp_ukernel)(FC_RB, 0, tl->ntaps, tl->xp, coff, wb, tl->woff, p->Cr, bk, p->relu, dst);
             }
         }
         if (p->act)

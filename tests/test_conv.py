@@ -641,3 +641,17 @@ def test_fastconv_simd_variable_selects_the_tiles(level, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          timeout=120, cwd=tmp_path).stdout.split()
     assert out == [level, "tiles", "180.0"]
+
+
+def test_input_gradient_tiles_read_kernel_rows_top_down():
+    """The input gradient's plans list kernel rows in kernel order (dy rows bottom-up); the tiles
+    get them sorted by input row (_plan.rows_ascending), the same taps, so the same sums."""
+    from fastconv.ops import _plan
+
+    for stride, pad in (((1, 1), (1, 1)), ((2, 2), (1, 1)), ((1, 1), (2, 0))):
+        for g in _plan.input_grad_plans((9, 11), (3, 3), stride, pad, (1, 1)):
+            s = _plan.rows_ascending(g)
+            assert [b for b, _ in s.taps_y] == sorted(b for b, _ in g.taps_y)
+            assert sorted(s.taps_y) == sorted(g.taps_y) and s.taps_x == g.taps_x and s.grid == g.grid
+    g = _plan.forward_plan((5, 5), (3, 3), (1, 1), (1, 1), (1, 1))
+    assert _plan.rows_ascending(g) is g  # the forward's rows already run top-down

@@ -94,6 +94,31 @@ def test_forward_and_input_gradient_against_the_reference(level, geom, dtype, me
     check(db, db_ref, dtype, dy.size // dy.shape[3])
 
 
+@pytest.mark.parametrize("geom", [GEOMS[0], GEOMS[2], GEOMS[5]], ids=lambda g: "x".join(map(str, g[:5])))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reduction_of_one_vector_per_group(level, geom, dtype):
+    """Groups reducing exactly one vector of channels (the tile's compile-time reduction, fully
+    unrolled): forward with Cg = Kg = vlen, input gradient with Kg = vlen, odd maps and strides,
+    outputs pre-filled with NaN."""
+    N, H, W, KH, KW, stride, dilation, padding = geom
+    v, G = vlen(dtype), 4
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=G)
+    x, w, b = rand((N, H, W, v * G), dtype), rand((KH, KW, v, v * G), dtype), rand((v * G,), dtype)
+    want = ref.conv2d(x, w, b, **kw)
+    out = np.full(want.shape, np.nan, dtype)
+    y = ops.conv2d(x, w, b, out=out, **kw)
+    assert _dispatch.last_kernel["conv2d"] == "grouped"
+    check(y, want, dtype, KH * KW * v)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, relu=True, **kw), np.where(y < 0, 0, y))
+    # input gradient: reduces over Kg = v outputs per group into Cg = v inputs
+    dy = rand(want.shape, dtype)
+    dx, dw, _ = ops.conv2d_grad(dy, x, w, **kw)
+    assert _dispatch.last_kernel["conv2d_grad"] == "grouped"
+    dx_ref, dw_ref, _ = ref.conv2d_grad(dy, x, w, **kw)
+    check(dx, dx_ref, dtype, KH * KW * v)
+    check(dw, dw_ref, dtype, dy.size // dy.shape[3])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_inputs_are_not_modified(level, dtype):
     G, v = 4, vlen(dtype)

@@ -122,6 +122,16 @@ def forward_plan(out_hw, k_hw, stride, pad_tl, dilation) -> GatherPlan:
     return GatherPlan(grid, taps_y, taps_x)
 
 
+@lru_cache(maxsize=256)
+def rows_ascending(g: GatherPlan) -> GatherPlan:
+    """g with its kernel-row taps in ascending input-row order (the kernels find each tap's weights
+    by its kernel row, so any order gives the same sums up to rounding).  The input gradient's
+    taps come in kernel order, which reads dy rows bottom-up: the tiles read top-down ran the
+    group-pair input gradient of 32x28x28x64 g4 1.4x faster on 1 thread."""
+    ty = tuple(sorted(g.taps_y))
+    return g if ty == g.taps_y else GatherPlan(g.grid, ty, g.taps_x)
+
+
 def _phase_taps(r: int, k: int, s: int, p: int, d: int):
     """Taps of stride phase r of the input gradient: kernel rows with (r + p - kh*d) % s == 0."""
     return tuple(((r + p - kh * d) // s, kh) for kh in range(k) if (r + p - kh * d) % s == 0)

@@ -153,6 +153,7 @@ def _gather_pairs(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, 
     wp, cr, pairs = _pair_weights(w, G, forward, isa)
     KH, KW = w.shape[:2]
     N = inp.shape[0]
+    plans = [_plan.rows_ascending(plan) for plan in plans]  # taps read top-down in x
     tiles = [_plan.pair_tile_plan(plan, N, KW, cr, w.dtype.itemsize) for plan in plans]
     _k.gather_conv(inp, wp, bias, out,
                    [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg)
@@ -176,6 +177,10 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0
     narrow = _force_narrow
     if narrow is None:
         narrow = _plan.use_narrow(Cr, Ko, _k.narrow_vlen(isa, w.dtype))
+    if not narrow:
+        # the register tiles (not the few-channel rows, whose row kernels take kernel rows in
+        # order) read their taps top-down in x
+        plans = [plan if t.rowseg else _plan.rows_ascending(plan) for plan, t in zip(plans, tiles)]
     if not narrow and G > 1 and _gather_pairs(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act):
         return
     if narrow:
