@@ -5,6 +5,7 @@
 #define FC_WINOGRAD_KERNELS_H
 
 #include "fc_common.h"
+#include <stdlib.h>  /* malloc, free: the flipped weight transform's transposed taps */
 
 #define FC_WINO_RB 6  /* tile rows of the GEMM register tile (6 rows x 2 vectors, as conv_impl.h) */
 
