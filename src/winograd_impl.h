@@ -23,9 +23,9 @@
  * Index discipline (docs/kernels.md): geometry is int (checked by the op), tile indices, element
  * offsets and scratch sizes are ptrdiff_t / size_t.
  *
- * Activation epilogue (p->act, forward): any element-wise activation other than ReLU is applied in
- * the output transform to each vector before it is stored, by the lane-wise function of the separate
- * pass (ew_fwd, elementwise_math.h): equal to conv2d followed by ops.elementwise.activation bit for bit.
+ * Activation epilogue (p->act, forward): any element-wise activation other than ReLU runs over each
+ * stored pixel's K channels right after the tile's output transform, with the loops of
+ * elementwise_impl.h (fc_ew_span): equal to conv2d followed by ops.elementwise.activation bit for bit.
  */
 #include "elementwise_impl.h"
 #define FC_CAT_(a, b) a##b
@@ -230,7 +230,7 @@ static inline void FN(fc_wino_st)(FC_T *q, int k0, int K, V v)
 /* Output transform of one tile: M rows of this tile at mt (position stride ps elements); out pixel
  * (r, s) of the tile at op[r*m + s] (NULL when past the output's edge). */
 static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int kp, const FC_T *bias, int relu,
-                               int act, FC_T alpha, FC_T *const *op)
+                               FC_T *const *op)
 {
     const V z = {0};
     for (int k0 = 0; k0 < kp && k0 < K; k0 += FC_VLEN) {
@@ -251,8 +251,6 @@ static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int k
                     V v = y[c] + bv;
                     if (relu)
                         v = FC_WRELU(v);
-                    if (act)  /* lane-wise, as the separate pass computes each element */
-                        v = FN(ew_fwd)(act, v, alpha);
                     FN(fc_wino_st)(op[r * 4 + c], k0, K, v);
                 }
             }
@@ -271,8 +269,6 @@ static void FN(fc_wino_otrans)(int m, const FC_T *mt, ptrdiff_t ps, int K, int k
                     V v = y[c] + bv;
                     if (relu)
                         v = FC_WRELU(v);
-                    if (act)  /* lane-wise, as the separate pass computes each element */
-                        v = FN(ew_fwd)(act, v, alpha);
                     FN(fc_wino_st)(op[r * 2 + c], k0, K, v);
                 }
             }
@@ -371,7 +367,11 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
                     op[a * m + c] = (oy < p->OH && ox < p->OW)
                                         ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * p->OPS : NULL;
                 }
-            FN(fc_wino_otrans)(m, Mb + (ptrdiff_t)t * kp, mps, K, kp, bp, p->relu, p->act, (FC_T)p->alpha, op);
+            FN(fc_wino_otrans)(m, Mb + (ptrdiff_t)t * kp, mps, K, kp, bp, p->relu, op);
+            if (p->act)  /* the tile's pixels, still in L1 */
+                for (int e = 0; e < m * m; e++)
+                    if (op[e])
+                        FN(fc_ew_span)(p->act, (FC_T)p->alpha, op[e], op[e], K);
         }
     }
 }
