@@ -23,8 +23,6 @@ cdef extern from "winograd_kernels.h" nogil:
         int thp, twp
         int OPS
         int relu
-        int act
-        double alpha
     void fc_wino_transform_f32(int isa, const float *w, int C, int K, int m, int vb, int flip, float *out,
                                int threads)
     void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, int flip, double *out, int threads)
@@ -102,11 +100,9 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
               const floating[::1] bias,           # IN  (K,) or None
               floating[:, :, :, :] out,           # OUT (N, OH, OW, K), pixels OPS apart
               int pt, int pl, int m, int TB, bint relu, int isa, Py_ssize_t nchunks, int nthreads,
-              int dh=1, int dw=1, int act=0, double alpha=0.0):
+              int dh=1, int dw=1):
     """out = conv3x3(inp, w) (+ bias, ReLU) with U the packed Winograd transform of w
-    (ops/winograd.py): blocks of TB tiles in nchunks chunks, dynamic schedule; act: an element-wise
-    activation code (ops.elementwise.CODES, not relu) applied to each tile's pixels after its output
-    transform, alpha its parameter."""
+    (ops/winograd.py): blocks of TB tiles in nchunks chunks, dynamic schedule."""
     cdef _wn_job b
     cdef int i
     for i in range(4):
@@ -125,10 +121,6 @@ def wino_conv(const floating[:, :, :, ::1] inp,   # IN  (N, IH, IW, C)
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
     _set_tiles(&b.p, m, dh, dw)
     b.p.relu = relu
-    if act < 0:
-        raise ValueError(f"wino_conv: act must be an activation code >= 0. Received: act={act}")
-    b.p.act = act
-    b.p.alpha = alpha
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
     cdef Py_ssize_t need = 36 * ((b.p.K + vb - 1) // vb) * vb * <Py_ssize_t>b.p.C if m == 4 else \
         16 * ((b.p.K + vb - 1) // vb) * vb * <Py_ssize_t>b.p.C
@@ -228,8 +220,6 @@ def wino_wgrad(const floating[:, :, :, ::1] inp,   # IN  x (N, IH, IW, C)
     b.p.pt = pt; b.p.pl = pl; b.p.m = m
     _set_tiles(&b.p, m, dil_h, dil_w)
     b.p.relu = 0
-    b.p.act = 0
-    b.p.alpha = 0.0
     b.ntiles = <Py_ssize_t>b.p.N * b.p.th * b.p.tw
     cdef int vb = block_size(isa, np.float64 if floating is double else np.float32)
     cdef int kp = (b.p.K + vb - 1) // vb * vb, sc = (b.p.C + 5) // 6 * 6

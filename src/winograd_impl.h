@@ -22,12 +22,7 @@
  *
  * Index discipline (docs/kernels.md): geometry is int (checked by the op), tile indices, element
  * offsets and scratch sizes are ptrdiff_t / size_t.
- *
- * Activation epilogue (p->act, forward): any element-wise activation other than ReLU runs over each
- * stored pixel's K channels right after the tile's output transform, with the loops of
- * elementwise_impl.h (fc_ew_span): equal to conv2d followed by ops.elementwise.activation bit for bit.
  */
-#include "elementwise_impl.h"
 #define FC_CAT_(a, b) a##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
 #define FN(name) FC_CAT(name, FC_SFX)
@@ -368,10 +363,6 @@ static void FN(fc_wino_tiles)(const fc_wino *p, const FC_T *in, const FC_T *U, c
                                         ? out + ((n * p->OH + oy) * (ptrdiff_t)p->OW + ox) * p->OPS : NULL;
                 }
             FN(fc_wino_otrans)(m, Mb + (ptrdiff_t)t * kp, mps, K, kp, bp, p->relu, op);
-            if (p->act)  /* the tile's pixels, still in L1 */
-                for (int e = 0; e < m * m; e++)
-                    if (op[e])
-                        FN(fc_ew_span)(p->act, (FC_T)p->alpha, op[e], op[e], K);
         }
     }
 }

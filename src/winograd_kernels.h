@@ -26,9 +26,6 @@ typedef struct {
     int dh, dw;
     int thp, twp;   /* tiles per phase: ceil(ceil(OH / dh) / m), ceil(ceil(OW / dw) / m) */
     int OPS;        /* forward output pixel stride in elements: K, or more for a channel slice of a wider tensor */
-    int act;        /* forward: an element-wise activation (ops.elementwise.CODES, not relu: `relu`) applied to
-                     * each stored pixel's K channels right after the block's output transform; 0: none */
-    double alpha;   /* its parameter (elu's alpha, leaky_relu's slope) */
 } fc_wino;
 
 /* The Winograd weight transform U[pos][kb][c][v] = (G g G^T)[pos] of g = w[:, :, c, kb*vb + v]

@@ -410,82 +410,21 @@ def test_auto_weight_gradient_needs_enough_tiles():
 
 
 @pytest.mark.parametrize("activation", ["selu", "elu", "gelu", "tanh"])
-def test_other_activations_run_winograd_with_a_tile_epilogue(activation):
-    """conv2d(activation=...) other than ReLU: Winograd with the bias, the activation applied to each
-    tile's pixels after its output transform; equal to the activation of the reference conv."""
+def test_other_activations_run_winograd_then_a_pass(activation):
+    """conv2d(activation=...) other than ReLU: Winograd with the bias, then the activation's compiled
+    pass over y; equal to the activation of the reference conv."""
     x, w, b = rand((2, 9, 10, 16)), rand((3, 3, 16, 24)), rand((24,))
     _dispatch.set_conv_algo("winograd4")
     try:
         y = ops.conv2d(x, w, b, padding="same", activation=activation)
         assert _dispatch.last_kernel["conv2d"] == "winograd4"
-        assert _dispatch.last_kernel["conv2d_epilogue"] == "tile"
+        assert _dispatch.last_kernel["conv2d_epilogue"] == "pass"
     finally:
         _dispatch.set_conv_algo(None)
     z = ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding="same")
     want = ops.activation(z, activation)
     # Winograd's float32 error is relative to the conv's scale (|z|), passed on with slope <= ~1.1
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=2e-5 * float(np.abs(z).max()))
-
-
-ACTS = [("selu", None), ("elu", 0.7), ("leaky_relu", 0.15), ("gelu", None), ("sigmoid", None), ("softplus", None)]
-
-
-@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
-@pytest.mark.parametrize("algo", WINO, indirect=True)
-@pytest.mark.parametrize("activation,alpha", ACTS)
-def test_activation_epilogue_equals_the_separate_pass(simd_level, algo, activation, alpha):
-    """The tile epilogue runs the separate pass's loops: bit for bit ops.activation of the plain conv,
-    at every SIMD level, on 1 and 2 threads, with and without bias, a channel tail past the last
-    vector, partial edge tiles, into a NaN-filled output and into a channel slice of a wider one."""
-    vlen = {"generic": 4, "avx2": 8, "avx512": 16}[simd_level]
-    for C, K, bias in ((vlen + 3, 2 * vlen + 3, True), (5, vlen - 1, False)):
-        x, w = rand((3, 9, 11, C)), rand((3, 3, C, K))
-        b = rand((K,)) if bias else None
-        before = fastconv.get_num_threads()
-        for threads in (1, 2):
-            fastconv.set_num_threads(threads)
-            try:
-                y = ops.conv2d(x, w, b, padding="same", activation=activation, alpha=alpha)
-                assert _dispatch.last_kernel["conv2d"] == algo
-                assert _dispatch.last_kernel["conv2d_epilogue"] == "tile"
-                z = ops.conv2d(x, w, b, padding="same")
-                want = ops.activation(z, activation, alpha=alpha)
-                np.testing.assert_array_equal(y, want)
-                out = np.full(y.shape, np.nan, np.float32)
-                ops.conv2d(x, w, b, padding="same", activation=activation, alpha=alpha, out=out)
-                np.testing.assert_array_equal(out, want)
-                wide = np.full(y.shape[:3] + (K + 7,), np.nan, np.float32)
-                ops.conv2d(x, w, b, padding="same", activation=activation, alpha=alpha, out=wide[..., 3:3 + K])
-                np.testing.assert_array_equal(wide[..., 3:3 + K], want)
-                assert np.isnan(wide[..., :3]).all() and np.isnan(wide[..., 3 + K:]).all()
-            finally:
-                fastconv.set_num_threads(before)
-
-
-@pytest.mark.parametrize("algo", WINO, indirect=True)
-def test_activation_epilogue_dilated_and_valid(algo):
-    """The epilogue on a dilated conv's polyphase tiles and on a valid conv (no padding): bit for bit
-    the separate pass."""
-    x, w, b = rand((2, 13, 12, 6)), rand((3, 3, 6, 10)), rand((10,))
-    for kw in (dict(padding="same", dilation=2), dict(padding="valid"), dict(padding=((2, 0), (0, 1)))):
-        y = ops.conv2d(x, w, b, activation="selu", **kw)
-        assert _dispatch.last_kernel["conv2d"] == algo
-        np.testing.assert_array_equal(y, ops.activation(ops.conv2d(x, w, b, **kw), "selu"))
-
-
-def test_activation_epilogue_keeps_nan():
-    """A NaN in x reaches the activated output as NaN, as the separate pass gives it."""
-    x, w = rand((1, 8, 8, 16)), rand((3, 3, 16, 16))
-    x[0, 3, 4, 5] = np.nan
-    _dispatch.set_conv_algo("winograd4")
-    try:
-        y = ops.conv2d(x, w, padding="same", activation="elu")
-    finally:
-        _dispatch.set_conv_algo(None)
-    want = ops.activation(ops.conv2d(x, w, padding="same"), "elu")
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
-    assert np.isnan(y).any()
-    np.testing.assert_array_equal(y[~np.isnan(y)], want[~np.isnan(want)])
 
 
 # ---- dilated convs: the polyphase sub-convs (fc_wino dh, dw) ----

@@ -68,12 +68,10 @@ def transform_weight(w: np.ndarray, m: int, vb: int, flip: bool = False, threads
 
 
 def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, relu: bool, isa: int,
-        threads: int, flip: bool = False, dilation=(1, 1), act=(0, 0.0)) -> None:
+        threads: int, flip: bool = False, dilation=(1, 1)) -> None:
     """out (N, OH, OW, K) = 3x3 conv of inp (N, IH, IW, C) with w (3, 3, C, K) (flip=True: with
     input_grad_weight(w)), output pixel (oy, ox) reading inp rows oy - pt + dh*i, columns
-    ox - pl + dw*j (zeros outside), + bias, optional ReLU, or act = (code, alpha) of another
-    element-wise activation (ops.elementwise.CODES) applied to each tile's pixels after its output
-    transform (bit for bit the separate pass)."""
+    ox - pl + dw*j (zeros outside), + bias, optional ReLU."""
     K = out.shape[3]
     N, OH, OW = phase_geometry(*out.shape[:3], dilation)
     C = inp.shape[3]
@@ -82,7 +80,7 @@ def run(inp: np.ndarray, w: np.ndarray, bias, out: np.ndarray, pads_tl, m: int, 
     tile_bytes = (_k.scratch_bytes(isa, w.dtype, C, K, m, 12) - _k.scratch_bytes(isa, w.dtype, C, K, m, 6)) // 6
     plan = _plan.wino_plan(N, OH, OW, m, tile_bytes, threads)
     _k.wino_conv(inp, U, bias, out, int(pads_tl[0]), int(pads_tl[1]), m, plan.tb, bool(relu), isa,
-                 plan.nchunks, plan.threads, int(dilation[0]), int(dilation[1]), int(act[0]), float(act[1]))
+                 plan.nchunks, plan.threads, int(dilation[0]), int(dilation[1]))
 
 
 def input_grad_weight(w: np.ndarray) -> np.ndarray:
