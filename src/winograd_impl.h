@@ -106,20 +106,34 @@ static inline V FN(fc_wino_ld)(const FC_T *q, int c0, int C)
 static void FN(fc_wino_itrans)(int m, const FC_T *const *xp, int C, int cs, FC_T *vt, ptrdiff_t ps)
 {
     if (m == 4) {
+        /* In two halves of the column transform's outputs (rows 0-2, then 3-5), each from its own
+         * loads: 18 intermediates stay in registers, where all 36 went through the stack (the halves
+         * share no subexpression of WI6, so the arithmetic is the same; so is every result's rounding) */
         for (int c0 = 0; c0 < cs; c0 += FC_VLEN) {
-            V t[6][6];
-            for (int j = 0; j < 6; j++) {
-                const V d0 = FN(fc_wino_ld)(xp[0 * 6 + j], c0, C), d1 = FN(fc_wino_ld)(xp[1 * 6 + j], c0, C);
-                const V d2 = FN(fc_wino_ld)(xp[2 * 6 + j], c0, C), d3 = FN(fc_wino_ld)(xp[3 * 6 + j], c0, C);
-                const V d4 = FN(fc_wino_ld)(xp[4 * 6 + j], c0, C), d5 = FN(fc_wino_ld)(xp[5 * 6 + j], c0, C);
-                WI6(d0, d1, d2, d3, d4, d5, t[0][j], t[1][j], t[2][j], t[3][j], t[4][j], t[5][j]);
-            }
-            for (int i = 0; i < 6; i++) {
-                V u0, u1, u2, u3, u4, u5;
-                WI6(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], u0, u1, u2, u3, u4, u5);
-                FC_T *o = vt + (ptrdiff_t)(i * 6) * ps + c0;
-                ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3); ST(o + 4 * ps, u4);
-                ST(o + 5 * ps, u5);
+#pragma GCC unroll 2
+            for (int h = 0; h < 6; h += 3) {
+                V t[3][6];
+#pragma GCC unroll 6
+                for (int j = 0; j < 6; j++) {
+                    const V d0 = FN(fc_wino_ld)(xp[0 * 6 + j], c0, C), d1 = FN(fc_wino_ld)(xp[1 * 6 + j], c0, C);
+                    const V d2 = FN(fc_wino_ld)(xp[2 * 6 + j], c0, C), d3 = FN(fc_wino_ld)(xp[3 * 6 + j], c0, C);
+                    const V d4 = FN(fc_wino_ld)(xp[4 * 6 + j], c0, C), d5 = FN(fc_wino_ld)(xp[5 * 6 + j], c0, C);
+                    V e0, e1, e2, e3, e4, e5;
+                    WI6(d0, d1, d2, d3, d4, d5, e0, e1, e2, e3, e4, e5);
+                    if (h == 0) {
+                        t[0][j] = e0; t[1][j] = e1; t[2][j] = e2;
+                    } else {
+                        t[0][j] = e3; t[1][j] = e4; t[2][j] = e5;
+                    }
+                }
+#pragma GCC unroll 3
+                for (int i = 0; i < 3; i++) {
+                    V u0, u1, u2, u3, u4, u5;
+                    WI6(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], u0, u1, u2, u3, u4, u5);
+                    FC_T *o = vt + (ptrdiff_t)((h + i) * 6) * ps + c0;
+                    ST(o, u0); ST(o + ps, u1); ST(o + 2 * ps, u2); ST(o + 3 * ps, u3); ST(o + 4 * ps, u4);
+                    ST(o + 5 * ps, u5);
+                }
             }
         }
     } else {

@@ -5,6 +5,7 @@
 #define FC_WINOGRAD_KERNELS_H
 
 #include "fc_common.h"
+#include <stdlib.h>  /* malloc, free: the flipped weight transform's transposed taps */
 
 #define FC_WINO_RB 6  /* tile rows of the GEMM register tile (6 rows x 2 vectors, as conv_impl.h) */
 
@@ -41,6 +42,27 @@ static const double fc_wino_g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 
 #else
 #define FC_WINO_PARALLEL_FOR
 #endif
+/* One 1-D weight transform in double, 3 values to AL: out[0..AL) = G (x0, x1, x2) for G = fc_wino_g4
+ * (AL = 6) or fc_wino_g2 (AL = 4), written out[b]SUF (SUF an index suffix such as [j][v]); its rows
+ * share sums: G4's rows 1, 2 are -(x0 + x2 +- x1) / 6, rows 3, 4 are x0 / 24 + x2 / 6 +- x1 / 12. */
+#define FC_WINO_G1(AL, x0_, x1_, x2_, out, SUF)                                                             \
+    do {                                                                                                    \
+        const double x0 = (x0_), x1 = (x1_), x2 = (x2_), s02 = x0 + x2;                                    \
+        if ((AL) == 6) {                                                                                    \
+            const double e = x0 * (1 / 24.) + x2 * (1 / 6.), h = x1 * (1 / 12.);                           \
+            out[0] SUF = x0 * 0.25;                                                                         \
+            out[1] SUF = (s02 + x1) * (-1 / 6.);                                                            \
+            out[2] SUF = (x1 - s02) * (1 / 6.);                                                             \
+            out[3] SUF = e + h;                                                                             \
+            out[(AL) - 2] SUF = e - h;                                                                           \
+            out[(AL) - 1] SUF = x2;                                                                         \
+        } else {                                                                                            \
+            out[0] SUF = x0;                                                                                \
+            out[1] SUF = (s02 + x1) * 0.5;                                                                  \
+            out[2] SUF = (s02 - x1) * 0.5;                                                                  \
+            out[(AL) - 1] SUF = x2;                                                                         \
+        }                                                                                                   \
+    } while (0)
 #define FC_WINO_TRANSFORM(NAME, T, AL, GM)                                                                  \
 static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads)                           \
 {                                                                                                           \
@@ -48,6 +70,25 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
     const int nkb = (K + vb - 1) / vb;                                                                      \
     const ptrdiff_t ps = (ptrdiff_t)nkb * C * vb, tap = (ptrdiff_t)C * K;                                   \
     (void)threads;                                                                                          \
+    if (flip) {                                                                                             \
+        /* the flipped weight's taps transposed first (blocks of 32 x 32), then the contiguous loads:     \
+         * its loads at stride C took 40 % of the flipped transform's time (128 x 128 channels) */          \
+        T *wt = (T *)malloc((size_t)9 * tap * sizeof(T));                                                   \
+        if (wt) {                                                                                           \
+            for (int ij = 0; ij < 9; ij++) {                                                                \
+                const T *src = w + (ptrdiff_t)(8 - ij) * tap; /* tap (2 - i, 2 - j), (K, C) */              \
+                T *dst = wt + (ptrdiff_t)ij * tap;            /* (C, K) */                                  \
+                for (int k0 = 0; k0 < K; k0 += 32)                                                          \
+                    for (int c0 = 0; c0 < C; c0 += 32)                                                      \
+                        for (int k = k0; k < K && k < k0 + 32; k++)                                         \
+                            for (int c = c0; c < C && c < c0 + 32; c++)                                     \
+                                dst[(ptrdiff_t)c * K + k] = src[(ptrdiff_t)k * C + c];                      \
+            }                                                                                               \
+            NAME(wt, C, K, vb, 0, out, threads);                                                            \
+            free(wt);                                                                                       \
+            return;                                                                                         \
+        }                                                                                                   \
+    }                                                                                                       \
     /* every (kb, c) writes its own slots of out: split across the threads (a training step transforms \
      * each 3x3 weight twice, forward and input gradient) */                                                \
     FC_WINO_PARALLEL_FOR                                                                                    \
@@ -75,26 +116,30 @@ static void NAME(const T *w, int C, int K, int vb, int flip, T *out, int threads
                     for (int v = nv; v < VMAX; v++)                                                         \
                         g[i][j][v] = 0;                                                                     \
                 }                                                                                           \
-            /* VMAX lanes whatever vb (a constant trip count the compiler vectorises); vb of them kept */    \
-            _Pragma("GCC unroll 6")                                                                         \
-            for (int a = 0; a < AL; a++)                                                                    \
-                for (int j = 0; j < 3; j++)                                                                 \
-                    for (int v = 0; v < VMAX; v++)                                                          \
-                        t[a][j][v] = GM[a][0] * g[0][j][v] + GM[a][1] * g[1][j][v] + GM[a][2] * g[2][j][v];  \
+            /* VMAX lanes whatever vb (a constant trip count the compiler vectorises); vb of them kept.   \
+             * G g G^T separably, each 1-D G (3 -> AL values) by FC_WINO_G1 (G's structure: 9 operations    \
+             * instead of 18 multiply-adds for AL = 6) */                                                   \
+            for (int j = 0; j < 3; j++)                                                                     \
+                for (int v = 0; v < VMAX; v++)                                                              \
+                    FC_WINO_G1(AL, g[0][j][v], g[1][j][v], g[2][j][v], t, [j][v]);                          \
             T *o = out + ((ptrdiff_t)kb * C + c) * vb;                                                      \
             _Pragma("GCC unroll 6")                                                                         \
-            for (int a = 0; a < AL; a++)                                                                    \
+            for (int a = 0; a < AL; a++) {                                                                  \
+                double r[AL][VMAX];                                                                         \
+                for (int v = 0; v < VMAX; v++)                                                              \
+                    FC_WINO_G1(AL, t[a][0][v], t[a][1][v], t[a][2][v], r, [v]);                             \
                 for (int b = 0; b < AL; b++) {                                                              \
-                    T r[VMAX];                                                                              \
+                    T rt[VMAX];                                                                             \
                     for (int v = 0; v < VMAX; v++)                                                          \
-                        r[v] = (T)(t[a][0][v] * GM[b][0] + t[a][1][v] * GM[b][1] + t[a][2][v] * GM[b][2]);  \
+                        rt[v] = (T)r[b][v];                                                                 \
                     T *od = o + (a * AL + b) * ps;                                                          \
                     if (vb == VMAX)                                                                         \
-                        memcpy(od, r, sizeof(r));                                                           \
+                        memcpy(od, rt, sizeof(rt));                                                         \
                     else                                                                                    \
                         for (int v = 0; v < vb; v++)                                                        \
-                            od[v] = r[v];                                                                   \
+                            od[v] = rt[v];                                                                  \
                 }                                                                                           \
+            }                                                                                               \
         }                                                                                                   \
     }                                                                                                       \
 }
@@ -117,6 +162,7 @@ static void fc_wino_transform_f64(const double *w, int C, int K, int m, int vb, 
     (m == 4 ? fc_wino_transform4_f64_generic : fc_wino_transform2_f64_generic)(w, C, K, vb, flip, out, threads);
 }
 #undef FC_WINO_TRANSFORM
+#undef FC_WINO_G1
 #undef FC_WINO_PARALLEL_FOR
 
 /* dw[ij][c][k] = the sum of the nparts partials of fc_wino_wgrad_tiles (psize elements apart), each
