@@ -256,6 +256,7 @@ class Conv2D(_BaseConv):
     _kernel_relu = True
     accepts_affine = True
     accepts_out = True  # ops.conv2d writes into a channel slice (a Concatenate's input, the plan's choice)
+    fresh_input_grad = True  # ops.conv2d_grad allocates dx: the graph adds a branch's gradient into it in place
 
     def __init__(
         self,
