@@ -139,14 +139,14 @@ def _concat_buffer(shape, dtype):
 
 #: An inference batch whose largest activation (a node's output) would pass INFERENCE_SPLIT_BYTES runs
 #: in sub-batches whose largest activation stays within INFERENCE_TARGET_BYTES (a power of two of
-#: rows, at least INFERENCE_MIN_ROWS): memory-bound passes (BatchNormalization, concatenation copies,
-#: pooling) then work out of the 32 MiB L3 rather than DRAM. Predict of 256 on 2 threads, loaded host,
-#: rows of 64 against one forward: densenet_small (122 KiB a sample) 1.8x, separable-cnn (98 KiB) 1.9x,
-#: inception_small (98 KiB) 1.1x, cifar-cnn (112 KiB) 1.3x; efficientnet_small (294 KiB) 1.65x in rows
-#: of 16 (1.45x in rows of 32, the least kept: 2.5x on 1 thread in rows of 64). Under the threshold: mobilenet / shufflenet (73 KiB, 18.7 MiB) 1.23x / 0.71x, alexnet /
-#: regnet (49 KiB) 0.8-0.95x: they keep one forward.
-INFERENCE_SPLIT_BYTES = 20 << 20
-INFERENCE_TARGET_BYTES = 8 << 20
+#: rows, at least INFERENCE_MIN_ROWS), which bounds predict's memory for very large batches. The
+#: threshold was 20 MiB (parts of 8 MiB, to keep memory-bound passes in L3): on the loaded host that
+#: split measured 1.1-1.9x faster, but it measured the page faults of fresh activations, which the
+#: buffers parked between calls now avoid (fastconv.engine.trainer). On the quiet machine, predict of
+#: 256 on 2 threads in one forward against parts of 64 rows (11 interleaved rounds): separable-cnn,
+#: densenet_small, inception_small, efficientnet_small 0.84 / 0.88 / 0.79 / 0.82 the time, cifar-cnn 1.06.
+INFERENCE_SPLIT_BYTES = 256 << 20
+INFERENCE_TARGET_BYTES = 64 << 20
 INFERENCE_MIN_ROWS = 32
 
 

@@ -76,7 +76,7 @@ __all__ = ["evaluate", "fit", "predict", "test_on_batch", "train_on_batch"]
 
 CACHE_LIMIT = 1 << 30  # bytes of freed blocks kept at most
 CACHE_MIN_BYTES = 1 << 18  # smaller blocks are left to malloc (its heap reuses them without faults)
-CACHE_KEEP_DEFAULT_MIB = 256  # parked between calls at most (FASTCONV_KEEP_BUFFERS overrides, in MiB)
+CACHE_KEEP_DEFAULT_MIB = 512  # parked between calls at most (FASTCONV_KEEP_BUFFERS overrides, in MiB)
 _REUSE = {"depth": 0}
 
 
@@ -88,7 +88,7 @@ def reuse_buffers():
     ``fastconv._kernels.buffers``, which keeps blocks of 256 KiB and more freed inside it for the next
     allocation of the same size, instead of returning them to the system and faulting every page in
     again (see the module notes). When the outermost context closes, the most recently freed blocks,
-    up to 256 MiB (``FASTCONV_KEEP_BUFFERS``, in MiB), stay parked for the next context (the next
+    up to 512 MiB (``FASTCONV_KEEP_BUFFERS``, in MiB), stay parked for the next context (the next
     ``predict`` finds its activations' pages already faulted in) and the rest are freed;
     ``fastconv.release_buffers()`` frees the parked ones. fit / evaluate / predict / train_on_batch /
     test_on_batch open it themselves; open it around a loop of ``fastconv.ops`` calls for the same
