@@ -4,7 +4,9 @@ Before the first kernel module loads the OpenMP runtime, ask idle OpenMP threads
 than spin (unless the user chose otherwise): between two kernel calls Python does the layer
 bookkeeping, and spinning threads would take the cores from it, from NumPy and from any other
 process. On a busy 2-core machine this was the difference between ~470 and ~2,800 training images/s
-for LeNet-5; a sleeping thread wakes in microseconds, small next to a convolution.
+for LeNet-5. The price is the wake-up: on a quiet 2-core virtual machine a sleeping thread took
+60-90 us to join the next parallel region (a small 2-thread conv: 135-169 us against 57 us with
+GOMP_SPINCOUNT=20000), which a short spin count would save; not changed yet (README, "Benchmarks").
 
 The compiled modules must sit beside this file. When they do not (a source checkout that was never
 built, or `python -m fastconv` started from inside the checkout, whose fastconv/ then shadows the
