@@ -374,3 +374,35 @@ def test_relu_past_2_31():
     _kn.act_backward(x.reshape(-1), y.reshape(-1), x.reshape(-1), 1, _nc(x.reshape(-1), False),
                      _dispatch.level_for("activation", F32), _dispatch.threads_for(M * C))
     np.testing.assert_array_equal(x.reshape(-1)[h:], np.where(xt > 0, dyt, 0))
+
+
+@pytest.mark.large
+def test_batch_norm_backward_relu_mask_from_x_past_2_31():
+    """BatchNormalization's backward with a fused relu whose mask is recomputed from x
+    ((x - mean) * fa + fb > 0, y not read: the fa / fb arguments) on the same (M, C): the masked sums
+    and dx in the tail, and dx of the zero head, in closed form."""
+    from fastconv.ops.norm import ACT_CODES
+
+    isa, th = _isa()
+    x, xt = _bn_input(8, 0.0)
+    dy, h = _tail_mapped((M, C), F32, tail_elems=TAIL)
+    dyt = np.random.default_rng(9).standard_normal((TAIL // C, C)).astype(F32)
+    dy[h // C:] = dyt
+    mean = (xt.sum(0) / M).astype(F32)
+    fa = np.linspace(0.5, 1.5, C).astype(F32)
+    fb = np.linspace(-0.3, 0.3, C).astype(F32)
+    relu = ACT_CODES["relu"]
+    g = np.where((xt.astype(F32) - mean) * fa + fb > 0, dyt, 0).astype(np.float64)
+    s1, s2 = np.empty(C), np.empty(C)
+    _kn.bn_dsums(dy, x, None, relu, mean, s1, s2, _nc(dy, True), isa, th, fa, fb)
+    np.testing.assert_allclose(s1, g.sum(0), rtol=1e-9)
+    np.testing.assert_allclose(s2, (g * (xt.astype(F32) - mean)).sum(0), rtol=1e-9)
+
+    ga = np.linspace(0.5, 2, C).astype(F32)
+    gb = (-1e-3 * s2 / M).astype(F32)
+    gc = (-s1 / M).astype(F32)
+    dx, h = _tail_mapped((M, C), F32, tail_elems=TAIL, fill=np.nan, populate=True)
+    _kn.bn_dx(dy, x, None, relu, mean, ga, gb, gc, dx, _nc(dy, False), isa, th, fa, fb)
+    want = g * ga + (xt - mean) * gb + gc
+    np.testing.assert_allclose(dx[h // C:], want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dx[7], -mean.astype(np.float64) * gb + gc, rtol=1e-4, atol=1e-6)  # g = 0 there
