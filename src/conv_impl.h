@@ -889,9 +889,20 @@ static void FN(fc_wg_tile_any)(int rc, int nk, const FC_T *xb, ptrdiff_t xrow, p
 
 /* One vector of output channels (a block's first FC_VLEN when FC_VLEN <= nk < VB), RC <= 12 reduction
  * rows: per pixel one dy vector and RC broadcasts, so the 12 accumulators keep both FMA pipes busy
- * (fc_wg_tile_any's scalar loops ran 48-channel layers' last 16 channels at ~1/8 of the vector rate). */
+ * (fc_wg_tile_any's scalar loops ran 48-channel layers' last 16 channels at ~1/8 of the vector rate).
+ * NT > 0 (where masked loads exist): only the first NT < FC_VLEN channels, as one masked vector; the
+ * block's channels past its last whole vector (DenseNet's 20 and 22, 12 on AVX2) had run in
+ * fc_wg_tile_any's scalar loops: a 1x1 40 -> 20 weight gradient at 0.16x PyTorch's speed on AVX2. */
+#ifdef FC_LD_TAIL
+#define FC_WG_LDY(p, NT) ((NT) ? (V)FC_LD_TAIL((p), (NT)) : (V)LD(p))
+#define FC_WG_ADDST(p, NT, acc) \
+    do { if (NT) FC_ST_TAIL((p), (NT), (V)FC_LD_TAIL((p), (NT)) + (acc)); else ST((p), LD(p) + (acc)); } while (0)
+#else
+#define FC_WG_LDY(p, NT) LD(p)
+#define FC_WG_ADDST(p, NT, acc) ST((p), LD(p) + (acc))
+#endif
 static inline __attribute__((always_inline)) void
-FN(fc_wg_tile1)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+FN(fc_wg_tile1)(const int RC, const int NT, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
                 const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
                 const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
 {
@@ -902,7 +913,7 @@ FN(fc_wg_tile1)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
         const FC_T *xp = xb + r * xrow;
         const FC_T *dp = dyb + r * dyrow;
         for (int ow = 0; ow < OW; ow++, xp += xpix, dp += dypix) {
-            const V d = LD(dp);
+            const V d = FC_WG_LDY(dp, NT);
             a0 += BC(xp[0]) * d;
             if (RC > 1) a1 += BC(xp[1]) * d;
             if (RC > 2) a2 += BC(xp[2]) * d;
@@ -918,25 +929,27 @@ FN(fc_wg_tile1)(const int RC, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
         }
     }
 #define FC_WG_ADD1(row, acc) \
-    if (RC > row) { FC_T *d_ = dst + row * dstride; ST(d_, LD(d_) + acc); }
+    if (RC > row) { FC_T *d_ = dst + row * dstride; FC_WG_ADDST(d_, NT, acc); }
     FC_WG_ADD1(0, a0) FC_WG_ADD1(1, a1) FC_WG_ADD1(2, a2) FC_WG_ADD1(3, a3) FC_WG_ADD1(4, a4) FC_WG_ADD1(5, a5)
     FC_WG_ADD1(6, a6) FC_WG_ADD1(7, a7) FC_WG_ADD1(8, a8) FC_WG_ADD1(9, a9) FC_WG_ADD1(10, a10) FC_WG_ADD1(11, a11)
 #undef FC_WG_ADD1
 }
+#undef FC_WG_LDY
+#undef FC_WG_ADDST
 
-/* fc_wg_tile1 over `len` reduction rows, 12 at a time. */
-static void FN(fc_wg_rows1)(int len, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
+/* fc_wg_tile1 over `len` reduction rows, 12 at a time (nt: as fc_wg_tile1's NT). */
+static void FN(fc_wg_rows1)(int len, int nt, const FC_T *xb, ptrdiff_t xrow, ptrdiff_t xpix,
                             const FC_T *dyb, ptrdiff_t dyrow, ptrdiff_t dypix,
                             const unsigned char *rowok, int nrows, int OW, FC_T *dst, ptrdiff_t dstride)
 {
     for (int f = 0; f < len; f += 12) {
         const FC_T *x0 = xb + f;
         FC_T *d0 = dst + f * dstride;
-#define FC_WG1(rc) case rc: FN(fc_wg_tile1)(rc, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+#define FC_WG1(rc) case rc: FN(fc_wg_tile1)(rc, nt, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
         switch (len - f < 12 ? len - f : 12) {
         FC_WG1(12) FC_WG1(11) FC_WG1(10) FC_WG1(9) FC_WG1(8) FC_WG1(7)
         FC_WG1(6) FC_WG1(5) FC_WG1(4) FC_WG1(3) FC_WG1(2)
-        default: FN(fc_wg_tile1)(1, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
+        default: FN(fc_wg_tile1)(1, nt, x0, xrow, xpix, dyb, dyrow, dypix, rowok, nrows, OW, d0, dstride); break;
         }
 #undef FC_WG1
     }
@@ -958,10 +971,16 @@ static void FN(fc_wg_segment)(int len, int nk_total, const FC_T *xb, ptrdiff_t x
                  * the channels past it with plain loops */
                 const int nv = nk >= FC_VLEN ? FC_VLEN : 0;
                 if (nv && f == 0)
-                    FN(fc_wg_rows1)(len, xb, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, dst + kb, dstride);
+                    FN(fc_wg_rows1)(len, 0, xb, xrow, xpix, y0, dyrow, dypix, rowok, nrows, OW, dst + kb, dstride);
+#ifdef FC_LD_TAIL
+                if (nk > nv && f == 0)   /* the rest (< FC_VLEN channels) as one masked vector */
+                    FN(fc_wg_rows1)(len, nk - nv, xb, xrow, xpix, y0 + nv, dyrow, dypix, rowok, nrows, OW,
+                                    dst + kb + nv, dstride);
+#else
                 if (nk > nv)
                     FN(fc_wg_tile_any)(rc, nk - nv, x0, xrow, xpix, y0 + nv, dyrow, dypix, rowok, nrows, OW,
                                        d0 + nv, dstride);
+#endif
                 continue;
             }
             switch (rc) {

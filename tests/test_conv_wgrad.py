@@ -34,6 +34,11 @@ CASES = [
     (2, 5, 9, 5, 48, 3, 3, 1, 1, 1, "same"),
     (2, 4, 7, 3, 24, 3, 3, 2, 1, 1, "same"),
     (2, 4, 7, 3, 58, 3, 3, 1, 1, 1, "same"),
+    # DenseNet's channel counts: a whole vector and a masked rest (20, 22 and 12 on AVX2; 20 and 22 on
+    # AVX-512), or only a masked rest (12 on AVX-512), 1x1 and 3x3
+    (2, 6, 7, 40, 20, 1, 1, 1, 1, 1, "valid"),
+    (1, 4, 5, 44, 22, 1, 1, 1, 1, 1, "valid"),
+    (2, 5, 9, 24, 12, 3, 3, 1, 1, 1, "same"),
     # odd groups of 16 and 8 outputs (no group pairs): each group's block is one vector
     (2, 5, 6, 6, 48, 3, 3, 1, 1, 3, "same"),
     (1, 5, 7, 4, 16, 3, 3, 1, 2, 2, "same"),
@@ -131,6 +136,23 @@ def test_finite_differences_float64(kernel):
                                               (16, 8, False), (15, 8, True), (64, 4, False), (7, 4, True)])
 def test_rule_picks_the_column_kernel_below_two_vectors_of_channels(Kg, vlen, planar):
     assert _plan.use_planar_wgrad(Kg, vlen) is planar
+
+
+@pytest.mark.parametrize("Kg, vlen, planar", [(7, 8, True), (8, 8, False), (12, 8, False), (20, 8, False),
+                                              (6, 16, True), (16, 16, True), (31, 16, True), (32, 16, False)])
+def test_rule_with_masked_tails_takes_the_channel_tile_from_one_avx2_vector(Kg, vlen, planar):
+    assert _plan.use_planar_wgrad(Kg, vlen, masked_tail=True) is planar
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_densenet_growth_layer_picks_by_level_and_dtype(level, dtype):
+    x, w = rand((2, 6, 6, 16), dtype), rand((3, 3, 16, 8), dtype)
+    ops.conv2d_grad(rand((2, 6, 6, 8), dtype), x, w, padding="same", need_dx=False)
+    level = _dispatch.simd_level()
+    masked_avx2 = dtype == np.float32 and level == _dispatch.LEVELS["avx2"]
+    vlen = conv_ops._k.narrow_vlen(level, dtype)
+    want = "tiles" if masked_avx2 or 8 >= 2 * vlen else "planar"
+    assert _dispatch.last_kernel["conv2d_grad:weight"] == want
 
 
 def test_lenet_layers_run_the_column_kernel():

@@ -317,15 +317,22 @@ WGRAD_BLOCK_BYTES = 262144  # a block's dy rows and padded x rows
 WGRAD_MIN_CHUNKS = 4        # up to this many threads give bit-identical results
 
 
-def use_planar_wgrad(Kg: int, vlen: int) -> bool:
+def use_planar_wgrad(Kg: int, vlen: int, masked_tail: bool = False) -> bool:
     """Whether the weight gradient runs the column-vectorised kernel.
 
-    The channel tile (6 reduction values (kw, c) x 2 vectors of output channels) falls back to a
-    scalar-width tile when a group has fewer than 2 * vlen output channels; the column kernel runs
-    full vectors along the rows of a block whatever the channels. With 2 * vlen channels or more the
-    channel tile won every measured shape, a kernel row of few (kw, c) values included (1-3 input
-    channels, 3x3: the column kernel then spends more on transposing dy than on FMAs).
+    The channel tile (6 reduction values (kw, c) x 2 vectors of output channels) runs a group's
+    channels past its whole blocks as one vector tile plus, where the SIMD level has masked loads
+    (float32 on AVX2 and AVX-512: masked_tail), one masked vector; without them the rest runs in
+    scalar loops. The column kernel runs full vectors along the rows of a block whatever the
+    channels. With 2 * vlen channels or more the channel tile won every measured shape, a kernel row
+    of few (kw, c) values included (1-3 input channels, 3x3: the column kernel then spends more on
+    transposing dy than on FMAs). With masked tails on 8-lane vectors (AVX2) it also wins from one
+    vector of channels on (1 thread, Zen 3, column / channel tile time: DenseNet's 3x3 16 -> 8 at
+    28x28 1.6x, 1x1 40 -> 20 2.3x, 44 -> 22 2.7x, 5x5 6 -> 8 1.4x; 3x3 24 -> 12 about even); on
+    AVX-512 LeNet's 16 channels were measured faster in the column kernel, so 2 * vlen stays there.
     """
+    if masked_tail and vlen <= 8:
+        return Kg < vlen
     return Kg < 2 * vlen
 
 

@@ -350,7 +350,8 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
                                                                  _k.block_size(isa, a.dtype) // 2)
     planar = _force_planar_wgrad
     if planar is None:
-        planar = not pair and _plan.use_planar_wgrad(K // a.groups, vlen)
+        masked_tail = a.dtype == np.float32 and isa >= _dispatch.LEVELS["avx2"]
+        planar = not pair and _plan.use_planar_wgrad(K // a.groups, vlen, masked_tail)
     pair = pair and not planar
     wp = _plan.wgrad_plan(N * OH, OW, K, x.shape[3], KW, a.stride[1], a.dilation[1], x.dtype.itemsize,
                           _dispatch.threads_for(dy.size * KH * KW * Cg), planar, vlen)
