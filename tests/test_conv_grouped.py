@@ -289,3 +289,27 @@ def test_input_past_2_31_elements():
     _, dw, _ = ops.conv2d_grad(dy, x, w, stride=(s, 1), groups=G, need_dx=False)
     assert _dispatch.last_kernel["conv2d_grad:weight"] == "grouped"
     np.testing.assert_allclose(dw, ref.conv2d_grad(dy, xs, w, stride=(3, 1), groups=G)[1], rtol=3e-5, atol=3e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_groups_of_one_vector_take_the_pair_tile_over_the_narrow_kernel(monkeypatch, level, stride):
+    """With the narrow kernel allowed: groups of exactly one vector of outputs (more than
+    NARROW_MAX_KO; RegNet's group width 8 on AVX2) run the pair tile, forward and input gradient;
+    groups of at most NARROW_MAX_KO outputs keep the narrow kernel."""
+    monkeypatch.setattr(conv_ops, "_force_narrow", None)
+    v = vlen(np.float32)
+    x, w = rand((2, 9, 10, 4 * v), np.float32), rand((3, 3, v, 4 * v), np.float32)
+    kw = dict(stride=stride, padding="same", groups=4)
+    y = ops.conv2d(x, w, **kw)
+    want = "grouped" if v > _plan.NARROW_MAX_KO else None
+    if want:
+        assert _dispatch.last_kernel["conv2d"] == want
+    check(y, ref.conv2d(x, w, **kw), np.float32, 9 * v)
+    dy = rand(y.shape, np.float32)
+    dx = ops.conv2d_grad(dy, x, w, **kw)[0]
+    if want:
+        assert _dispatch.last_kernel["conv2d_grad"] == want
+    check(dx, ref.conv2d_grad(dy, x, w, **kw)[0], np.float32, 9 * v)
+    x4, w4 = rand((2, 9, 10, 4 * 8), np.float32), rand((3, 3, 8, 4 * _plan.NARROW_MAX_KO), np.float32)
+    ops.conv2d(x4, w4, padding="same", groups=4)
+    assert _dispatch.last_kernel["conv2d"] in ("narrow", "tiles")

@@ -68,9 +68,13 @@ def test_input_gradient_phases_flip_columns_and_merge():
 
 
 @pytest.mark.parametrize("Cr, itemsize, tb", [(64, 4, 8), (64, 8, 4), (512, 4, 1), (128, 4, 4)])
-def test_tiles_per_chunk_keep_the_input_in_l2(Cr, itemsize, tb):
+def test_tiles_per_chunk_keep_the_input_in_l2(Cr, itemsize, tb, monkeypatch):
     # patch = taps_y * max(taps_x * RB, (RB - 1) * ax + span) * Cr * itemsize; tb = 128 KiB // patch
+    # (TILE_L2_BYTES is set from this CPU's L2, a 512 KiB L2 gives 64 KiB: fixed here at 128 KiB)
+    monkeypatch.setattr(P, "TILE_L2_BYTES", 131072)
+    P.tile_plan.cache_clear()
     t = P.tile_plan(_fwd(14, 14), 8, 3, Cr, Cr, itemsize, 2)
+    P.tile_plan.cache_clear()
     assert t.tb == tb == max(1, min(8, 131072 // (3 * 18 * Cr * itemsize)))
 
 
