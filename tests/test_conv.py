@@ -655,3 +655,18 @@ def test_input_gradient_tiles_read_kernel_rows_top_down():
             assert sorted(s.taps_y) == sorted(g.taps_y) and s.taps_x == g.taps_x and s.grid == g.grid
     g = _plan.forward_plan((5, 5), (3, 3), (1, 1), (1, 1), (1, 1))
     assert _plan.rows_ascending(g) is g  # the forward's rows already run top-down
+
+
+def test_validated_geometry_cache_keeps_rejecting_bad_options():
+    """conv2d caches the checked geometry by shapes and options: an option equal to a cached one
+    (True == 1, 1.0 == 1) must still be checked, and a list still works."""
+    x, w = rand((1, 6, 6, 2)), rand((3, 3, 2, 4))
+    want = ops.conv2d(x, w, stride=1, padding=1, groups=1)
+    with pytest.raises(ValueError, match="groups"):
+        ops.conv2d(x, w, stride=1, padding=1, groups=True)
+    with pytest.raises((ValueError, TypeError), match="stride"):
+        ops.conv2d(x, w, stride=1.0, padding=1, groups=1)
+    with pytest.raises((ValueError, TypeError), match="stride"):
+        ops.conv2d(x, w, stride=(True, 1), padding=1)
+    np.testing.assert_array_equal(ops.conv2d(x, w, stride=[1, 1], padding=[1, 1]), want)
+    np.testing.assert_array_equal(ops.conv2d(x, w, stride=1, padding=1, groups=1), want)

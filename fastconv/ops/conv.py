@@ -83,7 +83,42 @@ def _check_groups(op, groups, c_in, w, w_name="w", layout="(KH, KW, C_in // grou
     return groups
 
 
+def _typed(value):
+    """value with the type of every part beside it: a cache key under which True and 1, or 1.0 and
+    1, stay apart (the checks accept some of them and reject others). TypeError when unhashable."""
+    if isinstance(value, tuple):
+        return (tuple, tuple(_typed(v) for v in value))
+    hash(value)
+    return (type(value), value)
+
+
+# Validated geometry of recent calls: the checks below are pure functions of the shapes, dtype and
+# options, and running them took about a third of a small conv's Python time (a training step
+# repeats the same few dozen problems).
+_ARGS_CACHE: dict = {}
+_ARGS_CACHE_MAX = 1024
+
+
 def _conv_args(op, x, w, stride, padding, dilation, groups) -> _ConvArgs:
+    try:
+        key = (op, x.shape, w.shape, w.dtype, _typed((stride, padding, dilation, groups)))
+    except TypeError:   # a list or array among the options: checked every time
+        key = None
+    hit = _ARGS_CACHE.get(key) if key is not None else None
+    if hit is not None:
+        a = _ConvArgs.__new__(_ConvArgs)
+        a.x_shape, a.k_hw, a.stride, a.dilation, a.groups, a.pads, a.out_hw = hit
+        a.w, a.dtype = w, w.dtype
+        return a
+    a = _conv_args_checked(op, x, w, stride, padding, dilation, groups)
+    if key is not None:
+        if len(_ARGS_CACHE) >= _ARGS_CACHE_MAX:
+            _ARGS_CACHE.clear()
+        _ARGS_CACHE[key] = (a.x_shape, a.k_hw, a.stride, a.dilation, a.groups, a.pads, a.out_hw)
+    return a
+
+
+def _conv_args_checked(op, x, w, stride, padding, dilation, groups) -> _ConvArgs:
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
     check_rank(op, "w", w, 4, "(KH, KW, C_in // groups, C_out)")
     groups = _check_groups(op, groups, x.shape[3], w)
