@@ -406,8 +406,10 @@ class _CrossentropyBase(Loss):
         g /= s
         return self._masked(values, g, mask)
 
-    def _from_logits(self, y_true, z, need_grad):
+    def _from_logits(self, y_true, z, need_grad, softmax=None):
         kind, t, mask = self._targets(y_true, z)
+        if softmax is not None and kind == "sparse" and z.size:
+            return self._sparse_from_softmax(z, t, mask, need_grad, softmax)
         shifted = z - z.max(axis=-1, keepdims=True)
         e = np.exp(shifted)
         s = e.sum(axis=-1, keepdims=True)
@@ -427,14 +429,44 @@ class _CrossentropyBase(Loss):
             e -= t
         return self._masked(values, e, mask)
 
-    def value_and_gradient_from_logits(self, y_true, logits, need_grad=True, sample_weight=None):
+    def _sparse_from_softmax(self, z, t, mask, need_grad, softmax):
+        """Integer labels with a given (compiled) softmax: the loss is -log p[label] and the gradient
+        p - onehot, written into p. Positions whose p[label] is near the smallest normal number
+        (logits ~87 apart in float32) take the log-sum-exp form, so the value stays exact there too.
+        Several times faster than the NumPy form for a segmentation net's few classes per pixel
+        (small reductions along a short last axis cost NumPy ~10 ns a row each)."""
+        e = softmax(z)
+        k = z.shape[-1]
+        labels = t.reshape(-1)
+        at = np.arange(0, labels.size * k, k, dtype=np.intp)   # flat index of each position's label
+        at += labels
+        flat = e.reshape(-1)
+        pt = flat.take(at)
+        with np.errstate(divide="ignore"):
+            values = -np.log(pt)
+        tiny = pt < np.finfo(z.dtype).tiny * 1e8
+        if tiny.any():
+            zs = z.reshape(-1, k)[tiny]
+            m = zs.max(axis=-1)
+            lse = m + np.log(np.exp(zs - m[:, None]).sum(axis=-1))
+            values[tiny] = lse - zs[np.arange(zs.shape[0]), labels[tiny]]
+        values = values.reshape(t.shape)
+        if not need_grad:
+            return self._masked(values, None, mask)
+        flat[at] -= 1.0
+        return self._masked(values, e, mask)
+
+    def value_and_gradient_from_logits(self, y_true, logits, need_grad=True, sample_weight=None,
+                                       softmax=None):
         """Fused softmax + cross-entropy on ``logits (..., K)`` (the output before its softmax).
 
         Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) - targets) / N``, computed
         without forming ``log(softmax)`` from probabilities (stable for any finite logits).
+        softmax: a function computing the softmax over the last axis into a fresh array (the
+        trainer passes the compiled one); None uses NumPy.
         """
         z = _float_array(logits)
-        values, dvalues = self._from_logits(y_true, z, need_grad)
+        values, dvalues = self._from_logits(y_true, z, need_grad, softmax)
         return self._reduce(values, dvalues, sample_weight, z.shape, need_grad)
 
     def _options(self):

@@ -127,3 +127,28 @@ def test_to_categorical():
     assert to_categorical([1, 3]).shape == (2, 4)
     with pytest.raises(ValueError):
         to_categorical([0, 5], 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 10), (3, 5, 6, 2), (4, 1)])
+@pytest.mark.parametrize("ignore_class", [None, 1])
+def test_sparse_crossentropy_with_the_compiled_softmax_matches_numpys(dtype, shape, ignore_class):
+    """The trainer hands the compiled softmax to the fused loss: the same values and gradients as the
+    NumPy form, logits far apart (a probability below the smallest normal number) included."""
+    from fastconv.ops.elementwise import softmax
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal(shape) * 3).astype(dtype)
+    z.reshape(-1, shape[-1])[0, 0] = 200.0   # the other classes of this position underflow
+    labels = rng.integers(0, shape[-1], size=shape[:-1])
+    labels.reshape(-1)[0] = shape[-1] - 1 if shape[-1] > 1 else 0
+    loss = losses.SparseCategoricalCrossentropy(ignore_class=ignore_class)
+    z0 = z.copy()
+    want_v, want_g = loss.value_and_gradient_from_logits(labels, z)
+    got_v, got_g = loss.value_and_gradient_from_logits(labels, z, softmax=softmax)
+    np.testing.assert_array_equal(z, z0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.isfinite(got_v) and abs(got_v - want_v) <= tol * max(1.0, abs(want_v))
+    assert got_g.dtype == dtype and got_g.shape == z.shape
+    np.testing.assert_allclose(got_g, want_g, rtol=tol, atol=tol)
+    v_only, g_none = loss.value_and_gradient_from_logits(labels, z, need_grad=False, softmax=softmax)
+    assert g_none is None and abs(v_only - want_v) <= tol * max(1.0, abs(want_v))

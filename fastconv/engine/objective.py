@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastconv import metrics as _metrics
+from fastconv.ops.elementwise import softmax as _compiled_softmax
 
 
 def _weighted_value(fn, fused, y, out, sw, value):
@@ -54,9 +55,7 @@ def _weighted_value(fn, fused, y, out, sw, value):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+    return _compiled_softmax(z)
 
 class _Objective:
     """What a compiled model computes per batch: the loss of each output (weighted sum = the
@@ -114,7 +113,8 @@ class _Objective:
             fn = self.losses[k]
             fused = k in self.fused
             if fused:
-                value, dy = fn.value_and_gradient_from_logits(ys[k], outs[k], need_grad=need_grad)
+                value, dy = fn.value_and_gradient_from_logits(ys[k], outs[k], need_grad=need_grad,
+                                                              softmax=_compiled_softmax)
             else:
                 value, dy = fn.value_and_gradient(ys[k], outs[k], need_grad=need_grad)
             sw = None if sws is None else sws[k]
