@@ -54,6 +54,22 @@ def test_activation_layer_gradients(act):
     fd_check(L.Activation(act, dtype=F64), rand(3, 5), k=15)
 
 
+@pytest.mark.parametrize("act", ["swish", "gelu", "gelu_tanh"])
+def test_activation_layer_keeps_x_instead_of_a_copy(act):
+    """Activations whose derivative reads x: the layer keeps x (no (2, ...) buffer with a copy of it)
+    and gives the activation's own forward and backward bit for bit."""
+    x = rand(4, 5, 3, 6).astype(np.float32)
+    dy = rand(4, 5, 3, 6).astype(np.float32)
+    layer = L.Activation(act)
+    y = layer.forward(x, training=True)
+    assert y.base is None or y.base.shape != (2, *x.shape)
+    fn = activations.get(act)
+    want_y = fn.forward(x)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(layer.backward(dy), fn.backward(dy, want_y))
+    np.testing.assert_array_equal(layer.forward(x), want_y)   # inference
+
+
 def test_dropout_gradient_with_fixed_mask():
     layer = L.Dropout(0.4, seed=3, dtype=F64)
     fd_check(layer, rand(4, 6), before=lambda lay: lay.reseed(7), k=24)
