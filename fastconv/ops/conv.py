@@ -170,7 +170,7 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0
     act: (code, alpha) of an element-wise activation (ops.elementwise.CODES, not relu: that one is
     `relu`) applied after each tile by the tile kernel, or in a second pass after the narrow kernel;
     the place is recorded in _dispatch.last_kernel[op + "_epilogue"] ("tile" or "pass").
-    recipe: a dict that receives the register-tile call's shape-only arguments (see _Recipe), left
+    recipe: a dict that receives the register-tile call's shape-only arguments (see _RECIPES), left
     empty on the other paths."""
     KH, KW = w.shape[:2]
     Cr, Ko = packing[:2]
