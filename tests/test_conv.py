@@ -670,3 +670,85 @@ def test_validated_geometry_cache_keeps_rejecting_bad_options():
         ops.conv2d(x, w, stride=(True, 1), padding=1)
     np.testing.assert_array_equal(ops.conv2d(x, w, stride=[1, 1], padding=[1, 1]), want)
     np.testing.assert_array_equal(ops.conv2d(x, w, stride=1, padding=1, groups=1), want)
+
+
+RECIPE_CASES = [
+    # (op, x shape, w shape, kwargs): first layers (rowk same / valid, 5x5 stride 2), the row path with
+    # several channels, a 1x1 (one row of pixels), the tiles; transposed: stride-2 phases, stride 1
+    # (column-flipped weight)
+    ("conv2d", (3, 11, 13, 1), (3, 3, 1, 32), dict(padding=1)),
+    ("conv2d", (2, 12, 9, 3), (3, 3, 3, 32), dict(padding="valid")),
+    ("conv2d", (2, 15, 14, 1), (5, 5, 1, 20), dict(padding="same", stride=2)),
+    ("conv2d", (2, 9, 10, 5), (3, 3, 5, 19), dict(padding=1, relu=True)),
+    ("conv2d", (2, 7, 5, 33), (1, 1, 33, 40), {}),
+    ("conv2d", (2, 9, 8, 20), (3, 2, 20, 24), dict(padding=((1, 0), (2, 1)), dilation=(1, 2))),
+    ("conv_transpose2d", (2, 7, 6, 64), (4, 4, 32, 64), dict(stride=2, padding=1)),
+    ("conv_transpose2d", (2, 5, 7, 40), (3, 3, 24, 40), dict(stride=2, padding=1, output_padding=1)),
+    ("conv_transpose2d", (2, 6, 5, 24), (3, 3, 17, 24), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op, x_shape, w_shape, kwargs", RECIPE_CASES)
+def test_repeated_calls_reuse_the_register_tile_call(simd_level, threads, dtype, op, x_shape, w_shape, kwargs,
+                                                     nan_empty):
+    """The second call of a shape runs the remembered register-tile call (conv_ops._RECIPES) on its
+    own x, w and bias: the reference's answer, every element written, the same variant recorded."""
+    before = fastconv.get_num_threads()
+    conv_ops._RECIPES.clear()
+    fastconv.set_num_threads(threads)
+    try:
+        fn, ref_fn = getattr(ops, op), getattr(ref, op)
+        k_out = w_shape[3] if op == "conv2d" else w_shape[2]
+        variants = []
+        for call in range(3):
+            x, w = rand(x_shape, dtype), rand(w_shape, dtype)
+            b = rand((k_out,), dtype) if call != 1 else None
+            y = fn(x, w, b, **kwargs)
+            want = ref_fn(x, w, b, **{k: v for k, v in kwargs.items() if k != "relu"})
+            if kwargs.get("relu"):
+                want = np.maximum(want, 0)
+            assert y.dtype == dtype and np.isfinite(y).all()
+            close(y, want, dtype)
+            assert _dispatch.last_used[op] == (simd_level if dtype == np.float32 else "generic")
+            variants.append(_dispatch.last_kernel[op])
+        assert len(set(variants)) == 1
+        assert sum(key[0] == op for key in conv_ops._RECIPES) == 2  # with and without bias
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_remembered_calls_follow_the_settings():
+    """A setting the path reads (threads, SIMD level) is part of the key: changing it runs the full
+    path again; `out=`, an activation and the narrow kernel are never remembered."""
+    conv_ops._RECIPES.clear()
+    x, w = rand((2, 10, 10, 16)), rand((3, 3, 16, 24))
+    want = ref.conv2d(x, w, padding=1)
+    close(ops.conv2d(x, w, padding=1), want, np.float32)
+    assert len(conv_ops._RECIPES) == 1
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1 if before > 1 else 2)
+        close(ops.conv2d(x, w, padding=1), want, np.float32)
+    finally:
+        fastconv.set_num_threads(before)
+    assert len(conv_ops._RECIPES) == 2
+    _dispatch.set_simd("generic")
+    try:
+        close(ops.conv2d(x, w, padding=1), want, np.float32)
+        assert _dispatch.last_used["conv2d"] == "generic"
+    finally:
+        _dispatch.set_simd(None)
+    assert len(conv_ops._RECIPES) == 3
+    out = np.empty(want.shape, np.float32)
+    ops.conv2d(x, w, padding=1, out=out)
+    close(out, want, np.float32)
+    close(ops.conv2d(x, w, padding=1, activation="elu"), ref.activation(want, "elu"), np.float32)
+    close(ops.conv2d(x, w, padding=[1, 1]), want, np.float32)  # a list argument: its repr is the key
+    assert len(conv_ops._RECIPES) == 4
+    w8 = rand((3, 3, 16, 8))
+    for _ in range(2):
+        close(ops.conv2d(x, w8, padding=1), ref.conv2d(x, w8, padding=1), np.float32)
+    assert _dispatch.last_kernel["conv2d"] == "narrow" and len(conv_ops._RECIPES) == 4

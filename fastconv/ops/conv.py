@@ -199,12 +199,14 @@ def _gather_pairs(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, 
     return True
 
 
-def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0, 0.0)):
+def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0, 0.0), recipe=None):
     """Run the gather convolutions `plans` (one per stride phase) of inp with weight w into out.
 
     act: (code, alpha) of an element-wise activation (ops.elementwise.CODES, not relu: that one is
     `relu`) applied after each tile by the tile kernel, or in a second pass after the narrow kernel;
-    the place is recorded in _dispatch.last_kernel[op + "_epilogue"] ("tile" or "pass")."""
+    the place is recorded in _dispatch.last_kernel[op + "_epilogue"] ("tile" or "pass").
+    recipe: a dict that receives the register-tile call's shape-only arguments (see _RECIPES), left
+    empty on the other paths."""
     KH, KW = w.shape[:2]
     Cr, Ko = packing[:2]
     N, ICt = inp.shape[0], inp.shape[3]
@@ -238,13 +240,15 @@ def _gather(op, inp, w, packing, bias, out, plans, G, relu, isa, threads, act=(0
             _dispatch.last_kernel[op + "_epilogue"] = "pass"
     else:
         wp = _pack(w, packing, G, isa)
-        _k.gather_conv(inp, wp, bias, out,
-                       [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg)
-                        for plan, t in zip(plans, tiles)],
-                       KH, KW, G, Cr, Ko, relu, isa, threads, act[0], act[1])
+        args = [(*plan.as_tuple(), t.ntiles, t.tb, t.rowtiles, t.mergex, t.rowseg) for plan, t in zip(plans, tiles)]
+        _k.gather_conv(inp, wp, bias, out, args, KH, KW, G, Cr, Ko, relu, isa, threads, act[0], act[1])
         _dispatch.last_kernel[op + "_epilogue"] = "tile" if act[0] else "register" if relu else "none"
         # the path of the first phase that had pixels
         path = next((t.path for t in tiles if t.path), None)
+        if recipe is not None and not act[0]:
+            recipe.update(packing=packing, G=G, args=args, KH=KH, KW=KW, Cr=Cr, Ko=Ko, relu=relu, isa=isa,
+                          threads=threads, path=path or "none",
+                          epilogue=_dispatch.last_kernel[op + "_epilogue"])
     # "narrow", "rowk", "rowseg" or "tiles"; "none" when no plan had a pixel
     _dispatch.last_kernel[op] = path or "none"
 
@@ -311,9 +315,9 @@ def _winograd(op, algo, inp, w, bias, out, pads_tl, relu, isa, flip=False, dilat
     _dispatch.last_kernel[op] = algo
 
 
-def _forward(a: _ConvArgs, x, bias, relu, op, act=(0, 0.0), out=None):
+def _forward(a: _ConvArgs, x, bias, relu, op, act=(0, 0.0), out=None, recipe=None):
     """y = act(conv2d(x, w) + bias) for validated arguments (x C-contiguous, a.dtype); into `out`
-    (C-contiguous, a.y_shape, a.dtype) when given."""
+    (C-contiguous, a.y_shape, a.dtype) when given.  recipe: see _gather."""
     y = aligned_empty(a.y_shape, a.dtype) if out is None else out
     if y.size == 0:
         return y
@@ -337,12 +341,15 @@ def _forward(a: _ConvArgs, x, bias, relu, op, act=(0, 0.0), out=None):
         plan = _plan.forward_plan(a.out_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
     work = y.size * KH * KW * Cg
     _gather(op, x, a.w, _plan.forward_packing(KH, KW, Cg, K, a.groups), bias, y_out, [plan], a.groups, relu, isa,
-            _dispatch.threads_for(work), act)
+            _dispatch.threads_for(work), act, recipe)
+    if recipe:
+        recipe.update(out_shape=a.y_shape, pointwise=y_out is not y, flip=False)
     return y
 
 
-def _input_grad(a: _ConvArgs, dy, bias, op):
-    """dx (shape a.x_shape) of conv2d for dy (shape a.y_shape); + bias when given (transposed conv)."""
+def _input_grad(a: _ConvArgs, dy, bias, op, recipe=None):
+    """dx (shape a.x_shape) of conv2d for dy (shape a.y_shape); + bias when given (transposed conv).
+    recipe: see _gather."""
     dx = aligned_empty(a.x_shape, a.dtype)
     if dx.size == 0:
         return dx
@@ -355,7 +362,8 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
                   dilation=a.dilation)
         return dx
     KH, KW, Cg, K = a.w.shape
-    w = np.ascontiguousarray(a.w[:, ::-1]) if _plan.flips_columns(a.stride, a.dilation) else a.w
+    flip = _plan.flips_columns(a.stride, a.dilation)
+    w = np.ascontiguousarray(a.w[:, ::-1]) if flip else a.w
     threads = _dispatch.threads_for(dy.size * KH * KW * Cg)
     dx_out, in_hw = dx, a.x_shape[1:3]
     if _pointwise(a):
@@ -363,7 +371,9 @@ def _input_grad(a: _ConvArgs, dy, bias, op):
         in_hw = dx_out.shape[1:3]
     plans = _plan.input_grad_plans(in_hw, a.k_hw, a.stride, (a.pads[0][0], a.pads[1][0]), a.dilation)
     _gather(op, dy, w, _plan.input_grad_packing(KH, KW, Cg, K, a.groups), bias, dx_out, plans, a.groups, False, isa,
-            threads)
+            threads, recipe=recipe)
+    if recipe:
+        recipe.update(out_shape=a.x_shape, pointwise=dx_out is not dx, flip=flip)
     return dx
 
 
@@ -402,6 +412,51 @@ def _weight_grad(a: _ConvArgs, x, dy, op):
     return dw, db
 
 
+# ---- repeated calls: the register-tile call of a shape, remembered ----
+# A call's validation and planning depend only on shapes, dtypes, the arguments and the run-time
+# settings; in Python they cost ~50 us, a tenth of a first layer's forward (1->32 @28, batch 32).
+# The first call of a key runs the full path and, when it ends in the register-tile kernel
+# (_gather's recipe), keeps that call's shape-only arguments; the next calls with the same key
+# allocate, pack the weight and run the kernel.  Other paths (Winograd, narrow, group pairs, an
+# activation pass, `out=`) are never remembered.  The key holds the arguments' repr (1, True and
+# np.int64(1) stay apart, as in _plan.cached_geometry) and every setting the path reads.
+_RECIPES: dict = {}
+_RECIPES_MAX = 256
+
+
+def _recipe_key(op, x, w, bias, args):
+    if (type(x) is not np.ndarray or type(w) is not np.ndarray or x.dtype != w.dtype
+            or x.dtype.char not in "fd" or not x.flags.c_contiguous or not w.flags.c_contiguous):
+        return None
+    if bias is not None and (type(bias) is not np.ndarray or bias.dtype != x.dtype or not bias.flags.c_contiguous):
+        return None
+    return (op, x.shape, w.shape, x.dtype.char, None if bias is None else bias.shape, repr(args),
+            _dispatch.simd_level(), _dispatch.get_num_threads(), _dispatch._MIN_WORK_PER_THREAD,
+            _dispatch.get_conv_algo(), _force_narrow, _force_grouped, _plan.TILE_L2_BYTES)
+
+
+def _remember(key, recipe) -> None:
+    if key is not None and "args" in recipe and "out_shape" in recipe:
+        if len(_RECIPES) >= _RECIPES_MAX:
+            _RECIPES.clear()
+        _RECIPES[key] = recipe
+
+
+def _run_recipe(op, r, x, w, bias):
+    """What _forward / _input_grad did for this key's first call, on new x, w, bias."""
+    _dispatch.record(op, r["isa"])
+    y = aligned_empty(r["out_shape"], x.dtype)
+    xi, yo = (_pixel_row(x), _pixel_row(y)) if r["pointwise"] else (x, y)
+    if r["flip"]:
+        w = np.ascontiguousarray(w[:, ::-1])
+    wp = _pack(w, r["packing"], r["G"], r["isa"])
+    _k.gather_conv(xi, wp, bias, yo, r["args"], r["KH"], r["KW"], r["G"], r["Cr"], r["Ko"], r["relu"], r["isa"],
+                   r["threads"], 0, 0.0)
+    _dispatch.last_kernel[op + "_epilogue"] = r["epilogue"]
+    _dispatch.last_kernel[op] = r["path"]
+    return y
+
+
 def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=False, activation=None,
            alpha=None, out=None):
     """2-D convolution (cross-correlation) in NHWC.
@@ -426,6 +481,12 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
     (1, 5, 5, 2)
     """
     op = "conv2d"
+    key = None
+    if out is None and activation is None and alpha is None:
+        key = _recipe_key(op, x, w, bias, (stride, padding, dilation, groups, relu))
+        r = _RECIPES.get(key) if key is not None else None
+        if r is not None:
+            return _run_recipe(op, r, x, w, bias)
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
     a = _conv_args(op, x, w, stride, padding, dilation, groups)
@@ -440,7 +501,11 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, relu=F
             # contiguous y: computed whole, then copied into the slice
             out[...] = _forward(a, x, bias, relu, op, act)
             return out
-    return _forward(a, x, bias, relu, op, act, out)
+    recipe = {} if key is not None else None
+    y = _forward(a, x, bias, relu, op, act, out, recipe)
+    if recipe:
+        _remember(key, recipe)
+    return y
 
 
 def _check_relu(op, relu) -> bool:
@@ -524,13 +589,21 @@ def conv_transpose2d(x, w, bias=None, *, stride=1, padding=0, output_padding=0, 
     "same" gives H*stride, "valid" H*stride + max(KH_eff - stride, 0).
     """
     op = "conv_transpose2d"
+    key = _recipe_key(op, x, w, bias, (stride, padding, output_padding, dilation, groups))
+    r = _RECIPES.get(key) if key is not None else None
+    if r is not None:
+        return _run_recipe(op, r, x, w, bias)
     x = as_float_array(op, "x", x)
     w = as_float_array(op, "w", w, x.dtype)
     a = _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups)
     if bias is not None:
         bias = as_float_array(op, "bias", bias, x.dtype)
         check_bias(op, bias, a.x_shape[3], w.shape)
-    return _input_grad(a, x, bias, op)
+    recipe = {} if key is not None else None
+    y = _input_grad(a, x, bias, op, recipe)
+    if recipe:
+        _remember(key, recipe)
+    return y
 
 
 def conv_transpose2d_grad(dy, x, w, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
