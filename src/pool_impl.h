@@ -484,7 +484,7 @@ PFN(pl_gather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *g
 }
 
 /* Max pooling's dx pixel d (all channel blocks) = sum over the covering windows g, in list order
- * from 0, of dy_g where the window's argmax ga_g is gt[g].  NG > 0: a constant count after
+ * from 0, of dy_g where the window's argmax ga_g is gt[g].  NG in 1..4: a constant count after
  * inlining; 0: ng windows. */
 static inline __attribute__((always_inline)) void
 PFN(pl_maxgather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *gdy, const int32_t *const *ga,
@@ -493,7 +493,26 @@ PFN(pl_maxgather_px)(const int NG, int stream, int nkb, int C, const FC_T *const
     const PV z = {0};
     const PVI zi = {0};
     (void)stream;
-    if (NG) ng = NG;
+    if (NG) {
+        /* the lists in registers: the may_alias stores would otherwise reload them per block */
+        const FC_T *dp[4];
+        const int32_t *ap[4];
+        PVI tv[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            dp[g] = gdy[g];
+            ap[g] = ga[g];
+            tv[g] = zi + (FC_IT)gt[g];
+        }
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+            PV acc = z;
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) acc += (PV)((PVI)PLD(dp[g] + k0) & (PLDI(ap[g] + k0) == tv[g]));
+            PSTO(stream, d + k0, acc);
+        }
+        return;
+    }
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
         PV acc = z;
