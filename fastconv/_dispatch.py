@@ -20,6 +20,11 @@ from fastconv._kernels import runtime as _rt
 LEVELS = {"generic": 0, "avx2": 1, "avx512": 2}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
 _MIN_WORK_PER_THREAD = 200_000  # multiply-adds below which a second thread costs more than it saves
+# bytes read and written below which a memory-bound call (pooling) runs on one thread: a sleeping
+# OpenMP thread wakes 20-90 us late on the 2-core VM, most of what a second thread saves on
+# ~0.1-0.2 ms of work (32x28x28x32 2x2 pools, 4 MB: 1 thread 0.15-0.19 ms of CPU, 2 threads
+# 0.27-0.41 ms wall in bench_ops)
+_MIN_BYTES_PER_THREAD = 4 << 20
 
 _state = {"isa": None, "threads": None, "algo": None, "algo_env": None}
 last_used: dict[str, str] = {}  # op name -> SIMD level name of the last call (tests assert on it)
@@ -133,6 +138,14 @@ def threads_for(work: float) -> int:
     if not _rt.have_openmp():
         return 1
     return max(1, min(n, int(work // _MIN_WORK_PER_THREAD) or 1))
+
+
+def threads_for_bytes(nbytes: float) -> int:
+    """Threads for a memory-bound call moving `nbytes` (1 when too small to split)."""
+    n = get_num_threads()
+    if not _rt.have_openmp():
+        return 1
+    return max(1, min(n, int(nbytes // _MIN_BYTES_PER_THREAD) or 1))
 
 
 # ---- convolution algorithm: FASTCONV_CONV_ALGO or set_conv_algo ----

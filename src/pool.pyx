@@ -11,8 +11,8 @@ Design (loops in src/pool_impl.h):
 - Backward: every dx element is written exactly once by the thread owning it (no races, no zero
   fill).  Non-overlapping windows (stride >= pool size): one fused pass over output rows, each
   owning the band of dx rows up to the next window (with a saved argmax: one pass over dx rows).
-  Overlapping windows, per dx row: max pooling scatters each covering window's dy into the row's
-  sums, average pooling gathers per pixel; max pooling recomputes the argmax of the covering
+  Overlapping windows, per dx row: a gather per dx pixel over its covering windows (max pooling:
+  their dy where their argmax is the pixel; average: dy / count); max pooling recomputes the argmax of the covering
   output rows from x into a per-thread ring, or reads an argmax saved by the forward (the
   input-plane index ih*W + iw, int32, written by the forward's vector loops; the op refuses a
   saved argmax when H*W > INT32_MAX).

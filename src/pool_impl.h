@@ -21,14 +21,12 @@
  *        each window recomputes its max (or takes dy / count) and writes its dx pixels and the
  *        gaps of its band (zeros) directly; with a saved argmax, one pass over dx rows, each
  *        output column writing its band of the row (dy where the argmax is the pixel, else 0);
- *   overlapping or dilated windows, per dx row (n, ih): max scatters, each covering window
- *        (oh, ow) loading its dy and argmax once and adding dy to the row sums (a per-thread
- *        W*C buffer) of its taps where the argmax is that tap, then the sums go to dx in one
- *        pass (the argmax of the covering output rows is recomputed from x into a per-thread
- *        ring of ceil(KH/sh) rows, or read from a saved argmax); average gathers,
- *        dx[ih, iw] = sum over the windows with a tap on (ih, iw) of dy / count, up to 4
- *        covering windows branch-free.  Both add in a fixed order: results do not depend on
- *        the thread count.
+ *   overlapping or dilated windows, per dx row (n, ih), a gather per dx pixel: max pooling
+ *        adds the dy of the covering windows (oh, ow) whose argmax is that pixel (the argmax of
+ *        the covering output rows is recomputed from x into a per-thread ring of ceil(KH/sh)
+ *        rows, or read from a saved argmax); average pooling dx[ih, iw] = sum over the windows
+ *        with a tap on (ih, iw) of dy / count; 1, 2 or 4 covering windows branch-free.  Both
+ *        add in a fixed order: results do not depend on the thread count.
  * Interior 2x2 and 3x3 windows use unrolled code; the value-only max uses the max instruction
  * with NaNs tracked on the side.  Large outputs are written with non-temporal stores.
  * Channel tails: a last block shifted back to C - VLEN rewrites identical values; C < VLEN goes
@@ -102,11 +100,9 @@ static size_t PFN(fc_pool_scratch_bytes)(const fc_poolp *p)
     b += cap * (((size_t)p->OW * p->C * sizeof(int32_t) + 63) & ~(size_t)63); /* argmax ring */
     /* W + OW in size_t: each may be near INT32_MAX (the op bounds them one by one) */
     b += 3 * ((((size_t)p->W + (size_t)p->OW) * sizeof(ptrdiff_t) + 63) & ~(size_t)63); /* column tables */
-    b += 5 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
+    b += 4 * (((cap * capw + 4) * sizeof(void *) + 63) & ~(size_t)63);     /* gather lists */
     b += 2 * (((size_t)p->C * sizeof(FC_T) * 2 + 63) & ~(size_t)63);       /* zero rows */
     b += (((size_t)p->C + 16) * sizeof(FC_T) + 63) & ~(size_t)63;         /* global pool sums */
-    b += ((size_t)p->W * p->C * sizeof(FC_T) + 63) & ~(size_t)63;         /* max: one dx row's sums */
-    b += 64 + ((FC_VLEN * sizeof(FC_T) + 63) & ~(size_t)63);               /* max: the tail lane mask */
     return b + 64;
 }
 
@@ -487,8 +483,47 @@ PFN(pl_gather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *g
     }
 }
 
+/* Max pooling's dx pixel d (all channel blocks) = sum over the covering windows g, in list order
+ * from 0, of dy_g where the window's argmax ga_g is gt[g].  NG in 1..4: a constant count after
+ * inlining; 0: ng windows. */
+static inline __attribute__((always_inline)) void
+PFN(pl_maxgather_px)(const int NG, int stream, int nkb, int C, const FC_T *const *gdy, const int32_t *const *ga,
+                     const ptrdiff_t *gt, int ng, FC_T *d)
+{
+    const PV z = {0};
+    const PVI zi = {0};
+    (void)stream;
+    if (NG) {
+        /* the lists in registers: the may_alias stores would otherwise reload them per block */
+        const FC_T *dp[4];
+        const int32_t *ap[4];
+        PVI tv[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; g++) {
+            dp[g] = gdy[g];
+            ap[g] = ga[g];
+            tv[g] = zi + (FC_IT)gt[g];
+        }
+        for (int kb = 0; kb < nkb; kb++) {
+            const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+            PV acc = z;
+#pragma GCC unroll 4
+            for (int g = 0; g < NG; g++) acc += (PV)((PVI)PLD(dp[g] + k0) & (PLDI(ap[g] + k0) == tv[g]));
+            PSTO(stream, d + k0, acc);
+        }
+        return;
+    }
+    for (int kb = 0; kb < nkb; kb++) {
+        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
+        PV acc = z;
+        for (int g = 0; g < ng; g++)
+            acc += (PV)((PVI)PLD(gdy[g] + k0) & (PLDI(ga[g] + k0) == zi + (FC_IT)gt[g]));
+        PSTO(stream, d + k0, acc);
+    }
+}
+
 /* Backward over dx rows r = n*H + ih in [r0, r1) for overlapping or dilated windows.
- * MAX: a scatter into the row's sums (see below); the local argmax of the covering output rows is
+ * MAX: a gather per dx pixel (see below); the local argmax of the covering output rows is
  * recomputed into a per-thread ring of ceil(KH/sh) rows (saved == NULL) or read from a saved
  * input-plane argmax.  Average: a gather per dx pixel, dx = sum of dy / count over its windows. */
 static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T *x, const FC_T *dy,
@@ -511,16 +546,12 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
     int *clo = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     int *ccnt = (int *)PFN(pl_carve)(&cur, (size_t)W * sizeof(int));
     FC_T *invw = (FC_T *)PFN(pl_carve)(&cur, (size_t)OW * sizeof(FC_T));
-    /* average: the gather list of one dx pixel */
+    /* the gather list of one dx pixel: dy rows (both), weights (average) */
     const FC_T **gdy = (const FC_T **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
     FC_T *gw = (FC_T *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(FC_T));
-    FC_T *rsum = (FC_T *)PFN(pl_carve)(&cur, (size_t)W * C * sizeof(FC_T));
-    FC_IT *tailmask = (FC_IT *)PFN(pl_carve)(&cur, FC_VLEN * sizeof(FC_T));
-    /* max: lanes of the last channel block that the block before already summed (C % VLEN != 0:
-     * the last block starts at C - VLEN) are masked off, so no lane adds a window twice */
-    for (int v = 0; v < FC_VLEN; v++) tailmask[v] = v >= (nkb - 1) * FC_VLEN - (C - FC_VLEN) ? -1 : 0;
-    int oa, ob;
-    PFN(pl_interior)(p->sw, p->pw, PFN(pl_keff)(KW, dw), W, OW, &oa, &ob);
+    /* max: the argmax rows and the argmax value of this pixel of each covering window */
+    const int32_t **gam = (const int32_t **)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(void *));
+    ptrdiff_t *gtap = (ptrdiff_t *)PFN(pl_carve)(&cur, (size_t)cap * capw * sizeof(ptrdiff_t));
     for (int i = 0; i < cap; i++) tags[i] = -1;
     PFN(pl_cover_cols)(p, clo, ccnt);
     for (int ow = 0; ow < OW; ow++) {
@@ -562,51 +593,31 @@ static void PFN(pl_gather_backward)(const int MAX, const fc_poolp *p, const FC_T
         }
         FC_T *dxrow = dx + r * (ptrdiff_t)W * C;
         if (MAX) {
-            /* Max: scatter over the row.  Each covering window (row i, column ow) loads its dy
-             * and argmax once and adds the dy to the row sums of its real taps where the argmax
-             * is that tap (windows in the order (i, ow), the same for the saved and the
-             * recomputed argmax); then the sums go to dx in one pass. */
-            memset(rsum, 0, (size_t)W * C * sizeof(FC_T));
-            for (int i = 0; i < nrow; i++) {
-                const FC_T *dyr = dyrows[i];
-                const int32_t *ar = arows[i];
-                const ptrdiff_t tb = th[i];
-                for (int ow = 0; ow < OW; ow++) {
-                    const int w0 = ow * p->sw - p->pw;
-                    int jlo = 0, jhi = KW;
-                    if (ow < oa || ow >= ob) {
-                        int st, a, c, lo;
-                        PFN(pl_win)(ow, p->sw, p->pw, KW, dw, W, &st, &a, &c, &lo);
-                        jlo = a;
-                        jhi = a + c;
+            /* Max: a gather per dx pixel, written once (no row of sums to clear, fill and copy
+             * out: that scatter took 2x this).  The covering windows (row i, column ow) in the
+             * order (i, ow) add their dy where their argmax is this pixel, from 0, so the sums
+             * are the same bits with the saved and the recomputed argmax. */
+            for (int iw = 0; iw < W; iw++) {
+                int ng = 0;
+                for (int i = 0; i < nrow; i++)
+                    for (int j = 0; j < ccnt[iw]; j++) {
+                        const int ow = clo[iw] + j, offw = iw + p->pw - ow * p->sw;
+                        if (dw != 1 && offw % dw) continue;
+                        gdy[ng] = dyrows[i] + (ptrdiff_t)ow * C;
+                        gam[ng] = arows[i] + (ptrdiff_t)ow * C;
+                        /* the argmax of this pixel in window (i, ow): ih*W + iw saved, else the
+                         * local tap (row part th[i]) */
+                        gtap[ng] = (ptrdiff_t)th[i] + (saved ? iw : (dw == 1 ? offw : offw / dw));
+                        ng++;
                     }
-                    /* tap j: pixel w0 + j*dw; its argmax tb + w0 + j*dw (saved) or tb + j (local) */
-                    const ptrdiff_t t0 = tb + (saved ? w0 : 0), tj = saved ? dw : 1;
-                    const ptrdiff_t qj = (ptrdiff_t)dw * C;
-                    for (int kb = 0; kb < nkb; kb++) {
-                        const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                        PVI d = (PVI)PLD(dyr + (ptrdiff_t)ow * C + k0);
-                        if (kb == nkb - 1) d &= (PVI)PLD((const FC_T *)tailmask);
-                        const PVI a = PLDI(ar + (ptrdiff_t)ow * C + k0);
-                        if (jlo == 0 && jhi == 3 && KW == 3) { /* an interior window: w0 >= 0 */
-                            FC_T *q = rsum + (ptrdiff_t)w0 * C + k0;
-                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)t0)));
-                            PST(q + qj, PLD(q + qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + tj))));
-                            PST(q + 2 * qj, PLD(q + 2 * qj) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + 2 * tj))));
-                            continue;
-                        }
-                        for (int j = jlo; j < jhi; j++) {
-                            FC_T *q = rsum + ((ptrdiff_t)w0 + (ptrdiff_t)j * dw) * C + k0;
-                            PST(q, PLD(q) + (PV)(d & (a == (PVI){0} + (FC_IT)(t0 + j * tj))));
-                        }
-                    }
+                FC_T *d = dxrow + (ptrdiff_t)iw * C;
+                switch (ng) {
+                case 1: PFN(pl_maxgather_px)(1, stream, nkb, C, gdy, gam, gtap, 1, d); break;
+                case 2: PFN(pl_maxgather_px)(2, stream, nkb, C, gdy, gam, gtap, 2, d); break;
+                case 4: PFN(pl_maxgather_px)(4, stream, nkb, C, gdy, gam, gtap, 4, d); break;
+                default: PFN(pl_maxgather_px)(0, stream, nkb, C, gdy, gam, gtap, ng, d); break;
                 }
             }
-            for (ptrdiff_t iw = 0; iw < W; iw++)
-                for (int kb = 0; kb < nkb; kb++) {
-                    const int k0 = fc_min(kb * FC_VLEN, C - FC_VLEN);
-                    PSTO(stream, dxrow + iw * C + k0, PLD(rsum + iw * C + k0));
-                }
             continue;
         }
         /* Average.  1 or 2 covering rows and columns (every pixel of a 3x3 stride 2 or 2x2 stride 1

@@ -10,6 +10,7 @@ from fastconv import _dispatch
 from fastconv import reference as ref
 from fastconv._kernels import pool as _k
 from fastconv.ops import _plan
+from fastconv.ops import pool as P
 from fastconv.ops._validate import STREAM_BYTES
 from fastconv.ops.pool import (
     avg_pool2d,
@@ -256,8 +257,9 @@ def test_a_plan_that_does_not_match_the_arrays_is_refused():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_ops_bit_identical_at_1_and_2_threads(dtype):
+def test_ops_bit_identical_at_1_and_2_threads(dtype, monkeypatch):
     """Every element has one owner thread: the ops give the same bits at 1 and 2 threads."""
+    monkeypatch.setattr(_dispatch, "_MIN_BYTES_PER_THREAD", 1 << 16)  # these small pools split too
     if not _dispatch._rt.have_openmp():  # scripts/check_serial.sh: a serial build has one thread
         pytest.skip("serial build (no OpenMP): there is no 2-thread run to compare")
     rng = np.random.default_rng(9)
@@ -280,7 +282,7 @@ def test_ops_bit_identical_at_1_and_2_threads(dtype):
             outs.append((g, global_avg_pool2d_grad(g, x)))
             runs.append(outs)
         # large enough that the 2-thread runs split the rows
-        assert _dispatch.threads_for(runs[0][0][1].size * 9) == 2
+        assert _dispatch.threads_for_bytes(x.nbytes) == 2
     finally:
         _dispatch.set_num_threads(old)
     for a, b in zip(runs[0], runs[1]):
@@ -385,3 +387,21 @@ def test_reports_the_kernel_variant_and_skips_dx():
     np.testing.assert_array_equal(g, x.max(axis=(1, 2)))
     dx = ops.global_max_pool2d_grad(np.ones_like(g), x)
     assert dx.sum() == g.size and (dx * x).sum() == pytest.approx(g.sum(), rel=1e-6)
+
+
+def test_threads_by_bytes_moved():
+    """A pool moving a few MB runs on one thread (waking a second costs about what it saves); a large
+    one splits.  The bytes: x and y forward, about 2 x and y backward."""
+    if not _dispatch._rt.have_openmp():
+        pytest.skip("serial build (no OpenMP)")
+    old = _dispatch.get_num_threads()
+    try:
+        _dispatch.set_num_threads(2)
+        small = P._geometry("max_pool2d", np.empty((32, 28, 28, 32), np.float32), 2, None, 0)  # 4 MB
+        big = P._geometry("max_pool2d", np.empty((8, 112, 112, 64), np.float32), 3, 2, 1)    # 32 MB
+        assert [P._plan(small, 4, b).split.threads for b in (False, True)] == [1, 1]
+        assert [P._plan(big, 4, b).split.threads for b in (False, True)] == [2, 2]
+        assert _dispatch.threads_for_bytes(_dispatch._MIN_BYTES_PER_THREAD * 2) == 2
+        assert _dispatch.threads_for_bytes(_dispatch._MIN_BYTES_PER_THREAD * 2 - 1) == 1
+    finally:
+        _dispatch.set_num_threads(old)

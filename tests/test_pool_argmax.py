@@ -61,6 +61,7 @@ CASES = [
     ((2, 3), {"stride": (2, 4), "padding": ((1, 0), (1, 1))}),
     ((1, 3), {"stride": (1, 3)}),
     (4, {"stride": 1}),
+    (3, {"stride": 1, "padding": 1}),  # up to 9 covering windows per dx pixel (the gather's list)
 ]
 
 

@@ -182,9 +182,10 @@ def test_kernel_variants_with_the_options():
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_bit_identical_at_1_and_2_threads(dtype):
+def test_bit_identical_at_1_and_2_threads(dtype, monkeypatch):
     rng = np.random.default_rng(9)
     x = _tied(rng, (4, 65, 63, 24), dtype)
+    monkeypatch.setattr(_dispatch, "_MIN_BYTES_PER_THREAD", 1 << 16)  # these small pools split too
     cases = [(3, {"stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
              (2, {"stride": 2, "ceil_mode": True}), (3, {"stride": 1, "dilation": (1, 3)})]
     old = _dispatch.get_num_threads()
@@ -201,7 +202,7 @@ def test_bit_identical_at_1_and_2_threads(dtype):
                              ops.avg_pool2d(x, k, count_include_pad=True, **kw),
                              ops.avg_pool2d_grad(dy, x, k, count_include_pad=True, **kw)))
             runs.append(outs)
-        assert _dispatch.threads_for(runs[0][0][1].size * 9) == 2
+        assert _dispatch.threads_for_bytes(x.nbytes) == 2
     finally:
         _dispatch.set_num_threads(old)
     for a, b in zip(runs[0], runs[1]):

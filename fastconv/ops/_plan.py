@@ -421,7 +421,7 @@ def depthwise_variant(K: int, M: int, itemsize: int) -> str:
 
 
 def pool_backward_variant(k_hw, stride, saved_argmax: bool, dilation=(1, 1)) -> str:
-    """src/pool_impl.h's backward: "argmax" (a saved argmax scattered per dx row), "fused"
+    """src/pool_impl.h's backward: "argmax" (a saved argmax, gathered per dx row), "fused"
     (undilated non-overlapping windows, stride >= window: one pass over output rows owning their
     band of dx rows) or "gather" (overlapping or dilated windows: a gather per dx row)."""
     if saved_argmax:

@@ -114,10 +114,12 @@ def _check_argmax_plane(op, g: tuple, name) -> None:
                          f"Received: x.shape={g[:4]}")
 
 
-def _plan(g: tuple, backward: bool, saved_argmax: bool = False) -> _plans.PoolPlan:
-    """The plan of a window pooling call: threads by the window's reads of every output."""
-    n_out = g[0] * g[4] * g[5] * g[3]
-    return _plans.pool_plan(g, backward, saved_argmax, _dispatch.threads_for(n_out * g[6] * g[7]))
+def _plan(g: tuple, itemsize: int, backward: bool, saved_argmax: bool = False) -> _plans.PoolPlan:
+    """The plan of a window pooling call: threads by the bytes it moves (x and y forward; x or the
+    argmax, dy and dx backward), the windows' reads being from cache."""
+    n_in, n_out = g[0] * g[1] * g[2] * g[3], g[0] * g[4] * g[5] * g[3]
+    nbytes = itemsize * ((2 * n_in + n_out) if backward else (n_in + n_out))
+    return _plans.pool_plan(g, backward, saved_argmax, _dispatch.threads_for_bytes(nbytes))
 
 
 def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=False, return_argmax=False):
@@ -143,7 +145,7 @@ def max_pool2d(x, pool_size=2, *, stride=None, padding=0, dilation=1, ceil_mode=
     _check_max_window(op, g, pool_size)
     if return_argmax:
         _check_argmax_plane(op, g, "return_argmax")
-    p = _plan(g, False)
+    p = _plan(g, x.itemsize, False)
     y = empty_output(p.out_shape, x.dtype)
     am = empty_output(p.out_shape, np.int32) if return_argmax else None  # aligned: streamed like y
     _dispatch.last_kernel[op] = p.variant
@@ -166,7 +168,7 @@ def max_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, dilation=1, c
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
     g = _geometry(op, x, pool_size, stride, padding, False, dilation, ceil_mode)
-    p = _plan(g, True, argmax is not None)
+    p = _plan(g, x.itemsize, True, argmax is not None)
     check_dy(op, dy, p.out_shape)
     _check_max_window(op, g, pool_size)
     if argmax is not None:
@@ -196,7 +198,8 @@ def avg_pool2d(x, pool_size=2, *, stride=None, padding=0, count_include_pad=Fals
     """
     op = "avg_pool2d"
     x = as_float_array(op, "x", x)
-    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), False)
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), x.itemsize,
+              False)
     y = empty_output(p.out_shape, x.dtype)
     _dispatch.last_kernel[op] = p.variant
     if y.size:
@@ -213,7 +216,8 @@ def avg_pool2d_grad(dy, x, pool_size=2, *, stride=None, padding=0, count_include
         return None
     x = as_float_array(op, "x", x)
     dy = as_float_array(op, "dy", dy, x.dtype)
-    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), True)
+    p = _plan(_geometry(op, x, pool_size, stride, padding, count_include_pad, dilation, ceil_mode), x.itemsize,
+              True)
     check_dy(op, dy, p.out_shape)
     dx = empty_output(x.shape, x.dtype)
     _dispatch.last_kernel[op] = p.variant
