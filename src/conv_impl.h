@@ -23,6 +23,10 @@
  * inside columns otherwise; with at most one vector of output channels (LeNet's 1->6, 1->16) the
  * row runs fc_rowkh, 12 pixels x 1 vector, instead of a 6 x 2-vector tile with idle lanes.
  *
+ * 1x1 stride-1 convs and Dense run as one row of N*H*W pixels (fc_gconv_pixel_row): the same
+ * tiles, but each tile's pointers are formed in place (pixel q reads in + q*ICt), without the
+ * per-tile tap tables, which cost most where few channels give a tile few FMAs.
+ *
  * Few OUTPUT channels (input gradient of a first layer, transposed conv to an image): the
  * narrow-output kernel in conv_narrow_impl.h, vectorised over the reduction channels instead.
  *
@@ -745,6 +749,97 @@ static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
     return 1;
 }
 
+/* The 1x1 pixel row: a 1x1 stride-1 unpadded conv (or Dense) run as one row of N*H*W pixels
+ * (fastconv/ops/conv.py _pixel_row), one tap, one group. */
+static inline int FN(fc_is_pixel_row)(const fc_gconv *p)
+{
+    return p->nty == 1 && p->ntx == 1 && p->by[0] == 0 && p->bx[0] == 0 && p->ky[0] == 0 && p->kx[0] == 0
+           && p->N == 1 && p->IH == 1 && p->OH == 1 && p->oy0 == 0 && p->ox0 == 0 && p->ax == 1
+           && p->out_ax == 1 && p->IW == p->OW && p->G == 1;
+}
+
+/* Tiles [t0, t1) of a pixel row: the same tiles, pixels, register tiles and sums as the general
+ * loop of fc_gconv_tiles, with each tile's pointers formed in place (pixel q of a tile reads
+ * in + q*ICt) instead of by fc_tile_pixels / fc_tile_prepare, whose per-tile bookkeeping took ~20 %
+ * of a 1x1 32 -> 32 conv's time (AVX2, 1 thread: few channels give each tile few FMAs).
+ * acc: FC_RB*VB scratch; zeros: Cr zeros (what the missing pixels of a short tile read). */
+static void FN(fc_gconv_pixel_row)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
+                                   FC_T *out, ptrdiff_t t0, ptrdiff_t t1, int TB, FC_T *acc, const FC_T *zeros)
+{
+    const int nkb = (p->Ko + VB - 1) / VB, Cr = p->Cr, OW = p->OW;
+    const ptrdiff_t wblk = (ptrdiff_t)Cr * VB, ICt = p->ICt, OPS = p->OPS;
+    /* tile t covers pixels [t*OW / tpr, (t+1)*OW / tpr) (row tiles, as fc_tile_pixels cuts them) or
+     * [6t, 6t + 6) cut at OW (flattened tiles): stepped as a quotient and remainder, no division */
+    const ptrdiff_t tpr = p->rowtiles ? (OW + FC_RB - 1) / FC_RB : 1;
+    const ptrdiff_t qd = p->rowtiles ? OW / tpr : FC_RB, rd = p->rowtiles ? OW % tpr : 0;
+    static const ptrdiff_t woff0 = 0;
+#define FC_PR_NEXT(a, r) ((r) += rd, (a) += qd + ((r) >= tpr), (r) -= (r) >= tpr ? tpr : 0)
+    for (ptrdiff_t tb = t0; tb < t1; tb += TB) {
+        const ptrdiff_t te = t1 - tb < TB ? t1 : tb + TB;
+        const ptrdiff_t a0 = p->rowtiles ? tb * OW / tpr : tb * FC_RB;
+        const ptrdiff_t r0 = p->rowtiles ? tb * OW % tpr : 0;
+        for (int kb = 0; kb < nkb; kb++) {
+            const FC_T *wb = wp + kb * wblk;
+            const int k0 = kb * VB, nk = p->Ko - k0 < VB ? p->Ko - k0 : VB;
+            const FC_T *bk = bias ? bias + k0 : NULL;
+            ptrdiff_t b = a0, rb = r0;   /* start of tile t and its remainder */
+            for (ptrdiff_t t = tb; t < te; t++) {
+                const ptrdiff_t a = b;
+                FC_PR_NEXT(b, rb);
+                const int np = (int)((b < OW ? b : OW) - a);
+                const FC_T *xa[FC_RB], *xb[FC_RB];
+                FC_T *da[FC_RB], *db[FC_RB];
+                for (int q = 0; q < FC_RB; q++) {
+                    xa[q] = q < np ? in + (a + q) * ICt : zeros;
+                    da[q] = q < np ? out + (a + q) * OPS + k0 : NULL;
+                }
+                if (nk <= FC_VLEN && t + 1 < te) {
+                    /* a block of at most one vector: tiles t and t + 1 together (fc_ukernel2t) */
+                    const ptrdiff_t a2 = b;
+                    FC_PR_NEXT(b, rb);
+                    const int np2 = (int)((b < OW ? b : OW) - a2);
+                    for (int q = 0; q < FC_RB; q++) {
+                        xb[q] = q < np2 ? in + (a2 + q) * ICt : zeros;
+                        db[q] = q < np2 ? out + (a2 + q) * OPS + k0 : NULL;
+                    }
+                    FN(fc_ukernel2t)(1, xa, xb, wb, &woff0, Cr, bk, p->relu, da, db, nk == FC_VLEN, acc);
+                    t++;
+                    if (nk == FC_VLEN) continue;
+                    for (int h = 0; h < 2; h++)
+                        for (int q = 0; q < FC_RB; q++) {
+                            FC_T *d = h ? db[q] : da[q];
+                            if (!d) continue;
+                            for (int v = 0; v < nk; v++) {
+                                FC_T s = acc[q * VB + h * FC_VLEN + v] + (bk ? bk[v] : (FC_T)0);
+                                d[v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                            }
+                        }
+                    continue;
+                }
+                const int full = nk == VB;
+                if (np == 5)
+                    FN(fc_ukernel)(5, 1, xa, wb, &woff0, Cr, bk, p->relu, da, full, acc);
+                else
+                    FN(fc_ukernel)(FC_RB, 1, xa, wb, &woff0, Cr, bk, p->relu, da, full, acc);
+                if (full) continue;
+                for (int q = 0; q < FC_RB; q++) {
+                    if (!da[q]) continue;
+                    for (int v = 0; v < nk; v++) {
+                        FC_T s = acc[q * VB + v] + (bk ? bk[v] : (FC_T)0);
+                        da[q][v] = (p->relu && s < 0) ? (FC_T)0 : s;
+                    }
+                }
+            }
+        }
+        if (p->act) { /* the pixels just stored, each one's OCt channels */
+            const ptrdiff_t b = p->rowtiles ? te * OW / tpr : (te * FC_RB < OW ? te * FC_RB : OW);
+            for (ptrdiff_t q = a0; q < b; q++)
+                FN(fc_ew_span)(p->act, (FC_T)p->alpha, out + q * OPS, out + q * OPS, p->OCt);
+        }
+    }
+#undef FC_PR_NEXT
+}
+
 /* Compute tiles [t0, t1) of the gather convolution, TB tiles at a time so that one block of packed
  * weights is reused across TB tiles.  scratch: fc_gconv_scratch_bytes(p, TB) bytes, 64-aligned. */
 static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp, const FC_T *bias,
@@ -774,6 +869,10 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
     FC_T *acc = (FC_T *)FN(fc_carve)(&cur, FC_RB * VB * sizeof(FC_T));
     FC_T *zeros = (FC_T *)FN(fc_carve)(&cur, zrun * sizeof(FC_T));  /* what taps outside x read */
     FN(fc_zero)(zeros, (int)zrun);
+    if (FN(fc_is_pixel_row)(p)) {
+        FN(fc_gconv_pixel_row)(p, in, wp, bias, out, t0, t1, TB, acc, zeros);
+        return;
+    }
 
     for (ptrdiff_t tb = t0; tb < t1; tb += TB) {
         const int nt = (int)((t1 - tb) < TB ? (t1 - tb) : TB);

@@ -619,6 +619,54 @@ def test_one_vector_channel_blocks_run_two_tiles_at_once(simd_level, dtype, monk
         close(dx, ref.conv2d_grad(dy, x, w, **opts)[0], dtype)
 
 
+@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pixel_row_of_pointwise_convs(simd_level, dtype, monkeypatch):
+    """1x1 stride-1 unpadded convs and Dense run as one row of N*H*W pixels, whose tiles take their
+    pointers in place (src/conv_impl.h fc_gconv_pixel_row): row tiles of 5 and 6 pixels and
+    flattened tiles with a short last one (rows under 24 pixels), full and partial channel blocks,
+    blocks of one vector run two tiles at once, bias, relu and an activation, a channel slice as
+    the output, the input gradient; every output written (NaN-filled out), 1 and 2 threads bit for
+    bit."""
+    monkeypatch.setattr(conv_ops, "_force_narrow", False)
+    vl = VLEN[simd_level] if dtype == np.float32 else 2
+    cases = [
+        # N, H, W, C, K, options
+        (2, 5, 7, 13, 2 * vl + 3, {}),                      # 70 pixels: row tiles, a partial block
+        (1, 4, 7, 9, 4 * vl, {"relu": True}),               # 28 = 5+6+5+6+6
+        (1, 1, 17, 6, vl, {}),                              # 17 pixels: flattened tiles 6+6+5, one vector
+        (3, 1, 5, 7, 3 * vl, {"activation": "elu"}),        # 15 pixels: 6+6+3, blocks of 2 vectors + 1
+        (2, 3, 9, 5, vl - 1, {}),                           # a partial vector, tiles in pairs
+        (1, 1, 1, 3, 2 * vl + 1, {}),                       # one pixel
+    ]
+    for N, H, W, C, K, opts in cases:
+        relu, act = opts.pop("relu", False), opts.pop("activation", None)
+        x, w, b = rand((N, H, W, C), dtype), rand((1, 1, C, K), dtype), rand((K,), dtype)
+        want = ref.conv2d(x, w, b)
+        want = np.maximum(want, 0) if relu else ops.activation(want, act) if act else want
+        dy = rand(want.shape, dtype)
+        dx_want = ref.conv2d_grad(dy, x, w)[0]
+        ys, dxs, before = [], [], fastconv.get_num_threads()
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            wide = np.full(want.shape[:3] + (K + 3,), np.nan, dtype)   # y as channels 1..K of a wider tensor
+            ops.conv2d(x, w, b, relu=relu, activation=act, out=wide[..., 1:K + 1])
+            assert _dispatch.last_kernel["conv2d"] == "tiles"
+            close(wide[..., 1:K + 1], want, dtype)
+            assert np.isnan(wide[..., 0]).all() and np.isnan(wide[..., K + 1:]).all()
+            ys.append(wide)
+            dx = ops.conv2d_grad(dy, x, w)[0]
+            close(dx, dx_want, dtype)
+            dxs.append(dx)
+        fastconv.set_num_threads(before)
+        np.testing.assert_array_equal(ys[0], ys[1])
+        np.testing.assert_array_equal(dxs[0], dxs[1])
+    x, w, b = rand((31, 11), dtype), rand((11, 2 * vl + 5), dtype), rand((2 * vl + 5,), dtype)
+    out = np.full((31, 2 * vl + 5), np.nan, dtype)
+    ops.dense(x, w, b, out=out)
+    close(out, x @ w + b, dtype)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_fastconv_simd_variable_selects_the_tiles(level, tmp_path):
     """FASTCONV_SIMD (read once, in a fresh process) forces the level the tile kernels run at."""
