@@ -19,46 +19,50 @@ def test_missing_compiled_modules_fail_loudly_with_the_remedy(tmp_path):
     assert str(tmp_path / "fastconv" / "_kernels") in r.stderr
 
 
-def _run_import(code, **env_changes):
+def _run_import(code, tmp_path, **env_changes):
+    # the fastconv this process imported (an in-place build, or the installed one: run from a
+    # folder of its own, so a source checkout's fastconv/ without a build cannot shadow it)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FASTCONV_SPINCOUNT")}
+    env["PYTHONPATH"] = here
     env.update(env_changes)
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=env, cwd=tmp_path)
 
 
 _SHOW_WAIT_ENV = ("import os, fastconv; "
                   "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
 
 
-def test_wait_policy_is_fastconvs_own_and_the_environment_is_put_back():
+def test_wait_policy_is_fastconvs_own_and_the_environment_is_put_back(tmp_path):
     # the variables are set only while fastconv's OpenMP runtime loads: a library loading its own runtime
     # later (PyTorch) must see the environment the user had, not fastconv's choice
-    r = _run_import(_SHOW_WAIT_ENV)
+    r = _run_import(_SHOW_WAIT_ENV, tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["None", "None"]
-    r = _run_import(_SHOW_WAIT_ENV, FASTCONV_SPINCOUNT="5000")
+    r = _run_import(_SHOW_WAIT_ENV, tmp_path, FASTCONV_SPINCOUNT="5000")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["None", "None"]
 
 
-def test_users_wait_policy_is_kept():
-    r = _run_import(_SHOW_WAIT_ENV, OMP_WAIT_POLICY="active")
+def test_users_wait_policy_is_kept(tmp_path):
+    r = _run_import(_SHOW_WAIT_ENV, tmp_path, OMP_WAIT_POLICY="active")
     assert r.stdout.split() == ["active", "None"], r.stderr
-    r = _run_import(_SHOW_WAIT_ENV, GOMP_SPINCOUNT="100")
+    r = _run_import(_SHOW_WAIT_ENV, tmp_path, GOMP_SPINCOUNT="100")
     assert r.stdout.split() == ["None", "100"], r.stderr
 
 
-def test_bad_spincount_warns_and_uses_the_default():
-    r = _run_import(_SHOW_WAIT_ENV, FASTCONV_SPINCOUNT="-3")
+def test_bad_spincount_warns_and_uses_the_default(tmp_path):
+    r = _run_import(_SHOW_WAIT_ENV, tmp_path, FASTCONV_SPINCOUNT="-3")
     assert r.returncode == 0, r.stderr
     assert "FASTCONV_SPINCOUNT must be a non-negative integer" in r.stderr and "'-3'" in r.stderr
     assert r.stdout.split() == ["None", "None"]
 
 
-def test_openmp_runtime_reads_fastconvs_wait_policy():
+def test_openmp_runtime_reads_fastconvs_wait_policy(tmp_path):
     # libgomp prints the settings it read at load with OMP_DISPLAY_ENV=verbose (on stderr)
-    r = _run_import("import fastconv", OMP_DISPLAY_ENV="verbose", FASTCONV_SPINCOUNT="5000")
+    r = _run_import("import fastconv", tmp_path, OMP_DISPLAY_ENV="verbose", FASTCONV_SPINCOUNT="5000")
     assert r.returncode == 0, r.stderr
     if "OPENMP DISPLAY ENVIRONMENT" not in r.stderr:  # a serial build (FASTCONV_NO_OPENMP=1) has no runtime
         from fastconv._kernels import runtime
@@ -66,5 +70,5 @@ def test_openmp_runtime_reads_fastconvs_wait_policy():
         return
     assert "OMP_WAIT_POLICY = 'PASSIVE'" in r.stderr
     assert "GOMP_SPINCOUNT = '5000'" in r.stderr
-    r = _run_import("import fastconv", OMP_DISPLAY_ENV="verbose")
+    r = _run_import("import fastconv", tmp_path, OMP_DISPLAY_ENV="verbose")
     assert "GOMP_SPINCOUNT = '0'" in r.stderr
