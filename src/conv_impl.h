@@ -751,6 +751,22 @@ static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
 
 /* The 1x1 pixel row: a 1x1 stride-1 unpadded conv (or Dense) run as one row of N*H*W pixels
  * (fastconv/ops/conv.py _pixel_row), one tap, one group. */
+/* The first nk < FC_VLEN channels of a tile pair's sums (fc_ukernel2t left them in acc: tile A's in
+ * acc[q*VB ..], B's in acc[q*VB + FC_VLEN ..]) + bias (bk: the block's, or NULL), relu, to da / db. */
+static void FN(fc_store_pair_part)(const FC_T *acc, FC_T *const *da, FC_T *const *db, int nk, const FC_T *bk,
+                                   int relu)
+{
+    for (int h = 0; h < 2; h++)
+        for (int q = 0; q < FC_RB; q++) {
+            FC_T *d = h ? db[q] : da[q];
+            if (!d) continue;
+            for (int v = 0; v < nk; v++) {
+                FC_T s = acc[q * VB + h * FC_VLEN + v] + (bk ? bk[v] : (FC_T)0);
+                d[v] = (relu && s < 0) ? (FC_T)0 : s;
+            }
+        }
+}
+
 static inline int FN(fc_is_pixel_row)(const fc_gconv *p)
 {
     return p->nty == 1 && p->ntx == 1 && p->by[0] == 0 && p->bx[0] == 0 && p->ky[0] == 0 && p->kx[0] == 0
@@ -804,16 +820,8 @@ static void FN(fc_gconv_pixel_row)(const fc_gconv *p, const FC_T *in, const FC_T
                     }
                     FN(fc_ukernel2t)(1, xa, xb, wb, &woff0, Cr, bk, p->relu, da, db, nk == FC_VLEN, acc);
                     t++;
-                    if (nk == FC_VLEN) continue;
-                    for (int h = 0; h < 2; h++)
-                        for (int q = 0; q < FC_RB; q++) {
-                            FC_T *d = h ? db[q] : da[q];
-                            if (!d) continue;
-                            for (int v = 0; v < nk; v++) {
-                                FC_T s = acc[q * VB + h * FC_VLEN + v] + (bk ? bk[v] : (FC_T)0);
-                                d[v] = (p->relu && s < 0) ? (FC_T)0 : s;
-                            }
-                        }
+                    if (nk < FC_VLEN)
+                        FN(fc_store_pair_part)(acc, da, db, nk, bk, p->relu);
                     continue;
                 }
                 const int full = nk == VB;
@@ -899,16 +907,8 @@ static void FN(fc_gconv_tiles)(const fc_gconv *p, const FC_T *in, const FC_T *wp
                         FN(fc_ukernel2t)(tl->ntaps, tl->xp, tm->xp, wb, tl->woff, tl->cr, bk0, p->relu, da, db,
                                          nk == FC_VLEN, acc);
                         i++;
-                        if (nk == FC_VLEN) continue;
-                        for (int h = 0; h < 2; h++)
-                            for (int q = 0; q < FC_RB; q++) {
-                                FC_T *d = h ? db[q] : da[q];
-                                if (!d) continue;
-                                for (int v = 0; v < nk; v++) {
-                                    FC_T s = acc[q * VB + h * FC_VLEN + v] + (bias ? bias[k0 + v] : (FC_T)0);
-                                    d[v] = (p->relu && s < 0) ? (FC_T)0 : s;
-                                }
-                            }
+                        if (nk < FC_VLEN)
+                            FN(fc_store_pair_part)(acc, da, db, nk, bk0, p->relu);
                         continue;
                     }
                     FC_T *dst[FC_RB];
