@@ -132,20 +132,21 @@ def get_num_threads() -> int:
     return _state["threads"]
 
 
-def threads_for(work: float) -> int:
-    """Threads for a call doing `work` multiply-adds (1 when too small to split)."""
-    n = get_num_threads()
+def _threads_for(amount: float, per_thread: float) -> int:
+    """Threads for a call of `amount` units, at least `per_thread` of them a thread (1 when too small)."""
     if not _rt.have_openmp():
         return 1
-    return max(1, min(n, int(work // _MIN_WORK_PER_THREAD) or 1))
+    return max(1, min(get_num_threads(), int(amount // per_thread) or 1))
+
+
+def threads_for(work: float) -> int:
+    """Threads for a call doing `work` multiply-adds (1 when too small to split)."""
+    return _threads_for(work, _MIN_WORK_PER_THREAD)
 
 
 def threads_for_bytes(nbytes: float) -> int:
     """Threads for a memory-bound call moving `nbytes` (1 when too small to split)."""
-    n = get_num_threads()
-    if not _rt.have_openmp():
-        return 1
-    return max(1, min(n, int(nbytes // _MIN_BYTES_PER_THREAD) or 1))
+    return _threads_for(nbytes, _MIN_BYTES_PER_THREAD)
 
 
 # ---- convolution algorithm: FASTCONV_CONV_ALGO or set_conv_algo ----

@@ -96,6 +96,7 @@ done
 # (tests/test_reference.py is NumPy only; CLI, examples, datasets and plotting are left to --all.)
 kernel_tests="tests/test_conv.py tests/test_conv_wgrad.py tests/test_winograd.py tests/test_elementwise.py tests/test_depthwise.py tests/test_pool.py tests/test_norm.py $large"
 kernel_tests="$kernel_tests tests/test_conv_grouped.py"  # group-pair tile (src/conv_grouped_impl.h)
+kernel_tests="$kernel_tests tests/test_pool_argmax.py"  # saved argmax, max pooling's gather backward (src/pool_impl.h)
 kernel_tests="$kernel_tests tests/test_conv_rows.py"  # few-channel rows in place or copied (fc_rowk_rows)
 kernel_tests="$kernel_tests tests/test_depthwise_pad.py"  # zero-padded row cache (src/depthwise_impl.h)
 kernel_tests="$kernel_tests tests/test_optimizers_compiled.py tests/test_engine_memory.py"  # compiled optimizer pass (src/optim_impl.h), buffer cache (src/buffers_impl.h)

@@ -749,8 +749,6 @@ static int FN(fc_rowk_rows)(const fc_gconv *p, const FC_T *in, const FC_T *wp, c
     return 1;
 }
 
-/* The 1x1 pixel row: a 1x1 stride-1 unpadded conv (or Dense) run as one row of N*H*W pixels
- * (fastconv/ops/conv.py _pixel_row), one tap, one group. */
 /* The first nk < FC_VLEN channels of a tile pair's sums (fc_ukernel2t left them in acc: tile A's in
  * acc[q*VB ..], B's in acc[q*VB + FC_VLEN ..]) + bias (bk: the block's, or NULL), relu, to da / db. */
 static void FN(fc_store_pair_part)(const FC_T *acc, FC_T *const *da, FC_T *const *db, int nk, const FC_T *bk,
@@ -767,6 +765,8 @@ static void FN(fc_store_pair_part)(const FC_T *acc, FC_T *const *da, FC_T *const
         }
 }
 
+/* The 1x1 pixel row: a 1x1 stride-1 unpadded conv (or Dense) run as one row of N*H*W pixels
+ * (fastconv/ops/conv.py _pixel_row), one tap, one group. */
 static inline int FN(fc_is_pixel_row)(const fc_gconv *p)
 {
     return p->nty == 1 && p->ntx == 1 && p->by[0] == 0 && p->bx[0] == 0 && p->ky[0] == 0 && p->kx[0] == 0

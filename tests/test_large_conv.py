@@ -95,16 +95,17 @@ def test_forward_tiles_read_past_2_31_elements():
         close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w)[:, 0])
 
 
-@pytest.mark.parametrize("planar", [True, False], ids=["planar", "tiles"])
-def test_weight_gradient_reads_past_2_31_elements(monkeypatch, planar):
+@pytest.mark.parametrize("planar, k", [(True, 16), (False, 16), (False, 20)],
+                         ids=["planar", "tiles", "tiles-masked-tail"])
+def test_weight_gradient_reads_past_2_31_elements(monkeypatch, planar, k):
     """The weight gradient reduces over x rows at element offsets past 2**31 (same input), on both
-    of its kernels."""
+    of its kernels; 20 output channels end in a masked vector (float32 AVX2 / AVX-512)."""
     from fastconv.ops import conv as conv_ops
     monkeypatch.setattr(conv_ops, "_force_planar_wgrad", planar)
     x = lazy_zeros((1, 16400, 16384, 8))
     for r0 in (0, 8192, 16384):
         x[0, r0:r0 + 3] = rand((3, 16384, 8))
-    w, dy = rand((3, 3, 8, 16)), rand((1, 3, 16382, 16))
+    w, dy = rand((3, 3, 8, k)), rand((1, 3, 16382, k))
     _, dw, db = fc.conv2d_grad(dy, x, w, stride=(8192, 1), need_dx=False)
     want = sum(ref.conv2d_grad(dy[:, oy:oy + 1], np.array(x[:, r0:r0 + 3]), w)[1]
                for oy, r0 in enumerate((0, 8192, 16384)))
@@ -170,3 +171,23 @@ def test_narrow_output_channel_tail_past_2_31_elements():
     assert y.shape == (1, 3, 16382, 2) and _dispatch.last_kernel["conv2d"] == "narrow"
     for oy, r0 in enumerate(starts):
         close(y[:, oy], ref.conv2d(np.array(x[:, r0:r0 + 3]), w, b)[:, 0])
+
+
+def test_pointwise_pixel_row_writes_past_2_31_elements():
+    """A 1x1 conv runs as one row of N*H*W pixels (fc_gconv_pixel_row): with 24 outputs per pixel
+    (a full block and a partial one: tile pairs on AVX2) y passes 2**31 elements.  y's head is one
+    small block mapped over and over (x is zero there, so every alias gets zeros), its tail is its
+    own memory, prefilled with NaN and checked against the matrix product."""
+    from large import tail_mapped
+    k, pixels = 24, (INT32_MAX // 24) + 4096
+    x = lazy_zeros((1, 1, pixels, 1))
+    tail = 4096 + 64
+    x[0, 0, -tail:] = rand((tail, 1))
+    w, b = rand((1, 1, 1, k)), np.zeros(k, np.float32)
+    y, h = tail_mapped((1, 1, pixels, k), np.float32, tail_elems=tail * k, fill=np.nan, populate=True)
+    assert y.size > INT32_MAX
+    fc.conv2d(x, w, b, out=y)
+    assert _dispatch.last_kernel["conv2d"] == "tiles"
+    got = y.reshape(-1, k)[-tail:]
+    close(got, np.array(x[0, 0, -tail:]) @ w[0, 0])
+    assert (y.reshape(-1)[h:y.size - tail * k] == 0).all()   # own memory before the checked tail

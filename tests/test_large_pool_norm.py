@@ -142,6 +142,27 @@ def test_avg_pool_backward_overlapping_past_2_31(dx_tail_mapped):
 
 
 @pytest.mark.large
+def test_max_pool_backward_overlapping_past_2_31(dx_tail_mapped):
+    """max_pool2d_grad, overlapping 3x3 windows at stride 2 (a gather per dx pixel from its covering
+    windows, the argmax recomputed from x): dx (1, 2056, 16384, 64) has 2.16e9 elements; its last
+    rows (offsets past 2**31) match the reference built from the x and dy rows covering them."""
+    rng = np.random.default_rng(4)
+    shape = (1, 2056, 16384, 64)
+    x = lazy_zeros(shape, F32)
+    x[0, 2038:] = rng.standard_normal((18, 16384, 64), dtype=F32)
+    oshape = (1, 1027, 8191, 64)
+    dy, _ = _tail_mapped(oshape, F32, tail_elems=8 * 8191 * 64)
+    dy[:, 1019:] = rng.standard_normal((1, 8, 8191, 64), dtype=F32)
+    dx_tail_mapped["tail"] = 20 * 16384 * 64  # from row 2036: the head gets no window fed by dy
+    dx = P.max_pool2d_grad(dy, x, 3, stride=2)
+    assert _dispatch.last_kernel["max_pool2d_grad"] == "gather"
+    assert dx.size > INT32_MAX and dx_tail_mapped["h"] <= 2040 * 16384 * 64
+    want = ref.max_pool2d_grad(dy[:, 1019:], np.array(x[:, 2038:]), 3, stride=2)
+    np.testing.assert_allclose(dx[:, 2040:], want[:, 2:], rtol=1e-5, atol=1e-6)  # sums of up to 4 dy in float32
+    assert dx[0, 5, :100].max() == 0 and dx[0, 5, :100].min() == 0
+
+
+@pytest.mark.large
 def test_global_avg_pool_past_2_31(dx_tail_mapped):
     """global_avg_pool2d and its gradient on x (2, 16400, 32768, 2): 2.15e9 elements, the second
     image's offsets n*H*W*C pass 2**31.  Before the fix its scratch (~40*H*W bytes a thread) failed

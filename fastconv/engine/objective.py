@@ -54,9 +54,6 @@ def _weighted_value(fn, fused, y, out, sw, value):
     return total / n
 
 
-def _softmax(z):
-    return _compiled_softmax(z)
-
 class _Objective:
     """What a compiled model computes per batch: the loss of each output (weighted sum = the
     training loss), their gradients, and the metrics, each on its output.
@@ -139,7 +136,7 @@ class _Objective:
             out = outs[k]
             if k in self.fused and getattr(metric, "uses_probabilities", True):
                 if k not in probs:
-                    probs[k] = _softmax(out)
+                    probs[k] = _compiled_softmax(out)
                 out = probs[k]
             states.append(metric.update(ys[k], out))
         return states

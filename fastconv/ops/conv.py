@@ -65,70 +65,44 @@ def _check_geometry_of(op, x_shape, w_shape, stride, dilation, pads, out_hw, gro
                                              f"stride={stride}, padding={pads}, dilation={dilation})")
 
 
-def _check_groups(op, groups, c_in, w, w_name="w", layout="(KH, KW, C_in // groups, C_out)"):
+def _check_groups(op, groups, c_in, w_shape, w_name="w", layout="(KH, KW, C_in // groups, C_out)"):
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int. Received: groups={groups!r}")
     groups = int(groups)
-    if c_in % groups or w.shape[3] % groups:
+    w_shape = tuple(w_shape)
+    if c_in % groups or w_shape[3] % groups:
         raise ValueError(f"{op}: groups={groups} must divide the input channels ({c_in}) and output "
-                         f"channels ({w.shape[3]}). Received: {w_name}.shape={w.shape}")
-    if w.shape[2] * groups != c_in:
-        raise ValueError(f"{op}: x has {c_in} channels but {w_name} expects {w.shape[2] * groups} "
-                         f"({w_name}.shape={w.shape}, layout {layout}, groups={groups})")
-    if max(w.shape[0], w.shape[1]) > _plan.MAX_TAPS:
+                         f"channels ({w_shape[3]}). Received: {w_name}.shape={w_shape}")
+    if w_shape[2] * groups != c_in:
+        raise ValueError(f"{op}: x has {c_in} channels but {w_name} expects {w_shape[2] * groups} "
+                         f"({w_name}.shape={w_shape}, layout {layout}, groups={groups})")
+    if max(w_shape[0], w_shape[1]) > _plan.MAX_TAPS:
         raise ValueError(f"{op}: kernels up to {_plan.MAX_TAPS}x{_plan.MAX_TAPS} are supported. "
-                         f"Received: {w_name}.shape={w.shape}")
-    if min(w.shape) < 1:
-        raise ValueError(f"{op}: {w_name} must not be empty. Received: {w_name}.shape={w.shape}")
+                         f"Received: {w_name}.shape={w_shape}")
+    if min(w_shape) < 1:
+        raise ValueError(f"{op}: {w_name} must not be empty. Received: {w_name}.shape={w_shape}")
     return groups
 
 
-def _typed(value):
-    """value with the type of every part beside it: a cache key under which True and 1, or 1.0 and
-    1, stay apart (the checks accept some of them and reject others). TypeError when unhashable."""
-    if isinstance(value, tuple):
-        return (tuple, tuple(_typed(v) for v in value))
-    hash(value)
-    return (type(value), value)
-
-
-# Validated geometry of recent calls: the checks below are pure functions of the shapes, dtype and
-# options, and running them took about a third of a small conv's Python time (a training step
-# repeats the same few dozen problems).
-_ARGS_CACHE: dict = {}
-_ARGS_CACHE_MAX = 1024
-
-
 def _conv_args(op, x, w, stride, padding, dilation, groups) -> _ConvArgs:
-    try:
-        key = (op, x.shape, w.shape, w.dtype, _typed((stride, padding, dilation, groups)))
-    except TypeError:   # a list or array among the options: checked every time
-        key = None
-    hit = _ARGS_CACHE.get(key) if key is not None else None
-    if hit is not None:
-        a = _ConvArgs.__new__(_ConvArgs)
-        a.x_shape, a.k_hw, a.stride, a.dilation, a.groups, a.pads, a.out_hw = hit
-        a.w, a.dtype = w, w.dtype
-        return a
-    a = _conv_args_checked(op, x, w, stride, padding, dilation, groups)
-    if key is not None:
-        if len(_ARGS_CACHE) >= _ARGS_CACHE_MAX:
-            _ARGS_CACHE.clear()
-        _ARGS_CACHE[key] = (a.x_shape, a.k_hw, a.stride, a.dilation, a.groups, a.pads, a.out_hw)
-    return a
-
-
-def _conv_args_checked(op, x, w, stride, padding, dilation, groups) -> _ConvArgs:
     check_rank(op, "x", x, 4, "NHWC (N, H, W, C)")
     check_rank(op, "w", w, 4, "(KH, KW, C_in // groups, C_out)")
-    groups = _check_groups(op, groups, x.shape[3], w)
+    # the checks are pure functions of the shapes and options: remembered (a third of a small
+    # conv's Python time; a training step repeats the same few dozen problems)
+    groups, stride, dilation, pads, out_hw = _plan.cached_geometry(_geometry_of, op, x.shape, w.shape, stride,
+                                                                   padding, dilation, groups)
+    return _ConvArgs(op, x.shape, w, stride, dilation, groups, pads, out_hw)
+
+
+def _geometry_of(op, x_shape, w_shape, stride, padding, dilation, groups) -> tuple:
+    groups = _check_groups(op, groups, x_shape[3], w_shape)
     stride = positive_pair("stride", stride, op)
     dilation = positive_pair("dilation", dilation, op)
-    k_hw = w.shape[:2]
-    pads = resolve_padding(padding, x.shape[1:3], k_hw, stride, dilation, op)
-    out_hw = tuple(window_output_size(x.shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
-    check_output(op, out_hw, x.shape, k_hw)
-    return _ConvArgs(op, x.shape, w, stride, dilation, groups, pads, out_hw)
+    k_hw = w_shape[:2]
+    pads = resolve_padding(padding, x_shape[1:3], k_hw, stride, dilation, op)
+    out_hw = tuple(window_output_size(x_shape[1 + a], k_hw[a], stride[a], dilation[a], *pads[a]) for a in range(2))
+    check_output(op, out_hw, x_shape, k_hw)
+    return groups, stride, dilation, pads, out_hw
 
 
 def _pack(w, packing, G, isa):
@@ -575,7 +549,7 @@ def _transpose_args(op, x, w, stride, padding, output_padding, dilation, groups)
     check_output(op, out_hw, x.shape, w.shape[:2])
     y_shape = (x.shape[0], out_hw[0], out_hw[1], w.shape[2] * groups)
     conv_w = w  # (KH, KW, C_out // g, C_in) is a conv2d weight from C_out to C_in channels
-    _check_groups(op, int(groups), y_shape[3], conv_w)
+    _check_groups(op, int(groups), y_shape[3], conv_w.shape)
     pads = ((tops[0], 0), (tops[1], 0))
     a = _ConvArgs(op, y_shape, conv_w, stride, dilation, int(groups), pads, x.shape[1:3])
     return a
